@@ -27,7 +27,7 @@ pub const NONCE_PREFIX_LEN: usize = 7;
 const MISPLACED_SEARCH: u32 = 64;
 const KDF_PBKDF2_SHA256: u8 = 1;
 /// Fixed part of the header up to the cluster ID's length byte.
-const FIXED_LEN: usize = 44;
+const FIXED_LEN: usize = 43;
 
 /// Which file of a restore point an encrypted stream is; part of the authenticated header, so
 /// a manifest cannot be passed off as an archive or the other way round.

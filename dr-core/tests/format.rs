@@ -1,0 +1,331 @@
+//! The stream format: round trips, and a distinct, clear error for every kind of damage.
+
+use std::io::{Read, Write};
+
+use aws_lc_rs::digest;
+use dr_core::crypto::{KdfParams, MasterKey, Passphrase};
+use dr_core::format::{self, Binding, DecryptReader, EncryptWriter, FormatError, Header, Role};
+
+/// Low iteration count keeps these tests fast; writers of real points always use 600,000
+/// (see `point` tests and the committed vectors).
+const TEST_KDF: KdfParams = KdfParams { iterations: 1_000, salt: [7; 16] };
+const SMALL_CHUNK: u32 = 64;
+
+fn pass(s: &str) -> Passphrase {
+    Passphrase::new(s.into()).unwrap()
+}
+fn binding() -> Binding {
+    Binding { cluster_id: "c0ffee00-1111-2222-3333-444455556666".into(), point_id: "20261121T093000Z-0a1b2c3d".into(), role: Role::Archive }
+}
+fn key() -> MasterKey {
+    MasterKey::derive(&pass("correct horse battery staple"), TEST_KDF)
+}
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+fn encrypt(plain: &[u8], chunk: u32) -> Vec<u8> {
+    format::seal_all(plain, &key(), &binding(), chunk)
+}
+fn header_len(ct: &[u8]) -> usize {
+    Header::read(&mut &ct[..]).unwrap().len()
+}
+
+/// Decrypts with the right passphrase, returning what was released before any error.
+fn decrypt(ct: &[u8], expected: &Binding, passphrase: &str) -> (Vec<u8>, Result<(), FormatError>) {
+    let p = pass(passphrase);
+    let mut out = Vec::new();
+    let mut reader = match DecryptReader::open(ct, expected, |kdf| MasterKey::derive(&p, kdf)) {
+        Ok(r) => r,
+        Err(e) => return (out, Err(e)),
+    };
+    let mut buf = [0u8; 1000];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return (out, Ok(())),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return (out, Err(FormatError::from_io(e))),
+        }
+    }
+}
+fn decrypt_ok(ct: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let (out, r) = decrypt(ct, &binding(), "correct horse battery staple");
+    r.map(|_| out)
+}
+
+#[test]
+fn round_trips_at_every_size_boundary() {
+    let c = SMALL_CHUNK as usize;
+    for len in [0, 1, c - 1, c, c + 1, 2 * c, 2 * c + 1, 100 * c + 17] {
+        let plain = data(len);
+        let ct = encrypt(&plain, SMALL_CHUNK);
+        let chunks = if len == 0 { 1 } else { len.div_ceil(c) };
+        assert_eq!(ct.len(), header_len(&ct) + len + chunks * format::TAG_LEN, "len {len}");
+        assert_eq!(decrypt_ok(&ct).unwrap(), plain, "len {len}");
+    }
+}
+
+#[test]
+fn round_trip_with_default_chunk_size_and_odd_write_sizes() {
+    let plain = data(3 * format::DEFAULT_CHUNK_SIZE as usize + 12345);
+    let mut w = EncryptWriter::new(Vec::new(), &key(), &binding(), format::DEFAULT_CHUNK_SIZE).unwrap();
+    for piece in plain.chunks(7919) {
+        w.write_all(piece).unwrap();
+    }
+    let ct = w.finish().unwrap();
+    assert_eq!(decrypt_ok(&ct).unwrap(), plain);
+}
+
+#[test]
+fn same_plaintext_encrypts_differently_each_time() {
+    let plain = data(100);
+    assert_ne!(encrypt(&plain, SMALL_CHUNK), encrypt(&plain, SMALL_CHUNK));
+}
+
+/// A pipe with a bounded queue, so neither side can hold the whole stream.
+struct Pipe(std::sync::mpsc::SyncSender<Vec<u8>>);
+impl Write for Pipe {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.send(b.to_vec()).map_err(std::io::Error::other)?;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+struct PipeReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+impl Read for PipeReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(v) => {
+                    self.cur = v;
+                    self.pos = 0
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn multi_gib_stream_round_trips_without_being_held_in_memory() {
+    const TOTAL: u64 = 2 * 1024 * 1024 * 1024 + 4097; // over 2 GiB, not chunk-aligned
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+    let writer = std::thread::spawn(move || {
+        let mut w = EncryptWriter::new(Pipe(tx), &key(), &binding(), format::DEFAULT_CHUNK_SIZE).unwrap();
+        let block = data(1 << 20);
+        let mut sha = digest::Context::new(&digest::SHA256);
+        let mut left = TOTAL;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            w.write_all(&block[..n]).unwrap();
+            sha.update(&block[..n]);
+            left -= n as u64;
+        }
+        w.finish().unwrap();
+        sha.finish()
+    });
+    let p = pass("correct horse battery staple");
+    let mut r = DecryptReader::open(PipeReader { rx, cur: Vec::new(), pos: 0 }, &binding(), |kdf| {
+        MasterKey::derive(&p, kdf)
+    })
+    .unwrap();
+    let mut sha = digest::Context::new(&digest::SHA256);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = r.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        total += n as u64;
+    }
+    let written = writer.join().unwrap();
+    assert_eq!(total, TOTAL);
+    assert_eq!(sha.finish().as_ref(), written.as_ref());
+}
+
+#[test]
+fn wrong_passphrase_is_reported_as_such() {
+    let ct = encrypt(&data(500), SMALL_CHUNK);
+    let (out, r) = decrypt(&ct, &binding(), "Tr0ub4dor&3");
+    assert!(matches!(r, Err(FormatError::WrongPassphrase)), "{r:?}");
+    assert!(out.is_empty());
+}
+
+#[test]
+fn any_flipped_bit_in_the_header_is_reported_as_damage() {
+    let ct = encrypt(&data(500), SMALL_CHUNK);
+    let hl = header_len(&ct);
+    for byte in 8..hl {
+        let mut bad = ct.clone();
+        bad[byte] ^= 0x10;
+        let r = decrypt_ok(&bad);
+        assert!(
+            matches!(r, Err(FormatError::HeaderDamaged) | Err(FormatError::UnsupportedVersion(_))),
+            "byte {byte}: {r:?}"
+        );
+    }
+    let mut bad = ct.clone();
+    bad[0] ^= 1;
+    assert!(matches!(decrypt_ok(&bad), Err(FormatError::NotARestorePoint)));
+}
+
+#[test]
+fn header_forged_with_a_fresh_checksum_fails_authentication() {
+    // Someone edits the chunk size and recomputes the unkeyed checksum: the keyed MAC catches it.
+    let ct = encrypt(&data(500), SMALL_CHUNK);
+    let hl = header_len(&ct);
+    let mut bad = ct.clone();
+    bad[35] ^= 0x40; // low byte of the chunk size: 64 -> 0
+    bad[35] = 128;
+    let sum = digest::digest(&digest::SHA256, &bad[..hl - 32]);
+    bad[hl - 32..hl].copy_from_slice(sum.as_ref());
+    let (out, r) = decrypt(&bad, &binding(), "correct horse battery staple");
+    assert!(matches!(r, Err(FormatError::HeaderTampered)), "{r:?}");
+    assert!(out.is_empty());
+}
+
+#[test]
+fn flipped_bit_in_a_body_chunk_releases_only_the_chunks_before_it() {
+    let plain = data(10 * SMALL_CHUNK as usize + 5);
+    let ct = encrypt(&plain, SMALL_CHUNK);
+    let hl = header_len(&ct);
+    let stride = SMALL_CHUNK as usize + format::TAG_LEN;
+    let mut bad = ct.clone();
+    bad[hl + 3 * stride + 10] ^= 0x01; // inside chunk 3's ciphertext
+    let (out, r) = decrypt(&bad, &binding(), "correct horse battery staple");
+    assert!(matches!(r, Err(FormatError::ChunkDamaged { index: 3 })), "{r:?}");
+    assert_eq!(out, plain[..3 * SMALL_CHUNK as usize]);
+}
+
+#[test]
+fn flipped_bit_in_a_tag_is_detected() {
+    let ct = encrypt(&data(10 * SMALL_CHUNK as usize + 5), SMALL_CHUNK);
+    let hl = header_len(&ct);
+    let stride = SMALL_CHUNK as usize + format::TAG_LEN;
+    let mut bad = ct.clone();
+    bad[hl + 2 * stride - 1] ^= 0x80; // last byte of chunk 1's tag
+    let (out, r) = decrypt(&bad, &binding(), "correct horse battery staple");
+    assert!(matches!(r, Err(FormatError::ChunkDamaged { index: 1 })), "{r:?}");
+    assert_eq!(out.len(), SMALL_CHUNK as usize);
+}
+
+#[test]
+fn flipped_bit_in_the_final_chunk_is_detected() {
+    let plain = data(3 * SMALL_CHUNK as usize + 5);
+    let mut bad = encrypt(&plain, SMALL_CHUNK);
+    let last = bad.len() - 1;
+    bad[last] ^= 2;
+    let (out, r) = decrypt(&bad, &binding(), "correct horse battery staple");
+    assert!(matches!(r, Err(FormatError::FinalChunkInvalid { index: 3 })), "{r:?}");
+    assert_eq!(out, plain[..3 * SMALL_CHUNK as usize]);
+}
+
+#[test]
+fn truncation_at_a_chunk_boundary_is_reported_as_truncation() {
+    let plain = data(5 * SMALL_CHUNK as usize + 9);
+    let ct = encrypt(&plain, SMALL_CHUNK);
+    let hl = header_len(&ct);
+    let stride = SMALL_CHUNK as usize + format::TAG_LEN;
+    for chunks in 0..5u32 {
+        let cut = &ct[..hl + chunks as usize * stride];
+        let (out, r) = decrypt(cut, &binding(), "correct horse battery staple");
+        assert!(matches!(r, Err(FormatError::Truncated { chunks: c }) if c == chunks), "{chunks}: {r:?}");
+        // The chunk before the cut authenticated as non-final, but it is withheld too: a
+        // reader never hands out the tail of a stream it knows is incomplete.
+        let released = chunks.saturating_sub(1) as usize * SMALL_CHUNK as usize;
+        assert_eq!(out, plain[..released]);
+    }
+}
+
+#[test]
+fn truncation_between_chunk_boundaries_is_detected_at_the_cut() {
+    let plain = data(5 * SMALL_CHUNK as usize + 9);
+    let ct = encrypt(&plain, SMALL_CHUNK);
+    let hl = header_len(&ct);
+    let stride = SMALL_CHUNK as usize + format::TAG_LEN;
+    for cut_at in [hl + 2 * stride + 1, hl + 2 * stride + 40, ct.len() - 1] {
+        let (out, r) = decrypt(&ct[..cut_at], &binding(), "correct horse battery staple");
+        let index = ((cut_at - hl) / stride) as u32;
+        assert!(matches!(r, Err(FormatError::FinalChunkInvalid { index: i }) if i == index), "{cut_at}: {r:?}");
+        assert_eq!(out.len(), index as usize * SMALL_CHUNK as usize);
+    }
+    let r = decrypt_ok(&ct[..hl - 5]);
+    assert!(matches!(r, Err(FormatError::HeaderTruncated)), "{r:?}");
+}
+
+#[test]
+fn swapped_chunks_are_reported_as_reordered() {
+    let plain = data(6 * SMALL_CHUNK as usize + 3);
+    let ct = encrypt(&plain, SMALL_CHUNK);
+    let hl = header_len(&ct);
+    let stride = SMALL_CHUNK as usize + format::TAG_LEN;
+    let mut bad = ct.clone();
+    let (a, b) = (hl + stride, hl + 2 * stride);
+    let chunk1 = ct[a..a + stride].to_vec();
+    bad.copy_within(b..b + stride, a);
+    bad[b..b + stride].copy_from_slice(&chunk1);
+    let (out, r) = decrypt(&bad, &binding(), "correct horse battery staple");
+    assert!(matches!(r, Err(FormatError::ChunkOutOfPlace { position: 1, belongs_at: 2 })), "{r:?}");
+    assert_eq!(out, plain[..SMALL_CHUNK as usize]);
+}
+
+#[test]
+fn appended_chunk_is_reported_as_trailing_data() {
+    // A stream whose last chunk is full: the appended chunk lines up on a chunk boundary.
+    let plain = data(4 * SMALL_CHUNK as usize);
+    let ct = encrypt(&plain, SMALL_CHUNK);
+    let hl = header_len(&ct);
+    let stride = SMALL_CHUNK as usize + format::TAG_LEN;
+    let mut bad = ct.clone();
+    bad.extend_from_slice(&ct[hl..hl + stride]);
+    let (out, r) = decrypt(&bad, &binding(), "correct horse battery staple");
+    assert!(matches!(r, Err(FormatError::TrailingData { after_chunk: 3 })), "{r:?}");
+    assert_eq!(out, plain[..3 * SMALL_CHUNK as usize]);
+}
+
+#[test]
+fn point_copied_to_another_cluster_or_renamed_is_refused_before_decrypting() {
+    let ct = encrypt(&data(300), SMALL_CHUNK);
+    let moved = Binding { cluster_id: "another-cluster".into(), ..binding() };
+    let (out, r) = decrypt(&ct, &moved, "correct horse battery staple");
+    assert!(matches!(&r, Err(FormatError::WrongCluster { found, expected }) if found == &binding().cluster_id && expected == "another-cluster"), "{r:?}");
+    assert!(out.is_empty());
+    let renamed = Binding { point_id: "20990101T000000Z-ffffffff".into(), ..binding() };
+    assert!(matches!(decrypt(&ct, &renamed, "correct horse battery staple").1, Err(FormatError::WrongPoint { .. })));
+    let as_manifest = Binding { role: Role::Manifest, ..binding() };
+    assert!(matches!(decrypt(&ct, &as_manifest, "correct horse battery staple").1, Err(FormatError::WrongRole { .. })));
+}
+
+#[test]
+fn chunks_spliced_from_another_stream_do_not_authenticate() {
+    let plain = data(4 * SMALL_CHUNK as usize + 1);
+    let a = encrypt(&plain, SMALL_CHUNK);
+    let b = encrypt(&plain, SMALL_CHUNK); // same key, different nonce prefix
+    let hl = header_len(&a);
+    let stride = SMALL_CHUNK as usize + format::TAG_LEN;
+    let mut bad = a.clone();
+    bad[hl + stride..hl + 2 * stride].copy_from_slice(&b[hl + stride..hl + 2 * stride]);
+    let (out, r) = decrypt(&bad, &binding(), "correct horse battery staple");
+    assert!(matches!(r, Err(FormatError::ChunkDamaged { index: 1 })), "{r:?}");
+    assert_eq!(out.len(), SMALL_CHUNK as usize);
+}
+
+#[test]
+fn error_messages_say_what_to_do_and_never_contain_the_passphrase() {
+    let ct = encrypt(&data(10), SMALL_CHUNK);
+    let (_, r) = decrypt(&ct, &binding(), "Tr0ub4dor&3");
+    let msg = r.unwrap_err().to_string();
+    assert!(msg.contains("wrong passphrase") && msg.contains("use the passphrase"), "{msg}");
+    assert!(!msg.contains("Tr0ub4dor") && !msg.contains("correct horse"));
+}
