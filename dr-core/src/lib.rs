@@ -1,10 +1,38 @@
 //! kubectl-dr's library: everything the `kubectl-dr` plugin and the in-cluster job share.
 //!
 //! - [`crypto`], [`format`]: passphrases, keys and the encrypted stream format (pure, sync)
-//! - [`point`]: restore points — naming, manifest, writing and reading whole points
-//! - [`location`]: where points live (a directory or an S3 bucket)
-//! - [`passphrase`]: where the DR passphrase comes from (`k10-dr-secret`: raw, Vault, AWS)
 //! - [`catalog`]: what a point holds — resource categories and entries
+//! - [`point`]: restore points — naming, manifest, writing, listing and reading whole points
+//! - [`location`]: where points live (a directory or an S3 bucket)
+//! - [`manifests`]: manifests on disk — reading a directory, exporting a point as YAML
+//! - [`passphrase`]: where the DR passphrase comes from (`k10-dr-secret`: raw, Vault, AWS)
 
+pub mod catalog;
 pub mod crypto;
 pub mod format;
+pub mod location;
+pub mod manifests;
+pub mod passphrase;
+pub mod point;
+
+/// Installs aws-lc-rs as rustls' process-wide crypto provider, once. reqwest is built without
+/// a provider of its own so that there is exactly one (two make rustls panic).
+pub fn init_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
+
+/// An HTTPS client for the AWS SDK that also trusts the CA certificates in `pem`.
+pub(crate) fn https_client_with_ca(pem: Vec<u8>) -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    let ctx = tls::TlsContext::builder()
+        .with_trust_store(tls::TrustStore::default().with_pem_certificate(pem))
+        .build()
+        .expect("a trust store with native roots and a PEM bundle");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+        .tls_context(ctx)
+        .build_https()
+}

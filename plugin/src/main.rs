@@ -1,1 +1,29 @@
-fn main() {}
+//! `kubectl-dr`: parse the command line, run the command, map the outcome to an exit status.
+
+mod cli;
+mod commands;
+mod input;
+
+use clap::Parser;
+use commands::ExitStatus;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DR_LOG").unwrap_or_else(|_| "warn".into()))
+        .without_time()
+        .init();
+    let result = match &cli.command {
+        cli::Command::Backup(args) => commands::backup::run(&cli.global, args).await,
+        cli::Command::RestorePoints(args) => commands::restore_points::run(args).await,
+        cli::Command::Verify(args) => commands::verify::run(args).await,
+        cli::Command::Export(args) => commands::export::run(args).await,
+    };
+    let status = result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitStatus::Error
+    });
+    std::process::ExitCode::from(status as u8)
+}

@@ -1,0 +1,44 @@
+//! `kubectl dr export`: one point's objects as YAML files a person can browse and
+//! `kubectl apply -R -f`.
+
+use anyhow::{bail, Context, Result};
+use dr_core::point::{self, Unlocker};
+
+use super::ExitStatus;
+use crate::cli::ExportArgs;
+use crate::input;
+
+pub async fn run(args: &ExportArgs) -> Result<ExitStatus> {
+    dr_core::point::validate_cluster_id(&args.cluster_id)?;
+    if args.output_dir.exists() {
+        bail!("{} already exists: give a new directory to export into", args.output_dir.display());
+    }
+    let at = input::point_in_time(&args.point_in_time)?;
+    let location = input::location(&args.location, false).await?;
+    let points = point::list_points(&location, &args.cluster_id).await?;
+    let chosen = match &args.point {
+        Some(id) => point::find_point(&points, id, &args.cluster_id)?,
+        None => point::select_point(&points, at, &args.cluster_id, &location)?,
+    };
+    if !chosen.complete {
+        return Err(point::PointError::Incomplete { point: chosen.id.clone() }.into());
+    }
+    let unlocker = Unlocker::new(input::passphrase(&args.passphrase, false).await?);
+    let manifest = point::read_manifest(&location, &args.cluster_id, &chosen.id, &unlocker).await?;
+    // Export into a hidden sibling and rename at the end, so a point that fails its final
+    // checks leaves no directory that looks like a good export.
+    let parent = args.output_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let staging = tempfile::Builder::new().prefix(".kubectl-dr-export-").tempdir_in(parent)?;
+    let root = staging.path().to_owned();
+    let counts = point::read_entries(&location, &manifest, &unlocker, move |entry| {
+        dr_core::manifests::write_object(&root, &entry).map(|_| ()).map_err(|e| e.to_string())
+    })
+    .await?;
+    std::fs::write(staging.path().join("restore-point.json"), serde_json::to_vec_pretty(&manifest)?)?;
+    let staged = staging.keep();
+    std::fs::rename(&staged, &args.output_dir).with_context(|| format!("cannot move the export to {}", args.output_dir.display()))?;
+    println!("exported restore point {} ({} objects) to {}", manifest.point_id, counts.total, args.output_dir.display());
+    println!("apply it with: kubectl apply -R -f {}/cluster && kubectl apply -R -f {}/namespaces", args.output_dir.display(), args.output_dir.display());
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,130 @@
+//! `kubectl dr restore-points`: the points of a cluster ID, newest first.
+
+use anyhow::Result;
+use dr_core::crypto::Passphrase;
+use dr_core::location::Location;
+use dr_core::point::{self, PointError, PointSummary, Unlocker};
+use futures::{stream, StreamExt};
+use serde::Serialize;
+
+use super::{human_bytes, ExitStatus};
+use crate::cli::{OutputFormat, RestorePointsArgs};
+use crate::input;
+
+/// One row of the listing.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Row {
+    pub id: String,
+    pub time: String,
+    /// complete, incomplete (no manifest: the backup did not finish) or damaged.
+    pub status: String,
+    pub mode: Option<String>,
+    pub objects: Option<u64>,
+    pub size_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retained_until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Builds the rows, decrypting each complete point's manifest (4 at a time). A wrong
+/// passphrase is an error for the whole listing, not a row.
+pub async fn rows(location: &Location, cluster_id: &str, points: &[PointSummary], passphrase: Passphrase) -> Result<Vec<Row>> {
+    let unlocker = Unlocker::new(passphrase);
+    let results: Vec<(PointSummary, Option<Result<point::Manifest, PointError>>)> = stream::iter(points.iter().cloned())
+        .map(|p| {
+            let unlocker = unlocker.clone();
+            async move {
+                let manifest = if p.complete { Some(point::read_manifest(location, cluster_id, &p.id, &unlocker).await) } else { None };
+                (p, manifest)
+            }
+        })
+        .buffered(4)
+        .collect()
+        .await;
+    let mut rows = Vec::new();
+    for (p, manifest) in results {
+        let mut row = Row {
+            time: point::rfc3339(p.time),
+            id: p.id,
+            status: if p.complete { "complete" } else { "incomplete" }.into(),
+            mode: None,
+            objects: None,
+            size_bytes: p.stored_bytes,
+            retained_until: None,
+            error: None,
+        };
+        match manifest {
+            Some(Ok(m)) => {
+                row.mode = Some(m.mode.as_str().into());
+                row.objects = Some(m.counts.total);
+                row.retained_until = m.retained_until;
+            }
+            Some(Err(e)) if e.is_wrong_passphrase() => return Err(e.into()),
+            Some(Err(e)) => {
+                row.status = "damaged".into();
+                row.error = Some(e.to_string());
+            }
+            None => {}
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+pub async fn run(args: &RestorePointsArgs) -> Result<ExitStatus> {
+    dr_core::point::validate_cluster_id(&args.cluster_id)?;
+    let at = input::point_in_time(&args.point_in_time)?;
+    let location = input::location(&args.location, false).await?;
+    let mut points = point::list_points(&location, &args.cluster_id).await?;
+    if points.is_empty() {
+        return Err(PointError::NoPoints { cluster_id: args.cluster_id.clone(), location: location.describe() }.into());
+    }
+    if let Some(at) = at {
+        points.retain(|p| p.time <= at);
+    }
+    let passphrase = input::passphrase(&args.passphrase, false).await?;
+    let rows = rows(&location, &args.cluster_id, &points, passphrase).await?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        OutputFormat::Yaml => print!("{}", serde_yaml::to_string(&rows)?),
+        OutputFormat::Table => print!("{}", table(&rows)),
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// A table in the style of `_cat/snapshots?v`.
+pub fn table(rows: &[Row]) -> String {
+    let header = ["ID", "TIME", "STATUS", "MODE", "OBJECTS", "SIZE"];
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.id.clone(),
+                r.time.clone(),
+                r.status.clone(),
+                r.mode.clone().unwrap_or_else(|| "-".into()),
+                r.objects.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+                human_bytes(r.size_bytes),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cols: &[&str]| {
+        let parts: Vec<String> = cols.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &cells {
+        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    out
+}

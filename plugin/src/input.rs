@@ -1,0 +1,130 @@
+//! Turning flags into a location and a passphrase. The passphrase is read from a file,
+//! stdin or a terminal prompt, never from the command line.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use dr_core::crypto::Passphrase;
+use dr_core::location::{Location, LocationConfig, S3Config};
+use dr_core::passphrase::{AwsSecret, KvVersion, PassphraseSource, ResolveOptions, VaultAuth, VaultConfig, VaultSecret};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::cli::{KvVersionArg, LocationArgs, PassphraseArgs, SourceKind};
+
+/// The embedded default location: a directory under the user's data directory.
+pub fn default_location_path() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("kubectl-dr").join("location")
+}
+
+/// Builds the location; `create_default` makes the default directory when it is used.
+pub async fn location(args: &LocationArgs, create_default: bool) -> Result<Location> {
+    let config = match (&args.path, &args.s3_bucket) {
+        (Some(path), _) => LocationConfig::File { path: path.clone() },
+        (None, Some(bucket)) => LocationConfig::S3(S3Config {
+            bucket: bucket.clone(),
+            prefix: args.s3_prefix.clone(),
+            region: args.s3_region.clone(),
+            endpoint: args.s3_endpoint.clone(),
+            path_style: args.s3_path_style,
+            ca_bundle: args.s3_ca_bundle.clone(),
+            credentials: None,
+            immutable_days: args.immutable_days,
+        }),
+        (None, None) => {
+            let path = default_location_path();
+            if create_default {
+                std::fs::create_dir_all(&path).with_context(|| format!("cannot create the default location {}", path.display()))?;
+            }
+            tracing::info!("using the default location {} (give --path or --s3-bucket for another)", path.display());
+            LocationConfig::File { path }
+        }
+    };
+    Ok(Location::connect(&config).await?)
+}
+
+/// Parses an RFC 3339 time given on the command line.
+pub fn point_in_time(value: &Option<String>) -> Result<Option<OffsetDateTime>> {
+    value
+        .as_deref()
+        .map(|v| {
+            OffsetDateTime::parse(v, &Rfc3339)
+                .with_context(|| format!("--point-in-time {v:?} is not an RFC 3339 time such as 2022-01-02T15:04:05Z"))
+        })
+        .transpose()
+}
+
+fn read_secret_file(path: &PathBuf) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut bytes).context("cannot read the passphrase from stdin")?;
+    } else {
+        bytes = std::fs::read(path).with_context(|| format!("cannot read the passphrase file {}", path.display()))?;
+    }
+    Ok(bytes)
+}
+
+/// Resolves the passphrase. `confirm` asks twice at a prompt (when writing a new point).
+pub async fn passphrase(args: &PassphraseArgs, confirm: bool) -> Result<Passphrase> {
+    let source = match args.passphrase_source {
+        SourceKind::Raw => {
+            let p = if let Some(file) = &args.passphrase_file {
+                Passphrase::from_bytes(read_secret_file(file)?)?
+            } else if std::io::stdin().is_terminal() {
+                let first = Zeroizing::new(rpassword::prompt_password("DR passphrase: ")?);
+                if confirm {
+                    let again = Zeroizing::new(rpassword::prompt_password("Repeat the DR passphrase: ")?);
+                    if *first != *again {
+                        bail!("the two passphrases differ; run the command again");
+                    }
+                }
+                Passphrase::new(first.as_str().to_owned())?
+            } else {
+                bail!("no DR passphrase: give --passphrase-file FILE (or --passphrase-file - to read stdin), or run in a terminal to be prompted");
+            };
+            PassphraseSource::Raw(p)
+        }
+        SourceKind::Vault => {
+            let need = |v: &Option<String>, flag: &str| v.clone().with_context(|| format!("--passphrase-source vault needs {flag}"));
+            PassphraseSource::Vault(VaultSecret {
+                kv_version: match args.vault_kv_version.context("--passphrase-source vault needs --vault-kv-version KVv1|KVv2")? {
+                    KvVersionArg::KVv1 => KvVersion::V1,
+                    KvVersionArg::KVv2 => KvVersion::V2,
+                },
+                mount_path: need(&args.vault_mount_path, "--vault-mount-path")?,
+                secret_path: need(&args.vault_secret_path, "--vault-secret-path")?,
+                field: need(&args.vault_key, "--vault-key")?,
+            })
+        }
+        SourceKind::Aws => PassphraseSource::Aws(AwsSecret {
+            region: args.aws_region.clone().context("--passphrase-source aws needs --aws-region")?,
+            name: args.aws_secret_name.clone().context("--passphrase-source aws needs --aws-secret-name")?,
+        }),
+    };
+    let opts = ResolveOptions { vault: vault_config(args)?, aws_endpoint: args.aws_endpoint.clone() };
+    Ok(source.resolve(&opts).await?)
+}
+
+fn vault_config(args: &PassphraseArgs) -> Result<Option<VaultConfig>> {
+    if args.passphrase_source != SourceKind::Vault {
+        return Ok(None);
+    }
+    let address = args.vault_address.clone().context("--passphrase-source vault needs --vault-address (or VAULT_ADDR)")?;
+    let auth = if let Some(role) = &args.vault_role {
+        VaultAuth::Kubernetes { role: role.clone(), token_path: args.vault_sa_token_path.clone(), mount: args.vault_auth_mount.clone() }
+    } else if let Some(file) = &args.vault_token_file {
+        let bytes = Zeroizing::new(read_secret_file(file)?);
+        VaultAuth::Token(Zeroizing::new(String::from_utf8_lossy(&bytes).trim().to_owned()))
+    } else if let Ok(token) = std::env::var("VAULT_TOKEN") {
+        VaultAuth::Token(Zeroizing::new(token))
+    } else {
+        bail!("Vault needs a login: --vault-token-file FILE (or VAULT_TOKEN), or --vault-role ROLE for Kubernetes auth");
+    };
+    Ok(Some(VaultConfig { address, auth, namespace: std::env::var("VAULT_NAMESPACE").ok() }))
+}
