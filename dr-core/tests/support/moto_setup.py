@@ -1,0 +1,55 @@
+"""Test setup against a moto server: buckets, IAM users, Secrets Manager secrets.
+
+usage: moto_setup.py ENDPOINT bucket NAME [lock]
+       moto_setup.py ENDPOINT users BUCKET          -> {"writer": {...}, "reader": {...}}
+       moto_setup.py ENDPOINT secret REGION NAME    (the value is read from stdin)
+
+The `users` step makes exactly 6 requests, so a server started with
+INITIAL_NO_AUTH_ACTION_COUNT=7 (bucket + users) enforces IAM policies from then on.
+"""
+import json
+import sys
+
+import boto3
+
+endpoint, action, *args = sys.argv[1:]
+session = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+
+
+def client(service, region="us-east-1"):
+    return session.client(service, endpoint_url=endpoint, region_name=region)
+
+
+if action == "bucket":
+    name = args[0]
+    kwargs = {"Bucket": name}
+    if len(args) > 1 and args[1] == "lock":
+        kwargs["ObjectLockEnabledForBucket"] = True
+    client("s3").create_bucket(**kwargs)
+    print("{}")
+elif action == "users":
+    bucket = args[0]
+    iam = client("iam")
+    out = {}
+    policies = {
+        # Exactly what a backup needs: create objects, nothing else.
+        "writer": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]},
+        # What listing, verifying and restoring need.
+        "reader": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketObjectLockConfiguration"], "Resource": f"arn:aws:s3:::{bucket}"},
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"},
+        ]},
+    }
+    for user, policy in policies.items():
+        iam.create_user(UserName=user)
+        iam.put_user_policy(UserName=user, PolicyName=f"{user}-only", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        out[user] = {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+    print(json.dumps(out))
+elif action == "secret":
+    region, name = args
+    value = sys.stdin.read()
+    client("secretsmanager", region).create_secret(Name=name, SecretString=value)
+    print("{}")
+else:
+    sys.exit(f"unknown action {action}")
