@@ -448,7 +448,14 @@ impl S3Location {
         let mut builder = aws_sdk_s3::config::Builder::from(&sdk)
             .region(aws_config::Region::new(region.clone()))
             .force_path_style(cfg.path_style)
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(6))
+            // Throttling (503 SlowDown) and 5xx are retried with jittered exponential backoff;
+            // the cap keeps an unreachable endpoint from stalling a command for long.
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(6)
+                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_backoff(Duration::from_secs(5)),
+            )
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(10))
@@ -513,28 +520,37 @@ impl S3Location {
             }
             _ => {}
         }
-        match (code.as_deref(), status) {
-            (Some("NoSuchBucket"), _) | (None, Some(404)) if op.is_bucket_op() => LocationError::NoSuchBucket {
-                bucket: self.bucket.clone(),
-                region: format!(" in region {}", self.region),
-            },
-            (Some("NoSuchBucket"), _) => LocationError::NoSuchBucket { bucket: self.bucket.clone(), region: format!(" in region {}", self.region) },
-            (Some("NoSuchKey") | Some("NotFound"), _) | (None, Some(404)) => LocationError::NotFound { location: self.describe(), key },
-            (Some("AccessDenied") | Some("InvalidAccessKeyId") | Some("SignatureDoesNotMatch") | Some("Forbidden"), _) | (_, Some(403)) => {
-                LocationError::AccessDenied { operation: op.name(), permission: op.permission(), bucket: self.bucket.clone(), key }
+        let not_found = status == Some(404) || matches!(code.as_deref(), Some("NoSuchBucket" | "NoSuchKey" | "NotFound"));
+        let bucket = self.bucket.clone();
+        if code.as_deref() == Some("ObjectLockConfigurationNotFoundError") {
+            return LocationError::ObjectLockDisabled { bucket };
+        }
+        if code.as_deref() == Some("NoSuchBucket") || (not_found && op.is_bucket_op()) {
+            return LocationError::NoSuchBucket { bucket, region: format!(" in region {}", self.region) };
+        }
+        if not_found {
+            return LocationError::NotFound { location: self.describe(), key };
+        }
+        match code.as_deref() {
+            Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "Forbidden") => {
+                LocationError::AccessDenied { operation: op.name(), permission: op.permission(), bucket, key }
             }
-            (Some("ObjectLockConfigurationNotFoundError"), _) => LocationError::ObjectLockDisabled { bucket: self.bucket.clone() },
-            _ => LocationError::S3 { operation: op.name(), bucket: self.bucket.clone(), key, detail: short(&detail) },
+            _ if status == Some(403) => LocationError::AccessDenied { operation: op.name(), permission: op.permission(), bucket, key },
+            _ => LocationError::S3 { operation: op.name(), bucket, key, detail: short(&detail) },
         }
     }
 
     async fn validate(&self) -> Result<(), LocationError> {
+        // A one-key listing of our prefix: it needs s3:ListBucket, like HeadBucket on AWS, but
+        // every S3 implementation authorizes it the same way and it proves the prefix is readable.
         self.client
-            .head_bucket()
+            .list_objects_v2()
             .bucket(&self.bucket)
+            .prefix(self.full_key(""))
+            .max_keys(1)
             .send()
             .await
-            .map_err(|e| self.error(e, S3Op::HeadBucket, ""))?;
+            .map_err(|e| self.error(e, S3Op::ListObjects, ""))?;
         if self.immutable_days.is_some() {
             let lock = self
                 .client
@@ -622,7 +638,6 @@ fn short(detail: &str) -> String {
 
 #[derive(Clone, Copy)]
 enum S3Op {
-    HeadBucket,
     GetObjectLockConfiguration,
     ListObjects,
     GetObject,
@@ -636,7 +651,6 @@ enum S3Op {
 impl S3Op {
     fn name(self) -> &'static str {
         match self {
-            S3Op::HeadBucket => "HeadBucket",
             S3Op::GetObjectLockConfiguration => "GetObjectLockConfiguration",
             S3Op::ListObjects => "ListObjectsV2",
             S3Op::GetObject => "GetObject",
@@ -649,14 +663,14 @@ impl S3Op {
     }
     fn permission(self) -> &'static str {
         match self {
-            S3Op::HeadBucket | S3Op::ListObjects => "s3:ListBucket",
+            S3Op::ListObjects => "s3:ListBucket",
             S3Op::GetObjectLockConfiguration => "s3:GetBucketObjectLockConfiguration",
             S3Op::GetObject | S3Op::HeadObject => "s3:GetObject",
             S3Op::PutObject | S3Op::CreateMultipartUpload | S3Op::UploadPart | S3Op::CompleteMultipartUpload => "s3:PutObject",
         }
     }
     fn is_bucket_op(self) -> bool {
-        matches!(self, S3Op::HeadBucket | S3Op::GetObjectLockConfiguration | S3Op::ListObjects)
+        matches!(self, S3Op::GetObjectLockConfiguration | S3Op::ListObjects)
     }
 }
 

@@ -1,0 +1,149 @@
+//! Restore points in S3, against a real S3 implementation (moto): Object Lock retention,
+//! multipart uploads, PutObject-only credentials, and clear errors.
+
+mod support;
+
+use dr_core::crypto::Passphrase;
+use dr_core::location::{Location, LocationConfig, LocationError, S3Config, StaticCredentials};
+use dr_core::point::{self, Unlocker};
+use support::{moto, moto_setup, moto_with, sample_entries, write_point};
+use zeroize::Zeroizing;
+
+const CLUSTER: &str = "0e5b7a3c-9f1d-4c2b-8a6e-1d2c3b4a5f60";
+
+fn pass() -> Passphrase {
+    Passphrase::new("correct horse battery staple".into()).unwrap()
+}
+
+fn creds(id: &str, secret: &str) -> Option<StaticCredentials> {
+    Some(StaticCredentials { access_key_id: id.into(), secret_access_key: Zeroizing::new(secret.into()), session_token: None })
+}
+
+fn config(endpoint: &str, bucket: &str) -> S3Config {
+    S3Config {
+        bucket: bucket.into(),
+        prefix: "dr/prod".into(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(endpoint.into()),
+        path_style: true,
+        credentials: creds("test", "test"),
+        ..Default::default()
+    }
+}
+
+async fn connect(cfg: S3Config) -> Location {
+    Location::connect(&LocationConfig::S3(cfg)).await.unwrap()
+}
+
+#[tokio::test]
+async fn immutable_points_are_written_with_compliance_retention_and_read_back() {
+    let s3 = moto();
+    moto_setup(&s3, &["bucket", "locked", "lock"], None);
+    let loc = connect(S3Config { immutable_days: Some(7), ..config(&s3.url, "locked") }).await;
+    loc.validate().await.unwrap();
+    let before = time::OffsetDateTime::now_utc();
+    let small = write_point(&loc, CLUSTER, &pass(), &sample_entries(100, 50)).await;
+    assert!(small.retained_until.is_some());
+    for object in [point::ARCHIVE_OBJECT, point::MANIFEST_OBJECT] {
+        let info = loc.head(&point::object_key(CLUSTER, &small.point_id, object)).await.unwrap();
+        let (mode, until) = info.retention.unwrap_or_else(|| panic!("{object} has no retention"));
+        assert_eq!(mode, "COMPLIANCE");
+        let hours = (until - before).whole_hours();
+        assert!((7 * 24 - 1..=7 * 24 + 1).contains(&hours), "{object} retained for {hours} h");
+    }
+    // Over one 8 MiB part of incompressible data, so the archive goes up as a multipart upload
+    // (whose CreateMultipartUpload carries the same retention headers; moto 5 drops them when
+    // it completes the upload, so only the manifest's retention can be checked here).
+    let entries = sample_entries(30_000, 500);
+    let big = write_point(&loc, CLUSTER, &pass(), &entries).await;
+    assert!(big.archive.stored_bytes > dr_core::location::PART_SIZE as u64, "{}", big.archive.stored_bytes);
+    let manifest = loc.head(&point::object_key(CLUSTER, &big.point_id, point::MANIFEST_OBJECT)).await.unwrap();
+    assert_eq!(manifest.retention.map(|r| r.0).as_deref(), Some("COMPLIANCE"));
+    let points = point::list_points(&loc, CLUSTER).await.unwrap();
+    assert_eq!(points.len(), 2);
+    assert!(points.iter().all(|p| p.complete));
+    let objects = point::verify_point(&loc, CLUSTER, &big.point_id, &Unlocker::new(pass())).await.unwrap();
+    assert_eq!(objects, entries.len() as u64);
+}
+
+#[tokio::test]
+async fn immutability_needs_a_bucket_with_object_lock() {
+    let s3 = moto();
+    moto_setup(&s3, &["bucket", "plain"], None);
+    let loc = connect(S3Config { immutable_days: Some(7), ..config(&s3.url, "plain") }).await;
+    let err = loc.validate().await.unwrap_err();
+    assert!(matches!(err, LocationError::ObjectLockDisabled { .. }), "{err}");
+    assert!(err.to_string().contains("Object Lock"), "{err}");
+    // The same bucket is fine without immutability.
+    connect(config(&s3.url, "plain")).await.validate().await.unwrap();
+    // And a protection period outside 1..=90 days is refused up front.
+    let err = Location::connect(&LocationConfig::S3(S3Config { immutable_days: Some(91), ..config(&s3.url, "plain") })).await.unwrap_err();
+    assert!(err.to_string().contains("1 to 90 days"), "{err}");
+}
+
+#[tokio::test]
+async fn put_object_only_credentials_can_write_a_point_and_nothing_else() {
+    // moto enforces IAM policies after the 7 set-up requests (bucket + two users).
+    let s3 = moto_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "7".into())]);
+    moto_setup(&s3, &["bucket", "offsite", "lock"], None);
+    let users = moto_setup(&s3, &["users", "offsite"], None);
+    let user = |name: &str| creds(users[name]["access_key_id"].as_str().unwrap(), users[name]["secret_access_key"].as_str().unwrap());
+
+    let writer = connect(S3Config { credentials: user("writer"), immutable_days: Some(1), ..config(&s3.url, "offsite") }).await;
+    // Large enough for a multipart upload: CreateMultipartUpload/UploadPart/Complete are
+    // all authorized as s3:PutObject.
+    let entries = sample_entries(30_000, 500);
+    let m = write_point(&writer, CLUSTER, &pass(), &entries).await;
+
+    // The writer can do nothing but create: no listing, no reading.
+    let err = point::list_points(&writer, CLUSTER).await.unwrap_err();
+    assert!(err.to_string().contains("access denied") && err.to_string().contains("s3:ListBucket"), "{err}");
+    let err = writer.open(&point::object_key(CLUSTER, &m.point_id, point::MANIFEST_OBJECT)).await.err().unwrap();
+    assert!(matches!(err, LocationError::AccessDenied { .. }), "{err}");
+
+    // Read credentials see a complete, sound point.
+    let reader = connect(S3Config { credentials: user("reader"), ..config(&s3.url, "offsite") }).await;
+    reader.validate().await.unwrap();
+    let points = point::list_points(&reader, CLUSTER).await.unwrap();
+    assert_eq!(points.len(), 1);
+    assert!(points[0].complete);
+    assert_eq!(point::verify_point(&reader, CLUSTER, &m.point_id, &Unlocker::new(pass())).await.unwrap(), entries.len() as u64);
+    // The reader cannot write.
+    let err = reader.put(&point::object_key(CLUSTER, "20261121T000000.000Z-00000000", "x"), vec![1]).await.unwrap_err();
+    assert!(matches!(err, LocationError::AccessDenied { permission: "s3:PutObject", .. }), "{err}");
+}
+
+#[tokio::test]
+async fn unreachable_missing_and_forbidden_buckets_get_clear_errors() {
+    let s3 = moto();
+    moto_setup(&s3, &["bucket", "exists"], None);
+    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    let err = connect(config(&closed, "exists")).await.validate().await.unwrap_err();
+    assert!(matches!(err, LocationError::Unreachable { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&closed) && msg.contains("exists") && msg.contains("endpoint URL"), "{msg}");
+
+    let err = connect(config(&s3.url, "missing")).await.validate().await.unwrap_err();
+    assert!(matches!(err, LocationError::NoSuchBucket { .. }), "{err}");
+    assert!(err.to_string().contains("missing"));
+
+    let err = point::list_points(&connect(config(&s3.url, "missing")).await, CLUSTER).await.unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+}
+
+#[tokio::test]
+async fn an_interrupted_backup_leaves_no_point_that_looks_complete() {
+    let s3 = moto();
+    moto_setup(&s3, &["bucket", "bkt"], None);
+    let loc = connect(config(&s3.url, "bkt")).await;
+    let mut w = point::PointWriter::begin(&loc, CLUSTER, &pass(), dr_core::catalog::Mode::Full, "p").await.unwrap();
+    for e in sample_entries(30_000, 500) {
+        w.add(&e).await.unwrap();
+    }
+    let id = w.point_id().to_owned();
+    w.abort().await;
+    let points = point::list_points(&loc, CLUSTER).await.unwrap();
+    assert!(points.iter().all(|p| !p.complete), "{points:?}");
+    let err = point::select_point(&points, None, CLUSTER, &loc).unwrap_err();
+    assert!(matches!(err, point::PointError::NoPoints { .. } | point::PointError::NoneAtOrBefore { .. }), "{err} ({id})");
+}
