@@ -406,7 +406,8 @@ impl<W: Write> Drop for EncryptWriter<W> {
 
 /// Decrypts a stream, yielding plaintext only from chunks that authenticated.
 pub struct DecryptReader<R: Read> {
-    inner: R,
+    /// Always `Some` until `into_inner` takes it.
+    inner: Option<R>,
     keys: FileKeys,
     aad: [u8; 32],
     prefix: [u8; NONCE_PREFIX_LEN],
@@ -434,7 +435,7 @@ impl<R: Read> DecryptReader<R> {
         header.verify_keys(&keys)?;
         let chunk_size = header.chunk_size as usize;
         Ok(Self {
-            inner,
+            inner: Some(inner),
             keys,
             aad: header.chunk_aad(),
             prefix: header.nonce_prefix,
@@ -468,6 +469,11 @@ impl<R: Read> DecryptReader<R> {
             .is_ok()
     }
 
+    /// Returns the underlying reader (positioned after what was consumed).
+    pub fn into_inner(mut self) -> R {
+        self.inner.take().expect("reader not taken apart")
+    }
+
     /// Names the position a chunk that failed to authenticate really belongs at, if it is a
     /// chunk of this stream near where it was found.
     fn find_misplaced(&self, ct: &[u8]) -> Option<u32> {
@@ -486,7 +492,8 @@ impl<R: Read> DecryptReader<R> {
         while self.cbuf.len() < full + 1 {
             let have = self.cbuf.len();
             self.cbuf.resize(full + 1, 0);
-            let n = match self.inner.read(&mut self.cbuf[have..]) {
+            let inner = self.inner.as_mut().expect("reader not taken apart");
+            let n = match inner.read(&mut self.cbuf[have..]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
                 Err(e) => {

@@ -311,6 +311,11 @@ impl PointWriter {
         &self.counts
     }
 
+    /// Catalog bytes (before compression) added so far.
+    pub fn catalog_bytes(&self) -> u64 {
+        self.catalog_bytes
+    }
+
     /// Appends one object to the catalog.
     pub async fn add(&mut self, entry: &Entry) -> Result<(), PointError> {
         self.line.clear();
@@ -562,29 +567,39 @@ where
     tokio::task::spawn_blocking(move || {
         let point = manifest.point_id.clone();
         let fmt_err = |source| PointError::Format { point: point.clone(), file: "archive", source };
-        let mut hashing = Hashing { inner: io::BufReader::with_capacity(1 << 20, bridge), sha: digest::Context::new(&digest::SHA256) };
+        let mut hashing = Hashing { inner: bridge, sha: digest::Context::new(&digest::SHA256) };
         let header = Header::read(&mut hashing).map_err(fmt_err)?;
         header
             .check_binding(&Binding { cluster_id: manifest.cluster_id.clone(), point_id: point.clone(), role: Role::Archive })
             .map_err(fmt_err)?;
         let master = unlocker.key_blocking(header.kdf());
-        let decrypt = DecryptReader::new(&mut hashing, &header, &master).map_err(fmt_err)?;
-        let decoder = zstd::stream::read::Decoder::new(decrypt).map_err(|e| fmt_err(FormatError::Io(e)))?;
+        let decrypt = DecryptReader::new(hashing, &header, &master).map_err(fmt_err)?;
+        let (plaintext, decryptor) = decrypt_on_own_thread(decrypt);
+        let decoder = zstd::stream::read::Decoder::new(plaintext).map_err(|e| fmt_err(FormatError::Io(e)))?;
         let mut lines = io::BufReader::with_capacity(1 << 20, decoder);
         let mut counts = Counts::default();
         let mut line = Vec::with_capacity(4096);
-        loop {
+        let parsed = loop {
             line.clear();
-            let n = lines.read_until(b'\n', &mut line).map_err(|e| read_error(&point, e))?;
-            if n == 0 {
-                break;
+            match lines.read_until(b'\n', &mut line) {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(e) => break Err(read_error(&point, e)),
             }
-            let entry: Entry = serde_json::from_slice(&line)
-                .map_err(|e| PointError::Unreadable { point: point.clone(), detail: format!("catalog line {}: {e}", counts.total + 1) })?;
+            let entry: Entry = match serde_json::from_slice(&line) {
+                Ok(e) => e,
+                Err(e) => break Err(PointError::Unreadable { point: point.clone(), detail: format!("catalog line {}: {e}", counts.total + 1) }),
+            };
             counts.add(&entry);
-            on_entry(entry).map_err(PointError::Callback)?;
-        }
+            if let Err(e) = on_entry(entry) {
+                break Err(PointError::Callback(e));
+            }
+        };
+        // Dropping the reading side stops the decrypting thread if it is still running.
         drop(lines);
+        let hashing = decryptor.join().expect("decrypting thread panicked");
+        parsed?;
+        let hashing = hashing.map_err(|e| read_error(&point, e))?;
         if hex::encode(hashing.sha.finish().as_ref()) != manifest.archive.sha256 {
             return Err(PointError::ArchiveHashMismatch { point });
         }
@@ -595,6 +610,80 @@ where
     })
     .await
     .expect("archive reader panicked")
+}
+
+/// Plaintext chunks queued between the decrypting thread and the reader; bounds memory.
+const DECRYPT_QUEUE: usize = 4;
+
+/// Runs `decrypt` on its own thread, handing plaintext over through a small queue, so
+/// decryption and decompression use two cores. The thread returns the underlying reader
+/// (for its hash) once the stream ends, or the first error, which the reader also sees.
+fn decrypt_on_own_thread<R: Read + Send + 'static>(
+    mut decrypt: DecryptReader<R>,
+) -> (QueueReader, std::thread::JoinHandle<io::Result<R>>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(DECRYPT_QUEUE);
+    let handle = std::thread::spawn(move || {
+        loop {
+            let mut buf = vec![0u8; format::DEFAULT_CHUNK_SIZE as usize];
+            let mut filled = 0;
+            while filled < buf.len() {
+                match decrypt.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) => {
+                        let kind = e.kind();
+                        let _ = tx.send(Err(e));
+                        return Err(io::Error::new(kind, "the archive stream failed (reported by the reader)"));
+                    }
+                }
+            }
+            if filled == 0 {
+                return Ok(decrypt.into_inner());
+            }
+            buf.truncate(filled);
+            if tx.send(Ok(buf)).is_err() {
+                // The reader stopped early; it reports its own reason.
+                return Ok(decrypt.into_inner());
+            }
+        }
+    });
+    (QueueReader { rx, cur: Vec::new(), pos: 0 }, handle)
+}
+
+/// The reading end of [`decrypt_on_own_thread`].
+struct QueueReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for QueueReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(next)) => {
+                    self.cur = next;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Decrypts and decompresses an archive (positioned after `header`), discarding the
+/// catalog; returns its size. For benchmarks: the read path without parsing or storage.
+pub fn decrypt_catalog_bytes<R: Read + Send + 'static>(archive: R, header: &Header, key: &MasterKey) -> Result<u64, FormatError> {
+    let (plaintext, decryptor) = decrypt_on_own_thread(DecryptReader::new(archive, header, key)?);
+    let mut decoder = zstd::stream::read::Decoder::new(plaintext)?;
+    let n = io::copy(&mut decoder, &mut io::sink()).map_err(FormatError::from_io)?;
+    decryptor.join().expect("decrypting thread panicked").map_err(FormatError::from_io)?;
+    Ok(n)
 }
 
 fn read_error(point: &str, e: io::Error) -> PointError {
