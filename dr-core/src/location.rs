@@ -140,6 +140,15 @@ impl Location {
         }
     }
 
+    /// The checks a backup can make without read rights: the directory exists. On S3 nothing
+    /// is sent (write-only credentials cannot list); a refused PutObject says what is wrong.
+    pub async fn check_writable(&self) -> Result<(), LocationError> {
+        match self {
+            Location::File(f) => f.check_root().await,
+            Location::S3(_) => Ok(()),
+        }
+    }
+
     /// Whether objects written here get an Object Lock retention.
     pub fn immutable_days(&self) -> Option<u32> {
         match self {

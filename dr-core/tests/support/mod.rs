@@ -24,11 +24,14 @@ impl Drop for Server {
     }
 }
 
+/// The workspace root: every crate that includes this module is one of its direct children.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
 /// A program installed in the tests' virtual environment.
 pub fn venv_bin(name: &str) -> PathBuf {
-    let venv = std::env::var_os("DR_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
+    let venv = std::env::var_os("DR_TEST_VENV").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".venv"));
     let path = venv.join("bin").join(name);
     assert!(
         path.exists(),
@@ -99,7 +102,7 @@ pub fn moto_with(env: &[(&str, String)]) -> Server {
 /// returns its stdout, parsed as JSON.
 pub fn moto_setup(server: &Server, args: &[&str], stdin: Option<&str>) -> serde_json::Value {
     use std::io::Write;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_setup.py");
+    let script = workspace_root().join("dr-core/tests/support/moto_setup.py");
     let mut child = Command::new(venv_bin("python"))
         .arg(script)
         .arg(&server.url)

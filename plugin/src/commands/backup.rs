@@ -12,7 +12,7 @@ pub async fn run(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> {
     dr_core::point::validate_cluster_id(&args.cluster_id)?;
     let entries = dr_core::manifests::read_dir(&args.from_manifests, &global.namespace, &args.default_namespace)?;
     let location = input::location(&args.location, true).await?;
-    location.validate().await.with_context(|| format!("location {} is not usable", location.describe()))?;
+    location.check_writable().await.with_context(|| format!("location {} is not usable", location.describe()))?;
     let passphrase = input::passphrase(&args.passphrase, true).await?;
     let mut writer = PointWriter::begin(&location, &args.cluster_id, &passphrase, args.mode, DR_POLICY_NAME).await?;
     eprintln!("writing restore point {} to {}", writer.point_id(), location.describe());

@@ -1,0 +1,147 @@
+//! The README's loop through the real `kubectl-dr` binary: make a point from manifests,
+//! list it, verify it, export it — on a directory and on S3 (moto) with Object Lock and
+//! PutObject-only credentials for the backup.
+
+#[path = "../../dr-core/tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const CLUSTER: &str = "7d3f0c1e-5a2b-4c9d-8e1f-0a2b3c4d5e6f";
+
+fn manifests() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/manifests").display().to_string()
+}
+
+/// Owned arguments from a mix of literals and computed strings.
+fn argv(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+/// Runs kubectl-dr with the passphrase on stdin and a clean AWS environment.
+fn dr<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(String, String)], passphrase: &str) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-dr"));
+    cmd.args(args).args(["--passphrase-file", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "DR_LOCATION_PATH", "KUBECONFIG"] {
+        cmd.env_remove(var);
+    }
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(format!("{passphrase}\n").as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn failed(out: &Output, code: i32) -> String {
+    assert_eq!(out.status.code(), Some(code), "stdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
+}
+
+const PASS: &str = "correct horse battery staple";
+
+#[test]
+fn the_offline_loop_on_a_local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("location");
+    std::fs::create_dir(&loc).unwrap();
+    let loc_s = loc.display().to_string();
+    let run = |cmd: &[&str], pass: &str| {
+        let mut a = argv(cmd);
+        a.extend(argv(&["--cluster-id", CLUSTER, "--path", &loc_s]));
+        dr(&a, &[], pass)
+    };
+    let m = manifests();
+
+    let out = ok(&run(&["backup", "--from-manifests", &m], PASS));
+    assert!(out.contains("9 objects"), "{out}");
+    let out = ok(&run(&["backup", "--mode", "quick", "--from-manifests", &m], PASS));
+    assert!(out.contains("3 objects"), "{out}");
+
+    let table = ok(&run(&["restore-points"], PASS));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("ID") && lines[0].contains("STATUS") && lines[0].contains("OBJECTS"));
+    assert!(lines[1].contains("quick") && lines[1].contains("complete"), "newest first: {table}");
+    assert!(lines[2].contains("full") && lines[2].contains(" 9 "), "{table}");
+
+    let json: serde_json::Value = serde_json::from_str(&ok(&run(&["restore-points", "-o", "json"], PASS))).unwrap();
+    let full_id = json[1]["id"].as_str().unwrap().to_owned();
+    assert_eq!(json[1]["objects"], 9);
+    let yaml = ok(&run(&["restore-points", "-o", "yaml"], PASS));
+    assert!(yaml.contains(&format!("id: {full_id}")), "{yaml}");
+
+    let out = ok(&run(&["verify"], PASS));
+    assert_eq!(out.matches("OK ").count(), 2, "{out}");
+
+    let export = dir.path().join("export");
+    let export_s = export.display().to_string();
+    ok(&run(&["export", "--point", &full_id, "--output-dir", &export_s], PASS));
+    let web = std::fs::read_to_string(export.join("namespaces/shop/deployment.apps/web.yaml")).unwrap();
+    assert!(web.contains("image: nginx:1.27") && web.contains("kind: Deployment"), "{web}");
+    assert!(export.join("cluster/customresourcedefinition.apiextensions.k8s.io/carts.shop.example.com.yaml").exists());
+    assert!(export.join("namespaces/kasten-io/profile.dr.kubectl-dr.io/offsite.yaml").exists());
+
+    // Bad input: wrong passphrase, unknown cluster, missing directory, export over a
+    // directory, a time that is not RFC 3339.
+    let err = failed(&run(&["verify"], "not the passphrase"), 2);
+    assert!(err.contains("wrong passphrase") && !err.contains("not the passphrase"), "{err}");
+    let err = failed(&dr(&["restore-points", "--cluster-id", "other-cluster", "--path", &loc_s], &[], PASS), 2);
+    assert!(err.contains("no restore points for cluster ID other-cluster"), "{err}");
+    let err = failed(&dr(&["verify", "--cluster-id", CLUSTER, "--path", "/nonexistent/nfs"], &[], PASS), 2);
+    assert!(err.contains("/nonexistent/nfs") && err.contains("does not exist"), "{err}");
+    let err = failed(&run(&["export", "--output-dir", &export_s], PASS), 2);
+    assert!(err.contains("already exists"), "{err}");
+    let err = failed(&run(&["restore-points", "--point-in-time", "yesterday"], PASS), 2);
+    assert!(err.contains("RFC 3339"), "{err}");
+
+    // A damaged point makes verify fail (exit 1) and name the point, while the other passes.
+    let archive = loc.join(CLUSTER).join("restore-points").join(&full_id).join("archive.kdr");
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let mid = bytes.len() - 20;
+    bytes[mid] ^= 1;
+    std::fs::write(&archive, bytes).unwrap();
+    let out = failed(&run(&["verify"], PASS), 1);
+    assert!(out.contains(&format!("FAILED     {full_id}")) && out.contains("OK "), "{out}");
+}
+
+#[test]
+fn the_loop_on_s3_with_object_lock_and_write_only_credentials() {
+    let s3 = support::moto_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "7".into())]);
+    support::moto_setup(&s3, &["bucket", "dr-offsite", "lock"], None);
+    let users = support::moto_setup(&s3, &["users", "dr-offsite"], None);
+    let creds = |u: &str| {
+        vec![
+            ("AWS_ACCESS_KEY_ID".to_owned(), users[u]["access_key_id"].as_str().unwrap().to_owned()),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), users[u]["secret_access_key"].as_str().unwrap().to_owned()),
+        ]
+    };
+    let (writer, reader) = (creds("writer"), creds("reader"));
+    let run = |cmd: &[&str], env: &[(String, String)]| {
+        let mut a = argv(cmd);
+        a.extend(argv(&["--cluster-id", CLUSTER, "--s3-bucket", "dr-offsite", "--s3-prefix", "k10", "--s3-endpoint", &s3.url, "--s3-path-style", "--s3-region", "us-east-1"]));
+        dr(&a, env, PASS)
+    };
+
+    let out = ok(&run(&["backup", "--from-manifests", &manifests(), "--immutable-days", "1"], &writer));
+    assert!(out.contains("9 objects"), "{out}");
+    // The writer cannot list what it wrote.
+    let err = failed(&run(&["restore-points"], &writer), 2);
+    assert!(err.contains("access denied") && err.contains("s3:ListBucket"), "{err}");
+
+    let table = ok(&run(&["restore-points"], &reader));
+    assert!(table.lines().nth(1).is_some_and(|l| l.contains("complete") && l.contains("full")), "{table}");
+    assert!(ok(&run(&["verify"], &reader)).contains("OK "));
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("out").display().to_string();
+    ok(&run(&["export", "--output-dir", &export], &reader));
+    assert!(Path::new(&export).join("namespaces/shop/configmap/shop-settings.yaml").exists());
+}
