@@ -10,6 +10,7 @@
 pub mod catalog;
 pub mod crypto;
 pub mod format;
+mod insecure_http;
 pub mod location;
 pub mod manifests;
 pub mod passphrase;

@@ -40,6 +40,8 @@ pub struct S3Config {
     pub path_style: bool,
     /// PEM file with extra CA certificates to trust (a private CA in front of the store).
     pub ca_bundle: Option<PathBuf>,
+    /// Do not verify the endpoint's TLS certificate (a lab store with a self-signed one).
+    pub skip_tls_verify: bool,
     /// Static credentials; the default AWS chain (environment, web identity/IRSA, instance
     /// profile) when unset.
     pub credentials: Option<StaticCredentials>,
@@ -74,6 +76,8 @@ pub enum LocationError {
     NotFound { location: String, key: String },
     #[error("cannot reach S3 bucket {bucket} at {endpoint}: {detail}. Check the endpoint URL, the network path and the region")]
     Unreachable { bucket: String, endpoint: String, detail: String },
+    #[error("the TLS certificate of {endpoint} is not trusted ({detail}): give the CA that signed it (--s3-ca-bundle), or turn TLS verification off for this profile (--s3-skip-tls-verify) if you accept the risk")]
+    TlsUntrusted { endpoint: String, detail: String },
     #[error("S3 bucket {bucket} does not exist{region}: check the bucket name and region")]
     NoSuchBucket { bucket: String, region: String },
     #[error("access denied: {operation} on s3://{bucket}/{key} was refused. Check that the credentials are right and their policy allows {permission}")]
@@ -446,7 +450,13 @@ impl S3Location {
                 "kubectl-dr-profile",
             ));
         }
-        if let Some(ca) = &cfg.ca_bundle {
+        if cfg.skip_tls_verify {
+            if cfg.ca_bundle.is_some() {
+                return Err(LocationError::Invalid("give either a CA bundle or skip-TLS-verify, not both".into()));
+            }
+            tracing::warn!(bucket = %cfg.bucket, "TLS certificates of the S3 endpoint are not verified (skip-TLS-verify)");
+            loader = loader.http_client(crate::insecure_http::client().map_err(LocationError::Invalid)?);
+        } else if let Some(ca) = &cfg.ca_bundle {
             let pem = tokio::fs::read(ca)
                 .await
                 .map_err(|source| LocationError::Io { action: "cannot read CA bundle", path: ca.clone(), source })?;
@@ -521,6 +531,9 @@ impl S3Location {
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
                 if detail.contains("no credentials") || detail.contains("credentials provider") {
                     return LocationError::NoCredentials { bucket: self.bucket.clone() };
+                }
+                if detail.contains("certificate") {
+                    return LocationError::TlsUntrusted { endpoint: self.endpoint.clone(), detail: short(&detail) };
                 }
                 return LocationError::Unreachable { bucket: self.bucket.clone(), endpoint: self.endpoint.clone(), detail: short(&detail) };
             }

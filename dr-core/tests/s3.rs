@@ -147,3 +147,19 @@ async fn an_interrupted_backup_leaves_no_point_that_looks_complete() {
     let err = point::select_point(&points, None, CLUSTER, &loc).unwrap_err();
     assert!(matches!(err, point::PointError::NoPoints { .. } | point::PointError::NoneAtOrBefore { .. }), "{err} ({id})");
 }
+
+#[tokio::test]
+async fn a_self_signed_endpoint_needs_skip_tls_verify_and_then_works() {
+    let s3 = support::moto_tls();
+    moto_setup(&s3, &["bucket", "lab"], None);
+    // Verified (the default): refused, and the error says both ways out.
+    let err = connect(config(&s3.url, "lab")).await.validate().await.unwrap_err();
+    assert!(matches!(err, LocationError::TlsUntrusted { .. }), "{err}");
+    assert!(err.to_string().contains("--s3-ca-bundle") && err.to_string().contains("--s3-skip-tls-verify"), "{err}");
+    // Unverified: the whole point round trip works over TLS.
+    let loc = connect(S3Config { skip_tls_verify: true, ..config(&s3.url, "lab") }).await;
+    loc.validate().await.unwrap();
+    let entries = sample_entries(20_000, 500); // multipart too
+    let m = write_point(&loc, CLUSTER, &pass(), &entries).await;
+    assert_eq!(point::verify_point(&loc, CLUSTER, &m.point_id, &Unlocker::new(pass())).await.unwrap(), entries.len() as u64);
+}

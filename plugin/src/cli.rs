@@ -63,8 +63,11 @@ pub struct LocationArgs {
     #[arg(long, env = "DR_S3_PATH_STYLE", requires = "s3_bucket")]
     pub s3_path_style: bool,
     /// PEM file with extra CA certificates to trust for the endpoint.
-    #[arg(long, env = "DR_S3_CA_BUNDLE", requires = "s3_bucket")]
+    #[arg(long, env = "DR_S3_CA_BUNDLE", requires = "s3_bucket", conflicts_with = "s3_skip_tls_verify")]
     pub s3_ca_bundle: Option<PathBuf>,
+    /// Do not verify the endpoint's TLS certificate (prefer --s3-ca-bundle).
+    #[arg(long, env = "DR_S3_SKIP_TLS_VERIFY", requires = "s3_bucket")]
+    pub s3_skip_tls_verify: bool,
     /// Write every object with an Object Lock retention (COMPLIANCE) of this many days (1-90).
     #[arg(long, env = "DR_IMMUTABLE_DAYS", requires = "s3_bucket", value_parser = clap::value_parser!(u32).range(1..=90))]
     pub immutable_days: Option<u32>,

@@ -34,6 +34,7 @@ pub async fn location(args: &LocationArgs, create_default: bool) -> Result<Locat
             endpoint: args.s3_endpoint.clone(),
             path_style: args.s3_path_style,
             ca_bundle: args.s3_ca_bundle.clone(),
+            skip_tls_verify: args.s3_skip_tls_verify,
             credentials: None,
             immutable_days: args.immutable_days,
         }),

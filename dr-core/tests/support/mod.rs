@@ -63,7 +63,8 @@ fn start(program: PathBuf, args: &[String], env: &[(&str, String)], port: u16, r
         if let Ok(Some(status)) = server.child.try_wait() {
             panic!("{} exited with {status} before answering; its log:\n{}", program.display(), std::fs::read_to_string(&log).unwrap_or_default());
         }
-        if http_get_ok(port, ready_path) {
+        let ready = if ready_path.is_empty() { std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() } else { http_get_ok(port, ready_path) };
+        if ready {
             return server;
         }
         if Instant::now() > deadline {
@@ -96,6 +97,20 @@ pub fn moto_with(env: &[(&str, String)]) -> Server {
     let mut env = env.to_vec();
     env.push(("MOTO_PORT", port.to_string()));
     start(venv_bin("moto_server"), &["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()], &env, port, "/moto-api/")
+}
+
+/// moto serving HTTPS with a self-signed certificate it makes itself.
+pub fn moto_tls() -> Server {
+    let port = free_port();
+    let mut server = start(
+        venv_bin("moto_server"),
+        &["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string(), "--ssl".into()],
+        &[("MOTO_PORT", port.to_string())],
+        port,
+        "",
+    );
+    server.url = format!("https://127.0.0.1:{port}");
+    server
 }
 
 /// Runs `tests/support/moto_setup.py` with the venv's Python (boto3 comes with moto) and
