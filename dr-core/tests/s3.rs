@@ -163,3 +163,15 @@ async fn a_self_signed_endpoint_needs_skip_tls_verify_and_then_works() {
     let m = write_point(&loc, CLUSTER, &pass(), &entries).await;
     assert_eq!(point::verify_point(&loc, CLUSTER, &m.point_id, &Unlocker::new(pass())).await.unwrap(), entries.len() as u64);
 }
+
+#[tokio::test]
+async fn throttling_is_retried_with_backoff() {
+    let s3 = moto();
+    moto_setup(&s3, &["bucket", "busy"], None);
+    // Three 503 SlowDown answers in a row, then the real server.
+    let proxy = support::throttling_proxy(&s3.url, 3);
+    let loc = connect(config(&proxy.url, "busy")).await;
+    let m = write_point(&loc, CLUSTER, &pass(), &sample_entries(10, 10)).await;
+    assert_eq!(proxy.throttled.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(point::verify_point(&loc, CLUSTER, &m.point_id, &Unlocker::new(pass())).await.unwrap(), 14);
+}
