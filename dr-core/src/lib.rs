@@ -1,12 +1,14 @@
 //! kubectl-dr's library: everything the `kubectl-dr` plugin and the in-cluster job share.
 //!
 //! - [`crypto`], [`format`]: passphrases, keys and the encrypted stream format (pure, sync)
+//! - [`blocks`]: the catalog's compression (zstd frames decoded on every core)
 //! - [`catalog`]: what a point holds — resource categories and entries
 //! - [`point`]: restore points — naming, manifest, writing, listing and reading whole points
 //! - [`location`]: where points live (a directory or an S3 bucket)
 //! - [`manifests`]: manifests on disk — reading a directory, exporting a point as YAML
 //! - [`passphrase`]: where the DR passphrase comes from (`k10-dr-secret`: raw, Vault, AWS)
 
+pub mod blocks;
 pub mod catalog;
 pub mod crypto;
 pub mod format;

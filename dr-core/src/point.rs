@@ -2,7 +2,7 @@
 //! points at a location.
 //!
 //! A point is `<cluster-id>/restore-points/<point-id>/` holding `archive.kdr` (the catalog:
-//! one JSON [`Entry`] per line, zstd-compressed, then encrypted) and `manifest.kdr` (a small
+//! one JSON [`Entry`] per line, compressed in zstd blocks, then encrypted) and `manifest.kdr` (a small
 //! encrypted JSON [`Manifest`]). The manifest is written last: a point without one is
 //! incomplete and never restored from.
 
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::blocks::{self, BlockWriter};
 use crate::catalog::{Category, Entry, Mode};
 use crate::crypto::{KdfParams, MasterKey, Passphrase};
 use crate::format::{self, Binding, DecryptReader, EncryptWriter, FormatError, Header, Role};
@@ -24,8 +25,6 @@ pub const ARCHIVE_OBJECT: &str = "archive.kdr";
 pub const MANIFEST_OBJECT: &str = "manifest.kdr";
 /// Version of the manifest's JSON schema.
 pub const MANIFEST_VERSION: u32 = 1;
-/// zstd level: level 3 compresses Kubernetes JSON about 8:1 at several hundred MB/s.
-const ZSTD_LEVEL: i32 = 3;
 /// A manifest is a few KiB; anything far larger is not one.
 const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -244,7 +243,7 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-type ArchiveEncoder = zstd::stream::write::Encoder<'static, Counting<EncryptWriter<UploadBuffer>>>;
+type ArchiveEncoder = BlockWriter<Counting<EncryptWriter<UploadBuffer>>>;
 
 /// Writes one restore point: `add` entries, then `finish`. Memory stays at about one upload
 /// part whatever the number of entries. If it is dropped or fails before `finish`
@@ -283,8 +282,7 @@ impl PointWriter {
         let binding = Binding { cluster_id: cluster_id.into(), point_id: point_id.clone(), role: Role::Archive };
         let sink = UploadBuffer { pending: Vec::with_capacity(PART_SIZE + 1024 * 1024), sha: digest::Context::new(&digest::SHA256), bytes: 0 };
         let enc = EncryptWriter::new(sink, &key, &binding, format::DEFAULT_CHUNK_SIZE).map_err(io_unreadable(&point_id))?;
-        let encoder = zstd::stream::write::Encoder::new(Counting { inner: enc, bytes: 0 }, ZSTD_LEVEL)
-            .map_err(io_unreadable(&point_id))?;
+        let encoder = BlockWriter::new(Counting { inner: enc, bytes: 0 }).map_err(io_unreadable(&point_id))?;
         let upload = location.create(&object_key(cluster_id, &point_id, ARCHIVE_OBJECT)).await?;
         Ok(Self {
             location: location.clone(),
@@ -575,8 +573,7 @@ where
         let master = unlocker.key_blocking(header.kdf());
         let decrypt = DecryptReader::new(hashing, &header, &master).map_err(fmt_err)?;
         let (plaintext, decryptor) = decrypt_on_own_thread(decrypt);
-        let decoder = zstd::stream::read::Decoder::new(plaintext).map_err(|e| fmt_err(FormatError::Io(e)))?;
-        let mut lines = io::BufReader::with_capacity(1 << 20, decoder);
+        let mut lines = io::BufReader::with_capacity(1 << 20, blocks::parallel_reader(plaintext, decompression_threads()));
         let mut counts = Counts::default();
         let mut line = Vec::with_capacity(4096);
         let parsed = loop {
@@ -610,6 +607,11 @@ where
     })
     .await
     .expect("archive reader panicked")
+}
+
+/// Threads that decompress catalog blocks: every core, up to four.
+fn decompression_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4)
 }
 
 /// Plaintext chunks queued between the decrypting thread and the reader; bounds memory.
@@ -680,8 +682,8 @@ impl Read for QueueReader {
 /// catalog; returns its size. For benchmarks: the read path without parsing or storage.
 pub fn decrypt_catalog_bytes<R: Read + Send + 'static>(archive: R, header: &Header, key: &MasterKey) -> Result<u64, FormatError> {
     let (plaintext, decryptor) = decrypt_on_own_thread(DecryptReader::new(archive, header, key)?);
-    let mut decoder = zstd::stream::read::Decoder::new(plaintext)?;
-    let n = io::copy(&mut decoder, &mut io::sink()).map_err(FormatError::from_io)?;
+    let mut catalog = blocks::parallel_reader(plaintext, decompression_threads());
+    let n = io::copy(&mut catalog, &mut io::sink()).map_err(FormatError::from_io)?;
     decryptor.join().expect("decrypting thread panicked").map_err(FormatError::from_io)?;
     Ok(n)
 }
@@ -689,7 +691,7 @@ pub fn decrypt_catalog_bytes<R: Read + Send + 'static>(archive: R, header: &Head
 fn read_error(point: &str, e: io::Error) -> PointError {
     match FormatError::from_io(e) {
         FormatError::Io(e) if e.kind() == io::ErrorKind::Other || e.kind() == io::ErrorKind::InvalidData => {
-            // zstd reports its own errors as plain I/O errors; authenticated data that does not
+            // Decompression reports its errors as plain I/O errors; authenticated data that does not
             // decompress means a faulty writer, not storage damage.
             PointError::Unreadable { point: point.into(), detail: e.to_string() }
         }
