@@ -137,22 +137,33 @@ fn phase_aead_encrypt(dir: &Path) {
     report("aead-encrypt", total, secs, json!({"storedBytes": sink.0}));
 }
 
+/// Runs `f` `RUNS` times and keeps the fastest, so the figure reflects the code rather than
+/// a noisy neighbour on a shared machine. `f` returns (bytes processed, seconds it timed).
+const RUNS: usize = 5;
+fn best_of(mut f: impl FnMut() -> (u64, f64)) -> (u64, f64) {
+    (0..RUNS).map(|_| f()).min_by(|a, b| a.1.total_cmp(&b.1)).expect("at least one run")
+}
+
 fn phase_aead_decrypt(dir: &Path) {
-    let mut file = std::fs::File::open(dir.join("raw.kdr")).unwrap();
-    let header = Header::read(&mut file).unwrap();
-    let key = MasterKey::derive(&pass(), header.kdf());
-    let start = Instant::now();
-    let mut r = DecryptReader::new(file, &header, &key).unwrap();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = r.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
+    let (total, secs) = best_of(|| {
+        let mut file = std::fs::File::open(dir.join("raw.kdr")).unwrap();
+        let header = Header::read(&mut file).unwrap();
+        let key = MasterKey::derive(&pass(), header.kdf());
+        // Timed after the one-off key derivation, like point-decrypt.
+        let start = Instant::now();
+        let mut r = DecryptReader::new(file, &header, &key).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
         }
-        total += n as u64;
-    }
-    report("aead-decrypt", total, start.elapsed().as_secs_f64(), json!({"note": "includes reading the file from the page cache"}));
+        (total, start.elapsed().as_secs_f64())
+    });
+    report("aead-decrypt", total, secs, json!({"note": "best of 5; includes reading the file from the page cache"}));
 }
 
 async fn location(dir: &Path) -> Location {
@@ -189,14 +200,17 @@ async fn phase_point_decrypt(dir: &Path) {
     let unlocker = Unlocker::new(pass());
     let manifest = point::read_manifest(&loc, CLUSTER, &id, &unlocker).await.unwrap();
     let path = dir.join("location").join(point::object_key(CLUSTER, &id, point::ARCHIVE_OBJECT));
-    let mut file = std::fs::File::open(path).unwrap();
-    let header = Header::read(&mut file).unwrap();
-    let key = MasterKey::derive(&pass(), header.kdf());
-    // Like aead-decrypt, timed after the one-off key derivation.
-    let start = Instant::now();
-    let total = point::decrypt_catalog_bytes(file, &header, &key).unwrap();
+    let (total, secs) = best_of(|| {
+        let mut file = std::fs::File::open(&path).unwrap();
+        let header = Header::read(&mut file).unwrap();
+        let key = MasterKey::derive(&pass(), header.kdf());
+        // Timed after the one-off key derivation, like aead-decrypt.
+        let start = Instant::now();
+        let bytes = point::decrypt_catalog_bytes(file, &header, &key).unwrap();
+        (bytes, start.elapsed().as_secs_f64())
+    });
     assert_eq!(total, manifest.archive.catalog_bytes);
-    report("point-decrypt", total, start.elapsed().as_secs_f64(), json!({"storedBytes": manifest.archive.stored_bytes}));
+    report("point-decrypt", total, secs, json!({"storedBytes": manifest.archive.stored_bytes, "note": "best of 5"}));
 }
 
 async fn phase_point_read(dir: &Path) {

@@ -7,14 +7,12 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
-/// Catalog bytes per frame.
-pub const BLOCK_SIZE: usize = 4 * 1024 * 1024;
+/// Catalog bytes per frame: zstd level 3's own window, so blocks cost almost no ratio.
+pub const BLOCK_SIZE: usize = 2 * 1024 * 1024;
 /// zstd level: 3 compresses Kubernetes JSON several-fold at hundreds of MB/s.
 pub const LEVEL: i32 = 3;
 /// Magic of the skippable frame that announces a block (zstd reserves 0x184D2A50..5F).
 const MARKER_MAGIC: u32 = 0x184D_2A5B;
-/// Blocks decompressed ahead of the reader; bounds memory at about this many blocks.
-const IN_FLIGHT: usize = 4;
 
 /// Compresses into blocks. Write catalog bytes, then call [`BlockWriter::finish`].
 pub struct BlockWriter<W: Write> {
@@ -110,20 +108,26 @@ type Job = (Vec<u8>, SyncSender<BlockResult>);
 
 /// Decompresses the blocks read from `inner` on `workers` threads and yields the catalog in
 /// order. Errors (including those of `inner`) come out of `read` where they occurred.
+///
+/// Memory: each worker holds one block, at most `workers` finished blocks wait for the
+/// reader, and output buffers are recycled (fresh 4 MiB allocations would be page-faulted
+/// in every time).
 pub fn parallel_reader<R: Read + Send + 'static>(mut inner: R, workers: usize) -> impl Read {
-    let (jobs_tx, jobs_rx) = sync_channel::<Job>(IN_FLIGHT);
+    let workers = workers.max(1);
+    let (jobs_tx, jobs_rx) = sync_channel::<Job>(workers);
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
-    for _ in 0..workers.max(1) {
+    let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(2 * workers + 1);
+    let spare_rx = Arc::new(Mutex::new(spare_rx));
+    for _ in 0..workers {
         let jobs_rx = jobs_rx.clone();
+        let spare_rx = spare_rx.clone();
         std::thread::spawn(move || {
-            let mut decompressor = match zstd::bulk::Decompressor::new() {
-                Ok(d) => d,
-                Err(_) => return,
-            };
+            let Ok(mut decompressor) = zstd::bulk::Decompressor::new() else { return };
             loop {
                 let job = jobs_rx.lock().expect("not poisoned").recv();
                 let Ok((frame, done)) = job else { return };
-                let mut out = Vec::with_capacity(BLOCK_SIZE);
+                let mut out = spare_rx.lock().expect("not poisoned").try_recv().unwrap_or_else(|_| Vec::with_capacity(BLOCK_SIZE));
+                out.clear();
                 let result = decompressor.decompress_to_buffer(&frame, &mut out).map(|_| out);
                 let _ = done.send(result);
             }
@@ -131,7 +135,7 @@ pub fn parallel_reader<R: Read + Send + 'static>(mut inner: R, workers: usize) -
     }
     // The splitter reads frames in order and queues one result slot per frame, so the
     // reader receives blocks in stream order whatever order workers finish in.
-    let (order_tx, order_rx) = sync_channel::<Receiver<BlockResult>>(IN_FLIGHT);
+    let (order_tx, order_rx) = sync_channel::<Receiver<BlockResult>>(workers);
     std::thread::spawn(move || loop {
         let (done_tx, done_rx) = sync_channel(1);
         match next_frame(&mut inner) {
@@ -148,11 +152,12 @@ pub fn parallel_reader<R: Read + Send + 'static>(mut inner: R, workers: usize) -
             }
         }
     });
-    OrderedBlocks { order: order_rx, cur: Vec::new(), pos: 0, failed: false }
+    OrderedBlocks { order: order_rx, spare: spare_tx, cur: Vec::new(), pos: 0, failed: false }
 }
 
 struct OrderedBlocks {
     order: Receiver<Receiver<BlockResult>>,
+    spare: SyncSender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
     failed: bool,
@@ -167,7 +172,10 @@ impl Read for OrderedBlocks {
             let Ok(slot) = self.order.recv() else { return Ok(0) };
             match slot.recv() {
                 Ok(Ok(block)) => {
-                    self.cur = block;
+                    let used = std::mem::replace(&mut self.cur, block);
+                    if used.capacity() >= BLOCK_SIZE {
+                        let _ = self.spare.try_send(used);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => {
