@@ -30,6 +30,23 @@ fn header_len(ct: &[u8]) -> usize {
     Header::read(&mut &ct[..]).unwrap().len()
 }
 
+/// A sealed stream in small chunks, with where its chunks start.
+struct Sealed {
+    plain: Vec<u8>,
+    ct: Vec<u8>,
+    /// Header length: chunk 0 starts here.
+    hl: usize,
+    /// Stored size of every non-final chunk.
+    stride: usize,
+}
+
+fn sealed(len: usize) -> Sealed {
+    let plain = data(len);
+    let ct = encrypt(&plain, SMALL_CHUNK);
+    let hl = header_len(&ct);
+    Sealed { plain, ct, hl, stride: SMALL_CHUNK as usize + format::TAG_LEN }
+}
+
 /// Decrypts with the right passphrase, returning what was released before any error.
 fn decrypt(ct: &[u8], expected: &Binding, passphrase: &str) -> (Vec<u8>, Result<(), FormatError>) {
     let p = pass(passphrase);
@@ -197,10 +214,7 @@ fn header_forged_with_a_fresh_checksum_fails_authentication() {
 
 #[test]
 fn flipped_bit_in_a_body_chunk_releases_only_the_chunks_before_it() {
-    let plain = data(10 * SMALL_CHUNK as usize + 5);
-    let ct = encrypt(&plain, SMALL_CHUNK);
-    let hl = header_len(&ct);
-    let stride = SMALL_CHUNK as usize + format::TAG_LEN;
+    let Sealed { plain, ct, hl, stride } = sealed(10 * SMALL_CHUNK as usize + 5);
     let mut bad = ct.clone();
     bad[hl + 3 * stride + 10] ^= 0x01; // inside chunk 3's ciphertext
     let (out, r) = decrypt(&bad, &binding(), "correct horse battery staple");
@@ -210,9 +224,7 @@ fn flipped_bit_in_a_body_chunk_releases_only_the_chunks_before_it() {
 
 #[test]
 fn flipped_bit_in_a_tag_is_detected() {
-    let ct = encrypt(&data(10 * SMALL_CHUNK as usize + 5), SMALL_CHUNK);
-    let hl = header_len(&ct);
-    let stride = SMALL_CHUNK as usize + format::TAG_LEN;
+    let Sealed { ct, hl, stride, .. } = sealed(10 * SMALL_CHUNK as usize + 5);
     let mut bad = ct.clone();
     bad[hl + 2 * stride - 1] ^= 0x80; // last byte of chunk 1's tag
     let (out, r) = decrypt(&bad, &binding(), "correct horse battery staple");
@@ -233,10 +245,7 @@ fn flipped_bit_in_the_final_chunk_is_detected() {
 
 #[test]
 fn truncation_at_a_chunk_boundary_is_reported_as_truncation() {
-    let plain = data(5 * SMALL_CHUNK as usize + 9);
-    let ct = encrypt(&plain, SMALL_CHUNK);
-    let hl = header_len(&ct);
-    let stride = SMALL_CHUNK as usize + format::TAG_LEN;
+    let Sealed { plain, ct, hl, stride } = sealed(5 * SMALL_CHUNK as usize + 9);
     for chunks in 0..5u32 {
         let cut = &ct[..hl + chunks as usize * stride];
         let (out, r) = decrypt(cut, &binding(), "correct horse battery staple");
@@ -250,10 +259,7 @@ fn truncation_at_a_chunk_boundary_is_reported_as_truncation() {
 
 #[test]
 fn truncation_between_chunk_boundaries_is_detected_at_the_cut() {
-    let plain = data(5 * SMALL_CHUNK as usize + 9);
-    let ct = encrypt(&plain, SMALL_CHUNK);
-    let hl = header_len(&ct);
-    let stride = SMALL_CHUNK as usize + format::TAG_LEN;
+    let Sealed { ct, hl, stride, .. } = sealed(5 * SMALL_CHUNK as usize + 9);
     for cut_at in [hl + 2 * stride + 1, hl + 2 * stride + 40, ct.len() - 1] {
         let (out, r) = decrypt(&ct[..cut_at], &binding(), "correct horse battery staple");
         let index = ((cut_at - hl) / stride) as u32;
@@ -266,10 +272,7 @@ fn truncation_between_chunk_boundaries_is_detected_at_the_cut() {
 
 #[test]
 fn swapped_chunks_are_reported_as_reordered() {
-    let plain = data(6 * SMALL_CHUNK as usize + 3);
-    let ct = encrypt(&plain, SMALL_CHUNK);
-    let hl = header_len(&ct);
-    let stride = SMALL_CHUNK as usize + format::TAG_LEN;
+    let Sealed { plain, ct, hl, stride } = sealed(6 * SMALL_CHUNK as usize + 3);
     let mut bad = ct.clone();
     let (a, b) = (hl + stride, hl + 2 * stride);
     let chunk1 = ct[a..a + stride].to_vec();
@@ -283,10 +286,7 @@ fn swapped_chunks_are_reported_as_reordered() {
 #[test]
 fn appended_chunk_is_reported_as_trailing_data() {
     // A stream whose last chunk is full: the appended chunk lines up on a chunk boundary.
-    let plain = data(4 * SMALL_CHUNK as usize);
-    let ct = encrypt(&plain, SMALL_CHUNK);
-    let hl = header_len(&ct);
-    let stride = SMALL_CHUNK as usize + format::TAG_LEN;
+    let Sealed { plain, ct, hl, stride } = sealed(4 * SMALL_CHUNK as usize);
     let mut bad = ct.clone();
     bad.extend_from_slice(&ct[hl..hl + stride]);
     let (out, r) = decrypt(&bad, &binding(), "correct horse battery staple");
