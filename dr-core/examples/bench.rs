@@ -180,7 +180,7 @@ async fn phase_point_write(dir: &Path) {
     let mut w = PointWriter::begin(&loc, CLUSTER, &pass(), Mode::Full, "bench").await.unwrap();
     let mut i = 0;
     while w.catalog_bytes() < total {
-        w.add(&Entry { category: Category::Applications, object: object(i, &mut noise) }).await.unwrap();
+        w.add(&Entry { category: Category::Applications, object: object(i, &mut noise), source_uid: None }).await.unwrap();
         i += 1;
     }
     let m = w.finish().await.unwrap();

@@ -124,6 +124,10 @@ impl FromStr for Mode {
 pub struct Entry {
     pub category: Category,
     pub object: Value,
+    /// The object's UID on the source cluster (the object itself carries none), so a restore
+    /// can relink ownerReferences that point at it.
+    #[serde(default, rename = "sourceUid", skip_serializing_if = "Option::is_none")]
+    pub source_uid: Option<String>,
 }
 
 impl Entry {

@@ -3,6 +3,7 @@
 //! - [`crypto`], [`format`]: passphrases, keys and the encrypted stream format (pure, sync)
 //! - [`blocks`]: the catalog's compression (zstd frames decoded on every core)
 //! - [`catalog`]: what a point holds — resource categories and entries
+//! - [`cluster`]: reading a live cluster into a point (the backup engine)
 //! - [`point`]: restore points — naming, manifest, writing, listing and reading whole points
 //! - [`location`]: where points live (a directory or an S3 bucket)
 //! - [`manifests`]: manifests on disk — reading a directory, exporting a point as YAML
@@ -10,6 +11,7 @@
 
 pub mod blocks;
 pub mod catalog;
+pub mod cluster;
 pub mod crypto;
 pub mod format;
 mod insecure_http;

@@ -78,7 +78,7 @@ pub fn read_dir(dir: &Path, dr_namespace: &str, default_namespace: &str) -> Resu
                     object["metadata"]["namespace"] = Value::String(default_namespace.to_owned());
                 }
                 let category = classify(&object, cluster_scoped, dr_namespace);
-                entries.push(Entry { category, object });
+                entries.push(Entry { category, object, source_uid: None });
             }
         }
     }
@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn export_paths_are_browsable_and_safe() {
-        let e = |object| Entry { category: Category::Applications, object };
+        let e = |object| Entry { category: Category::Applications, object, source_uid: None };
         assert_eq!(
             export_path(&e(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"}}))),
             PathBuf::from("namespaces/shop/deployment.apps/web.yaml")

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod apiserver;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -184,15 +186,16 @@ pub fn sample_entries(n: usize, blob: usize) -> Vec<dr_core::catalog::Entry> {
             .collect()
     };
     let mut out = vec![
-        Entry { category: Category::Profiles, object: json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "offsite", "namespace": "kasten-io"}, "spec": {"s3": {"bucket": "b"}}}) },
-        Entry { category: Category::Policies, object: json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Policy", "metadata": {"name": "k10-disaster-recovery-policy", "namespace": "kasten-io"}, "spec": {"frequency": "@hourly"}}) },
-        Entry { category: Category::Secrets, object: json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "offsite-credentials", "namespace": "kasten-io"}, "data": {"k": "dg=="}}) },
-        Entry { category: Category::Cluster, object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app-0"}}) },
+        Entry { category: Category::Profiles, object: json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "offsite", "namespace": "kasten-io"}, "spec": {"s3": {"bucket": "b"}}}), source_uid: None },
+        Entry { category: Category::Policies, object: json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Policy", "metadata": {"name": "k10-disaster-recovery-policy", "namespace": "kasten-io"}, "spec": {"frequency": "@hourly"}}), source_uid: None },
+        Entry { category: Category::Secrets, object: json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "offsite-credentials", "namespace": "kasten-io"}, "data": {"k": "dg=="}}), source_uid: None },
+        Entry { category: Category::Cluster, object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app-0"}}), source_uid: None },
     ];
     for i in 0..n {
         out.push(Entry {
             category: Category::Applications,
             object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}"), "namespace": format!("app-{}", i % 3)}, "data": {"blob": noise(blob)}}),
+            source_uid: Some(format!("uid-{i}")),
         });
     }
     out
@@ -255,3 +258,4 @@ pub fn throttling_proxy(target: &str, failures: usize) -> ThrottlingProxy {
     });
     ThrottlingProxy { url, throttled }
 }
+

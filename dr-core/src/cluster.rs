@@ -1,0 +1,350 @@
+//! Reading a live cluster into a restore point: the backup engine the job image's `backup`
+//! and `kubectl dr backup --local` share.
+//!
+//! It discovers every served resource, lists each with pagination, keeps what the policy and
+//! mode select, strips what the API server sets, and streams the objects into a
+//! [`PointWriter`]. It never reads, lists or deletes anything at the location.
+
+use std::collections::BTreeSet;
+
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::discovery::{verbs, ApiCapabilities, Discovery, Scope};
+use kube::Client;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::catalog::{classify, kind_key, Entry, Mode, API_GROUP, DR_POLICY_NAME, OWNERSHIP_CONFIGMAP};
+use crate::crypto::Passphrase;
+use crate::location::Location;
+use crate::manifests::strip_server_fields;
+use crate::point::{Manifest, PointError, PointWriter};
+
+/// Objects per list request: large enough to keep request counts low, small enough that a
+/// page of big Secrets stays a few MiB.
+pub const PAGE_SIZE: u32 = 500;
+
+/// Namespaces a full backup leaves out unless named explicitly: the node heartbeat leases
+/// and the cluster's own bootstrap objects are recreated by the new cluster.
+pub const DEFAULT_EXCLUDED_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
+
+/// Kinds never backed up: recreated by the API server or controllers, or not meaningful on
+/// another cluster.
+const NEVER_BACKED_UP: &[&str] = &[
+    "Event", "Event.events.k8s.io", "Endpoints", "EndpointSlice.discovery.k8s.io", "Node", "Lease.coordination.k8s.io",
+    "ComponentStatus", "PodMetrics.metrics.k8s.io", "NodeMetrics.metrics.k8s.io",
+];
+
+/// What a DR policy protects (the `selection` of a `Policy`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Selection {
+    /// Namespaces whose resources are backed up; empty means every namespace except
+    /// `excludeNamespaces`.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Namespaces left out when `namespaces` is empty (default: kube-system, kube-public,
+    /// kube-node-lease).
+    #[serde(default)]
+    pub exclude_namespaces: Option<Vec<String>>,
+    /// A label selector every namespaced application object must match.
+    #[serde(default)]
+    pub label_selector: Option<String>,
+    /// Only these kinds (`Kind` or `Kind.group`); empty means all.
+    #[serde(default)]
+    pub include_kinds: Vec<String>,
+    /// Never these kinds.
+    #[serde(default)]
+    pub exclude_kinds: Vec<String>,
+    /// Whether cluster-scoped resources (CRDs, ClusterRoles, ...) are backed up.
+    #[serde(default = "yes")]
+    pub cluster_scoped: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("this cluster has the ConfigMap {OWNERSHIP_CONFIGMAP} in namespace {namespace}: it was restored from another cluster and does no maintenance until it owns the location. If the original cluster is gone, run `kubectl dr take-ownership` (or delete the ConfigMap), then back up again")]
+    NotOwner { namespace: String },
+    #[error("the DR service account may not list {resource}{scope}: grant it list on {resource}, or exclude the kind from the DR policy")]
+    ListForbidden { resource: String, scope: String },
+    #[error("listing {resource} failed: {source}")]
+    List { resource: String, source: kube::Error },
+    #[error("cannot discover the cluster's resources: {0}. Check that the API server is reachable and the credentials are valid")]
+    Discovery(kube::Error),
+    #[error("cannot read namespace default to get the cluster ID: {0}")]
+    ClusterId(kube::Error),
+    #[error("namespace default has no UID, so this cluster has no cluster ID: is this a real API server?")]
+    NoClusterId,
+    #[error(transparent)]
+    Point(#[from] PointError),
+}
+
+/// The cluster ID: the UID of the `default` namespace.
+pub async fn cluster_id(client: &Client) -> Result<String, ClusterError> {
+    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let default = ns.get("default").await.map_err(ClusterError::ClusterId)?;
+    default.metadata.uid.ok_or(ClusterError::NoClusterId)
+}
+
+/// Fails while the ownership ConfigMap exists in the DR namespace.
+pub async fn ensure_owner(client: &Client, dr_namespace: &str) -> Result<(), ClusterError> {
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), dr_namespace);
+    match cms.get_opt(OWNERSHIP_CONFIGMAP).await {
+        Ok(Some(_)) => Err(ClusterError::NotOwner { namespace: dr_namespace.into() }),
+        Ok(None) => Ok(()),
+        Err(e) => Err(ClusterError::List { resource: "configmaps".into(), source: e }),
+    }
+}
+
+/// One resource to list, as discovery describes it.
+struct Target {
+    resource: ApiResource,
+    caps: ApiCapabilities,
+    key: String,
+}
+
+fn targets(discovery: &Discovery, selection: &Selection, mode: Mode) -> Vec<Target> {
+    let include: BTreeSet<&str> = selection.include_kinds.iter().map(String::as_str).collect();
+    let exclude: BTreeSet<&str> = selection.exclude_kinds.iter().map(String::as_str).collect();
+    let mut out = Vec::new();
+    for group in discovery.groups() {
+        // The preferred version of each kind, once.
+        for (resource, caps) in group.recommended_resources() {
+            if !caps.supports_operation(verbs::LIST) || !caps.supports_operation(verbs::CREATE) {
+                continue;
+            }
+            let key = kind_key(&resource.api_version, &resource.kind);
+            let platform = is_platform_kind(&resource);
+            let wanted = match mode {
+                Mode::Quick => platform,
+                Mode::Full => {
+                    platform
+                        || (!NEVER_BACKED_UP.contains(&key.as_str())
+                            && !exclude.contains(key.as_str())
+                            && (include.is_empty() || include.contains(key.as_str()))
+                            && (caps.scope == Scope::Namespaced || selection.cluster_scoped))
+                }
+            };
+            if wanted {
+                out.push(Target { resource, caps, key });
+            }
+        }
+    }
+    out
+}
+
+/// The kinds quick mode keeps: the DR platform's own Profiles, Policies, Secrets, CronJob.
+fn is_platform_kind(r: &ApiResource) -> bool {
+    (r.group == API_GROUP && (r.kind == "Profile" || r.kind == "Policy"))
+        || (r.group.is_empty() && r.kind == "Secret")
+        || (r.group == "batch" && r.kind == "CronJob")
+}
+
+/// Whether a workload controller recreates this object (a Deployment's ReplicaSet, a
+/// ReplicaSet's Pods, a CronJob's Jobs): restoring it would duplicate what the controller makes.
+fn recreated_by_controller(obj: &Value) -> bool {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| {
+            refs.iter().any(|r| {
+                r["controller"].as_bool() == Some(true)
+                    && matches!(r["apiVersion"].as_str(), Some(v) if v.starts_with("apps/") || v.starts_with("batch/"))
+            })
+        })
+}
+
+/// Counts of what a backup left out, for its report.
+#[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Skipped {
+    pub namespace_excluded: u64,
+    pub label_mismatch: u64,
+    pub controller_owned: u64,
+    pub outside_quick_mode: u64,
+}
+
+/// The result of a backup.
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    pub manifest: Manifest,
+    pub skipped: Skipped,
+}
+
+/// Backs up the cluster behind `client` into a new point at `location`.
+pub async fn backup(
+    client: &Client,
+    location: &Location,
+    cluster_id: &str,
+    passphrase: &Passphrase,
+    dr_namespace: &str,
+    mode: Mode,
+    selection: &Selection,
+) -> Result<BackupReport, ClusterError> {
+    ensure_owner(client, dr_namespace).await?;
+    let discovery = Discovery::new(client.clone()).run().await.map_err(ClusterError::Discovery)?;
+    let targets = targets(&discovery, selection, mode);
+    let mut writer = PointWriter::begin(location, cluster_id, passphrase, mode, DR_POLICY_NAME).await?;
+    let mut skipped = Skipped::default();
+    let result = write_all(client, &mut writer, &targets, dr_namespace, mode, selection, &mut skipped).await;
+    match result {
+        Ok(()) => Ok(BackupReport { manifest: writer.finish().await?, skipped }),
+        Err(e) => {
+            writer.abort().await;
+            Err(e)
+        }
+    }
+}
+
+async fn write_all(
+    client: &Client,
+    writer: &mut PointWriter,
+    targets: &[Target],
+    dr_namespace: &str,
+    mode: Mode,
+    selection: &Selection,
+    skipped: &mut Skipped,
+) -> Result<(), ClusterError> {
+    let default_excluded: Vec<String> = DEFAULT_EXCLUDED_NAMESPACES.iter().map(|s| s.to_string()).collect();
+    let excluded = selection.exclude_namespaces.as_ref().unwrap_or(&default_excluded);
+    let label_filter = selection.label_selector.as_deref().map(parse_equality_selector);
+    for target in targets {
+        let namespaced = target.caps.scope == Scope::Namespaced;
+        // List per selected namespace when the policy names them, else cluster-wide once;
+        // the DR namespace is always read (the platform's own resources live there).
+        let scopes: Vec<Option<String>> = if namespaced && !selection.namespaces.is_empty() && mode == Mode::Full {
+            let mut s: BTreeSet<String> = selection.namespaces.iter().cloned().collect();
+            s.insert(dr_namespace.to_owned());
+            s.into_iter().map(Some).collect()
+        } else if namespaced && mode == Mode::Quick {
+            vec![Some(dr_namespace.to_owned())]
+        } else {
+            vec![None]
+        };
+        let has_status_subresource = target.caps.subresources.iter().any(|(r, _)| r.plural == "status");
+        for scope in scopes {
+            let api: Api<DynamicObject> = match &scope {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &target.resource),
+                None => Api::all_with(client.clone(), &target.resource),
+            };
+            let mut params = ListParams::default().limit(PAGE_SIZE);
+            loop {
+                let page = api.list(&params).await.map_err(|e| list_error(e, &target.resource, scope.as_deref()))?;
+                for obj in page.items {
+                    let mut object = serde_json::to_value(&obj).expect("objects serialize");
+                    if object.get("apiVersion").is_none() {
+                        object["apiVersion"] = Value::String(target.resource.api_version.clone());
+                        object["kind"] = Value::String(target.resource.kind.clone());
+                    }
+                    let namespace = obj.metadata.namespace.clone().unwrap_or_default();
+                    let category = classify(&object, !namespaced, dr_namespace);
+                    if !mode.keeps(category) {
+                        skipped.outside_quick_mode += 1;
+                        continue;
+                    }
+                    let in_dr_namespace = namespace == dr_namespace;
+                    if mode == Mode::Full && namespaced && !in_dr_namespace {
+                        if selection.namespaces.is_empty() && excluded.iter().any(|e| *e == namespace) {
+                            skipped.namespace_excluded += 1;
+                            continue;
+                        }
+                        if let Some(filter) = &label_filter {
+                            if !matches_labels(&object, filter) {
+                                skipped.label_mismatch += 1;
+                                continue;
+                            }
+                        }
+                    }
+                    if recreated_by_controller(&object) {
+                        skipped.controller_owned += 1;
+                        continue;
+                    }
+                    let source_uid = obj.metadata.uid.clone();
+                    strip_server_fields(&mut object);
+                    if has_status_subresource {
+                        // The API server ignores status on create; the controllers rebuild it.
+                        object.as_object_mut().expect("an object").remove("status");
+                    }
+                    writer.add(&Entry { category, object, source_uid }).await?;
+                }
+                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(token) => params = params.continue_token(&token),
+                    None => break,
+                }
+            }
+        }
+        tracing::info!(resource = %target.key, objects = writer.counts().by_kind.get(&target.key).copied().unwrap_or(0), "backed up");
+    }
+    Ok(())
+}
+
+fn list_error(e: kube::Error, resource: &ApiResource, namespace: Option<&str>) -> ClusterError {
+    let name = if resource.group.is_empty() { resource.plural.clone() } else { format!("{}.{}", resource.plural, resource.group) };
+    match &e {
+        kube::Error::Api(status) if status.code == 403 => ClusterError::ListForbidden {
+            resource: name,
+            scope: namespace.map(|ns| format!(" in namespace {ns}")).unwrap_or_else(|| " cluster-wide".into()),
+        },
+        _ => ClusterError::List { resource: name, source: e },
+    }
+}
+
+/// `a=b,c!=d,e` as (key, op, value) triples; the policy's selector is applied client-side so
+/// that the DR namespace and cluster-scoped objects are not filtered by it.
+fn parse_equality_selector(s: &str) -> Vec<(String, &'static str, String)> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let p = p.trim();
+            if let Some((k, v)) = p.split_once("!=") {
+                (k.trim().to_owned(), "!=", v.trim().to_owned())
+            } else if let Some((k, v)) = p.split_once("==").or_else(|| p.split_once('=')) {
+                (k.trim().to_owned(), "=", v.trim().to_owned())
+            } else if let Some(k) = p.strip_prefix('!') {
+                (k.trim().to_owned(), "!", String::new())
+            } else {
+                (p.to_owned(), "exists", String::new())
+            }
+        })
+        .collect()
+}
+
+fn matches_labels(object: &Value, filter: &[(String, &'static str, String)]) -> bool {
+    let labels = object.pointer("/metadata/labels");
+    filter.iter().all(|(k, op, v)| {
+        let have = labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        match *op {
+            "=" => have == Some(v.as_str()),
+            "!=" => have != Some(v.as_str()),
+            "!" => have.is_none(),
+            _ => have.is_some(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn equality_selectors_match_like_the_api_server() {
+        let o = json!({"metadata": {"labels": {"app": "web", "tier": "front"}}});
+        let m = |s: &str| matches_labels(&o, &parse_equality_selector(s));
+        assert!(m("app=web"));
+        assert!(m("app==web,tier"));
+        assert!(m("app!=db,!missing"));
+        assert!(!m("app=db"));
+        assert!(!m("tier,!app"));
+    }
+
+    #[test]
+    fn controller_owned_workload_objects_are_left_to_their_controllers() {
+        let pod = json!({"metadata": {"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "controller": true}]}});
+        let cm = json!({"metadata": {"ownerReferences": [{"apiVersion": "shop.example.com/v1", "kind": "Cart", "name": "c", "controller": true}]}});
+        assert!(recreated_by_controller(&pod));
+        assert!(!recreated_by_controller(&cm));
+    }
+}

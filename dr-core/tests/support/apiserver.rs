@@ -1,0 +1,655 @@
+//! An in-process Kubernetes API server for the tests, faithful to the real one for what
+//! kubectl-dr touches: legacy discovery (`/api`, `/apis`, group-version resource lists) for
+//! built-in kinds and for CRDs once created (which then report `Established`); get, list
+//! (`limit`/`continue` pagination, label and field selectors), create (with
+//! `generateName`), update (resourceVersion conflicts), merge patch, delete; namespaced and
+//! cluster-scoped resources; `metav1.Status` errors; list items without `kind`/`apiVersion`
+//! for built-in kinds, as the real server sends them; and RBAC denials a test can inject.
+//! It is generic: no scripted sequence of expected calls.
+//!
+//! Not yet: watch, server-side apply, strategic merge patch, TokenReview (issue #3 has them).
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+/// One served resource.
+#[derive(Clone, Debug)]
+struct ResourceDef {
+    group: String,
+    version: String,
+    kind: String,
+    plural: String,
+    namespaced: bool,
+    status_subresource: bool,
+    /// Custom resources keep `kind`/`apiVersion` in list items; built-in kinds do not.
+    custom: bool,
+}
+
+impl ResourceDef {
+    fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+/// Key of a stored object: group, plural, namespace ("" when cluster-scoped), name.
+type Key = (String, String, String, String);
+
+#[derive(Default)]
+struct State {
+    resources: Vec<ResourceDef>,
+    objects: BTreeMap<Key, Value>,
+    resource_version: u64,
+    /// (verb, group, plural) the caller may not use.
+    forbidden: BTreeSet<(String, String, String)>,
+    requests: u64,
+    /// (plural, query) of every list request, in order.
+    lists: Vec<(String, BTreeMap<String, String>)>,
+}
+
+pub struct ApiServer {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+}
+
+fn builtin(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool, status: bool) -> ResourceDef {
+    ResourceDef {
+        group: group.into(),
+        version: version.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+        namespaced,
+        status_subresource: status,
+        custom: false,
+    }
+}
+
+fn builtins() -> Vec<ResourceDef> {
+    vec![
+        builtin("", "v1", "Namespace", "namespaces", false, true),
+        builtin("", "v1", "ConfigMap", "configmaps", true, false),
+        builtin("", "v1", "Secret", "secrets", true, false),
+        builtin("", "v1", "ServiceAccount", "serviceaccounts", true, false),
+        builtin("", "v1", "Service", "services", true, true),
+        builtin("", "v1", "Pod", "pods", true, true),
+        builtin("", "v1", "Event", "events", true, false),
+        builtin("", "v1", "Endpoints", "endpoints", true, false),
+        builtin("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, true),
+        builtin("", "v1", "PersistentVolume", "persistentvolumes", false, true),
+        builtin("", "v1", "Node", "nodes", false, true),
+        builtin("apps", "v1", "Deployment", "deployments", true, true),
+        builtin("apps", "v1", "ReplicaSet", "replicasets", true, true),
+        builtin("apps", "v1", "StatefulSet", "statefulsets", true, true),
+        builtin("apps", "v1", "DaemonSet", "daemonsets", true, true),
+        builtin("batch", "v1", "Job", "jobs", true, true),
+        builtin("batch", "v1", "CronJob", "cronjobs", true, true),
+        builtin("rbac.authorization.k8s.io", "v1", "Role", "roles", true, false),
+        builtin("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, false),
+        builtin("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, false),
+        builtin("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, false),
+        builtin("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, true),
+        builtin("coordination.k8s.io", "v1", "Lease", "leases", true, false),
+        builtin("storage.k8s.io", "v1", "StorageClass", "storageclasses", false, false),
+        builtin("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", false, false),
+        builtin("events.k8s.io", "v1", "Event", "events", true, false),
+    ]
+}
+
+fn status(code: u16, reason: &str, message: String) -> Response<Full<Bytes>> {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code});
+    respond(code, body)
+}
+
+fn respond(code: u16, body: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::from_u16(code).expect("valid status"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(&body).expect("serializes"))))
+        .expect("valid response")
+}
+
+fn random_uid() -> String {
+    let mut b = [0u8; 16];
+    dr_core::crypto::fill_random(&mut b);
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+fn now() -> String {
+    dr_core::point::rfc3339(time::OffsetDateTime::now_utc().replace_millisecond(0).unwrap())
+}
+
+impl ApiServer {
+    /// Starts a server with the built-in kinds and the namespaces a new cluster has.
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(State { resources: builtins(), ..Default::default() }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = ApiServer { url, state: state.clone() };
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            server.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+        }
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        server
+    }
+
+    /// A kube client for this server, with no credentials (it does not authenticate).
+    pub fn client(&self) -> kube::Client {
+        dr_core::init_crypto_provider();
+        let config = kube::Config::new(self.url.parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// Stores an object as if created through the API.
+    pub fn seed(&self, object: Value) -> Value {
+        let mut state = self.state.lock().unwrap();
+        let (api_version, kind) = (object["apiVersion"].as_str().unwrap().to_owned(), object["kind"].as_str().unwrap().to_owned());
+        let def = state
+            .resources
+            .iter()
+            .find(|r| r.api_version() == api_version && r.kind == kind)
+            .unwrap_or_else(|| panic!("no resource for {api_version} {kind}"))
+            .clone();
+        let ns = object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_owned();
+        create(&mut state, &def, &ns, object).unwrap_or_else(|r| panic!("seed failed: {:?}", r.status()))
+    }
+
+    /// Makes the API server refuse `verb` on a resource (`plural`, `group`) with 403.
+    pub fn forbid(&self, verb: &str, group: &str, plural: &str) {
+        self.state.lock().unwrap().forbidden.insert((verb.into(), group.into(), plural.into()));
+    }
+
+    /// The stored objects of a resource.
+    pub fn objects(&self, group: &str, plural: &str) -> Vec<Value> {
+        let state = self.state.lock().unwrap();
+        state.objects.iter().filter(|(k, _)| k.0 == group && k.1 == plural).map(|(_, v)| v.clone()).collect()
+    }
+
+    /// The queries of the list requests made for `plural`, in order.
+    pub fn list_queries(&self, plural: &str) -> Vec<BTreeMap<String, String>> {
+        self.state.lock().unwrap().lists.iter().filter(|(p, _)| p == plural).map(|(_, q)| q.clone()).collect()
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> u64 {
+        self.state.lock().unwrap().requests
+    }
+}
+
+fn discovery_resources(state: &State, group: &str, version: &str) -> Option<Value> {
+    let defs: Vec<&ResourceDef> = state.resources.iter().filter(|r| r.group == group && r.version == version).collect();
+    if defs.is_empty() {
+        return None;
+    }
+    let verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+    let mut resources = Vec::new();
+    for r in defs {
+        resources.push(json!({"name": r.plural, "singularName": r.kind.to_lowercase(), "namespaced": r.namespaced, "kind": r.kind, "verbs": verbs}));
+        if r.status_subresource {
+            resources.push(json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
+        }
+    }
+    let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+}
+
+fn api_groups(state: &State) -> Value {
+    let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in state.resources.iter().filter(|r| !r.group.is_empty()) {
+        let versions = groups.entry(r.group.as_str()).or_default();
+        if !versions.contains(&r.version.as_str()) {
+            versions.push(r.version.as_str());
+        }
+    }
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|(g, vs)| {
+            let versions: Vec<Value> = vs.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+            json!({"name": g, "versions": versions, "preferredVersion": versions[0]})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// A parsed resource path.
+struct Target {
+    def: ResourceDef,
+    namespace: String,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+fn parse_path(state: &State, path: &str) -> Option<Target> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return None,
+    };
+    let find = |plural: &str| state.resources.iter().find(|r| r.group == group && r.version == version && r.plural == plural).cloned();
+    let t = |def, ns: &str, name: Option<&&str>, sub: Option<&&str>| Target {
+        def,
+        namespace: ns.to_owned(),
+        name: name.map(|s| s.to_string()),
+        subresource: sub.map(|s| s.to_string()),
+    };
+    match rest {
+        ["namespaces", ns, plural, more @ ..] if group.is_empty() || find(plural).is_some_and(|d| d.namespaced) => {
+            let def = find(plural)?;
+            def.namespaced.then(|| t(def, ns, more.first(), more.get(1)))
+        }
+        [plural, more @ ..] => Some(t(find(plural)?, "", more.first(), more.get(1))),
+        [] => None,
+    }
+}
+
+fn forbidden(state: &State, verb: &str, t: &Target) -> Option<Response<Full<Bytes>>> {
+    if !state.forbidden.contains(&(verb.to_owned(), t.def.group.clone(), t.def.plural.clone())) {
+        return None;
+    }
+    let scope = if t.namespace.is_empty() { "at the cluster scope".to_owned() } else { format!("in the namespace \"{}\"", t.namespace) };
+    Some(status(
+        403,
+        "Forbidden",
+        format!(
+            "{} is forbidden: User \"system:serviceaccount:kasten-io:k10-dr\" cannot {verb} resource \"{}\" in API group \"{}\" {scope}",
+            t.def.plural, t.def.plural, t.def.group
+        ),
+    ))
+}
+
+async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let query: BTreeMap<String, String> = req
+        .uri()
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let mut state = state.lock().unwrap();
+    state.requests += 1;
+    Ok(route(&mut state, &method, &path, &query, &content_type, &body))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                out.push(u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00"), 16).unwrap_or(0));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn route(state: &mut State, method: &Method, path: &str, query: &BTreeMap<String, String>, content_type: &str, body: &[u8]) -> Response<Full<Bytes>> {
+    // Discovery.
+    if method == Method::GET {
+        match path.trim_end_matches('/') {
+            "/version" => return respond(200, json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-dr-test"})),
+            "/api" => return respond(200, json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})),
+            "/apis" => return respond(200, api_groups(state)),
+            p => {
+                let segs: Vec<&str> = p.trim_matches('/').split('/').collect();
+                let found = match segs.as_slice() {
+                    ["api", v] => Some(discovery_resources(state, "", v)),
+                    ["apis", g, v] => Some(discovery_resources(state, g, v)),
+                    _ => None,
+                };
+                if let Some(found) = found {
+                    return match found {
+                        Some(list) => respond(200, list),
+                        None => status(404, "NotFound", "the server could not find the requested resource".into()),
+                    };
+                }
+            }
+        }
+    }
+    let Some(t) = parse_path(state, path) else {
+        return status(404, "NotFound", "the server could not find the requested resource".into());
+    };
+    if t.subresource.is_some() {
+        return status(405, "MethodNotAllowed", "subresources are not served by the test API server".into());
+    }
+    let verb = match (method, &t.name) {
+        (&Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => "watch",
+        (&Method::GET, None) => "list",
+        (&Method::GET, Some(_)) => "get",
+        (&Method::POST, None) => "create",
+        (&Method::PUT, Some(_)) => "update",
+        (&Method::PATCH, Some(_)) => "patch",
+        (&Method::DELETE, Some(_)) => "delete",
+        _ => return status(405, "MethodNotAllowed", format!("{method} is not allowed on {path}")),
+    };
+    if let Some(denied) = forbidden(state, verb, &t) {
+        return denied;
+    }
+    let parse = |body: &[u8]| serde_json::from_slice::<Value>(body).map_err(|e| status(400, "BadRequest", format!("the request body is not JSON: {e}")));
+    match verb {
+        "list" => {
+            state.lists.push((t.def.plural.clone(), query.clone()));
+            list(state, &t, query)
+        }
+        "get" => match state.objects.get(&key(&t.def, &t.namespace, t.name.as_deref().unwrap())) {
+            Some(o) => respond(200, o.clone()),
+            None => not_found(&t.def, t.name.as_deref().unwrap()),
+        },
+        "create" => match parse(body) {
+            Ok(obj) => match create(state, &t.def, &t.namespace, obj) {
+                Ok(o) => respond(201, o),
+                Err(r) => r,
+            },
+            Err(r) => r,
+        },
+        "update" => match parse(body) {
+            Ok(obj) => update(state, &t, obj),
+            Err(r) => r,
+        },
+        "patch" => match parse(body) {
+            Ok(patch) if content_type.starts_with("application/merge-patch+json") => {
+                let k = key(&t.def, &t.namespace, t.name.as_deref().unwrap());
+                let Some(mut current) = state.objects.get(&k).cloned() else { return not_found(&t.def, t.name.as_deref().unwrap()) };
+                merge(&mut current, &patch);
+                state.resource_version += 1;
+                current["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
+                state.objects.insert(k, current.clone());
+                respond(200, current)
+            }
+            Ok(_) => status(415, "UnsupportedMediaType", format!("the test API server does not support patch type {content_type}")),
+            Err(r) => r,
+        },
+        "delete" => match state.objects.remove(&key(&t.def, &t.namespace, t.name.as_deref().unwrap())) {
+            Some(o) => respond(200, o),
+            None => not_found(&t.def, t.name.as_deref().unwrap()),
+        },
+        _ => status(405, "MethodNotAllowed", format!("{verb} is not served by the test API server")),
+    }
+}
+
+fn key(def: &ResourceDef, namespace: &str, name: &str) -> Key {
+    (def.group.clone(), def.plural.clone(), if def.namespaced { namespace.to_owned() } else { String::new() }, name.to_owned())
+}
+
+fn not_found(def: &ResourceDef, name: &str) -> Response<Full<Bytes>> {
+    let what = if def.group.is_empty() { def.plural.clone() } else { format!("{}.{}", def.plural, def.group) };
+    status(404, "NotFound", format!("{what} \"{name}\" not found"))
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+fn create(state: &mut State, def: &ResourceDef, namespace: &str, mut obj: Value) -> Result<Value, Response<Full<Bytes>>> {
+    if !obj.is_object() {
+        return Err(status(400, "BadRequest", "the object is not a JSON object".into()));
+    }
+    let meta = obj["metadata"].as_object().cloned().unwrap_or_default();
+    let mut name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+    if name.is_empty() {
+        match meta.get("generateName").and_then(Value::as_str) {
+            Some(prefix) => {
+                let mut tag = [0u8; 3];
+                dr_core::crypto::fill_random(&mut tag);
+                name = format!("{prefix}{}", &hex::encode(tag)[..5]);
+            }
+            None => {
+                return Err(respond(
+                    422,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422,
+                           "message": format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", def.kind),
+                           "details": {"kind": def.kind, "causes": [{"reason": "FieldValueRequired", "message": "Required value: name or generateName is required", "field": "metadata.name"}]}}),
+                ))
+            }
+        }
+    }
+    let ns = if def.namespaced {
+        let ns = meta.get("namespace").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(namespace).to_owned();
+        if !namespace.is_empty() && ns != namespace {
+            return Err(status(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request".into()));
+        }
+        if !state.objects.contains_key(&("".into(), "namespaces".into(), "".into(), ns.clone())) {
+            return Err(status(404, "NotFound", format!("namespaces \"{ns}\" not found")));
+        }
+        ns
+    } else {
+        String::new()
+    };
+    let k = key(def, &ns, &name);
+    if state.objects.contains_key(&k) {
+        let what = if def.group.is_empty() { def.plural.clone() } else { format!("{}.{}", def.plural, def.group) };
+        return Err(status(409, "AlreadyExists", format!("{what} \"{name}\" already exists")));
+    }
+    state.resource_version += 1;
+    if !obj["metadata"].is_object() {
+        obj["metadata"] = json!({});
+    }
+    let md = obj["metadata"].as_object_mut().expect("metadata is an object");
+    md.insert("name".into(), json!(name));
+    if def.namespaced {
+        md.insert("namespace".into(), json!(ns));
+    }
+    md.insert("uid".into(), json!(random_uid()));
+    md.insert("resourceVersion".into(), json!(state.resource_version.to_string()));
+    md.insert("creationTimestamp".into(), json!(now()));
+    md.insert("generation".into(), json!(1));
+    md.remove("generateName");
+    obj["apiVersion"] = json!(def.api_version());
+    obj["kind"] = json!(def.kind);
+    if def.kind == "Namespace" {
+        obj["status"] = json!({"phase": "Active"});
+    }
+    if def.kind == "CustomResourceDefinition" {
+        establish_crd(state, &mut obj)?;
+    }
+    state.objects.insert(k, obj.clone());
+    Ok(obj)
+}
+
+/// Registers a CRD's served versions and marks it Established, as the real server does once
+/// its names are accepted.
+fn establish_crd(state: &mut State, crd: &mut Value) -> Result<(), Response<Full<Bytes>>> {
+    let spec = &crd["spec"];
+    let group = spec["group"].as_str().unwrap_or_default().to_owned();
+    let kind = spec["names"]["kind"].as_str().unwrap_or_default().to_owned();
+    let plural = spec["names"]["plural"].as_str().unwrap_or_default().to_owned();
+    if group.is_empty() || kind.is_empty() || plural.is_empty() {
+        return Err(status(422, "Invalid", "CustomResourceDefinition is invalid: spec.group, spec.names.kind and spec.names.plural are required".into()));
+    }
+    let namespaced = spec["scope"].as_str() != Some("Cluster");
+    for v in spec["versions"].as_array().cloned().unwrap_or_default() {
+        if v["served"].as_bool() != Some(true) {
+            continue;
+        }
+        state.resources.push(ResourceDef {
+            group: group.clone(),
+            version: v["name"].as_str().unwrap_or("v1").to_owned(),
+            kind: kind.clone(),
+            plural: plural.clone(),
+            namespaced,
+            status_subresource: v.pointer("/subresources/status").is_some(),
+            custom: true,
+        });
+    }
+    crd["status"] = json!({
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "lastTransitionTime": now()},
+            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "lastTransitionTime": now()},
+        ],
+        "acceptedNames": spec["names"].clone(),
+        "storedVersions": spec["versions"].as_array().map(|vs| vs.iter().filter(|v| v["storage"] == true).map(|v| v["name"].clone()).collect::<Vec<_>>()).unwrap_or_default(),
+    });
+    Ok(())
+}
+
+fn update(state: &mut State, t: &Target, mut obj: Value) -> Response<Full<Bytes>> {
+    let name = t.name.as_deref().unwrap();
+    let k = key(&t.def, &t.namespace, name);
+    let Some(current) = state.objects.get(&k).cloned() else { return not_found(&t.def, name) };
+    let sent_rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
+    let current_rv = current["metadata"]["resourceVersion"].as_str().unwrap_or("");
+    if !sent_rv.is_empty() && sent_rv != current_rv {
+        let what = if t.def.group.is_empty() { t.def.plural.clone() } else { format!("{}.{}", t.def.plural, t.def.group) };
+        return status(409, "Conflict", format!("Operation cannot be fulfilled on {what} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"));
+    }
+    state.resource_version += 1;
+    for f in ["uid", "creationTimestamp", "namespace", "name"] {
+        if let Some(v) = current["metadata"].get(f) {
+            obj["metadata"][f] = v.clone();
+        }
+    }
+    obj["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
+    obj["apiVersion"] = json!(t.def.api_version());
+    obj["kind"] = json!(t.def.kind);
+    state.objects.insert(k, obj.clone());
+    respond(200, obj)
+}
+
+/// `key=value`, `key==value`, `key!=value`, `key`, `!key`, `key in (a,b)`, `key notin (a,b)`.
+fn label_matches(labels: &serde_json::Map<String, Value>, selector: &str) -> bool {
+    // Split on commas that are not inside parentheses.
+    let mut terms = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in selector.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(&selector[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&selector[start..]);
+    terms.iter().map(|t| t.trim()).filter(|t| !t.is_empty()).all(|term| {
+        let get = |k: &str| labels.get(k.trim()).and_then(Value::as_str);
+        if let Some((k, set)) = term.split_once(" notin ") {
+            let set: Vec<&str> = set.trim().trim_matches(|c| c == '(' || c == ')').split(',').map(str::trim).collect();
+            get(k).is_none_or(|v| !set.contains(&v))
+        } else if let Some((k, set)) = term.split_once(" in ") {
+            let set: Vec<&str> = set.trim().trim_matches(|c| c == '(' || c == ')').split(',').map(str::trim).collect();
+            get(k).is_some_and(|v| set.contains(&v))
+        } else if let Some((k, v)) = term.split_once("!=") {
+            get(k) != Some(v.trim())
+        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            get(k) == Some(v.trim())
+        } else if let Some(k) = term.strip_prefix('!') {
+            get(k).is_none()
+        } else {
+            get(term).is_some()
+        }
+    })
+}
+
+fn field_matches(obj: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|t| !t.is_empty()).all(|term| {
+        let (path, want, negate) = match term.split_once("!=") {
+            Some((p, v)) => (p, v, true),
+            None => match term.split_once("==").or_else(|| term.split_once('=')) {
+                Some((p, v)) => (p, v, false),
+                None => return false,
+            },
+        };
+        let pointer = format!("/{}", path.trim().replace('.', "/"));
+        let have = obj.pointer(&pointer).and_then(Value::as_str).unwrap_or("");
+        (have == want.trim()) != negate
+    })
+}
+
+fn list(state: &State, t: &Target, query: &BTreeMap<String, String>) -> Response<Full<Bytes>> {
+    let labels = query.get("labelSelector").cloned().unwrap_or_default();
+    let fields = query.get("fieldSelector").cloned().unwrap_or_default();
+    let empty = serde_json::Map::new();
+    let matching: Vec<&Value> = state
+        .objects
+        .iter()
+        .filter(|(k, _)| k.0 == t.def.group && k.1 == t.def.plural && (t.namespace.is_empty() || k.2 == t.namespace))
+        .map(|(_, v)| v)
+        .filter(|o| label_matches(o.pointer("/metadata/labels").and_then(Value::as_object).unwrap_or(&empty), &labels))
+        .filter(|o| field_matches(o, &fields))
+        .collect();
+    // The continue token is the offset into the (key-ordered) result, with the list's
+    // resourceVersion, like the real server's opaque token.
+    let offset: usize = match query.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => match token.split_once(':').and_then(|(o, _)| o.parse().ok()) {
+            Some(o) => o,
+            None => return status(400, "BadRequest", "invalid continue token".into()),
+        },
+        None => 0,
+    };
+    let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|o| {
+            let mut o = (*o).clone();
+            if !t.def.custom {
+                let m = o.as_object_mut().expect("object");
+                m.remove("kind");
+                m.remove("apiVersion");
+            }
+            o
+        })
+        .collect();
+    let next = offset + page.len();
+    let mut metadata = json!({"resourceVersion": state.resource_version.to_string()});
+    if next < matching.len() {
+        metadata["continue"] = json!(format!("{next}:{}", state.resource_version));
+        metadata["remainingItemCount"] = json!(matching.len() - next);
+    }
+    respond(200, json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": metadata, "items": page}))
+}
