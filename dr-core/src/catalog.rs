@@ -88,7 +88,7 @@ pub fn parse_categories(list: &str) -> Result<BTreeSet<Category>, UnknownCategor
 
 /// Backup mode: `quick` keeps only the DR platform's own resources, `full` also the
 /// cluster-scoped and application resources the policy selects.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Quick,

@@ -35,7 +35,7 @@ const NEVER_BACKED_UP: &[&str] = &[
 ];
 
 /// What a DR policy protects (the `selection` of a `Policy`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Selection {
     /// Namespaces whose resources are backed up; empty means every namespace except

@@ -7,6 +7,7 @@
 //! - [`point`]: restore points — naming, manifest, writing, listing and reading whole points
 //! - [`location`]: where points live (a directory or an S3 bucket)
 //! - [`manifests`]: manifests on disk — reading a directory, exporting a point as YAML
+//! - [`resources`]: the Profile and Policy custom resources, resolved into locations
 //! - [`passphrase`]: where the DR passphrase comes from (`k10-dr-secret`: raw, Vault, AWS)
 
 pub mod blocks;
@@ -19,6 +20,7 @@ pub mod location;
 pub mod manifests;
 pub mod passphrase;
 pub mod point;
+pub mod resources;
 
 /// Installs aws-lc-rs as rustls' process-wide crypto provider, once. reqwest is built without
 /// a provider of its own so that there is exactly one (two make rustls panic).

@@ -1,0 +1,287 @@
+//! kubectl-dr's custom resources, `Profile` and `Policy` (group `dr.kubectl-dr.io`), and
+//! turning them and the Secrets they name into what the rest of the library uses.
+//!
+//! The CRD manifests under `deploy/crds/` are generated from these types
+//! (`cargo run --release -p dr-core --example gen_crds`); a test fails when they are stale.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client, CustomResource, CustomResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::catalog::{Mode, DR_SECRET_NAME};
+use crate::cluster::Selection;
+use crate::location::{LocationConfig, S3Config, StaticCredentials};
+use crate::passphrase::{PassphraseError, PassphraseSource};
+
+/// Keys of a profile's S3 credentials Secret.
+pub const ACCESS_KEY_ID_KEY: &str = "aws_access_key_id";
+pub const SECRET_ACCESS_KEY_KEY: &str = "aws_secret_access_key";
+pub const SESSION_TOKEN_KEY: &str = "aws_session_token";
+/// Where the job mounts a file profile's volume.
+pub const FILE_LOCATION_MOUNT: &str = "/mnt/dr-location";
+
+/// A location profile: where restore points go.
+#[derive(CustomResource, Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[kube(
+    group = "dr.kubectl-dr.io",
+    version = "v1alpha1",
+    kind = "Profile",
+    namespaced,
+    status = "ProfileStatus",
+    shortname = "drprofile",
+    printcolumn = r#"{"name":"Bucket","type":"string","jsonPath":".spec.s3.bucket"}"#,
+    printcolumn = r#"{"name":"Claim","type":"string","jsonPath":".spec.file.claimName"}"#,
+    printcolumn = r#"{"name":"Immutable days","type":"integer","jsonPath":".spec.immutability.protectionDays"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileSpec {
+    /// An S3 or S3-compatible bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3ProfileSpec>,
+    /// An NFS share or other volume, through a PersistentVolumeClaim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileProfileSpec>,
+    /// Write every object with an Object Lock retention (S3 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutability: Option<Immutability>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3ProfileSpec {
+    pub bucket: String,
+    /// Key prefix inside the bucket.
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Endpoint URL of an S3-compatible store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub path_style: bool,
+    #[serde(default, rename = "skipTLSVerify")]
+    pub skip_tls_verify: bool,
+    /// Secret in the DR namespace with aws_access_key_id and aws_secret_access_key (and
+    /// optionally aws_session_token); the default AWS chain (IRSA) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileProfileSpec {
+    /// PersistentVolumeClaim in the DR namespace (an NFS share, ReadWriteMany).
+    pub claim_name: String,
+    /// Directory inside the volume.
+    #[serde(default)]
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Immutability {
+    /// Protection period in days: 1 to 90.
+    #[schemars(range(min = 1, max = 90))]
+    pub protection_days: u32,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileStatus {
+    /// Whether the last validation reached the location (and found Object Lock when asked).
+    #[serde(default)]
+    pub valid: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validated_at: Option<String>,
+}
+
+/// The DR policy: what to back up, how often, how long to keep it.
+#[derive(CustomResource, Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[kube(
+    group = "dr.kubectl-dr.io",
+    version = "v1alpha1",
+    kind = "Policy",
+    namespaced,
+    status = "PolicyStatus",
+    shortname = "drpolicy",
+    printcolumn = r#"{"name":"Profile","type":"string","jsonPath":".spec.profile"}"#,
+    printcolumn = r#"{"name":"Frequency","type":"string","jsonPath":".spec.frequency"}"#,
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySpec {
+    /// The location profile restore points go to.
+    pub profile: String,
+    /// A cron schedule, or @hourly, @daily, @weekly, @monthly, @yearly.
+    pub frequency: String,
+    #[serde(default)]
+    pub retention: Retention,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub selection: Selection,
+}
+
+/// How many restore points `prune` keeps per period (grandfather-father-son).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Retention {
+    #[serde(default)]
+    pub hourly: u32,
+    #[serde(default)]
+    pub daily: u32,
+    #[serde(default)]
+    pub weekly: u32,
+    #[serde(default)]
+    pub monthly: u32,
+    #[serde(default)]
+    pub yearly: u32,
+}
+
+impl Default for Retention {
+    /// 24 hourly, 7 daily, 4 weekly, 12 monthly, 1 yearly.
+    fn default() -> Self {
+        Retention { hourly: 24, daily: 7, weekly: 4, monthly: 12, yearly: 1 }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    /// The most recent runs, newest first (at most 10).
+    #[serde(default)]
+    pub last_runs: Vec<RunRecord>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Succeeded or Failed.
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_point: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The CRD manifests, as `(file name, YAML)`.
+pub fn crd_manifests() -> Vec<(String, String)> {
+    [Profile::crd(), Policy::crd()]
+        .into_iter()
+        .map(|crd| {
+            let name = crd.metadata.name.clone().expect("CRDs have names");
+            (format!("{name}.yaml"), serde_yaml::to_string(&crd).expect("CRDs serialize"))
+        })
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("location profile {name} not found in namespace {namespace}: create it with `kubectl dr profile create {name} ...`, or check -n/--namespace")]
+    ProfileNotFound { name: String, namespace: String },
+    #[error("location profile {name} names neither an S3 bucket nor a file volume: recreate it with --s3-bucket or --pvc")]
+    ProfileEmpty { name: String },
+    #[error("the credentials Secret {secret} of profile {profile} {problem} in namespace {namespace}: it needs keys aws_access_key_id and aws_secret_access_key")]
+    CredentialsSecret { profile: String, secret: String, namespace: String, problem: String },
+    #[error("profile {name} is a file (volume) location, which only the in-cluster job can reach: from here, give --path to where the share is mounted")]
+    FileProfileOutsideCluster { name: String },
+    #[error("{DR_SECRET_NAME} not found in namespace {namespace}: run `kubectl dr enable`, or create it with `kubectl create secret generic {DR_SECRET_NAME} --namespace {namespace} --from-literal key=<passphrase>` (or a Vault / AWS source)")]
+    DrSecretMissing { namespace: String },
+    #[error(transparent)]
+    Passphrase(#[from] PassphraseError),
+    #[error("reading {what} failed: {source}")]
+    Api { what: String, source: kube::Error },
+}
+
+fn secret_data(secret: Secret) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+    for (k, v) in secret.string_data.unwrap_or_default() {
+        data.insert(k, v.into_bytes());
+    }
+    data
+}
+
+async fn get_secret(client: &Client, namespace: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
+    Api::<Secret>::namespaced(client.clone(), namespace).get_opt(name).await
+}
+
+/// Reads the passphrase source from `k10-dr-secret` in the DR namespace.
+pub async fn dr_secret_source(client: &Client, namespace: &str) -> Result<PassphraseSource, ResourceError> {
+    let secret = get_secret(client, namespace, DR_SECRET_NAME)
+        .await
+        .map_err(|source| ResourceError::Api { what: format!("secret {DR_SECRET_NAME}"), source })?
+        .ok_or_else(|| ResourceError::DrSecretMissing { namespace: namespace.into() })?;
+    Ok(PassphraseSource::from_secret_data(&secret_data(secret))?)
+}
+
+/// Reads a profile.
+pub async fn get_profile(client: &Client, namespace: &str, name: &str) -> Result<Profile, ResourceError> {
+    Api::<Profile>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| ResourceError::Api { what: format!("profile {name}"), source })?
+        .ok_or_else(|| ResourceError::ProfileNotFound { name: name.into(), namespace: namespace.into() })
+}
+
+/// The location a profile describes. `mount` is where a file profile's volume is mounted
+/// (the job's [`FILE_LOCATION_MOUNT`]); `None` outside the cluster.
+pub async fn location_config(client: &Client, namespace: &str, profile: &Profile, mount: Option<&Path>) -> Result<LocationConfig, ResourceError> {
+    let name = profile.metadata.name.clone().unwrap_or_default();
+    if let Some(s3) = &profile.spec.s3 {
+        let credentials = match &s3.credentials_secret {
+            None => None,
+            Some(secret_name) => {
+                let problem = |problem: &str| ResourceError::CredentialsSecret {
+                    profile: name.clone(),
+                    secret: secret_name.clone(),
+                    namespace: namespace.into(),
+                    problem: problem.into(),
+                };
+                let secret = get_secret(client, namespace, secret_name)
+                    .await
+                    .map_err(|source| ResourceError::Api { what: format!("secret {secret_name}"), source })?
+                    .ok_or_else(|| problem("does not exist"))?;
+                let data = secret_data(secret);
+                let text = |k: &str| data.get(k).and_then(|v| String::from_utf8(v.clone()).ok()).map(|s| s.trim().to_owned());
+                let (Some(id), Some(key)) = (text(ACCESS_KEY_ID_KEY), text(SECRET_ACCESS_KEY_KEY)) else {
+                    return Err(problem("lacks a key"));
+                };
+                Some(StaticCredentials {
+                    access_key_id: id,
+                    secret_access_key: Zeroizing::new(key),
+                    session_token: text(SESSION_TOKEN_KEY).map(Zeroizing::new),
+                })
+            }
+        };
+        return Ok(LocationConfig::S3(S3Config {
+            bucket: s3.bucket.clone(),
+            prefix: s3.prefix.clone(),
+            region: s3.region.clone(),
+            endpoint: s3.endpoint.clone(),
+            path_style: s3.path_style,
+            ca_bundle: None,
+            skip_tls_verify: s3.skip_tls_verify,
+            credentials,
+            immutable_days: profile.spec.immutability.as_ref().map(|i| i.protection_days),
+        }));
+    }
+    if let Some(file) = &profile.spec.file {
+        let mount = mount.ok_or_else(|| ResourceError::FileProfileOutsideCluster { name: name.clone() })?;
+        let path: PathBuf = mount.join(file.path.trim_start_matches('/'));
+        return Ok(LocationConfig::File { path });
+    }
+    Err(ResourceError::ProfileEmpty { name })
+}
