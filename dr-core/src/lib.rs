@@ -7,6 +7,7 @@
 //! - [`point`]: restore points — naming, manifest, writing, listing and reading whole points
 //! - [`location`]: where points live (a directory or an S3 bucket)
 //! - [`manifests`]: manifests on disk — reading a directory, exporting a point as YAML
+//! - [`job`]: what the in-cluster job runs, and the `DR_*` variables that configure it
 //! - [`resources`]: the Profile and Policy custom resources, resolved into locations
 //! - [`passphrase`]: where the DR passphrase comes from (`k10-dr-secret`: raw, Vault, AWS)
 
@@ -15,6 +16,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod crypto;
 pub mod format;
+pub mod job;
 mod insecure_http;
 pub mod location;
 pub mod manifests;

@@ -1,6 +1,8 @@
-//! `dr-job`: the in-cluster job image's binary. The DR policy's CronJob will run `backup` and
-//! the restore chart's Job `restore` (issues #3 and #4); until then it reports what it is
-//! built with, which is also what the FIPS values file will check at start.
+//! `dr-job`: the in-cluster job image's binary. `backup` is what the DR policy's CronJob
+//! (and `kubectl dr backup`) runs; `restore` comes with the restore chart (issue #4).
+//! Settings come from `DR_*` environment variables (see `dr_core::job::env`); logs are JSON
+//! on stderr; the result is also the container's termination message; the exit status tells
+//! success (0) or failure (1).
 
 use clap::{Parser, Subcommand};
 
@@ -13,19 +15,46 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the DR policy once: back up into a new restore point.
+    Backup,
     /// Print the version and whether the crypto module runs in FIPS mode.
     SelfCheck,
 }
 
-fn main() -> std::process::ExitCode {
-    match Cli::parse().command {
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DR_LOG").unwrap_or_else(|_| "info".into()))
+        .init();
+    match cli.command {
         Command::SelfCheck => {
-            println!(
-                "{{\"version\":\"{}\",\"crypto\":\"aws-lc-rs\",\"fipsMode\":{}}}",
-                env!("CARGO_PKG_VERSION"),
-                dr_core::crypto::fips_mode()
-            );
+            println!("{{\"version\":\"{}\",\"crypto\":\"aws-lc-rs\",\"fipsMode\":{}}}", env!("CARGO_PKG_VERSION"), dr_core::crypto::fips_mode());
             std::process::ExitCode::SUCCESS
         }
+        Command::Backup => match backup().await {
+            Ok(summary) => {
+                let json = serde_json::to_string(&summary).expect("summary serializes");
+                tracing::info!(summary = %json, "backup complete");
+                println!("{json}");
+                dr_core::job::write_termination_message(&json);
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "backup failed");
+                dr_core::job::write_termination_message(&format!("backup failed: {e:#}"));
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
+}
+
+async fn backup() -> anyhow::Result<dr_core::job::BackupSummary> {
+    dr_core::init_crypto_provider();
+    let settings = dr_core::job::BackupSettings::from_env()?;
+    // In a pod: the service account; elsewhere: KUBECONFIG.
+    let client = kube::Client::try_default().await?;
+    Ok(dr_core::job::run_backup(&client, &settings).await?)
 }

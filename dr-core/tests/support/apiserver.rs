@@ -163,6 +163,22 @@ impl ApiServer {
         kube::Client::try_from(config).unwrap()
     }
 
+    /// Writes a kubeconfig for this server (no credentials; `namespace` as the default).
+    pub fn write_kubeconfig(&self, path: &std::path::Path, namespace: &str) {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: {namespace}\ncurrent-context: test\n",
+            self.url
+        );
+        std::fs::write(path, yaml).unwrap();
+    }
+
+    /// Installs kubectl-dr's CRDs, generated from the Rust types.
+    pub fn install_dr_crds(&self) {
+        for (_, yaml) in dr_core::resources::crd_manifests() {
+            self.seed(serde_yaml::from_str(&yaml).unwrap());
+        }
+    }
+
     /// Stores an object as if created through the API.
     pub fn seed(&self, object: Value) -> Value {
         let mut state = self.state.lock().unwrap();
@@ -350,8 +366,11 @@ fn route(state: &mut State, method: &Method, path: &str, query: &BTreeMap<String
     let Some(t) = parse_path(state, path) else {
         return status(404, "NotFound", "the server could not find the requested resource".into());
     };
-    if t.subresource.is_some() {
-        return status(405, "MethodNotAllowed", "subresources are not served by the test API server".into());
+    if let Some(sub) = &t.subresource {
+        if sub != "status" || !t.def.status_subresource {
+            return status(404, "NotFound", "the server could not find the requested resource".into());
+        }
+        return status_subresource(state, method, &t, content_type, body);
     }
     let verb = match (method, &t.name) {
         (&Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => "watch",
@@ -406,6 +425,37 @@ fn route(state: &mut State, method: &Method, path: &str, query: &BTreeMap<String
         },
         _ => status(405, "MethodNotAllowed", format!("{verb} is not served by the test API server")),
     }
+}
+
+/// `.../status`: reads the object, and writes only its status (as the real server does).
+fn status_subresource(state: &mut State, method: &Method, t: &Target, content_type: &str, body: &[u8]) -> Response<Full<Bytes>> {
+    let name = t.name.as_deref().unwrap_or_default();
+    let k = key(&t.def, &t.namespace, name);
+    let Some(mut current) = state.objects.get(&k).cloned() else { return not_found(&t.def, name) };
+    let verb = if method == Method::GET { "get" } else if method == Method::PUT { "update" } else { "patch" };
+    if let Some(denied) = forbidden(state, verb, &Target { def: ResourceDef { plural: format!("{}/status", t.def.plural), ..t.def.clone() }, namespace: t.namespace.clone(), name: None, subresource: None }) {
+        return denied;
+    }
+    let Ok(sent) = serde_json::from_slice::<Value>(body) else {
+        return if method == Method::GET { respond(200, current) } else { status(400, "BadRequest", "the request body is not JSON".into()) };
+    };
+    match *method {
+        Method::GET => return respond(200, current),
+        Method::PUT => current["status"] = sent["status"].clone(),
+        Method::PATCH if content_type.starts_with("application/merge-patch+json") => {
+            let mut status_value = current["status"].clone();
+            if !status_value.is_object() {
+                status_value = json!({});
+            }
+            merge(&mut status_value, &sent["status"]);
+            current["status"] = status_value;
+        }
+        _ => return status(415, "UnsupportedMediaType", format!("the test API server does not support {method} {content_type} on status")),
+    }
+    state.resource_version += 1;
+    current["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
+    state.objects.insert(k, current.clone());
+    respond(200, current)
 }
 
 fn key(def: &ResourceDef, namespace: &str, name: &str) -> Key {

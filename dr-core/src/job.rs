@@ -1,0 +1,204 @@
+//! What the in-cluster job does, configured by `DR_*` environment variables. Every variable
+//! the CronJob (and, later, the restore chart) sets is named here and nowhere else.
+
+use std::path::PathBuf;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::Client;
+use serde::Serialize;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::catalog::DR_POLICY_NAME;
+use crate::cluster::{self, BackupReport, ClusterError};
+use crate::location::{Location, LocationError};
+use crate::passphrase::{ResolveOptions, VaultAuth, VaultConfig, DEFAULT_K8S_AUTH_MOUNT, DEFAULT_SA_TOKEN_PATH};
+use crate::point;
+use crate::resources::{self, Policy, ResourceError, RunRecord, FILE_LOCATION_MOUNT};
+
+/// The environment variables of the job image.
+pub mod env {
+    /// The DR namespace (the pod's own, through the downward API).
+    pub const NAMESPACE: &str = "DR_NAMESPACE";
+    /// The DR policy to run (default `k10-disaster-recovery-policy`).
+    pub const POLICY: &str = "DR_POLICY";
+    /// Where a file profile's volume is mounted (default `/mnt/dr-location`).
+    pub const LOCATION_MOUNT: &str = "DR_LOCATION_MOUNT";
+    /// Vault address; set when `vault.enabled`.
+    pub const VAULT_ADDRESS: &str = "DR_VAULT_ADDRESS";
+    /// File holding a Vault token (the mounted `vault_token` key of `vault.secretName`).
+    pub const VAULT_TOKEN_FILE: &str = "DR_VAULT_TOKEN_FILE";
+    /// Vault Kubernetes auth role (`vault.role`).
+    pub const VAULT_ROLE: &str = "DR_VAULT_ROLE";
+    /// Service-account token for Vault Kubernetes auth (`vault.serviceAccountTokenPath`).
+    pub const VAULT_SA_TOKEN_PATH: &str = "DR_VAULT_SA_TOKEN_PATH";
+    /// Mount of Vault's Kubernetes auth method (default `kubernetes`).
+    pub const VAULT_AUTH_MOUNT: &str = "DR_VAULT_AUTH_MOUNT";
+    /// Endpoint override for AWS Secrets Manager.
+    pub const AWS_SECRETS_ENDPOINT: &str = "AWS_ENDPOINT_URL_SECRETS_MANAGER";
+    /// Where the container's termination message goes (default `/dev/termination-log`).
+    pub const TERMINATION_LOG: &str = "DR_TERMINATION_LOG";
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{0} is not set: the job's pod spec must set it")]
+    MissingEnv(&'static str),
+    #[error("cannot read the Vault token file {path}: {detail}")]
+    VaultTokenFile { path: PathBuf, detail: String },
+    #[error("DR policy {name} not found in namespace {namespace}: run `kubectl dr enable`")]
+    PolicyNotFound { name: String, namespace: String },
+    #[error(transparent)]
+    Resource(#[from] ResourceError),
+    #[error(transparent)]
+    Location(#[from] LocationError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("reading policy {name} failed: {source}")]
+    Api { name: String, source: kube::Error },
+}
+
+/// How to reach Vault, from the environment.
+pub fn vault_from_env() -> Result<Option<VaultConfig>, JobError> {
+    let Some(address) = var(env::VAULT_ADDRESS) else { return Ok(None) };
+    let auth = if let Some(role) = var(env::VAULT_ROLE) {
+        VaultAuth::Kubernetes {
+            role,
+            token_path: var(env::VAULT_SA_TOKEN_PATH).unwrap_or_else(|| DEFAULT_SA_TOKEN_PATH.into()).into(),
+            mount: var(env::VAULT_AUTH_MOUNT).unwrap_or_else(|| DEFAULT_K8S_AUTH_MOUNT.into()),
+        }
+    } else {
+        let path: PathBuf = var(env::VAULT_TOKEN_FILE).ok_or(JobError::MissingEnv(env::VAULT_TOKEN_FILE))?.into();
+        let token = std::fs::read_to_string(&path).map_err(|e| JobError::VaultTokenFile { path: path.clone(), detail: e.to_string() })?;
+        VaultAuth::Token(Zeroizing::new(token.trim().to_owned()))
+    };
+    Ok(Some(VaultConfig { address, auth, namespace: var("VAULT_NAMESPACE") }))
+}
+
+/// What the backup job needs, read from the environment.
+#[derive(Clone, Debug)]
+pub struct BackupSettings {
+    pub namespace: String,
+    pub policy: String,
+    pub location_mount: PathBuf,
+    pub resolve: ResolveOptions,
+}
+
+impl BackupSettings {
+    pub fn from_env() -> Result<Self, JobError> {
+        Ok(Self {
+            namespace: var(env::NAMESPACE).ok_or(JobError::MissingEnv(env::NAMESPACE))?,
+            policy: var(env::POLICY).unwrap_or_else(|| DR_POLICY_NAME.into()),
+            location_mount: var(env::LOCATION_MOUNT).unwrap_or_else(|| FILE_LOCATION_MOUNT.into()).into(),
+            resolve: ResolveOptions { vault: vault_from_env()?, aws_endpoint: var(env::AWS_SECRETS_ENDPOINT) },
+        })
+    }
+}
+
+/// What a backup run reports (logged, written as the termination message, kept in the
+/// policy's status).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSummary {
+    pub cluster_id: String,
+    pub restore_point: String,
+    pub location: String,
+    pub objects: u64,
+    pub by_category: std::collections::BTreeMap<String, u64>,
+    pub stored_bytes: u64,
+    pub skipped: cluster::Skipped,
+}
+
+/// Runs the DR policy once: resolves the profile and passphrase, backs up, records the run.
+pub async fn run_backup(client: &Client, settings: &BackupSettings) -> Result<BackupSummary, JobError> {
+    let started = point::rfc3339(time::OffsetDateTime::now_utc());
+    let result = backup_once(client, settings).await;
+    let record = match &result {
+        Ok(s) => RunRecord {
+            started_at: started,
+            finished_at: Some(point::rfc3339(time::OffsetDateTime::now_utc())),
+            result: "Succeeded".into(),
+            restore_point: Some(s.restore_point.clone()),
+            objects: Some(s.objects),
+            message: None,
+        },
+        Err(e) => RunRecord {
+            started_at: started,
+            finished_at: Some(point::rfc3339(time::OffsetDateTime::now_utc())),
+            result: "Failed".into(),
+            restore_point: None,
+            objects: None,
+            message: Some(e.to_string()),
+        },
+    };
+    if let Err(e) = record_run(client, settings, record).await {
+        // The backup's own outcome matters more than its bookkeeping; say so and go on.
+        tracing::warn!(error = %e, "could not record the run in the policy's status");
+    }
+    result
+}
+
+async fn backup_once(client: &Client, settings: &BackupSettings) -> Result<BackupSummary, JobError> {
+    let policies: Api<Policy> = Api::namespaced(client.clone(), &settings.namespace);
+    let policy = policies
+        .get_opt(&settings.policy)
+        .await
+        .map_err(|source| JobError::Api { name: settings.policy.clone(), source })?
+        .ok_or_else(|| JobError::PolicyNotFound { name: settings.policy.clone(), namespace: settings.namespace.clone() })?;
+    // Refuse before touching the location or the passphrase source.
+    cluster::ensure_owner(client, &settings.namespace).await?;
+    let profile = resources::get_profile(client, &settings.namespace, &policy.spec.profile).await?;
+    let config = resources::location_config(client, &settings.namespace, &profile, Some(&settings.location_mount)).await?;
+    let location = Location::connect(&config).await?;
+    location.check_writable().await?;
+    let source = resources::dr_secret_source(client, &settings.namespace).await?;
+    let passphrase = source.resolve(&settings.resolve).await.map_err(ResourceError::from)?;
+    let cluster_id = cluster::cluster_id(client).await?;
+    tracing::info!(cluster_id = %cluster_id, location = %location.describe(), mode = policy.spec.mode.as_str(), passphrase = %source.describe(), "backing up");
+    let BackupReport { manifest, skipped } = cluster::backup(
+        client,
+        &location,
+        &cluster_id,
+        &passphrase,
+        &settings.namespace,
+        policy.spec.mode,
+        &policy.spec.selection,
+    )
+    .await?;
+    Ok(BackupSummary {
+        cluster_id,
+        restore_point: manifest.point_id,
+        location: location.describe(),
+        objects: manifest.counts.total,
+        by_category: manifest.counts.by_category.iter().map(|(c, n)| (c.as_str().to_owned(), *n)).collect(),
+        stored_bytes: manifest.archive.stored_bytes,
+        skipped,
+    })
+}
+
+/// Keeps the ten most recent runs in the policy's status.
+async fn record_run(client: &Client, settings: &BackupSettings, record: RunRecord) -> Result<(), kube::Error> {
+    let policies: Api<Policy> = Api::namespaced(client.clone(), &settings.namespace);
+    let current = policies.get_status(&settings.policy).await?;
+    let mut runs = current.status.map(|s| s.last_runs).unwrap_or_default();
+    runs.insert(0, record);
+    runs.truncate(10);
+    policies
+        .patch_status(&settings.policy, &PatchParams::default(), &Patch::Merge(json!({"status": {"lastRuns": runs}})))
+        .await?;
+    Ok(())
+}
+
+/// Writes the container's termination message (Kubernetes keeps the first 4 KiB), so
+/// `kubectl dr backup` and `status` can show the result without reading logs.
+pub fn write_termination_message(message: &str) {
+    let path = var(env::TERMINATION_LOG).unwrap_or_else(|| "/dev/termination-log".into());
+    let truncated: String = message.chars().take(4000).collect();
+    if let Err(e) = std::fs::write(&path, truncated) {
+        tracing::debug!(path, error = %e, "no termination log");
+    }
+}

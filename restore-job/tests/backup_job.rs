@@ -1,0 +1,180 @@
+//! `dr-job backup` run as a process, as the DR policy's CronJob runs it, against the test
+//! API server: it reads the Policy, Profile and k10-dr-secret, writes a point, records the
+//! run in the Policy's status and reports through its exit status and termination message.
+//!
+//! Against a real cluster the job uses its service account; here `KUBECONFIG` points at the
+//! test API server (which serves plain HTTP), the one variable a pod would not have.
+
+#[path = "../../dr-core/tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use dr_core::crypto::Passphrase;
+use dr_core::location::{Location, LocationConfig, S3Config, StaticCredentials};
+use dr_core::point::{self, Unlocker};
+use serde_json::{json, Value};
+use support::apiserver::ApiServer;
+
+const NS: &str = "kasten-io";
+const PASS: &str = "correct horse battery staple";
+
+fn b64(s: &str) -> String {
+    use std::io::Write;
+    // Minimal base64 for Secret data, to keep the test free of another dependency.
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.write_all(&[T[(n >> (18 - 6 * i) & 63) as usize]]).unwrap();
+            } else {
+                out.push(b'=');
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A source cluster with the DR platform set up for `profile_spec`.
+async fn source_cluster(profile_spec: Value) -> ApiServer {
+    let api = ApiServer::start().await;
+    api.install_dr_crds();
+    for ns in [NS, "shop"] {
+        api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+    }
+    api.seed(json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "offsite", "namespace": NS}, "spec": profile_spec}));
+    api.seed(json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Policy", "metadata": {"name": "k10-disaster-recovery-policy", "namespace": NS},
+                    "spec": {"profile": "offsite", "frequency": "@hourly", "mode": "full"}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k10-dr-secret", "namespace": NS}, "data": {"key": b64(PASS)}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"currency": "EUR"}}));
+    api
+}
+
+/// Runs `dr-job backup` with the CronJob's environment.
+fn run_job(api: &ApiServer, dir: &Path, extra_env: &[(&str, String)]) -> (Output, String) {
+    let kubeconfig = dir.join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, NS);
+    let termination = dir.join("termination-log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dr-job"));
+    cmd.arg("backup")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KUBECONFIG", &kubeconfig)
+        .env("DR_NAMESPACE", NS)
+        .env("DR_LOCATION_MOUNT", dir.join("mnt"))
+        .env("DR_TERMINATION_LOG", &termination)
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let message = std::fs::read_to_string(&termination).unwrap_or_default();
+    (out, message)
+}
+
+fn last_run(api: &ApiServer) -> Value {
+    let policy = api.objects("dr.kubectl-dr.io", "policies").pop().unwrap();
+    policy["status"]["lastRuns"][0].clone()
+}
+
+// Multi-threaded: the test blocks on the job process while the API server serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_backs_up_to_a_file_profile_and_records_the_run() {
+    let api = source_cluster(json!({"file": {"claimName": "dr-nfs", "path": "cluster-a"}})).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("mnt/cluster-a")).unwrap();
+    let (out, message) = run_job(&api, dir.path(), &[]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&message).unwrap(), summary, "the termination message is the summary");
+    let cluster_id = summary["clusterId"].as_str().unwrap();
+    let point_id = summary["restorePoint"].as_str().unwrap();
+    // The point is where the file profile says, and sound.
+    let loc = Location::connect(&LocationConfig::File { path: dir.path().join("mnt/cluster-a") }).await.unwrap();
+    let objects = point::verify_point(&loc, cluster_id, point_id, &Unlocker::new(Passphrase::new(PASS.into()).unwrap())).await.unwrap();
+    assert_eq!(objects, summary["objects"].as_u64().unwrap());
+    assert!(summary["byCategory"]["profiles"] == 1 && summary["byCategory"]["secrets"] == 1, "{summary}");
+    // The run is in the policy's status.
+    let run = last_run(&api);
+    assert_eq!(run["result"], "Succeeded");
+    assert_eq!(run["restorePoint"], point_id);
+    // Logs are JSON lines.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.lines().filter(|l| !l.is_empty()).all(|l| serde_json::from_str::<Value>(l).is_ok()), "{stderr}");
+    assert!(!stderr.contains(PASS) && !String::from_utf8_lossy(&out.stdout).contains(PASS));
+}
+
+// Multi-threaded: the test blocks on the job process while the API server serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_refuses_while_the_ownership_configmap_exists() {
+    let api = source_cluster(json!({"file": {"claimName": "dr-nfs"}})).await;
+    api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "k10-dr-remove-to-get-ownership", "namespace": NS}}));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("mnt")).unwrap();
+    let (out, message) = run_job(&api, dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(message.contains("k10-dr-remove-to-get-ownership") && message.contains("take-ownership"), "{message}");
+    assert_eq!(last_run(&api)["result"], "Failed");
+    assert_eq!(std::fs::read_dir(dir.path().join("mnt")).unwrap().count(), 0, "nothing was written");
+}
+
+// Multi-threaded: the test blocks on the job process while the API server serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresolvable_passphrase_fails_before_anything_is_written() {
+    let api = source_cluster(json!({"file": {"claimName": "dr-nfs"}})).await;
+    // Replace the raw passphrase with a Vault source the job was given no Vault for.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("mnt")).unwrap();
+    let client = api.client();
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, NS);
+    secrets.delete("k10-dr-secret", &Default::default()).await.unwrap();
+    api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k10-dr-secret", "namespace": NS},
+                    "data": {"source": b64("vault"), "vault-kv-version": b64("KVv2"), "vault-mount-path": b64("secret"), "vault-secret-path": b64("k10"), "key": b64("passphrase")}}));
+    let (out, message) = run_job(&api, dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(message.contains("vault.enabled=true"), "{message}");
+    assert_eq!(std::fs::read_dir(dir.path().join("mnt")).unwrap().count(), 0, "nothing was written");
+}
+
+// Multi-threaded: the test blocks on the job process while the API server serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_writes_to_an_immutable_bucket_with_put_object_only_credentials() {
+    let s3 = support::moto_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "7".into())]);
+    support::moto_setup(&s3, &["bucket", "dr-offsite", "lock"], None);
+    let users = support::moto_setup(&s3, &["users", "dr-offsite"], None);
+    let api = source_cluster(json!({"s3": {"bucket": "dr-offsite", "prefix": "prod", "region": "us-east-1", "endpoint": s3.url, "pathStyle": true, "credentialsSecret": "offsite-writer"},
+                                    "immutability": {"protectionDays": 1}})).await;
+    let key = |u: &str, k: &str| users[u][k].as_str().unwrap().to_owned();
+    api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "offsite-writer", "namespace": NS},
+                    "data": {"aws_access_key_id": b64(&key("writer", "access_key_id")), "aws_secret_access_key": b64(&key("writer", "secret_access_key"))}}));
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _) = run_job(&api, dir.path(), &[]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Read back with read-only credentials.
+    let reader = Location::connect(&LocationConfig::S3(S3Config {
+        bucket: "dr-offsite".into(),
+        prefix: "prod".into(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(s3.url.clone()),
+        path_style: true,
+        credentials: Some(StaticCredentials {
+            access_key_id: key("reader", "access_key_id"),
+            secret_access_key: zeroize::Zeroizing::new(key("reader", "secret_access_key")),
+            session_token: None,
+        }),
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    let cluster_id = summary["clusterId"].as_str().unwrap();
+    let points = point::list_points(&reader, cluster_id).await.unwrap();
+    assert_eq!(points.len(), 1);
+    assert!(points[0].complete);
+    let head = reader.head(&point::object_key(cluster_id, &points[0].id, point::MANIFEST_OBJECT)).await.unwrap();
+    assert_eq!(head.retention.map(|r| r.0).as_deref(), Some("COMPLIANCE"));
+}
