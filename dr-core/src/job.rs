@@ -84,7 +84,8 @@ pub fn vault_from_env() -> Result<Option<VaultConfig>, JobError> {
 pub struct BackupSettings {
     pub namespace: String,
     pub policy: String,
-    pub location_mount: PathBuf,
+    /// Where a file profile's volume is mounted; `None` where none is (the plugin).
+    pub location_mount: Option<PathBuf>,
     pub resolve: ResolveOptions,
 }
 
@@ -93,7 +94,7 @@ impl BackupSettings {
         Ok(Self {
             namespace: var(env::NAMESPACE).ok_or(JobError::MissingEnv(env::NAMESPACE))?,
             policy: var(env::POLICY).unwrap_or_else(|| DR_POLICY_NAME.into()),
-            location_mount: var(env::LOCATION_MOUNT).unwrap_or_else(|| FILE_LOCATION_MOUNT.into()).into(),
+            location_mount: Some(var(env::LOCATION_MOUNT).unwrap_or_else(|| FILE_LOCATION_MOUNT.into()).into()),
             resolve: ResolveOptions { vault: vault_from_env()?, aws_endpoint: var(env::AWS_SECRETS_ENDPOINT) },
         })
     }
@@ -152,7 +153,7 @@ async fn backup_once(client: &Client, settings: &BackupSettings) -> Result<Backu
     // Refuse before touching the location or the passphrase source.
     cluster::ensure_owner(client, &settings.namespace).await?;
     let profile = resources::get_profile(client, &settings.namespace, &policy.spec.profile).await?;
-    let config = resources::location_config(client, &settings.namespace, &profile, Some(&settings.location_mount)).await?;
+    let config = resources::location_config(client, &settings.namespace, &profile, settings.location_mount.as_deref()).await?;
     let location = Location::connect(&config).await?;
     location.check_writable().await?;
     let source = resources::dr_secret_source(client, &settings.namespace).await?;

@@ -7,6 +7,7 @@
 //! - [`point`]: restore points — naming, manifest, writing, listing and reading whole points
 //! - [`location`]: where points live (a directory or an S3 bucket)
 //! - [`manifests`]: manifests on disk — reading a directory, exporting a point as YAML
+//! - [`install`]: enable, status, disable and Run Once on a cluster; [`cron`]: schedules
 //! - [`job`]: what the in-cluster job runs, and the `DR_*` variables that configure it
 //! - [`resources`]: the Profile and Policy custom resources, resolved into locations
 //! - [`passphrase`]: where the DR passphrase comes from (`k10-dr-secret`: raw, Vault, AWS)
@@ -14,8 +15,10 @@
 pub mod blocks;
 pub mod catalog;
 pub mod cluster;
+pub mod cron;
 pub mod crypto;
 pub mod format;
+pub mod install;
 pub mod job;
 mod insecure_http;
 pub mod location;

@@ -30,7 +30,17 @@ pub struct GlobalArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Write a restore point. Offline: `--from-manifests DIR` makes one from manifest files.
+    /// Manage location profiles (where restore points go).
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Enable DR: the passphrase secret, the DR policy, its CronJob and RBAC. Idempotent.
+    Enable(EnableArgs),
+    /// Show the DR policy, its last runs, the next run, and whether this cluster owns the location.
+    Status(StatusArgs),
+    /// Remove the DR policy, its CronJob and RBAC (the secret and all restore points stay).
+    Disable(DisableArgs),
+    /// Back up now. Default: Run Once, a Job from the DR CronJob, watched to the end.
+    /// `--local`: run the backup from here. `--from-manifests DIR`: offline, from files.
     Backup(BackupArgs),
     /// List the restore points of a cluster ID, newest first.
     RestorePoints(RestorePointsArgs),
@@ -137,12 +147,18 @@ pub struct PassphraseArgs {
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
-    /// Make the point from the manifests (*.yaml, *.yml, *.json) under this directory.
-    #[arg(long, env = "DR_FROM_MANIFESTS")]
-    pub from_manifests: PathBuf,
-    /// The cluster ID the point is filed under (the source cluster's default namespace UID).
+    /// Offline: make the point from the manifests (*.yaml, *.yml, *.json) under this directory.
+    #[arg(long, env = "DR_FROM_MANIFESTS", requires = "cluster_id", conflicts_with = "local")]
+    pub from_manifests: Option<PathBuf>,
+    /// Run the DR policy's backup from here with your kubeconfig's credentials.
+    #[arg(long)]
+    pub local: bool,
+    /// The cluster ID the point is filed under (with --from-manifests).
     #[arg(long, env = "DR_CLUSTER_ID")]
-    pub cluster_id: String,
+    pub cluster_id: Option<String>,
+    /// How long Run Once waits for its Job.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
     /// quick: only the DR platform's own resources; full: everything.
     #[arg(long, env = "DR_MODE", default_value = "full")]
     pub mode: dr_core::catalog::Mode,
@@ -153,6 +169,123 @@ pub struct BackupArgs {
     pub location: LocationArgs,
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
+}
+
+/// `30m`, `90s`, `2h`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration such as 30m, 90s or 2h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" | "" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?} is not a duration such as 30m, 90s or 2h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProfileCommand {
+    /// Create (or update) a location profile, after checking the location is reachable.
+    Create(ProfileCreateArgs),
+    /// List location profiles.
+    List(OutputArgs),
+    /// Delete a location profile (restore points at the location stay).
+    Delete(ProfileDeleteArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ProfileCreateArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub location: LocationArgs,
+    /// Use an existing Secret (keys aws_access_key_id, aws_secret_access_key) for the bucket.
+    #[arg(long, requires = "s3_bucket", conflicts_with = "s3_credentials_from_env")]
+    pub s3_credentials_secret: Option<String>,
+    /// Create the credentials Secret <name>-credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    #[arg(long, requires = "s3_bucket")]
+    pub s3_credentials_from_env: bool,
+    /// A file location: this PersistentVolumeClaim (an NFS share) in the DR namespace.
+    #[arg(long, conflicts_with_all = ["s3_bucket", "path"])]
+    pub pvc: Option<String>,
+    /// Directory inside the PVC's volume.
+    #[arg(long, default_value = "", requires = "pvc")]
+    pub pvc_path: String,
+    /// Do not check the location first (for write-only credentials, which cannot list).
+    #[arg(long)]
+    pub skip_validation: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ProfileDeleteArgs {
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct OutputArgs {
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct EnableArgs {
+    /// The location profile the DR policy writes to.
+    #[arg(long)]
+    pub profile: String,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+    /// A cron schedule or @hourly, @daily, @weekly, @monthly, @yearly.
+    #[arg(long, default_value = "@hourly")]
+    pub frequency: String,
+    /// quick: only the DR platform's own resources; full: also the selected cluster and application resources.
+    #[arg(long, default_value = "full")]
+    pub mode: dr_core::catalog::Mode,
+    /// Back up only these namespaces (comma-separated); default: all but kube-system, kube-public, kube-node-lease.
+    #[arg(long, value_delimiter = ',')]
+    pub include_namespaces: Vec<String>,
+    /// Leave these namespaces out (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub exclude_namespaces: Option<Vec<String>>,
+    /// Only application objects with these labels (e.g. app=shop,tier!=test).
+    #[arg(long)]
+    pub label_selector: Option<String>,
+    /// Only these kinds (Kind or Kind.group, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub include_kinds: Vec<String>,
+    /// Never these kinds (Kind or Kind.group, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub exclude_kinds: Vec<String>,
+    /// Leave cluster-scoped resources (CRDs, ClusterRoles, ...) out.
+    #[arg(long)]
+    pub no_cluster_scoped: bool,
+    /// Restore points kept by `prune`: hourly=24,daily=7,weekly=4,monthly=12,yearly=1.
+    #[arg(long, default_value = "hourly=24,daily=7,weekly=4,monthly=12,yearly=1")]
+    pub retention: String,
+    /// Job image repository.
+    #[arg(long, default_value = dr_core::install::DEFAULT_IMAGE_REPOSITORY)]
+    pub image_repository: String,
+    /// Job image tag (default: this plugin's version).
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    pub image_tag: String,
+    /// Image pull secret for the job (repeatable).
+    #[arg(long = "image-pull-secret")]
+    pub image_pull_secrets: Vec<String>,
+    /// Secret (key vault_token) the job logs in to Vault with; or use --vault-role.
+    #[arg(long)]
+    pub vault_token_secret: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct DisableArgs {
+    /// Also delete k10-dr-secret (restore points still stay).
+    #[arg(long)]
+    pub delete_secret: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use crate::cli::{KvVersionArg, LocationArgs, PassphraseArgs, SourceKind};
+use crate::cli::{GlobalArgs, KvVersionArg, LocationArgs, PassphraseArgs, SourceKind};
 
 /// The embedded default location: a directory under the user's data directory.
 pub fn default_location_path() -> PathBuf {
@@ -71,8 +71,34 @@ fn read_secret_file(path: &PathBuf) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// A kube client from --kubeconfig/--context, or the usual inference (KUBECONFIG, in-cluster).
+pub async fn kube_client(global: &GlobalArgs) -> Result<kube::Client> {
+    dr_core::init_crypto_provider();
+    let options = kube::config::KubeConfigOptions { context: global.context.clone(), ..Default::default() };
+    let config = match &global.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path).with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &options).await?
+        }
+        None if global.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
+        None => kube::Config::infer().await.context("no cluster: give --kubeconfig, set KUBECONFIG, or run in a pod")?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
 /// Resolves the passphrase. `confirm` asks twice at a prompt (when writing a new point).
 pub async fn passphrase(args: &PassphraseArgs, confirm: bool) -> Result<Passphrase> {
+    let source = passphrase_source(args, confirm)?;
+    Ok(source.resolve(&resolve_options(args)?).await?)
+}
+
+/// How to resolve a source from here: Vault and AWS settings from the flags.
+pub fn resolve_options(args: &PassphraseArgs) -> Result<ResolveOptions> {
+    Ok(ResolveOptions { vault: vault_config(args)?, aws_endpoint: args.aws_endpoint.clone() })
+}
+
+/// The passphrase source the flags describe (a raw passphrase is read now).
+pub fn passphrase_source(args: &PassphraseArgs, confirm: bool) -> Result<PassphraseSource> {
     let source = match args.passphrase_source {
         SourceKind::Raw => {
             let p = if let Some(file) = &args.passphrase_file {
@@ -108,14 +134,18 @@ pub async fn passphrase(args: &PassphraseArgs, confirm: bool) -> Result<Passphra
             name: args.aws_secret_name.clone().context("--passphrase-source aws needs --aws-secret-name")?,
         }),
     };
-    let opts = ResolveOptions { vault: vault_config(args)?, aws_endpoint: args.aws_endpoint.clone() };
-    Ok(source.resolve(&opts).await?)
+    Ok(source)
 }
 
 fn vault_config(args: &PassphraseArgs) -> Result<Option<VaultConfig>> {
     if args.passphrase_source != SourceKind::Vault {
         return Ok(None);
     }
+    vault_login(args).map(Some)
+}
+
+/// How the plugin logs in to Vault, from the flags.
+pub fn vault_login(args: &PassphraseArgs) -> Result<VaultConfig> {
     let address = args.vault_address.clone().context("--passphrase-source vault needs --vault-address (or VAULT_ADDR)")?;
     let auth = if let Some(role) = &args.vault_role {
         VaultAuth::Kubernetes { role: role.clone(), token_path: args.vault_sa_token_path.clone(), mount: args.vault_auth_mount.clone() }
@@ -127,5 +157,5 @@ fn vault_config(args: &PassphraseArgs) -> Result<Option<VaultConfig>> {
     } else {
         bail!("Vault needs a login: --vault-token-file FILE (or VAULT_TOKEN), or --vault-role ROLE for Kubernetes auth");
     };
-    Ok(Some(VaultConfig { address, auth, namespace: std::env::var("VAULT_NAMESPACE").ok() }))
+    Ok(VaultConfig { address, auth, namespace: std::env::var("VAULT_NAMESPACE").ok() })
 }

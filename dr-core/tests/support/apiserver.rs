@@ -190,7 +190,15 @@ impl ApiServer {
             .unwrap_or_else(|| panic!("no resource for {api_version} {kind}"))
             .clone();
         let ns = object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_owned();
-        create(&mut state, &def, &ns, object).unwrap_or_else(|r| panic!("seed failed: {:?}", r.status()))
+        // Seeding stands in for controllers too, so the status given is kept.
+        let status = object.get("status").cloned();
+        let mut created = create(&mut state, &def, &ns, object).unwrap_or_else(|r| panic!("seed failed: {:?}", r.status()));
+        if let Some(status) = status {
+            created["status"] = status;
+            let name = created["metadata"]["name"].as_str().unwrap().to_owned();
+            state.objects.insert(key(&def, &ns, &name), created.clone());
+        }
+        created
     }
 
     /// Makes the API server refuse `verb` on a resource (`plural`, `group`) with 403.
@@ -538,6 +546,10 @@ fn create(state: &mut State, def: &ResourceDef, namespace: &str, mut obj: Value)
     md.remove("generateName");
     obj["apiVersion"] = json!(def.api_version());
     obj["kind"] = json!(def.kind);
+    if def.status_subresource {
+        // Status is written through the status subresource only.
+        obj.as_object_mut().expect("object").remove("status");
+    }
     if def.kind == "Namespace" {
         obj["status"] = json!({"phase": "Active"});
     }
@@ -559,6 +571,8 @@ fn establish_crd(state: &mut State, crd: &mut Value) -> Result<(), Response<Full
         return Err(status(422, "Invalid", "CustomResourceDefinition is invalid: spec.group, spec.names.kind and spec.names.plural are required".into()));
     }
     let namespaced = spec["scope"].as_str() != Some("Cluster");
+    // A CRD's resources are exactly what its latest spec serves.
+    state.resources.retain(|r| !(r.custom && r.group == group && r.plural == plural));
     for v in spec["versions"].as_array().cloned().unwrap_or_default() {
         if v["served"].as_bool() != Some(true) {
             continue;
@@ -603,6 +617,22 @@ fn update(state: &mut State, t: &Target, mut obj: Value) -> Response<Full<Bytes>
     obj["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
     obj["apiVersion"] = json!(t.def.api_version());
     obj["kind"] = json!(t.def.kind);
+    if t.def.status_subresource {
+        // An update of the main resource leaves status as it was.
+        match current.get("status") {
+            Some(status) => obj["status"] = status.clone(),
+            None => {
+                obj.as_object_mut().expect("object").remove("status");
+            }
+        }
+    }
+    if t.def.kind == "CustomResourceDefinition" {
+        // Serve the versions the update lists (status, with its condition, stays as it was).
+        let mut updated = obj.clone();
+        if let Err(r) = establish_crd(state, &mut updated) {
+            return r;
+        }
+    }
     state.objects.insert(k, obj.clone());
     respond(200, obj)
 }

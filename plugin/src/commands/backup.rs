@@ -1,20 +1,36 @@
-//! `kubectl dr backup --from-manifests DIR`: a restore point made from manifest files.
+//! `kubectl dr backup`: Run Once (a Job from the DR CronJob, watched to the end), `--local`
+//! (the job's code run from here), or `--from-manifests DIR` (offline, no cluster).
 
-use anyhow::{Context, Result};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
 use dr_core::catalog::DR_POLICY_NAME;
 use dr_core::point::PointWriter;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::ResourceExt;
 
 use super::{human_bytes, ExitStatus};
 use crate::cli::{BackupArgs, GlobalArgs};
 use crate::input;
 
 pub async fn run(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> {
-    dr_core::point::validate_cluster_id(&args.cluster_id)?;
-    let entries = dr_core::manifests::read_dir(&args.from_manifests, &global.namespace, &args.default_namespace)?;
+    match (&args.from_manifests, args.local) {
+        (Some(dir), _) => from_manifests(global, args, dir).await,
+        (None, true) => local(global, args).await,
+        (None, false) => run_once(global, args).await,
+    }
+}
+
+async fn from_manifests(global: &GlobalArgs, args: &BackupArgs, dir: &std::path::Path) -> Result<ExitStatus> {
+    let cluster_id = args.cluster_id.as_deref().context("--from-manifests needs --cluster-id")?;
+    dr_core::point::validate_cluster_id(cluster_id)?;
+    let entries = dr_core::manifests::read_dir(dir, &global.namespace, &args.default_namespace)?;
     let location = input::location(&args.location, true).await?;
     location.check_writable().await.with_context(|| format!("location {} is not usable", location.describe()))?;
     let passphrase = input::passphrase(&args.passphrase, true).await?;
-    let mut writer = PointWriter::begin(&location, &args.cluster_id, &passphrase, args.mode, DR_POLICY_NAME).await?;
+    let mut writer = PointWriter::begin(&location, cluster_id, &passphrase, args.mode, DR_POLICY_NAME).await?;
     eprintln!("writing restore point {} to {}", writer.point_id(), location.describe());
     let mut skipped = 0;
     for entry in entries.iter().filter(|e| {
@@ -36,4 +52,75 @@ pub async fn run(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> {
         println!("  ({skipped} objects outside {} mode were left out)", args.mode.as_str());
     }
     Ok(ExitStatus::Success)
+}
+
+async fn local(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> {
+    let client = input::kube_client(global).await?;
+    let settings = dr_core::job::BackupSettings {
+        namespace: global.namespace.clone(),
+        policy: DR_POLICY_NAME.into(),
+        location_mount: args.location.path.clone(),
+        resolve: input::resolve_options(&args.passphrase)?,
+    };
+    let summary = dr_core::job::run_backup(&client, &settings).await?;
+    println!(
+        "restore point {} written to {}: {} objects, {} stored (cluster ID {})",
+        summary.restore_point,
+        summary.location,
+        summary.objects,
+        human_bytes(summary.stored_bytes),
+        summary.cluster_id
+    );
+    Ok(ExitStatus::Success)
+}
+
+/// What the job's container said when it ended: its termination message.
+async fn termination_message(pods: &Api<Pod>, job: &str) -> Option<String> {
+    let list = pods.list(&ListParams::default().labels(&format!("job-name={job}"))).await.ok()?;
+    list.items.iter().rev().find_map(|p| {
+        p.status.as_ref()?.container_statuses.as_ref()?.iter().find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
+    })
+}
+
+async fn run_once(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> {
+    let client = input::kube_client(global).await?;
+    let ns = &global.namespace;
+    let job = dr_core::install::run_once(&client, ns).await?;
+    let name = job.name_any();
+    eprintln!("started job {name} in namespace {ns} (Run Once of the DR policy)");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let started = Instant::now();
+    let mut last_state = String::new();
+    loop {
+        let current = jobs.get(&name).await.with_context(|| format!("reading job {name}"))?;
+        let status = current.status.unwrap_or_default();
+        let state = match (status.succeeded.unwrap_or(0), status.failed.unwrap_or(0), status.active.unwrap_or(0)) {
+            (s, _, _) if s > 0 => "succeeded",
+            (_, f, 0) if f > 0 => "failed",
+            (_, _, a) if a > 0 => "running",
+            _ => "pending",
+        };
+        if state != last_state {
+            eprintln!("job {name}: {state} ({}s)", started.elapsed().as_secs());
+            last_state = state.to_owned();
+        }
+        match state {
+            "succeeded" => {
+                if let Some(message) = termination_message(&pods, &name).await {
+                    println!("{message}");
+                }
+                return Ok(ExitStatus::Success);
+            }
+            "failed" => {
+                let message = termination_message(&pods, &name).await.unwrap_or_else(|| format!("see `kubectl logs -n {ns} job/{name}`"));
+                bail!("backup job {name} failed: {message}");
+            }
+            _ => {}
+        }
+        if started.elapsed() > args.timeout {
+            bail!("backup job {name} did not finish within {}s; it goes on running: follow it with `kubectl logs -n {ns} -f job/{name}`", args.timeout.as_secs());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }

@@ -1,8 +1,11 @@
 //! One module per command.
 
 pub mod backup;
+pub mod enable;
 pub mod export;
+pub mod profile;
 pub mod restore_points;
+pub mod status;
 pub mod verify;
 
 /// How a command ended, as the process exit status.

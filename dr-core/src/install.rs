@@ -1,0 +1,390 @@
+//! Setting DR up on a cluster and taking it down: what `kubectl dr enable`, `status`,
+//! `disable` and `backup` (Run Once) do. Every object is created or replaced, so running a
+//! command again updates, never duplicates.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::ByteString;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::catalog::{Mode, DR_POLICY_NAME, DR_SECRET_NAME, OWNERSHIP_CONFIGMAP};
+use crate::job::env;
+use crate::passphrase::PassphraseSource;
+use crate::resources::{Policy, PolicySpec, Profile, FILE_LOCATION_MOUNT};
+
+/// The ServiceAccount the DR policy's jobs run as.
+pub const SERVICE_ACCOUNT: &str = "kubectl-dr-backup";
+/// Label on everything `enable` creates, so `disable` finds it.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kubectl-dr");
+/// Default job image.
+pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/kubectl-dr/dr-job";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("{what}: {source}")]
+    Api { what: String, source: kube::Error },
+    #[error("location profile {name} not found in namespace {namespace}: create it first with `kubectl dr profile create {name} ...`")]
+    ProfileMissing { name: String, namespace: String },
+    #[error("DR is not enabled in namespace {0}: run `kubectl dr enable` first")]
+    NotEnabled(String),
+    #[error("CustomResourceDefinition {0} did not become Established in time: check the API server's logs")]
+    CrdNotEstablished(String),
+    #[error("invalid --frequency {0:?}: use a cron schedule (\"0 * * * *\") or @hourly, @daily, @weekly, @monthly, @yearly")]
+    InvalidFrequency(String),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+}
+
+fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> InstallError {
+    let what = what.into();
+    move |source| InstallError::Api { what, source }
+}
+
+fn labels() -> BTreeMap<String, String> {
+    BTreeMap::from([(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned())])
+}
+
+/// Creates `obj`, or replaces the existing one (keeping its resourceVersion).
+async fn create_or_replace<K>(api: &Api<K>, mut obj: K) -> Result<K, InstallError>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let name = obj.name_any();
+    let what = format!("{} {name}", K::kind(&Default::default()));
+    match api.get_opt(&name).await.map_err(api_err(format!("reading {what}")))? {
+        Some(existing) => {
+            obj.meta_mut().resource_version = existing.meta().resource_version.clone();
+            api.replace(&name, &PostParams::default(), &obj).await.map_err(api_err(format!("updating {what}")))
+        }
+        None => api.create(&PostParams::default(), &obj).await.map_err(api_err(format!("creating {what}"))),
+    }
+}
+
+/// Everything `enable` needs.
+#[derive(Clone, Debug)]
+pub struct EnableSettings {
+    pub namespace: String,
+    pub profile: String,
+    pub source: PassphraseSource,
+    pub frequency: String,
+    pub policy: PolicySpec,
+    pub image_repository: String,
+    pub image_tag: String,
+    pub image_pull_secrets: Vec<String>,
+    /// Vault for the job: address, and a token Secret (`vault_token`) or a Kubernetes-auth role.
+    pub vault_address: Option<String>,
+    pub vault_token_secret: Option<String>,
+    pub vault_role: Option<String>,
+}
+
+/// What `enable` did.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnableReport {
+    pub cluster_id: String,
+    pub namespace: String,
+    pub profile: String,
+    pub passphrase_source: String,
+    pub schedule: String,
+}
+
+/// Installs the CRDs (if missing or older) and waits until they are Established.
+pub async fn install_crds(client: &Client) -> Result<(), InstallError> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for (_, yaml) in crate::resources::crd_manifests() {
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("generated CRDs parse");
+        let name = crd.name_any();
+        create_or_replace(&crds, crd).await?;
+        let mut established = false;
+        for _ in 0..60 {
+            let current = crds.get(&name).await.map_err(api_err(format!("reading CRD {name}")))?;
+            established = current
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        if !established {
+            return Err(InstallError::CrdNotEstablished(name));
+        }
+    }
+    Ok(())
+}
+
+/// Creates or updates `k10-dr-secret` for `source`.
+pub async fn write_dr_secret(client: &Client, namespace: &str, source: &PassphraseSource) -> Result<(), InstallError> {
+    let data: BTreeMap<String, ByteString> = source.to_secret_data().into_iter().map(|(k, v)| (k, ByteString(v))).collect();
+    let mut secret = Secret { data: Some(data), type_: Some("Opaque".into()), ..Default::default() };
+    secret.metadata.name = Some(DR_SECRET_NAME.into());
+    secret.metadata.namespace = Some(namespace.into());
+    secret.metadata.labels = Some(labels());
+    create_or_replace(&Api::<Secret>::namespaced(client.clone(), namespace), secret).await.map(|_| ())
+}
+
+async fn ensure_namespace(client: &Client, namespace: &str) -> Result<(), InstallError> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    if api.get_opt(namespace).await.map_err(api_err(format!("reading namespace {namespace}")))?.is_none() {
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some(namespace.into());
+        api.create(&PostParams::default(), &ns).await.map_err(api_err(format!("creating namespace {namespace}")))?;
+    }
+    Ok(())
+}
+
+fn from_json<K: DeserializeOwned>(v: Value) -> K {
+    serde_json::from_value(v).expect("static manifests deserialize")
+}
+
+/// The RBAC the DR policy's jobs need, and no more: in the DR namespace, read its own
+/// Profiles, Policies (and write their status), Secrets and the ownership ConfigMap; cluster
+/// wide, read the `default` namespace (the cluster ID) and, in full mode, list every kind it
+/// backs up.
+fn rbac(namespace: &str, mode: Mode) -> (Role, ClusterRole) {
+    let role = from_json(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": SERVICE_ACCOUNT, "namespace": namespace, "labels": labels()},
+        "rules": [
+            {"apiGroups": ["dr.kubectl-dr.io"], "resources": ["profiles", "policies"], "verbs": ["get", "list"]},
+            {"apiGroups": ["dr.kubectl-dr.io"], "resources": ["policies/status"], "verbs": ["get", "patch"]},
+            {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get", "list"]},
+            {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "list"]},
+        ]
+    }));
+    let mut rules = vec![json!({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]})];
+    if mode == Mode::Full {
+        // A full backup reads every kind the policy may select; it never writes.
+        rules.push(json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list"]}));
+    }
+    let cluster_role = from_json(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": format!("{SERVICE_ACCOUNT}-{namespace}"), "labels": labels()},
+        "rules": rules
+    }));
+    (role, cluster_role)
+}
+
+/// The DR policy's CronJob: the job image's `backup`, hardened, one run at a time.
+pub fn cronjob(settings: &EnableSettings, profile: &Profile) -> CronJob {
+    let ns = &settings.namespace;
+    let mut envs = vec![
+        json!({"name": env::NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
+        json!({"name": env::POLICY, "value": DR_POLICY_NAME}),
+        json!({"name": env::LOCATION_MOUNT, "value": FILE_LOCATION_MOUNT}),
+    ];
+    let mut volumes = vec![json!({"name": "tmp", "emptyDir": {}})];
+    let mut mounts = vec![json!({"name": "tmp", "mountPath": "/tmp"})];
+    if let Some(address) = &settings.vault_address {
+        envs.push(json!({"name": env::VAULT_ADDRESS, "value": address}));
+        if let Some(role) = &settings.vault_role {
+            envs.push(json!({"name": env::VAULT_ROLE, "value": role}));
+        }
+        if let Some(secret) = &settings.vault_token_secret {
+            envs.push(json!({"name": env::VAULT_TOKEN_FILE, "value": "/var/run/secrets/vault/vault_token"}));
+            volumes.push(json!({"name": "vault-token", "secret": {"secretName": secret, "items": [{"key": "vault_token", "path": "vault_token"}]}}));
+            mounts.push(json!({"name": "vault-token", "mountPath": "/var/run/secrets/vault", "readOnly": true}));
+        }
+    }
+    if let Some(file) = &profile.spec.file {
+        volumes.push(json!({"name": "location", "persistentVolumeClaim": {"claimName": file.claim_name}}));
+        mounts.push(json!({"name": "location", "mountPath": FILE_LOCATION_MOUNT}));
+    }
+    let pull_secrets: Vec<Value> = settings.image_pull_secrets.iter().map(|n| json!({"name": n})).collect();
+    from_json(json!({
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": DR_POLICY_NAME, "namespace": ns, "labels": labels()},
+        "spec": {
+            "schedule": settings.frequency,
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"metadata": {"labels": labels()}, "spec": {
+                "backoffLimit": 1,
+                "template": {"metadata": {"labels": labels()}, "spec": {
+                    "serviceAccountName": SERVICE_ACCOUNT,
+                    "restartPolicy": "Never",
+                    "imagePullSecrets": pull_secrets,
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "backup",
+                        "image": format!("{}:{}", settings.image_repository, settings.image_tag),
+                        "args": ["backup"],
+                        "env": envs,
+                        "volumeMounts": mounts,
+                        "terminationMessagePolicy": "FallbackToLogsOnError",
+                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+                        "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}}
+                    }],
+                    "volumes": volumes
+                }}
+            }}
+        }
+    }))
+}
+
+/// Enables DR: CRDs, namespace, `k10-dr-secret`, the Policy, ServiceAccount, RBAC, CronJob.
+pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<EnableReport, InstallError> {
+    let ns = &settings.namespace;
+    if crate::cron::next_after(&settings.frequency, time::OffsetDateTime::now_utc()).is_none() {
+        return Err(InstallError::InvalidFrequency(settings.frequency.clone()));
+    }
+    install_crds(client).await?;
+    ensure_namespace(client, ns).await?;
+    let profiles: Api<Profile> = Api::namespaced(client.clone(), ns);
+    let profile = profiles
+        .get_opt(&settings.profile)
+        .await
+        .map_err(api_err(format!("reading profile {}", settings.profile)))?
+        .ok_or_else(|| InstallError::ProfileMissing { name: settings.profile.clone(), namespace: ns.clone() })?;
+    write_dr_secret(client, ns, &settings.source).await?;
+
+    let mut policy = Policy::new(DR_POLICY_NAME, settings.policy.clone());
+    policy.metadata.namespace = Some(ns.clone());
+    policy.metadata.labels = Some(labels());
+    let policies: Api<Policy> = Api::namespaced(client.clone(), ns);
+    if let Some(existing) = policies.get_opt(DR_POLICY_NAME).await.map_err(api_err("reading the DR policy"))? {
+        // Keep the run history: status is written by the jobs, not by enable.
+        policy.status = existing.status;
+    }
+    create_or_replace(&policies, policy).await?;
+
+    let mut sa = ServiceAccount::default();
+    sa.metadata.name = Some(SERVICE_ACCOUNT.into());
+    sa.metadata.namespace = Some(ns.clone());
+    sa.metadata.labels = Some(labels());
+    create_or_replace(&Api::<ServiceAccount>::namespaced(client.clone(), ns), sa).await?;
+    let (role, cluster_role) = rbac(ns, settings.policy.mode);
+    let cluster_role_name = cluster_role.name_any();
+    create_or_replace(&Api::<Role>::namespaced(client.clone(), ns), role).await?;
+    create_or_replace(&Api::<ClusterRole>::all(client.clone()), cluster_role).await?;
+    let subject = json!([{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": ns}]);
+    let role_binding: RoleBinding = from_json(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": SERVICE_ACCOUNT, "namespace": ns, "labels": labels()},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SERVICE_ACCOUNT}, "subjects": subject}));
+    let cluster_binding: ClusterRoleBinding = from_json(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": cluster_role_name, "labels": labels()},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role_name}, "subjects": subject}));
+    create_or_replace(&Api::<RoleBinding>::namespaced(client.clone(), ns), role_binding).await?;
+    create_or_replace(&Api::<ClusterRoleBinding>::all(client.clone()), cluster_binding).await?;
+    create_or_replace(&Api::<CronJob>::namespaced(client.clone(), ns), cronjob(settings, &profile)).await?;
+
+    let cluster_id = crate::cluster::cluster_id(client).await?;
+    Ok(EnableReport {
+        cluster_id,
+        namespace: ns.clone(),
+        profile: settings.profile.clone(),
+        passphrase_source: settings.source.describe(),
+        schedule: settings.frequency.clone(),
+    })
+}
+
+/// Removes the policy, its CronJob and RBAC; the secret and all restore points stay unless
+/// `delete_secret`.
+pub async fn disable(client: &Client, namespace: &str, delete_secret: bool) -> Result<Vec<String>, InstallError> {
+    let mut removed = Vec::new();
+    let dp = DeleteParams::background();
+    macro_rules! remove {
+        ($api:expr, $name:expr, $what:expr) => {
+            match $api.delete($name, &dp).await {
+                Ok(_) => removed.push(format!("{} {}", $what, $name)),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(InstallError::Api { what: format!("deleting {} {}", $what, $name), source: e }),
+            }
+        };
+    }
+    let cluster_role = format!("{SERVICE_ACCOUNT}-{namespace}");
+    remove!(Api::<CronJob>::namespaced(client.clone(), namespace), DR_POLICY_NAME, "cronjob");
+    remove!(Api::<Policy>::namespaced(client.clone(), namespace), DR_POLICY_NAME, "policy");
+    remove!(Api::<RoleBinding>::namespaced(client.clone(), namespace), SERVICE_ACCOUNT, "rolebinding");
+    remove!(Api::<Role>::namespaced(client.clone(), namespace), SERVICE_ACCOUNT, "role");
+    remove!(Api::<ClusterRoleBinding>::all(client.clone()), &cluster_role, "clusterrolebinding");
+    remove!(Api::<ClusterRole>::all(client.clone()), &cluster_role, "clusterrole");
+    remove!(Api::<ServiceAccount>::namespaced(client.clone(), namespace), SERVICE_ACCOUNT, "serviceaccount");
+    if delete_secret {
+        remove!(Api::<Secret>::namespaced(client.clone(), namespace), DR_SECRET_NAME, "secret");
+    }
+    Ok(removed)
+}
+
+/// What `kubectl dr status` shows.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    pub namespace: String,
+    pub cluster_id: String,
+    pub enabled: bool,
+    pub policy: Option<PolicySpec>,
+    pub schedule: Option<String>,
+    pub suspended: bool,
+    pub last_schedule: Option<String>,
+    pub next_run: Option<String>,
+    pub last_runs: Vec<crate::resources::RunRecord>,
+    /// False while the ownership ConfigMap exists (a restored cluster).
+    pub owns_location: bool,
+}
+
+pub async fn status(client: &Client, namespace: &str) -> Result<StatusReport, InstallError> {
+    let cluster_id = crate::cluster::cluster_id(client).await?;
+    let policy = Api::<Policy>::namespaced(client.clone(), namespace).get_opt(DR_POLICY_NAME).await.map_err(api_err("reading the DR policy"));
+    // Without the CRD installed, the policy cannot exist.
+    let policy = match policy {
+        Ok(p) => p,
+        Err(InstallError::Api { source: kube::Error::Api(e), .. }) if e.code == 404 => None,
+        Err(e) => return Err(e),
+    };
+    let cron = Api::<CronJob>::namespaced(client.clone(), namespace).get_opt(DR_POLICY_NAME).await.map_err(api_err("reading the DR CronJob"))?;
+    let owner = Api::<ConfigMap>::namespaced(client.clone(), namespace).get_opt(OWNERSHIP_CONFIGMAP).await.map_err(api_err("reading the ownership ConfigMap"))?;
+    let schedule = cron.as_ref().and_then(|c| c.spec.as_ref()).map(|s| s.schedule.clone());
+    let suspended = cron.as_ref().and_then(|c| c.spec.as_ref()).and_then(|s| s.suspend).unwrap_or(false);
+    let next_run = match (&schedule, suspended) {
+        (Some(s), false) => crate::cron::next_after(s, time::OffsetDateTime::now_utc()).map(crate::point::rfc3339),
+        _ => None,
+    };
+    Ok(StatusReport {
+        namespace: namespace.into(),
+        cluster_id,
+        enabled: policy.is_some() && cron.is_some(),
+        last_runs: policy.as_ref().and_then(|p| p.status.clone()).map(|s| s.last_runs).unwrap_or_default(),
+        policy: policy.map(|p| p.spec),
+        schedule,
+        suspended,
+        last_schedule: cron.and_then(|c| c.status).and_then(|s| s.last_schedule_time).map(|t| t.0.to_string()),
+        next_run,
+        owns_location: owner.is_none(),
+    })
+}
+
+/// Run Once: a Job made from the DR CronJob's template, as `kubectl create job
+/// --from=cronjob/k10-disaster-recovery-policy` makes it.
+pub async fn run_once(client: &Client, namespace: &str) -> Result<Job, InstallError> {
+    let cron = Api::<CronJob>::namespaced(client.clone(), namespace)
+        .get_opt(DR_POLICY_NAME)
+        .await
+        .map_err(api_err("reading the DR CronJob"))?
+        .ok_or_else(|| InstallError::NotEnabled(namespace.into()))?;
+    let template = cron.spec.as_ref().map(|s| s.job_template.clone()).unwrap_or_default();
+    let mut job = Job { spec: template.spec, ..Default::default() };
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    job.metadata.name = Some(format!("{DR_POLICY_NAME}-manual-{stamp}"));
+    job.metadata.namespace = Some(namespace.into());
+    job.metadata.labels = template.metadata.and_then(|m| m.labels);
+    job.metadata.annotations = Some(BTreeMap::from([("cronjob.kubernetes.io/instantiate".to_owned(), "manual".to_owned())]));
+    job.metadata.owner_references = cron.controller_owner_ref(&()).map(|r| vec![r]);
+    Api::<Job>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &job)
+        .await
+        .map_err(api_err("creating the Run Once job"))
+}

@@ -1,0 +1,91 @@
+//! `kubectl dr enable` and `kubectl dr disable`.
+
+use anyhow::{bail, Context, Result};
+use dr_core::install::{self, EnableSettings};
+use dr_core::passphrase::PassphraseSource;
+use dr_core::resources::{PolicySpec, Retention};
+
+use super::ExitStatus;
+use crate::cli::{DisableArgs, EnableArgs, GlobalArgs, SourceKind};
+use crate::input;
+
+fn parse_retention(s: &str) -> Result<Retention> {
+    let mut r = Retention { hourly: 0, daily: 0, weekly: 0, monthly: 0, yearly: 0 };
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').with_context(|| format!("--retention part {part:?} is not period=count"))?;
+        let n: u32 = v.trim().parse().with_context(|| format!("--retention {k}={v}: the count must be a whole number"))?;
+        match k.trim() {
+            "hourly" => r.hourly = n,
+            "daily" => r.daily = n,
+            "weekly" => r.weekly = n,
+            "monthly" => r.monthly = n,
+            "yearly" => r.yearly = n,
+            other => bail!("--retention period {other:?} is unknown: use hourly, daily, weekly, monthly, yearly"),
+        }
+    }
+    Ok(r)
+}
+
+pub async fn run(global: &GlobalArgs, args: &EnableArgs) -> Result<ExitStatus> {
+    let retention = parse_retention(&args.retention)?;
+    let client = input::kube_client(global).await?;
+    let source = input::passphrase_source(&args.passphrase, true)?;
+    // A source that does not resolve now would fail every backup: check before writing.
+    if !matches!(source, PassphraseSource::Raw(_)) {
+        source
+            .resolve(&input::resolve_options(&args.passphrase)?)
+            .await
+            .with_context(|| format!("the passphrase source ({}) does not resolve from here", source.describe()))?;
+    }
+    let vault_job = args.passphrase.passphrase_source == SourceKind::Vault;
+    if vault_job && args.vault_token_secret.is_none() && args.passphrase.vault_role.is_none() {
+        bail!("the backup job needs a Vault login too: --vault-token-secret SECRET (key vault_token) or --vault-role ROLE (Kubernetes auth)");
+    }
+    let selection = dr_core::cluster::Selection {
+        namespaces: args.include_namespaces.clone(),
+        exclude_namespaces: args.exclude_namespaces.clone(),
+        label_selector: args.label_selector.clone(),
+        include_kinds: args.include_kinds.clone(),
+        exclude_kinds: args.exclude_kinds.clone(),
+        cluster_scoped: !args.no_cluster_scoped,
+    };
+    let settings = EnableSettings {
+        namespace: global.namespace.clone(),
+        profile: args.profile.clone(),
+        frequency: args.frequency.clone(),
+        policy: PolicySpec { profile: args.profile.clone(), frequency: args.frequency.clone(), retention, mode: args.mode, selection },
+        source,
+        image_repository: args.image_repository.clone(),
+        image_tag: args.image_tag.clone(),
+        image_pull_secrets: args.image_pull_secrets.clone(),
+        vault_address: if vault_job { args.passphrase.vault_address.clone() } else { None },
+        vault_token_secret: if vault_job { args.vault_token_secret.clone() } else { None },
+        vault_role: if vault_job { args.passphrase.vault_role.clone() } else { None },
+    };
+    let report = install::enable(&client, &settings).await?;
+    println!("DR is enabled in namespace {} (policy k10-disaster-recovery-policy, {}).", report.namespace, report.schedule);
+    println!();
+    println!("Cluster ID: {}", report.cluster_id);
+    println!();
+    println!("Keep these three outside this cluster; without them a restore is impossible:");
+    println!("  1. the cluster ID above;");
+    println!("  2. the DR passphrase ({});", report.passphrase_source);
+    println!("  3. the location of profile {} and credentials that can read it.", report.profile);
+    Ok(ExitStatus::Success)
+}
+
+pub async fn disable(global: &GlobalArgs, args: &DisableArgs) -> Result<ExitStatus> {
+    let client = input::kube_client(global).await?;
+    let removed = install::disable(&client, &global.namespace, args.delete_secret).await?;
+    if removed.is_empty() {
+        println!("DR was not enabled in namespace {}: nothing to remove", global.namespace);
+    } else {
+        for r in &removed {
+            println!("removed {r}");
+        }
+    }
+    if !args.delete_secret {
+        println!("kept k10-dr-secret and every restore point");
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,165 @@
+//! `kubectl dr profile create|list|delete`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use dr_core::location::{Location, LocationConfig, S3Config, StaticCredentials};
+use dr_core::resources::{self, FileProfileSpec, Immutability, Profile, ProfileSpec, S3ProfileSpec};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::ResourceExt;
+use zeroize::Zeroizing;
+
+use super::ExitStatus;
+use crate::cli::{GlobalArgs, OutputArgs, OutputFormat, ProfileCommand, ProfileCreateArgs};
+use crate::input;
+
+pub async fn run(global: &GlobalArgs, command: &ProfileCommand) -> Result<ExitStatus> {
+    let client = input::kube_client(global).await?;
+    let ns = &global.namespace;
+    match command {
+        ProfileCommand::Create(args) => create(&client, ns, args).await,
+        ProfileCommand::List(args) => list(&client, ns, args).await,
+        ProfileCommand::Delete(args) => {
+            let api: Api<Profile> = Api::namespaced(client, ns);
+            match api.delete(&args.name, &DeleteParams::default()).await {
+                Ok(_) => println!("profile {} deleted (restore points at its location are kept)", args.name),
+                Err(kube::Error::Api(e)) if e.code == 404 => bail!("profile {} not found in namespace {ns}", args.name),
+                Err(e) => return Err(e.into()),
+            }
+            Ok(ExitStatus::Success)
+        }
+    }
+}
+
+fn env_credentials() -> Result<StaticCredentials> {
+    let id = std::env::var("AWS_ACCESS_KEY_ID").context("--s3-credentials-from-env needs AWS_ACCESS_KEY_ID")?;
+    let key = std::env::var("AWS_SECRET_ACCESS_KEY").context("--s3-credentials-from-env needs AWS_SECRET_ACCESS_KEY")?;
+    Ok(StaticCredentials { access_key_id: id, secret_access_key: Zeroizing::new(key), session_token: std::env::var("AWS_SESSION_TOKEN").ok().map(Zeroizing::new) })
+}
+
+async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Result<ExitStatus> {
+    let loc = &args.location;
+    let mut spec = ProfileSpec::default();
+    let mut credentials_secret = None;
+    if let Some(bucket) = &loc.s3_bucket {
+        let mut s3 = S3ProfileSpec {
+            bucket: bucket.clone(),
+            prefix: loc.s3_prefix.clone(),
+            region: loc.s3_region.clone(),
+            endpoint: loc.s3_endpoint.clone(),
+            path_style: loc.s3_path_style,
+            skip_tls_verify: loc.s3_skip_tls_verify,
+            credentials_secret: args.s3_credentials_secret.clone(),
+        };
+        if args.s3_credentials_from_env {
+            let creds = env_credentials()?;
+            let name = format!("{}-credentials", args.name);
+            let mut data = BTreeMap::from([
+                (resources::ACCESS_KEY_ID_KEY.to_owned(), k8s_openapi::ByteString(creds.access_key_id.clone().into_bytes())),
+                (resources::SECRET_ACCESS_KEY_KEY.to_owned(), k8s_openapi::ByteString(creds.secret_access_key.as_bytes().to_vec())),
+            ]);
+            if let Some(t) = &creds.session_token {
+                data.insert(resources::SESSION_TOKEN_KEY.to_owned(), k8s_openapi::ByteString(t.as_bytes().to_vec()));
+            }
+            let mut secret = Secret { data: Some(data), ..Default::default() };
+            secret.metadata.name = Some(name.clone());
+            s3.credentials_secret = Some(name);
+            credentials_secret = Some(secret);
+        }
+        spec.s3 = Some(s3);
+        spec.immutability = loc.immutable_days.map(|d| Immutability { protection_days: d });
+    } else if let Some(pvc) = &args.pvc {
+        spec.file = Some(FileProfileSpec { claim_name: pvc.clone(), path: args.pvc_path.clone() });
+    } else {
+        bail!("a profile needs a location: --s3-bucket BUCKET (with its flags) or --pvc CLAIM for an NFS share");
+    }
+    let mut profile = Profile::new(&args.name, spec);
+    profile.metadata.namespace = Some(ns.into());
+
+    // Check the location before saving a profile that cannot work.
+    if !args.skip_validation {
+        if let Some(s3) = &profile.spec.s3 {
+            let credentials = if args.s3_credentials_from_env {
+                Some(env_credentials()?)
+            } else if s3.credentials_secret.is_some() {
+                match resources::location_config(client, ns, &profile, None).await? {
+                    LocationConfig::S3(c) => c.credentials,
+                    LocationConfig::File { .. } => None,
+                }
+            } else {
+                None
+            };
+            let config = LocationConfig::S3(S3Config {
+                bucket: s3.bucket.clone(),
+                prefix: s3.prefix.clone(),
+                region: s3.region.clone(),
+                endpoint: s3.endpoint.clone(),
+                path_style: s3.path_style,
+                ca_bundle: loc.s3_ca_bundle.clone(),
+                skip_tls_verify: s3.skip_tls_verify,
+                credentials,
+                immutable_days: loc.immutable_days,
+            });
+            let location = Location::connect(&config).await?;
+            location.validate().await.with_context(|| {
+                format!("location {} is not usable (give --skip-validation for write-only credentials, which cannot list)", location.describe())
+            })?;
+        } else if let Some(file) = &profile.spec.file {
+            let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+            if pvcs.get_opt(&file.claim_name).await?.is_none() {
+                bail!("PersistentVolumeClaim {} not found in namespace {ns}: create it (ReadWriteMany, on the NFS share) first", file.claim_name);
+            }
+        }
+    }
+    dr_core::install::install_crds(client).await?;
+    if let Some(mut secret) = credentials_secret {
+        secret.metadata.namespace = Some(ns.into());
+        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+        let name = secret.name_any();
+        match api.get_opt(&name).await? {
+            Some(existing) => {
+                secret.metadata.resource_version = existing.metadata.resource_version;
+                api.replace(&name, &PostParams::default(), &secret).await?;
+            }
+            None => {
+                api.create(&PostParams::default(), &secret).await?;
+            }
+        }
+    }
+    let api: Api<Profile> = Api::namespaced(client.clone(), ns);
+    match api.get_opt(&args.name).await? {
+        Some(existing) => {
+            profile.metadata.resource_version = existing.metadata.resource_version;
+            api.replace(&args.name, &PostParams::default(), &profile).await?;
+            println!("profile {} updated", args.name);
+        }
+        None => {
+            api.create(&PostParams::default(), &profile).await?;
+            println!("profile {} created", args.name);
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+async fn list(client: &kube::Client, ns: &str, args: &OutputArgs) -> Result<ExitStatus> {
+    let api: Api<Profile> = Api::namespaced(client.clone(), ns);
+    let profiles = api.list(&Default::default()).await?.items;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&profiles)?),
+        OutputFormat::Yaml => print!("{}", serde_yaml::to_string(&profiles)?),
+        OutputFormat::Table => {
+            println!("{:<24} {:<5} {:<48} IMMUTABLE", "NAME", "TYPE", "LOCATION");
+            for p in &profiles {
+                let (kind, location) = match (&p.spec.s3, &p.spec.file) {
+                    (Some(s3), _) => ("s3", format!("s3://{}/{}", s3.bucket, s3.prefix).trim_end_matches('/').to_owned()),
+                    (None, Some(f)) => ("file", format!("pvc/{}{}", f.claim_name, if f.path.is_empty() { String::new() } else { format!(":{}", f.path) })),
+                    _ => ("?", "-".into()),
+                };
+                let days = p.spec.immutability.as_ref().map(|i| format!("{} days", i.protection_days)).unwrap_or_else(|| "no".into());
+                println!("{:<24} {:<5} {:<48} {days}", p.name_any(), kind, location);
+            }
+        }
+    }
+    Ok(ExitStatus::Success)
+}
