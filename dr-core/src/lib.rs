@@ -10,6 +10,7 @@
 //! - [`install`]: enable, status, disable and Run Once on a cluster; [`cron`]: schedules
 //! - [`job`]: what the in-cluster job runs, and the `DR_*` variables that configure it
 //! - [`resources`]: the Profile and Policy custom resources, resolved into locations
+//! - [`retention`]: which points a retention keeps, and pruning the rest
 //! - [`passphrase`]: where the DR passphrase comes from (`k10-dr-secret`: raw, Vault, AWS)
 
 pub mod blocks;
@@ -26,6 +27,7 @@ pub mod manifests;
 pub mod passphrase;
 pub mod point;
 pub mod resources;
+pub mod retention;
 
 /// Installs aws-lc-rs as rustls' process-wide crypto provider, once. reqwest is built without
 /// a provider of its own so that there is exactly one (two make rustls panic).

@@ -194,6 +194,23 @@ impl Location {
         }
     }
 
+    /// Deletes one object (prune only; a backup never deletes). On a versioned S3 bucket this
+    /// adds a delete marker; the bucket's lifecycle rules expire the old versions.
+    pub async fn delete(&self, key: &str) -> Result<(), LocationError> {
+        match self {
+            Location::File(f) => {
+                let path = f.path_of(key)?;
+                tokio::fs::remove_file(&path).await.map_err(|e| f.not_found_or(key, &path, e))?;
+                // Remove the point's directory once it is empty; ignore it if it is not.
+                if let Some(dir) = path.parent() {
+                    let _ = tokio::fs::remove_dir(dir).await;
+                }
+                Ok(())
+            }
+            Location::S3(s) => s.delete(key).await,
+        }
+    }
+
     /// Size and Object Lock retention of one object.
     pub async fn head(&self, key: &str) -> Result<ObjectInfo, LocationError> {
         match self {
@@ -632,6 +649,17 @@ impl S3Location {
         Ok((len, Box::new(resp.body.into_async_read())))
     }
 
+    async fn delete(&self, key: &str) -> Result<(), LocationError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| self.error(e, S3Op::DeleteObject, key))?;
+        Ok(())
+    }
+
     async fn head(&self, key: &str) -> Result<ObjectInfo, LocationError> {
         let resp = self
             .client
@@ -668,6 +696,7 @@ enum S3Op {
     CreateMultipartUpload,
     UploadPart,
     CompleteMultipartUpload,
+    DeleteObject,
 }
 
 impl S3Op {
@@ -681,6 +710,7 @@ impl S3Op {
             S3Op::CreateMultipartUpload => "CreateMultipartUpload",
             S3Op::UploadPart => "UploadPart",
             S3Op::CompleteMultipartUpload => "CompleteMultipartUpload",
+            S3Op::DeleteObject => "DeleteObject",
         }
     }
     fn permission(self) -> &'static str {
@@ -689,6 +719,7 @@ impl S3Op {
             S3Op::GetObjectLockConfiguration => "s3:GetBucketObjectLockConfiguration",
             S3Op::GetObject | S3Op::HeadObject => "s3:GetObject",
             S3Op::PutObject | S3Op::CreateMultipartUpload | S3Op::UploadPart | S3Op::CompleteMultipartUpload => "s3:PutObject",
+            S3Op::DeleteObject => "s3:DeleteObject",
         }
     }
     fn is_bucket_op(self) -> bool {

@@ -175,3 +175,37 @@ async fn throttling_is_retried_with_backoff() {
     assert_eq!(proxy.throttled.load(std::sync::atomic::Ordering::SeqCst), 3);
     assert_eq!(point::verify_point(&loc, CLUSTER, &m.point_id, &Unlocker::new(pass())).await.unwrap(), 14);
 }
+
+#[tokio::test]
+async fn prune_deletes_what_retention_drops_but_never_what_object_lock_protects() {
+    use dr_core::resources::Retention;
+    use dr_core::retention::{prune, Pruned};
+    let s3 = moto();
+    moto_setup(&s3, &["bucket", "locked", "lock"], None);
+    moto_setup(&s3, &["bucket", "plain"], None);
+    let keep_newest = Retention { hourly: 1, daily: 0, weekly: 0, monthly: 0, yearly: 0 };
+    for (bucket, days) in [("locked", Some(1)), ("plain", None)] {
+        let loc = connect(S3Config { immutable_days: days, ..config(&s3.url, bucket) }).await;
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(write_point(&loc, CLUSTER, &pass(), &sample_entries(3, 10)).await.point_id);
+        }
+        let now = time::OffsetDateTime::now_utc();
+        // Dry run first: says, deletes nothing.
+        let (_, dry) = prune(&loc, CLUSTER, &keep_newest, now, true).await.unwrap();
+        assert_eq!(point::list_points(&loc, CLUSTER).await.unwrap().len(), 3);
+        let (kept, outcomes) = prune(&loc, CLUSTER, &keep_newest, now, false).await.unwrap();
+        assert_eq!(kept.into_iter().collect::<Vec<_>>(), vec![ids[2].clone()]);
+        assert_eq!(outcomes.len(), 2);
+        let left: Vec<String> = point::list_points(&loc, CLUSTER).await.unwrap().into_iter().map(|p| p.id).collect();
+        if days.is_some() {
+            assert!(outcomes.iter().all(|o| matches!(o, Pruned::Protected { .. })), "{outcomes:?}");
+            assert!(dry.iter().all(|o| matches!(o, Pruned::Protected { .. })), "{dry:?}");
+            assert_eq!(left.len(), 3, "protected points stay");
+        } else {
+            assert!(outcomes.iter().all(|o| matches!(o, Pruned::Deleted { .. })), "{outcomes:?}");
+            assert!(dry.iter().all(|o| matches!(o, Pruned::WouldDelete { .. })), "{dry:?}");
+            assert_eq!(left, vec![ids[2].clone()]);
+        }
+    }
+}

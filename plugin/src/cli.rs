@@ -39,6 +39,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Remove the DR policy, its CronJob and RBAC (the secret and all restore points stay).
     Disable(DisableArgs),
+    /// Delete the restore points the DR policy's retention does not keep (never what Object Lock protects).
+    Prune(PruneArgs),
     /// Back up now. Default: Run Once, a Job from the DR CronJob, watched to the end.
     /// `--local`: run the backup from here. `--from-manifests DIR`: offline, from files.
     Backup(BackupArgs),
@@ -273,6 +275,19 @@ pub struct EnableArgs {
     /// Secret (key vault_token) the job logs in to Vault with; or use --vault-role.
     #[arg(long)]
     pub vault_token_secret: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Say what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where to prune, with credentials that may list, read and delete (default: the DR
+    /// policy's profile, whose credentials are often write-only).
+    #[command(flatten)]
+    pub location: LocationArgs,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
 }
 
 #[derive(Args, Debug)]

@@ -20,6 +20,7 @@ async fn main() -> std::process::ExitCode {
         cli::Command::Enable(args) => commands::enable::run(&cli.global, args).await,
         cli::Command::Status(args) => commands::status::run(&cli.global, args).await,
         cli::Command::Disable(args) => commands::enable::disable(&cli.global, args).await,
+        cli::Command::Prune(args) => commands::prune::run(&cli.global, args).await,
         cli::Command::Backup(args) => commands::backup::run(&cli.global, args).await,
         cli::Command::RestorePoints(args) => commands::restore_points::run(args).await,
         cli::Command::Verify(args) => commands::verify::run(args).await,

@@ -102,6 +102,10 @@ async fn enable_status_backup_and_disable_on_a_cluster() {
     ok(&dr(&kc, &["verify", "--cluster-id", &cluster_id, "--path", mnt.to_str().unwrap(), "--passphrase-file", "-"], &format!("{PASS}\n")));
     let status: Value = serde_json::from_str(&ok(&dr(&kc, &["status", "-o", "json"], ""))).unwrap();
     assert_eq!(status["lastRuns"][0]["result"], "Succeeded", "{status}");
+    // Prune keeps the only point, whatever the retention.
+    let pruned: Value = serde_json::from_str(&ok(&dr(&kc, &["prune", "--path", mnt.to_str().unwrap(), "--dry-run", "-o", "json"], ""))).unwrap();
+    assert_eq!(pruned["kept"].as_array().unwrap().len(), 1, "{pruned}");
+    assert!(pruned["pruned"].as_array().unwrap().is_empty(), "{pruned}");
 
     // Run Once: a Job from the CronJob, watched to the end.
     let kc2 = kc.clone();
@@ -157,6 +161,9 @@ async fn a_restored_cluster_reports_it_does_not_own_the_location_and_refuses_to_
     let out = dr(&kc, &["backup", "--local", "--path", dir.path().to_str().unwrap()], "");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("take-ownership"));
+    let out = dr(&kc, &["prune", "--path", dir.path().to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(2), "two owners must never prune one location");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("k10-dr-remove-to-get-ownership"));
     // Missing profile and unknown namespace also fail clearly.
     let out = dr(&kc, &["enable", "--profile", "nope", "--passphrase-file", "-"], &format!("{PASS}\n"));
     assert_eq!(out.status.code(), Some(2));

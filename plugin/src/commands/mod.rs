@@ -4,6 +4,7 @@ pub mod backup;
 pub mod enable;
 pub mod export;
 pub mod profile;
+pub mod prune;
 pub mod restore_points;
 pub mod status;
 pub mod verify;

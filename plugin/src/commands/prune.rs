@@ -1,0 +1,51 @@
+//! `kubectl dr prune`: apply the DR policy's retention.
+
+use anyhow::{Context, Result};
+use dr_core::catalog::DR_POLICY_NAME;
+use dr_core::location::Location;
+use dr_core::resources::{self, Policy};
+use dr_core::retention::{self, Pruned};
+use kube::api::Api;
+
+use super::ExitStatus;
+use crate::cli::{GlobalArgs, OutputFormat, PruneArgs};
+use crate::input;
+
+pub async fn run(global: &GlobalArgs, args: &PruneArgs) -> Result<ExitStatus> {
+    let client = input::kube_client(global).await?;
+    let ns = &global.namespace;
+    // Two owners must never prune the same location.
+    dr_core::cluster::ensure_owner(&client, ns).await?;
+    let policy = Api::<Policy>::namespaced(client.clone(), ns)
+        .get_opt(DR_POLICY_NAME)
+        .await?
+        .with_context(|| format!("DR is not enabled in namespace {ns}: there is no retention to apply"))?;
+    let location = if args.location.path.is_some() || args.location.s3_bucket.is_some() {
+        input::location(&args.location, false).await?
+    } else {
+        let profile = resources::get_profile(&client, ns, &policy.spec.profile).await?;
+        Location::connect(&resources::location_config(&client, ns, &profile, None).await?).await?
+    };
+    let cluster_id = dr_core::cluster::cluster_id(&client).await?;
+    let now = time::OffsetDateTime::now_utc();
+    let (kept, outcomes) = retention::prune(&location, &cluster_id, &policy.spec.retention, now, args.dry_run)
+        .await
+        .with_context(|| format!("pruning {} (prune needs credentials that may list, read and delete)", location.describe()))?;
+    let failed = outcomes.iter().any(|o| matches!(o, Pruned::Failed { .. }));
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({"kept": kept, "pruned": outcomes}))?),
+        OutputFormat::Yaml => print!("{}", serde_yaml::to_string(&serde_json::json!({"kept": kept, "pruned": outcomes}))?),
+        OutputFormat::Table => {
+            for o in &outcomes {
+                match o {
+                    Pruned::Deleted { point } => println!("deleted        {point}"),
+                    Pruned::WouldDelete { point } => println!("would delete   {point}"),
+                    Pruned::Protected { point, until } => println!("protected      {point}  (Object Lock until {until}; left in place)"),
+                    Pruned::Failed { point, error } => println!("FAILED         {point}  {error}"),
+                }
+            }
+            eprintln!("{} kept, {} pruned or protected, at {}", kept.len(), outcomes.len(), location.describe());
+        }
+    }
+    Ok(if failed { ExitStatus::Failure } else { ExitStatus::Success })
+}
