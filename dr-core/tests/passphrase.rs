@@ -154,3 +154,38 @@ async fn aws_secrets_manager_source() {
     let err = source("us-east-1", "k10/dr/passphrase").resolve(&closed).await.unwrap_err();
     assert!(matches!(err, PassphraseError::AwsUnreachable { .. }), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_kubernetes_auth_against_token_review() {
+    let api = support::apiserver::ApiServer::start().await;
+    let vault = support::vault_with_kubernetes_auth(&api, PASSPHRASE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = |token: &str, role: &str| {
+        let path = dir.path().join(format!("token-{role}-{}", token.len()));
+        std::fs::write(&path, token).unwrap();
+        ResolveOptions {
+            vault: Some(VaultConfig { address: vault.url.clone(), auth: VaultAuth::Kubernetes { role: role.into(), token_path: path, mount: "kubernetes".into() }, namespace: None }),
+            aws_endpoint: None,
+        }
+    };
+    let source = vault_source(KvVersion::V2, "secret", "k10", "passphrase");
+    // The DR service account's token logs in and reads the passphrase.
+    let token = api.issue_token("kasten-io", "kubectl-dr-backup");
+    let reviews = api.token_reviews();
+    let p = source.resolve(&opts(&token, "dr")).await.unwrap();
+    assert_eq!(format!("{p:?}"), "Passphrase([redacted])");
+    assert!(api.token_reviews() > reviews, "OpenBao asked the API server to review the token");
+    // Another service account is not bound to the role.
+    let other = api.issue_token("shop", "default");
+    let err = source.resolve(&opts(&other, "dr")).await.unwrap_err();
+    assert!(matches!(err, PassphraseError::VaultDenied { .. }), "{err}");
+    assert!(err.to_string().contains("role \"dr\"") && err.to_string().contains("vault.role"), "{err}");
+    assert_secret_free(&err, &other);
+    // A token the API server never issued fails its review.
+    let err = source.resolve(&opts("not.a.token", "dr")).await.unwrap_err();
+    assert!(matches!(err, PassphraseError::VaultDenied { .. } | PassphraseError::VaultOther { .. }), "{err}");
+    // An unknown role.
+    let err = source.resolve(&opts(&token, "nope")).await.unwrap_err();
+    assert!(matches!(err, PassphraseError::VaultDenied { .. } | PassphraseError::VaultOther { .. }), "{err}");
+    assert!(err.to_string().contains("nope"), "{err}");
+}

@@ -178,3 +178,32 @@ async fn the_job_writes_to_an_immutable_bucket_with_put_object_only_credentials(
     let head = reader.head(&point::object_key(cluster_id, &points[0].id, point::MANIFEST_OBJECT)).await.unwrap();
     assert_eq!(head.retention.map(|r| r.0).as_deref(), Some("COMPLIANCE"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_resolves_a_vault_passphrase_with_kubernetes_auth() {
+    let api = source_cluster(json!({"file": {"claimName": "dr-nfs"}})).await;
+    let vault = support::vault_with_kubernetes_auth(&api, PASS).await;
+    // k10-dr-secret names the Vault secret, exactly as the seed documents it.
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(api.client(), NS);
+    secrets.delete("k10-dr-secret", &Default::default()).await.unwrap();
+    api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k10-dr-secret", "namespace": NS},
+                    "data": {"source": b64("vault"), "vault-kv-version": b64("KVv2"), "vault-mount-path": b64("secret"), "vault-secret-path": b64("k10"), "key": b64("passphrase")}}));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("mnt")).unwrap();
+    // The pod's service-account token, where the chart's vault.serviceAccountTokenPath points.
+    let token_path = dir.path().join("sa-token");
+    std::fs::write(&token_path, api.issue_token(NS, "kubectl-dr-backup")).unwrap();
+    let env = [
+        ("DR_VAULT_ADDRESS", vault.url.clone()),
+        ("DR_VAULT_ROLE", "dr".to_owned()),
+        ("DR_VAULT_SA_TOKEN_PATH", token_path.display().to_string()),
+    ];
+    let (out, _) = run_job(&api, dir.path(), &env);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Sealed with the Vault-held passphrase: it opens with the same passphrase given raw.
+    let loc = Location::connect(&LocationConfig::File { path: dir.path().join("mnt") }).await.unwrap();
+    let unlocker = Unlocker::new(Passphrase::new(PASS.into()).unwrap());
+    point::verify_point(&loc, summary["clusterId"].as_str().unwrap(), summary["restorePoint"].as_str().unwrap(), &unlocker).await.unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(PASS));
+}

@@ -32,7 +32,11 @@ struct ResourceDef {
     status_subresource: bool,
     /// Custom resources keep `kind`/`apiVersion` in list items; built-in kinds do not.
     custom: bool,
+    /// What discovery advertises.
+    verbs: &'static [&'static str],
 }
+
+const STANDARD_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 impl ResourceDef {
     fn api_version(&self) -> String {
@@ -57,6 +61,9 @@ struct State {
     requests: u64,
     /// (plural, query) of every list request, in order.
     lists: Vec<(String, BTreeMap<String, String>)>,
+    /// Service-account tokens this server issued: token -> (namespace, name, uid).
+    tokens: BTreeMap<String, (String, String, String)>,
+    token_reviews: u64,
 }
 
 pub struct ApiServer {
@@ -73,6 +80,7 @@ fn builtin(group: &str, version: &str, kind: &str, plural: &str, namespaced: boo
         namespaced,
         status_subresource: status,
         custom: false,
+        verbs: STANDARD_VERBS,
     }
 }
 
@@ -104,6 +112,7 @@ fn builtins() -> Vec<ResourceDef> {
         builtin("storage.k8s.io", "v1", "StorageClass", "storageclasses", false, false),
         builtin("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", false, false),
         builtin("events.k8s.io", "v1", "Event", "events", true, false),
+        ResourceDef { verbs: &["create"], ..builtin("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", false, false) },
     ]
 }
 
@@ -179,6 +188,25 @@ impl ApiServer {
         }
     }
 
+    /// Issues a service-account token (a JWT with the claims the real API server puts in
+    /// one) that TokenReview then accepts, as a pod's projected token would be.
+    pub fn issue_token(&self, namespace: &str, service_account: &str) -> String {
+        let b64 = |v: &Value| base64url(&serde_json::to_vec(v).unwrap());
+        let uid = random_uid();
+        let header = json!({"alg": "RS256", "kid": "dr-test", "typ": "JWT"});
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = json!({
+            "iss": "https://kubernetes.default.svc.cluster.local", "aud": ["https://kubernetes.default.svc.cluster.local"],
+            "sub": format!("system:serviceaccount:{namespace}:{service_account}"), "iat": now, "nbf": now, "exp": now + 3600,
+            "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": service_account, "uid": uid}},
+        });
+        let mut sig = [0u8; 256];
+        dr_core::crypto::fill_random(&mut sig);
+        let token = format!("{}.{}.{}", b64(&header), b64(&claims), base64url(&sig));
+        self.state.lock().unwrap().tokens.insert(token.clone(), (namespace.into(), service_account.into(), uid));
+        token
+    }
+
     /// Stores an object as if created through the API.
     pub fn seed(&self, object: Value) -> Value {
         let mut state = self.state.lock().unwrap();
@@ -217,10 +245,46 @@ impl ApiServer {
         self.state.lock().unwrap().lists.iter().filter(|(p, _)| p == plural).map(|(_, q)| q.clone()).collect()
     }
 
+    /// TokenReviews served so far.
+    pub fn token_reviews(&self) -> u64 {
+        self.state.lock().unwrap().token_reviews
+    }
+
     /// Requests served so far.
     pub fn requests(&self) -> u64 {
         self.state.lock().unwrap().requests
     }
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..=c.len() {
+            out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// TokenReview: authenticates tokens this server issued, like the real one does for pods.
+fn token_review(state: &mut State, body: &[u8]) -> Response<Full<Bytes>> {
+    state.token_reviews += 1;
+    let Ok(review) = serde_json::from_slice::<Value>(body) else {
+        return status(400, "BadRequest", "the request body is not JSON".into());
+    };
+    let token = review["spec"]["token"].as_str().unwrap_or("");
+    let status_value = match state.tokens.get(token) {
+        Some((ns, sa, uid)) => json!({
+            "authenticated": true,
+            "user": {"username": format!("system:serviceaccount:{ns}:{sa}"), "uid": uid,
+                     "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{ns}"), "system:authenticated"]},
+            "audiences": review["spec"]["audiences"].as_array().cloned().unwrap_or_else(|| vec![json!("https://kubernetes.default.svc.cluster.local")]),
+        }),
+        None => json!({"authenticated": false, "error": "invalid bearer token, token lookup failed"}),
+    };
+    respond(201, json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "metadata": {"creationTimestamp": null}, "spec": review["spec"], "status": status_value}))
 }
 
 fn discovery_resources(state: &State, group: &str, version: &str) -> Option<Value> {
@@ -228,10 +292,9 @@ fn discovery_resources(state: &State, group: &str, version: &str) -> Option<Valu
     if defs.is_empty() {
         return None;
     }
-    let verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
     let mut resources = Vec::new();
     for r in defs {
-        resources.push(json!({"name": r.plural, "singularName": r.kind.to_lowercase(), "namespaced": r.namespaced, "kind": r.kind, "verbs": verbs}));
+        resources.push(json!({"name": r.plural, "singularName": r.kind.to_lowercase(), "namespaced": r.namespaced, "kind": r.kind, "verbs": r.verbs}));
         if r.status_subresource {
             resources.push(json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
         }
@@ -394,6 +457,9 @@ fn route(state: &mut State, method: &Method, path: &str, query: &BTreeMap<String
         return denied;
     }
     let parse = |body: &[u8]| serde_json::from_slice::<Value>(body).map_err(|e| status(400, "BadRequest", format!("the request body is not JSON: {e}")));
+    if t.def.kind == "TokenReview" {
+        return if verb == "create" { token_review(state, body) } else { status(405, "MethodNotAllowed", format!("{verb} is not allowed on tokenreviews")) };
+    }
     match verb {
         "list" => {
             state.lists.push((t.def.plural.clone(), query.clone()));
@@ -585,6 +651,7 @@ fn establish_crd(state: &mut State, crd: &mut Value) -> Result<(), Response<Full
             namespaced,
             status_subresource: v.pointer("/subresources/status").is_some(),
             custom: true,
+            verbs: STANDARD_VERBS,
         });
     }
     crd["status"] = json!({

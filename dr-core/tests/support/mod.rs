@@ -155,6 +155,24 @@ pub fn openbao() -> Server {
     )
 }
 
+/// OpenBao with its Kubernetes auth method pointed at the test API server's TokenReview, a
+/// role bound to kasten-io/kubectl-dr-backup that may read secret/k10 (KV v2).
+pub async fn vault_with_kubernetes_auth(api: &apiserver::ApiServer, passphrase: &str) -> Server {
+    let server = openbao();
+    bao(&server, reqwest::Method::POST, "secret/data/k10", Some(serde_json::json!({"data": {"passphrase": passphrase}}))).await;
+    bao(&server, reqwest::Method::PUT, "sys/policies/acl/dr-read", Some(serde_json::json!({"policy": "path \"secret/data/k10\" { capabilities = [\"read\"] }"}))).await;
+    bao(&server, reqwest::Method::POST, "sys/auth/kubernetes", Some(serde_json::json!({"type": "kubernetes"}))).await;
+    bao(&server, reqwest::Method::POST, "auth/kubernetes/config", Some(serde_json::json!({
+        "kubernetes_host": api.url,
+        "disable_local_ca_jwt": true,
+        "kubernetes_ca_cert": std::fs::read_to_string(workspace_root().join("dr-core/tests/support/unused-ca.pem")).unwrap(),
+    }))).await;
+    bao(&server, reqwest::Method::POST, "auth/kubernetes/role/dr", Some(serde_json::json!({
+        "bound_service_account_names": ["kubectl-dr-backup"], "bound_service_account_namespaces": ["kasten-io"], "token_policies": ["dr-read"],
+    }))).await;
+    server
+}
+
 /// Calls the Vault API as root.
 pub async fn bao(server: &Server, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
     dr_core::init_crypto_provider();
