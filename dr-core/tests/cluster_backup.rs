@@ -206,3 +206,19 @@ async fn a_restored_cluster_does_not_back_up_until_it_owns_the_location() {
     assert!(err.to_string().contains("take-ownership"), "{err}");
     assert!(point::list_points(&loc, &id).await.unwrap().is_empty(), "nothing was written");
 }
+
+#[tokio::test]
+async fn a_throttling_api_server_slows_the_backup_down_but_does_not_fail_it() {
+    let api = cluster().await;
+    let (_dir, loc) = location().await;
+    let client = api.client();
+    let id = cluster::cluster_id(&client).await.unwrap();
+    // Three 429s with Retry-After: 1 in a row, in the middle of discovery and listing.
+    api.throttle(3);
+    let started = std::time::Instant::now();
+    let report = cluster::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap();
+    assert_eq!(api.throttled(), 3);
+    // Retry-After was honoured: three waits of a second each.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(report.manifest.counts.by_kind["Cart.shop.example.com"], 1234);
+}

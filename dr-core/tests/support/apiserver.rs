@@ -64,6 +64,9 @@ struct State {
     /// Service-account tokens this server issued: token -> (namespace, name, uid).
     tokens: BTreeMap<String, (String, String, String)>,
     token_reviews: u64,
+    /// Requests still to be answered 429 Too Many Requests.
+    throttle: u64,
+    throttled: u64,
 }
 
 pub struct ApiServer {
@@ -245,6 +248,17 @@ impl ApiServer {
         self.state.lock().unwrap().lists.iter().filter(|(p, _)| p == plural).map(|(_, q)| q.clone()).collect()
     }
 
+    /// Answers the next `n` requests 429 Too Many Requests with `Retry-After: 1`, as an API
+    /// server under API Priority and Fairness pressure does.
+    pub fn throttle(&self, n: u64) {
+        self.state.lock().unwrap().throttle = n;
+    }
+
+    /// Requests answered 429 so far.
+    pub fn throttled(&self) -> u64 {
+        self.state.lock().unwrap().throttled
+    }
+
     /// TokenReviews served so far.
     pub fn token_reviews(&self) -> u64 {
         self.state.lock().unwrap().token_reviews
@@ -385,6 +399,17 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let mut state = state.lock().unwrap();
     state.requests += 1;
+    if state.throttle > 0 {
+        state.throttle -= 1;
+        state.throttled += 1;
+        let mut r = respond(
+            429,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Too many requests, please try again later.",
+                   "reason": "TooManyRequests", "details": {"retryAfterSeconds": 1}, "code": 429}),
+        );
+        r.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+        return Ok(r);
+    }
     Ok(route(&mut state, &method, &path, &query, &content_type, &body))
 }
 
