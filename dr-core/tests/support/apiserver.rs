@@ -16,7 +16,8 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -51,7 +52,21 @@ impl ResourceDef {
 /// Key of a stored object: group, plural, namespace ("" when cluster-scoped), name.
 type Key = (String, String, String, String);
 
-#[derive(Default)]
+/// Response bodies: whole JSON documents, or a watch's stream of events.
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Events kept for watches that resume from a resourceVersion.
+const EVENT_LOG: usize = 4096;
+
+/// One change, as a watch reports it.
+#[derive(Clone, Debug)]
+struct Event {
+    key: Key,
+    kind: &'static str,
+    object: Value,
+    resource_version: u64,
+}
+
 struct State {
     resources: Vec<ResourceDef>,
     objects: BTreeMap<Key, Value>,
@@ -67,6 +82,52 @@ struct State {
     /// Requests still to be answered 429 Too Many Requests.
     throttle: u64,
     throttled: u64,
+    /// Recent changes (for watches resuming from a resourceVersion) and their broadcast.
+    events: std::collections::VecDeque<Event>,
+    changes: tokio::sync::broadcast::Sender<Event>,
+}
+
+impl State {
+    fn new() -> Self {
+        State {
+            resources: builtins(),
+            objects: BTreeMap::new(),
+            resource_version: 0,
+            forbidden: BTreeSet::new(),
+            requests: 0,
+            lists: Vec::new(),
+            tokens: BTreeMap::new(),
+            token_reviews: 0,
+            throttle: 0,
+            throttled: 0,
+            events: std::collections::VecDeque::new(),
+            changes: tokio::sync::broadcast::channel(EVENT_LOG).0,
+        }
+    }
+
+    /// Stores an object with a new resourceVersion and tells the watches.
+    fn store(&mut self, key: Key, mut object: Value, kind: &'static str) -> Value {
+        self.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        self.objects.insert(key.clone(), object.clone());
+        self.publish(Event { key, kind, object: object.clone(), resource_version: self.resource_version });
+        object
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<Value> {
+        let object = self.objects.remove(key)?;
+        self.resource_version += 1;
+        self.publish(Event { key: key.clone(), kind: "DELETED", object: object.clone(), resource_version: self.resource_version });
+        Some(object)
+    }
+
+    fn publish(&mut self, event: Event) {
+        if self.events.len() == EVENT_LOG {
+            self.events.pop_front();
+        }
+        self.events.push_back(event.clone());
+        let _ = self.changes.send(event);
+    }
 }
 
 pub struct ApiServer {
@@ -119,16 +180,16 @@ fn builtins() -> Vec<ResourceDef> {
     ]
 }
 
-fn status(code: u16, reason: &str, message: String) -> Response<Full<Bytes>> {
+fn status(code: u16, reason: &str, message: String) -> Response<Body> {
     let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code});
     respond(code, body)
 }
 
-fn respond(code: u16, body: Value) -> Response<Full<Bytes>> {
+fn respond(code: u16, body: Value) -> Response<Body> {
     Response::builder()
         .status(StatusCode::from_u16(code).expect("valid status"))
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(serde_json::to_vec(&body).expect("serializes"))))
+        .body(Full::new(Bytes::from(serde_json::to_vec(&body).expect("serializes"))).boxed_unsync())
         .expect("valid response")
 }
 
@@ -146,7 +207,7 @@ fn now() -> String {
 impl ApiServer {
     /// Starts a server with the built-in kinds and the namespaces a new cluster has.
     pub async fn start() -> Self {
-        let state = Arc::new(Mutex::new(State { resources: builtins(), ..Default::default() }));
+        let state = Arc::new(Mutex::new(State::new()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let server = ApiServer { url, state: state.clone() };
@@ -227,7 +288,7 @@ impl ApiServer {
         if let Some(status) = status {
             created["status"] = status;
             let name = created["metadata"]["name"].as_str().unwrap().to_owned();
-            state.objects.insert(key(&def, &ns, &name), created.clone());
+            created = state.store(key(&def, &ns, &name), created, "MODIFIED");
         }
         created
     }
@@ -283,7 +344,7 @@ fn base64url(bytes: &[u8]) -> String {
 }
 
 /// TokenReview: authenticates tokens this server issued, like the real one does for pods.
-fn token_review(state: &mut State, body: &[u8]) -> Response<Full<Bytes>> {
+fn token_review(state: &mut State, body: &[u8]) -> Response<Body> {
     state.token_reviews += 1;
     let Ok(review) = serde_json::from_slice::<Value>(body) else {
         return status(400, "BadRequest", "the request body is not JSON".into());
@@ -367,7 +428,7 @@ fn parse_path(state: &State, path: &str) -> Option<Target> {
     }
 }
 
-fn forbidden(state: &State, verb: &str, t: &Target) -> Option<Response<Full<Bytes>>> {
+fn forbidden(state: &State, verb: &str, t: &Target) -> Option<Response<Body>> {
     if !state.forbidden.contains(&(verb.to_owned(), t.def.group.clone(), t.def.plural.clone())) {
         return None;
     }
@@ -382,7 +443,7 @@ fn forbidden(state: &State, verb: &str, t: &Target) -> Option<Response<Full<Byte
     ))
 }
 
-async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query: BTreeMap<String, String> = req
@@ -410,6 +471,9 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
         r.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("1"));
         return Ok(r);
     }
+    if method == Method::GET && query.get("watch").is_some_and(|w| w == "true" || w == "1") {
+        return Ok(watch(&mut state, &path, &query));
+    }
     Ok(route(&mut state, &method, &path, &query, &content_type, &body))
 }
 
@@ -436,7 +500,75 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn route(state: &mut State, method: &Method, path: &str, query: &BTreeMap<String, String>, content_type: &str, body: &[u8]) -> Response<Full<Bytes>> {
+/// A watch: the current objects (resourceVersion unset or 0) or the changes after the given
+/// resourceVersion (410 Gone when it is older than the event log), then every change, as
+/// newline-delimited JSON events, until `timeoutSeconds`.
+fn watch(state: &mut State, path: &str, query: &BTreeMap<String, String>) -> Response<Body> {
+    let Some(t) = parse_path(state, path) else {
+        return status(404, "NotFound", "the server could not find the requested resource".into());
+    };
+    if let Some(denied) = forbidden(state, "watch", &t) {
+        return denied;
+    }
+    let labels = query.get("labelSelector").cloned().unwrap_or_default();
+    let mut fields = query.get("fieldSelector").cloned().unwrap_or_default();
+    if let Some(name) = &t.name {
+        fields = format!("metadata.name={name}");
+    }
+    let (group, plural, namespace) = (t.def.group.clone(), t.def.plural.clone(), t.namespace.clone());
+    let matches = move |e: &Event| {
+        let empty = serde_json::Map::new();
+        e.key.0 == group
+            && e.key.1 == plural
+            && (namespace.is_empty() || e.key.2 == namespace)
+            && label_matches(e.object.pointer("/metadata/labels").and_then(Value::as_object).unwrap_or(&empty), &labels)
+            && field_matches(&e.object, &fields)
+    };
+    let since: u64 = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut initial: Vec<Event> = Vec::new();
+    if since == 0 {
+        initial.extend(state.objects.iter().map(|(k, o)| Event { key: k.clone(), kind: "ADDED", object: o.clone(), resource_version: 0 }));
+    } else {
+        let oldest = state.events.front().map(|e| e.resource_version).unwrap_or(state.resource_version + 1);
+        if since + 1 < oldest && since < state.resource_version {
+            return status(410, "Expired", format!("too old resource version: {since} ({})", oldest - 1));
+        }
+        initial.extend(state.events.iter().filter(|e| e.resource_version > since).cloned());
+    }
+    let mut changes = state.changes.subscribe();
+    let timeout = std::time::Duration::from_secs(query.get("timeoutSeconds").and_then(|v| v.parse().ok()).unwrap_or(60));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let line = |e: &Event| Bytes::from(format!("{}\n", json!({"type": e.kind, "object": e.object})));
+    tokio::spawn(async move {
+        for e in initial.iter().filter(|e| matches(e)) {
+            if tx.send(line(e)).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, changes.recv()).await {
+                Ok(Ok(e)) if matches(&e) => {
+                    if tx.send(line(&e)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => return,
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok(hyper::body::Frame::data(b)), rx)) });
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .header("transfer-encoding", "chunked")
+        .body(StreamBody::new(stream).boxed_unsync())
+        .expect("valid response")
+}
+
+fn route(state: &mut State, method: &Method, path: &str, query: &BTreeMap<String, String>, content_type: &str, body: &[u8]) -> Response<Body> {
     // Discovery.
     if method == Method::GET {
         match path.trim_end_matches('/') {
@@ -510,15 +642,12 @@ fn route(state: &mut State, method: &Method, path: &str, query: &BTreeMap<String
                 let k = key(&t.def, &t.namespace, t.name.as_deref().unwrap());
                 let Some(mut current) = state.objects.get(&k).cloned() else { return not_found(&t.def, t.name.as_deref().unwrap()) };
                 merge(&mut current, &patch);
-                state.resource_version += 1;
-                current["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
-                state.objects.insert(k, current.clone());
-                respond(200, current)
+                respond(200, state.store(k, current, "MODIFIED"))
             }
             Ok(_) => status(415, "UnsupportedMediaType", format!("the test API server does not support patch type {content_type}")),
             Err(r) => r,
         },
-        "delete" => match state.objects.remove(&key(&t.def, &t.namespace, t.name.as_deref().unwrap())) {
+        "delete" => match state.remove(&key(&t.def, &t.namespace, t.name.as_deref().unwrap())) {
             Some(o) => respond(200, o),
             None => not_found(&t.def, t.name.as_deref().unwrap()),
         },
@@ -527,7 +656,7 @@ fn route(state: &mut State, method: &Method, path: &str, query: &BTreeMap<String
 }
 
 /// `.../status`: reads the object, and writes only its status (as the real server does).
-fn status_subresource(state: &mut State, method: &Method, t: &Target, content_type: &str, body: &[u8]) -> Response<Full<Bytes>> {
+fn status_subresource(state: &mut State, method: &Method, t: &Target, content_type: &str, body: &[u8]) -> Response<Body> {
     let name = t.name.as_deref().unwrap_or_default();
     let k = key(&t.def, &t.namespace, name);
     let Some(mut current) = state.objects.get(&k).cloned() else { return not_found(&t.def, name) };
@@ -551,17 +680,14 @@ fn status_subresource(state: &mut State, method: &Method, t: &Target, content_ty
         }
         _ => return status(415, "UnsupportedMediaType", format!("the test API server does not support {method} {content_type} on status")),
     }
-    state.resource_version += 1;
-    current["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
-    state.objects.insert(k, current.clone());
-    respond(200, current)
+    respond(200, state.store(k, current, "MODIFIED"))
 }
 
 fn key(def: &ResourceDef, namespace: &str, name: &str) -> Key {
     (def.group.clone(), def.plural.clone(), if def.namespaced { namespace.to_owned() } else { String::new() }, name.to_owned())
 }
 
-fn not_found(def: &ResourceDef, name: &str) -> Response<Full<Bytes>> {
+fn not_found(def: &ResourceDef, name: &str) -> Response<Body> {
     let what = if def.group.is_empty() { def.plural.clone() } else { format!("{}.{}", def.plural, def.group) };
     status(404, "NotFound", format!("{what} \"{name}\" not found"))
 }
@@ -581,7 +707,7 @@ fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
-fn create(state: &mut State, def: &ResourceDef, namespace: &str, mut obj: Value) -> Result<Value, Response<Full<Bytes>>> {
+fn create(state: &mut State, def: &ResourceDef, namespace: &str, mut obj: Value) -> Result<Value, Response<Body>> {
     if !obj.is_object() {
         return Err(status(400, "BadRequest", "the object is not a JSON object".into()));
     }
@@ -621,7 +747,6 @@ fn create(state: &mut State, def: &ResourceDef, namespace: &str, mut obj: Value)
         let what = if def.group.is_empty() { def.plural.clone() } else { format!("{}.{}", def.plural, def.group) };
         return Err(status(409, "AlreadyExists", format!("{what} \"{name}\" already exists")));
     }
-    state.resource_version += 1;
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
@@ -631,7 +756,6 @@ fn create(state: &mut State, def: &ResourceDef, namespace: &str, mut obj: Value)
         md.insert("namespace".into(), json!(ns));
     }
     md.insert("uid".into(), json!(random_uid()));
-    md.insert("resourceVersion".into(), json!(state.resource_version.to_string()));
     md.insert("creationTimestamp".into(), json!(now()));
     md.insert("generation".into(), json!(1));
     md.remove("generateName");
@@ -647,13 +771,12 @@ fn create(state: &mut State, def: &ResourceDef, namespace: &str, mut obj: Value)
     if def.kind == "CustomResourceDefinition" {
         establish_crd(state, &mut obj)?;
     }
-    state.objects.insert(k, obj.clone());
-    Ok(obj)
+    Ok(state.store(k, obj, "ADDED"))
 }
 
 /// Registers a CRD's served versions and marks it Established, as the real server does once
 /// its names are accepted.
-fn establish_crd(state: &mut State, crd: &mut Value) -> Result<(), Response<Full<Bytes>>> {
+fn establish_crd(state: &mut State, crd: &mut Value) -> Result<(), Response<Body>> {
     let spec = &crd["spec"];
     let group = spec["group"].as_str().unwrap_or_default().to_owned();
     let kind = spec["names"]["kind"].as_str().unwrap_or_default().to_owned();
@@ -690,7 +813,7 @@ fn establish_crd(state: &mut State, crd: &mut Value) -> Result<(), Response<Full
     Ok(())
 }
 
-fn update(state: &mut State, t: &Target, mut obj: Value) -> Response<Full<Bytes>> {
+fn update(state: &mut State, t: &Target, mut obj: Value) -> Response<Body> {
     let name = t.name.as_deref().unwrap();
     let k = key(&t.def, &t.namespace, name);
     let Some(current) = state.objects.get(&k).cloned() else { return not_found(&t.def, name) };
@@ -700,13 +823,11 @@ fn update(state: &mut State, t: &Target, mut obj: Value) -> Response<Full<Bytes>
         let what = if t.def.group.is_empty() { t.def.plural.clone() } else { format!("{}.{}", t.def.plural, t.def.group) };
         return status(409, "Conflict", format!("Operation cannot be fulfilled on {what} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"));
     }
-    state.resource_version += 1;
     for f in ["uid", "creationTimestamp", "namespace", "name"] {
         if let Some(v) = current["metadata"].get(f) {
             obj["metadata"][f] = v.clone();
         }
     }
-    obj["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
     obj["apiVersion"] = json!(t.def.api_version());
     obj["kind"] = json!(t.def.kind);
     if t.def.status_subresource {
@@ -725,8 +846,7 @@ fn update(state: &mut State, t: &Target, mut obj: Value) -> Response<Full<Bytes>
             return r;
         }
     }
-    state.objects.insert(k, obj.clone());
-    respond(200, obj)
+    respond(200, state.store(k, obj, "MODIFIED"))
 }
 
 /// `key=value`, `key==value`, `key!=value`, `key`, `!key`, `key in (a,b)`, `key notin (a,b)`.
@@ -781,7 +901,7 @@ fn field_matches(obj: &Value, selector: &str) -> bool {
     })
 }
 
-fn list(state: &State, t: &Target, query: &BTreeMap<String, String>) -> Response<Full<Bytes>> {
+fn list(state: &State, t: &Target, query: &BTreeMap<String, String>) -> Response<Body> {
     let labels = query.get("labelSelector").cloned().unwrap_or_default();
     let fields = query.get("fieldSelector").cloned().unwrap_or_default();
     let empty = serde_json::Map::new();
