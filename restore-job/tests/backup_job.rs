@@ -207,3 +207,97 @@ async fn the_job_resolves_a_vault_passphrase_with_kubernetes_auth() {
     point::verify_point(&loc, summary["clusterId"].as_str().unwrap(), summary["restorePoint"].as_str().unwrap(), &unlocker).await.unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains(PASS));
 }
+
+/// The environment a kubelet would give the CronJob's container: its `env`, with the
+/// downward-API namespace resolved, and the location volume's mount at `mount`.
+fn cronjob_environment(api: &ApiServer, mount: &Path) -> (Vec<(String, String)>, String) {
+    let cron = api.objects("batch", "cronjobs").into_iter().find(|c| c["metadata"]["name"] == "k10-disaster-recovery-policy").unwrap();
+    let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["args"], json!(["backup"]));
+    let mut env = Vec::new();
+    for e in container["env"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap().to_owned();
+        let value = match (&e["value"], &e["valueFrom"]["fieldRef"]["fieldPath"]) {
+            (Value::String(v), _) => v.clone(),
+            (_, Value::String(f)) if f == "metadata.namespace" => NS.to_owned(),
+            other => panic!("unexpected env source {other:?}"),
+        };
+        // The volume is mounted where the pod spec says; here that path is `mount`.
+        let value = if name == "DR_LOCATION_MOUNT" { mount.display().to_string() } else { value };
+        env.push((name, value));
+    }
+    (env, pod["serviceAccountName"].as_str().unwrap().to_owned())
+}
+
+fn run_as_cronjob(api: &ApiServer, dir: &Path) -> (Output, String) {
+    let mount = dir.join("mnt");
+    std::fs::create_dir_all(&mount).unwrap();
+    let (env, service_account) = cronjob_environment(api, &mount);
+    let kubeconfig = dir.join("sa-kubeconfig");
+    api.write_token_kubeconfig(&kubeconfig, NS, &api.issue_token(NS, &service_account));
+    let termination = dir.join("termination-log");
+    let out = Command::new(env!("CARGO_BIN_EXE_dr-job"))
+        .arg("backup")
+        .env_clear()
+        .envs(env)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("DR_TERMINATION_LOG", &termination)
+        .output()
+        .unwrap();
+    (out, std::fs::read_to_string(&termination).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_runs_with_the_cronjobs_environment_and_least_privilege_service_account() {
+    let api = ApiServer::start().await;
+    api.install_dr_crds();
+    for ns in [NS, "shop"] {
+        api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+    }
+    api.seed(json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "offsite", "namespace": NS}, "spec": {"file": {"claimName": "dr-nfs"}}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}}));
+    api.enforce_rbac();
+    let settings = |mode| dr_core::install::EnableSettings {
+        namespace: NS.into(),
+        profile: "offsite".into(),
+        source: dr_core::passphrase::PassphraseSource::Raw(Passphrase::new(PASS.into()).unwrap()),
+        frequency: "@hourly".into(),
+        policy: dr_core::resources::PolicySpec { profile: "offsite".into(), frequency: "@hourly".into(), mode, ..Default::default() },
+        image_repository: "ghcr.io/kubectl-dr/dr-job".into(),
+        image_tag: "test".into(),
+        image_pull_secrets: vec![],
+        vault_address: None,
+        vault_token_secret: None,
+        vault_role: None,
+    };
+    dr_core::install::enable(&api.client(), &settings(dr_core::catalog::Mode::Quick)).await.unwrap();
+
+    // Quick mode under quick-mode RBAC: works.
+    let dir = tempfile::tempdir().unwrap();
+    let (out, message) = run_as_cronjob(&api, dir.path());
+    assert!(out.status.success(), "stderr: {}\nmessage: {message}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_str(&message).unwrap();
+    assert!(summary["byCategory"].get("applications").is_none(), "{summary}");
+
+    // Full mode still under quick-mode RBAC: the account may not list application kinds,
+    // and the job says so (the RBAC is enforced, and is as narrow as quick mode needs).
+    let policies: kube::Api<dr_core::resources::Policy> = kube::Api::namespaced(api.client(), NS);
+    policies
+        .patch("k10-disaster-recovery-policy", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"mode": "full"}})))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, message) = run_as_cronjob(&api, dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(message.contains("may not list") && message.contains("grant it list"), "{message}");
+
+    // Re-enabling in full mode grants what full mode reads: now it works.
+    dr_core::install::enable(&api.client(), &settings(dr_core::catalog::Mode::Full)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, message) = run_as_cronjob(&api, dir.path());
+    assert!(out.status.success(), "stderr: {}\nmessage: {message}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_str(&message).unwrap();
+    // The shop ConfigMap, and the DR namespace's own ServiceAccount, Role and RoleBinding.
+    assert_eq!(summary["byCategory"]["applications"].as_u64(), Some(4), "{summary}");
+}

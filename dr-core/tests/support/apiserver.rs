@@ -85,6 +85,9 @@ struct State {
     /// Recent changes (for watches resuming from a resourceVersion) and their broadcast.
     events: std::collections::VecDeque<Event>,
     changes: tokio::sync::broadcast::Sender<Event>,
+    /// Whether requests bearing a service-account token are authorized by RBAC (requests
+    /// without a token are the cluster admin: the tests and the plugin).
+    enforce_rbac: bool,
 }
 
 impl State {
@@ -102,6 +105,7 @@ impl State {
             throttled: 0,
             events: std::collections::VecDeque::new(),
             changes: tokio::sync::broadcast::channel(EVENT_LOG).0,
+            enforce_rbac: false,
         }
     }
 
@@ -236,6 +240,15 @@ impl ApiServer {
         kube::Client::try_from(config).unwrap()
     }
 
+    /// Writes a kubeconfig that authenticates with a bearer token (a service account's).
+    pub fn write_token_kubeconfig(&self, path: &std::path::Path, namespace: &str, token: &str) {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: sa\n    namespace: {namespace}\ncurrent-context: test\n",
+            self.url
+        );
+        std::fs::write(path, yaml).unwrap();
+    }
+
     /// Writes a kubeconfig for this server (no credentials; `namespace` as the default).
     pub fn write_kubeconfig(&self, path: &std::path::Path, namespace: &str) {
         let yaml = format!(
@@ -313,6 +326,12 @@ impl ApiServer {
     /// server under API Priority and Fairness pressure does.
     pub fn throttle(&self, n: u64) {
         self.state.lock().unwrap().throttle = n;
+    }
+
+    /// Authorizes requests that bear a service-account token this server issued with RBAC:
+    /// the Roles and ClusterRoles bound to the account, as the real authorizer evaluates them.
+    pub fn enforce_rbac(&self) {
+        self.state.lock().unwrap().enforce_rbac = true;
     }
 
     /// Requests answered 429 so far.
@@ -457,6 +476,7 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
         })
         .unwrap_or_default();
     let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let bearer = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_owned);
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let mut state = state.lock().unwrap();
     state.requests += 1;
@@ -470,6 +490,9 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
         );
         r.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("1"));
         return Ok(r);
+    }
+    if let Some(denied) = authorize(&state, bearer.as_deref(), &method, &path, &query) {
+        return Ok(denied);
     }
     if method == Method::GET && query.get("watch").is_some_and(|w| w == "true" || w == "1") {
         return Ok(watch(&mut state, &path, &query));
@@ -498,6 +521,73 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// RBAC for service-account tokens: `None` when allowed, else the 403 the real server sends.
+fn authorize(state: &State, bearer: Option<&str>, method: &Method, path: &str, query: &BTreeMap<String, String>) -> Option<Response<Body>> {
+    if !state.enforce_rbac {
+        return None;
+    }
+    let token = bearer?;
+    let Some((sa_ns, sa_name, _)) = state.tokens.get(token).cloned() else {
+        return Some(status(401, "Unauthorized", "Unauthorized".into()));
+    };
+    let t = parse_path(state, path)?; // discovery and /version are open to every authenticated user
+    let verb = match (method, &t.name) {
+        (&Method::GET, _) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => "watch",
+        (&Method::GET, None) => "list",
+        (&Method::GET, Some(_)) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, _) => "delete",
+        _ => "unknown",
+    };
+    let resource = match &t.subresource {
+        Some(sub) => format!("{}/{sub}", t.def.plural),
+        None => t.def.plural.clone(),
+    };
+    let is_subject = |binding: &Value| {
+        binding["subjects"].as_array().is_some_and(|subjects| {
+            subjects.iter().any(|s| s["kind"] == "ServiceAccount" && s["name"] == sa_name.as_str() && s["namespace"] == sa_ns.as_str())
+        })
+    };
+    let rules_of = |role_ref: &Value, binding_ns: &str| -> Vec<Value> {
+        let name = role_ref["name"].as_str().unwrap_or("");
+        let k = match role_ref["kind"].as_str() {
+            Some("ClusterRole") => ("rbac.authorization.k8s.io".to_owned(), "clusterroles".to_owned(), String::new(), name.to_owned()),
+            _ => ("rbac.authorization.k8s.io".to_owned(), "roles".to_owned(), binding_ns.to_owned(), name.to_owned()),
+        };
+        state.objects.get(&k).and_then(|r| r["rules"].as_array().cloned()).unwrap_or_default()
+    };
+    let mut rules = Vec::new();
+    for ((g, plural, ns, _), binding) in &state.objects {
+        if g != "rbac.authorization.k8s.io" || !is_subject(binding) {
+            continue;
+        }
+        match plural.as_str() {
+            "clusterrolebindings" => rules.extend(rules_of(&binding["roleRef"], "")),
+            // A RoleBinding grants only in its own namespace.
+            "rolebindings" if !t.namespace.is_empty() && *ns == t.namespace => rules.extend(rules_of(&binding["roleRef"], ns)),
+            _ => {}
+        }
+    }
+    let has = |list: &Value, want: &str| list.as_array().is_some_and(|l| l.iter().any(|v| v == "*" || v == want));
+    let allowed = rules.iter().any(|r| {
+        has(&r["apiGroups"], &t.def.group)
+            && has(&r["resources"], &resource)
+            && has(&r["verbs"], verb)
+            && (r["resourceNames"].as_array().is_none_or(|n| n.is_empty()) || t.name.as_deref().is_some_and(|name| has(&r["resourceNames"], name)))
+    });
+    if allowed {
+        return None;
+    }
+    let scope = if t.namespace.is_empty() { "at the cluster scope".to_owned() } else { format!("in the namespace \"{}\"", t.namespace) };
+    Some(status(
+        403,
+        "Forbidden",
+        format!("{resource} is forbidden: User \"system:serviceaccount:{sa_ns}:{sa_name}\" cannot {verb} resource \"{resource}\" in API group \"{}\" {scope}", t.def.group),
+    ))
 }
 
 /// A watch: the current objects (resourceVersion unset or 0) or the changes after the given
