@@ -1,6 +1,6 @@
 //! Setting DR up on a cluster and taking it down: what `kubectl dr enable`, `status`,
-//! `disable` and `backup` (Run Once) do. Every object is created or replaced, so running a
-//! command again updates, never duplicates.
+//! `disable` and `backup` (Run Once) do. Every object is server-side applied by the field
+//! manager `kubectl-dr`, so running a command again updates, never duplicates.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::ByteString;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -52,21 +52,20 @@ fn labels() -> BTreeMap<String, String> {
     BTreeMap::from([(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned())])
 }
 
-/// Creates `obj`, or replaces the existing one (keeping its resourceVersion).
-async fn create_or_replace<K>(api: &Api<K>, mut obj: K) -> Result<K, InstallError>
+/// The field manager of everything `enable` applies.
+pub const FIELD_MANAGER: &str = "kubectl-dr";
+
+/// Server-side applies `obj` as kubectl-dr: creates it, or makes the fields kubectl-dr
+/// manages exactly what `obj` says (fields it stopped setting are removed; fields other
+/// managers own are left alone). Forced: these objects are kubectl-dr's own.
+async fn apply<K>(api: &Api<K>, obj: K) -> Result<K, InstallError>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,
 {
     let name = obj.name_any();
-    let what = format!("{} {name}", K::kind(&Default::default()));
-    match api.get_opt(&name).await.map_err(api_err(format!("reading {what}")))? {
-        Some(existing) => {
-            obj.meta_mut().resource_version = existing.meta().resource_version.clone();
-            api.replace(&name, &PostParams::default(), &obj).await.map_err(api_err(format!("updating {what}")))
-        }
-        None => api.create(&PostParams::default(), &obj).await.map_err(api_err(format!("creating {what}"))),
-    }
+    let what = format!("applying {} {name}", K::kind(&Default::default()));
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj)).await.map_err(api_err(what))
 }
 
 /// Everything `enable` needs.
@@ -103,7 +102,7 @@ pub async fn install_crds(client: &Client) -> Result<(), InstallError> {
     for (_, yaml) in crate::resources::crd_manifests() {
         let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("generated CRDs parse");
         let name = crd.name_any();
-        create_or_replace(&crds, crd).await?;
+        apply(&crds, crd).await?;
         let mut established = false;
         for _ in 0..60 {
             let current = crds.get(&name).await.map_err(api_err(format!("reading CRD {name}")))?;
@@ -132,7 +131,7 @@ pub async fn write_dr_secret(client: &Client, namespace: &str, source: &Passphra
     secret.metadata.name = Some(DR_SECRET_NAME.into());
     secret.metadata.namespace = Some(namespace.into());
     secret.metadata.labels = Some(labels());
-    create_or_replace(&Api::<Secret>::namespaced(client.clone(), namespace), secret).await.map(|_| ())
+    apply(&Api::<Secret>::namespaced(client.clone(), namespace), secret).await.map(|_| ())
 }
 
 async fn ensure_namespace(client: &Client, namespace: &str) -> Result<(), InstallError> {
@@ -254,22 +253,18 @@ pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<Enable
     let mut policy = Policy::new(DR_POLICY_NAME, settings.policy.clone());
     policy.metadata.namespace = Some(ns.clone());
     policy.metadata.labels = Some(labels());
-    let policies: Api<Policy> = Api::namespaced(client.clone(), ns);
-    if let Some(existing) = policies.get_opt(DR_POLICY_NAME).await.map_err(api_err("reading the DR policy"))? {
-        // Keep the run history: status is written by the jobs, not by enable.
-        policy.status = existing.status;
-    }
-    create_or_replace(&policies, policy).await?;
+    // Apply leaves status (the run history the jobs write) alone.
+    apply(&Api::<Policy>::namespaced(client.clone(), ns), policy).await?;
 
     let mut sa = ServiceAccount::default();
     sa.metadata.name = Some(SERVICE_ACCOUNT.into());
     sa.metadata.namespace = Some(ns.clone());
     sa.metadata.labels = Some(labels());
-    create_or_replace(&Api::<ServiceAccount>::namespaced(client.clone(), ns), sa).await?;
+    apply(&Api::<ServiceAccount>::namespaced(client.clone(), ns), sa).await?;
     let (role, cluster_role) = rbac(ns, settings.policy.mode);
     let cluster_role_name = cluster_role.name_any();
-    create_or_replace(&Api::<Role>::namespaced(client.clone(), ns), role).await?;
-    create_or_replace(&Api::<ClusterRole>::all(client.clone()), cluster_role).await?;
+    apply(&Api::<Role>::namespaced(client.clone(), ns), role).await?;
+    apply(&Api::<ClusterRole>::all(client.clone()), cluster_role).await?;
     let subject = json!([{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": ns}]);
     let role_binding: RoleBinding = from_json(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
         "metadata": {"name": SERVICE_ACCOUNT, "namespace": ns, "labels": labels()},
@@ -277,9 +272,9 @@ pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<Enable
     let cluster_binding: ClusterRoleBinding = from_json(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
         "metadata": {"name": cluster_role_name, "labels": labels()},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role_name}, "subjects": subject}));
-    create_or_replace(&Api::<RoleBinding>::namespaced(client.clone(), ns), role_binding).await?;
-    create_or_replace(&Api::<ClusterRoleBinding>::all(client.clone()), cluster_binding).await?;
-    create_or_replace(&Api::<CronJob>::namespaced(client.clone(), ns), cronjob(settings, &profile)).await?;
+    apply(&Api::<RoleBinding>::namespaced(client.clone(), ns), role_binding).await?;
+    apply(&Api::<ClusterRoleBinding>::all(client.clone()), cluster_binding).await?;
+    apply(&Api::<CronJob>::namespaced(client.clone(), ns), cronjob(settings, &profile)).await?;
 
     let cluster_id = crate::cluster::cluster_id(client).await?;
     Ok(EnableReport {

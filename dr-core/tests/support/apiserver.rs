@@ -523,6 +523,156 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Leaf paths of a JSON value. Maps are granular (an empty map claims nothing in it); lists
+/// are leaves, atomic as most built-in list fields are.
+fn leaves(v: &Value, prefix: &mut Vec<String>, out: &mut BTreeSet<Vec<String>>) {
+    match v {
+        Value::Object(m) if m.is_empty() && !prefix.is_empty() => {}
+        Value::Object(m) => {
+            for (k, child) in m {
+                prefix.push(k.clone());
+                leaves(child, prefix, out);
+                prefix.pop();
+            }
+        }
+        _ => {
+            out.insert(prefix.clone());
+        }
+    }
+}
+
+/// Paths a manager owns through server-side apply, without the identity fields.
+fn applied_paths(config: &Value) -> BTreeSet<Vec<String>> {
+    let mut out = BTreeSet::new();
+    leaves(config, &mut Vec::new(), &mut out);
+    out.retain(|p| {
+        !matches!(p.first().map(String::as_str), Some("apiVersion" | "kind"))
+            && !(p.first().map(String::as_str) == Some("metadata")
+                && matches!(p.get(1).map(String::as_str), Some("name" | "namespace" | "resourceVersion" | "managedFields" | "uid" | "creationTimestamp")))
+    });
+    out
+}
+
+/// FieldsV1 (`{"f:spec": {"f:schedule": {}}}`) from paths, and back.
+fn to_fields_v1(paths: &BTreeSet<Vec<String>>) -> Value {
+    let mut root = json!({});
+    for p in paths {
+        let mut cur = &mut root;
+        for seg in p {
+            cur = cur.as_object_mut().expect("object").entry(format!("f:{seg}")).or_insert_with(|| json!({}));
+        }
+    }
+    root
+}
+
+fn from_fields_v1(v: &Value) -> BTreeSet<Vec<String>> {
+    let mut out = BTreeSet::new();
+    fn walk(v: &Value, prefix: &mut Vec<String>, out: &mut BTreeSet<Vec<String>>) {
+        let children: Vec<(&String, &Value)> = v.as_object().map(|m| m.iter().filter(|(k, _)| k.starts_with("f:")).collect()).unwrap_or_default();
+        if children.is_empty() {
+            if !prefix.is_empty() {
+                out.insert(prefix.clone());
+            }
+            return;
+        }
+        for (k, child) in children {
+            prefix.push(k[2..].to_owned());
+            walk(child, prefix, out);
+            prefix.pop();
+        }
+    }
+    walk(v, &mut Vec::new(), &mut out);
+    out
+}
+
+fn get_path<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, seg| v.get(seg))
+}
+
+fn set_path(v: &mut Value, path: &[String], value: Value) {
+    let mut cur = v;
+    for seg in &path[..path.len() - 1] {
+        if !cur.get(seg).is_some_and(Value::is_object) {
+            cur[seg.as_str()] = json!({});
+        }
+        cur = cur.get_mut(seg).expect("just set");
+    }
+    cur[path[path.len() - 1].as_str()] = value;
+}
+
+fn remove_path(v: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else { return };
+    if let Some(parent) = parents.iter().try_fold(&mut *v, |v, seg| v.get_mut(seg)) {
+        if let Some(m) = parent.as_object_mut() {
+            m.remove(last);
+        }
+    }
+}
+
+/// Server-side apply: create, or merge the manager's configuration into the object. A field
+/// another manager owns with a different value is a conflict unless `force=true`; fields the
+/// manager applied before and no longer does are removed (when nobody else owns them).
+fn apply(state: &mut State, t: &Target, query: &BTreeMap<String, String>, config: Value) -> Response<Body> {
+    let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()).cloned() else {
+        return status(400, "BadRequest", "PATCH, application/apply-patch+yaml requires fieldManager to be set".into());
+    };
+    let force = query.get("force").is_some_and(|f| f == "true");
+    let name = t.name.clone().unwrap_or_default();
+    let k = key(&t.def, &t.namespace, &name);
+    let paths = applied_paths(&config);
+    let entry = |manager: &str, paths: &BTreeSet<Vec<String>>, def: &ResourceDef| {
+        json!({"manager": manager, "operation": "Apply", "apiVersion": def.api_version(), "time": now(), "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(paths)})
+    };
+    let Some(mut current) = state.objects.get(&k).cloned() else {
+        let mut obj = config;
+        obj["metadata"]["name"] = json!(name);
+        obj["metadata"]["managedFields"] = json!([entry(&manager, &paths, &t.def)]);
+        return match create(state, &t.def, &t.namespace, obj) {
+            Ok(o) => respond(201, o),
+            Err(r) => r,
+        };
+    };
+    let mut managed: Vec<Value> = current["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
+    let mut conflicts = Vec::new();
+    for m in managed.iter().filter(|m| m["manager"] != manager.as_str()) {
+        for p in from_fields_v1(&m["fieldsV1"]).intersection(&paths) {
+            if get_path(&current, p) != get_path(&config, p) {
+                conflicts.push((m["manager"].as_str().unwrap_or("").to_owned(), p.join(".")));
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        let causes: Vec<Value> = conflicts.iter().map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": format!(".{f}")})).collect();
+        return respond(409, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409,
+            "message": format!("Apply failed with {} conflict(s): {}", conflicts.len(), conflicts.iter().map(|(m, f)| format!("conflict with \"{m}\": .{f}")).collect::<Vec<_>>().join(", ")),
+            "details": {"causes": causes}}));
+    }
+    let previous: BTreeSet<Vec<String>> = managed.iter().filter(|m| m["manager"] == manager.as_str()).flat_map(|m| from_fields_v1(&m["fieldsV1"])).collect();
+    let others: BTreeSet<Vec<String>> = managed.iter().filter(|m| m["manager"] != manager.as_str()).flat_map(|m| from_fields_v1(&m["fieldsV1"])).collect();
+    for p in previous.difference(&paths).filter(|p| !others.contains(*p)) {
+        remove_path(&mut current, p);
+    }
+    for p in &paths {
+        if let Some(v) = get_path(&config, p) {
+            set_path(&mut current, p, v.clone());
+        }
+    }
+    // Forced fields change hands; the manager's entry is exactly what it applied.
+    for m in managed.iter_mut().filter(|m| m["manager"] != manager.as_str()) {
+        let kept: BTreeSet<Vec<String>> = from_fields_v1(&m["fieldsV1"]).difference(&paths).cloned().collect();
+        m["fieldsV1"] = to_fields_v1(&kept);
+    }
+    managed.retain(|m| m["manager"] != manager.as_str());
+    managed.push(entry(&manager, &paths, &t.def));
+    current["metadata"]["managedFields"] = json!(managed);
+    if t.def.status_subresource {
+        if let Some(before) = state.objects.get(&k).and_then(|o| o.get("status")).cloned() {
+            current["status"] = before;
+        }
+    }
+    respond(200, state.store(k, current, "MODIFIED"))
+}
+
 /// RBAC for service-account tokens: `None` when allowed, else the 403 the real server sends.
 fn authorize(state: &State, bearer: Option<&str>, method: &Method, path: &str, query: &BTreeMap<String, String>) -> Option<Response<Body>> {
     if !state.enforce_rbac {
@@ -717,10 +867,13 @@ fn route(state: &mut State, method: &Method, path: &str, query: &BTreeMap<String
             None => not_found(&t.def, t.name.as_deref().unwrap()),
         },
         "create" => match parse(body) {
-            Ok(obj) => match create(state, &t.def, &t.namespace, obj) {
-                Ok(o) => respond(201, o),
-                Err(r) => r,
-            },
+            Ok(mut obj) => {
+                let manager = query.get("fieldManager").map(String::as_str).unwrap_or("unknown");
+                match create_as(state, &t.def, &t.namespace, &mut obj, Some(manager)) {
+                    Ok(()) => respond(201, obj),
+                    Err(r) => r,
+                }
+            }
             Err(r) => r,
         },
         "update" => match parse(body) {
@@ -728,6 +881,7 @@ fn route(state: &mut State, method: &Method, path: &str, query: &BTreeMap<String
             Err(r) => r,
         },
         "patch" => match parse(body) {
+            Ok(config) if content_type.starts_with("application/apply-patch") => apply(state, &t, query, config),
             Ok(patch) if content_type.starts_with("application/merge-patch+json") => {
                 let k = key(&t.def, &t.namespace, t.name.as_deref().unwrap());
                 let Some(mut current) = state.objects.get(&k).cloned() else { return not_found(&t.def, t.name.as_deref().unwrap()) };
@@ -798,6 +952,17 @@ fn merge(target: &mut Value, patch: &Value) {
 }
 
 fn create(state: &mut State, def: &ResourceDef, namespace: &str, mut obj: Value) -> Result<Value, Response<Body>> {
+    create_as(state, def, namespace, &mut obj, None)?;
+    Ok(obj)
+}
+
+/// Creates `obj`; a `manager` (the fieldManager of a plain create) owns every field it set.
+fn create_as(state: &mut State, def: &ResourceDef, namespace: &str, obj_ref: &mut Value, manager: Option<&str>) -> Result<(), Response<Body>> {
+    if let Some(manager) = manager {
+        let paths = applied_paths(obj_ref);
+        obj_ref["metadata"]["managedFields"] = json!([{"manager": manager, "operation": "Update", "apiVersion": def.api_version(), "time": now(), "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(&paths)}]);
+    }
+    let mut obj = std::mem::take(obj_ref);
     if !obj.is_object() {
         return Err(status(400, "BadRequest", "the object is not a JSON object".into()));
     }
@@ -861,7 +1026,8 @@ fn create(state: &mut State, def: &ResourceDef, namespace: &str, mut obj: Value)
     if def.kind == "CustomResourceDefinition" {
         establish_crd(state, &mut obj)?;
     }
-    Ok(state.store(k, obj, "ADDED"))
+    *obj_ref = state.store(k, obj, "ADDED");
+    Ok(())
 }
 
 /// Registers a CRD's served versions and marks it Established, as the real server does once
