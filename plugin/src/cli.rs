@@ -205,8 +205,12 @@ pub struct ProfileCreateArgs {
     #[arg(long, requires = "s3_bucket", conflicts_with = "s3_credentials_from_env")]
     pub s3_credentials_secret: Option<String>,
     /// Create the credentials Secret <name>-credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
-    #[arg(long, requires = "s3_bucket")]
+    #[arg(long, requires = "s3_bucket", conflicts_with = "s3_credentials_file")]
     pub s3_credentials_from_env: bool,
+    /// Create the credentials Secret <name>-credentials from an AWS shared credentials file
+    /// (the [default] section, or AWS_PROFILE's).
+    #[arg(long, requires = "s3_bucket", conflicts_with = "s3_credentials_secret")]
+    pub s3_credentials_file: Option<PathBuf>,
     /// A file location: this PersistentVolumeClaim (an NFS share) in the DR namespace.
     #[arg(long, conflicts_with_all = ["s3_bucket", "path"])]
     pub pvc: Option<String>,

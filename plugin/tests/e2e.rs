@@ -122,6 +122,13 @@ async fn enable_backup_list_verify_on_a_cluster() {
     ok(&c.dr(&args, &writer, ""));
     let secrets: Api<Secret> = Api::namespaced(c.client.clone(), &c.namespace);
     assert!(secrets.get_opt("offsite-credentials").await.unwrap().is_some());
+    // Read credentials from an AWS credentials file can list, so that profile validates.
+    let creds_file = dir.path().join("aws-credentials");
+    std::fs::write(&creds_file, format!("[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n", reader[0].1, reader[1].1)).unwrap();
+    let mut args = vec!["profile", "create", "offsite-reader", "--s3-credentials-file", creds_file.to_str().unwrap(), "--immutable-days", "1"];
+    args.extend(bucket);
+    ok(&c.dr(&args, &[], ""));
+    assert!(secrets.get_opt("offsite-reader-credentials").await.unwrap().is_some());
 
     let out = ok(&c.dr(&["enable", "--profile", "offsite", "--passphrase-file", "-", "--mode", "quick"], &[], &format!("{PASS}\n")));
     let cluster_id = out.lines().find_map(|l| l.strip_prefix("Cluster ID: ")).unwrap().to_owned();
@@ -140,8 +147,9 @@ async fn enable_backup_list_verify_on_a_cluster() {
     assert_eq!(points.as_array().unwrap().len(), 1, "{points}");
     assert_eq!(points[0]["status"], "complete");
     assert_eq!(points[0]["mode"], "quick");
-    // Quick mode: the profile, the policy, k10-dr-secret, the profile's credentials, the CronJob.
-    assert_eq!(points[0]["objects"], 5, "{points}");
+    // Quick mode: the two profiles and their credentials Secrets, k10-dr-secret, the policy
+    // and its CronJob.
+    assert_eq!(points[0]["objects"], 7, "{points}");
     let mut verify = vec!["verify", "--cluster-id", &cluster_id, "--passphrase-file", "-"];
     verify.extend(bucket);
     assert!(ok(&c.dr(&verify, &reader, &format!("{PASS}\n"))).contains("OK "));

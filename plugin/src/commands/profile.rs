@@ -38,10 +38,39 @@ fn env_credentials() -> Result<StaticCredentials> {
     Ok(StaticCredentials { access_key_id: id, secret_access_key: Zeroizing::new(key), session_token: std::env::var("AWS_SESSION_TOKEN").ok().map(Zeroizing::new) })
 }
 
+/// Reads `aws_access_key_id` / `aws_secret_access_key` (/ `aws_session_token`) from one
+/// section of an AWS shared credentials file.
+fn file_credentials(path: &std::path::Path) -> Result<StaticCredentials> {
+    let text = Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("cannot read credentials file {}", path.display()))?);
+    let section = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+    let mut current = String::new();
+    let mut values: BTreeMap<String, Zeroizing<String>> = BTreeMap::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';')) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.trim().to_owned();
+        } else if current == section {
+            if let Some((k, v)) = line.split_once('=') {
+                values.insert(k.trim().to_owned(), Zeroizing::new(v.trim().to_owned()));
+            }
+        }
+    }
+    let get = |k: &str| values.get(k).map(|v| v.as_str().to_owned());
+    match (get("aws_access_key_id"), get("aws_secret_access_key")) {
+        (Some(id), Some(key)) => Ok(StaticCredentials { access_key_id: id, secret_access_key: Zeroizing::new(key), session_token: get("aws_session_token").map(Zeroizing::new) }),
+        _ => bail!("{} has no aws_access_key_id and aws_secret_access_key in section [{section}]", path.display()),
+    }
+}
+
 async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Result<ExitStatus> {
     let loc = &args.location;
     let mut spec = ProfileSpec::default();
     let mut credentials_secret = None;
+    // Credentials given for a Secret this command creates (from a file or the environment).
+    let given = match (&args.s3_credentials_file, args.s3_credentials_from_env) {
+        (Some(file), _) => Some(file_credentials(file)?),
+        (None, true) => Some(env_credentials()?),
+        (None, false) => None,
+    };
     if let Some(bucket) = &loc.s3_bucket {
         let mut s3 = S3ProfileSpec {
             bucket: bucket.clone(),
@@ -52,8 +81,7 @@ async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Re
             skip_tls_verify: loc.s3_skip_tls_verify,
             credentials_secret: args.s3_credentials_secret.clone(),
         };
-        if args.s3_credentials_from_env {
-            let creds = env_credentials()?;
+        if let Some(creds) = given.clone() {
             let name = format!("{}-credentials", args.name);
             let mut data = BTreeMap::from([
                 (resources::ACCESS_KEY_ID_KEY.to_owned(), k8s_openapi::ByteString(creds.access_key_id.clone().into_bytes())),
@@ -80,8 +108,8 @@ async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Re
     // Check the location before saving a profile that cannot work.
     if !args.skip_validation {
         if let Some(s3) = &profile.spec.s3 {
-            let credentials = if args.s3_credentials_from_env {
-                Some(env_credentials()?)
+            let credentials = if given.is_some() {
+                given.clone()
             } else if s3.credentials_secret.is_some() {
                 match resources::location_config(client, ns, &profile, None).await? {
                     LocationConfig::S3(c) => c.credentials,
