@@ -58,7 +58,7 @@ pub const FIELD_MANAGER: &str = "kubectl-dr";
 /// Server-side applies `obj` as kubectl-dr: creates it, or makes the fields kubectl-dr
 /// manages exactly what `obj` says (fields it stopped setting are removed; fields other
 /// managers own are left alone). Forced: these objects are kubectl-dr's own.
-async fn apply<K>(api: &Api<K>, obj: K) -> Result<K, InstallError>
+pub async fn apply<K>(api: &Api<K>, obj: K) -> Result<K, InstallError>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,

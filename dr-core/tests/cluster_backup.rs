@@ -67,6 +67,15 @@ async fn location() -> (tempfile::TempDir, Location) {
     (dir, loc)
 }
 
+/// The seeded cluster, a directory location, a client and the cluster ID.
+async fn setup() -> (ApiServer, tempfile::TempDir, Location, kube::Client, String) {
+    let api = cluster().await;
+    let (dir, loc) = location().await;
+    let client = api.client();
+    let id = cluster::cluster_id(&client).await.unwrap();
+    (api, dir, loc, client, id)
+}
+
 async fn entries(loc: &Location, cluster_id: &str, point_id: &str) -> Vec<Entry> {
     let unlocker = Unlocker::new(pass());
     let manifest = point::read_manifest(loc, cluster_id, point_id, &unlocker).await.unwrap();
@@ -96,10 +105,7 @@ async fn the_cluster_id_is_the_default_namespace_uid() {
 
 #[tokio::test]
 async fn a_full_backup_takes_what_the_policy_selects_across_pages() {
-    let api = cluster().await;
-    let (_dir, loc) = location().await;
-    let client = api.client();
-    let id = cluster::cluster_id(&client).await.unwrap();
+    let (api, _dir, loc, client, id) = setup().await;
     let report = cluster::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap();
     let m = &report.manifest;
     let got = entries(&loc, &id, &m.point_id).await;
@@ -143,10 +149,7 @@ async fn a_full_backup_takes_what_the_policy_selects_across_pages() {
 
 #[tokio::test]
 async fn quick_mode_keeps_only_the_dr_platform() {
-    let api = cluster().await;
-    let (_dir, loc) = location().await;
-    let client = api.client();
-    let id = cluster::cluster_id(&client).await.unwrap();
+    let (_api, _dir, loc, client, id) = setup().await;
     let report = cluster::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Quick, &full()).await.unwrap();
     let got = entries(&loc, &id, &report.manifest.point_id).await;
     let mut names: Vec<String> = got.iter().map(|e| format!("{}/{}", e.kind(), e.name())).collect();
@@ -157,10 +160,7 @@ async fn quick_mode_keeps_only_the_dr_platform() {
 
 #[tokio::test]
 async fn namespaces_labels_and_kinds_narrow_a_full_backup() {
-    let api = cluster().await;
-    let (_dir, loc) = location().await;
-    let client = api.client();
-    let id = cluster::cluster_id(&client).await.unwrap();
+    let (_api, _dir, loc, client, id) = setup().await;
     let selection = Selection {
         namespaces: vec!["shop".into(), "team-a".into()],
         label_selector: Some("app=web".into()),
@@ -181,11 +181,8 @@ async fn namespaces_labels_and_kinds_narrow_a_full_backup() {
 
 #[tokio::test]
 async fn a_kind_that_may_not_be_listed_fails_the_backup_and_leaves_no_complete_point() {
-    let api = cluster().await;
+    let (api, _dir, loc, client, id) = setup().await;
     api.forbid("list", "shop.example.com", "carts");
-    let (_dir, loc) = location().await;
-    let client = api.client();
-    let id = cluster::cluster_id(&client).await.unwrap();
     let err = cluster::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap_err();
     assert!(matches!(err, ClusterError::ListForbidden { .. }), "{err}");
     let msg = err.to_string();
@@ -196,11 +193,8 @@ async fn a_kind_that_may_not_be_listed_fails_the_backup_and_leaves_no_complete_p
 
 #[tokio::test]
 async fn a_restored_cluster_does_not_back_up_until_it_owns_the_location() {
-    let api = cluster().await;
+    let (api, _dir, loc, client, id) = setup().await;
     api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "k10-dr-remove-to-get-ownership", "namespace": "kasten-io"}}));
-    let (_dir, loc) = location().await;
-    let client = api.client();
-    let id = cluster::cluster_id(&client).await.unwrap();
     let err = cluster::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap_err();
     assert!(matches!(err, ClusterError::NotOwner { .. }), "{err}");
     assert!(err.to_string().contains("take-ownership"), "{err}");
@@ -209,10 +203,7 @@ async fn a_restored_cluster_does_not_back_up_until_it_owns_the_location() {
 
 #[tokio::test]
 async fn a_throttling_api_server_slows_the_backup_down_but_does_not_fail_it() {
-    let api = cluster().await;
-    let (_dir, loc) = location().await;
-    let client = api.client();
-    let id = cluster::cluster_id(&client).await.unwrap();
+    let (api, _dir, loc, client, id) = setup().await;
     // Three 429s with Retry-After: 1 in a row, in the middle of discovery and listing.
     api.throttle(3);
     let started = std::time::Instant::now();

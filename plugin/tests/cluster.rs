@@ -33,10 +33,7 @@ fn dr(kubeconfig: &Path, args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
+use support::succeeded as ok;
 
 fn one(api: &ApiServer, group: &str, plural: &str, name: &str) -> Option<Value> {
     api.objects(group, plural).into_iter().find(|o| o["metadata"]["name"] == name)
@@ -55,7 +52,7 @@ async fn enable_status_backup_and_disable_on_a_cluster() {
 
     // A profile for an NFS share, through its PVC.
     let out = ok(&dr(&kc, &["profile", "create", "offsite", "--pvc", "dr-nfs"], ""));
-    assert!(out.contains("profile offsite created"), "{out}");
+    assert!(out.contains("profile offsite saved"), "{out}");
     let out = ok(&dr(&kc, &["profile", "list"], ""));
     assert!(out.contains("offsite") && out.contains("pvc/dr-nfs"), "{out}");
     let err = dr(&kc, &["profile", "create", "broken", "--pvc", "missing-claim"], "");

@@ -85,10 +85,7 @@ impl Cluster {
     }
 }
 
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
+use support::succeeded as ok;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enable_backup_list_verify_on_a_cluster() {

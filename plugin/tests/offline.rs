@@ -36,10 +36,7 @@ fn dr<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(String, String)], passphras
     child.wait_with_output().unwrap()
 }
 
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
+use support::succeeded as ok;
 
 fn failed(out: &Output, code: i32) -> String {
     assert_eq!(out.status.code(), Some(code), "stdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

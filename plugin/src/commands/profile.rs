@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use dr_core::location::{Location, LocationConfig, S3Config, StaticCredentials};
 use dr_core::resources::{self, FileProfileSpec, Immutability, Profile, ProfileSpec, S3ProfileSpec};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams};
 use kube::ResourceExt;
 use zeroize::Zeroizing;
 
@@ -143,30 +143,10 @@ async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Re
     dr_core::install::install_crds(client).await?;
     if let Some(mut secret) = credentials_secret {
         secret.metadata.namespace = Some(ns.into());
-        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-        let name = secret.name_any();
-        match api.get_opt(&name).await? {
-            Some(existing) => {
-                secret.metadata.resource_version = existing.metadata.resource_version;
-                api.replace(&name, &PostParams::default(), &secret).await?;
-            }
-            None => {
-                api.create(&PostParams::default(), &secret).await?;
-            }
-        }
+        dr_core::install::apply(&Api::<Secret>::namespaced(client.clone(), ns), secret).await?;
     }
-    let api: Api<Profile> = Api::namespaced(client.clone(), ns);
-    match api.get_opt(&args.name).await? {
-        Some(existing) => {
-            profile.metadata.resource_version = existing.metadata.resource_version;
-            api.replace(&args.name, &PostParams::default(), &profile).await?;
-            println!("profile {} updated", args.name);
-        }
-        None => {
-            api.create(&PostParams::default(), &profile).await?;
-            println!("profile {} created", args.name);
-        }
-    }
+    dr_core::install::apply(&Api::<Profile>::namespaced(client.clone(), ns), profile).await?;
+    println!("profile {} saved", args.name);
     Ok(ExitStatus::Success)
 }
 
