@@ -72,7 +72,7 @@ async fn serve(n: usize) {
 
 async fn backup(url: &str) {
     dr_core::init_crypto_provider();
-    let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+    let client = dr_core::kube_client(kube::Config::new(url.parse().unwrap())).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let loc = Location::connect(&LocationConfig::File { path: dir.path().to_owned() }).await.unwrap();
     let pass = Passphrase::new("benchmark passphrase".into()).unwrap();

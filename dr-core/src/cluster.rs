@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
-use kube::discovery::{verbs, ApiCapabilities, Discovery, Scope};
+use kube::discovery::{verbs, ApiCapabilities, ApiGroup, Scope};
 use kube::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -106,11 +106,32 @@ struct Target {
     key: String,
 }
 
-fn targets(discovery: &Discovery, selection: &Selection, mode: Mode) -> Vec<Target> {
+/// Discovers the served groups one at a time (each at its preferred version), so an
+/// unavailable aggregated API (a metrics-server that is down answers 503) is skipped and
+/// reported instead of failing the backup. The core group must answer.
+async fn discover(client: &Client) -> Result<(Vec<ApiGroup>, Vec<String>), ClusterError> {
+    use kube::core::GroupVersion;
+    let listed = client.list_api_groups().await.map_err(ClusterError::Discovery)?;
+    let mut groups = vec![kube::discovery::pinned_group(client, &GroupVersion::gv("", "v1")).await.map_err(ClusterError::Discovery)?];
+    let mut unavailable = Vec::new();
+    for g in listed.groups {
+        let Some(version) = g.preferred_version.map(|v| v.version).or_else(|| g.versions.first().map(|v| v.version.clone())) else { continue };
+        match kube::discovery::pinned_group(client, &GroupVersion::gv(&g.name, &version)).await {
+            Ok(group) => groups.push(group),
+            Err(e) => {
+                tracing::warn!(group = %g.name, version = %version, error = %e, "API group unavailable: its kinds are not in this restore point");
+                unavailable.push(format!("{}/{version}", g.name));
+            }
+        }
+    }
+    Ok((groups, unavailable))
+}
+
+fn targets(groups: &[ApiGroup], selection: &Selection, mode: Mode) -> Vec<Target> {
     let include: BTreeSet<&str> = selection.include_kinds.iter().map(String::as_str).collect();
     let exclude: BTreeSet<&str> = selection.exclude_kinds.iter().map(String::as_str).collect();
     let mut out = Vec::new();
-    for group in discovery.groups() {
+    for group in groups {
         // The preferred version of each kind, once.
         for (resource, caps) in group.recommended_resources() {
             if !caps.supports_operation(verbs::LIST) || !caps.supports_operation(verbs::CREATE) {
@@ -164,6 +185,9 @@ pub struct Skipped {
     pub label_mismatch: u64,
     pub controller_owned: u64,
     pub outside_quick_mode: u64,
+    /// API groups whose discovery failed (unavailable aggregated APIs); not backed up.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unavailable_groups: Vec<String>,
 }
 
 /// The result of a backup.
@@ -184,10 +208,10 @@ pub async fn backup(
     selection: &Selection,
 ) -> Result<BackupReport, ClusterError> {
     ensure_owner(client, dr_namespace).await?;
-    let discovery = Discovery::new(client.clone()).run().await.map_err(ClusterError::Discovery)?;
-    let targets = targets(&discovery, selection, mode);
+    let (groups, unavailable_groups) = discover(client).await?;
+    let targets = targets(&groups, selection, mode);
     let mut writer = PointWriter::begin(location, cluster_id, passphrase, mode, DR_POLICY_NAME).await?;
-    let mut skipped = Skipped::default();
+    let mut skipped = Skipped { unavailable_groups, ..Default::default() };
     let result = write_all(client, &mut writer, &targets, dr_namespace, mode, selection, &mut skipped).await;
     match result {
         Ok(()) => Ok(BackupReport { manifest: writer.finish().await?, skipped }),

@@ -50,3 +50,19 @@ pub(crate) fn https_client_with_ca(pem: Vec<u8>) -> aws_sdk_s3::config::SharedHt
         .tls_context(ctx)
         .build_https()
 }
+
+/// A Kubernetes client for `config` whose retries of 429, 503 and 504 are bounded: 200 ms
+/// doubling to 10 s, 6 times, honouring `Retry-After`. kube's default keeps retrying for
+/// minutes, so one unavailable aggregated API would stall every backup.
+pub fn kube_client(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
+    init_crypto_provider();
+    config.default_retry = false;
+    let policy = kube::client::retry::RetryPolicy::new(std::time::Duration::from_millis(200), std::time::Duration::from_secs(10), 6, true)
+        .expect("valid retry bounds");
+    // Retry needs a service it can clone: a buffer in front of kube's boxed stack makes one.
+    // (The buffer's worker is spawned on the current runtime: call this from async code.)
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&tower::buffer::BufferLayer::new(1024))
+        .with_layer(&tower::retry::RetryLayer::new(policy))
+        .build())
+}

@@ -213,3 +213,12 @@ async fn a_throttling_api_server_slows_the_backup_down_but_does_not_fail_it() {
     assert!(started.elapsed() >= std::time::Duration::from_secs(3), "{:?}", started.elapsed());
     assert_eq!(report.manifest.counts.by_kind["Cart.shop.example.com"], 1234);
 }
+
+#[tokio::test]
+async fn an_unavailable_aggregated_api_is_reported_not_fatal() {
+    let (api, _dir, loc, client, id) = setup().await;
+    api.break_group("metrics.k8s.io", "v1beta1", "PodMetrics", "pods");
+    let report = cluster::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap();
+    assert_eq!(report.skipped.unavailable_groups, vec!["metrics.k8s.io/v1beta1".to_owned()]);
+    assert_eq!(report.manifest.counts.by_kind["Cart.shop.example.com"], 1234, "everything else is backed up");
+}

@@ -83,7 +83,7 @@ pub async fn kube_client(global: &GlobalArgs) -> Result<kube::Client> {
         None if global.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
         None => kube::Config::infer().await.context("no cluster: give --kubeconfig, set KUBECONFIG, or run in a pod")?,
     };
-    Ok(kube::Client::try_from(config)?)
+    Ok(dr_core::kube_client(config)?)
 }
 
 /// Resolves the passphrase. `confirm` asks twice at a prompt (when writing a new point).

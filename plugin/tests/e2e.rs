@@ -45,7 +45,7 @@ async fn cluster(dir: &Path) -> Cluster {
             let mut tag = [0u8; 3];
             dr_core::crypto::fill_random(&mut tag);
             eprintln!("running against the real cluster in DR_E2E_KUBECONFIG ({})", config.cluster_url);
-            Cluster { _target: Target::Real, kubeconfig, client: kube::Client::try_from(config).unwrap(), namespace: format!("dr-e2e-{}", hex::encode(tag)) }
+            Cluster { _target: Target::Real, kubeconfig, client: dr_core::kube_client(config).unwrap(), namespace: format!("dr-e2e-{}", hex::encode(tag)) }
         }
         None => {
             eprintln!("running against the in-process test API server (set DR_E2E_KUBECONFIG to run against a real cluster)");

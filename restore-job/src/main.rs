@@ -55,6 +55,6 @@ async fn backup() -> anyhow::Result<dr_core::job::BackupSummary> {
     dr_core::init_crypto_provider();
     let settings = dr_core::job::BackupSettings::from_env()?;
     // In a pod: the service account; elsewhere: KUBECONFIG.
-    let client = kube::Client::try_default().await?;
+    let client = dr_core::kube_client(kube::Config::infer().await?)?;
     Ok(dr_core::job::run_backup(&client, &settings).await?)
 }

@@ -85,6 +85,8 @@ struct State {
     /// Recent changes (for watches resuming from a resourceVersion) and their broadcast.
     events: std::collections::VecDeque<Event>,
     changes: tokio::sync::broadcast::Sender<Event>,
+    /// API groups whose discovery answers 503, as an unavailable aggregated API does.
+    unavailable_groups: BTreeSet<String>,
     /// Whether requests bearing a service-account token are authorized by RBAC (requests
     /// without a token are the cluster admin: the tests and the plugin).
     enforce_rbac: bool,
@@ -106,6 +108,7 @@ impl State {
             events: std::collections::VecDeque::new(),
             changes: tokio::sync::broadcast::channel(EVENT_LOG).0,
             enforce_rbac: false,
+            unavailable_groups: BTreeSet::new(),
         }
     }
 
@@ -236,8 +239,7 @@ impl ApiServer {
     /// A kube client for this server, with no credentials (it does not authenticate).
     pub fn client(&self) -> kube::Client {
         dr_core::init_crypto_provider();
-        let config = kube::Config::new(self.url.parse().unwrap());
-        kube::Client::try_from(config).unwrap()
+        dr_core::kube_client(kube::Config::new(self.url.parse().unwrap())).unwrap()
     }
 
     /// Writes a kubeconfig that authenticates with a bearer token (a service account's).
@@ -332,6 +334,14 @@ impl ApiServer {
     /// the Roles and ClusterRoles bound to the account, as the real authorizer evaluates them.
     pub fn enforce_rbac(&self) {
         self.state.lock().unwrap().enforce_rbac = true;
+    }
+
+    /// Serves an API group whose backend is down: its discovery answers 503 (an APIService
+    /// whose metrics-server is not running).
+    pub fn break_group(&self, group: &str, version: &str, kind: &str, plural: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.resources.push(ResourceDef { verbs: &["get", "list"], ..builtin(group, version, kind, plural, true, false) });
+        state.unavailable_groups.insert(group.to_owned());
     }
 
     /// Requests answered 429 so far.
@@ -817,6 +827,11 @@ fn route(state: &mut State, method: &Method, path: &str, query: &BTreeMap<String
             "/apis" => return respond(200, api_groups(state)),
             p => {
                 let segs: Vec<&str> = p.trim_matches('/').split('/').collect();
+                if let ["apis", g, _] = segs.as_slice() {
+                    if state.unavailable_groups.contains(*g) {
+                        return status(503, "ServiceUnavailable", "the server is currently unable to handle the request".into());
+                    }
+                }
                 let found = match segs.as_slice() {
                     ["api", v] => Some(discovery_resources(state, "", v)),
                     ["apis", g, v] => Some(discovery_resources(state, g, v)),
