@@ -323,15 +323,19 @@ impl PointWriter {
         encoder.write_all(&self.line).map_err(io_unreadable(&self.point_id))?;
         self.catalog_bytes += self.line.len() as u64;
         self.counts.add(entry);
-        let pending = &mut encoder.get_mut().inner.get_mut().pending;
-        if pending.len() >= PART_SIZE {
-            let part = std::mem::take(pending);
+        if self.pending().len() >= PART_SIZE {
+            let mut part = std::mem::take(self.pending());
             self.upload.as_mut().expect("writer not finished").write(&part).await?;
-            let pending = &mut self.encoder.as_mut().expect("writer not finished").get_mut().inner.get_mut().pending;
-            *pending = part;
-            pending.clear();
+            // Hand the emptied buffer back, so its capacity is reused for the next part.
+            part.clear();
+            *self.pending() = part;
         }
         Ok(())
+    }
+
+    /// Encrypted bytes waiting to be uploaded.
+    fn pending(&mut self) -> &mut Vec<u8> {
+        &mut self.encoder.as_mut().expect("writer not finished").get_mut().inner.get_mut().pending
     }
 
     /// Seals and uploads the archive, then writes the manifest, which makes the point complete.

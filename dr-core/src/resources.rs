@@ -236,6 +236,23 @@ pub async fn get_profile(client: &Client, namespace: &str, name: &str) -> Result
         .ok_or_else(|| ResourceError::ProfileNotFound { name: name.into(), namespace: namespace.into() })
 }
 
+/// The S3 location an S3 profile describes, with `credentials` (`None`: the default AWS
+/// chain); `None` for a profile that is not S3.
+pub fn s3_config(profile: &Profile, credentials: Option<StaticCredentials>) -> Option<S3Config> {
+    let s3 = profile.spec.s3.as_ref()?;
+    Some(S3Config {
+        bucket: s3.bucket.clone(),
+        prefix: s3.prefix.clone(),
+        region: s3.region.clone(),
+        endpoint: s3.endpoint.clone(),
+        path_style: s3.path_style,
+        ca_bundle: None,
+        skip_tls_verify: s3.skip_tls_verify,
+        credentials,
+        immutable_days: profile.spec.immutability.as_ref().map(|i| i.protection_days),
+    })
+}
+
 /// The location a profile describes. `mount` is where a file profile's volume is mounted
 /// (the job's [`FILE_LOCATION_MOUNT`]); `None` outside the cluster.
 pub async fn location_config(client: &Client, namespace: &str, profile: &Profile, mount: Option<&Path>) -> Result<LocationConfig, ResourceError> {
@@ -266,17 +283,7 @@ pub async fn location_config(client: &Client, namespace: &str, profile: &Profile
                 })
             }
         };
-        return Ok(LocationConfig::S3(S3Config {
-            bucket: s3.bucket.clone(),
-            prefix: s3.prefix.clone(),
-            region: s3.region.clone(),
-            endpoint: s3.endpoint.clone(),
-            path_style: s3.path_style,
-            ca_bundle: None,
-            skip_tls_verify: s3.skip_tls_verify,
-            credentials,
-            immutable_days: profile.spec.immutability.as_ref().map(|i| i.protection_days),
-        }));
+        return Ok(LocationConfig::S3(s3_config(profile, credentials).expect("an S3 profile")));
     }
     if let Some(file) = &profile.spec.file {
         let mount = mount.ok_or_else(|| ResourceError::FileProfileOutsideCluster { name: name.clone() })?;

@@ -21,22 +21,7 @@ const NS: &str = "kasten-io";
 const PASS: &str = "correct horse battery staple";
 
 fn b64(s: &str) -> String {
-    use std::io::Write;
-    // Minimal base64 for Secret data, to keep the test free of another dependency.
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    for c in b.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.write_all(&[T[(n >> (18 - 6 * i) & 63) as usize]]).unwrap();
-            } else {
-                out.push(b'=');
-            }
-        }
-    }
-    String::from_utf8(out).unwrap()
+    support::apiserver::base64(s.as_bytes(), false)
 }
 
 /// A source cluster with the DR platform set up for `profile_spec`.

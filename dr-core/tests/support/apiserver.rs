@@ -360,16 +360,30 @@ impl ApiServer {
     }
 }
 
-fn base64url(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+/// Base64: the standard alphabet with padding (Secret data), or the URL-safe one without
+/// (JWTs). Kept here so the tests need no encoding crate.
+pub fn base64(bytes: &[u8], url_safe: bool) -> String {
+    let table: &[u8; 64] = if url_safe {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
     let mut out = String::new();
     for c in bytes.chunks(3) {
         let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..=c.len() {
-            out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(table[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else if !url_safe {
+                out.push('=');
+            }
         }
     }
     out
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    base64(bytes, true)
 }
 
 /// TokenReview: authenticates tokens this server issued, like the real one does for pods.

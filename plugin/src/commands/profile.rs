@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
-use dr_core::location::{Location, LocationConfig, S3Config, StaticCredentials};
+use dr_core::location::{Location, LocationConfig, StaticCredentials};
 use dr_core::resources::{self, FileProfileSpec, Immutability, Profile, ProfileSpec, S3ProfileSpec};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams};
@@ -107,28 +107,16 @@ async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Re
 
     // Check the location before saving a profile that cannot work.
     if !args.skip_validation {
-        if let Some(s3) = &profile.spec.s3 {
-            let credentials = if given.is_some() {
-                given.clone()
-            } else if s3.credentials_secret.is_some() {
-                match resources::location_config(client, ns, &profile, None).await? {
-                    LocationConfig::S3(c) => c.credentials,
-                    LocationConfig::File { .. } => None,
-                }
-            } else {
-                None
+        if profile.spec.s3.is_some() {
+            // Credentials given here go into a Secret that does not exist yet; an existing
+            // Secret is read the way the job reads it.
+            let mut config = match &given {
+                Some(creds) => LocationConfig::S3(resources::s3_config(&profile, Some(creds.clone())).expect("an S3 profile")),
+                None => resources::location_config(client, ns, &profile, None).await?,
             };
-            let config = LocationConfig::S3(S3Config {
-                bucket: s3.bucket.clone(),
-                prefix: s3.prefix.clone(),
-                region: s3.region.clone(),
-                endpoint: s3.endpoint.clone(),
-                path_style: s3.path_style,
-                ca_bundle: loc.s3_ca_bundle.clone(),
-                skip_tls_verify: s3.skip_tls_verify,
-                credentials,
-                immutable_days: loc.immutable_days,
-            });
+            if let LocationConfig::S3(c) = &mut config {
+                c.ca_bundle = loc.s3_ca_bundle.clone();
+            }
             let location = Location::connect(&config).await?;
             location.validate().await.with_context(|| {
                 format!("location {} is not usable (give --skip-validation for write-only credentials, which cannot list)", location.describe())
