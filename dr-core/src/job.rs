@@ -38,6 +38,28 @@ pub mod env {
     pub const AWS_SECRETS_ENDPOINT: &str = "AWS_ENDPOINT_URL_SECRETS_MANAGER";
     /// Where the container's termination message goes (default `/dev/termination-log`).
     pub const TERMINATION_LOG: &str = "DR_TERMINATION_LOG";
+
+    // The restore Job's settings, one per chart value.
+    /// `sourceClusterID`.
+    pub const SOURCE_CLUSTER_ID: &str = "DR_SOURCE_CLUSTER_ID";
+    /// `profile.name`.
+    pub const PROFILE: &str = "DR_PROFILE";
+    /// `pointInTime` (RFC3339); unset: the newest complete point.
+    pub const POINT_IN_TIME: &str = "DR_POINT_IN_TIME";
+    /// `skipResource`: a comma list of categories.
+    pub const SKIP_RESOURCE: &str = "DR_SKIP_RESOURCE";
+    /// `restore.timeout`, in minutes.
+    pub const RESTORE_TIMEOUT_MINUTES: &str = "DR_RESTORE_TIMEOUT_MINUTES";
+    /// `quickMode.enabled` (`true`/`false`).
+    pub const QUICK_MODE: &str = "DR_QUICK_MODE";
+    /// `quickMode.overrideResources` (`true`/`false`).
+    pub const OVERRIDE_RESOURCES: &str = "DR_OVERRIDE_RESOURCES";
+    /// `restore.concurrency`: objects written at once.
+    pub const RESTORE_CONCURRENCY: &str = "DR_RESTORE_CONCURRENCY";
+    /// `restore.qps`: the restore's own request rate limit.
+    pub const RESTORE_QPS: &str = "DR_RESTORE_QPS";
+    /// Who holds the restore Lease (the Job's name): a new pod of the same Job may take over.
+    pub const RESTORE_HOLDER: &str = "DR_RESTORE_HOLDER";
 }
 
 fn var(name: &str) -> Option<String> {
@@ -46,6 +68,8 @@ fn var(name: &str) -> Option<String> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
+    #[error("{name}={value:?} is invalid: {why}")]
+    InvalidEnv { name: &'static str, value: String, why: String },
     #[error("{0} is not set: the job's pod spec must set it")]
     MissingEnv(&'static str),
     #[error("cannot read the Vault token file {path}: {detail}")]
@@ -202,4 +226,50 @@ pub fn write_termination_message(message: &str) {
     if let Err(e) = std::fs::write(&path, truncated) {
         tracing::debug!(path, error = %e, "no termination log");
     }
+}
+
+fn flag(name: &'static str) -> Result<bool, JobError> {
+    match var(name).as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(JobError::InvalidEnv { name, value: other.into(), why: "use true or false".into() }),
+    }
+}
+
+fn number<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, JobError> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| JobError::InvalidEnv { name, value: v, why: "expected a positive whole number".into() }),
+    }
+}
+
+/// The restore Job's settings from its environment (what the `dr-restore` chart sets). Every
+/// value is checked here, before the cluster or the location is touched.
+pub fn restore_settings_from_env() -> Result<crate::restore::RestoreSettings, JobError> {
+    use time::format_description::well_known::Rfc3339;
+    let namespace = var(env::NAMESPACE).ok_or(JobError::MissingEnv(env::NAMESPACE))?;
+    let cluster = var(env::SOURCE_CLUSTER_ID).ok_or(JobError::MissingEnv(env::SOURCE_CLUSTER_ID))?;
+    let profile = var(env::PROFILE).ok_or(JobError::MissingEnv(env::PROFILE))?;
+    let mut s = crate::restore::RestoreSettings::new(&namespace, &cluster, &profile);
+    if let Some(t) = var(env::POINT_IN_TIME) {
+        s.point_in_time = Some(time::OffsetDateTime::parse(&t, &Rfc3339).map_err(|e| JobError::InvalidEnv {
+            name: env::POINT_IN_TIME,
+            value: t.clone(),
+            why: format!("pointInTime must be RFC3339, like 2022-01-02T15:04:05Z ({e})"),
+        })?);
+    }
+    if let Some(list) = var(env::SKIP_RESOURCE) {
+        s.skip = crate::catalog::parse_categories(&list)
+            .map_err(|e| JobError::InvalidEnv { name: env::SKIP_RESOURCE, value: list.clone(), why: e.to_string() })?;
+    }
+    let minutes: u64 = number(env::RESTORE_TIMEOUT_MINUTES, 30)?;
+    s.timeout = std::time::Duration::from_secs(minutes * 60);
+    s.quick_mode = flag(env::QUICK_MODE)?;
+    s.override_resources = flag(env::OVERRIDE_RESOURCES)?;
+    s.concurrency = number(env::RESTORE_CONCURRENCY, crate::restore::DEFAULT_CONCURRENCY)?;
+    s.qps = number(env::RESTORE_QPS, crate::restore::DEFAULT_QPS)?;
+    s.holder = var(env::RESTORE_HOLDER).or_else(|| var("HOSTNAME")).unwrap_or_else(|| "dr-restore".into());
+    s.location_mount = Some(var(env::LOCATION_MOUNT).unwrap_or_else(|| FILE_LOCATION_MOUNT.into()).into());
+    s.resolve = ResolveOptions { vault: vault_from_env()?, aws_endpoint: var(env::AWS_SECRETS_ENDPOINT) };
+    Ok(s)
 }

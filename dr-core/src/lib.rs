@@ -27,6 +27,7 @@ pub mod manifests;
 pub mod passphrase;
 pub mod point;
 pub mod resources;
+pub mod restore;
 pub mod retention;
 
 /// Installs aws-lc-rs as rustls' process-wide crypto provider, once. reqwest is built without

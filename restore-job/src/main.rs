@@ -1,5 +1,5 @@
 //! `dr-job`: the in-cluster job image's binary. `backup` is what the DR policy's CronJob
-//! (and `kubectl dr backup`) runs; `restore` comes with the restore chart (issue #4).
+//! (and `kubectl dr backup`) runs; `restore` is the `dr-restore` chart's Job.
 //! Settings come from `DR_*` environment variables (see `dr_core::job::env`); logs are JSON
 //! on stderr; the result is also the container's termination message; the exit status tells
 //! success (0) or failure (1).
@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Run the DR policy once: back up into a new restore point.
     Backup,
+    /// Restore a restore point onto this cluster (the `dr-restore` chart's Job).
+    Restore,
     /// Print the version and whether the crypto module runs in FIPS mode.
     SelfCheck,
 }
@@ -34,6 +36,7 @@ async fn main() -> std::process::ExitCode {
             println!("{{\"version\":\"{}\",\"crypto\":\"aws-lc-rs\",\"fipsMode\":{}}}", env!("CARGO_PKG_VERSION"), dr_core::crypto::fips_mode());
             std::process::ExitCode::SUCCESS
         }
+        Command::Restore => restore().await,
         Command::Backup => match backup().await {
             Ok(summary) => {
                 let json = serde_json::to_string(&summary).expect("summary serializes");
@@ -57,4 +60,41 @@ async fn backup() -> anyhow::Result<dr_core::job::BackupSummary> {
     // In a pod: the service account; elsewhere: KUBECONFIG.
     let client = dr_core::kube_client(kube::Config::infer().await?)?;
     Ok(dr_core::job::run_backup(&client, &settings).await?)
+}
+
+async fn restore() -> std::process::ExitCode {
+    let result = async {
+        dr_core::init_crypto_provider();
+        let settings = dr_core::job::restore_settings_from_env()?;
+        settings.check()?;
+        let client = dr_core::kube_client(kube::Config::infer().await?)?;
+        Ok::<_, anyhow::Error>(dr_core::restore::run_restore(&client, &settings).await)
+    }
+    .await;
+    match result {
+        Ok(Ok(report)) => {
+            let json = serde_json::to_string(&report).expect("report serializes");
+            tracing::info!(summary = %json, "restore complete");
+            println!("{json}");
+            dr_core::job::write_termination_message(&report.compact());
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "restore failed");
+            let message = match e.report() {
+                Some(report) => {
+                    println!("{}", serde_json::to_string(report).expect("report serializes"));
+                    format!("restore failed: {e}\n{}", report.compact())
+                }
+                None => format!("restore failed: {e}"),
+            };
+            dr_core::job::write_termination_message(&message);
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "restore failed");
+            dr_core::job::write_termination_message(&format!("restore failed: {e:#}"));
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
