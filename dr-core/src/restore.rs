@@ -349,6 +349,9 @@ struct Ctx {
     report: Mutex<RestoreReport>,
     /// CRDs written (or found) in the first tier, to wait for.
     crds: Mutex<Vec<String>>,
+    /// (group, kind) of CRDs that skipResource left out: their custom resources are skipped
+    /// for that reason rather than failed.
+    skipped_crds: Mutex<HashSet<(String, String)>>,
 }
 
 enum Outcome {
@@ -431,7 +434,16 @@ impl Ctx {
 
     async fn restore_inner(&self, entry: Entry, relink: bool) -> Result<(Outcome, bool), String> {
         if let Some(why) = skip_reason(&entry, &self.settings.skip) {
+            if entry.kind_key() == "CustomResourceDefinition.apiextensions.k8s.io" {
+                let spec = &entry.object["spec"];
+                let crd = (spec["group"].as_str().unwrap_or_default().to_owned(), spec["names"]["kind"].as_str().unwrap_or_default().to_owned());
+                self.skipped_crds.lock().expect("not poisoned").insert(crd);
+            }
             return Ok((Outcome::Skipped(why.into()), false));
+        }
+        let group = entry.api_version().split_once('/').map(|(g, _)| g).unwrap_or_default().to_owned();
+        if self.skipped_crds.lock().expect("not poisoned").contains(&(group, entry.kind().to_owned())) {
+            return Ok((Outcome::Skipped("its CRD is skipped (skipResource)".into()), false));
         }
         let Some((resource, namespaced)) =
             self.resource(entry.api_version(), entry.kind()).await.map_err(|e| format!("discovery failed: {e}"))?
@@ -706,6 +718,7 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
             ..Default::default()
         }),
         crds: Mutex::default(),
+        skipped_crds: Mutex::default(),
     });
     *shared.lock().expect("not poisoned") = Some(ctx.clone());
     if !settings.dry_run {

@@ -62,39 +62,63 @@ async fn backup() -> anyhow::Result<dr_core::job::BackupSummary> {
     Ok(dr_core::job::run_backup(&client, &settings).await?)
 }
 
+/// Exit status for outcomes a retry cannot change (bad input, wrong passphrase, damaged point,
+/// mode mismatch, another restore running, timeout, objects that failed): the chart's
+/// podFailurePolicy fails the Job at once on it instead of retrying. Status 1 (an API server
+/// or location that did not answer) is retried by the Job.
+const EXIT_FINAL: u8 = 2;
+
 async fn restore() -> std::process::ExitCode {
-    let result = async {
-        dr_core::init_crypto_provider();
-        let settings = dr_core::job::restore_settings_from_env()?;
-        settings.check()?;
-        let client = dr_core::kube_client(kube::Config::infer().await?)?;
-        Ok::<_, anyhow::Error>(dr_core::restore::run_restore(&client, &settings).await)
-    }
-    .await;
-    match result {
-        Ok(Ok(report)) => {
+    use dr_core::restore::RestoreError;
+    let settings = match dr_core::job::restore_settings_from_env().map_err(anyhow::Error::from).and_then(|s| {
+        s.check()?;
+        require_fips()?;
+        Ok(s)
+    }) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("restore failed: {e:#}"), EXIT_FINAL),
+    };
+    dr_core::init_crypto_provider();
+    let client = match kube::Config::infer().await.map_err(anyhow::Error::from).and_then(|c| Ok(dr_core::kube_client(c)?)) {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("restore failed: cannot reach the Kubernetes API: {e:#}"), 1),
+    };
+    match dr_core::restore::run_restore(&client, &settings).await {
+        Ok(report) => {
             let json = serde_json::to_string(&report).expect("report serializes");
             tracing::info!(summary = %json, "restore complete");
             println!("{json}");
             dr_core::job::write_termination_message(&report.compact());
             std::process::ExitCode::SUCCESS
         }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "restore failed");
+        Err(e) => {
+            if let Some(report) = e.report() {
+                println!("{}", serde_json::to_string(report).expect("report serializes"));
+            }
+            let retry = matches!(e, RestoreError::Api { .. } | RestoreError::Location(_));
             let message = match e.report() {
-                Some(report) => {
-                    println!("{}", serde_json::to_string(report).expect("report serializes"));
-                    format!("restore failed: {e}\n{}", report.compact())
-                }
+                Some(report) => format!("restore failed: {e}\n{}", report.compact()),
                 None => format!("restore failed: {e}"),
             };
-            dr_core::job::write_termination_message(&message);
-            std::process::ExitCode::FAILURE
-        }
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "restore failed");
-            dr_core::job::write_termination_message(&format!("restore failed: {e:#}"));
-            std::process::ExitCode::FAILURE
+            fail(&message, if retry { 1 } else { EXIT_FINAL })
         }
     }
+}
+
+fn fail(message: &str, code: u8) -> std::process::ExitCode {
+    tracing::error!(error = %message, "restore failed");
+    dr_core::job::write_termination_message(message);
+    std::process::ExitCode::from(code)
+}
+
+/// With `DR_REQUIRE_FIPS=true` (the chart's FIPS values), refuses to run unless the crypto
+/// module reports FIPS mode.
+fn require_fips() -> anyhow::Result<()> {
+    let required = std::env::var("DR_REQUIRE_FIPS").is_ok_and(|v| v == "true");
+    let fips = dr_core::crypto::fips_mode();
+    tracing::info!(fips_mode = fips, "crypto module aws-lc-rs");
+    if required && !fips {
+        anyhow::bail!("fips.enabled is set but this image's crypto module is not in FIPS mode: use the FIPS image (values-fips.yaml sets it)");
+    }
+    Ok(())
 }

@@ -168,7 +168,8 @@ pub fn openbao() -> Server {
 }
 
 /// OpenBao with its Kubernetes auth method pointed at the test API server's TokenReview, a
-/// role bound to kasten-io/kubectl-dr-backup that may read secret/k10 (KV v2).
+/// role bound to kasten-io/kubectl-dr-backup (the DR policy) and kasten-io/k10-restore (the
+/// restore chart installed as k10-restore) that may read secret/k10 (KV v2).
 pub async fn vault_with_kubernetes_auth(api: &apiserver::ApiServer, passphrase: &str) -> Server {
     let server = openbao();
     bao(&server, reqwest::Method::POST, "secret/data/k10", Some(serde_json::json!({"data": {"passphrase": passphrase}}))).await;
@@ -180,7 +181,7 @@ pub async fn vault_with_kubernetes_auth(api: &apiserver::ApiServer, passphrase: 
         "kubernetes_ca_cert": std::fs::read_to_string(workspace_root().join("dr-core/tests/support/unused-ca.pem")).unwrap(),
     }))).await;
     bao(&server, reqwest::Method::POST, "auth/kubernetes/role/dr", Some(serde_json::json!({
-        "bound_service_account_names": ["kubectl-dr-backup"], "bound_service_account_namespaces": ["kasten-io"], "token_policies": ["dr-read"],
+        "bound_service_account_names": ["kubectl-dr-backup", "k10-restore"], "bound_service_account_namespaces": ["kasten-io"], "token_policies": ["dr-read"],
     }))).await;
     server
 }

@@ -1,0 +1,38 @@
+{{/* The Job, its ServiceAccount and RBAC share the release's name. */}}
+{{- define "dr-restore.name" -}}
+{{- .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "dr-restore.labels" -}}
+app.kubernetes.io/name: dr-restore
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
+helm.sh/chart: "{{ .Chart.Name }}-{{ .Chart.Version }}"
+{{- end -}}
+
+{{/*
+The job image. With airgapped.repository every reference is rewritten to that registry
+(keeping the image's last path segment); a digest pins it and wins over the tag.
+*/}}
+{{- define "dr-restore.image" -}}
+{{- $repo := .Values.image.repository -}}
+{{- if .Values.airgapped.repository -}}
+{{- $repo = printf "%s/%s" (trimSuffix "/" .Values.airgapped.repository) (last (splitList "/" .Values.image.repository)) -}}
+{{- end -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $repo .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The PVC of a file profile: from the Profile on the cluster, else fileProfile.claimName. */}}
+{{- define "dr-restore.claimName" -}}
+{{- $claim := .Values.fileProfile.claimName -}}
+{{- $profile := lookup "dr.kubectl-dr.io/v1alpha1" "Profile" .Release.Namespace .Values.profile.name -}}
+{{- if and $profile $profile.spec $profile.spec.file -}}
+{{- $claim = $profile.spec.file.claimName -}}
+{{- end -}}
+{{- $claim -}}
+{{- end -}}

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Lints and renders charts/dr-restore with the Helm library (PyPI helm-python-sdk) for every
+supported setup, and checks that values.schema.json rejects each bad value before anything
+reaches a cluster. Run by scripts/test; exits non-zero on the first failure."""
+import os
+import sys
+
+import helm_python as helm
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from render import CHART, render, values_from_args  # noqa: E402
+
+NS = "kasten-io"
+BASE = ["--set", "sourceClusterID=0b6bd9b4-2c4a-4d1e-9a3e-3b7f0f6a1c2d", "--set", "profile.name=offsite"]
+failures = []
+
+
+def check(name, cond, detail=""):
+    print(("ok   " if cond else "FAIL ") + name + ("" if cond else f": {detail}"))
+    if not cond:
+        failures.append(name)
+
+
+def job_of(out):
+    return next(m for m in out["manifests"] if m["kind"] == "Job")
+
+
+def env_of(out):
+    c = job_of(out)["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
+
+
+def setup(name, *args):
+    values = values_from_args(list(BASE) + list(args))
+    report = helm.lint(CHART, values, strict=True, namespace=NS)
+    errors = [m for m in report["messages"] if m["severity"] >= 2] + report.get("errors", [])
+    check(f"lint {name}", not errors, errors)
+    return render(NS, "k10-restore", values)
+
+
+def hardened(out, name):
+    pod = job_of(out)["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    sc = c["securityContext"]
+    check(f"{name}: pod non-root with seccomp RuntimeDefault",
+          pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault")
+    check(f"{name}: container hardened",
+          sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"], sc)
+
+
+# Defaults (the seed's minimal install).
+out = setup("defaults")
+env = env_of(out)
+check("defaults: job named after the release", job_of(out)["metadata"]["name"] == "k10-restore")
+check("defaults: cluster ID and profile passed", env["DR_SOURCE_CLUSTER_ID"] == "0b6bd9b4-2c4a-4d1e-9a3e-3b7f0f6a1c2d" and env["DR_PROFILE"] == "offsite", env)
+check("defaults: timeout 30 minutes", env["DR_RESTORE_TIMEOUT_MINUTES"] == "30", env)
+check("defaults: no passphrase or vault settings in the env", not any(k.startswith("DR_VAULT") for k in env) and "key" not in env, env)
+check("defaults: image from appVersion", job_of(out)["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/kubectl-dr/dr-job:0.1.0")
+kinds = sorted(m["kind"] for m in out["manifests"])
+check("defaults: full restore gets cluster-wide RBAC", kinds == ["ClusterRole", "ClusterRoleBinding", "Job", "Role", "RoleBinding", "ServiceAccount"], kinds)
+cr = next(m for m in out["manifests"] if m["kind"] == "ClusterRole")
+check("defaults: the cluster role never deletes", all("delete" not in r["verbs"] and "*" not in r["verbs"] for r in cr["rules"]), cr["rules"])
+check("defaults: NOTES tell how to watch and take ownership", "take-ownership" in out["notes"] and "logs -f job/k10-restore" in out["notes"], out["notes"])
+hardened(out, "defaults")
+
+# Seed options: pointInTime, skipResource with the seed's escaped comma, timeout, quick mode.
+out = setup("options", "--set", "pointInTime=2022-01-02T15:04:05Z", "--set", "skipResource=profiles\\,policies",
+            "--set", "restore.timeout=45", "--set", "quickMode.enabled=true", "--set", "quickMode.overrideResources=true")
+env = env_of(out)
+check("options: mapped to the job's env", env["DR_POINT_IN_TIME"] == "2022-01-02T15:04:05Z" and env["DR_SKIP_RESOURCE"] == "profiles,policies"
+      and env["DR_RESTORE_TIMEOUT_MINUTES"] == "45" and env["DR_QUICK_MODE"] == "true" and env["DR_OVERRIDE_RESOURCES"] == "true", env)
+check("options: quick mode gets no cluster-wide RBAC", not any(m["kind"].startswith("Cluster") for m in out["manifests"]))
+
+# Vault token auth.
+out = setup("vault token", "--set", "vault.enabled=true", "--set", "vault.address=https://vault.example.com:8200", "--set", "vault.secretName=vault-creds")
+env = env_of(out)
+pod = job_of(out)["spec"]["template"]["spec"]
+check("vault token: address and token file", env["DR_VAULT_ADDRESS"] == "https://vault.example.com:8200" and env["DR_VAULT_TOKEN_FILE"] == "/var/run/secrets/vault/vault_token", env)
+check("vault token: the Secret's vault_token key is mounted", any(v.get("secret", {}).get("secretName") == "vault-creds" and v["secret"]["items"][0]["key"] == "vault_token" for v in pod["volumes"]))
+
+# Vault Kubernetes auth, default and custom token path.
+out = setup("vault kubernetes", "--set", "vault.enabled=true", "--set", "vault.address=http://vault:8200", "--set", "vault.role=dr")
+env = env_of(out)
+check("vault kubernetes: role, default token path", env["DR_VAULT_ROLE"] == "dr" and "DR_VAULT_SA_TOKEN_PATH" not in env and "DR_VAULT_TOKEN_FILE" not in env, env)
+out = setup("vault kubernetes custom path", "--set", "vault.enabled=true", "--set", "vault.address=http://vault:8200", "--set", "vault.role=dr",
+            "--set", "vault.serviceAccountTokenPath=/var/run/secrets/vault-sa/token")
+env = env_of(out)
+pod = job_of(out)["spec"]["template"]["spec"]
+check("vault kubernetes custom path: a projected token is mounted there",
+      env["DR_VAULT_SA_TOKEN_PATH"] == "/var/run/secrets/vault-sa/token"
+      and any(m["mountPath"] == "/var/run/secrets/vault-sa" for m in pod["containers"][0]["volumeMounts"])
+      and any(v.get("projected", {}).get("sources", [{}])[0].get("serviceAccountToken", {}).get("path") == "token" for v in pod["volumes"]), pod)
+
+# AWS Secrets Manager with a credentials Secret, and IRSA.
+out = setup("aws", "--set", "aws.credentialsSecret=aws-creds", "--set-json", 'serviceAccount={"annotations":{"eks.amazonaws.com/role-arn":"arn:aws:iam::1:role/dr"}}')
+env = env_of(out)
+check("aws: credentials from the Secret", env["AWS_ACCESS_KEY_ID"]["secretKeyRef"]["name"] == "aws-creds", env)
+sa = next(m for m in out["manifests"] if m["kind"] == "ServiceAccount")
+check("aws: IRSA annotation on the service account", sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/dr"))
+
+# Air-gapped repository, image pull secrets, digest, pod labels and annotations.
+out = setup("air-gapped", "--set", "airgapped.repository=repo.example.com", "--set-json", 'imagePullSecrets=[{"name":"k10-ecr"}]',
+            "--set-json", 'podLabels={"team":"platform"}', "--set-json", 'podAnnotations={"sidecar.istio.io/inject":"false"}')
+pod = job_of(out)["spec"]["template"]
+check("air-gapped: image rewritten to the repository", pod["spec"]["containers"][0]["image"] == "repo.example.com/dr-job:0.1.0", pod["spec"]["containers"][0]["image"])
+check("air-gapped: pull secrets, labels, annotations", pod["spec"]["imagePullSecrets"] == [{"name": "k10-ecr"}]
+      and pod["metadata"]["labels"]["team"] == "platform" and pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false", pod)
+out = setup("digest", "--set", "image.digest=sha256:" + "a" * 64)
+check("digest: pins the image", job_of(out)["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/kubectl-dr/dr-job@sha256:" + "a" * 64)
+
+# FIPS and hardened values files.
+out = setup("fips", "-f", "values-fips.yaml")
+env = env_of(out)
+check("fips: FIPS image and the job refuses non-FIPS crypto", env.get("DR_REQUIRE_FIPS") == "true"
+      and job_of(out)["spec"]["template"]["spec"]["containers"][0]["image"].startswith("ghcr.io/kubectl-dr/dr-job-fips:"), env)
+hardened(out, "fips")
+out = setup("hardened", "-f", "values-hardened.yaml", "--set-json", 'imagePullSecrets=[{"name":"hardened-registry"}]')
+check("hardened: image from the hardened registry", job_of(out)["spec"]["template"]["spec"]["containers"][0]["image"].startswith("registry1.dso.mil/ironbank/kubectl-dr/dr-job:"))
+hardened(out, "hardened")
+
+# File profile: the PVC is mounted read-only.
+out = setup("file profile", "--set", "fileProfile.claimName=dr-nfs")
+pod = job_of(out)["spec"]["template"]["spec"]
+check("file profile: PVC mounted read-only", any(v.get("persistentVolumeClaim", {}).get("claimName") == "dr-nfs" for v in pod["volumes"]))
+
+# The schema rejects what would fail later, before anything is installed.
+def rejected(name, args, needle):
+    values = values_from_args(list(args))
+    try:
+        render(NS, "k10-restore", values)
+    except helm.HelmError as e:
+        check(f"schema rejects {name}", needle in str(e), str(e))
+        return
+    check(f"schema rejects {name}", False, "was accepted")
+
+
+rejected("a missing sourceClusterID", ["--set", "profile.name=offsite"], "sourceClusterID")
+rejected("a missing profile.name", ["--set", "sourceClusterID=abc"], "profile")
+rejected("a pointInTime that is not RFC3339", BASE + ["--set", "pointInTime=2022-01-02 15:04"], "pointInTime")
+rejected("a date without time", BASE + ["--set", "pointInTime=2022-01-02"], "pointInTime")
+rejected("a zero timeout", BASE + ["--set", "restore.timeout=0"], "timeout")
+rejected("a negative timeout", BASE + ["--set", "restore.timeout=-5"], "timeout")
+rejected("an unknown skipResource name", BASE + ["--set", "skipResource=profiles\\,catalog"], "skipResource")
+rejected("quick mode without overrideResources", BASE + ["--set", "quickMode.enabled=true"], "overrideResources")
+rejected("vault without address", BASE + ["--set", "vault.enabled=true", "--set", "vault.secretName=v"], "address")
+rejected("a misspelt value", BASE + ["--set", "pointIntime=2022-01-02T15:04:05Z"], "pointIntime")
+
+if failures:
+    print(f"{len(failures)} chart checks failed: {failures}")
+    sys.exit(1)
+print("all chart checks passed")

@@ -1,0 +1,597 @@
+//! `dr-job restore` end to end: a source cluster is backed up into a location; an empty
+//! target cluster (a second test API server) gets it back. The restore runs as a process with
+//! exactly what the `dr-restore` chart gives its container: the chart is rendered by the Helm
+//! library with the test's values, its ServiceAccount and RBAC are created on the target
+//! (RBAC enforced), and the Job's env, volume mounts and service-account token become the
+//! process's environment, files and credentials.
+
+#[path = "../../dr-core/tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use dr_core::catalog::Mode;
+use dr_core::cluster::Selection;
+use dr_core::crypto::Passphrase;
+use dr_core::location::{Location, LocationConfig};
+use serde_json::{json, Value};
+use support::apiserver::ApiServer;
+
+const NS: &str = "kasten-io";
+const PASS: &str = "correct horse battery staple";
+const RELEASE: &str = "k10-restore";
+
+fn b64(s: &str) -> String {
+    support::apiserver::base64(s.as_bytes(), false)
+}
+
+fn unb64(s: &str) -> String {
+    use std::io::Read;
+    // The Secret data the tests read back is small; decode by hand to avoid a dependency.
+    let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes().filter(|c| *c != b'=') {
+        bits = (bits << 6) | table.iter().position(|t| *t == c).unwrap() as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    let mut text = String::new();
+    out.as_slice().read_to_string(&mut text).unwrap();
+    text
+}
+
+/// The source cluster: the DR platform (profile, policy, its CronJob, k10-dr-secret) and an
+/// application with a custom resource whose CRD is part of the backup, and a ConfigMap the
+/// custom resource owns.
+async fn source_cluster() -> ApiServer {
+    let api = ApiServer::start().await;
+    api.install_dr_crds();
+    for ns in [NS, "shop"] {
+        api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+    }
+    api.seed(json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "offsite", "namespace": NS}, "spec": {"file": {"claimName": "dr-nfs"}}}));
+    api.seed(json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Policy", "metadata": {"name": "k10-disaster-recovery-policy", "namespace": NS},
+                    "spec": {"profile": "offsite", "frequency": "@hourly", "mode": "full"}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k10-dr-secret", "namespace": NS}, "data": {"key": b64(PASS)}}));
+    api.seed(json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "k10-disaster-recovery-policy", "namespace": NS},
+                    "spec": {"schedule": "@hourly", "suspend": false, "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "backup", "image": "dr-job"}], "restartPolicy": "Never"}}}}}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"currency": "EUR"}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"}, "type": "Opaque", "data": {"password": b64("s3cret")}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web", "namespace": "shop"}}));
+    api.seed(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
+                    "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"serviceAccountName": "web", "containers": [{"name": "web", "image": "nginx"}]}}}}));
+    api.seed(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "shop-reader"}, "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]}));
+    api.seed(json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.shop.example.com"},
+                    "spec": {"group": "shop.example.com", "scope": "Namespaced", "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
+                             "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}));
+    let widget = api.seed(json!({"apiVersion": "shop.example.com/v1", "kind": "Widget", "metadata": {"name": "w1", "namespace": "shop"}, "spec": {"size": 3}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w1-config", "namespace": "shop",
+                    "ownerReferences": [{"apiVersion": "shop.example.com/v1", "kind": "Widget", "name": "w1", "uid": widget["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}]},
+                    "data": {"size": "3"}}));
+    api
+}
+
+/// Backs the source up into `location`; returns (cluster ID, point ID).
+async fn backup(api: &ApiServer, location: &Path, mode: Mode) -> (String, String) {
+    let loc = Location::connect(&LocationConfig::File { path: location.into() }).await.unwrap();
+    let client = api.client();
+    let cluster_id = dr_core::cluster::cluster_id(&client).await.unwrap();
+    let report = dr_core::cluster::backup(&client, &loc, &cluster_id, &Passphrase::new(PASS.into()).unwrap(), NS, mode, &Selection { cluster_scoped: true, ..Default::default() })
+        .await
+        .unwrap();
+    (cluster_id, report.manifest.point_id)
+}
+
+/// A new cluster where an operator has installed the DR CRDs, created the location profile
+/// and `k10-dr-secret` (as `kubectl dr profile create` and `kubectl dr restore` do).
+async fn target_cluster(dr_secret: Value) -> ApiServer {
+    let api = ApiServer::start().await;
+    api.install_dr_crds();
+    api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    api.seed(json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "offsite", "namespace": NS}, "spec": {"file": {"claimName": "dr-nfs"}}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k10-dr-secret", "namespace": NS}, "data": dr_secret}));
+    api
+}
+
+fn raw_secret(pass: &str) -> Value {
+    json!({"key": b64(pass)})
+}
+
+/// Renders the chart with the Helm library; Err is Helm's message (schema, template).
+fn render(values: &Value) -> Result<Value, String> {
+    use std::io::Write;
+    let mut child = Command::new(support::venv_bin("python"))
+        .arg(support::workspace_root().join("charts/tests/render.py"))
+        .args([NS, RELEASE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(values.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The chart's values for this test's restore.
+fn values(cluster_id: &str, extra: Value) -> Value {
+    let mut v = json!({"sourceClusterID": cluster_id, "profile": {"name": "offsite"}, "fileProfile": {"claimName": "dr-nfs"}});
+    merge(&mut v, extra);
+    v
+}
+
+fn merge(a: &mut Value, b: Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+/// What the kubelet would give the chart's restore container, built from the rendered chart:
+/// RBAC and ServiceAccount created on `api`, env resolved (downward API, secretKeyRef),
+/// volumes materialised under `root` (the PVC is the location directory, Secrets and
+/// projected tokens are files), and a token for the pod's service account.
+struct Pod {
+    env: Vec<(String, String)>,
+    kubeconfig: PathBuf,
+    termination: PathBuf,
+}
+
+fn install_chart(api: &ApiServer, values: &Value, location: &Path, root: &Path) -> Pod {
+    let rendered = render(values).unwrap_or_else(|e| panic!("chart did not render: {e}"));
+    let manifests = rendered["manifests"].as_array().unwrap();
+    for m in manifests.iter().filter(|m| m["kind"] != "Job") {
+        // Installed once per cluster; a second install (a re-run) finds them there.
+        let exists = api.objects(m["apiVersion"].as_str().unwrap().split_once('/').map(|(g, _)| g).unwrap_or(""), &format!("{}s", m["kind"].as_str().unwrap().to_lowercase()))
+            .iter()
+            .any(|o| o["metadata"]["name"] == m["metadata"]["name"]);
+        if !exists {
+            api.seed(m.clone());
+        }
+    }
+    let job = manifests.iter().find(|m| m["kind"] == "Job").unwrap();
+    let pod = &job["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["args"], json!(["restore"]));
+    let sa = pod["serviceAccountName"].as_str().unwrap();
+    let token = api.issue_token(NS, sa);
+    // Volumes.
+    let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+    for m in container["volumeMounts"].as_array().unwrap() {
+        let mount_path = m["mountPath"].as_str().unwrap();
+        let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == m["name"]).unwrap();
+        let host = root.join(mount_path.trim_start_matches('/'));
+        if volume.get("persistentVolumeClaim").is_some() {
+            assert_eq!(volume["persistentVolumeClaim"]["claimName"], "dr-nfs");
+            std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(location, &host).unwrap();
+        } else if let Some(secret) = volume.get("secret") {
+            std::fs::create_dir_all(&host).unwrap();
+            let s = api.objects("", "secrets").into_iter().find(|s| s["metadata"]["name"] == secret["secretName"]).expect("the mounted Secret exists");
+            for item in secret["items"].as_array().unwrap() {
+                let data = unb64(s["data"][item["key"].as_str().unwrap()].as_str().unwrap());
+                std::fs::write(host.join(item["path"].as_str().unwrap()), data).unwrap();
+            }
+        } else if let Some(projected) = volume.get("projected") {
+            std::fs::create_dir_all(&host).unwrap();
+            let path = projected["sources"][0]["serviceAccountToken"]["path"].as_str().unwrap();
+            std::fs::write(host.join(path), &token).unwrap();
+        } else {
+            std::fs::create_dir_all(&host).unwrap();
+        }
+        mounts.push((mount_path.to_owned(), host));
+    }
+    // The service-account token every pod gets at the well-known path.
+    let sa_dir = root.join("var/run/secrets/kubernetes.io/serviceaccount");
+    std::fs::create_dir_all(&sa_dir).unwrap();
+    std::fs::write(sa_dir.join("token"), &token).unwrap();
+    mounts.push(("/var/run/secrets/kubernetes.io/serviceaccount".into(), sa_dir));
+    let remap = |v: &str| -> String {
+        for (mount, host) in &mounts {
+            if let Some(rest) = v.strip_prefix(mount.as_str()) {
+                return format!("{}{rest}", host.display());
+            }
+        }
+        v.to_owned()
+    };
+    let mut env = Vec::new();
+    for e in container["env"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap().to_owned();
+        let value = if let Some(v) = e["value"].as_str() {
+            remap(v)
+        } else if e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace" {
+            NS.to_owned()
+        } else if let Some(r) = e["valueFrom"].get("secretKeyRef") {
+            let s = api.objects("", "secrets").into_iter().find(|s| s["metadata"]["name"] == r["name"]).expect("the referenced Secret exists");
+            unb64(s["data"][r["key"].as_str().unwrap()].as_str().unwrap())
+        } else {
+            panic!("unexpected env source {e}")
+        };
+        env.push((name, value));
+    }
+    // The job's default Vault token path is the pod's own token, at its real path here.
+    if env.iter().any(|(k, _)| k == "DR_VAULT_ROLE") && !env.iter().any(|(k, _)| k == "DR_VAULT_SA_TOKEN_PATH") {
+        env.push(("DR_VAULT_SA_TOKEN_PATH".into(), remap("/var/run/secrets/kubernetes.io/serviceaccount/token")));
+    }
+    let kubeconfig = root.join("kubeconfig");
+    api.write_token_kubeconfig(&kubeconfig, NS, &token);
+    Pod { env, kubeconfig, termination: root.join("termination-log") }
+}
+
+struct Run {
+    out: Output,
+    message: String,
+}
+
+impl Run {
+    fn report(&self) -> Value {
+        assert!(self.out.status.success(), "restore failed: {}\nstderr: {}", self.message, String::from_utf8_lossy(&self.out.stderr));
+        let report: Value = serde_json::from_slice(&self.out.stdout).unwrap();
+        report
+    }
+    fn failure(&self) -> String {
+        assert!(!self.out.status.success(), "restore should have failed: {}", String::from_utf8_lossy(&self.out.stdout));
+        self.message.clone()
+    }
+}
+
+fn spawn(pod: &Pod) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_dr-job"))
+        .arg("restore")
+        .env_clear()
+        .envs(pod.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("KUBECONFIG", &pod.kubeconfig)
+        .env("DR_TERMINATION_LOG", &pod.termination)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Installs the chart with `values` on `api` and runs its restore container to the end.
+fn restore(api: &ApiServer, values: &Value, location: &Path) -> Run {
+    let root = tempfile::tempdir().unwrap();
+    let pod = install_chart(api, values, location, root.path());
+    let out = spawn(&pod).wait_with_output().unwrap();
+    let message = std::fs::read_to_string(&pod.termination).unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(PASS) && !message.contains(PASS), "the passphrase leaked");
+    Run { out, message }
+}
+
+fn find(api: &ApiServer, group: &str, plural: &str, namespace: &str, name: &str) -> Option<Value> {
+    api.objects(group, plural).into_iter().find(|o| o["metadata"]["name"] == name && o["metadata"]["namespace"].as_str().unwrap_or("") == namespace)
+}
+
+/// Everything on the target but the chart's own objects and what every cluster has.
+fn object_count(api: &ApiServer) -> usize {
+    [("", "configmaps"), ("", "secrets"), ("", "serviceaccounts"), ("apps", "deployments"), ("batch", "cronjobs"), ("dr.kubectl-dr.io", "policies"), ("dr.kubectl-dr.io", "profiles"), ("", "namespaces")]
+        .iter()
+        .map(|(g, p)| api.objects(g, p).iter().filter(|o| o["metadata"]["name"] != RELEASE).count())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_restore_brings_everything_back_and_a_rerun_duplicates_nothing() {
+    let source = source_cluster().await;
+    let loc = tempfile::tempdir().unwrap();
+    let (cluster_id, point_id) = backup(&source, loc.path(), Mode::Full).await;
+    let target = target_cluster(raw_secret(PASS)).await;
+    target.enforce_rbac();
+
+    let run = restore(&target, &values(&cluster_id, json!({})), loc.path());
+    let report = run.report();
+    assert_eq!(report["restorePoint"], point_id.as_str());
+    assert_eq!(report["failed"], 0);
+    // The summary is the termination message too.
+    let message: Value = serde_json::from_str(&run.message).unwrap();
+    assert_eq!(message["restored"], report["restored"]);
+
+    // Application objects, with their data.
+    let cm = find(&target, "", "configmaps", "shop", "settings").expect("ConfigMap restored");
+    assert_eq!(cm["data"]["currency"], "EUR");
+    assert_eq!(cm["metadata"]["annotations"]["dr.kubectl-dr.io/restored-from"], point_id.as_str());
+    let secret = find(&target, "", "secrets", "shop", "db").expect("Secret restored");
+    assert_eq!(unb64(secret["data"]["password"].as_str().unwrap()), "s3cret");
+    assert!(find(&target, "apps", "deployments", "shop", "web").is_some());
+    assert!(find(&target, "rbac.authorization.k8s.io", "clusterroles", "", "shop-reader").is_some());
+    // The CRD came first, so its custom resource could be restored in the same run.
+    assert!(find(&target, "apiextensions.k8s.io", "customresourcedefinitions", "", "widgets.shop.example.com").is_some());
+    let widget = find(&target, "shop.example.com", "widgets", "shop", "w1").expect("custom resource restored");
+    // The owned ConfigMap names the widget's new UID.
+    let owned = find(&target, "", "configmaps", "shop", "w1-config").expect("owned ConfigMap restored");
+    assert_eq!(owned["metadata"]["ownerReferences"][0]["uid"], widget["metadata"]["uid"]);
+    assert_ne!(widget["metadata"]["uid"], find(&source, "shop.example.com", "widgets", "shop", "w1").unwrap()["metadata"]["uid"]);
+    // The DR platform: the policy restored, its CronJob suspended, ownership not taken.
+    assert!(find(&target, "dr.kubectl-dr.io", "policies", NS, "k10-disaster-recovery-policy").is_some());
+    let cron = find(&target, "batch", "cronjobs", NS, "k10-disaster-recovery-policy").unwrap();
+    assert_eq!(cron["spec"]["suspend"], true);
+    let ownership = find(&target, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").expect("ownership ConfigMap");
+    assert_eq!(ownership["data"]["restorePoint"], point_id.as_str());
+    // The Lease is released; what existed is reported as such.
+    assert!(find(&target, "coordination.k8s.io", "leases", NS, "kubectl-dr-restore").is_none());
+    assert_eq!(report["byKind"]["Profile.dr.kubectl-dr.io"]["skipped"]["already exists"], 1, "{report}");
+    assert_eq!(report["byKind"]["Secret"]["skipped"]["already exists"], 1, "k10-dr-secret exists: {report}");
+
+    // A second run: nothing new, nothing duplicated, everything accounted for.
+    let before = object_count(&target);
+    let again = restore(&target, &values(&cluster_id, json!({})), loc.path()).report();
+    assert_eq!(object_count(&target), before);
+    assert_eq!(again["restored"], report["restored"], "{again}");
+    assert_eq!(again["byKind"]["ConfigMap"]["alreadyRestored"], report["byKind"]["ConfigMap"]["restored"], "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_objects_are_left_and_listed_unless_overriding() {
+    let source = source_cluster().await;
+    let loc = tempfile::tempdir().unwrap();
+    let (cluster_id, _) = backup(&source, loc.path(), Mode::Full).await;
+    let target = target_cluster(raw_secret(PASS)).await;
+    target.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+    target.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"currency": "USD"}}));
+
+    let report = restore(&target, &values(&cluster_id, json!({})), loc.path()).report();
+    assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "USD", "left as it was");
+    assert!(report["byKind"]["ConfigMap"]["existing"].as_array().unwrap().contains(&json!("shop/settings")), "{report}");
+
+    let report = restore(&target, &values(&cluster_id, json!({"quickMode": {"overrideResources": true}})), loc.path()).report();
+    assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "EUR", "replaced");
+    assert!(report["replaced"].as_u64().unwrap() >= 1, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_mode_must_match_the_point_and_restores_the_platform_only() {
+    let source = source_cluster().await;
+    let loc = tempfile::tempdir().unwrap();
+    let (cluster_id, _) = backup(&source, loc.path(), Mode::Quick).await;
+    let target = target_cluster(raw_secret(PASS)).await;
+    target.enforce_rbac();
+
+    let message = restore(&target, &values(&cluster_id, json!({})), loc.path()).failure();
+    assert!(message.contains("quick mode") && message.contains("quickMode.enabled=true"), "{message}");
+    assert!(find(&target, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").is_none(), "nothing written");
+
+    // The quick-mode chart has only namespace RBAC, and that is enough.
+    let target = target_cluster(raw_secret(PASS)).await;
+    target.enforce_rbac();
+    let report = restore(&target, &values(&cluster_id, json!({"quickMode": {"enabled": true, "overrideResources": true}})), loc.path()).report();
+    assert_eq!(report["mode"], "quick");
+    assert!(find(&target, "dr.kubectl-dr.io", "policies", NS, "k10-disaster-recovery-policy").is_some());
+    assert_eq!(find(&target, "batch", "cronjobs", NS, "k10-disaster-recovery-policy").unwrap()["spec"]["suspend"], true);
+    assert!(find(&target, "", "configmaps", "shop", "settings").is_none(), "quick points hold no applications");
+    assert!(target.objects("rbac.authorization.k8s.io", "clusterroles").is_empty(), "quick mode gets no cluster-wide RBAC");
+
+    // A full point restored in quick mode: refused, saying which setting to use.
+    let (_, _) = backup(&source, loc.path(), Mode::Full).await;
+    let message = restore(&target, &values(&cluster_id, json!({"quickMode": {"enabled": true, "overrideResources": true}})), loc.path()).failure();
+    assert!(message.contains("full mode") && message.contains("leave quickMode.enabled unset"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_in_time_picks_the_newest_point_at_or_before_it() {
+    let source = source_cluster().await;
+    let loc = tempfile::tempdir().unwrap();
+    let (cluster_id, first) = backup(&source, loc.path(), Mode::Full).await;
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(source.client(), "shop");
+    cms.patch("settings", &Default::default(), &kube::api::Patch::Merge(json!({"data": {"currency": "CHF"}}))).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (_, second) = backup(&source, loc.path(), Mode::Full).await;
+    // A time between the two points (the first point's second, rounded up).
+    let between = dr_core::point::point_time(&first).unwrap().replace_nanosecond(0).unwrap() + time::Duration::seconds(1);
+    assert!(between <= dr_core::point::point_time(&second).unwrap());
+    let between = between.format(&time::format_description::well_known::Rfc3339).unwrap();
+
+    let target = target_cluster(raw_secret(PASS)).await;
+    let report = restore(&target, &values(&cluster_id, json!({"pointInTime": between})), loc.path()).report();
+    assert_eq!(report["restorePoint"], first.as_str());
+    assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "EUR");
+
+    // Before every point: the Job fails and lists what exists.
+    let target = target_cluster(raw_secret(PASS)).await;
+    let message = restore(&target, &values(&cluster_id, json!({"pointInTime": "2020-01-01T00:00:00Z"})), loc.path()).failure();
+    assert!(message.contains("no complete restore point at or before 2020-01-01") && message.contains(&first) && message.contains(&second), "{message}");
+    // Unset: the newest.
+    let report = restore(&target, &values(&cluster_id, json!({})), loc.path()).report();
+    assert_eq!(report["restorePoint"], second.as_str());
+    assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "CHF");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_resource_leaves_out_whole_categories() {
+    let source = source_cluster().await;
+    let loc = tempfile::tempdir().unwrap();
+    let (cluster_id, _) = backup(&source, loc.path(), Mode::Full).await;
+
+    // The seed's example: profiles and policies (the CronJob is part of the policy).
+    let target = target_cluster(raw_secret(PASS)).await;
+    let report = restore(&target, &values(&cluster_id, json!({"skipResource": "profiles,policies"})), loc.path()).report();
+    assert!(find(&target, "dr.kubectl-dr.io", "policies", NS, "k10-disaster-recovery-policy").is_none());
+    assert!(find(&target, "batch", "cronjobs", NS, "k10-disaster-recovery-policy").is_none());
+    assert!(find(&target, "", "configmaps", "shop", "settings").is_some());
+    assert_eq!(report["byKind"]["Policy.dr.kubectl-dr.io"]["skipped"]["skipResource"], 1, "{report}");
+
+    // Cluster-scoped kinds skipped: namespaces stay (the applications live in them).
+    let target = target_cluster(raw_secret(PASS)).await;
+    let report = restore(&target, &values(&cluster_id, json!({"skipResource": "cluster"})), loc.path()).report();
+    assert_eq!(report["byKind"]["Widget.shop.example.com"]["skipped"]["its CRD is skipped (skipResource)"], 1, "{report}");
+    assert!(find(&target, "rbac.authorization.k8s.io", "clusterroles", "", "shop-reader").is_none());
+    assert!(find(&target, "", "namespaces", "", "shop").is_some());
+    assert!(find(&target, "", "configmaps", "shop", "settings").is_some());
+
+    // Applications and cluster: the DR platform only.
+    let target = target_cluster(raw_secret(PASS)).await;
+    restore(&target, &values(&cluster_id, json!({"skipResource": "applications,cluster"})), loc.path()).report();
+    assert!(find(&target, "", "namespaces", "", "shop").is_none());
+    assert!(find(&target, "dr.kubectl-dr.io", "policies", NS, "k10-disaster-recovery-policy").is_some());
+
+    // An unknown name: the chart's schema refuses it, and so does the job (before any write).
+    let target = target_cluster(raw_secret(PASS)).await;
+    assert!(render(&values(&cluster_id, json!({"skipResource": "profiles,catalog"}))).unwrap_err().contains("skipResource"));
+    let root = tempfile::tempdir().unwrap();
+    let mut pod = install_chart(&target, &values(&cluster_id, json!({})), loc.path(), root.path());
+    pod.env.push(("DR_SKIP_RESOURCE".into(), "profiles,catalog".into()));
+    let out = spawn(&pod).wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let message = std::fs::read_to_string(&pod.termination).unwrap();
+    assert!(message.contains("\"catalog\"") && message.contains("applications"), "{message}");
+    assert!(find(&target, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_passphrase_or_a_damaged_point_writes_nothing() {
+    let source = source_cluster().await;
+    let loc = tempfile::tempdir().unwrap();
+    let (cluster_id, point_id) = backup(&source, loc.path(), Mode::Full).await;
+
+    let target = target_cluster(raw_secret("not the passphrase")).await;
+    let before = object_count(&target);
+    let run = restore(&target, &values(&cluster_id, json!({})), loc.path());
+    assert_eq!(run.out.status.code(), Some(2), "bad input fails the Job at once");
+    assert!(run.message.to_lowercase().contains("passphrase"), "{}", run.message);
+    assert_eq!(object_count(&target), before, "nothing was written");
+    assert!(find(&target, "coordination.k8s.io", "leases", NS, "kubectl-dr-restore").is_none());
+
+    // Damage one byte in the middle of the archive.
+    let archive = loc.path().join(&cluster_id).join("restore-points").join(&point_id).join("archive.kdr");
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    // Points are write-once (read-only files); the test plays the attacker.
+    let mut perms = std::fs::metadata(&archive).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&archive, perms).unwrap();
+    std::fs::write(&archive, bytes).unwrap();
+    let target = target_cluster(raw_secret(PASS)).await;
+    let before = object_count(&target);
+    let run = restore(&target, &values(&cluster_id, json!({})), loc.path());
+    assert_eq!(run.out.status.code(), Some(2));
+    assert!(run.message.contains(&point_id), "{}", run.message);
+    assert_eq!(object_count(&target), before, "nothing was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_passphrase_source_restores() {
+    let source = source_cluster().await;
+    let loc = tempfile::tempdir().unwrap();
+    let (cluster_id, _) = backup(&source, loc.path(), Mode::Full).await;
+    let vault_secret = json!({"source": b64("vault"), "vault-kv-version": b64("KVv2"), "vault-mount-path": b64("secret"), "vault-secret-path": b64("k10"), "key": b64("passphrase")});
+
+    // Vault, token auth: vault.secretName names a Secret with vault_token.
+    let target = target_cluster(vault_secret.clone()).await;
+    let vault = support::vault_with_kubernetes_auth(&target, PASS).await;
+    target.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-creds", "namespace": NS}, "data": {"vault_token": b64(support::BAO_ROOT_TOKEN)}}));
+    target.enforce_rbac();
+    restore(&target, &values(&cluster_id, json!({"vault": {"enabled": true, "address": vault.url, "secretName": "vault-creds"}})), loc.path()).report();
+    assert!(find(&target, "", "configmaps", "shop", "settings").is_some());
+
+    // Vault, Kubernetes auth, with the default token path and with a projected token.
+    for path in [None, Some("/var/run/secrets/vault-sa/token")] {
+        let target = target_cluster(vault_secret.clone()).await;
+        let vault = support::vault_with_kubernetes_auth(&target, PASS).await;
+        target.enforce_rbac();
+        let mut v = json!({"vault": {"enabled": true, "address": vault.url, "role": "dr"}});
+        if let Some(p) = path {
+            v["vault"]["serviceAccountTokenPath"] = json!(p);
+        }
+        restore(&target, &values(&cluster_id, v), loc.path()).report();
+        assert!(find(&target, "", "configmaps", "shop", "settings").is_some());
+        assert!(target.token_reviews() >= 1, "Vault checked the pod's token with the API server");
+    }
+
+    // AWS Secrets Manager, credentials from a Secret.
+    let moto = support::moto();
+    support::moto_setup(&moto, &["secret", "eu-west-1", "k10/dr/passphrase"], Some(PASS));
+    let target = target_cluster(json!({"source": b64("aws"), "aws-region": b64("eu-west-1"), "key": b64("k10/dr/passphrase")})).await;
+    target.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws-creds", "namespace": NS}, "data": {"aws_access_key_id": b64("test"), "aws_secret_access_key": b64("test")}}));
+    restore(&target, &values(&cluster_id, json!({"aws": {"credentialsSecret": "aws-creds", "secretsManagerEndpoint": moto.url}})), loc.path()).report();
+    assert!(find(&target, "", "configmaps", "shop", "settings").is_some());
+}
+
+/// A point with `n` ConfigMaps in one namespace.
+async fn big_point(location: &Path, n: usize) -> String {
+    let loc = Location::connect(&LocationConfig::File { path: location.into() }).await.unwrap();
+    let mut entries = support::sample_entries(n, 16);
+    for e in &mut entries {
+        if e.object["kind"] == "ConfigMap" {
+            e.object["metadata"]["namespace"] = json!("app-0");
+        }
+    }
+    let cluster_id = "3f0c2a8e-big-point";
+    support::write_point(&loc, cluster_id, &Passphrase::new(PASS.into()).unwrap(), &entries).await;
+    cluster_id.into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_restore_finishes_when_run_again_without_duplicates() {
+    let loc = tempfile::tempdir().unwrap();
+    let cluster_id = big_point(loc.path(), 1500).await;
+    let target = target_cluster(raw_secret(PASS)).await;
+    // Slow enough to interrupt halfway.
+    let vals = values(&cluster_id, json!({"restore": {"qps": 150}}));
+    let root = tempfile::tempdir().unwrap();
+    let pod = install_chart(&target, &vals, loc.path(), root.path());
+    let mut child = spawn(&pod);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while target.objects("", "configmaps").len() < 300 {
+        assert!(std::time::Instant::now() < deadline, "restore made no progress");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap(); // the node died
+    child.wait().unwrap();
+    let partial = target.objects("", "configmaps").len();
+    assert!(partial < 1500, "interrupted halfway ({partial})");
+    // The killed pod's Lease is still there; the Job's next pod (same holder) takes it over.
+    assert!(find(&target, "coordination.k8s.io", "leases", NS, "kubectl-dr-restore").is_some());
+
+    let report = restore(&target, &values(&cluster_id, json!({})), loc.path()).report();
+    let cms: Vec<Value> = target.objects("", "configmaps").into_iter().filter(|c| c["metadata"]["namespace"] == "app-0").collect();
+    assert_eq!(cms.len(), 1500, "every object, once");
+    let k = &report["byKind"]["ConfigMap"];
+    assert_eq!(k["restored"].as_u64().unwrap() + k["alreadyRestored"].as_u64().unwrap(), 1500, "{report}");
+    assert!(k["alreadyRestored"].as_u64().unwrap() >= 300, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_restore_at_the_same_time_is_refused() {
+    let loc = tempfile::tempdir().unwrap();
+    let cluster_id = big_point(loc.path(), 10).await;
+    let target = target_cluster(raw_secret(PASS)).await;
+    let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap();
+    target.seed(json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "kubectl-dr-restore", "namespace": NS},
+                       "spec": {"holderIdentity": "other-restore", "leaseDurationSeconds": 30, "renewTime": now}}));
+    let run = restore(&target, &values(&cluster_id, json!({})), loc.path());
+    assert_eq!(run.out.status.code(), Some(2));
+    assert!(run.message.contains("another restore (other-restore)"), "{}", run.message);
+    assert!(find(&target, "", "configmaps", "app-0", "cm-0").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeout_fails_the_job_and_says_what_is_left() {
+    let loc = tempfile::tempdir().unwrap();
+    // 1,000 objects at 10 per second cannot finish within restore.timeout=1 (minute).
+    let cluster_id = big_point(loc.path(), 1000).await;
+    let target = target_cluster(raw_secret(PASS)).await;
+    let run = restore(&target, &values(&cluster_id, json!({"restore": {"timeout": 1, "qps": 10}})), loc.path());
+    assert_eq!(run.out.status.code(), Some(2));
+    assert!(run.message.contains("restore.timeout (1 min) reached") && run.message.contains("left"), "{}", run.message);
+    let report: Value = serde_json::from_slice(&run.out.stdout).unwrap();
+    let done = report["byKind"]["ConfigMap"]["restored"].as_u64().unwrap();
+    assert!(done > 0 && done < 1000, "{report}");
+    assert!(find(&target, "coordination.k8s.io", "leases", NS, "kubectl-dr-restore").is_none(), "the Lease is released");
+}
