@@ -35,7 +35,7 @@ use time::OffsetDateTime;
 
 use crate::catalog::{Category, Entry, Mode, API_GROUP, DR_POLICY_NAME, OWNERSHIP_CONFIGMAP};
 use crate::location::{Location, LocationError};
-use crate::passphrase::ResolveOptions;
+use crate::passphrase::{PassphraseSource, ResolveOptions};
 use crate::point::{self, Manifest, PointError, Unlocker};
 use crate::resources::{self, ResourceError};
 
@@ -79,6 +79,9 @@ pub struct RestoreSettings {
     pub holder: String,
     /// Plan only: read the cluster, write nothing.
     pub dry_run: bool,
+    /// The passphrase source to use instead of `k10-dr-secret` (the plugin's `--dry-run`,
+    /// which writes nothing, not even the secret).
+    pub passphrase_source: Option<PassphraseSource>,
 }
 
 impl RestoreSettings {
@@ -99,6 +102,7 @@ impl RestoreSettings {
             qps: DEFAULT_QPS,
             holder: "kubectl-dr".into(),
             dry_run: false,
+            passphrase_source: None,
         }
     }
 
@@ -352,6 +356,8 @@ struct Ctx {
     /// (group, kind) of CRDs that skipResource left out: their custom resources are skipped
     /// for that reason rather than failed.
     skipped_crds: Mutex<HashSet<(String, String)>>,
+    /// (group, kind) of CRDs this restore wrote: discovery may lag behind them.
+    restored_crds: Mutex<HashSet<(String, String)>>,
 }
 
 enum Outcome {
@@ -400,8 +406,10 @@ impl Ctx {
         }
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         let gvk = GroupVersionKind::gvk(group, version, kind);
+        // Only a kind whose CRD this restore just wrote is worth asking about again.
+        let attempts = if self.restored_crds.lock().expect("not poisoned").contains(&(group.to_owned(), kind.to_owned())) { 10 } else { 1 };
         let mut found = None;
-        for attempt in 0..10 {
+        for attempt in 0..attempts {
             match kube::discovery::pinned_kind(&self.client, &gvk).await {
                 Ok((resource, caps)) => {
                     found = Some((resource, caps.scope == Scope::Namespaced));
@@ -411,7 +419,7 @@ impl Ctx {
                 Err(kube::Error::Discovery(_)) => {}
                 Err(e) => return Err(e),
             }
-            if attempt < 9 {
+            if attempt + 1 < attempts {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }
@@ -441,13 +449,13 @@ impl Ctx {
             }
             return Ok((Outcome::Skipped(why.into()), false));
         }
-        let group = entry.api_version().split_once('/').map(|(g, _)| g).unwrap_or_default().to_owned();
-        if self.skipped_crds.lock().expect("not poisoned").contains(&(group, entry.kind().to_owned())) {
-            return Ok((Outcome::Skipped("its CRD is skipped (skipResource)".into()), false));
-        }
         let Some((resource, namespaced)) =
             self.resource(entry.api_version(), entry.kind()).await.map_err(|e| format!("discovery failed: {e}"))?
         else {
+            let group = entry.api_version().split_once('/').map(|(g, _)| g).unwrap_or_default().to_owned();
+            if self.skipped_crds.lock().expect("not poisoned").contains(&(group, entry.kind().to_owned())) {
+                return Ok((Outcome::Skipped("its CRD is skipped (skipResource)".into()), false));
+            }
             return Ok((Outcome::Failed(format!("{}: {} is not served by this cluster (is its CRD or API service installed?)", object_name(&entry), entry.api_version())), false));
         };
         let name = entry.name().to_owned();
@@ -467,6 +475,9 @@ impl Ctx {
         };
         if resource.kind == "CustomResourceDefinition" {
             self.crds.lock().expect("not poisoned").push(name.clone());
+            let spec = &object["spec"];
+            let crd = (spec["group"].as_str().unwrap_or_default().to_owned(), spec["names"]["kind"].as_str().unwrap_or_default().to_owned());
+            self.restored_crds.lock().expect("not poisoned").insert(crd);
         }
         let outcome = if self.settings.dry_run {
             match self.call(|| api.get_opt(&name)).await? {
@@ -690,7 +701,10 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
     let location = Location::connect(&config).await?;
     let points = point::list_points(&location, &settings.source_cluster_id).await?;
     let chosen = point::select_point(&points, settings.point_in_time, &settings.source_cluster_id, &location)?.clone();
-    let source = resources::dr_secret_source(client, &settings.namespace).await?;
+    let source = match &settings.passphrase_source {
+        Some(source) => source.clone(),
+        None => resources::dr_secret_source(client, &settings.namespace).await?,
+    };
     let passphrase = source.resolve(&settings.resolve).await.map_err(ResourceError::from)?;
     let unlocker = Unlocker::new(passphrase);
     let manifest = point::read_manifest(&location, &settings.source_cluster_id, &chosen.id, &unlocker).await?;
@@ -719,6 +733,7 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
         }),
         crds: Mutex::default(),
         skipped_crds: Mutex::default(),
+        restored_crds: Mutex::default(),
     });
     *shared.lock().expect("not poisoned") = Some(ctx.clone());
     if !settings.dry_run {
@@ -743,7 +758,8 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
     Ok(report)
 }
 
-fn check_mode(manifest: &Manifest, quick_mode: bool) -> Result<(), RestoreError> {
+/// Fails unless the restore's quick-mode setting matches the point's mode.
+pub fn check_mode(manifest: &Manifest, quick_mode: bool) -> Result<(), RestoreError> {
     match (manifest.mode, quick_mode) {
         (Mode::Quick, false) => Err(RestoreError::ModeMismatch {
             point: manifest.point_id.clone(),

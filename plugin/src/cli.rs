@@ -50,6 +50,88 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write one restore point's objects out as YAML files, one per object.
     Export(ExportArgs),
+    /// Restore a cluster's restore point onto this cluster: creates k10-dr-secret, installs the
+    /// embedded dr-restore chart with helm, and follows its Job to the end.
+    Restore(RestoreArgs),
+    /// Make this restored cluster the owner of the location: delete the ownership ConfigMap
+    /// and resume the DR policy's schedule.
+    TakeOwnership(TakeOwnershipArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The source cluster's ID (the UID of its default namespace; `kubectl dr enable` printed it).
+    #[arg(long, env = "DR_CLUSTER_ID")]
+    pub cluster_id: String,
+    /// The location profile (on this cluster) the source cluster's DR policy wrote to.
+    #[arg(long)]
+    pub profile: String,
+    /// Restore the newest complete point at or before this RFC 3339 time (default: the newest).
+    #[arg(long, env = "DR_POINT_IN_TIME")]
+    pub point_in_time: Option<String>,
+    /// Categories not to restore (comma-separated): profiles, policies, secrets, cluster, applications.
+    #[arg(long, default_value = "")]
+    pub skip_resource: String,
+    /// The point was written in quick mode (requires --override-resources).
+    #[arg(long)]
+    pub quick_mode: bool,
+    /// Replace resources that already exist instead of leaving them.
+    #[arg(long)]
+    pub override_resources: bool,
+    /// How long the whole restore may take (whole minutes: 30m, 2h).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+    /// Secret (key vault_token) the restore Job logs in to Vault with; or use --vault-role.
+    #[arg(long)]
+    pub vault_token_secret: Option<String>,
+    /// Secret (keys aws_access_key_id, aws_secret_access_key) the Job reads AWS Secrets Manager
+    /// with (default: the service account's IRSA role).
+    #[arg(long)]
+    pub aws_credentials_secret: Option<String>,
+    /// Registry mirroring the job image (air-gapped clusters).
+    #[arg(long)]
+    pub airgapped_repository: Option<String>,
+    /// Use the FIPS image; the Job refuses to run unless its crypto module is in FIPS mode.
+    #[arg(long)]
+    pub fips: bool,
+    /// Use the hardened-images values (the image from the hardened registry).
+    #[arg(long)]
+    pub hardened: bool,
+    /// Image pull secret for the Job (repeatable).
+    #[arg(long = "image-pull-secret")]
+    pub image_pull_secrets: Vec<String>,
+    /// Job image repository (default: the chart's).
+    #[arg(long)]
+    pub image_repository: Option<String>,
+    /// Job image tag (default: this plugin's version).
+    #[arg(long)]
+    pub image_tag: Option<String>,
+    /// Job image digest (sha256:...), pinning the image.
+    #[arg(long)]
+    pub image_digest: Option<String>,
+    /// The Helm release (and Job) name.
+    #[arg(long, default_value = "k10-restore")]
+    pub release: String,
+    /// Where this machine sees a file profile's share (to check and plan from here).
+    #[arg(long, env = "DR_LOCATION_PATH")]
+    pub path: Option<PathBuf>,
+    /// The helm binary.
+    #[arg(long, env = "DR_HELM", default_value = "helm")]
+    pub helm: PathBuf,
+    /// Decrypt the point and plan the restore against this cluster; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct TakeOwnershipArgs {
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 /// Where restore points live. With no flags: the embedded default, a local directory.

@@ -1,5 +1,6 @@
 //! `kubectl-dr`: parse the command line, run the command, map the outcome to an exit status.
 
+mod chart;
 mod cli;
 mod commands;
 mod input;
@@ -25,6 +26,8 @@ async fn main() -> std::process::ExitCode {
         cli::Command::RestorePoints(args) => commands::restore_points::run(args).await,
         cli::Command::Verify(args) => commands::verify::run(args).await,
         cli::Command::Export(args) => commands::export::run(args).await,
+        cli::Command::Restore(args) => commands::restore::run(&cli.global, args).await,
+        cli::Command::TakeOwnership(args) => commands::take_ownership::run(&cli.global, args).await,
     };
     let status = result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

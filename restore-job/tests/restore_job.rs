@@ -8,7 +8,7 @@
 #[path = "../../dr-core/tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use dr_core::catalog::Mode;
@@ -17,6 +17,7 @@ use dr_core::crypto::Passphrase;
 use dr_core::location::{Location, LocationConfig};
 use serde_json::{json, Value};
 use support::apiserver::ApiServer;
+use support::kubelet::{self, Pod};
 
 const NS: &str = "kasten-io";
 const PASS: &str = "correct horse battery staple";
@@ -24,26 +25,6 @@ const RELEASE: &str = "k10-restore";
 
 fn b64(s: &str) -> String {
     support::apiserver::base64(s.as_bytes(), false)
-}
-
-fn unb64(s: &str) -> String {
-    use std::io::Read;
-    // The Secret data the tests read back is small; decode by hand to avoid a dependency.
-    let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in s.bytes().filter(|c| *c != b'=') {
-        bits = (bits << 6) | table.iter().position(|t| *t == c).unwrap() as u32;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-        }
-    }
-    let mut text = String::new();
-    out.as_slice().read_to_string(&mut text).unwrap();
-    text
 }
 
 /// The source cluster: the DR platform (profile, policy, its CronJob, k10-dr-secret) and an
@@ -141,95 +122,17 @@ fn merge(a: &mut Value, b: Value) {
     }
 }
 
-/// What the kubelet would give the chart's restore container, built from the rendered chart:
-/// RBAC and ServiceAccount created on `api`, env resolved (downward API, secretKeyRef),
-/// volumes materialised under `root` (the PVC is the location directory, Secrets and
-/// projected tokens are files), and a token for the pod's service account.
-struct Pod {
-    env: Vec<(String, String)>,
-    kubeconfig: PathBuf,
-    termination: PathBuf,
-}
-
 fn install_chart(api: &ApiServer, values: &Value, location: &Path, root: &Path) -> Pod {
     let rendered = render(values).unwrap_or_else(|e| panic!("chart did not render: {e}"));
     let manifests = rendered["manifests"].as_array().unwrap();
     for m in manifests.iter().filter(|m| m["kind"] != "Job") {
         // Installed once per cluster; a second install (a re-run) finds them there.
-        let exists = api.objects(m["apiVersion"].as_str().unwrap().split_once('/').map(|(g, _)| g).unwrap_or(""), &format!("{}s", m["kind"].as_str().unwrap().to_lowercase()))
-            .iter()
-            .any(|o| o["metadata"]["name"] == m["metadata"]["name"]);
-        if !exists {
+        if !kubelet::exists(api, m) {
             api.seed(m.clone());
         }
     }
     let job = manifests.iter().find(|m| m["kind"] == "Job").unwrap();
-    let pod = &job["spec"]["template"]["spec"];
-    let container = &pod["containers"][0];
-    assert_eq!(container["args"], json!(["restore"]));
-    let sa = pod["serviceAccountName"].as_str().unwrap();
-    let token = api.issue_token(NS, sa);
-    // Volumes.
-    let mut mounts: Vec<(String, PathBuf)> = Vec::new();
-    for m in container["volumeMounts"].as_array().unwrap() {
-        let mount_path = m["mountPath"].as_str().unwrap();
-        let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == m["name"]).unwrap();
-        let host = root.join(mount_path.trim_start_matches('/'));
-        if volume.get("persistentVolumeClaim").is_some() {
-            assert_eq!(volume["persistentVolumeClaim"]["claimName"], "dr-nfs");
-            std::fs::create_dir_all(host.parent().unwrap()).unwrap();
-            std::os::unix::fs::symlink(location, &host).unwrap();
-        } else if let Some(secret) = volume.get("secret") {
-            std::fs::create_dir_all(&host).unwrap();
-            let s = api.objects("", "secrets").into_iter().find(|s| s["metadata"]["name"] == secret["secretName"]).expect("the mounted Secret exists");
-            for item in secret["items"].as_array().unwrap() {
-                let data = unb64(s["data"][item["key"].as_str().unwrap()].as_str().unwrap());
-                std::fs::write(host.join(item["path"].as_str().unwrap()), data).unwrap();
-            }
-        } else if let Some(projected) = volume.get("projected") {
-            std::fs::create_dir_all(&host).unwrap();
-            let path = projected["sources"][0]["serviceAccountToken"]["path"].as_str().unwrap();
-            std::fs::write(host.join(path), &token).unwrap();
-        } else {
-            std::fs::create_dir_all(&host).unwrap();
-        }
-        mounts.push((mount_path.to_owned(), host));
-    }
-    // The service-account token every pod gets at the well-known path.
-    let sa_dir = root.join("var/run/secrets/kubernetes.io/serviceaccount");
-    std::fs::create_dir_all(&sa_dir).unwrap();
-    std::fs::write(sa_dir.join("token"), &token).unwrap();
-    mounts.push(("/var/run/secrets/kubernetes.io/serviceaccount".into(), sa_dir));
-    let remap = |v: &str| -> String {
-        for (mount, host) in &mounts {
-            if let Some(rest) = v.strip_prefix(mount.as_str()) {
-                return format!("{}{rest}", host.display());
-            }
-        }
-        v.to_owned()
-    };
-    let mut env = Vec::new();
-    for e in container["env"].as_array().unwrap() {
-        let name = e["name"].as_str().unwrap().to_owned();
-        let value = if let Some(v) = e["value"].as_str() {
-            remap(v)
-        } else if e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace" {
-            NS.to_owned()
-        } else if let Some(r) = e["valueFrom"].get("secretKeyRef") {
-            let s = api.objects("", "secrets").into_iter().find(|s| s["metadata"]["name"] == r["name"]).expect("the referenced Secret exists");
-            unb64(s["data"][r["key"].as_str().unwrap()].as_str().unwrap())
-        } else {
-            panic!("unexpected env source {e}")
-        };
-        env.push((name, value));
-    }
-    // The job's default Vault token path is the pod's own token, at its real path here.
-    if env.iter().any(|(k, _)| k == "DR_VAULT_ROLE") && !env.iter().any(|(k, _)| k == "DR_VAULT_SA_TOKEN_PATH") {
-        env.push(("DR_VAULT_SA_TOKEN_PATH".into(), remap("/var/run/secrets/kubernetes.io/serviceaccount/token")));
-    }
-    let kubeconfig = root.join("kubeconfig");
-    api.write_token_kubeconfig(&kubeconfig, NS, &token);
-    Pod { env, kubeconfig, termination: root.join("termination-log") }
+    kubelet::pod_for_job(api, job, location, root)
 }
 
 struct Run {
@@ -250,17 +153,7 @@ impl Run {
 }
 
 fn spawn(pod: &Pod) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_dr-job"))
-        .arg("restore")
-        .env_clear()
-        .envs(pod.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("KUBECONFIG", &pod.kubeconfig)
-        .env("DR_TERMINATION_LOG", &pod.termination)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    pod.spawn(env!("CARGO_BIN_EXE_dr-job"))
 }
 
 /// Installs the chart with `values` on `api` and runs its restore container to the end.
@@ -307,7 +200,7 @@ async fn a_full_restore_brings_everything_back_and_a_rerun_duplicates_nothing() 
     assert_eq!(cm["data"]["currency"], "EUR");
     assert_eq!(cm["metadata"]["annotations"]["dr.kubectl-dr.io/restored-from"], point_id.as_str());
     let secret = find(&target, "", "secrets", "shop", "db").expect("Secret restored");
-    assert_eq!(unb64(secret["data"]["password"].as_str().unwrap()), "s3cret");
+    assert_eq!(kubelet::unb64(secret["data"]["password"].as_str().unwrap()), "s3cret");
     assert!(find(&target, "apps", "deployments", "shop", "web").is_some());
     assert!(find(&target, "rbac.authorization.k8s.io", "clusterroles", "", "shop-reader").is_some());
     // The CRD came first, so its custom resource could be restored in the same run.

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod kubelet;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -1,18 +1,15 @@
 //! `kubectl dr backup`: Run Once (a Job from the DR CronJob, watched to the end), `--local`
 //! (the job's code run from here), or `--from-manifests DIR` (offline, no cluster).
 
-use std::time::Instant;
-
-use futures::{StreamExt, TryStreamExt};
-
 use anyhow::{bail, Context, Result};
 use dr_core::catalog::DR_POLICY_NAME;
 use dr_core::point::PointWriter;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, WatchEvent, WatchParams};
+use kube::api::Api;
 use kube::ResourceExt;
 
+use super::jobs::{termination_message, watch_job};
 use super::{human_bytes, ExitStatus};
 use crate::cli::{BackupArgs, GlobalArgs};
 use crate::input;
@@ -74,62 +71,6 @@ async fn local(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> {
         summary.cluster_id
     );
     Ok(ExitStatus::Success)
-}
-
-/// What the job's container said when it ended: its termination message.
-async fn termination_message(pods: &Api<Pod>, job: &str) -> Option<String> {
-    let list = pods.list(&ListParams::default().labels(&format!("job-name={job}"))).await.ok()?;
-    list.items.iter().rev().find_map(|p| {
-        p.status.as_ref()?.container_statuses.as_ref()?.iter().find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
-    })
-}
-
-/// Where a Job is, from its status.
-fn job_state(job: &Job) -> &'static str {
-    let status = job.status.clone().unwrap_or_default();
-    match (status.succeeded.unwrap_or(0), status.failed.unwrap_or(0), status.active.unwrap_or(0)) {
-        (s, _, _) if s > 0 => "succeeded",
-        (_, f, 0) if f > 0 => "failed",
-        (_, _, a) if a > 0 => "running",
-        _ => "pending",
-    }
-}
-
-/// Follows a Job with a watch until it succeeds or fails; resumes from the last
-/// resourceVersion when the watch ends, and starts over from a fresh read on 410 Gone.
-async fn watch_job(jobs: &Api<Job>, name: &str, mut resource_version: String) -> Result<&'static str> {
-    let started = Instant::now();
-    let mut last_state = "";
-    loop {
-        let params = WatchParams::default().fields(&format!("metadata.name={name}")).timeout(60);
-        let mut events = jobs.watch(&params, &resource_version).await.with_context(|| format!("watching job {name}"))?.boxed();
-        while let Some(event) = events.try_next().await.with_context(|| format!("watching job {name}"))? {
-            let job = match event {
-                WatchEvent::Added(job) | WatchEvent::Modified(job) => job,
-                WatchEvent::Deleted(_) => bail!("job {name} was deleted before it finished"),
-                WatchEvent::Bookmark(b) => {
-                    resource_version = b.metadata.resource_version;
-                    continue;
-                }
-                WatchEvent::Error(e) if e.code == 410 => {
-                    // Too old: read the job afresh and watch from there.
-                    let current = jobs.get(name).await.with_context(|| format!("reading job {name}"))?;
-                    resource_version = current.resource_version().unwrap_or_default();
-                    current
-                }
-                WatchEvent::Error(e) => bail!("watching job {name}: {}", e.message),
-            };
-            resource_version = job.resource_version().unwrap_or(resource_version);
-            let state = job_state(&job);
-            if state != last_state {
-                eprintln!("job {name}: {state} ({}s)", started.elapsed().as_secs());
-                last_state = state;
-            }
-            if matches!(state, "succeeded" | "failed") {
-                return Ok(state);
-            }
-        }
-    }
 }
 
 async fn run_once(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> {

@@ -3,10 +3,13 @@
 pub mod backup;
 pub mod enable;
 pub mod export;
+pub mod jobs;
 pub mod profile;
 pub mod prune;
+pub mod restore;
 pub mod restore_points;
 pub mod status;
+pub mod take_ownership;
 pub mod verify;
 
 /// How a command ended, as the process exit status.

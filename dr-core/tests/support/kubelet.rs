@@ -1,0 +1,177 @@
+//! A stand-in for the kubelet and the Job controller, for the test API server (which runs no
+//! controllers): it turns a Job's pod template into a process with exactly that pod's
+//! environment (env values, the downward-API namespace, secretKeyRefs), volumes (a PVC is
+//! the location directory, Secret volumes and projected service-account tokens are files) and
+//! service account (a token the test API server accepts), and reports the result back the way
+//! a kubelet and the Job controller do: a Pod with the container's termination message, and
+//! the Job's status.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+use super::apiserver::ApiServer;
+
+/// A decoded Secret value (test data is small; no dependency needed).
+pub fn unb64(s: &str) -> String {
+    let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes().filter(|c| *c != b'=') {
+        bits = (bits << 6) | table.iter().position(|t| *t == c).unwrap() as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// Whether `m` (a manifest) exists on `api`.
+pub fn exists(api: &ApiServer, m: &Value) -> bool {
+    let group = m["apiVersion"].as_str().unwrap().split_once('/').map(|(g, _)| g).unwrap_or("");
+    let plural = format!("{}s", m["kind"].as_str().unwrap().to_lowercase());
+    api.objects(group, &plural).iter().any(|o| o["metadata"]["name"] == m["metadata"]["name"])
+}
+
+/// A pod, ready to run as a process.
+pub struct Pod {
+    pub env: Vec<(String, String)>,
+    pub kubeconfig: PathBuf,
+    pub termination: PathBuf,
+}
+
+impl Pod {
+    pub fn spawn(&self, binary: &str) -> std::process::Child {
+        Command::new(binary)
+            .arg("restore")
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("DR_TERMINATION_LOG", &self.termination)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// The process a kubelet would run for `job`'s pod: env resolved, volumes materialised under
+/// `root` (the PVC claim is `location`), a token for the pod's service account.
+pub fn pod_for_job(api: &ApiServer, job: &Value, location: &Path, root: &Path) -> Pod {
+    let namespace = job["metadata"]["namespace"].as_str().unwrap().to_owned();
+    let pod = &job["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["args"], json!(["restore"]));
+    let sa = pod["serviceAccountName"].as_str().unwrap();
+    let token = api.issue_token(&namespace, sa);
+    // Volumes.
+    let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+    for m in container["volumeMounts"].as_array().unwrap() {
+        let mount_path = m["mountPath"].as_str().unwrap();
+        let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == m["name"]).unwrap();
+        let host = root.join(mount_path.trim_start_matches('/'));
+        if volume.get("persistentVolumeClaim").is_some() {
+            std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(location, &host).unwrap();
+        } else if let Some(secret) = volume.get("secret") {
+            std::fs::create_dir_all(&host).unwrap();
+            let s = api.objects("", "secrets").into_iter().find(|s| s["metadata"]["name"] == secret["secretName"]).expect("the mounted Secret exists");
+            for item in secret["items"].as_array().unwrap() {
+                let data = unb64(s["data"][item["key"].as_str().unwrap()].as_str().unwrap());
+                std::fs::write(host.join(item["path"].as_str().unwrap()), data).unwrap();
+            }
+        } else if let Some(projected) = volume.get("projected") {
+            std::fs::create_dir_all(&host).unwrap();
+            let path = projected["sources"][0]["serviceAccountToken"]["path"].as_str().unwrap();
+            std::fs::write(host.join(path), &token).unwrap();
+        } else {
+            std::fs::create_dir_all(&host).unwrap();
+        }
+        mounts.push((mount_path.to_owned(), host));
+    }
+    // The service-account token every pod gets at the well-known path.
+    let sa_dir = root.join("var/run/secrets/kubernetes.io/serviceaccount");
+    std::fs::create_dir_all(&sa_dir).unwrap();
+    std::fs::write(sa_dir.join("token"), &token).unwrap();
+    mounts.push(("/var/run/secrets/kubernetes.io/serviceaccount".into(), sa_dir));
+    let remap = |v: &str| -> String {
+        for (mount, host) in &mounts {
+            if let Some(rest) = v.strip_prefix(mount.as_str()) {
+                return format!("{}{rest}", host.display());
+            }
+        }
+        v.to_owned()
+    };
+    let mut env = Vec::new();
+    for e in container["env"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap().to_owned();
+        let value = if let Some(v) = e["value"].as_str() {
+            remap(v)
+        } else if e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace" {
+            namespace.clone()
+        } else if let Some(r) = e["valueFrom"].get("secretKeyRef") {
+            let s = api.objects("", "secrets").into_iter().find(|s| s["metadata"]["name"] == r["name"]).expect("the referenced Secret exists");
+            unb64(s["data"][r["key"].as_str().unwrap()].as_str().unwrap())
+        } else {
+            panic!("unexpected env source {e}")
+        };
+        env.push((name, value));
+    }
+    // The job's default Vault token path is the pod's own token, at its real path here.
+    if env.iter().any(|(k, _)| k == "DR_VAULT_ROLE") && !env.iter().any(|(k, _)| k == "DR_VAULT_SA_TOKEN_PATH") {
+        env.push(("DR_VAULT_SA_TOKEN_PATH".into(), remap("/var/run/secrets/kubernetes.io/serviceaccount/token")));
+    }
+    let kubeconfig = root.join("kubeconfig");
+    api.write_token_kubeconfig(&kubeconfig, &namespace, &token);
+    Pod { env, kubeconfig, termination: root.join("termination-log") }
+}
+
+
+/// Plays a Job's pod to the end, as the kubelet and the Job controller would: runs `binary`
+/// with the pod's environment, then records a Pod with the container's exit code and
+/// termination message and the Job's succeeded/failed count. Returns the exit code.
+pub async fn run_job(api: &ApiServer, job: &Value, binary: &str, location: &Path) -> i32 {
+    let root = tempfile::tempdir().unwrap();
+    let pod = pod_for_job(api, job, location, root.path());
+    let out = tokio::task::spawn_blocking({
+        let mut child = pod.spawn(binary);
+        move || {
+            let stdout = child.stdout.take();
+            let stderr = child.stderr.take();
+            // Drain the pipes so a chatty process never blocks.
+            let drain = |r: Option<Box<dyn std::io::Read + Send>>| std::thread::spawn(move || {
+                let mut s = String::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_string(&mut s);
+                }
+                s
+            });
+            let (o, e) = (drain(stdout.map(|s| Box::new(s) as _)), drain(stderr.map(|s| Box::new(s) as _)));
+            let status = child.wait().unwrap();
+            (status, o.join().unwrap(), e.join().unwrap())
+        }
+    })
+    .await
+    .unwrap();
+    let code = out.0.code().unwrap_or(137);
+    let message = std::fs::read_to_string(&pod.termination).unwrap_or_default();
+    let name = job["metadata"]["name"].as_str().unwrap();
+    let namespace = job["metadata"]["namespace"].as_str().unwrap();
+    let container = job["spec"]["template"]["spec"]["containers"][0]["name"].as_str().unwrap();
+    api.seed(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": format!("{name}-"), "namespace": namespace, "labels": {"job-name": name}},
+                    "spec": {"containers": [{"name": container, "image": "dr-job"}]},
+                    "status": {"phase": if code == 0 { "Succeeded" } else { "Failed" },
+                               "containerStatuses": [{"name": container, "state": {"terminated": {"exitCode": code, "message": message}}}]}}));
+    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::namespaced(api.client(), namespace);
+    let status = if code == 0 { json!({"status": {"succeeded": 1}}) } else { json!({"status": {"failed": 1}}) };
+    jobs.patch_status(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(status)).await.unwrap();
+    if code != 0 {
+        eprintln!("job {name} exited {code}:\n{}\n{}", out.1, out.2);
+    }
+    code
+}

@@ -1,0 +1,313 @@
+//! `kubectl dr restore`: checks everything it can from here (flags, the profile, the point,
+//! a raw passphrase against the point), then creates `k10-dr-secret`, installs the embedded
+//! `dr-restore` chart with `helm`, and follows the restore Job to the end. `--dry-run`
+//! decrypts the point and plans the restore against this cluster, writing nothing.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use dr_core::catalog::parse_categories;
+use dr_core::location::Location;
+use dr_core::passphrase::PassphraseSource;
+use dr_core::point::{self, Unlocker};
+use dr_core::resources::{self, ResourceError};
+use dr_core::restore::{self, RestoreSettings};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams};
+use kube::ResourceExt;
+use serde_json::{json, Value};
+
+use super::jobs::{job_logs, job_state, termination_message, watch_job};
+use super::ExitStatus;
+use crate::cli::{GlobalArgs, OutputFormat, RestoreArgs, SourceKind};
+use crate::{chart, input};
+
+pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> {
+    let ns = &global.namespace;
+    // Everything that can be wrong with the flags, before the cluster is asked anything.
+    let mut settings = RestoreSettings::new(ns, &args.cluster_id, &args.profile);
+    settings.point_in_time = input::point_in_time(&args.point_in_time)?;
+    settings.skip = parse_categories(&args.skip_resource).map_err(|e| anyhow::anyhow!("--skip-resource: {e}"))?;
+    settings.quick_mode = args.quick_mode;
+    settings.override_resources = args.override_resources;
+    if args.timeout.as_secs() % 60 != 0 || args.timeout.as_secs() == 0 {
+        bail!("--timeout must be a whole number of minutes (30m, 2h)");
+    }
+    settings.timeout = args.timeout;
+    settings.check().map_err(|e| anyhow::anyhow!(e.to_string().replace("quickMode.overrideResources=true (--override-resources)", "--override-resources")))?;
+    let vault = args.passphrase.passphrase_source == SourceKind::Vault;
+    if vault && args.vault_token_secret.is_none() && args.passphrase.vault_role.is_none() {
+        bail!("the restore Job needs a Vault login: --vault-token-secret SECRET (a Secret with key vault_token) or --vault-role ROLE (Kubernetes auth)");
+    }
+    if vault && args.passphrase.vault_address.is_none() {
+        bail!("--passphrase-source vault needs --vault-address (or VAULT_ADDR)");
+    }
+
+    let client = input::kube_client(global).await?;
+    let profile = resources::get_profile(&client, ns, &args.profile).await?;
+    let source = input::passphrase_source(&args.passphrase, false)?;
+    check_point(&client, ns, &profile, args, &source).await?;
+
+    let values = chart_values(args, &profile);
+    if args.dry_run {
+        settings.dry_run = true;
+        settings.location_mount = args.path.clone();
+        settings.resolve = input::resolve_options(&args.passphrase)?;
+        settings.passphrase_source = Some(source);
+        let report = restore::run_restore(&client, &settings).await?;
+        print_report(&report, args.output, "would be")?;
+        eprintln!();
+        eprintln!("Nothing was written. To restore, the same command without --dry-run creates {} and runs:", dr_core::catalog::DR_SECRET_NAME);
+        eprintln!("  {} upgrade --install {} <embedded dr-restore chart> --namespace {ns} --values <values>", args.helm.display(), args.release);
+        eprintln!("with values:\n{}", serde_yaml::to_string(&values).expect("values serialize"));
+        return Ok(ExitStatus::Success);
+    }
+
+    // helm must be there before anything is written.
+    match Command::new(&args.helm).arg("version").output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => bail!("`{} version` failed: {}", args.helm.display(), String::from_utf8_lossy(&out.stderr).trim()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "helm is not installed (looked for {:?}): install Helm 3.8 or newer (https://helm.sh/docs/intro/install/) or give --helm PATH; \
+             or install charts/dr-restore yourself with `helm install {} charts/dr-restore -n {ns} --set sourceClusterID={} --set profile.name={}` after creating {}",
+            args.helm,
+            args.release,
+            args.cluster_id,
+            args.profile,
+            dr_core::catalog::DR_SECRET_NAME
+        ),
+        Err(e) => bail!("cannot run {}: {e}", args.helm.display()),
+    }
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    clear_finished_job(&jobs, &args.release).await?;
+
+    dr_core::install::write_dr_secret(&client, ns, &source).await?;
+    eprintln!("wrote {} ({})", dr_core::catalog::DR_SECRET_NAME, source.describe());
+    drop(source);
+    install_chart(global, args, &values)?;
+
+    let job = jobs.get(&args.release).await.with_context(|| format!("the chart was installed but job {} is not there", args.release))?;
+    eprintln!("restore job {} started in namespace {ns}; following it (logs: kubectl logs -n {ns} -f job/{})", args.release, args.release);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    // The Job bounds itself by --timeout; allow for image pulls and scheduling on top.
+    let wait = args.timeout + Duration::from_secs(600);
+    let state = match tokio::time::timeout(wait, watch_job(&jobs, &args.release, job.resource_version().unwrap_or_default())).await {
+        Ok(state) => state?,
+        Err(_) => bail!("restore job {} did not finish within {} minutes; follow it with `kubectl logs -n {ns} -f job/{}`", args.release, wait.as_secs() / 60, args.release),
+    };
+    let message = termination_message(&pods, &args.release).await.unwrap_or_default();
+    let (headline, report) = split_message(&message);
+    if let Some(report) = &report {
+        print_report(report, args.output, "")?;
+    }
+    if state == "succeeded" {
+        println!();
+        println!("Restored. This cluster does no maintenance on the location while ConfigMap {} exists in {ns}.", dr_core::catalog::OWNERSHIP_CONFIGMAP);
+        println!("Once the source cluster no longer uses the location: kubectl dr take-ownership -n {ns}");
+        println!("Remove the restore Job and its RBAC: helm uninstall {} -n {ns}", args.release);
+        return Ok(ExitStatus::Success);
+    }
+    if let Some(logs) = job_logs(&pods, &args.release, 40).await {
+        eprintln!("--- last lines of the restore job's log ---\n{logs}");
+    }
+    let reason = if headline.is_empty() { format!("see `kubectl logs -n {ns} job/{}`", args.release) } else { headline };
+    bail!("restore job {} failed: {reason}", args.release)
+}
+
+/// Finds the point the Job will restore, and, with a raw passphrase, opens its manifest and
+/// checks its mode, so the common mistakes fail here, before anything is written.
+async fn check_point(client: &kube::Client, ns: &str, profile: &resources::Profile, args: &RestoreArgs, source: &PassphraseSource) -> Result<()> {
+    let config = match resources::location_config(client, ns, profile, args.path.as_deref()).await {
+        Ok(config) => config,
+        Err(ResourceError::FileProfileOutsideCluster { name }) if !args.dry_run => {
+            eprintln!("profile {name} is a volume this machine cannot see: the restore Job finds and checks the point (give --path to check from here)");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let location = Location::connect(&config).await?;
+    let points = point::list_points(&location, &args.cluster_id).await?;
+    let at = input::point_in_time(&args.point_in_time)?;
+    let chosen = point::select_point(&points, at, &args.cluster_id, &location)?;
+    eprintln!("restore point {} at {}", chosen.id, location.describe());
+    if let PassphraseSource::Raw(p) = source {
+        let manifest = point::read_manifest(&location, &args.cluster_id, &chosen.id, &Unlocker::new(p.clone())).await?;
+        restore::check_mode(&manifest, args.quick_mode).map_err(|e| anyhow::anyhow!(e.to_string().replace(
+            "quickMode.enabled=true and quickMode.overrideResources=true (--quick-mode --override-resources)",
+            "--quick-mode --override-resources",
+        ).replace("leave quickMode.enabled unset (drop --quick-mode)", "drop --quick-mode")))?;
+        eprintln!("  {} mode, {} objects, written by policy {}", manifest.mode.as_str(), manifest.counts.total, manifest.policy);
+    }
+    Ok(())
+}
+
+/// The chart's values for the flags. The passphrase is never among them.
+fn chart_values(args: &RestoreArgs, profile: &resources::Profile) -> Value {
+    let mut v = json!({
+        "sourceClusterID": args.cluster_id,
+        "profile": {"name": args.profile},
+        "restore": {"timeout": args.timeout.as_secs() / 60},
+        "quickMode": {"enabled": args.quick_mode, "overrideResources": args.override_resources},
+    });
+    if let Some(t) = &args.point_in_time {
+        v["pointInTime"] = json!(t);
+    }
+    if !args.skip_resource.is_empty() {
+        v["skipResource"] = json!(args.skip_resource.replace("\\,", ","));
+    }
+    if let Some(file) = &profile.spec.file {
+        v["fileProfile"] = json!({"claimName": file.claim_name});
+    }
+    let p = &args.passphrase;
+    if p.passphrase_source == SourceKind::Vault {
+        let mut vault = json!({"enabled": true, "address": p.vault_address});
+        if let Some(role) = &p.vault_role {
+            vault["role"] = json!(role);
+            vault["authMount"] = json!(p.vault_auth_mount);
+            if p.vault_sa_token_path.as_os_str() != dr_core::passphrase::DEFAULT_SA_TOKEN_PATH {
+                vault["serviceAccountTokenPath"] = json!(p.vault_sa_token_path);
+            }
+        } else {
+            vault["secretName"] = json!(args.vault_token_secret);
+        }
+        v["vault"] = vault;
+    }
+    if p.passphrase_source == SourceKind::Aws {
+        let mut aws = json!({});
+        if let Some(s) = &args.aws_credentials_secret {
+            aws["credentialsSecret"] = json!(s);
+        }
+        if let Some(e) = &p.aws_endpoint {
+            aws["secretsManagerEndpoint"] = json!(e);
+        }
+        v["aws"] = aws;
+    }
+    if let Some(r) = &args.airgapped_repository {
+        v["airgapped"] = json!({"repository": r});
+    }
+    if !args.image_pull_secrets.is_empty() {
+        v["imagePullSecrets"] = args.image_pull_secrets.iter().map(|n| json!({"name": n})).collect();
+    }
+    let mut image = json!({});
+    for (key, value) in [("repository", &args.image_repository), ("tag", &args.image_tag), ("digest", &args.image_digest)] {
+        if let Some(value) = value {
+            image[key] = json!(value);
+        }
+    }
+    if image.as_object().is_some_and(|o| !o.is_empty()) {
+        v["image"] = image;
+    }
+    v
+}
+
+/// A finished Job from an earlier restore is removed so the new one can start; a running one
+/// means a restore is in progress.
+async fn clear_finished_job(jobs: &Api<Job>, name: &str) -> Result<()> {
+    let Some(job) = jobs.get_opt(name).await.with_context(|| format!("reading job {name}"))? else { return Ok(()) };
+    let state = job_state(&job);
+    if !matches!(state, "succeeded" | "failed") {
+        bail!("restore job {name} is still {state}: follow it with `kubectl logs -f job/{name}`, or delete it to start over");
+    }
+    jobs.delete(name, &DeleteParams::background()).await.with_context(|| format!("deleting the earlier restore job {name}"))?;
+    for _ in 0..120 {
+        if jobs.get_opt(name).await?.is_none() {
+            eprintln!("removed the earlier restore job {name} ({state})");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!("the earlier restore job {name} is still being deleted; try again in a minute")
+}
+
+fn install_chart(global: &GlobalArgs, args: &RestoreArgs, values: &Value) -> Result<()> {
+    let dir = tempfile::tempdir().context("cannot make a temporary directory for the chart")?;
+    let chart_dir = chart::write_to(dir.path()).context("cannot write the embedded chart")?;
+    let values_file = dir.path().join("values.json");
+    std::fs::write(&values_file, serde_json::to_vec_pretty(values).expect("values serialize"))?;
+    let mut cmd = Command::new(&args.helm);
+    cmd.args(["upgrade", "--install", &args.release]).arg(&chart_dir).args(["--namespace", &global.namespace]);
+    if args.fips {
+        cmd.arg("--values").arg(chart_dir.join("values-fips.yaml"));
+    }
+    if args.hardened {
+        cmd.arg("--values").arg(chart_dir.join("values-hardened.yaml"));
+    }
+    cmd.arg("--values").arg(&values_file);
+    if let Some(kc) = &global.kubeconfig {
+        cmd.arg("--kubeconfig").arg(kc);
+    }
+    if let Some(ctx) = &global.context {
+        cmd.args(["--kube-context", ctx]);
+    }
+    eprintln!("installing the dr-restore chart (release {}) with helm", args.release);
+    let out = cmd.output().with_context(|| format!("cannot run {}", args.helm.display()))?;
+    if !out.status.success() {
+        bail!("helm could not install the dr-restore chart: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// The termination message is "restore failed: <why>\n<report>" or just the report.
+fn split_message(message: &str) -> (String, Option<RestoreReportView>) {
+    let mut headline = String::new();
+    for line in message.lines() {
+        if let Ok(report) = serde_json::from_str::<RestoreReportView>(line) {
+            return (headline, Some(report));
+        }
+        if headline.is_empty() {
+            headline = line.trim_start_matches("restore failed: ").to_owned();
+        }
+    }
+    (headline, None)
+}
+
+/// The report as the Job writes it, read back from JSON.
+type RestoreReportView = Value;
+
+fn print_report<R: serde::Serialize>(report: &R, output: OutputFormat, verb: &str) -> Result<()> {
+    let v = serde_json::to_value(report)?;
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+        OutputFormat::Yaml => print!("{}", serde_yaml::to_string(&v)?),
+        OutputFormat::Table => {
+            let restored = if verb.is_empty() { "RESTORED".to_owned() } else { "CREATE".to_owned() };
+            let replaced = if verb.is_empty() { "REPLACED" } else { "REPLACE" };
+            println!(
+                "restore point {} of cluster {} ({} mode, {} objects){}",
+                v["restorePoint"].as_str().unwrap_or("?"),
+                v["sourceClusterId"].as_str().unwrap_or("?"),
+                v["mode"].as_str().unwrap_or("?"),
+                v["objects"],
+                if verb.is_empty() { String::new() } else { format!(": what {verb} done") }
+            );
+            println!("{:<48} {:>9} {:>9} {:>9} {:>7}  NOTES", "KIND", restored, replaced, "SKIPPED", "FAILED");
+            for (kind, k) in v["byKind"].as_object().into_iter().flatten() {
+                let n = |f: &str| k[f].as_u64().unwrap_or(0);
+                let skipped: u64 = k["skipped"].as_object().map(|m| m.values().filter_map(Value::as_u64).sum()).unwrap_or(0);
+                let mut notes: Vec<String> = k["skipped"].as_object().into_iter().flatten().map(|(why, n)| format!("{n} {why}")).collect();
+                if n("alreadyRestored") > 0 {
+                    notes.push(format!("{} by an earlier run", n("alreadyRestored")));
+                }
+                if n("ownerReferencesDropped") > 0 {
+                    notes.push(format!("{} ownerReferences dropped (owner not here)", n("ownerReferencesDropped")));
+                }
+                notes.extend(k["failures"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned));
+                println!("{kind:<48} {:>9} {:>9} {skipped:>9} {:>7}  {}", n("restored") + n("alreadyRestored"), n("replaced"), n("failed"), notes.join("; "));
+            }
+            println!(
+                "total: {} restored, {} replaced, {} skipped, {} failed in {:.1}s",
+                v["restored"], v["replaced"], v["skipped"], v["failed"], v["seconds"].as_f64().unwrap_or(0.0)
+            );
+            if let Some(existing) = v["byKind"].as_object().map(|m| {
+                m.iter().flat_map(|(kind, k)| k["existing"].as_array().into_iter().flatten().filter_map(Value::as_str).map(move |n| format!("{kind} {n}"))).collect::<Vec<_>>()
+            }) {
+                if !existing.is_empty() {
+                    println!("already on this cluster{}: {}", if verb.is_empty() { ", left as they were" } else { "" }, existing.join(", "));
+                }
+            }
+        }
+    }
+    Ok(())
+}
