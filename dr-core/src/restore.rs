@@ -238,15 +238,27 @@ impl RestoreReport {
         self.failed = self.by_kind.values().map(|k| k.failed).sum();
     }
 
-    /// A compact form for the 4 KiB termination message: totals and counts per kind.
+    /// The report for the 4 KiB termination message: whole if it fits, else without the
+    /// lists of existing objects, then with one failure reason per kind, then totals only.
     pub fn compact(&self) -> String {
+        const LIMIT: usize = 4000;
+        let json = serde_json::to_string(self).expect("report serializes");
+        if json.len() <= LIMIT {
+            return json;
+        }
         let mut short = self.clone();
         for k in short.by_kind.values_mut() {
             k.existing.clear();
+        }
+        let json = serde_json::to_string(&short).expect("report serializes");
+        if json.len() <= LIMIT {
+            return json;
+        }
+        for k in short.by_kind.values_mut() {
             k.failures.truncate(1);
         }
         let json = serde_json::to_string(&short).expect("report serializes");
-        if json.len() <= 4000 {
+        if json.len() <= LIMIT {
             return json;
         }
         short.by_kind.clear();

@@ -115,10 +115,11 @@ async fn enable_status_backup_and_disable_on_a_cluster() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     let name = job["metadata"]["name"].as_str().unwrap().to_owned();
+    let job_uid = job["metadata"]["uid"].clone();
     assert_eq!(job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"], "manual");
     assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
     assert_eq!(job["spec"]["template"]["spec"], cron_pod_spec(&api), "the Job runs the CronJob's pod template");
-    api.seed(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("{name}-abcde"), "namespace": NS, "labels": {"job-name": name}},
+    api.seed(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("{name}-abcde"), "namespace": NS, "labels": {"job-name": name, "batch.kubernetes.io/controller-uid": job_uid}},
                     "spec": {"containers": [{"name": "backup", "image": "x"}]},
                     "status": {"containerStatuses": [{"name": "backup", "state": {"terminated": {"exitCode": 0, "message": "{\"restorePoint\":\"20261121T100000.000Z-feedbeef\",\"objects\":7}"}}}]}}));
     jobs.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": {"succeeded": 1}}))).await.unwrap();

@@ -137,6 +137,8 @@ impl State {
     }
 }
 
+/// A handle on the server; clones share it (the server runs until the test process ends).
+#[derive(Clone)]
 pub struct ApiServer {
     pub url: String,
     state: Arc<Mutex<State>>,

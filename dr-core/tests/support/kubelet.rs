@@ -163,7 +163,8 @@ pub async fn run_job(api: &ApiServer, job: &Value, binary: &str, location: &Path
     let name = job["metadata"]["name"].as_str().unwrap();
     let namespace = job["metadata"]["namespace"].as_str().unwrap();
     let container = job["spec"]["template"]["spec"]["containers"][0]["name"].as_str().unwrap();
-    api.seed(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": format!("{name}-"), "namespace": namespace, "labels": {"job-name": name}},
+    api.seed(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": format!("{name}-"), "namespace": namespace,
+                                 "labels": {"job-name": name, "batch.kubernetes.io/controller-uid": job["metadata"]["uid"]}},
                     "spec": {"containers": [{"name": container, "image": "dr-job"}]},
                     "status": {"phase": if code == 0 { "Succeeded" } else { "Failed" },
                                "containerStatuses": [{"name": container, "state": {"terminated": {"exitCode": code, "message": message}}}]}}));

@@ -78,6 +78,7 @@ async fn run_once(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> 
     let ns = &global.namespace;
     let job = dr_core::install::run_once(&client, ns).await?;
     let name = job.name_any();
+    let uid = job.uid().unwrap_or_default();
     eprintln!("started job {name} in namespace {ns} (Run Once of the DR policy)");
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -90,11 +91,11 @@ async fn run_once(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> 
         ),
     };
     if state == "succeeded" {
-        if let Some(message) = termination_message(&pods, &name).await {
+        if let Some(message) = termination_message(&pods, &name, &uid).await {
             println!("{message}");
         }
         return Ok(ExitStatus::Success);
     }
-    let message = termination_message(&pods, &name).await.unwrap_or_else(|| format!("see `kubectl logs -n {ns} job/{name}`"));
+    let message = termination_message(&pods, &name, &uid).await.unwrap_or_else(|| format!("see `kubectl logs -n {ns} job/{name}`"));
     bail!("backup job {name} failed: {message}");
 }

@@ -9,10 +9,26 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, LogParams, WatchEvent, WatchParams};
 use kube::ResourceExt;
 
-/// What the job's container said when it ended: its termination message.
-pub async fn termination_message(pods: &Api<Pod>, job: &str) -> Option<String> {
+/// The pods of one Job (`job_uid`), newest last: a Job's pods carry its UID in the
+/// `batch.kubernetes.io/controller-uid` label; an earlier Job of the same name is another UID.
+async fn pods_of(pods: &Api<Pod>, job: &str, job_uid: &str) -> Option<Vec<Pod>> {
     let list = pods.list(&ListParams::default().labels(&format!("job-name={job}"))).await.ok()?;
-    list.items.iter().rev().find_map(|p| {
+    let mut mine: Vec<Pod> = list
+        .items
+        .into_iter()
+        .filter(|p| {
+            let labels = p.labels();
+            labels.get("batch.kubernetes.io/controller-uid").or_else(|| labels.get("controller-uid")).map(String::as_str) == Some(job_uid)
+                || p.owner_references().iter().any(|o| o.uid == job_uid)
+        })
+        .collect();
+    mine.sort_by(|a, b| a.creation_timestamp().cmp(&b.creation_timestamp()));
+    Some(mine)
+}
+
+/// What the Job's container said when it ended (its newest pod's termination message).
+pub async fn termination_message(pods: &Api<Pod>, job: &str, job_uid: &str) -> Option<String> {
+    pods_of(pods, job, job_uid).await?.iter().rev().find_map(|p| {
         p.status.as_ref()?.container_statuses.as_ref()?.iter().find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
     })
 }
@@ -67,8 +83,8 @@ pub async fn watch_job(jobs: &Api<Job>, name: &str, mut resource_version: String
 
 
 /// The last lines of a Job's pods' logs, for a failure report.
-pub async fn job_logs(pods: &Api<Pod>, job: &str, lines: i64) -> Option<String> {
-    let list = pods.list(&ListParams::default().labels(&format!("job-name={job}"))).await.ok()?;
-    let pod = list.items.last()?;
+pub async fn job_logs(pods: &Api<Pod>, job: &str, job_uid: &str, lines: i64) -> Option<String> {
+    let list = pods_of(pods, job, job_uid).await?;
+    let pod = list.last()?;
     pods.logs(&pod.name_any(), &LogParams { tail_lines: Some(lines), ..Default::default() }).await.ok()
 }

@@ -97,7 +97,7 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
         Ok(state) => state?,
         Err(_) => bail!("restore job {} did not finish within {} minutes; follow it with `kubectl logs -n {ns} -f job/{}`", args.release, wait.as_secs() / 60, args.release),
     };
-    let message = termination_message(&pods, &args.release).await.unwrap_or_default();
+    let message = termination_message(&pods, &args.release, &job.uid().unwrap_or_default()).await.unwrap_or_default();
     let (headline, report) = split_message(&message);
     if let Some(report) = &report {
         print_report(report, args.output, "")?;
@@ -109,7 +109,7 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
         println!("Remove the restore Job and its RBAC: helm uninstall {} -n {ns}", args.release);
         return Ok(ExitStatus::Success);
     }
-    if let Some(logs) = job_logs(&pods, &args.release, 40).await {
+    if let Some(logs) = job_logs(&pods, &args.release, &job.uid().unwrap_or_default(), 40).await {
         eprintln!("--- last lines of the restore job's log ---\n{logs}");
     }
     let reason = if headline.is_empty() { format!("see `kubectl logs -n {ns} job/{}`", args.release) } else { headline };

@@ -1,0 +1,193 @@
+//! `kubectl dr restore` and `take-ownership` through the real binary, as the issue's "done
+//! when" describes: on one cluster `profile create` + `enable` + `backup`; on an empty second
+//! cluster `kubectl dr restore --cluster-id ...` installs the embedded chart with helm (here a
+//! helm built on the Helm v4 library, `charts/tests/helm`) and follows the Job, which the test's
+//! kubelet stand-in runs as the real `dr-job` process with the chart's environment.
+
+#[path = "../../dr-core/tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+use support::apiserver::ApiServer;
+
+const NS: &str = "kasten-io";
+const PASS: &str = "correct horse battery staple";
+
+/// The job binary, built next to this test's binary by the workspace build.
+fn dr_job() -> String {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("dr-job");
+    assert!(bin.exists(), "{} is missing: build the workspace (cargo build --release --workspace)", bin.display());
+    bin.display().to_string()
+}
+
+fn dr(kubeconfig: &Path, args: &[&str], stdin: &str, env: &[(&str, String)]) -> Output {
+    use std::io::Write;
+    let path = format!("{}:{}", support::venv_bin("python").parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-dr"));
+    cmd.args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("PATH", path)
+        .env("DR_HELM", support::workspace_root().join("charts/tests/helm"))
+        .env_remove("DR_LOCATION_PATH")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+use support::succeeded as ok;
+
+fn find(api: &ApiServer, group: &str, plural: &str, namespace: &str, name: &str) -> Option<Value> {
+    api.objects(group, plural).into_iter().find(|o| o["metadata"]["name"] == name && o["metadata"]["namespace"].as_str().unwrap_or("") == namespace)
+}
+
+/// A cluster with the DR namespace and the NFS share's PVC, and a kubeconfig for it.
+async fn cluster(dir: &Path, name: &str) -> (ApiServer, PathBuf) {
+    let api = ApiServer::start().await;
+    api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "dr-nfs", "namespace": NS}, "spec": {"accessModes": ["ReadWriteMany"]}}));
+    let kc = dir.join(format!("{name}.kubeconfig"));
+    api.write_kubeconfig(&kc, "default");
+    (api, kc)
+}
+
+/// The source: profile, enable, an application, a backup into `location`. Returns the cluster ID.
+async fn source(dir: &Path, location: &Path) -> (ApiServer, String) {
+    let (api, kc) = cluster(dir, "source").await;
+    api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"currency": "EUR"}}));
+    ok(&dr(&kc, &["profile", "create", "offsite", "--pvc", "dr-nfs"], "", &[]));
+    let out = ok(&dr(&kc, &["enable", "--profile", "offsite", "--passphrase-file", "-"], PASS, &[]));
+    let cluster_id = out.lines().find_map(|l| l.strip_prefix("Cluster ID: ")).unwrap().to_owned();
+    ok(&dr(&kc, &["backup", "--local", "--path", location.to_str().unwrap()], "", &[]));
+    (api, cluster_id)
+}
+
+/// Runs the restore Job when helm creates it, as the kubelet would.
+fn kubelet(api: &ApiServer, location: &Path) -> tokio::task::JoinHandle<i32> {
+    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::namespaced(api.client(), NS);
+    let api = api.clone();
+    let location = location.to_owned();
+    tokio::spawn(async move {
+        for _ in 0..600 {
+            // A Job not yet run (a re-run's Job replaces the finished one).
+            if let Some(job) = jobs.get_opt("k10-restore").await.unwrap().filter(|j| j.status.as_ref().is_none_or(|s| s.succeeded.is_none() && s.failed.is_none())) {
+                let job = serde_json::to_value(job).unwrap();
+                return support::kubelet::run_job(&api, &job, &dr_job(), &location).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("helm never created the restore Job");
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_onto_an_empty_cluster_then_take_ownership() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("nfs");
+    std::fs::create_dir_all(&loc).unwrap();
+    let (_source, cluster_id) = source(dir.path(), &loc).await;
+
+    let (target, kc) = cluster(dir.path(), "target").await;
+    ok(&dr(&kc, &["profile", "create", "offsite", "--pvc", "dr-nfs"], "", &[]));
+    let restore = |extra: &[&str], stdin: &str, env: &[(&str, String)]| {
+        let mut args = vec!["restore", "--cluster-id", cluster_id.as_str(), "--profile", "offsite", "--passphrase-file", "-", "--path", loc.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        dr(&kc, &args, stdin, env)
+    };
+
+    // The plan first: nothing is written.
+    let out = ok(&restore(&["--dry-run"], PASS, &[]));
+    assert!(out.contains("what would be done") && out.contains("ConfigMap"), "{out}");
+    assert!(find(&target, "", "secrets", NS, "k10-dr-secret").is_none(), "dry run writes nothing");
+    assert!(find(&target, "", "configmaps", "shop", "settings").is_none());
+
+    // Bad input fails before any write.
+    let wrong = restore(&[], "not the passphrase", &[]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("passphrase"), "{}", String::from_utf8_lossy(&wrong.stderr));
+    let too_early = restore(&["--point-in-time", "2020-01-01T00:00:00Z"], PASS, &[]);
+    assert!(String::from_utf8_lossy(&too_early.stderr).contains("no complete restore point at or before 2020-01-01"));
+    let unknown = restore(&["--skip-resource", "profiles,catalog"], PASS, &[]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("\"catalog\""));
+    let quick = restore(&["--quick-mode"], PASS, &[]);
+    assert!(String::from_utf8_lossy(&quick.stderr).contains("--override-resources"));
+    let no_helm = restore(&[], PASS, &[("DR_HELM", "/nonexistent/helm".into())]);
+    assert!(String::from_utf8_lossy(&no_helm.stderr).contains("helm is not installed"), "{}", String::from_utf8_lossy(&no_helm.stderr));
+    let no_profile = dr(&kc, &["restore", "--cluster-id", &cluster_id, "--profile", "nope", "--passphrase-file", "-"], PASS, &[]);
+    assert!(String::from_utf8_lossy(&no_profile.stderr).contains("kubectl dr profile create nope"));
+    assert!(find(&target, "", "secrets", NS, "k10-dr-secret").is_none(), "no bad input wrote anything");
+
+    // The restore.
+    let job = kubelet(&target, &loc);
+    let out = restore(&[], PASS, &[]);
+    assert_eq!(job.await.unwrap(), 0);
+    let stdout = ok(&out);
+    assert!(stdout.contains("ConfigMap") && stdout.contains("take-ownership"), "{stdout}");
+    assert!(stdout.contains("already on this cluster, left as they were: ") && stdout.contains("Profile.dr.kubectl-dr.io kasten-io/offsite"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("succeeded") && !stderr.contains(PASS), "{stderr}");
+    assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "EUR");
+    assert!(find(&target, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").is_some());
+    let cron = find(&target, "batch", "cronjobs", NS, "k10-disaster-recovery-policy").unwrap();
+    assert_eq!(cron["spec"]["suspend"], true);
+    // Helm installed the chart: its Job carries Helm's release annotations.
+    let helm_job = find(&target, "batch", "jobs", NS, "k10-restore").unwrap();
+    assert_eq!(helm_job["metadata"]["annotations"]["meta.helm.sh/release-name"], "k10-restore");
+
+    // Running it again replaces the finished Job and duplicates nothing.
+    let job = kubelet(&target, &loc);
+    let out = restore(&[], PASS, &[]);
+    assert_eq!(job.await.unwrap(), 0);
+    let stdout = ok(&out);
+    assert!(stdout.contains("by an earlier run"), "{stdout}");
+
+    // Taking ownership needs a confirmation.
+    let refused = dr(&kc, &["take-ownership"], "", &[]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+    assert!(find(&target, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").is_some());
+    let out = ok(&dr(&kc, &["take-ownership", "--yes"], "", &[]));
+    assert!(out.contains("resume CronJob") && out.contains(&cluster_id), "{out}");
+    assert!(find(&target, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").is_none());
+    assert_eq!(find(&target, "batch", "cronjobs", NS, "k10-disaster-recovery-policy").unwrap()["spec"]["suspend"], false);
+    let out = ok(&dr(&kc, &["take-ownership", "--yes"], "", &[]));
+    assert!(out.contains("already owns"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_restore_job_fails_the_command_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("nfs");
+    std::fs::create_dir_all(&loc).unwrap();
+    let (_source, cluster_id) = source(dir.path(), &loc).await;
+    let (target, kc) = cluster(dir.path(), "target").await;
+    ok(&dr(&kc, &["profile", "create", "offsite", "--pvc", "dr-nfs"], "", &[]));
+    // An AWS Secrets Manager source whose secret does not exist: only the Job can find out.
+    let moto = support::moto();
+    target.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws-creds", "namespace": NS},
+                       "data": {"aws_access_key_id": support::apiserver::base64(b"test", false), "aws_secret_access_key": support::apiserver::base64(b"test", false)}}));
+    let job = kubelet(&target, &loc);
+    let out = dr(
+        &kc,
+        &["restore", "--cluster-id", &cluster_id, "--profile", "offsite", "--passphrase-source", "aws", "--aws-region", "eu-west-1", "--aws-secret-name", "k10/dr/missing",
+          "--aws-endpoint", &moto.url, "--aws-credentials-secret", "aws-creds"],
+        "",
+        &[],
+    );
+    assert_eq!(job.await.unwrap(), 2);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("restore job k10-restore failed") && stderr.contains("k10/dr/missing"), "{stderr}");
+    assert!(find(&target, "", "configmaps", "shop", "settings").is_none());
+}
