@@ -7,6 +7,12 @@
 //! The backup runs with `--local` (the job's code from the test machine), so moto on
 //! loopback serves as the bucket in both cases; Run Once needs the job image in a registry
 //! the cluster can pull from and is covered by tests/cluster.rs.
+//!
+//! The restore flow loses an application's objects and the DR policy, plans the restore
+//! (`restore --dry-run`), runs the restore Job's code (`dr-job restore`, with the chart's
+//! `DR_*` settings, from the test machine: the job image need not be in a registry) against
+//! the cluster, and takes ownership. On a real cluster it exercises the real API server's
+//! create, server-side apply, discovery, Lease and status handling.
 
 #[path = "../../dr-core/tests/support/mod.rs"]
 mod support;
@@ -161,5 +167,96 @@ async fn enable_backup_list_verify_on_a_cluster() {
     let status: Value = serde_json::from_str(&ok(&c.dr(&["status", "-o", "json"], &[], ""))).unwrap();
     assert_eq!(status["enabled"], false);
     assert!(secrets.get_opt("k10-dr-secret").await.unwrap().is_some(), "disable keeps the secret");
+    c.cleanup().await;
+}
+
+/// The restore Job's code, run from here with the chart's settings and the given kubeconfig.
+fn run_restore_job(c: &Cluster, cluster_id: &str, location: &Path, termination: &Path) -> Output {
+    Command::new(support::workspace_binary("dr-job"))
+        .arg("restore")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KUBECONFIG", &c.kubeconfig)
+        .env("DR_NAMESPACE", &c.namespace)
+        .env("DR_SOURCE_CLUSTER_ID", cluster_id)
+        .env("DR_PROFILE", "nfs")
+        .env("DR_RESTORE_HOLDER", "k10-restore")
+        .env("DR_RESTORE_TIMEOUT_MINUTES", "5")
+        .env("DR_LOCATION_MOUNT", location)
+        .env("DR_TERMINATION_LOG", termination)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lose_an_application_then_restore_it_and_take_ownership() {
+    use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(dir.path()).await;
+    let location = dir.path().join("nfs");
+    std::fs::create_dir_all(&location).unwrap();
+    let app_ns = format!("{}-app", c.namespace);
+    let namespaces = Api::<Namespace>::all(c.client.clone());
+    for name in [&c.namespace, &app_ns] {
+        if namespaces.get_opt(name).await.unwrap().is_none() {
+            let mut n = Namespace::default();
+            n.metadata.name = Some(name.clone());
+            namespaces.create(&Default::default(), &n).await.unwrap();
+        }
+    }
+    // A file profile needs its PVC to exist (it need not be bound: the backup and the restore
+    // run from here, on `location`).
+    let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({"metadata": {"name": "dr-nfs"},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}})).unwrap();
+    Api::<PersistentVolumeClaim>::namespaced(c.client.clone(), &c.namespace).create(&Default::default(), &pvc).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &app_ns);
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": "settings"}, "data": {"currency": "EUR"}})).unwrap();
+    cms.create(&Default::default(), &cm).await.unwrap();
+
+    ok(&c.dr(&["profile", "create", "nfs", "--pvc", "dr-nfs"], &[], ""));
+    let out = ok(&c.dr(&["enable", "--profile", "nfs", "--passphrase-file", "-", "--include-namespaces", &app_ns, "--no-cluster-scoped"], &[], &format!("{PASS}\n")));
+    let cluster_id = out.lines().find_map(|l| l.strip_prefix("Cluster ID: ")).unwrap().to_owned();
+    ok(&c.dr(&["backup", "--local", "--path", location.to_str().unwrap()], &[], ""));
+
+    // The disaster: the application's ConfigMap and the DR policy are gone.
+    cms.delete("settings", &DeleteParams::default()).await.unwrap();
+    ok(&c.dr(&["disable"], &[], ""));
+
+    // The plan writes nothing.
+    let plan = ok(&c.dr(
+        &["restore", "--cluster-id", &cluster_id, "--profile", "nfs", "--passphrase-file", "-", "--path", location.to_str().unwrap(), "--dry-run", "-o", "json"],
+        &[],
+        &format!("{PASS}\n"),
+    ));
+    let plan: Value = serde_json::from_str(&plan).unwrap();
+    assert_eq!(plan["dryRun"], true);
+    assert_eq!(plan["byKind"]["ConfigMap"]["restored"], 1, "the lost ConfigMap would be created: {plan}");
+    assert!(cms.get_opt("settings").await.unwrap().is_none());
+
+    // The restore Job's code brings it back, with the policy's CronJob suspended.
+    let termination = dir.path().join("termination-log");
+    let out = run_restore_job(&c, &cluster_id, &location, &termination);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), std::fs::read_to_string(&termination).unwrap_or_default());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(cms.get("settings").await.unwrap().data.unwrap()["currency"], "EUR");
+    let crons = Api::<CronJob>::namespaced(c.client.clone(), &c.namespace);
+    assert_eq!(crons.get("k10-disaster-recovery-policy").await.unwrap().spec.unwrap().suspend, Some(true));
+    let dr_cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.namespace);
+    assert!(dr_cms.get_opt("k10-dr-remove-to-get-ownership").await.unwrap().is_some());
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(c.client.clone(), &c.namespace);
+    assert!(leases.get_opt("kubectl-dr-restore").await.unwrap().is_none(), "the Lease is released");
+
+    // Run again: nothing new, nothing duplicated.
+    let again = run_restore_job(&c, &cluster_id, &location, &termination);
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["byKind"]["ConfigMap"]["alreadyRestored"], 1, "{again}");
+
+    ok(&c.dr(&["take-ownership", "--yes"], &[], ""));
+    assert!(dr_cms.get_opt("k10-dr-remove-to-get-ownership").await.unwrap().is_none());
+    assert_eq!(crons.get("k10-disaster-recovery-policy").await.unwrap().spec.unwrap().suspend, Some(false));
+    if matches!(c._target, Target::Real) {
+        let _ = namespaces.delete(&app_ns, &DeleteParams::background()).await;
+    }
     c.cleanup().await;
 }

@@ -18,10 +18,7 @@ const PASS: &str = "correct horse battery staple";
 
 /// The job binary, built next to this test's binary by the workspace build.
 fn dr_job() -> String {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("dr-job");
-    assert!(bin.exists(), "{} is missing: build the workspace (cargo build --release --workspace)", bin.display());
-    bin.display().to_string()
+    support::workspace_binary("dr-job")
 }
 
 fn dr(kubeconfig: &Path, args: &[&str], stdin: &str, env: &[(&str, String)]) -> Output {

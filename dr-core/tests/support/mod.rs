@@ -33,6 +33,14 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// A program installed in the tests' virtual environment.
+/// A binary of the workspace, built next to the running test's binary (target/<profile>/).
+pub fn workspace_binary(name: &str) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(bin.exists(), "{} is missing: build the workspace (cargo build --release --workspace)", bin.display());
+    bin.display().to_string()
+}
+
 pub fn venv_bin(name: &str) -> PathBuf {
     let venv = std::env::var_os("DR_TEST_VENV").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".venv"));
     let path = venv.join("bin").join(name);
