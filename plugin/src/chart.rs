@@ -12,6 +12,7 @@ macro_rules! chart_files {
 /// Every file of `charts/dr-restore` (a test checks none is missing).
 pub const FILES: &[(&str, &str)] = chart_files!(
     "Chart.yaml",
+    "README.md",
     "values.yaml",
     "values.schema.json",
     "values-fips.yaml",
