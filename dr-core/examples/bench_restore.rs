@@ -15,7 +15,11 @@ use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+#[path = "common/measure.rs"]
+mod measure;
+
 use dr_core::catalog::{Category, Entry, Mode};
+use measure::{cpu_seconds, proc_status};
 use dr_core::crypto::Passphrase;
 use dr_core::location::{Location, LocationConfig};
 use dr_core::point::PointWriter;
@@ -24,26 +28,6 @@ use serde_json::{json, Value};
 
 const PASS: &str = "benchmark passphrase";
 const CLUSTER: &str = "bench-source";
-
-fn proc_status(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
-/// User + system CPU seconds of this process (all threads), from /proc (100 ticks/s).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 /// An empty target cluster with the DR namespace, a file profile and k10-dr-secret.
 async fn serve() {

@@ -60,6 +60,8 @@ pub mod env {
     pub const RESTORE_QPS: &str = "DR_RESTORE_QPS";
     /// Who holds the restore Lease (the Job's name): a new pod of the same Job may take over.
     pub const RESTORE_HOLDER: &str = "DR_RESTORE_HOLDER";
+    /// `true` (the chart's `fips.enabled`): refuse to run unless the crypto module is in FIPS mode.
+    pub const REQUIRE_FIPS: &str = "DR_REQUIRE_FIPS";
 }
 
 fn var(name: &str) -> Option<String> {

@@ -114,7 +114,7 @@ fn fail(message: &str, code: u8) -> std::process::ExitCode {
 /// With `DR_REQUIRE_FIPS=true` (the chart's FIPS values), refuses to run unless the crypto
 /// module reports FIPS mode.
 fn require_fips() -> anyhow::Result<()> {
-    let required = std::env::var("DR_REQUIRE_FIPS").is_ok_and(|v| v == "true");
+    let required = std::env::var(dr_core::job::env::REQUIRE_FIPS).is_ok_and(|v| v == "true");
     let fips = dr_core::crypto::fips_mode();
     tracing::info!(fips_mode = fips, "crypto module aws-lc-rs");
     if required && !fips {

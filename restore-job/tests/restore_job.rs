@@ -488,3 +488,19 @@ async fn the_timeout_fails_the_job_and_says_what_is_left() {
     assert!(done > 0 && done < 1000, "{report}");
     assert!(find(&target, "coordination.k8s.io", "leases", NS, "kubectl-dr-restore").is_none(), "the Lease is released");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fips_values_make_a_non_fips_build_refuse_to_run() {
+    let loc = tempfile::tempdir().unwrap();
+    let cluster_id = big_point(loc.path(), 1).await;
+    let target = target_cluster(raw_secret(PASS)).await;
+    let run = restore(&target, &values(&cluster_id, json!({"fips": {"enabled": true}})), loc.path());
+    if dr_core::crypto::fips_mode() {
+        // Built with `--features fips` (scripts/build-fips): it runs.
+        run.report();
+    } else {
+        assert_eq!(run.out.status.code(), Some(2));
+        assert!(run.message.contains("not in FIPS mode") && run.message.contains("values-fips.yaml"), "{}", run.message);
+        assert!(find(&target, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").is_none(), "nothing was written");
+    }
+}
