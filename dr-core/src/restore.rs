@@ -832,7 +832,8 @@ async fn restore_owned(ctx: &Arc<Ctx>, location: &Location, manifest: &Manifest,
     loop {
         let waiting: Arc<HashSet<String>> = Arc::new(pending.lock().expect("not poisoned").clone());
         let written: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
-        let (written_in, done_before) = (written.clone(), Arc::new(done.clone()));
+        let blocked_count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (written_in, done_before, blocked_in) = (written.clone(), Arc::new(done.clone()), blocked_count.clone());
         let force = stalled;
         pass(
             ctx,
@@ -848,7 +849,9 @@ async fn restore_owned(ctx: &Arc<Ctx>, location: &Location, manifest: &Manifest,
                     && e.object["metadata"]["ownerReferences"]
                         .as_array()
                         .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str().is_some_and(|u| u != me && waiting.contains(u))));
-                if !blocked {
+                if blocked {
+                    blocked_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                } else {
                     written_in.lock().expect("not poisoned").push((object_name(e), e.source_uid.clone()));
                 }
                 !blocked
@@ -864,7 +867,8 @@ async fn restore_owned(ctx: &Arc<Ctx>, location: &Location, manifest: &Manifest,
                 still.remove(uid);
             }
         }
-        if still.is_empty() || force {
+        // Done when nothing had to wait (objects without a source UID can wait too).
+        if blocked_count.load(std::sync::atomic::Ordering::Relaxed) == 0 || force {
             return Ok(());
         }
         stalled = written.is_empty();

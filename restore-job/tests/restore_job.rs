@@ -52,9 +52,13 @@ async fn source_cluster() -> ApiServer {
                     "spec": {"group": "shop.example.com", "scope": "Namespaced", "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
                              "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}));
     let widget = api.seed(json!({"apiVersion": "shop.example.com/v1", "kind": "Widget", "metadata": {"name": "w1", "namespace": "shop"}, "spec": {"size": 3}}));
-    api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w1-config", "namespace": "shop",
+    let config = api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w1-config", "namespace": "shop",
                     "ownerReferences": [{"apiVersion": "shop.example.com/v1", "kind": "Widget", "name": "w1", "uid": widget["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}]},
                     "data": {"size": "3"}}));
+    // A chain: the Secret's owner is itself owned.
+    api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "w1-token", "namespace": "shop",
+                    "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "w1-config", "uid": config["metadata"]["uid"]}]},
+                    "data": {"t": b64("x")}}));
     api
 }
 
@@ -209,6 +213,8 @@ async fn a_full_restore_brings_everything_back_and_a_rerun_duplicates_nothing() 
     // The owned ConfigMap names the widget's new UID.
     let owned = find(&target, "", "configmaps", "shop", "w1-config").expect("owned ConfigMap restored");
     assert_eq!(owned["metadata"]["ownerReferences"][0]["uid"], widget["metadata"]["uid"]);
+    let chained = find(&target, "", "secrets", "shop", "w1-token").expect("owned Secret restored");
+    assert_eq!(chained["metadata"]["ownerReferences"][0]["uid"], owned["metadata"]["uid"], "a chain of owners is relinked");
     assert_ne!(widget["metadata"]["uid"], find(&source, "shop.example.com", "widgets", "shop", "w1").unwrap()["metadata"]["uid"]);
     // The DR platform: the policy restored, its CronJob suspended, ownership not taken.
     assert!(find(&target, "dr.kubectl-dr.io", "policies", NS, "k10-disaster-recovery-policy").is_some());
