@@ -327,6 +327,27 @@ fn skip_reason(entry: &Entry, skip: &BTreeSet<Category>) -> Option<&'static str>
     None
 }
 
+/// Clears what the old cluster allocated and the new one must allocate again: a Service's
+/// cluster IPs (another cluster's service range would be refused; headless `None` stays) and
+/// its node ports (they may be taken; the type's own allocation gives new ones).
+fn prepare_for_new_cluster(object: &mut Value) {
+    if object["kind"] == "Service" && object["apiVersion"] == "v1" {
+        let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else { return };
+        if spec.get("clusterIP").and_then(Value::as_str) != Some("None") {
+            spec.remove("clusterIP");
+            spec.remove("clusterIPs");
+        }
+        if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+            for port in ports {
+                if let Some(p) = port.as_object_mut() {
+                    p.remove("nodePort");
+                }
+            }
+        }
+        spec.remove("healthCheckNodePort");
+    }
+}
+
 /// A simple pacing limiter: one request slot every 1/qps seconds.
 struct RateLimiter {
     interval: Duration,
@@ -475,6 +496,7 @@ impl Ctx {
         let source_uid = entry.source_uid.clone();
         let mut object = entry.object;
         let dropped = if relink { self.relink(&mut object, &namespace).await? } else { false };
+        prepare_for_new_cluster(&mut object);
         if object["kind"] == "CronJob" && namespace == self.settings.namespace && name == DR_POLICY_NAME {
             // The restored cluster must not back up into the location until it takes ownership.
             object["spec"]["suspend"] = json!(true);
@@ -1001,6 +1023,17 @@ mod tests {
         assert_eq!(skip_reason(&ns, &both), Some("skipResource"));
         let token = entry(Category::Applications, json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token", "metadata": {"name": "t", "namespace": "shop"}}));
         assert_eq!(skip_reason(&token, &BTreeSet::new()), Some("made by the cluster"));
+    }
+
+    #[test]
+    fn services_get_new_cluster_ips_and_node_ports_but_stay_headless() {
+        let mut svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                             "spec": {"type": "NodePort", "clusterIP": "10.96.4.7", "clusterIPs": ["10.96.4.7"], "ports": [{"port": 80, "nodePort": 30080}]}});
+        prepare_for_new_cluster(&mut svc);
+        assert_eq!(svc["spec"], json!({"type": "NodePort", "ports": [{"port": 80}]}));
+        let mut headless = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"}, "spec": {"clusterIP": "None", "clusterIPs": ["None"]}});
+        prepare_for_new_cluster(&mut headless);
+        assert_eq!(headless["spec"]["clusterIP"], "None");
     }
 
     #[test]
