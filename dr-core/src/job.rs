@@ -105,6 +105,16 @@ pub fn vault_from_env() -> Result<Option<VaultConfig>, JobError> {
     Ok(Some(VaultConfig { address, auth, namespace: var("VAULT_NAMESPACE") }))
 }
 
+/// Where a file profile's volume is mounted in the job's pod.
+fn location_mount_from_env() -> PathBuf {
+    var(env::LOCATION_MOUNT).unwrap_or_else(|| FILE_LOCATION_MOUNT.into()).into()
+}
+
+/// How the job reaches the passphrase sources that are not in the cluster.
+fn resolve_from_env() -> Result<ResolveOptions, JobError> {
+    Ok(ResolveOptions { vault: vault_from_env()?, aws_endpoint: var(env::AWS_SECRETS_ENDPOINT) })
+}
+
 /// What the backup job needs, read from the environment.
 #[derive(Clone, Debug)]
 pub struct BackupSettings {
@@ -120,8 +130,8 @@ impl BackupSettings {
         Ok(Self {
             namespace: var(env::NAMESPACE).ok_or(JobError::MissingEnv(env::NAMESPACE))?,
             policy: var(env::POLICY).unwrap_or_else(|| DR_POLICY_NAME.into()),
-            location_mount: Some(var(env::LOCATION_MOUNT).unwrap_or_else(|| FILE_LOCATION_MOUNT.into()).into()),
-            resolve: ResolveOptions { vault: vault_from_env()?, aws_endpoint: var(env::AWS_SECRETS_ENDPOINT) },
+            location_mount: Some(location_mount_from_env()),
+            resolve: resolve_from_env()?,
         })
     }
 }
@@ -271,7 +281,7 @@ pub fn restore_settings_from_env() -> Result<crate::restore::RestoreSettings, Jo
     s.concurrency = number(env::RESTORE_CONCURRENCY, crate::restore::DEFAULT_CONCURRENCY)?;
     s.qps = number(env::RESTORE_QPS, crate::restore::DEFAULT_QPS)?;
     s.holder = var(env::RESTORE_HOLDER).or_else(|| var("HOSTNAME")).unwrap_or_else(|| "dr-restore".into());
-    s.location_mount = Some(var(env::LOCATION_MOUNT).unwrap_or_else(|| FILE_LOCATION_MOUNT.into()).into());
-    s.resolve = ResolveOptions { vault: vault_from_env()?, aws_endpoint: var(env::AWS_SECRETS_ENDPOINT) };
+    s.location_mount = Some(location_mount_from_env());
+    s.resolve = resolve_from_env()?;
     Ok(s)
 }

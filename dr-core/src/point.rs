@@ -711,9 +711,15 @@ pub async fn verify_point(
     unlocker: &Arc<Unlocker>,
 ) -> Result<u64, PointError> {
     let manifest = read_manifest(location, cluster_id, point_id, unlocker).await?;
-    let counts = read_entries(location, &manifest, unlocker, |_| Ok(())).await?;
+    verify_entries(location, &manifest, unlocker).await
+}
+
+/// Decrypts the archive a (decrypted) manifest describes in full and checks it against the
+/// manifest's counts; returns its object count.
+pub async fn verify_entries(location: &Location, manifest: &Manifest, unlocker: &Arc<Unlocker>) -> Result<u64, PointError> {
+    let counts = read_entries(location, manifest, unlocker, |_| Ok(())).await?;
     if counts != manifest.counts {
-        return Err(PointError::CountMismatch { point: point_id.into(), expected: manifest.counts.total, found: counts.total });
+        return Err(PointError::CountMismatch { point: manifest.point_id.clone(), expected: manifest.counts.total, found: counts.total });
     }
     Ok(counts.total)
 }

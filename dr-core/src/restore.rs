@@ -384,13 +384,12 @@ struct Ctx {
     /// apiVersion/kind → how to reach it; `None` if this cluster does not serve it.
     kinds: tokio::sync::Mutex<HashMap<(String, String), Option<(ApiResource, bool)>>>,
     report: Mutex<RestoreReport>,
-    /// CRDs written (or found) in the first tier, to wait for.
-    crds: Mutex<Vec<String>>,
+    /// CRDs written (or found) in the first tier, by name, with the (group, kind) they define:
+    /// the names to wait for until Established, the kinds whose discovery may lag.
+    crds: Mutex<BTreeMap<String, (String, String)>>,
     /// (group, kind) of CRDs that skipResource left out: their custom resources are skipped
     /// for that reason rather than failed.
     skipped_crds: Mutex<HashSet<(String, String)>>,
-    /// (group, kind) of CRDs this restore wrote: discovery may lag behind them.
-    restored_crds: Mutex<HashSet<(String, String)>>,
 }
 
 enum Outcome {
@@ -440,7 +439,8 @@ impl Ctx {
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         let gvk = GroupVersionKind::gvk(group, version, kind);
         // Only a kind whose CRD this restore just wrote is worth asking about again.
-        let attempts = if self.restored_crds.lock().expect("not poisoned").contains(&(group.to_owned(), kind.to_owned())) { 10 } else { 1 };
+        let restored = self.crds.lock().expect("not poisoned").values().any(|(g, k)| g == group && k == kind);
+        let attempts = if restored { 10 } else { 1 };
         let mut found = None;
         for attempt in 0..attempts {
             match kube::discovery::pinned_kind(&self.client, &gvk).await {
@@ -476,9 +476,7 @@ impl Ctx {
     async fn restore_inner(&self, entry: Entry, relink: bool) -> Result<(Outcome, bool), String> {
         if let Some(why) = skip_reason(&entry, &self.settings.skip) {
             if entry.kind_key() == "CustomResourceDefinition.apiextensions.k8s.io" {
-                let spec = &entry.object["spec"];
-                let crd = (spec["group"].as_str().unwrap_or_default().to_owned(), spec["names"]["kind"].as_str().unwrap_or_default().to_owned());
-                self.skipped_crds.lock().expect("not poisoned").insert(crd);
+                self.skipped_crds.lock().expect("not poisoned").insert(crd_group_kind(&entry.object));
             }
             return Ok((Outcome::Skipped(why.into()), false));
         }
@@ -489,7 +487,7 @@ impl Ctx {
             if self.skipped_crds.lock().expect("not poisoned").contains(&(group, entry.kind().to_owned())) {
                 return Ok((Outcome::Skipped("its CRD is skipped (skipResource)".into()), false));
             }
-            return Ok((Outcome::Failed(format!("{}: {} is not served by this cluster (is its CRD or API service installed?)", object_name(&entry), entry.api_version())), false));
+            return Err(format!("{} is not served by this cluster (is its CRD or API service installed?)", entry.api_version()));
         };
         let name = entry.name().to_owned();
         let namespace = entry.namespace().to_owned();
@@ -508,10 +506,7 @@ impl Ctx {
             Api::all_with(self.client.clone(), &resource)
         };
         if resource.kind == "CustomResourceDefinition" {
-            self.crds.lock().expect("not poisoned").push(name.clone());
-            let spec = &object["spec"];
-            let crd = (spec["group"].as_str().unwrap_or_default().to_owned(), spec["names"]["kind"].as_str().unwrap_or_default().to_owned());
-            self.restored_crds.lock().expect("not poisoned").insert(crd);
+            self.crds.lock().expect("not poisoned").insert(name.clone(), crd_group_kind(&object));
         }
         let outcome = if self.settings.dry_run {
             match self.call(|| api.get_opt(&name)).await? {
@@ -528,7 +523,6 @@ impl Ctx {
                     Outcome::Restored
                 }
                 Err(e) if e.starts_with("409 AlreadyExists") => {
-                    let existing = self.call(|| api.get(&name)).await?;
                     if self.settings.override_resources {
                         let params = PatchParams::apply(FIELD_MANAGER).force();
                         let apply = Patch::Apply(&object);
@@ -536,6 +530,7 @@ impl Ctx {
                         self.remember(source_uid.as_deref(), &applied);
                         Outcome::Replaced
                     } else {
+                        let existing = self.call(|| api.get(&name)).await?;
                         self.remember(source_uid.as_deref(), &existing);
                         self.existing(&existing, &namespace, &name)
                     }
@@ -642,7 +637,7 @@ impl Ctx {
 
     /// Waits until every CRD of the first tier is Established, so their kinds can be written.
     async fn wait_established(&self) {
-        let names: Vec<String> = std::mem::take(&mut *self.crds.lock().expect("not poisoned"));
+        let names: Vec<String> = self.crds.lock().expect("not poisoned").keys().cloned().collect();
         if names.is_empty() || self.settings.dry_run {
             return;
         }
@@ -686,6 +681,12 @@ fn describe(e: &kube::Error) -> String {
     }
 }
 
+/// The (group, kind) a CustomResourceDefinition defines.
+fn crd_group_kind(crd: &Value) -> (String, String) {
+    let spec = &crd["spec"];
+    (spec["group"].as_str().unwrap_or_default().to_owned(), spec["names"]["kind"].as_str().unwrap_or_default().to_owned())
+}
+
 fn object_name(entry: &Entry) -> String {
     if entry.namespace().is_empty() {
         format!("{} {}", entry.kind_key(), entry.name())
@@ -708,14 +709,8 @@ pub async fn run_restore(client: &Client, settings: &RestoreSettings) -> Result<
         Ok(r) => r,
         Err(_elapsed) => {
             let ctx = shared.lock().expect("not poisoned").clone();
-            let (mut report, total) = match ctx {
-                Some(ctx) => {
-                    let r = ctx.report.lock().expect("not poisoned").clone();
-                    let total = r.objects;
-                    (r, total)
-                }
-                None => (RestoreReport::default(), 0),
-            };
+            let mut report = ctx.map(|ctx| ctx.report.lock().expect("not poisoned").clone()).unwrap_or_default();
+            let total = report.objects;
             report.finish(started);
             let done = report.total();
             Err(RestoreError::Timeout {
@@ -745,10 +740,7 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
     check_mode(&manifest, settings.quick_mode)?;
     tracing::info!(point = %manifest.point_id, objects = manifest.counts.total, mode = manifest.mode.as_str(), location = %location.describe(), passphrase = %source.describe(), "verifying the restore point");
     // The whole point is decrypted and checked before the first write.
-    let counts = point::read_entries(&location, &manifest, &unlocker, |_| Ok(())).await?;
-    if counts != manifest.counts {
-        return Err(PointError::CountMismatch { point: manifest.point_id.clone(), expected: manifest.counts.total, found: counts.total }.into());
-    }
+    point::verify_entries(&location, &manifest, &unlocker).await?;
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         settings: settings.clone(),
@@ -767,7 +759,6 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
         }),
         crds: Mutex::default(),
         skipped_crds: Mutex::default(),
-        restored_crds: Mutex::default(),
     });
     *shared.lock().expect("not poisoned") = Some(ctx.clone());
     if !settings.dry_run {

@@ -36,7 +36,7 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
         bail!("--timeout must be a whole number of minutes (30m, 2h)");
     }
     settings.timeout = args.timeout;
-    settings.check().map_err(|e| anyhow::anyhow!(e.to_string().replace("quickMode.overrideResources=true (--override-resources)", "--override-resources")))?;
+    settings.check()?;
     let vault = args.passphrase.passphrase_source == SourceKind::Vault;
     if vault && args.vault_token_secret.is_none() && args.passphrase.vault_role.is_none() {
         bail!("the restore Job needs a Vault login: --vault-token-secret SECRET (a Secret with key vault_token) or --vault-role ROLE (Kubernetes auth)");
@@ -48,7 +48,7 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     let client = input::kube_client(global).await?;
     let profile = resources::get_profile(&client, ns, &args.profile).await?;
     let source = input::passphrase_source(&args.passphrase, false)?;
-    check_point(&client, ns, &profile, args, &source).await?;
+    check_point(&client, ns, &profile, args, settings.point_in_time, &source).await?;
 
     let values = chart_values(args, &profile);
     if args.dry_run {
@@ -118,7 +118,14 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
 
 /// Finds the point the Job will restore, and, with a raw passphrase, opens its manifest and
 /// checks its mode, so the common mistakes fail here, before anything is written.
-async fn check_point(client: &kube::Client, ns: &str, profile: &resources::Profile, args: &RestoreArgs, source: &PassphraseSource) -> Result<()> {
+async fn check_point(
+    client: &kube::Client,
+    ns: &str,
+    profile: &resources::Profile,
+    args: &RestoreArgs,
+    at: Option<time::OffsetDateTime>,
+    source: &PassphraseSource,
+) -> Result<()> {
     let config = match resources::location_config(client, ns, profile, args.path.as_deref()).await {
         Ok(config) => config,
         Err(ResourceError::FileProfileOutsideCluster { name }) if !args.dry_run => {
@@ -129,15 +136,11 @@ async fn check_point(client: &kube::Client, ns: &str, profile: &resources::Profi
     };
     let location = Location::connect(&config).await?;
     let points = point::list_points(&location, &args.cluster_id).await?;
-    let at = input::point_in_time(&args.point_in_time)?;
     let chosen = point::select_point(&points, at, &args.cluster_id, &location)?;
     eprintln!("restore point {} at {}", chosen.id, location.describe());
     if let PassphraseSource::Raw(p) = source {
         let manifest = point::read_manifest(&location, &args.cluster_id, &chosen.id, &Unlocker::new(p.clone())).await?;
-        restore::check_mode(&manifest, args.quick_mode).map_err(|e| anyhow::anyhow!(e.to_string().replace(
-            "quickMode.enabled=true and quickMode.overrideResources=true (--quick-mode --override-resources)",
-            "--quick-mode --override-resources",
-        ).replace("leave quickMode.enabled unset (drop --quick-mode)", "drop --quick-mode")))?;
+        restore::check_mode(&manifest, args.quick_mode)?;
         eprintln!("  {} mode, {} objects, written by policy {}", manifest.mode.as_str(), manifest.counts.total, manifest.policy);
     }
     Ok(())
@@ -250,10 +253,10 @@ fn install_chart(global: &GlobalArgs, args: &RestoreArgs, values: &Value) -> Res
 }
 
 /// The termination message is "restore failed: <why>\n<report>" or just the report.
-fn split_message(message: &str) -> (String, Option<RestoreReportView>) {
+fn split_message(message: &str) -> (String, Option<Value>) {
     let mut headline = String::new();
     for line in message.lines() {
-        if let Ok(report) = serde_json::from_str::<RestoreReportView>(line) {
+        if let Ok(report) = serde_json::from_str::<Value>(line) {
             return (headline, Some(report));
         }
         if headline.is_empty() {
@@ -262,9 +265,6 @@ fn split_message(message: &str) -> (String, Option<RestoreReportView>) {
     }
     (headline, None)
 }
-
-/// The report as the Job writes it, read back from JSON.
-type RestoreReportView = Value;
 
 fn print_report<R: serde::Serialize>(report: &R, output: OutputFormat, verb: &str) -> Result<()> {
     let v = serde_json::to_value(report)?;
