@@ -9,7 +9,7 @@
 #[allow(dead_code)]
 mod apiserver;
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -42,15 +42,7 @@ async fn serve(n: usize) {
         };
         api.seed(obj);
     }
-    println!("{}", api.url);
-    std::io::stdout().flush().unwrap();
-    // Serve until the parent closes stdin.
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
-    })
-    .await
-    .unwrap();
+    measure::serve_until_stdin_closes(&api.url).await;
 }
 
 async fn backup(url: &str) {

@@ -11,7 +11,7 @@
 #[allow(dead_code)]
 mod apiserver;
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -36,14 +36,7 @@ async fn serve() {
     api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kasten-io"}}));
     api.seed(json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "offsite", "namespace": "kasten-io"}, "spec": {"file": {"claimName": "dr-nfs"}}}));
     api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k10-dr-secret", "namespace": "kasten-io"}, "data": {"key": apiserver::base64(PASS.as_bytes(), false)}}));
-    println!("{}", api.url);
-    std::io::stdout().flush().unwrap();
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
-    })
-    .await
-    .unwrap();
+    measure::serve_until_stdin_closes(&api.url).await;
 }
 
 async fn write_point(dir: &std::path::Path, n: usize) {

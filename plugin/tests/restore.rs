@@ -70,6 +70,13 @@ async fn source(dir: &Path, location: &Path) -> (ApiServer, String) {
     (api, cluster_id)
 }
 
+/// An empty target cluster where the operator has created the location profile.
+async fn target(dir: &Path) -> (ApiServer, PathBuf) {
+    let (api, kc) = cluster(dir, "target").await;
+    ok(&dr(&kc, &["profile", "create", "offsite", "--pvc", "dr-nfs"], "", &[]));
+    (api, kc)
+}
+
 /// Runs the restore Job when helm creates it, as the kubelet would.
 fn kubelet(api: &ApiServer, location: &Path) -> tokio::task::JoinHandle<i32> {
     let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::namespaced(api.client(), NS);
@@ -95,8 +102,7 @@ async fn restore_onto_an_empty_cluster_then_take_ownership() {
     std::fs::create_dir_all(&loc).unwrap();
     let (_source, cluster_id) = source(dir.path(), &loc).await;
 
-    let (target, kc) = cluster(dir.path(), "target").await;
-    ok(&dr(&kc, &["profile", "create", "offsite", "--pvc", "dr-nfs"], "", &[]));
+    let (target, kc) = target(dir.path()).await;
     let restore = |extra: &[&str], stdin: &str, env: &[(&str, String)]| {
         let mut args = vec!["restore", "--cluster-id", cluster_id.as_str(), "--profile", "offsite", "--passphrase-file", "-", "--path", loc.to_str().unwrap()];
         args.extend_from_slice(extra);
@@ -168,8 +174,7 @@ async fn a_failed_restore_job_fails_the_command_with_its_reason() {
     let loc = dir.path().join("nfs");
     std::fs::create_dir_all(&loc).unwrap();
     let (_source, cluster_id) = source(dir.path(), &loc).await;
-    let (target, kc) = cluster(dir.path(), "target").await;
-    ok(&dr(&kc, &["profile", "create", "offsite", "--pvc", "dr-nfs"], "", &[]));
+    let (target, kc) = target(dir.path()).await;
     // An AWS Secrets Manager source whose secret does not exist: only the Job can find out.
     let moto = support::moto();
     target.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws-creds", "namespace": NS},

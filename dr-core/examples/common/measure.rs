@@ -1,4 +1,5 @@
-//! What the cluster benchmarks measure about their own process, from /proc.
+//! What the cluster benchmarks share: measuring their own process (from /proc), and serving
+//! the test API server from a child process.
 
 /// A field of /proc/self/status in MiB (VmHWM: peak RSS).
 pub fn proc_status(field: &str) -> f64 {
@@ -20,4 +21,17 @@ pub fn cpu_seconds() -> f64 {
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // Fields 14 and 15 of stat (utime, stime) are at 11 and 12 after the command name.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Prints the test API server's URL for the parent, then serves until the parent closes stdin.
+pub async fn serve_until_stdin_closes(url: &str) {
+    use std::io::Write;
+    println!("{url}");
+    std::io::stdout().flush().unwrap();
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    })
+    .await
+    .unwrap();
 }

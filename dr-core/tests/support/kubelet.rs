@@ -13,21 +13,10 @@ use serde_json::{json, Value};
 
 use super::apiserver::ApiServer;
 
-/// A decoded Secret value (test data is small; no dependency needed).
+/// A Secret value, decoded as the API machinery decodes it (k8s-openapi's `ByteString`).
 pub fn unb64(s: &str) -> String {
-    let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in s.bytes().filter(|c| *c != b'=') {
-        bits = (bits << 6) | table.iter().position(|t| *t == c).unwrap() as u32;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-        }
-    }
-    String::from_utf8(out).unwrap()
+    let bytes: k8s_openapi::ByteString = serde_json::from_value(Value::String(s.into())).unwrap();
+    String::from_utf8(bytes.0).unwrap()
 }
 
 /// Whether `m` (a manifest) exists on `api`.
@@ -138,27 +127,10 @@ pub fn pod_for_job(api: &ApiServer, job: &Value, location: &Path, root: &Path) -
 pub async fn run_job(api: &ApiServer, job: &Value, binary: &str, location: &Path) -> i32 {
     let root = tempfile::tempdir().unwrap();
     let pod = pod_for_job(api, job, location, root.path());
-    let out = tokio::task::spawn_blocking({
-        let mut child = pod.spawn(binary);
-        move || {
-            let stdout = child.stdout.take();
-            let stderr = child.stderr.take();
-            // Drain the pipes so a chatty process never blocks.
-            let drain = |r: Option<Box<dyn std::io::Read + Send>>| std::thread::spawn(move || {
-                let mut s = String::new();
-                if let Some(mut r) = r {
-                    let _ = r.read_to_string(&mut s);
-                }
-                s
-            });
-            let (o, e) = (drain(stdout.map(|s| Box::new(s) as _)), drain(stderr.map(|s| Box::new(s) as _)));
-            let status = child.wait().unwrap();
-            (status, o.join().unwrap(), e.join().unwrap())
-        }
-    })
-    .await
-    .unwrap();
-    let code = out.0.code().unwrap_or(137);
+    let child = pod.spawn(binary);
+    // wait_with_output drains both pipes, so a chatty process never blocks.
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let code = out.status.code().unwrap_or(137);
     let message = std::fs::read_to_string(&pod.termination).unwrap_or_default();
     let name = job["metadata"]["name"].as_str().unwrap();
     let namespace = job["metadata"]["namespace"].as_str().unwrap();
@@ -172,7 +144,7 @@ pub async fn run_job(api: &ApiServer, job: &Value, binary: &str, location: &Path
     let status = if code == 0 { json!({"status": {"succeeded": 1}}) } else { json!({"status": {"failed": 1}}) };
     jobs.patch_status(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(status)).await.unwrap();
     if code != 0 {
-        eprintln!("job {name} exited {code}:\n{}\n{}", out.1, out.2);
+        eprintln!("job {name} exited {code}:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     }
     code
 }
