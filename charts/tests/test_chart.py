@@ -55,7 +55,7 @@ check("defaults: job named after the release", job_of(out)["metadata"]["name"] =
 check("defaults: cluster ID and profile passed", env["DR_SOURCE_CLUSTER_ID"] == "0b6bd9b4-2c4a-4d1e-9a3e-3b7f0f6a1c2d" and env["DR_PROFILE"] == "offsite", env)
 check("defaults: timeout 30 minutes", env["DR_RESTORE_TIMEOUT_MINUTES"] == "30", env)
 check("defaults: no passphrase or vault settings in the env", not any(k.startswith("DR_VAULT") for k in env) and "key" not in env, env)
-check("defaults: image from appVersion", job_of(out)["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/kubectl-dr/dr-job:0.1.0")
+check("defaults: image from appVersion", job_of(out)["spec"]["template"]["spec"]["containers"][0]["image"] == "localhost/kubectl-dr/dr-job:0.1.0")
 kinds = sorted(m["kind"] for m in out["manifests"])
 check("defaults: full restore gets cluster-wide RBAC", kinds == ["ClusterRole", "ClusterRoleBinding", "Job", "Role", "RoleBinding", "ServiceAccount"], kinds)
 cr = next(m for m in out["manifests"] if m["kind"] == "ClusterRole")
@@ -106,16 +106,33 @@ check("air-gapped: image rewritten to the repository", pod["spec"]["containers"]
 check("air-gapped: pull secrets, labels, annotations", pod["spec"]["imagePullSecrets"] == [{"name": "k10-ecr"}]
       and pod["metadata"]["labels"]["team"] == "platform" and pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false", pod)
 out = setup("digest", "--set", "image.digest=sha256:" + "a" * 64)
-check("digest: pins the image", job_of(out)["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/kubectl-dr/dr-job@sha256:" + "a" * 64)
+check("digest: pins the image", job_of(out)["spec"]["template"]["spec"]["containers"][0]["image"] == "localhost/kubectl-dr/dr-job@sha256:" + "a" * 64)
 
 # FIPS and hardened values files.
 out = setup("fips", "-f", "values-fips.yaml")
 env = env_of(out)
 check("fips: FIPS image and the job refuses non-FIPS crypto", env.get("DR_REQUIRE_FIPS") == "true"
-      and job_of(out)["spec"]["template"]["spec"]["containers"][0]["image"].startswith("ghcr.io/kubectl-dr/dr-job-fips:"), env)
+      and job_of(out)["spec"]["template"]["spec"]["containers"][0]["image"] == "localhost/kubectl-dr/dr-job:0.1.0-fips", env)
+out = setup("fips air-gapped", "-f", "values-fips.yaml", "--set", "airgapped.repository=repo.example.com/dr")
+check("fips air-gapped: the FIPS tag in the mirror", job_of(out)["spec"]["template"]["spec"]["containers"][0]["image"] == "repo.example.com/dr/dr-job:0.1.0-fips")
 hardened(out, "fips")
 out = setup("hardened", "-f", "values-hardened.yaml", "--set-json", 'imagePullSecrets=[{"name":"hardened-registry"}]')
-check("hardened: image from the hardened registry", job_of(out)["spec"]["template"]["spec"]["containers"][0]["image"].startswith("registry1.dso.mil/ironbank/kubectl-dr/dr-job:"))
+check("hardened: this project's image, always pulled", job_of(out)["spec"]["template"]["spec"]["containers"][0]["image"] == "localhost/kubectl-dr/dr-job:0.1.0"
+      and job_of(out)["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always")
+
+# Vault's CA bundle, from a ConfigMap or a Secret, mounted and named to the job.
+for source in ["configMap", "secret"]:
+    out = setup(f"vault CA from a {source}", "--set", "vault.enabled=true", "--set", "vault.address=https://vault.example.com:8200",
+                "--set", "vault.role=dr", "--set", f"vault.caBundle.{source}=vault-ca", "--set", "vault.caBundle.key=root.pem")
+    pod = job_of(out)["spec"]["template"]["spec"]
+    env = env_of(out)
+    volume = next((v for v in pod["volumes"] if v["name"] == "vault-ca"), {})
+    ref = volume.get(source, {})
+    check(f"vault CA from a {source}: mounted and named", env.get("DR_VAULT_CA_BUNDLE") == "/etc/kubectl-dr/vault-ca/ca.crt"
+          and (ref.get("name") or ref.get("secretName")) == "vault-ca" and ref.get("items") == [{"key": "root.pem", "path": "ca.crt"}]
+          and any(m["mountPath"] == "/etc/kubectl-dr/vault-ca" for m in pod["containers"][0]["volumeMounts"]), volume)
+out = setup("vault without CA", "--set", "vault.enabled=true", "--set", "vault.address=https://v:8200", "--set", "vault.role=dr")
+check("vault without CA: nothing mounted", "DR_VAULT_CA_BUNDLE" not in env_of(out))
 hardened(out, "hardened")
 
 # File profile: the PVC is mounted read-only.
@@ -144,6 +161,9 @@ rejected("an unknown skipResource name", BASE + ["--set", "skipResource=profiles
 rejected("quick mode without overrideResources", BASE + ["--set", "quickMode.enabled=true"], "overrideResources")
 rejected("vault without address", BASE + ["--set", "vault.enabled=true", "--set", "vault.secretName=v"], "address")
 rejected("a misspelt value", BASE + ["--set", "pointIntime=2022-01-02T15:04:05Z"], "pointIntime")
+rejected("a Vault CA from both a ConfigMap and a Secret", BASE + ["--set", "vault.enabled=true", "--set", "vault.address=https://v:8200", "--set", "vault.role=r",
+         "--set", "vault.caBundle.configMap=a", "--set", "vault.caBundle.secret=b"], "caBundle")
+rejected("a Vault CA name that is not a name", BASE + ["--set", "vault.caBundle.configMap=bad\nname: x"], "caBundle")
 
 if failures:
     print(f"{len(failures)} chart checks failed: {failures}")

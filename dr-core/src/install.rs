@@ -24,8 +24,10 @@ use crate::resources::{Policy, PolicySpec, Profile, FILE_LOCATION_MOUNT};
 pub const SERVICE_ACCOUNT: &str = "kubectl-dr-backup";
 /// Label on everything `enable` creates, so `disable` finds it.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kubectl-dr");
-/// Default job image.
-pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/kubectl-dr/dr-job";
+/// The ConfigMap (key `ca.crt`) holding the CA that signed Vault's certificate, for the job.
+pub const VAULT_CA_CONFIG_MAP: &str = "kubectl-dr-vault-ca";
+/// Where the job's pod mounts it.
+const VAULT_CA_MOUNT: &str = "/etc/kubectl-dr/vault-ca";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
@@ -76,13 +78,15 @@ pub struct EnableSettings {
     pub source: PassphraseSource,
     pub frequency: String,
     pub policy: PolicySpec,
-    pub image_repository: String,
-    pub image_tag: String,
+    /// The job image reference (`repository:tag`, or pinned `repository:tag@sha256:...`).
+    pub image: String,
     pub image_pull_secrets: Vec<String>,
     /// Vault for the job: address, and a token Secret (`vault_token`) or a Kubernetes-auth role.
     pub vault_address: Option<String>,
     pub vault_token_secret: Option<String>,
     pub vault_role: Option<String>,
+    /// PEM bundle of the CA that signed Vault's certificate (kept in [`VAULT_CA_CONFIG_MAP`]).
+    pub vault_ca_bundle: Option<String>,
 }
 
 /// What `enable` did.
@@ -196,6 +200,11 @@ pub fn cronjob(settings: &EnableSettings, profile: &Profile) -> CronJob {
             volumes.push(json!({"name": "vault-token", "secret": {"secretName": secret, "items": [{"key": "vault_token", "path": "vault_token"}]}}));
             mounts.push(json!({"name": "vault-token", "mountPath": "/var/run/secrets/vault", "readOnly": true}));
         }
+        if settings.vault_ca_bundle.is_some() {
+            envs.push(json!({"name": env::VAULT_CA_BUNDLE, "value": format!("{VAULT_CA_MOUNT}/ca.crt")}));
+            volumes.push(json!({"name": "vault-ca", "configMap": {"name": VAULT_CA_CONFIG_MAP, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}));
+            mounts.push(json!({"name": "vault-ca", "mountPath": VAULT_CA_MOUNT, "readOnly": true}));
+        }
     }
     if let Some(file) = &profile.spec.file {
         volumes.push(json!({"name": "location", "persistentVolumeClaim": {"claimName": file.claim_name}}));
@@ -219,7 +228,7 @@ pub fn cronjob(settings: &EnableSettings, profile: &Profile) -> CronJob {
                     "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
                         "name": "backup",
-                        "image": format!("{}:{}", settings.image_repository, settings.image_tag),
+                        "image": settings.image,
                         "args": ["backup"],
                         "env": envs,
                         "volumeMounts": mounts,
@@ -249,6 +258,16 @@ pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<Enable
         .map_err(api_err(format!("reading profile {}", settings.profile)))?
         .ok_or_else(|| InstallError::ProfileMissing { name: settings.profile.clone(), namespace: ns.clone() })?;
     write_dr_secret(client, ns, &settings.source).await?;
+    if let Some(pem) = &settings.vault_ca_bundle {
+        let mut map = k8s_openapi::api::core::v1::ConfigMap {
+            data: Some(BTreeMap::from([("ca.crt".to_owned(), pem.clone())])),
+            ..Default::default()
+        };
+        map.metadata.name = Some(VAULT_CA_CONFIG_MAP.into());
+        map.metadata.namespace = Some(ns.clone());
+        map.metadata.labels = Some(labels());
+        apply(&Api::namespaced(client.clone(), ns), map).await?;
+    }
 
     let mut policy = Policy::new(DR_POLICY_NAME, settings.policy.clone());
     policy.metadata.namespace = Some(ns.clone());
@@ -308,6 +327,7 @@ pub async fn disable(client: &Client, namespace: &str, delete_secret: bool) -> R
     remove!(Api::<ClusterRoleBinding>::all(client.clone()), &cluster_role, "clusterrolebinding");
     remove!(Api::<ClusterRole>::all(client.clone()), &cluster_role, "clusterrole");
     remove!(Api::<ServiceAccount>::namespaced(client.clone(), namespace), SERVICE_ACCOUNT, "serviceaccount");
+    remove!(Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), namespace), VAULT_CA_CONFIG_MAP, "configmap");
     if delete_secret {
         remove!(Api::<Secret>::namespaced(client.clone(), namespace), DR_SECRET_NAME, "secret");
     }

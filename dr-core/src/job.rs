@@ -28,6 +28,8 @@ pub mod env {
     pub const VAULT_ADDRESS: &str = "DR_VAULT_ADDRESS";
     /// File holding a Vault token (the mounted `vault_token` key of `vault.secretName`).
     pub const VAULT_TOKEN_FILE: &str = "DR_VAULT_TOKEN_FILE";
+    /// PEM file with the CA that signed Vault's certificate (the mounted `vault.caBundle`).
+    pub const VAULT_CA_BUNDLE: &str = "DR_VAULT_CA_BUNDLE";
     /// Vault Kubernetes auth role (`vault.role`).
     pub const VAULT_ROLE: &str = "DR_VAULT_ROLE";
     /// Service-account token for Vault Kubernetes auth (`vault.serviceAccountTokenPath`).
@@ -102,7 +104,7 @@ pub fn vault_from_env() -> Result<Option<VaultConfig>, JobError> {
         let token = std::fs::read_to_string(&path).map_err(|e| JobError::VaultTokenFile { path: path.clone(), detail: e.to_string() })?;
         VaultAuth::Token(Zeroizing::new(token.trim().to_owned()))
     };
-    Ok(Some(VaultConfig { address, auth, namespace: var("VAULT_NAMESPACE") }))
+    Ok(Some(VaultConfig { address, auth, namespace: var("VAULT_NAMESPACE"), ca_bundle: var(env::VAULT_CA_BUNDLE).map(PathBuf::from) }))
 }
 
 /// Where a file profile's volume is mounted in the job's pod.

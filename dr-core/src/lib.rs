@@ -22,6 +22,7 @@ pub mod format;
 pub mod install;
 pub mod job;
 mod insecure_http;
+pub mod images;
 pub mod location;
 pub mod manifests;
 pub mod passphrase;
@@ -29,6 +30,8 @@ pub mod point;
 pub mod resources;
 pub mod restore;
 pub mod retention;
+pub mod self_check;
+pub mod tls;
 
 /// Installs aws-lc-rs as rustls' process-wide crypto provider, once. reqwest is built without
 /// a provider of its own so that there is exactly one (two make rustls panic).
@@ -37,19 +40,6 @@ pub fn init_crypto_provider() {
     ONCE.call_once(|| {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     });
-}
-
-/// An HTTPS client for the AWS SDK that also trusts the CA certificates in `pem`.
-pub(crate) fn https_client_with_ca(pem: Vec<u8>) -> aws_sdk_s3::config::SharedHttpClient {
-    use aws_smithy_http_client::tls;
-    let ctx = tls::TlsContext::builder()
-        .with_trust_store(tls::TrustStore::default().with_pem_certificate(pem))
-        .build()
-        .expect("a trust store with native roots and a PEM bundle");
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
-        .tls_context(ctx)
-        .build_https()
 }
 
 /// A Kubernetes client for `config` whose retries of 429, 503 and 504 are bounded: 200 ms

@@ -38,8 +38,8 @@ pub struct S3Config {
     /// Endpoint URL for S3-compatible stores (MinIO, Ceph, ...); AWS when unset.
     pub endpoint: Option<String>,
     pub path_style: bool,
-    /// PEM file with extra CA certificates to trust (a private CA in front of the store).
-    pub ca_bundle: Option<PathBuf>,
+    /// Extra CA certificates to trust (a private CA in front of the store).
+    pub ca_bundle: Option<CaBundle>,
     /// Do not verify the endpoint's TLS certificate (a lab store with a self-signed one).
     pub skip_tls_verify: bool,
     /// Static credentials; the default AWS chain (environment, web identity/IRSA, instance
@@ -47,6 +47,29 @@ pub struct S3Config {
     pub credentials: Option<StaticCredentials>,
     /// Protection period in days: every object is written with a COMPLIANCE retention.
     pub immutable_days: Option<u32>,
+}
+
+/// Extra CA certificates (PEM) to trust for an endpoint.
+#[derive(Clone, Debug)]
+pub enum CaBundle {
+    /// A file on this machine (`--s3-ca-bundle`).
+    File(PathBuf),
+    /// PEM read from elsewhere (a profile's `caBundleConfigMap`); `from` names it in messages.
+    Pem { from: String, pem: Vec<u8> },
+}
+
+impl CaBundle {
+    async fn read(&self) -> Result<Vec<u8>, LocationError> {
+        let (pem, from) = match self {
+            CaBundle::File(path) => (
+                tokio::fs::read(path).await.map_err(|source| LocationError::Io { action: "cannot read CA bundle", path: path.clone(), source })?,
+                path.display().to_string(),
+            ),
+            CaBundle::Pem { from, pem } => (pem.clone(), from.clone()),
+        };
+        crate::tls::certificates_in(&pem, &from).map_err(LocationError::Invalid)?;
+        Ok(pem)
+    }
 }
 
 /// An access key pair. Never printed.
@@ -76,7 +99,7 @@ pub enum LocationError {
     NotFound { location: String, key: String },
     #[error("cannot reach S3 bucket {bucket} at {endpoint}: {detail}. Check the endpoint URL, the network path and the region")]
     Unreachable { bucket: String, endpoint: String, detail: String },
-    #[error("the TLS certificate of {endpoint} is not trusted ({detail}): give the CA that signed it (--s3-ca-bundle), or turn TLS verification off for this profile (--s3-skip-tls-verify) if you accept the risk")]
+    #[error("the TLS certificate of {endpoint} is not trusted ({detail}): give the CA that signed it (--s3-ca-bundle FILE; for a profile, `kubectl dr profile create ... --s3-ca-bundle FILE` or its caBundleConfigMap), or turn TLS verification off (--s3-skip-tls-verify) if you accept the risk")]
     TlsUntrusted { endpoint: String, detail: String },
     #[error("S3 bucket {bucket} does not exist{region}: check the bucket name and region")]
     NoSuchBucket { bucket: String, region: String },
@@ -474,10 +497,7 @@ impl S3Location {
             tracing::warn!(bucket = %cfg.bucket, "TLS certificates of the S3 endpoint are not verified (skip-TLS-verify)");
             loader = loader.http_client(crate::insecure_http::client().map_err(LocationError::Invalid)?);
         } else if let Some(ca) = &cfg.ca_bundle {
-            let pem = tokio::fs::read(ca)
-                .await
-                .map_err(|source| LocationError::Io { action: "cannot read CA bundle", path: ca.clone(), source })?;
-            loader = loader.http_client(crate::https_client_with_ca(pem));
+            loader = loader.http_client(crate::tls::aws_https_client_with_ca(ca.read().await?));
         }
         let sdk = loader.load().await;
         let region = sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());

@@ -80,6 +80,9 @@ pub struct VaultConfig {
     pub auth: VaultAuth,
     /// Vault Enterprise / OpenBao namespace, if any.
     pub namespace: Option<String>,
+    /// PEM file with the CA certificates that signed Vault's TLS certificate, trusted besides
+    /// the system's roots (the chart's `vault.caBundle`, `--vault-ca-bundle`).
+    pub ca_bundle: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -116,6 +119,10 @@ pub enum PassphraseError {
     VaultNotConfigured,
     #[error("cannot reach Vault at {address}: {detail}. Check vault.address and the network path to Vault")]
     VaultUnreachable { address: String, detail: String },
+    #[error("the TLS certificate of Vault at {address} is not trusted ({detail}): give the CA that signed it (chart value vault.caBundle, or --vault-ca-bundle FILE)")]
+    VaultUntrusted { address: String, detail: String },
+    #[error("cannot use the Vault CA bundle: {0}")]
+    VaultCaBundle(String),
     #[error("Vault at {address} is sealed: unseal it, then run again")]
     VaultSealed { address: String },
     #[error("Vault refused {what} (403 permission denied): {hint}")]
@@ -249,9 +256,15 @@ struct VaultClient<'a> {
 impl<'a> VaultClient<'a> {
     fn new(cfg: &'a VaultConfig) -> Result<Self, PassphraseError> {
         crate::init_crypto_provider();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).timeout(Duration::from_secs(30));
+        if let Some(path) = &cfg.ca_bundle {
+            let pem = std::fs::read(path).map_err(|e| PassphraseError::VaultCaBundle(format!("cannot read {}: {e}", path.display())))?;
+            for der in crate::tls::certificates_in(&pem, &path.display().to_string()).map_err(PassphraseError::VaultCaBundle)? {
+                let cert = reqwest::Certificate::from_der(&der).map_err(|e| PassphraseError::VaultCaBundle(format!("{}: {e}", path.display())))?;
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| PassphraseError::VaultUnreachable { address: cfg.address.clone(), detail: e.to_string() })?;
         Ok(Self { http, cfg, base: cfg.address.trim_end_matches('/').to_owned() })
@@ -268,9 +281,14 @@ impl<'a> VaultClient<'a> {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.map_err(|e| PassphraseError::VaultUnreachable {
-            address: self.cfg.address.clone(),
-            detail: error_chain(&e),
+        let resp = req.send().await.map_err(|e| {
+            let detail = error_chain(&e);
+            // rustls says "invalid peer certificate: UnknownIssuer" (or BadSignature, NotValidForName...).
+            if detail.contains("invalid peer certificate") {
+                PassphraseError::VaultUntrusted { address: self.cfg.address.clone(), detail }
+            } else {
+                PassphraseError::VaultUnreachable { address: self.cfg.address.clone(), detail }
+            }
         })?;
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.unwrap_or(Value::Null);

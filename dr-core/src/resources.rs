@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client, CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::catalog::{Mode, DR_SECRET_NAME};
 use crate::cluster::Selection;
-use crate::location::{LocationConfig, S3Config, StaticCredentials};
+use crate::location::{CaBundle, LocationConfig, S3Config, StaticCredentials};
 use crate::passphrase::{PassphraseError, PassphraseSource};
 
 /// Keys of a profile's S3 credentials Secret.
@@ -71,7 +71,14 @@ pub struct S3ProfileSpec {
     /// optionally aws_session_token); the default AWS chain (IRSA) when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
+    /// ConfigMap in the DR namespace whose key `ca.crt` holds extra CA certificates (PEM) to
+    /// trust for the endpoint: a private CA in front of the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle_config_map: Option<String>,
 }
+
+/// The key of a profile's `caBundleConfigMap` that holds the PEM bundle.
+pub const CA_BUNDLE_KEY: &str = "ca.crt";
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -200,6 +207,8 @@ pub enum ResourceError {
     FileProfileOutsideCluster { name: String },
     #[error("{DR_SECRET_NAME} not found in namespace {namespace}: run `kubectl dr enable`, or create it with `kubectl create secret generic {DR_SECRET_NAME} --namespace {namespace} --from-literal key=<passphrase>` (or a Vault / AWS source)")]
     DrSecretMissing { namespace: String },
+    #[error("the CA bundle ConfigMap {config_map} of profile {profile} {problem} in namespace {namespace}: it needs key ca.crt with PEM certificates (kubectl create configmap {config_map} -n {namespace} --from-file ca.crt=ca.pem)")]
+    CaBundle { profile: String, config_map: String, namespace: String, problem: String },
     #[error(transparent)]
     Passphrase(#[from] PassphraseError),
     #[error("reading {what} failed: {source}")]
@@ -253,6 +262,27 @@ pub fn s3_config(profile: &Profile, credentials: Option<StaticCredentials>) -> O
     })
 }
 
+/// The CA bundle an S3 profile names (`caBundleConfigMap`), read and checked; `None` when it
+/// names none. Read through the API, so the CronJob and the restore Job need no extra mount.
+pub async fn profile_ca_bundle(client: &Client, namespace: &str, profile: &Profile) -> Result<Option<CaBundle>, ResourceError> {
+    let Some(name) = profile.spec.s3.as_ref().and_then(|s3| s3.ca_bundle_config_map.clone()) else { return Ok(None) };
+    let problem = |problem: String| ResourceError::CaBundle {
+        profile: profile.metadata.name.clone().unwrap_or_default(),
+        config_map: name.clone(),
+        namespace: namespace.into(),
+        problem,
+    };
+    let map = Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .get_opt(&name)
+        .await
+        .map_err(|source| ResourceError::Api { what: format!("configmap {name}"), source })?
+        .ok_or_else(|| problem("does not exist".into()))?;
+    let pem = map.data.and_then(|mut d| d.remove(CA_BUNDLE_KEY)).ok_or_else(|| problem("lacks the key ca.crt".into()))?.into_bytes();
+    let from = format!("configmap/{name}");
+    crate::tls::certificates_in(&pem, &from).map_err(|e| problem(format!("is not usable ({e})")))?;
+    Ok(Some(CaBundle::Pem { from, pem }))
+}
+
 /// The location a profile describes. `mount` is where a file profile's volume is mounted
 /// (the job's [`FILE_LOCATION_MOUNT`]); `None` outside the cluster.
 pub async fn location_config(client: &Client, namespace: &str, profile: &Profile, mount: Option<&Path>) -> Result<LocationConfig, ResourceError> {
@@ -283,7 +313,9 @@ pub async fn location_config(client: &Client, namespace: &str, profile: &Profile
                 })
             }
         };
-        return Ok(LocationConfig::S3(s3_config(profile, credentials).expect("an S3 profile")));
+        let mut config = s3_config(profile, credentials).expect("an S3 profile");
+        config.ca_bundle = profile_ca_bundle(client, namespace, profile).await?;
+        return Ok(LocationConfig::S3(config));
     }
     if let Some(file) = &profile.spec.file {
         let mount = mount.ok_or_else(|| ResourceError::FileProfileOutsideCluster { name: name.clone() })?;

@@ -13,7 +13,7 @@ const PASSPHRASE: &str = "vault-held passphrase 42";
 
 fn vault_opts(server: &support::Server, token: &str) -> ResolveOptions {
     ResolveOptions {
-        vault: Some(VaultConfig { address: server.url.clone(), auth: VaultAuth::Token(Zeroizing::new(token.into())), namespace: None }),
+        vault: Some(VaultConfig { address: server.url.clone(), auth: VaultAuth::Token(Zeroizing::new(token.into())), namespace: None, ca_bundle: None }),
         aws_endpoint: None,
     }
 }
@@ -98,7 +98,7 @@ async fn vault_failures_say_what_was_looked_for() {
 async fn unreachable_or_unconfigured_vault_is_a_clear_error() {
     let closed = format!("http://127.0.0.1:{}", support::free_port());
     let opts = ResolveOptions {
-        vault: Some(VaultConfig { address: closed.clone(), auth: VaultAuth::Token(Zeroizing::new("t".into())), namespace: None }),
+        vault: Some(VaultConfig { address: closed.clone(), auth: VaultAuth::Token(Zeroizing::new("t".into())), namespace: None, ca_bundle: None }),
         aws_endpoint: None,
     };
     let err = vault_source(KvVersion::V2, "secret", "k10", "passphrase").resolve(&opts).await.unwrap_err();
@@ -116,6 +116,7 @@ async fn vault_kubernetes_auth_with_a_missing_token_file_names_the_path() {
             address: server.url.clone(),
             auth: VaultAuth::Kubernetes { role: "dr".into(), token_path: "/nonexistent/token".into(), mount: "kubernetes".into() },
             namespace: None,
+            ca_bundle: None,
         }),
         aws_endpoint: None,
     };
@@ -164,7 +165,7 @@ async fn vault_kubernetes_auth_against_token_review() {
         let path = dir.path().join(format!("token-{role}-{}", token.len()));
         std::fs::write(&path, token).unwrap();
         ResolveOptions {
-            vault: Some(VaultConfig { address: vault.url.clone(), auth: VaultAuth::Kubernetes { role: role.into(), token_path: path, mount: "kubernetes".into() }, namespace: None }),
+            vault: Some(VaultConfig { address: vault.url.clone(), auth: VaultAuth::Kubernetes { role: role.into(), token_path: path, mount: "kubernetes".into() }, namespace: None, ca_bundle: None }),
             aws_endpoint: None,
         }
     };
@@ -188,4 +189,36 @@ async fn vault_kubernetes_auth_against_token_review() {
     let err = source.resolve(&opts(&token, "nope")).await.unwrap_err();
     assert!(matches!(err, PassphraseError::VaultDenied { .. } | PassphraseError::VaultOther { .. }), "{err}");
     assert!(err.to_string().contains("nope"), "{err}");
+}
+
+/// A Vault whose certificate a private CA signed: trusted with that CA (the chart's
+/// `vault.caBundle`), refused without it, with a message that says what to set.
+#[tokio::test]
+async fn vault_over_tls_is_trusted_through_its_ca_bundle() {
+    let (server, ca) = support::openbao_tls();
+    support::wait_vault_healthy(&server).await;
+    bao(&server, Method::POST, "secret/data/k10", Some(json!({"data": {"passphrase": PASSPHRASE}}))).await;
+    let source = vault_source(KvVersion::V2, "secret", "k10", "passphrase");
+    let mut opts = vault_opts(&server, BAO_ROOT_TOKEN);
+
+    let err = source.resolve(&opts).await.unwrap_err();
+    assert!(matches!(err, PassphraseError::VaultUntrusted { .. }), "{err}");
+    assert!(err.to_string().contains("vault.caBundle"), "{err}");
+    assert_secret_free(&err, BAO_ROOT_TOKEN);
+
+    opts.vault.as_mut().unwrap().ca_bundle = Some(ca);
+    let pass = source.resolve(&opts).await.unwrap();
+    // It is the passphrase Vault holds: a point sealed with it opens with the raw one.
+    let loc_dir = tempfile::tempdir().unwrap();
+    let loc = dr_core::location::Location::connect(&dr_core::location::LocationConfig::File { path: loc_dir.path().into() }).await.unwrap();
+    let m = support::write_point(&loc, "c1", &pass, &support::sample_entries(2, 5)).await;
+    let raw = dr_core::crypto::Passphrase::new(PASSPHRASE.into()).unwrap();
+    dr_core::point::verify_point(&loc, "c1", &m.point_id, &dr_core::point::Unlocker::new(raw)).await.unwrap();
+
+    // A file that holds no certificate is named before Vault is asked anything.
+    let bogus = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bogus.path(), "not a certificate").unwrap();
+    opts.vault.as_mut().unwrap().ca_bundle = Some(bogus.path().into());
+    let err = source.resolve(&opts).await.unwrap_err();
+    assert!(matches!(err, PassphraseError::VaultCaBundle(_)) && err.to_string().contains("no certificate"), "{err}");
 }

@@ -24,13 +24,30 @@ pub const FILES: &[(&str, &str)] = chart_files!(
     "templates/serviceaccount.yaml",
 );
 
+/// The chart's default `image.repository` in the source tree.
+const SOURCE_REPOSITORY_LINE: &str = "  repository: localhost/kubectl-dr/dr-job\n";
+
+/// The chart's files as this build ships them: `values.yaml` names the job image repository
+/// this build was made for (`crate::release`), as `scripts/dist` writes it into the packaged chart.
+pub fn files() -> impl Iterator<Item = (&'static str, std::borrow::Cow<'static, str>)> {
+    FILES.iter().map(|(path, text)| {
+        let text = if *path == "values.yaml" {
+            assert!(text.contains(SOURCE_REPOSITORY_LINE), "values.yaml names the image repository on one line");
+            text.replace(SOURCE_REPOSITORY_LINE, &format!("  repository: {}\n", crate::release::IMAGE_REPOSITORY)).into()
+        } else {
+            (*text).into()
+        };
+        (*path, text)
+    })
+}
+
 /// Writes the chart under `dir`; returns the chart's directory.
 pub fn write_to(dir: &Path) -> std::io::Result<PathBuf> {
     let root = dir.join("dr-restore");
-    for (path, text) in FILES {
+    for (path, text) in files() {
         let file = root.join(path);
         std::fs::create_dir_all(file.parent().expect("files are inside the chart"))?;
-        std::fs::write(file, text)?;
+        std::fs::write(file, text.as_ref())?;
     }
     Ok(root)
 }
@@ -53,5 +70,12 @@ mod tests {
         let mut embedded: Vec<String> = super::FILES.iter().map(|(p, _)| p.to_string()).collect();
         embedded.sort();
         assert_eq!(on_disk, embedded, "add new chart files to plugin/src/chart.rs");
+    }
+
+    #[test]
+    fn the_written_chart_names_this_builds_image_repository() {
+        let values = super::files().find(|(p, _)| *p == "values.yaml").unwrap().1;
+        let expected = format!("  repository: {}\n", crate::release::IMAGE_REPOSITORY);
+        assert!(values.contains(&expected), "{values}");
     }
 }

@@ -1,5 +1,6 @@
-//! The command line: every clap type lives here. Every flag can also be set from an
-//! environment variable (`DR_*`, or the usual `AWS_*` / `VAULT_*`).
+//! The command line: every clap type lives here. Flags that name a location, a passphrase
+//! source or a cluster can also be set from environment variables (`DR_*`, or the usual
+//! `AWS_*` / `VAULT_*`), as `--help` shows.
 
 use std::path::PathBuf;
 
@@ -56,6 +57,68 @@ pub enum Command {
     /// Make this restored cluster the owner of the location: delete the ownership ConfigMap
     /// and resume the DR policy's schedule.
     TakeOwnership(TakeOwnershipArgs),
+    /// The images the chart and the DR CronJob use (to mirror for air-gapped clusters);
+    /// `images mirror --to REGISTRY/PATH` copies them.
+    Images(ImagesArgs),
+    /// The plugin's version, the job image it deploys, and whether its crypto is in FIPS mode.
+    Version(VersionArgs),
+    /// A shell completion script: `source <(kubectl dr completion bash)`.
+    Completion(CompletionArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VersionArgs {
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ImagesArgs {
+    #[command(subcommand)]
+    pub command: Option<ImagesCommand>,
+    /// The FIPS image (values-fips.yaml, --fips) instead of the standard one.
+    #[arg(long, global = true)]
+    pub fips: bool,
+    #[arg(short = 'o', long, value_enum, default_value = "table", global = true)]
+    pub output: OutputFormat,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImagesCommand {
+    /// Copy the job image into a private registry (REGISTRY[:PORT][/PATH]), byte for byte, so
+    /// its digest stays the same; then restore with --airgapped-repository REGISTRY/PATH.
+    Mirror(MirrorArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MirrorArgs {
+    /// The registry and path to copy into: the image lands at <to>/dr-job:<tag>.
+    #[arg(long)]
+    pub to: String,
+    /// Copy from this OCI archive (scripts/image's .oci.tar) instead of the image's registry.
+    #[arg(long, conflicts_with = "from")]
+    pub from_archive: Option<PathBuf>,
+    /// Copy from this image reference (another mirror) instead of the build's own
+    /// (`kubectl dr images`); it must hold the same digest when the build pins one.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// The destination registry speaks plain HTTP (a lab registry).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// The source registry speaks plain HTTP.
+    #[arg(long)]
+    pub source_plain_http: bool,
+    /// PEM file with the CA that signed the registries' certificates (besides the system's).
+    #[arg(long)]
+    pub ca_bundle: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -209,6 +272,9 @@ pub struct PassphraseArgs {
     /// File holding a Vault token (the VAULT_TOKEN environment variable also works).
     #[arg(long, env = "DR_VAULT_TOKEN_FILE")]
     pub vault_token_file: Option<PathBuf>,
+    /// PEM file with the CA certificates that signed Vault's TLS certificate (besides the system's).
+    #[arg(long, env = "VAULT_CACERT")]
+    pub vault_ca_bundle: Option<PathBuf>,
     /// Log in with Vault's Kubernetes auth as this role instead of a token.
     #[arg(long, env = "DR_VAULT_ROLE")]
     pub vault_role: Option<String>,
@@ -293,6 +359,11 @@ pub struct ProfileCreateArgs {
     /// (the [default] section, or AWS_PROFILE's).
     #[arg(long, requires = "s3_bucket", conflicts_with = "s3_credentials_secret")]
     pub s3_credentials_file: Option<PathBuf>,
+    /// Trust the CA certificates (key ca.crt, PEM) of this existing ConfigMap in the DR
+    /// namespace for the endpoint. With --s3-ca-bundle FILE instead, the ConfigMap
+    /// <name>-ca-bundle is created from the file.
+    #[arg(long, requires = "s3_bucket", conflicts_with_all = ["s3_ca_bundle", "s3_skip_tls_verify"])]
+    pub s3_ca_bundle_configmap: Option<String>,
     /// A file location: this PersistentVolumeClaim (an NFS share) in the DR namespace.
     #[arg(long, conflicts_with_all = ["s3_bucket", "path"])]
     pub pvc: Option<String>,
@@ -349,12 +420,16 @@ pub struct EnableArgs {
     /// Restore points kept by `prune`: hourly=24,daily=7,weekly=4,monthly=12,yearly=1.
     #[arg(long, default_value = "hourly=24,daily=7,weekly=4,monthly=12,yearly=1")]
     pub retention: String,
-    /// Job image repository.
-    #[arg(long, default_value = dr_core::install::DEFAULT_IMAGE_REPOSITORY)]
-    pub image_repository: String,
+    /// Job image repository (default: the one this plugin was built for, `kubectl dr version`).
+    #[arg(long, conflicts_with = "airgapped_repository")]
+    pub image_repository: Option<String>,
     /// Job image tag (default: this plugin's version).
-    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
-    pub image_tag: String,
+    #[arg(long)]
+    pub image_tag: Option<String>,
+    /// Registry mirroring the job image (air-gapped clusters): the image becomes
+    /// <REGISTRY/PATH>/dr-job, as `kubectl dr images mirror --to REGISTRY/PATH` put it.
+    #[arg(long)]
+    pub airgapped_repository: Option<String>,
     /// Image pull secret for the job (repeatable).
     #[arg(long = "image-pull-secret")]
     pub image_pull_secrets: Vec<String>,

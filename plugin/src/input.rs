@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use dr_core::crypto::Passphrase;
-use dr_core::location::{Location, LocationConfig, S3Config};
+use dr_core::location::{CaBundle, Location, LocationConfig, S3Config};
 use dr_core::passphrase::{AwsSecret, KvVersion, PassphraseSource, ResolveOptions, VaultAuth, VaultConfig, VaultSecret};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -33,7 +33,7 @@ pub async fn location(args: &LocationArgs, create_default: bool) -> Result<Locat
             region: args.s3_region.clone(),
             endpoint: args.s3_endpoint.clone(),
             path_style: args.s3_path_style,
-            ca_bundle: args.s3_ca_bundle.clone(),
+            ca_bundle: args.s3_ca_bundle.clone().map(CaBundle::File),
             skip_tls_verify: args.s3_skip_tls_verify,
             credentials: None,
             immutable_days: args.immutable_days,
@@ -157,5 +157,5 @@ pub fn vault_login(args: &PassphraseArgs) -> Result<VaultConfig> {
     } else {
         bail!("Vault needs a login: --vault-token-file FILE (or VAULT_TOKEN), or --vault-role ROLE for Kubernetes auth");
     };
-    Ok(VaultConfig { address, auth, namespace: std::env::var("VAULT_NAMESPACE").ok() })
+    Ok(VaultConfig { address, auth, namespace: std::env::var("VAULT_NAMESPACE").ok(), ca_bundle: args.vault_ca_bundle.clone() })
 }

@@ -4,8 +4,14 @@ mod chart;
 mod cli;
 mod commands;
 mod input;
+mod release;
 
 use clap::Parser;
+
+// The static (musl) build: musl's allocator takes one lock for every allocation.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use commands::ExitStatus;
 
 #[tokio::main]
@@ -28,6 +34,9 @@ async fn main() -> std::process::ExitCode {
         cli::Command::Export(args) => commands::export::run(args).await,
         cli::Command::Restore(args) => commands::restore::run(&cli.global, args).await,
         cli::Command::TakeOwnership(args) => commands::take_ownership::run(&cli.global, args).await,
+        cli::Command::Images(args) => commands::images::run(args).await,
+        cli::Command::Version(args) => commands::version::run(args),
+        cli::Command::Completion(args) => commands::version::completion(args),
     };
     let status = result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

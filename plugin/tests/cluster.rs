@@ -70,13 +70,19 @@ async fn enable_status_backup_and_disable_on_a_cluster() {
     assert_eq!(cron["spec"]["schedule"], "0 3 * * *");
     let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], "kubectl-dr-backup");
-    assert_eq!(pod["containers"][0]["image"], "ghcr.io/kubectl-dr/dr-job:1.2.3");
+    // The build's repository (localhost/kubectl-dr/dr-job unless DR_IMAGE_REPOSITORY was set).
+    assert!(pod["containers"][0]["image"].as_str().unwrap().ends_with("/dr-job:1.2.3"), "{}", pod["containers"][0]["image"]);
     assert_eq!(pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(pod["volumes"][1]["persistentVolumeClaim"]["claimName"], "dr-nfs");
     let secret = one(&api, "", "secrets", "k10-dr-secret").unwrap();
     assert!(secret["data"]["key"].is_string());
     assert!(one(&api, "rbac.authorization.k8s.io", "clusterroles", "kubectl-dr-backup-kasten-io").is_some());
     assert!(one(&api, "rbac.authorization.k8s.io", "rolebindings", "kubectl-dr-backup").is_some());
+    // An air-gapped mirror: the image keeps its name and tag under the mirror's path.
+    ok(&dr(&kc, &["enable", "--profile", "offsite", "--passphrase-file", "-", "--frequency", "0 3 * * *", "--airgapped-repository", "mirror.example.com:5000/dr"], &format!("{PASS}\n")));
+    let cron = one(&api, "batch", "cronjobs", "k10-disaster-recovery-policy").unwrap();
+    let image = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_owned();
+    assert_eq!(image, format!("mirror.example.com:5000/dr/dr-job:{}", env!("CARGO_PKG_VERSION")));
     // A bad schedule is refused before anything changes.
     let bad = dr(&kc, &["enable", "--profile", "offsite", "--passphrase-file", "-", "--frequency", "every hour"], &format!("{PASS}\n"));
     assert_eq!(bad.status.code(), Some(2));

@@ -125,6 +125,43 @@ async fn an_unresolvable_passphrase_fails_before_anything_is_written() {
     assert_eq!(std::fs::read_dir(dir.path().join("mnt")).unwrap().count(), 0, "nothing was written");
 }
 
+/// An S3 endpoint whose certificate a private CA signed: the profile names a ConfigMap with
+/// that CA (`caBundleConfigMap`), which the job reads through the API; without it the job
+/// fails with a message that says what to set, and a ConfigMap without the key is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_trusts_the_ca_bundle_its_profile_names() {
+    let ca = support::test_ca();
+    let s3 = support::moto_tls_signed_by(&ca);
+    support::moto_setup(&s3, &["bucket", "dr-private"], None);
+    let spec = |config_map: Option<&str>| {
+        let mut s3_spec = json!({"bucket": "dr-private", "region": "us-east-1", "endpoint": s3.url, "pathStyle": true});
+        if let Some(name) = config_map {
+            s3_spec["caBundleConfigMap"] = json!(name);
+        }
+        json!({"s3": s3_spec})
+    };
+    let env = [("AWS_ACCESS_KEY_ID", "test".to_owned()), ("AWS_SECRET_ACCESS_KEY", "test".to_owned())];
+
+    let api = source_cluster(spec(None)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (out, message) = run_job(&api, dir.path(), &env);
+    assert!(!out.status.success());
+    assert!(message.contains("not trusted") && message.contains("--s3-ca-bundle"), "{message}");
+
+    let api = source_cluster(spec(Some("private-ca"))).await;
+    api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "private-ca", "namespace": NS}, "data": {"other": "x"}}));
+    let (out, message) = run_job(&api, dir.path(), &env);
+    assert!(!out.status.success());
+    assert!(message.contains("ConfigMap private-ca") && message.contains("lacks the key ca.crt"), "{message}");
+
+    let api = source_cluster(spec(Some("private-ca"))).await;
+    let pem = std::fs::read_to_string(&ca.ca).unwrap();
+    api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "private-ca", "namespace": NS}, "data": {"ca.crt": pem}}));
+    let (out, message) = run_job(&api, dir.path(), &env);
+    assert!(out.status.success(), "{message}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(last_run(&api)["result"], "Succeeded");
+}
+
 // Multi-threaded: the test blocks on the job process while the API server serves it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_job_writes_to_an_immutable_bucket_with_put_object_only_credentials() {
@@ -249,12 +286,12 @@ async fn the_job_runs_with_the_cronjobs_environment_and_least_privilege_service_
         source: dr_core::passphrase::PassphraseSource::Raw(Passphrase::new(PASS.into()).unwrap()),
         frequency: "@hourly".into(),
         policy: dr_core::resources::PolicySpec { profile: "offsite".into(), frequency: "@hourly".into(), mode, ..Default::default() },
-        image_repository: "ghcr.io/kubectl-dr/dr-job".into(),
-        image_tag: "test".into(),
+        image: "localhost/kubectl-dr/dr-job:test".into(),
         image_pull_secrets: vec![],
         vault_address: None,
         vault_token_secret: None,
         vault_role: None,
+        vault_ca_bundle: None,
     };
     dr_core::install::enable(&api.client(), &settings(dr_core::catalog::Mode::Quick)).await.unwrap();
 

@@ -23,7 +23,8 @@ The job image. With airgapped.repository every reference is rewritten to that re
 {{- if .Values.image.digest -}}
 {{- printf "%s@%s" $repo .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) -}}
+{{- $defaultTag := ternary (printf "%s-fips" .Chart.AppVersion) .Chart.AppVersion (.Values.fips.enabled | default false) -}}
+{{- printf "%s:%s" $repo (default $defaultTag .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
 

@@ -17,7 +17,11 @@ pub struct Server {
     child: Child,
     pub url: String,
     pub log: PathBuf,
+    /// The CA that signed the server's certificate, for a TLS server with its own.
+    pub ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
+    /// Directories the server uses (certificates, storage), removed after it stops.
+    keep: Vec<tempfile::TempDir>,
 }
 
 impl Drop for Server {
@@ -80,7 +84,7 @@ fn start(program: PathBuf, args: &[String], env: &[(&str, String)], port: u16, r
     }
     let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
     let url = format!("http://127.0.0.1:{port}");
-    let mut server = Server { child, url: url.clone(), log: log.clone(), _dir: dir };
+    let mut server = Server { child, url: url.clone(), log: log.clone(), ca: None, _dir: dir, keep: Vec::new() };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(Some(status)) = server.child.try_wait() {
@@ -158,6 +162,107 @@ pub fn moto_setup(server: &Server, args: &[&str], stdin: Option<&str>) -> serde_
 
 pub const BAO_ROOT_TOKEN: &str = "root-token-for-tests";
 
+/// A certificate authority made for one test, and a server certificate it signed for
+/// 127.0.0.1 and localhost (Debian's openssl command; nothing here trusts it by default).
+pub struct TestCa {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub fn test_ca() -> TestCa {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir.path()).output().expect("openssl (Debian's openssl package) runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::fs::write(p("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n").unwrap();
+    run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=kubectl-dr test CA"]);
+    run(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext"]);
+    TestCa { ca: p("ca.pem"), cert: p("server.pem"), key: p("server.key"), _dir: dir }
+}
+
+/// moto serving HTTPS with a certificate `ca` signed.
+pub fn moto_tls_signed_by(ca: &TestCa) -> Server {
+    let port = free_port();
+    let mut server = start(
+        venv_bin("moto_server"),
+        &["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string(), "-c".into(), ca.cert.display().to_string(), "-k".into(), ca.key.display().to_string()],
+        &[("MOTO_PORT", port.to_string())],
+        port,
+        "",
+    );
+    server.url = format!("https://127.0.0.1:{port}");
+    server
+}
+
+/// An OpenBao dev server over TLS, with the CA it generated (`-dev-tls`); the second value is
+/// that CA's PEM file.
+pub fn openbao_tls() -> (Server, PathBuf) {
+    let port = free_port();
+    let certs = tempfile::tempdir().unwrap();
+    let mut server = start(
+        venv_bin("bao"),
+        &[
+            "server".into(),
+            "-dev".into(),
+            "-dev-tls".into(),
+            format!("-dev-tls-cert-dir={}", certs.path().display()),
+            format!("-dev-root-token-id={BAO_ROOT_TOKEN}"),
+            format!("-dev-listen-address=127.0.0.1:{port}"),
+            "-dev-no-store-token".into(),
+        ],
+        &[("HOME", std::env::temp_dir().display().to_string())],
+        port,
+        "",
+    );
+    server.url = format!("https://127.0.0.1:{port}");
+    let ca = certs.path().join("vault-ca.pem");
+    server.ca = Some(ca.clone());
+    server.keep.push(certs);
+    (server, ca)
+}
+
+/// Waits until a TLS OpenBao answers its health check (it listens before it is unsealed).
+pub async fn wait_vault_healthy(server: &Server) {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(server.ca.as_ref().expect("a TLS server")).unwrap()).unwrap();
+    dr_core::init_crypto_provider();
+    let client = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
+    for _ in 0..300 {
+        if let Ok(r) = client.get(format!("{}/v1/sys/health", server.url)).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("OpenBao at {} did not become healthy; its log:\n{}", server.url, std::fs::read_to_string(&server.log).unwrap_or_default());
+}
+
+/// A real OCI registry (the CNCF distribution registry, Debian's docker-registry package) on a
+/// free loopback port, plain HTTP, storing in a temporary directory.
+pub fn registry() -> Server {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let program = PathBuf::from(std::env::var("DR_TEST_REGISTRY").unwrap_or_else(|_| "/usr/bin/docker-registry".into()));
+    assert!(program.exists(), "{} not found: install Debian's docker-registry package (.ci/run does), or set DR_TEST_REGISTRY", program.display());
+    let mut server = start(program, &["serve".into(), config.display().to_string()], &[], port, "/v2/");
+    server.keep.push(dir);
+    server
+}
+
 /// An OpenBao dev server (in memory, unsealed, KV v2 at `secret/`).
 pub fn openbao() -> Server {
     let port = free_port();
@@ -198,7 +303,11 @@ pub async fn vault_with_kubernetes_auth(api: &apiserver::ApiServer, passphrase: 
 /// Calls the Vault API as root.
 pub async fn bao(server: &Server, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
     dr_core::init_crypto_provider();
-    let mut req = reqwest::Client::new().request(method, format!("{}/v1/{path}", server.url)).header("X-Vault-Token", BAO_ROOT_TOKEN);
+    let mut client = reqwest::Client::builder();
+    if let Some(ca) = &server.ca {
+        client = client.add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap());
+    }
+    let mut req = client.build().unwrap().request(method, format!("{}/v1/{path}", server.url)).header("X-Vault-Token", BAO_ROOT_TOKEN);
     if let Some(b) = body {
         req = req.json(&b);
     }

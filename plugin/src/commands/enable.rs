@@ -55,12 +55,19 @@ pub async fn run(global: &GlobalArgs, args: &EnableArgs) -> Result<ExitStatus> {
         frequency: args.frequency.clone(),
         policy: PolicySpec { profile: args.profile.clone(), frequency: args.frequency.clone(), retention, mode: args.mode, selection },
         source,
-        image_repository: args.image_repository.clone(),
-        image_tag: args.image_tag.clone(),
+        image: job_image(args)?,
         image_pull_secrets: args.image_pull_secrets.clone(),
         vault_address: if vault_job { args.passphrase.vault_address.clone() } else { None },
         vault_token_secret: if vault_job { args.vault_token_secret.clone() } else { None },
         vault_role: if vault_job { args.passphrase.vault_role.clone() } else { None },
+        vault_ca_bundle: match (&args.passphrase.vault_ca_bundle, vault_job) {
+            (Some(file), true) => {
+                let pem = std::fs::read_to_string(file).with_context(|| format!("cannot read the Vault CA bundle {}", file.display()))?;
+                dr_core::tls::certificates_in(pem.as_bytes(), &file.display().to_string()).map_err(anyhow::Error::msg)?;
+                Some(pem)
+            }
+            _ => None,
+        },
     };
     let report = install::enable(&client, &settings).await?;
     println!("DR is enabled in namespace {} (policy k10-disaster-recovery-policy, {}).", report.namespace, report.schedule);
@@ -88,4 +95,24 @@ pub async fn disable(global: &GlobalArgs, args: &DisableArgs) -> Result<ExitStat
         println!("kept k10-dr-secret and every restore point");
     }
     Ok(ExitStatus::Success)
+}
+
+/// The DR CronJob's image: this build's (pinned by digest when the build knows it), moved to
+/// the air-gapped mirror, or the repository and tag given.
+fn job_image(args: &EnableArgs) -> Result<String> {
+    let mut image = crate::release::job_image(false);
+    if let Some(mirror) = &args.airgapped_repository {
+        image = image.moved_to(mirror).with_context(|| format!("--airgapped-repository {mirror:?} is not a registry path (REGISTRY[:PORT][/PATH])"))?;
+    }
+    if args.image_repository.is_some() || args.image_tag.is_some() {
+        // Another repository or tag is another build: its digest is not this build's.
+        image.digest = None;
+    }
+    let repository = args.image_repository.clone().unwrap_or_else(|| image.name());
+    let mut reference = format!("{repository}:{}", args.image_tag.clone().unwrap_or_else(|| image.tag.clone().unwrap_or_default()));
+    if let Some(digest) = &image.digest {
+        reference.push('@');
+        reference.push_str(digest);
+    }
+    Ok(reference)
 }

@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod enable;
 pub mod export;
+pub mod images;
 pub mod jobs;
 pub mod profile;
 pub mod prune;
@@ -11,6 +12,7 @@ pub mod restore_points;
 pub mod status;
 pub mod take_ownership;
 pub mod verify;
+pub mod version;
 
 /// How a command ended, as the process exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

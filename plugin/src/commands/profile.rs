@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use dr_core::location::{Location, LocationConfig, StaticCredentials};
 use dr_core::resources::{self, FileProfileSpec, Immutability, Profile, ProfileSpec, S3ProfileSpec};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams};
 use kube::ResourceExt;
 use zeroize::Zeroizing;
@@ -65,6 +65,7 @@ async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Re
     let loc = &args.location;
     let mut spec = ProfileSpec::default();
     let mut credentials_secret = None;
+    let mut ca_bundle_config_map = None;
     // Credentials given for a Secret this command creates (from a file or the environment).
     let given = match (&args.s3_credentials_file, args.s3_credentials_from_env) {
         (Some(file), _) => Some(file_credentials(file)?),
@@ -80,7 +81,18 @@ async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Re
             path_style: loc.s3_path_style,
             skip_tls_verify: loc.s3_skip_tls_verify,
             credentials_secret: args.s3_credentials_secret.clone(),
+            ca_bundle_config_map: args.s3_ca_bundle_configmap.clone(),
         };
+        // A CA bundle file becomes a ConfigMap the in-cluster jobs read it from.
+        if let Some(file) = &loc.s3_ca_bundle {
+            let pem = std::fs::read_to_string(file).with_context(|| format!("cannot read the CA bundle {}", file.display()))?;
+            dr_core::tls::certificates_in(pem.as_bytes(), &file.display().to_string()).map_err(anyhow::Error::msg)?;
+            let name = format!("{}-ca-bundle", args.name);
+            let mut map = ConfigMap { data: Some(BTreeMap::from([(resources::CA_BUNDLE_KEY.to_owned(), pem)])), ..Default::default() };
+            map.metadata.name = Some(name.clone());
+            s3.ca_bundle_config_map = Some(name);
+            ca_bundle_config_map = Some(map);
+        }
         if let Some(creds) = given.clone() {
             let name = format!("{}-credentials", args.name);
             let mut data = BTreeMap::from([
@@ -111,11 +123,23 @@ async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Re
             // Credentials given here go into a Secret that does not exist yet; an existing
             // Secret is read the way the job reads it.
             let mut config = match &given {
-                Some(creds) => LocationConfig::S3(resources::s3_config(&profile, Some(creds.clone())).expect("an S3 profile")),
+                Some(creds) => {
+                    let mut c = resources::s3_config(&profile, Some(creds.clone())).expect("an S3 profile");
+                    if loc.s3_ca_bundle.is_none() {
+                        c.ca_bundle = resources::profile_ca_bundle(client, ns, &profile).await?;
+                    }
+                    LocationConfig::S3(c)
+                }
+                None if loc.s3_ca_bundle.is_some() => {
+                    // The bundle's ConfigMap is not saved yet: check with the file itself.
+                    let mut bare = profile.clone();
+                    bare.spec.s3.as_mut().expect("an S3 profile").ca_bundle_config_map = None;
+                    resources::location_config(client, ns, &bare, None).await?
+                }
                 None => resources::location_config(client, ns, &profile, None).await?,
             };
-            if let LocationConfig::S3(c) = &mut config {
-                c.ca_bundle = loc.s3_ca_bundle.clone();
+            if let (LocationConfig::S3(c), Some(file)) = (&mut config, &loc.s3_ca_bundle) {
+                c.ca_bundle = Some(dr_core::location::CaBundle::File(file.clone()));
             }
             let location = Location::connect(&config).await?;
             location.validate().await.with_context(|| {
@@ -129,6 +153,10 @@ async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Re
         }
     }
     dr_core::install::install_crds(client).await?;
+    if let Some(mut map) = ca_bundle_config_map {
+        map.metadata.namespace = Some(ns.into());
+        dr_core::install::apply(&Api::<ConfigMap>::namespaced(client.clone(), ns), map).await?;
+    }
     if let Some(mut secret) = credentials_secret {
         secret.metadata.namespace = Some(ns.into());
         dr_core::install::apply(&Api::<Secret>::namespaced(client.clone(), ns), secret).await?;

@@ -85,6 +85,14 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
 
     dr_core::install::write_dr_secret(&client, ns, &source).await?;
     eprintln!("wrote {} ({})", dr_core::catalog::DR_SECRET_NAME, source.describe());
+    if let (Some(file), true) = (&args.passphrase.vault_ca_bundle, vault) {
+        let pem = std::fs::read_to_string(file).with_context(|| format!("cannot read the Vault CA bundle {}", file.display()))?;
+        dr_core::tls::certificates_in(pem.as_bytes(), &file.display().to_string()).map_err(anyhow::Error::msg)?;
+        let mut map = k8s_openapi::api::core::v1::ConfigMap { data: Some([("ca.crt".to_owned(), pem)].into()), ..Default::default() };
+        map.metadata.name = Some(vault_ca_config_map(&args.release));
+        map.metadata.namespace = Some(ns.clone());
+        dr_core::install::apply(&Api::namespaced(client.clone(), ns), map).await?;
+    }
     drop(source);
     install_chart(global, args, &values)?;
 
@@ -175,6 +183,9 @@ fn chart_values(args: &RestoreArgs, profile: &resources::Profile) -> Value {
         } else {
             vault["secretName"] = json!(args.vault_token_secret);
         }
+        if p.vault_ca_bundle.is_some() {
+            vault["caBundle"] = json!({"configMap": vault_ca_config_map(&args.release), "key": "ca.crt"});
+        }
         v["vault"] = vault;
     }
     if p.passphrase_source == SourceKind::Aws {
@@ -199,10 +210,21 @@ fn chart_values(args: &RestoreArgs, profile: &resources::Profile) -> Value {
             image[key] = json!(value);
         }
     }
+    if image.as_object().is_some_and(|o| o.is_empty()) {
+        // This build's own image, pinned by digest when the build knows it (scripts/dist).
+        if let Some(digest) = crate::release::job_image(args.fips).digest {
+            image["digest"] = json!(digest);
+        }
+    }
     if image.as_object().is_some_and(|o| !o.is_empty()) {
         v["image"] = image;
     }
     v
+}
+
+/// The ConfigMap the restore Job reads Vault's CA from (`--vault-ca-bundle FILE`).
+fn vault_ca_config_map(release: &str) -> String {
+    format!("{release}-vault-ca")
 }
 
 /// A finished Job from an earlier restore is removed so the new one can start; a running one

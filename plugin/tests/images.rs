@@ -1,0 +1,198 @@
+//! `kubectl dr images` and `kubectl dr images mirror` against a real OCI registry (Debian's
+//! docker-registry, the CNCF distribution registry) on loopback: the mirrored image is served
+//! byte for byte under the digest the archive holds, and the chart rendered with
+//! `airgapped.repository` names a manifest that registry serves.
+
+#[path = "../../dr-core/tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn dr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubectl-dr"))
+        .args(args)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env("HOME", std::env::temp_dir())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    dr_core::images::digest_of(bytes)
+}
+
+/// A small OCI image archive, laid out as `buildah push ... oci-archive:` writes one: a layer,
+/// a config, a manifest, index.json naming the image. Returns the manifest's bytes.
+fn write_archive(path: &Path, name: &str) -> Vec<u8> {
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    let body = b"#!/bin/true\n";
+    header.set_size(body.len() as u64);
+    header.set_mode(0o755);
+    header.set_cksum();
+    layer.append_data(&mut header, "dr-job", &body[..]).unwrap();
+    let layer = layer.into_inner().unwrap();
+    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "config": {"User": "65532:65532", "Entrypoint": ["/dr-job"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]}})).unwrap();
+    let manifest = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len()}]})).unwrap();
+    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": sha256(&manifest), "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": name}}]})).unwrap();
+    let mut archive = tar::Builder::new(std::fs::File::create(path).unwrap());
+    let mut add = |name: &str, bytes: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        archive.append_data(&mut h, name, bytes).unwrap();
+    };
+    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    add("index.json", &index);
+    for blob in [&layer, &config, &manifest] {
+        add(&format!("blobs/sha256/{}", &sha256(blob)[7..]), blob);
+    }
+    archive.finish().unwrap();
+    manifest
+}
+
+/// GET a manifest from the registry: status, Docker-Content-Digest, body.
+async fn get_manifest(registry: &str, repository: &str, reference: &str) -> (u16, String, Vec<u8>) {
+    dr_core::init_crypto_provider();
+    let resp = reqwest::Client::new()
+        .get(format!("{registry}/v2/{repository}/manifests/{reference}"))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    let digest = resp.headers().get("docker-content-digest").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (resp.status().as_u16(), digest, resp.bytes().await.unwrap().to_vec())
+}
+
+/// Renders the chart with the Helm library and returns the restore Job's image.
+fn rendered_image(values: &Value) -> String {
+    use std::io::Write;
+    let mut child = Command::new(support::venv_bin("python"))
+        .arg(support::workspace_root().join("charts/tests/render.py"))
+        .args(["kasten-io", "k10-restore"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(values.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "render: {}", String::from_utf8_lossy(&out.stderr));
+    let rendered: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job = rendered["manifests"].as_array().unwrap().iter().find(|m| m["kind"] == "Job").unwrap().clone();
+    job["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn images_lists_the_job_image_this_build_deploys() {
+    let out = dr(&["images", "-o", "json"]);
+    let listed: Value = serde_json::from_slice(&support::succeeded(&out).into_bytes()).unwrap();
+    assert_eq!(listed[0]["tag"], VERSION);
+    assert!(listed[0]["usedBy"].as_str().unwrap().contains("CronJob"));
+    let out = dr(&["images", "--fips", "-o", "json"]);
+    let listed: Value = serde_json::from_slice(&support::succeeded(&out).into_bytes()).unwrap();
+    assert_eq!(listed[0]["tag"], format!("{VERSION}-fips"));
+    let version: Value = serde_json::from_slice(&support::succeeded(&dr(&["version", "-o", "json"])).into_bytes()).unwrap();
+    assert_eq!(version["version"], VERSION);
+    assert_eq!(version["jobImage"], listed[0]["reference"].as_str().unwrap().replace("-fips", ""));
+    // Completion scripts name the subcommands.
+    for shell in ["bash", "zsh", "fish"] {
+        let script = support::succeeded(&dr(&["completion", shell]));
+        assert!(script.contains("restore-points") && script.contains("mirror"), "{shell}");
+    }
+}
+
+#[tokio::test]
+async fn mirror_fills_a_registry_the_airgapped_chart_then_pulls_from() {
+    let registry = support::registry();
+    let host = registry.url.trim_start_matches("http://").to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("dr-job.oci.tar");
+    let manifest = write_archive(&archive, &format!("localhost/kubectl-dr/dr-job:{VERSION}"));
+    let digest = sha256(&manifest);
+
+    let to = format!("{host}/mirror");
+    let out = dr(&["images", "mirror", "--to", &to, "--from-archive", archive.to_str().unwrap(), "--plain-http", "-o", "json"]);
+    let report: Value = serde_json::from_str(&support::succeeded(&out)).unwrap();
+    assert_eq!(report["digest"], digest);
+    assert_eq!(report["image"], format!("{host}/mirror/dr-job:{VERSION}@{digest}"));
+    assert_eq!(report["blobsUploaded"], 2);
+
+    // The registry serves the manifest byte for byte, by tag and by digest.
+    for reference in [VERSION.to_owned(), digest.clone()] {
+        let (status, served, body) = get_manifest(&registry.url, "mirror/dr-job", &reference).await;
+        assert_eq!((status, served.as_str()), (200, digest.as_str()), "{reference}");
+        assert_eq!(body, manifest);
+    }
+
+    // The chart with airgapped.repository names an image the registry serves: by tag, and
+    // pinned by digest as the plugin pins a release build.
+    for (values, reference) in [
+        (json!({"sourceClusterID": "c", "profile": {"name": "p"}, "airgapped": {"repository": to}}), VERSION.to_owned()),
+        (json!({"sourceClusterID": "c", "profile": {"name": "p"}, "airgapped": {"repository": to}, "image": {"digest": digest}}), digest.clone()),
+    ] {
+        let image = rendered_image(&values);
+        let expected = if reference.starts_with("sha256:") { format!("{to}/dr-job@{reference}") } else { format!("{to}/dr-job:{reference}") };
+        assert_eq!(image, expected);
+        let (status, served, _) = get_manifest(&registry.url, "mirror/dr-job", &reference).await;
+        assert_eq!((status, served.as_str()), (200, digest.as_str()));
+    }
+
+    // Again: nothing to upload.
+    let report: Value = serde_json::from_str(&support::succeeded(&dr(&["images", "mirror", "--to", &to, "--from-archive", archive.to_str().unwrap(), "--plain-http", "-o", "json"]))).unwrap();
+    assert_eq!((report["blobsUploaded"].as_u64(), report["blobsPresent"].as_u64()), (Some(0), Some(2)));
+
+    // Registry to registry (a second mirror fed from the first), digest kept.
+    let from = format!("{host}/mirror/dr-job:{VERSION}");
+    let out = dr(&["images", "mirror", "--to", &format!("{host}/second"), "--from", &from, "--source-plain-http", "--plain-http", "-o", "json"]);
+    let report: Value = serde_json::from_str(&support::succeeded(&out)).unwrap();
+    assert_eq!(report["digest"], digest);
+    let (status, served, _) = get_manifest(&registry.url, "second/dr-job", VERSION).await;
+    assert_eq!((status, served.as_str()), (200, digest.as_str()));
+}
+
+#[tokio::test]
+async fn mirror_refuses_a_tampered_archive_and_says_what_is_wrong() {
+    let registry = support::registry();
+    let host = registry.url.trim_start_matches("http://").to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("dr-job.oci.tar");
+    write_archive(&archive, "x");
+    // Flip one byte of the layer's content ("#!/bin/true" -> "#!/bin/tru_").
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let at = bytes.windows(11).position(|w| w == b"#!/bin/true").unwrap() + 10;
+    bytes[at] = b'_';
+    std::fs::write(&archive, &bytes).unwrap();
+    let out = dr(&["images", "mirror", "--to", &format!("{host}/m"), "--from-archive", archive.to_str().unwrap(), "--plain-http"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not match its digest") && err.contains("tampered"), "{err}");
+    assert_eq!(err.matches("error:").count(), 1, "printed once: {err}");
+    // Nothing reached the registry under that name.
+    assert_eq!(get_manifest(&registry.url, "m/dr-job", VERSION).await.0, 404);
+
+    // A registry that is not there, and one that speaks HTTP asked over HTTPS.
+    let closed = format!("127.0.0.1:{}/m", support::free_port());
+    let good = dir.path().join("good.oci.tar");
+    write_archive(&good, "x");
+    let out = dr(&["images", "mirror", "--to", &closed, "--from-archive", good.to_str().unwrap(), "--plain-http"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the registry"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = dr(&["images", "mirror", "--to", &format!("{host}/m"), "--from-archive", good.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach the registry") && err.contains("--plain-http"), "{err}");
+    // Not an OCI archive.
+    std::fs::write(dir.path().join("junk.tar"), b"junk").unwrap();
+    let out = dr(&["images", "mirror", "--to", &format!("{host}/m"), "--from-archive", dir.path().join("junk.tar").to_str().unwrap(), "--plain-http"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""The release's chart package, krew manifest and checksums (called by scripts/dist).
+
+    dist.py DIST_DIR VERSION REPOSITORY BASE_URL
+"""
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+
+import helm_python as helm
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+SOURCE_REPOSITORY_LINE = "  repository: localhost/kubectl-dr/dr-job\n"
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def package_chart(dist, version, repository):
+    """The chart as the plugin embeds it: values.yaml names the release's image repository."""
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = os.path.join(tmp, "dr-restore")
+        shutil.copytree(os.path.join(ROOT, "charts", "dr-restore"), chart)
+        values = os.path.join(chart, "values.yaml")
+        text = open(values).read()
+        assert SOURCE_REPOSITORY_LINE in text, "values.yaml names the image repository on one line"
+        open(values, "w").write(text.replace(SOURCE_REPOSITORY_LINE, f"  repository: {repository}\n"))
+        helm.lint(chart)
+        return helm.package(chart, destination=os.path.abspath(dist), version=version, app_version=version)
+
+
+def krew_manifest(dist, version, base_url):
+    # krew's index asks for a homepage; a local manifest does without (DR_HOMEPAGE sets it).
+    homepage = f"  homepage: {os.environ['DR_HOMEPAGE']}\n" if os.environ.get("DR_HOMEPAGE") else ""
+    archive = f"kubectl-dr_{version}_linux_amd64.tar.gz"
+    path = os.path.join(dist, "krew", "dr.yaml")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(f"""apiVersion: krew.googlecontainertools.github.com/v1alpha2
+kind: Plugin
+metadata:
+  name: dr
+spec:
+  version: v{version}
+{homepage}  shortDescription: Encrypted, immutable, point-in-time disaster recovery
+  description: |
+    kubectl dr backs up a cluster's state into AES-256-GCM encrypted, write-once restore
+    points (S3 with Object Lock, or NFS) and restores them onto a new cluster with one
+    command. The job image it deploys: kubectl dr images.
+  platforms:
+    - selector:
+        matchLabels:
+          os: linux
+          arch: amd64
+      uri: {base_url.rstrip('/')}/{archive}
+      sha256: {sha256(os.path.join(dist, archive))}
+      bin: kubectl-dr
+""")
+    return path
+
+
+def main():
+    dist, version, repository, base_url = sys.argv[1:5]
+    chart = package_chart(dist, version, repository)
+    print(f"chart {chart}", file=sys.stderr)
+    print(f"krew manifest {krew_manifest(dist, version, base_url)}", file=sys.stderr)
+    names = sorted(
+        n for n in os.listdir(dist)
+        if n.endswith((".tar.gz", ".tgz", ".oci.tar")) and os.path.isfile(os.path.join(dist, n))
+    )
+    with open(os.path.join(dist, "SHA256SUMS"), "w") as f:
+        for n in names:
+            f.write(f"{sha256(os.path.join(dist, n))}  {n}\n")
+
+
+if __name__ == "__main__":
+    main()
