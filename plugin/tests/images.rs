@@ -77,19 +77,7 @@ async fn get_manifest(registry: &str, repository: &str, reference: &str) -> (u16
 
 /// Renders the chart with the Helm library and returns the restore Job's image.
 fn rendered_image(values: &Value) -> String {
-    use std::io::Write;
-    let mut child = Command::new(support::venv_bin("python"))
-        .arg(support::workspace_root().join("charts/tests/render.py"))
-        .args(["kasten-io", "k10-restore"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(values.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "render: {}", String::from_utf8_lossy(&out.stderr));
-    let rendered: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rendered = support::render_chart("kasten-io", "k10-restore", values).unwrap_or_else(|e| panic!("render: {e}"));
     let job = rendered["manifests"].as_array().unwrap().iter().find(|m| m["kind"] == "Job").unwrap().clone();
     job["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_owned()
 }

@@ -9,7 +9,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use dr_core::catalog::Mode;
 use dr_core::cluster::Selection;
@@ -90,22 +90,7 @@ fn raw_secret(pass: &str) -> Value {
 
 /// Renders the chart with the Helm library; Err is Helm's message (schema, template).
 fn render(values: &Value) -> Result<Value, String> {
-    use std::io::Write;
-    let mut child = Command::new(support::venv_bin("python"))
-        .arg(support::workspace_root().join("charts/tests/render.py"))
-        .args([NS, RELEASE])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(values.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    if out.status.success() {
-        Ok(serde_json::from_slice(&out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    support::render_chart(NS, RELEASE, values)
 }
 
 /// The chart's values for this test's restore.

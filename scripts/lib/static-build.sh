@@ -1,5 +1,6 @@
 # Shared by scripts/image and scripts/dist: the static (musl) distribution build.
-# Source it; it defines ensure_static_toolchain and static_build.
+# Source it; it defines ensure_static_toolchain, static_build, check_static and target_dir.
+source "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
 
 DIST_TARGET=${DIST_TARGET:-x86_64-unknown-linux-musl}
 DIST_DIR=${DIST_DIR:-dist}
@@ -13,19 +14,7 @@ ensure_static_toolchain() {
   local want=(musl-tools)
   [ "${1:-}" = image ] && want+=(buildah ca-certificates)
   rustup target list --installed | grep -qx "$DIST_TARGET" || rustup target add "$DIST_TARGET"
-  local missing=()
-  for pkg in "${want[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-      echo "the static build needs: ${missing[*]} (Debian/Ubuntu packages); install them first" >&2
-      exit 2
-    fi
-    echo "installing ${missing[*]}" >&2
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  ensure_debian_packages "${want[@]}"
 }
 
 # static_build PACKAGE...: builds the packages' binaries in the dist profile for $DIST_TARGET,
@@ -37,12 +26,14 @@ static_build() {
   cargo build --quiet --locked --profile dist --target "$DIST_TARGET" "${args[@]}"
 }
 
-# check_static BINARY: "not a dynamic executable", and at most 25 MB.
+# check_static BINARY: no program interpreter and no shared library needed (ldd says "not a
+# dynamic executable", or "statically linked" for the static-PIE binaries Rust's musl target
+# makes, which keep address-space randomisation), and at most 25 MB.
 check_static() {
   local bin=$1 size
-  if ldd "$bin" >/dev/null 2>&1; then
+  if readelf -lW "$bin" | grep -q INTERP || readelf -dW "$bin" | grep -q NEEDED; then
     echo "$bin is dynamically linked:" >&2
-    ldd "$bin" >&2
+    ldd "$bin" >&2 || true
     exit 1
   fi
   size=$(stat -c %s "$bin")

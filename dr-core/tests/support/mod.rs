@@ -68,6 +68,28 @@ pub fn succeeded(out: &std::process::Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
+/// Renders charts/dr-restore with the Helm library (`charts/tests/render.py`) as `helm install`
+/// would in `namespace` as `release`: `{"manifests": [...], "notes": "..."}`, or Helm's message
+/// (schema, template) as the error.
+pub fn render_chart(namespace: &str, release: &str, values: &serde_json::Value) -> Result<serde_json::Value, String> {
+    use std::io::Write;
+    let mut child = Command::new(venv_bin("python"))
+        .arg(workspace_root().join("charts/tests/render.py"))
+        .args([namespace, release])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(values.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""The checks of scripts/check-dist; prints one line per check and exits 1 if any failed."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+
+import yaml
+from helm_python.chart import Chart
+
+from dist import sha256
+
+BUDGET = 25 * 1000 * 1000
+failures = []
+
+
+def check(name, cond, detail=""):
+    print(("ok   " if cond else "FAIL ") + name + ("" if cond else f": {detail}"), flush=True)
+    if not cond:
+        failures.append(name)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def registry(tmp):
+    port = free_port()
+    config = os.path.join(tmp, "registry.yml")
+    with open(config, "w") as f:
+        f.write(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {tmp}/registry\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen(["docker-registry", "serve", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+            return proc, f"127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("docker-registry did not start")
+
+
+def manifest(host, repository, reference):
+    req = urllib.request.Request(f"http://{host}/v2/{repository}/manifests/{reference}",
+                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers.get("Docker-Content-Digest"), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, None, b""
+
+
+def main(dist):
+    version = next(l.split('"')[1] for l in open("Cargo.toml") if l.startswith("version = "))
+    tmp = tempfile.mkdtemp()
+
+    # The archives: static binaries within budget.
+    bins = {}
+    for name in ["kubectl-dr", "dr-job"]:
+        archive = os.path.join(dist, f"{name}_{version}_linux_amd64.tar.gz")
+        with tarfile.open(archive) as t:
+            t.extractall(os.path.join(tmp, name), filter="data")
+        path = os.path.join(tmp, name, name)
+        bins[name] = path
+        # ldd: "not a dynamic executable", or "statically linked" for a static PIE; either way
+        # no program interpreter and no shared library.
+        ldd = subprocess.run(["ldd", path], capture_output=True, text=True)
+        elf = subprocess.run(["readelf", "-lW", "-dW", path], capture_output=True, text=True).stdout
+        static = ("not a dynamic executable" in ldd.stdout + ldd.stderr or "statically linked" in ldd.stdout) and "INTERP" not in elf and "NEEDED" not in elf
+        check(f"{name}: statically linked", static, ldd.stdout + ldd.stderr)
+        size = os.path.getsize(path)
+        check(f"{name}: {size / 1e6:.1f} MB, within 25 MB", size <= BUDGET, size)
+
+    # Checksums and the krew manifest.
+    sums = {}
+    for line in open(os.path.join(dist, "SHA256SUMS")):
+        digest, name = line.split()
+        sums[name] = digest
+        check(f"SHA256SUMS: {name}", sha256(os.path.join(dist, name)) == digest)
+    krew = yaml.safe_load(open(os.path.join(dist, "krew", "dr.yaml")))
+    check("krew: plugin dr at this version", krew["kind"] == "Plugin" and krew["metadata"]["name"] == "dr" and krew["spec"]["version"] == f"v{version}", krew)
+    for p in krew["spec"]["platforms"]:
+        archive = os.path.join(dist, os.path.basename(p["uri"]))
+        check(f"krew: {os.path.basename(p['uri'])} exists with the manifest's sha256", os.path.isfile(archive) and sha256(archive) == p["sha256"], p)
+        with tarfile.open(archive) as t:
+            check(f"krew: bin {p['bin']} is in the archive", any(os.path.basename(m.name) == p["bin"] for m in t.getmembers()))
+
+    # The plugin names the image it was built with, by digest.
+    dr = bins["kubectl-dr"]
+    images = json.loads(subprocess.run([dr, "images", "-o", "json"], check=True, capture_output=True, text=True).stdout)[0]
+    digest = open(os.path.join(dist, f"dr-job_{version}.digest")).read().strip()
+    check("kubectl dr images: the image built with it, pinned", images["digest"] == digest and images["tag"] == version, images)
+    ver = json.loads(subprocess.run([dr, "version", "-o", "json"], check=True, capture_output=True, text=True).stdout)
+    check("kubectl dr version: the job image it deploys", ver["jobImage"] == images["reference"], ver)
+
+    # Mirror into a real registry; the packaged chart, air-gapped, points at what it serves.
+    proc, host = registry(tmp)
+    try:
+        oci = os.path.join(dist, f"dr-job_{version}_linux_amd64.oci.tar")
+        out = subprocess.run([dr, "images", "mirror", "--to", f"{host}/mirror", "--from-archive", oci, "--plain-http", "-o", "json"],
+                             capture_output=True, text=True)
+        check("images mirror: into the loopback registry", out.returncode == 0, out.stderr)
+        report = json.loads(out.stdout) if out.returncode == 0 else {}
+        check("images mirror: the digest kubectl dr images prints", report.get("digest") == digest, report)
+        chart = Chart.load(os.path.join(dist, f"dr-restore-{version}.tgz"))
+        rendered = chart.render({"sourceClusterID": "c", "profile": {"name": "p"}, "airgapped": {"repository": f"{host}/mirror"},
+                                 "image": {"digest": digest}}, name="k10-restore", namespace="kasten-io", is_install=True)
+        job = next(d for text in rendered.values() for d in yaml.safe_load_all(text) if d and d.get("kind") == "Job")
+        image = job["spec"]["template"]["spec"]["containers"][0]["image"]
+        check("chart: air-gapped image reference", image == f"{host}/mirror/dr-job@{digest}", image)
+        repo, _, reference = image.partition("/")[2].partition("@")
+        status, served, _ = manifest(host, repo, reference)
+        check("registry: serves the chart's image, digest matching", status == 200 and served == digest, (status, served))
+        status, served, _ = manifest(host, "mirror/dr-job", version)
+        check("registry: serves it by tag too", status == 200 and served == digest, (status, served))
+    finally:
+        proc.kill()
+        proc.wait()
+
+    if failures:
+        print(f"{len(failures)} release checks failed: {failures}")
+        sys.exit(1)
+    print("all release checks passed")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
