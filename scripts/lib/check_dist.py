@@ -112,7 +112,8 @@ def main(dist):
         chart = Chart.load(os.path.join(dist, f"dr-restore-{version}.tgz"))
         rendered = chart.render({"sourceClusterID": "c", "profile": {"name": "p"}, "airgapped": {"repository": f"{host}/mirror"},
                                  "image": {"digest": digest}}, name="k10-restore", namespace="kasten-io", is_install=True)
-        job = next(d for text in rendered.values() for d in yaml.safe_load_all(text) if d and d.get("kind") == "Job")
+        job = next(d for path, text in rendered.items() if not path.endswith("NOTES.txt")
+                   for d in yaml.safe_load_all(text) if d and d.get("kind") == "Job")
         image = job["spec"]["template"]["spec"]["containers"][0]["image"]
         check("chart: air-gapped image reference", image == f"{host}/mirror/dr-job@{digest}", image)
         repo, _, reference = image.partition("/")[2].partition("@")
@@ -120,6 +121,15 @@ def main(dist):
         check("registry: serves the chart's image, digest matching", status == 200 and served == digest, (status, served))
         status, served, _ = manifest(host, "mirror/dr-job", version)
         check("registry: serves it by tag too", status == 200 and served == digest, (status, served))
+        # What a node would do: pull the chart's reference from the mirror and run it.
+        env = dict(os.environ, STORAGE_DRIVER="vfs", BUILDAH_ISOLATION="chroot")
+        pulled = subprocess.run(["buildah", "from", "--quiet", "--tls-verify=false", f"docker://{image}"], capture_output=True, text=True, env=env)
+        check("pulled from the mirror by the chart's reference", pulled.returncode == 0, pulled.stderr)
+        if pulled.returncode == 0:
+            ctr = pulled.stdout.strip()
+            run = subprocess.run(["buildah", "run", ctr, "--", "/dr-job", "self-check"], capture_output=True, text=True, env=env)
+            subprocess.run(["buildah", "rm", ctr], capture_output=True, env=env)
+            check("the pulled image passes its self-check", run.returncode == 0 and '"ok":true' in run.stdout, run.stdout + run.stderr)
     finally:
         proc.kill()
         proc.wait()
