@@ -179,6 +179,14 @@ async fn mirror_refuses_a_tampered_archive_and_says_what_is_wrong() {
     let out = dr(&["images", "mirror", "--to", &format!("{host}/m"), "--from-archive", good.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach the registry") && err.contains("--plain-http"), "{err}");
+    // The archive of another release, or of the FIPS image, is not mirrored under this tag.
+    for (name, needle) in [("localhost/kubectl-dr/dr-job:9.9.9", "use the archive of this release"), (&*format!("localhost/kubectl-dr/dr-job:{VERSION}-fips"), "add --fips")] {
+        let other = dir.path().join("other.oci.tar");
+        write_archive(&other, name);
+        let out = dr(&["images", "mirror", "--to", &format!("{host}/m"), "--from-archive", other.to_str().unwrap(), "--plain-http"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code() == Some(2) && err.contains(needle), "{name}: {err}");
+    }
     // Not an OCI archive.
     std::fs::write(dir.path().join("junk.tar"), b"junk").unwrap();
     let out = dr(&["images", "mirror", "--to", &format!("{host}/m"), "--from-archive", dir.path().join("junk.tar").to_str().unwrap(), "--plain-http"]);

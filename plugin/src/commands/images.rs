@@ -45,10 +45,13 @@ async fn mirror(args: &MirrorArgs, fips: bool, output: OutputFormat) -> Result<E
     let report = match &args.from_archive {
         Some(path) => {
             let mut archive = OciArchive::open(path)?;
-            if let (Some(name), false) = (archive.ref_name(), fips) {
-                // scripts/image names the archive's image with its tag; a FIPS archive says -fips.
-                if name.ends_with("-fips") {
-                    anyhow::bail!("{} holds the FIPS image ({name}): add --fips", path.display());
+            // scripts/image names the archive's image <repository>:<version>[-fips]: an
+            // archive of another release or flavour would land under this release's tag.
+            if let Some(tag) = archive.ref_name().and_then(|n| ImageRef::parse(&n).ok()).and_then(|r| r.tag) {
+                let expected = image.tag.clone().unwrap_or_default();
+                if tag != expected {
+                    let hint = if tag.ends_with("-fips") && !fips { " (a FIPS archive: add --fips)" } else { "" };
+                    anyhow::bail!("{} holds dr-job:{tag}, but this plugin deploys dr-job:{expected}: use the archive of this release{hint}", path.display());
                 }
             }
             eprintln!("copying {} to {dest}", path.display());
