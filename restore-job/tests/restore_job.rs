@@ -407,6 +407,31 @@ async fn each_passphrase_source_restores() {
     assert!(find(&target, "", "configmaps", "shop", "settings").is_some());
 }
 
+/// Vault behind a private CA: the chart's `vault.caBundle` (a ConfigMap here) mounts the CA
+/// for the Job; without it the Job fails and says which value to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vault_behind_a_private_ca_is_trusted_through_the_charts_ca_bundle() {
+    let source = source_cluster().await;
+    let loc = tempfile::tempdir().unwrap();
+    let (cluster_id, _) = backup(&source, loc.path(), Mode::Full).await;
+    let (vault, ca) = support::openbao_tls();
+    support::wait_vault_healthy(&vault).await;
+    support::bao(&vault, reqwest::Method::POST, "secret/data/k10", Some(json!({"data": {"passphrase": PASS}}))).await;
+    let target = target_cluster(json!({"source": b64("vault"), "vault-kv-version": b64("KVv2"), "vault-mount-path": b64("secret"), "vault-secret-path": b64("k10"), "key": b64("passphrase")})).await;
+    target.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-creds", "namespace": NS}, "data": {"vault_token": b64(support::BAO_ROOT_TOKEN)}}));
+    target.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "vault-ca", "namespace": NS}, "data": {"root.pem": std::fs::read_to_string(&ca).unwrap()}}));
+    let vault_values = json!({"enabled": true, "address": vault.url, "secretName": "vault-creds"});
+
+    let message = restore(&target, &values(&cluster_id, json!({"vault": vault_values})), loc.path()).failure();
+    assert!(message.contains("not trusted") && message.contains("vault.caBundle"), "{message}");
+    assert!(find(&target, "", "configmaps", "shop", "settings").is_none());
+
+    let mut with_ca = vault_values.clone();
+    with_ca["caBundle"] = json!({"configMap": "vault-ca", "key": "root.pem"});
+    restore(&target, &values(&cluster_id, json!({"vault": with_ca})), loc.path()).report();
+    assert!(find(&target, "", "configmaps", "shop", "settings").is_some());
+}
+
 /// A point with `n` ConfigMaps in one namespace.
 async fn big_point(location: &Path, n: usize) -> String {
     let loc = Location::connect(&LocationConfig::File { path: location.into() }).await.unwrap();

@@ -1,7 +1,8 @@
 //! A stand-in for the kubelet and the Job controller, for the test API server (which runs no
 //! controllers): it turns a Job's pod template into a process with exactly that pod's
 //! environment (env values, the downward-API namespace, secretKeyRefs), volumes (a PVC is
-//! the location directory, Secret volumes and projected service-account tokens are files) and
+//! the location directory, Secret and ConfigMap volumes and projected service-account tokens
+//! are files) and
 //! service account (a token the test API server accepts), and reports the result back the way
 //! a kubelet and the Job controller do: a Pod with the container's termination message, and
 //! the Job's status.
@@ -73,6 +74,16 @@ pub fn pod_for_job(api: &ApiServer, job: &Value, location: &Path, root: &Path) -
             for item in secret["items"].as_array().unwrap() {
                 let data = unb64(s["data"][item["key"].as_str().unwrap()].as_str().unwrap());
                 std::fs::write(host.join(item["path"].as_str().unwrap()), data).unwrap();
+            }
+        } else if let Some(config_map) = volume.get("configMap") {
+            std::fs::create_dir_all(&host).unwrap();
+            let c = api
+                .objects("", "configmaps")
+                .into_iter()
+                .find(|c| c["metadata"]["name"] == config_map["name"] && c["metadata"]["namespace"] == namespace.as_str())
+                .expect("the mounted ConfigMap exists");
+            for item in config_map["items"].as_array().unwrap() {
+                std::fs::write(host.join(item["path"].as_str().unwrap()), c["data"][item["key"].as_str().unwrap()].as_str().unwrap()).unwrap();
             }
         } else if let Some(projected) = volume.get("projected") {
             std::fs::create_dir_all(&host).unwrap();
