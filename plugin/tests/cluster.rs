@@ -173,3 +173,70 @@ async fn a_restored_cluster_reports_it_does_not_own_the_location_and_refuses_to_
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("location profile nope not found"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A store and a Vault behind a private CA: `profile create --s3-ca-bundle FILE` checks the
+/// bucket with it and keeps it in a ConfigMap the profile names; `enable --vault-ca-bundle
+/// FILE` keeps Vault's in a ConfigMap the CronJob mounts and names to the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_certificate_authorities_reach_the_cluster_side() {
+    let api = ApiServer::start().await;
+    api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kc, "default");
+    let ca = support::test_ca();
+    let s3 = support::moto_tls_signed_by(&ca);
+    support::moto_setup(&s3, &["bucket", "dr-private"], None);
+    let creds = dir.path().join("credentials");
+    std::fs::write(&creds, "[default]\naws_access_key_id = test\naws_secret_access_key = test\n").unwrap();
+    let create = |extra: &[&str]| {
+        let mut args = vec!["profile", "create", "private", "--s3-bucket", "dr-private", "--s3-region", "us-east-1", "--s3-endpoint", &s3.url, "--s3-path-style"];
+        args.extend_from_slice(&["--s3-credentials-file", creds.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        dr(&kc, &args, "")
+    };
+
+    // Without the CA the check fails and says what to give.
+    let out = create(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--s3-ca-bundle"), "{}", String::from_utf8_lossy(&out.stderr));
+    // A file that is not a CA bundle is refused by name.
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "junk").unwrap();
+    let err = String::from_utf8_lossy(&create(&["--s3-ca-bundle", junk.to_str().unwrap()]).stderr).into_owned();
+    assert!(err.contains("junk.pem") && err.contains("no certificate"), "{err}");
+    // With it: checked, saved, and the profile names the ConfigMap holding it.
+    ok(&create(&["--s3-ca-bundle", ca.ca.to_str().unwrap()]));
+    let profile = one(&api, "dr.kubectl-dr.io", "profiles", "private").unwrap();
+    assert_eq!(profile["spec"]["s3"]["caBundleConfigMap"], "private-ca-bundle");
+    let map = one(&api, "", "configmaps", "private-ca-bundle").unwrap();
+    assert_eq!(map["data"]["ca.crt"].as_str().unwrap(), std::fs::read_to_string(&ca.ca).unwrap());
+
+    // Vault's CA: enable reads the passphrase with it, and keeps it for the DR CronJob.
+    let (vault, vault_ca) = support::openbao_tls();
+    support::wait_vault_healthy(&vault).await;
+    support::bao(&vault, reqwest::Method::POST, "secret/data/k10", Some(json!({"data": {"passphrase": PASS}}))).await;
+    let token = dir.path().join("token");
+    std::fs::write(&token, support::BAO_ROOT_TOKEN).unwrap();
+    let enable = |extra: &[&str]| {
+        let mut args = vec!["enable", "--profile", "private", "--passphrase-source", "vault", "--vault-address", &vault.url, "--vault-kv-version", "KVv2"];
+        args.extend_from_slice(&["--vault-mount-path", "secret", "--vault-secret-path", "k10", "--vault-key", "passphrase"]);
+        args.extend_from_slice(&["--vault-token-file", token.to_str().unwrap(), "--vault-token-secret", "vault-creds"]);
+        args.extend_from_slice(extra);
+        dr(&kc, &args, "")
+    };
+    let err = String::from_utf8_lossy(&enable(&[]).stderr).into_owned();
+    assert!(err.contains("not trusted") && err.contains("--vault-ca-bundle"), "{err}");
+    ok(&enable(&["--vault-ca-bundle", vault_ca.to_str().unwrap()]));
+    let map = one(&api, "", "configmaps", "kubectl-dr-vault-ca").unwrap();
+    assert_eq!(map["data"]["ca.crt"].as_str().unwrap(), std::fs::read_to_string(&vault_ca).unwrap());
+    let pod = cron_pod_spec(&api);
+    let env = &pod["containers"][0]["env"];
+    let ca_path = env.as_array().unwrap().iter().find(|e| e["name"] == "DR_VAULT_CA_BUNDLE").unwrap()["value"].as_str().unwrap().to_owned();
+    let mount = pod["containers"][0]["volumeMounts"].as_array().unwrap().iter().find(|m| m["name"] == "vault-ca").unwrap().clone();
+    assert_eq!(ca_path, format!("{}/ca.crt", mount["mountPath"].as_str().unwrap()));
+    assert!(pod["volumes"].as_array().unwrap().iter().any(|v| v["configMap"]["name"] == "kubectl-dr-vault-ca"));
+    // disable removes it with the rest.
+    ok(&dr(&kc, &["disable"], ""));
+    assert!(one(&api, "", "configmaps", "kubectl-dr-vault-ca").is_none());
+}
