@@ -11,6 +11,11 @@
 //! Sizes are in the catalog's (uncompressed) bytes unless the phase says otherwise.
 //! `DR_BENCH_MIB` sets the size (default 1024).
 
+// As the shipped static binaries do (restore-job/src/main.rs), so a musl run measures them.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;

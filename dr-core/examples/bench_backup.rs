@@ -9,6 +9,11 @@
 #[allow(dead_code)]
 mod apiserver;
 
+// As the shipped static binaries do (restore-job/src/main.rs), so a musl run measures them.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Instant;
