@@ -33,6 +33,23 @@ pub mod retention;
 pub mod self_check;
 pub mod tls;
 
+/// An error and its causes on one line, each said once. Many of the product's errors already
+/// name their cause in their own message (`"...: {source}"`), so walking the chain as
+/// anyhow's `{:#}` does would print it twice; a cause whose text is already there is skipped.
+pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Installs aws-lc-rs as rustls' process-wide crypto provider, once. reqwest is built without
 /// a provider of its own so that there is exactly one (two make rustls panic).
 pub fn init_crypto_provider() {

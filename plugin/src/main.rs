@@ -39,7 +39,7 @@ async fn main() -> std::process::ExitCode {
         cli::Command::Completion(args) => commands::version::completion(args),
     };
     let status = result.unwrap_or_else(|e| {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", dr_core::error_text(e.as_ref()));
         ExitStatus::Error
     });
     std::process::ExitCode::from(status as u8)

@@ -91,6 +91,8 @@ fn the_offline_loop_on_a_local_directory() {
     // directory, a time that is not RFC 3339.
     let err = failed(&run(&["verify"], "not the passphrase"), 2);
     assert!(err.contains("wrong passphrase") && !err.contains("not the passphrase"), "{err}");
+    // Said once: the message does not repeat its cause.
+    assert_eq!(err.matches("wrong passphrase").count(), 1, "{err}");
     let err = failed(&dr(&["restore-points", "--cluster-id", "other-cluster", "--path", &loc_s], &[], PASS), 2);
     assert!(err.contains("no restore points for cluster ID other-cluster"), "{err}");
     let err = failed(&dr(&["verify", "--cluster-id", CLUSTER, "--path", "/nonexistent/nfs"], &[], PASS), 2);

@@ -59,7 +59,7 @@ async fn main() -> std::process::ExitCode {
             }
             Err(e) => {
                 tracing::error!(error = %e, "backup failed");
-                dr_core::job::write_termination_message(&format!("backup failed: {e:#}"));
+                dr_core::job::write_termination_message(&format!("backup failed: {}", dr_core::error_text(e.as_ref())));
                 std::process::ExitCode::FAILURE
             }
         },
@@ -88,12 +88,12 @@ async fn restore() -> std::process::ExitCode {
         Ok(s)
     }) {
         Ok(s) => s,
-        Err(e) => return fail(&format!("restore failed: {e:#}"), EXIT_FINAL),
+        Err(e) => return fail(&format!("restore failed: {}", dr_core::error_text(e.as_ref())), EXIT_FINAL),
     };
     dr_core::init_crypto_provider();
     let client = match kube::Config::infer().await.map_err(anyhow::Error::from).and_then(|c| Ok(dr_core::kube_client(c)?)) {
         Ok(c) => c,
-        Err(e) => return fail(&format!("restore failed: cannot reach the Kubernetes API: {e:#}"), 1),
+        Err(e) => return fail(&format!("restore failed: cannot reach the Kubernetes API: {}", dr_core::error_text(e.as_ref())), 1),
     };
     match dr_core::restore::run_restore(&client, &settings).await {
         Ok(report) => {
