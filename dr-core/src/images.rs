@@ -263,10 +263,7 @@ impl Registry {
         let unreachable = |detail: String| ImageError::Unreachable { registry: image.registry.clone(), detail, hint: "" };
         let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).timeout(Duration::from_secs(300));
         if let Some(path) = &options.ca_bundle {
-            let pem = std::fs::read(path).map_err(|e| unreachable(format!("cannot read the CA bundle {}: {e}", path.display())))?;
-            for der in crate::tls::certificates_in(&pem, &path.display().to_string()).map_err(unreachable)? {
-                builder = builder.add_root_certificate(reqwest::Certificate::from_der(&der).map_err(|e| unreachable(e.to_string()))?);
-            }
+            builder = crate::tls::trust_pem_file(builder, path).map_err(|e| unreachable(format!("the CA bundle: {e}")))?;
         }
         let http = builder.build().map_err(|e| unreachable(e.to_string()))?;
         // Docker Hub's API lives on another host than its name.
@@ -282,13 +279,7 @@ impl Registry {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> ImageError {
-        let mut detail = e.to_string();
-        let mut cur = std::error::Error::source(e);
-        while let Some(c) = cur {
-            detail.push_str(": ");
-            detail.push_str(&c.to_string());
-            cur = c.source();
-        }
+        let detail = crate::error_text(e);
         let hint = if detail.contains("invalid peer certificate") {
             ", and give the CA that signed its certificate (--ca-bundle FILE)"
         } else if self.base.starts_with("https") && (detail.contains("InvalidContentType") || detail.contains("record overflow") || detail.contains("wrong version")) {

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use crate::catalog::{Mode, DR_POLICY_NAME, DR_SECRET_NAME, OWNERSHIP_CONFIGMAP};
 use crate::job::env;
 use crate::passphrase::PassphraseSource;
-use crate::resources::{Policy, PolicySpec, Profile, FILE_LOCATION_MOUNT};
+use crate::resources::{Policy, PolicySpec, Profile, CA_BUNDLE_KEY, FILE_LOCATION_MOUNT};
 
 /// The ServiceAccount the DR policy's jobs run as.
 pub const SERVICE_ACCOUNT: &str = "kubectl-dr-backup";
@@ -201,8 +201,8 @@ pub fn cronjob(settings: &EnableSettings, profile: &Profile) -> CronJob {
             mounts.push(json!({"name": "vault-token", "mountPath": "/var/run/secrets/vault", "readOnly": true}));
         }
         if settings.vault_ca_bundle.is_some() {
-            envs.push(json!({"name": env::VAULT_CA_BUNDLE, "value": format!("{VAULT_CA_MOUNT}/ca.crt")}));
-            volumes.push(json!({"name": "vault-ca", "configMap": {"name": VAULT_CA_CONFIG_MAP, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}));
+            envs.push(json!({"name": env::VAULT_CA_BUNDLE, "value": format!("{VAULT_CA_MOUNT}/{CA_BUNDLE_KEY}")}));
+            volumes.push(json!({"name": "vault-ca", "configMap": {"name": VAULT_CA_CONFIG_MAP, "items": [{"key": CA_BUNDLE_KEY, "path": CA_BUNDLE_KEY}]}}));
             mounts.push(json!({"name": "vault-ca", "mountPath": VAULT_CA_MOUNT, "readOnly": true}));
         }
     }
@@ -259,12 +259,7 @@ pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<Enable
         .ok_or_else(|| InstallError::ProfileMissing { name: settings.profile.clone(), namespace: ns.clone() })?;
     write_dr_secret(client, ns, &settings.source).await?;
     if let Some(pem) = &settings.vault_ca_bundle {
-        let mut map = k8s_openapi::api::core::v1::ConfigMap {
-            data: Some(BTreeMap::from([("ca.crt".to_owned(), pem.clone())])),
-            ..Default::default()
-        };
-        map.metadata.name = Some(VAULT_CA_CONFIG_MAP.into());
-        map.metadata.namespace = Some(ns.clone());
+        let mut map = crate::resources::ca_bundle_config_map(VAULT_CA_CONFIG_MAP, ns, pem.clone());
         map.metadata.labels = Some(labels());
         apply(&Api::namespaced(client.clone(), ns), map).await?;
     }

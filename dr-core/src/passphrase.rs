@@ -258,11 +258,7 @@ impl<'a> VaultClient<'a> {
         crate::init_crypto_provider();
         let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).timeout(Duration::from_secs(30));
         if let Some(path) = &cfg.ca_bundle {
-            let pem = std::fs::read(path).map_err(|e| PassphraseError::VaultCaBundle(format!("cannot read {}: {e}", path.display())))?;
-            for der in crate::tls::certificates_in(&pem, &path.display().to_string()).map_err(PassphraseError::VaultCaBundle)? {
-                let cert = reqwest::Certificate::from_der(&der).map_err(|e| PassphraseError::VaultCaBundle(format!("{}: {e}", path.display())))?;
-                builder = builder.add_root_certificate(cert);
-            }
+            builder = crate::tls::trust_pem_file(builder, path).map_err(PassphraseError::VaultCaBundle)?;
         }
         let http = builder
             .build()
@@ -282,7 +278,7 @@ impl<'a> VaultClient<'a> {
             req = req.json(&b);
         }
         let resp = req.send().await.map_err(|e| {
-            let detail = error_chain(&e);
+            let detail = crate::error_text(&e);
             // rustls says "invalid peer certificate: UnknownIssuer" (or BadSignature, NotValidForName...).
             if detail.contains("invalid peer certificate") {
                 PassphraseError::VaultUntrusted { address: self.cfg.address.clone(), detail }
@@ -416,17 +412,6 @@ fn vault_errors(body: &Value) -> String {
     } else {
         errs.join("; ")
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 async fn read_aws_secret(secret: &AwsSecret, endpoint: Option<&str>) -> Result<Passphrase, PassphraseError> {

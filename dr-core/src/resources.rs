@@ -262,6 +262,15 @@ pub fn s3_config(profile: &Profile, credentials: Option<StaticCredentials>) -> O
     })
 }
 
+/// A ConfigMap `name` holding a PEM bundle under [`CA_BUNDLE_KEY`] (a profile's
+/// `caBundleConfigMap`, Vault's CA for the jobs).
+pub fn ca_bundle_config_map(name: &str, namespace: &str, pem: String) -> ConfigMap {
+    let mut map = ConfigMap { data: Some(BTreeMap::from([(CA_BUNDLE_KEY.to_owned(), pem)])), ..Default::default() };
+    map.metadata.name = Some(name.into());
+    map.metadata.namespace = Some(namespace.into());
+    map
+}
+
 /// The CA bundle an S3 profile names (`caBundleConfigMap`), read and checked; `None` when it
 /// names none. Read through the API, so the CronJob and the restore Job need no extra mount.
 pub async fn profile_ca_bundle(client: &Client, namespace: &str, profile: &Profile) -> Result<Option<CaBundle>, ResourceError> {

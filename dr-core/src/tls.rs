@@ -20,6 +20,17 @@ pub fn certificates_in(pem: &[u8], from: &str) -> Result<Vec<CertificateDer<'sta
     Ok(certs)
 }
 
+/// `builder` trusting, besides the system's roots, the certificates of the PEM file `path`
+/// (Vault's and registries' private CAs). The error says what is wrong with the file.
+pub(crate) fn trust_pem_file(mut builder: reqwest::ClientBuilder, path: &std::path::Path) -> Result<reqwest::ClientBuilder, String> {
+    let name = path.display().to_string();
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {name}: {e}"))?;
+    for der in certificates_in(&pem, &name)? {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_der(&der).map_err(|e| format!("{name}: {e}"))?);
+    }
+    Ok(builder)
+}
+
 /// What the system's trust store holds, as this process sees it (the job image's
 /// `self-check` reports it: an image without roots cannot reach AWS or a public Vault).
 #[derive(Debug, serde::Serialize)]

@@ -50,6 +50,13 @@ pub async fn location(args: &LocationArgs, create_default: bool) -> Result<Locat
     Ok(Location::connect(&config).await?)
 }
 
+/// A CA bundle file given on the command line, read and checked to hold PEM certificates.
+pub fn ca_bundle_file(path: &std::path::Path) -> Result<String> {
+    let pem = std::fs::read_to_string(path).with_context(|| format!("cannot read the CA bundle {}", path.display()))?;
+    dr_core::tls::certificates_in(pem.as_bytes(), &path.display().to_string()).map_err(anyhow::Error::msg)?;
+    Ok(pem)
+}
+
 /// Parses an RFC 3339 time given on the command line.
 pub fn point_in_time(value: &Option<String>) -> Result<Option<OffsetDateTime>> {
     value

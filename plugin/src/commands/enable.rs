@@ -61,11 +61,7 @@ pub async fn run(global: &GlobalArgs, args: &EnableArgs) -> Result<ExitStatus> {
         vault_token_secret: if vault_job { args.vault_token_secret.clone() } else { None },
         vault_role: if vault_job { args.passphrase.vault_role.clone() } else { None },
         vault_ca_bundle: match (&args.passphrase.vault_ca_bundle, vault_job) {
-            (Some(file), true) => {
-                let pem = std::fs::read_to_string(file).with_context(|| format!("cannot read the Vault CA bundle {}", file.display()))?;
-                dr_core::tls::certificates_in(pem.as_bytes(), &file.display().to_string()).map_err(anyhow::Error::msg)?;
-                Some(pem)
-            }
+            (Some(file), true) => Some(input::ca_bundle_file(file)?),
             _ => None,
         },
     };

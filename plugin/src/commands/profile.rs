@@ -85,13 +85,9 @@ async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Re
         };
         // A CA bundle file becomes a ConfigMap the in-cluster jobs read it from.
         if let Some(file) = &loc.s3_ca_bundle {
-            let pem = std::fs::read_to_string(file).with_context(|| format!("cannot read the CA bundle {}", file.display()))?;
-            dr_core::tls::certificates_in(pem.as_bytes(), &file.display().to_string()).map_err(anyhow::Error::msg)?;
             let name = format!("{}-ca-bundle", args.name);
-            let mut map = ConfigMap { data: Some(BTreeMap::from([(resources::CA_BUNDLE_KEY.to_owned(), pem)])), ..Default::default() };
-            map.metadata.name = Some(name.clone());
+            ca_bundle_config_map = Some(resources::ca_bundle_config_map(&name, ns, input::ca_bundle_file(file)?));
             s3.ca_bundle_config_map = Some(name);
-            ca_bundle_config_map = Some(map);
         }
         if let Some(creds) = given.clone() {
             let name = format!("{}-credentials", args.name);
@@ -122,21 +118,18 @@ async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Re
         if profile.spec.s3.is_some() {
             // Credentials given here go into a Secret that does not exist yet; an existing
             // Secret is read the way the job reads it.
+            // A bundle given as a file is not in its ConfigMap yet: check with the file itself.
+            let mut checked = profile.clone();
+            if loc.s3_ca_bundle.is_some() {
+                checked.spec.s3.as_mut().expect("an S3 profile").ca_bundle_config_map = None;
+            }
             let mut config = match &given {
                 Some(creds) => {
-                    let mut c = resources::s3_config(&profile, Some(creds.clone())).expect("an S3 profile");
-                    if loc.s3_ca_bundle.is_none() {
-                        c.ca_bundle = resources::profile_ca_bundle(client, ns, &profile).await?;
-                    }
+                    let mut c = resources::s3_config(&checked, Some(creds.clone())).expect("an S3 profile");
+                    c.ca_bundle = resources::profile_ca_bundle(client, ns, &checked).await?;
                     LocationConfig::S3(c)
                 }
-                None if loc.s3_ca_bundle.is_some() => {
-                    // The bundle's ConfigMap is not saved yet: check with the file itself.
-                    let mut bare = profile.clone();
-                    bare.spec.s3.as_mut().expect("an S3 profile").ca_bundle_config_map = None;
-                    resources::location_config(client, ns, &bare, None).await?
-                }
-                None => resources::location_config(client, ns, &profile, None).await?,
+                None => resources::location_config(client, ns, &checked, None).await?,
             };
             if let (LocationConfig::S3(c), Some(file)) = (&mut config, &loc.s3_ca_bundle) {
                 c.ca_bundle = Some(dr_core::location::CaBundle::File(file.clone()));
@@ -153,8 +146,7 @@ async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Re
         }
     }
     dr_core::install::install_crds(client).await?;
-    if let Some(mut map) = ca_bundle_config_map {
-        map.metadata.namespace = Some(ns.into());
+    if let Some(map) = ca_bundle_config_map {
         dr_core::install::apply(&Api::<ConfigMap>::namespaced(client.clone(), ns), map).await?;
     }
     if let Some(mut secret) = credentials_secret {

@@ -86,11 +86,7 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     dr_core::install::write_dr_secret(&client, ns, &source).await?;
     eprintln!("wrote {} ({})", dr_core::catalog::DR_SECRET_NAME, source.describe());
     if let (Some(file), true) = (&args.passphrase.vault_ca_bundle, vault) {
-        let pem = std::fs::read_to_string(file).with_context(|| format!("cannot read the Vault CA bundle {}", file.display()))?;
-        dr_core::tls::certificates_in(pem.as_bytes(), &file.display().to_string()).map_err(anyhow::Error::msg)?;
-        let mut map = k8s_openapi::api::core::v1::ConfigMap { data: Some([("ca.crt".to_owned(), pem)].into()), ..Default::default() };
-        map.metadata.name = Some(vault_ca_config_map(&args.release));
-        map.metadata.namespace = Some(ns.clone());
+        let map = resources::ca_bundle_config_map(&vault_ca_config_map(&args.release), ns, input::ca_bundle_file(file)?);
         dr_core::install::apply(&Api::namespaced(client.clone(), ns), map).await?;
     }
     drop(source);
@@ -184,7 +180,7 @@ fn chart_values(args: &RestoreArgs, profile: &resources::Profile) -> Value {
             vault["secretName"] = json!(args.vault_token_secret);
         }
         if p.vault_ca_bundle.is_some() {
-            vault["caBundle"] = json!({"configMap": vault_ca_config_map(&args.release), "key": "ca.crt"});
+            vault["caBundle"] = json!({"configMap": vault_ca_config_map(&args.release), "key": resources::CA_BUNDLE_KEY});
         }
         v["vault"] = vault;
     }
