@@ -62,6 +62,8 @@ pub mod env {
     pub const RESTORE_QPS: &str = "DR_RESTORE_QPS";
     /// Who holds the restore Lease (the Job's name): a new pod of the same Job may take over.
     pub const RESTORE_HOLDER: &str = "DR_RESTORE_HOLDER";
+    /// `restore.status`: kinds whose status is written back (`all`, or a comma list).
+    pub const RESTORE_STATUS: &str = "DR_RESTORE_STATUS";
     /// `true` (the chart's `fips.enabled`): refuse to run unless the crypto module is in FIPS mode.
     pub const REQUIRE_FIPS: &str = "DR_REQUIRE_FIPS";
 }
@@ -88,6 +90,19 @@ pub enum JobError {
     Cluster(#[from] ClusterError),
     #[error("reading policy {name} failed: {source}")]
     Api { name: String, source: kube::Error },
+}
+
+impl crate::failure::Classify for JobError {
+    fn kind(&self) -> crate::failure::ErrorKind {
+        use crate::failure::ErrorKind;
+        match self {
+            JobError::Resource(e) => e.kind(),
+            JobError::Location(e) => e.kind(),
+            JobError::Cluster(e) => e.kind(),
+            JobError::Api { source, .. } => source.kind(),
+            JobError::InvalidEnv { .. } | JobError::MissingEnv(_) | JobError::VaultTokenFile { .. } | JobError::PolicyNotFound { .. } => ErrorKind::BadInput,
+        }
+    }
 }
 
 /// How to reach Vault, from the environment.
@@ -277,7 +292,17 @@ pub fn restore_settings_from_env() -> Result<crate::restore::RestoreSettings, Jo
             .map_err(|e| JobError::InvalidEnv { name: env::SKIP_RESOURCE, value: list.clone(), why: e.to_string() })?;
     }
     let minutes: u64 = number(env::RESTORE_TIMEOUT_MINUTES, 30)?;
+    if minutes == 0 || minutes > crate::restore::MAX_TIMEOUT_MINUTES {
+        return Err(JobError::InvalidEnv {
+            name: env::RESTORE_TIMEOUT_MINUTES,
+            value: minutes.to_string(),
+            why: format!("restore.timeout is 1 to {} minutes", crate::restore::MAX_TIMEOUT_MINUTES),
+        });
+    }
     s.timeout = std::time::Duration::from_secs(minutes * 60);
+    if let Some(list) = var(env::RESTORE_STATUS) {
+        s.restore_status = crate::restore::StatusKinds::parse(&list).map_err(|why| JobError::InvalidEnv { name: env::RESTORE_STATUS, value: list.clone(), why })?;
+    }
     s.quick_mode = flag(env::QUICK_MODE)?;
     s.override_resources = flag(env::OVERRIDE_RESOURCES)?;
     s.concurrency = number(env::RESTORE_CONCURRENCY, crate::restore::DEFAULT_CONCURRENCY)?;

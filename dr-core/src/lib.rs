@@ -4,6 +4,7 @@
 //! - [`blocks`]: the catalog's compression (zstd frames decoded on every core)
 //! - [`catalog`]: what a point holds — resource categories and entries
 //! - [`cluster`]: reading a live cluster into a point (the backup engine)
+//! - [`restore`]: writing a point back onto a cluster: plan (one read of the point), then apply
 //! - [`point`]: restore points — naming, manifest, writing, listing and reading whole points
 //! - [`location`]: where points live (a directory or an S3 bucket)
 //! - [`manifests`]: manifests on disk — reading a directory, exporting a point as YAML
@@ -11,13 +12,17 @@
 //! - [`job`]: what the in-cluster job runs, and the `DR_*` variables that configure it
 //! - [`resources`]: the Profile and Policy custom resources, resolved into locations
 //! - [`retention`]: which points a retention keeps, and pruning the rest
+//! - [`failure`]: what kind each error is, and the exit status and retry that follow from it
+//! - [`api_retry`]: the one retry layer under every Kubernetes API call
 //! - [`passphrase`]: where the DR passphrase comes from (`k10-dr-secret`: raw, Vault, AWS)
 
 pub mod blocks;
 pub mod catalog;
 pub mod cluster;
+pub mod api_retry;
 pub mod cron;
 pub mod crypto;
+pub mod failure;
 pub mod format;
 pub mod install;
 pub mod job;
@@ -59,18 +64,15 @@ pub fn init_crypto_provider() {
     });
 }
 
-/// A Kubernetes client for `config` whose retries of 429, 503 and 504 are bounded: 200 ms
-/// doubling to 10 s, 6 times, honouring `Retry-After`. kube's default keeps retrying for
-/// minutes, so one unavailable aggregated API would stall every backup.
+/// A Kubernetes client for `config`, with the product's one retry layer for API calls
+/// ([`api_retry::ApiRetry`]).
 pub fn kube_client(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
     init_crypto_provider();
     config.default_retry = false;
-    let policy = kube::client::retry::RetryPolicy::new(std::time::Duration::from_millis(200), std::time::Duration::from_secs(10), 6, true)
-        .expect("valid retry bounds");
     // Retry needs a service it can clone: a buffer in front of kube's boxed stack makes one.
     // (The buffer's worker is spawned on the current runtime: call this from async code.)
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&tower::buffer::BufferLayer::new(1024))
-        .with_layer(&tower::retry::RetryLayer::new(policy))
+        .with_layer(&tower::retry::RetryLayer::new(api_retry::ApiRetry::default()))
         .build())
 }

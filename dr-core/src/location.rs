@@ -134,6 +134,15 @@ pub struct ObjectInfo {
 /// A readable object: its size and a stream of its bytes.
 pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;
 
+/// Objects opened for reading by this process, at any location: what a restore reports as
+/// its reads of the point, and what the benchmarks count as downloads.
+static OBJECTS_OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many objects this process has opened for reading so far.
+pub fn objects_opened() -> u64 {
+    OBJECTS_OPENED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A connected location.
 #[derive(Clone, Debug)]
 pub enum Location {
@@ -209,8 +218,9 @@ impl Location {
         Ok(objects)
     }
 
-    /// Opens an object for reading.
+    /// Opens an object for reading (on S3: starts its download).
     pub async fn open(&self, key: &str) -> Result<(u64, ObjectReader), LocationError> {
+        OBJECTS_OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self {
             Location::File(f) => f.open(key).await,
             Location::S3(s) => s.open(key).await,

@@ -144,6 +144,11 @@ pub struct RestoreArgs {
     /// How long the whole restore may take (whole minutes: 30m, 2h).
     #[arg(long, default_value = "30m", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
+    /// Write back the status of these kinds through their /status subresource: `all`, or a
+    /// comma list of Kind.group or resource.group (Widget.example.com, certificates.cert-manager.io).
+    /// Off by default: most status describes the old cluster and its controllers rebuild it.
+    #[arg(long, default_value = "", value_name = "KINDS|all")]
+    pub restore_status: String,
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
     /// Secret (key vault_token) the restore Job logs in to Vault with; or use --vault-role.

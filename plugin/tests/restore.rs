@@ -79,6 +79,13 @@ async fn target(dir: &Path) -> (ApiServer, PathBuf) {
 
 /// Runs the restore Job when helm creates it, as the kubelet would.
 fn kubelet(api: &ApiServer, location: &Path) -> tokio::task::JoinHandle<i32> {
+    let pods = kubelet_with(api, location, &[]);
+    tokio::spawn(async move { *pods.await.unwrap().last().unwrap() })
+}
+
+/// [`kubelet`] with the fate of the Job's first pods (killed, or run): each pod's exit code.
+fn kubelet_with(api: &ApiServer, location: &Path, fates: &[support::kubelet::PodFate]) -> tokio::task::JoinHandle<Vec<i32>> {
+    let fates = fates.to_vec();
     let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::namespaced(api.client(), NS);
     let api = api.clone();
     let location = location.to_owned();
@@ -87,7 +94,7 @@ fn kubelet(api: &ApiServer, location: &Path) -> tokio::task::JoinHandle<i32> {
             // A Job not yet run (a re-run's Job replaces the finished one).
             if let Some(job) = jobs.get_opt("k10-restore").await.unwrap().filter(|j| j.status.as_ref().is_none_or(|s| s.succeeded.is_none() && s.failed.is_none())) {
                 let job = serde_json::to_value(job).unwrap();
-                return support::kubelet::run_job(&api, &job, &dr_job(), &location).await;
+                return support::kubelet::run_job_with(&api, &job, &dr_job(), &location, &fates).await;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
@@ -192,4 +199,22 @@ async fn a_failed_restore_job_fails_the_command_with_its_reason() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("restore job k10-restore failed") && stderr.contains("k10/dr/missing"), "{stderr}");
     assert!(find(&target, "", "configmaps", "shop", "settings").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_whose_first_pod_is_killed_is_followed_to_the_jobs_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("nfs");
+    std::fs::create_dir_all(&loc).unwrap();
+    let (_source, cluster_id) = source(dir.path(), &loc).await;
+    let (target, kc) = target(dir.path()).await;
+    // The first pod is OOM-killed; the Job controller waits its backoff and starts another.
+    let job = kubelet_with(&target, &loc, &[support::kubelet::PodFate::Killed]);
+    let out = dr(&kc, &["restore", "--cluster-id", &cluster_id, "--profile", "offsite", "--passphrase-file", "-"], PASS, &[]);
+    assert_eq!(job.await.unwrap(), vec![137, 0]);
+    let stdout = ok(&out);
+    assert!(stdout.contains("Restored."), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pod 1 of 4 ended: OOMKilled (exit 137); the Job retries"), "{stderr}");
+    assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "EUR");
 }

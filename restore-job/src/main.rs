@@ -1,8 +1,10 @@
 //! `dr-job`: the in-cluster job image's binary. `backup` is what the DR policy's CronJob
 //! (and `kubectl dr backup`) runs; `restore` is the `dr-restore` chart's Job.
 //! Settings come from `DR_*` environment variables (see `dr_core::job::env`); logs are JSON
-//! on stderr; the result is also the container's termination message; the exit status tells
-//! success (0) or failure (1).
+//! on stderr; the result is also the container's termination message; the exit status is 0
+//! or the failure's kind (`dr_core::failure`: 1 transient, 2 bad input, 3 wrong passphrase,
+//! 4 damaged point, 5 busy, 6 timed out, 7 objects failed), which the restore chart's
+//! `podFailurePolicy` and the plugin read.
 
 use clap::{Parser, Subcommand};
 
@@ -36,7 +38,7 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .json()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DR_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DR_LOG").unwrap_or_else(|_| "info,kube_client::client::tls=error".into()))
         .init();
     match cli.command {
         Command::SelfCheck => {
@@ -58,9 +60,11 @@ async fn main() -> std::process::ExitCode {
                 std::process::ExitCode::SUCCESS
             }
             Err(e) => {
-                tracing::error!(error = %e, "backup failed");
-                dr_core::job::write_termination_message(&format!("backup failed: {}", dr_core::error_text(e.as_ref())));
-                std::process::ExitCode::FAILURE
+                let text = dr_core::error_text(e.as_ref());
+                let kind = dr_core::failure::kind_of(e.as_ref());
+                tracing::error!(error = %text, kind = kind.as_str(), "backup failed");
+                dr_core::job::write_termination_message(&format!("backup failed: {text}"));
+                std::process::ExitCode::from(kind.exit_code())
             }
         },
     }
@@ -74,53 +78,54 @@ async fn backup() -> anyhow::Result<dr_core::job::BackupSummary> {
     Ok(dr_core::job::run_backup(&client, &settings).await?)
 }
 
-/// Exit status for outcomes a retry cannot change (bad input, wrong passphrase, damaged point,
-/// mode mismatch, another restore running, timeout, objects that failed): the chart's
-/// podFailurePolicy fails the Job at once on it instead of retrying. Status 1 (an API server
-/// or location that did not answer) is retried by the Job.
-const EXIT_FINAL: u8 = 2;
-
 async fn restore() -> std::process::ExitCode {
-    use dr_core::restore::RestoreError;
+    use dr_core::failure::{kind_of, Classify};
+    use dr_core::restore::RestoreOutcome;
+    let failed = |error: &(dyn std::error::Error + 'static)| {
+        let outcome = RestoreOutcome { error: dr_core::error_text(error), kind: Some(kind_of(error)), report: None };
+        finish(&outcome)
+    };
     let settings = match dr_core::job::restore_settings_from_env().map_err(anyhow::Error::from).and_then(|s| {
         s.check()?;
         require_fips()?;
         Ok(s)
     }) {
         Ok(s) => s,
-        Err(e) => return fail(&format!("restore failed: {}", dr_core::error_text(e.as_ref())), EXIT_FINAL),
+        Err(e) => return failed(e.as_ref()),
     };
     dr_core::init_crypto_provider();
-    let client = match kube::Config::infer().await.map_err(anyhow::Error::from).and_then(|c| Ok(dr_core::kube_client(c)?)) {
+    let client = match kube::Config::infer().await.map_err(kube::Error::InferConfig).and_then(dr_core::kube_client) {
         Ok(c) => c,
-        Err(e) => return fail(&format!("restore failed: cannot reach the Kubernetes API: {}", dr_core::error_text(e.as_ref())), 1),
+        Err(e) => return failed(&e),
     };
     match dr_core::restore::run_restore(&client, &settings).await {
         Ok(report) => {
-            let json = serde_json::to_string(&report).expect("report serializes");
-            tracing::info!(summary = %json, "restore complete");
-            println!("{json}");
-            dr_core::job::write_termination_message(&report.compact());
-            std::process::ExitCode::SUCCESS
+            println!("{}", serde_json::to_string(&report).expect("report serializes"));
+            finish(&RestoreOutcome { report: Some(report), ..Default::default() })
         }
         Err(e) => {
             if let Some(report) = e.report() {
                 println!("{}", serde_json::to_string(report).expect("report serializes"));
             }
-            let retry = matches!(e, RestoreError::Api { .. } | RestoreError::Location(_));
-            let message = match e.report() {
-                Some(report) => format!("restore failed: {e}\n{}", report.compact()),
-                None => format!("restore failed: {e}"),
-            };
-            fail(&message, if retry { 1 } else { EXIT_FINAL })
+            finish(&RestoreOutcome { error: dr_core::error_text(&e), kind: Some(e.kind()), report: e.report().cloned() })
         }
     }
 }
 
-fn fail(message: &str, code: u8) -> std::process::ExitCode {
-    tracing::error!(error = %message, "restore failed");
-    dr_core::job::write_termination_message(message);
-    std::process::ExitCode::from(code)
+/// Logs the outcome once, writes it as the termination message, and exits with its kind.
+fn finish(outcome: &dr_core::restore::RestoreOutcome) -> std::process::ExitCode {
+    match outcome.kind {
+        None => {
+            tracing::info!(summary = %serde_json::to_string(&outcome.report).expect("report serializes"), "restore complete");
+            dr_core::job::write_termination_message(&outcome.termination_message());
+            std::process::ExitCode::SUCCESS
+        }
+        Some(kind) => {
+            tracing::error!(error = %outcome.error, kind = kind.as_str(), retried = kind.retry_in_job(), "restore failed");
+            dr_core::job::write_termination_message(&outcome.termination_message());
+            std::process::ExitCode::from(kind.exit_code())
+        }
+    }
 }
 
 /// With `DR_REQUIRE_FIPS=true` (the chart's FIPS values), refuses to run unless the crypto

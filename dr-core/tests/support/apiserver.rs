@@ -1057,7 +1057,98 @@ fn create_as(state: &mut State, def: &ResourceDef, namespace: &str, obj_ref: &mu
     if def.kind == "CustomResourceDefinition" {
         establish_crd(state, &mut obj)?;
     }
+    if def.kind == "Service" && def.group.is_empty() {
+        allocate_service(state, &name, &mut obj)?;
+    }
     *obj_ref = state.store(k, obj, "ADDED");
+    Ok(())
+}
+
+/// The service range and node-port range of a kube-apiserver with default flags.
+const SERVICE_CIDR_PREFIX: &str = "10.96.";
+const NODE_PORTS: std::ops::RangeInclusive<u64> = 30000..=32767;
+
+/// A 422 Invalid for one field, as the real server words it.
+fn invalid(kind: &str, name: &str, field: &str, detail: String) -> Response<Body> {
+    respond(
+        422,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422,
+               "message": format!("{kind} \"{name}\" is invalid: {field}: {detail}"),
+               "details": {"name": name, "kind": kind.to_lowercase() + "s", "causes": [{"reason": "FieldValueInvalid", "message": detail, "field": field}]}}),
+    )
+}
+
+/// Allocates a new Service's cluster IP and node ports as the real server does: a requested
+/// one is kept when it is free and in range, else the create is refused (422); a missing one
+/// is allocated at random from the range.
+fn allocate_service(state: &State, name: &str, svc: &mut Value) -> Result<(), Response<Body>> {
+    let others: Vec<&Value> = state.objects.range(("".to_owned(), "services".to_owned(), String::new(), String::new())..).take_while(|(k, _)| k.0.is_empty() && k.1 == "services").map(|(_, v)| v).collect();
+    let mut spec = svc["spec"].as_object().cloned().unwrap_or_default();
+    let ty = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_owned();
+    if ty != "ExternalName" {
+        let used_ips: BTreeSet<String> = others.iter().filter_map(|o| o["spec"]["clusterIP"].as_str().map(str::to_owned)).collect();
+        match spec.get("clusterIP").and_then(Value::as_str).filter(|ip| !ip.is_empty()) {
+            Some("None") => {}
+            Some(ip) if !ip.starts_with(SERVICE_CIDR_PREFIX) => {
+                return Err(invalid("Service", name, "spec.clusterIPs", format!("Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12")));
+            }
+            Some(ip) if used_ips.contains(ip) => {
+                return Err(invalid("Service", name, "spec.clusterIPs", format!("Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: provided IP is already allocated")));
+            }
+            Some(_) => {}
+            None => {
+                let ip = loop {
+                    let mut b = [0u8; 2];
+                    dr_core::crypto::fill_random(&mut b);
+                    let ip = format!("{SERVICE_CIDR_PREFIX}{}.{}", b[0] % 16, b[1].max(1));
+                    if !used_ips.contains(&ip) {
+                        break ip;
+                    }
+                };
+                spec.insert("clusterIP".into(), json!(ip));
+            }
+        }
+        if let Some(ip) = spec.get("clusterIP").cloned() {
+            spec.insert("clusterIPs".into(), json!([ip]));
+        }
+    }
+    if ty == "NodePort" || ty == "LoadBalancer" {
+        let mut used: BTreeSet<u64> = others
+            .iter()
+            .flat_map(|o| o["spec"]["ports"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p["nodePort"].as_u64())
+            .collect();
+        let ports = spec.get_mut("ports").and_then(Value::as_array_mut).map(std::mem::take).unwrap_or_default();
+        let mut allocated = Vec::new();
+        for (i, mut port) in ports.into_iter().enumerate() {
+            match port["nodePort"].as_u64().filter(|p| *p != 0) {
+                Some(p) if !NODE_PORTS.contains(&p) => {
+                    return Err(invalid("Service", name, &format!("spec.ports[{i}].nodePort"), format!("Invalid value: {p}: provided port is not in the valid range. The range of valid ports is 30000-32767")));
+                }
+                Some(p) if used.contains(&p) => {
+                    return Err(invalid("Service", name, &format!("spec.ports[{i}].nodePort"), format!("Invalid value: {p}: provided port is already allocated")));
+                }
+                Some(p) => {
+                    used.insert(p);
+                }
+                None => {
+                    let p = loop {
+                        let mut b = [0u8; 2];
+                        dr_core::crypto::fill_random(&mut b);
+                        let p = NODE_PORTS.start() + u64::from(u16::from_le_bytes(b)) % (NODE_PORTS.end() - NODE_PORTS.start() + 1);
+                        if !used.contains(&p) {
+                            break p;
+                        }
+                    };
+                    used.insert(p);
+                    port["nodePort"] = json!(p);
+                }
+            }
+            allocated.push(port);
+        }
+        spec.insert("ports".into(), Value::Array(allocated));
+    }
+    svc["spec"] = Value::Object(spec);
     Ok(())
 }
 

@@ -132,30 +132,130 @@ pub fn pod_for_job(api: &ApiServer, job: &Value, location: &Path, root: &Path) -
 }
 
 
-/// Plays a Job's pod to the end, as the kubelet and the Job controller would: runs `binary`
-/// with the pod's environment, then records a Pod with the container's exit code and
-/// termination message and the Job's succeeded/failed count. Returns the exit code.
-pub async fn run_job(api: &ApiServer, job: &Value, binary: &str, location: &Path) -> i32 {
-    let root = tempfile::tempdir().unwrap();
-    let pod = pod_for_job(api, job, location, root.path());
-    let child = pod.spawn(binary);
-    // wait_with_output drains both pipes, so a chatty process never blocks.
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
-    let code = out.status.code().unwrap_or(137);
-    let message = std::fs::read_to_string(&pod.termination).unwrap_or_default();
-    let name = job["metadata"]["name"].as_str().unwrap();
-    let namespace = job["metadata"]["namespace"].as_str().unwrap();
-    let container = job["spec"]["template"]["spec"]["containers"][0]["name"].as_str().unwrap();
-    api.seed(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": format!("{name}-"), "namespace": namespace,
-                                 "labels": {"job-name": name, "batch.kubernetes.io/controller-uid": job["metadata"]["uid"]}},
-                    "spec": {"containers": [{"name": container, "image": "dr-job"}]},
-                    "status": {"phase": if code == 0 { "Succeeded" } else { "Failed" },
-                               "containerStatuses": [{"name": container, "state": {"terminated": {"exitCode": code, "message": message}}}]}}));
-    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::namespaced(api.client(), namespace);
-    let status = if code == 0 { json!({"status": {"succeeded": 1}}) } else { json!({"status": {"failed": 1}}) };
-    jobs.patch_status(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(status)).await.unwrap();
-    if code != 0 {
-        eprintln!("job {name} exited {code}:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+/// What happens to one pod of a Job: it runs the binary, or it is killed (OOM, a lost node)
+/// before it can finish.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PodFate {
+    Runs,
+    Killed,
+}
+
+/// The Job controller's first retry delay; each further one doubles, up to six minutes.
+const JOB_BACKOFF: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Plays a Job to the end, as the kubelet and the Job controller do: one pod at a time runs
+/// `binary` with the pod's environment (each gets a Pod object with the container's exit code,
+/// reason and termination message); a failed pod is replaced after the controller's backoff
+/// (10 s, doubling) until `backoffLimit` failures, unless a `podFailurePolicy` rule with
+/// `FailJob` matches its exit code; the Job's status carries `active`, `failed`, `succeeded` and
+/// the conditions a real controller sets (`SuccessCriteriaMet` then `Complete`; `FailureTarget`
+/// then `Failed`, with reason `PodFailurePolicy` or `BackoffLimitExceeded`). Between a failed pod
+/// and its replacement the Job has `failed > 0`, `active == 0` and no terminal condition, as on
+/// a real cluster. Returns the exit code of each pod, in order.
+pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: &Path, fates: &[PodFate]) -> Vec<i32> {
+    let name = job["metadata"]["name"].as_str().unwrap().to_owned();
+    let namespace = job["metadata"]["namespace"].as_str().unwrap().to_owned();
+    let container = job["spec"]["template"]["spec"]["containers"][0]["name"].as_str().unwrap().to_owned();
+    let backoff_limit = job["spec"]["backoffLimit"].as_u64().unwrap_or(6);
+    let fail_job_codes: Vec<i64> = job["spec"]["podFailurePolicy"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["action"] == "FailJob" && r["onExitCodes"]["operator"] == "In")
+        .flat_map(|r| r["onExitCodes"]["values"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_i64())
+        .collect();
+    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::namespaced(api.client(), &namespace);
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(api.client(), &namespace);
+    let set_status = |mut status: Value| {
+        // Counts are omitted when zero, as the real API serves them (null removes them).
+        for count in ["active", "failed", "succeeded"] {
+            if status.get(count) == Some(&json!(0)) {
+                status[count] = Value::Null;
+            }
+        }
+        let jobs = jobs.clone();
+        let name = name.clone();
+        async move {
+            jobs.patch_status(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(json!({"status": status}))).await.unwrap();
+        }
+    };
+    let condition = |ty: &str, reason: &str, message: &str| json!({"type": ty, "status": "True", "reason": reason, "message": message, "lastProbeTime": now(), "lastTransitionTime": now()});
+    let start = now();
+    let mut codes = Vec::new();
+    let mut failed = 0u64;
+    let mut delay = JOB_BACKOFF;
+    loop {
+        set_status(json!({"startTime": start, "active": 1, "ready": 0, "failed": failed})).await;
+        let pod = api.seed(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": format!("{name}-"), "namespace": namespace,
+                                          "labels": {"job-name": name, "batch.kubernetes.io/controller-uid": job["metadata"]["uid"]}},
+                                   "spec": {"containers": [{"name": container, "image": "dr-job"}]},
+                                   "status": {"phase": "Running", "containerStatuses": [{"name": container, "state": {"running": {"startedAt": now()}}}]}}));
+        let fate = fates.get(codes.len()).copied().unwrap_or(PodFate::Runs);
+        let (code, reason, message) = match fate {
+            PodFate::Killed => (137, "OOMKilled", String::new()),
+            PodFate::Runs => {
+                let root = tempfile::tempdir().unwrap();
+                let process = pod_for_job(api, job, location, root.path());
+                let child = process.spawn(binary);
+                // wait_with_output drains both pipes, so a chatty process never blocks.
+                let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+                let code = out.status.code().unwrap_or(137);
+                if code != 0 {
+                    eprintln!("job {name} pod exited {code}:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                }
+                (code, if code == 0 { "Completed" } else { "Error" }, std::fs::read_to_string(&process.termination).unwrap_or_default())
+            }
+        };
+        codes.push(code);
+        let mut terminated = json!({"exitCode": code, "reason": reason, "startedAt": start, "finishedAt": now()});
+        if !message.is_empty() {
+            terminated["message"] = json!(message);
+        }
+        pods.patch_status(
+            pod["metadata"]["name"].as_str().unwrap(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"status": {"phase": if code == 0 { "Succeeded" } else { "Failed" },
+                                                       "containerStatuses": [{"name": container, "state": {"terminated": terminated}}]}})),
+        )
+        .await
+        .unwrap();
+        if code == 0 {
+            set_status(json!({"active": 0, "ready": 0, "succeeded": 1, "failed": failed, "completionTime": now(),
+                              "conditions": [condition("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods"),
+                                             condition("Complete", "CompletionsReached", "Reached expected number of succeeded pods")]}))
+            .await;
+            return codes;
+        }
+        failed += 1;
+        let verdict = if fail_job_codes.contains(&i64::from(code)) {
+            Some(("PodFailurePolicy", format!("Container {container} for pod {namespace}/{} failed with exit code {code} matching FailJob rule at index 0", pod["metadata"]["name"].as_str().unwrap())))
+        } else if failed > backoff_limit {
+            Some(("BackoffLimitExceeded", "Job has reached the specified backoff limit".to_owned()))
+        } else {
+            None
+        };
+        match verdict {
+            Some((reason, message)) => {
+                // The controller marks the verdict first and the Job Failed once its pods are gone.
+                set_status(json!({"active": 0, "ready": 0, "failed": failed, "conditions": [condition("FailureTarget", reason, &message)]})).await;
+                set_status(json!({"conditions": [condition("FailureTarget", reason, &message), condition("Failed", reason, &message)]})).await;
+                return codes;
+            }
+            None => {
+                set_status(json!({"active": 0, "ready": 0, "failed": failed})).await;
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(360));
+            }
+        }
     }
-    code
+}
+
+/// [`run_job_with`] where every pod runs: the exit code of the last pod.
+pub async fn run_job(api: &ApiServer, job: &Value, binary: &str, location: &Path) -> i32 {
+    *run_job_with(api, job, binary, location, &[]).await.last().expect("a Job runs at least one pod")
+}
+
+fn now() -> String {
+    dr_core::point::rfc3339(time::OffsetDateTime::now_utc().replace_millisecond(0).unwrap())
 }

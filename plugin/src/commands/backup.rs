@@ -83,14 +83,14 @@ async fn run_once(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> 
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let resource_version = job.resource_version().unwrap_or_default();
-    let state = match tokio::time::timeout(args.timeout, watch_job(&jobs, &name, resource_version)).await {
+    let state = match tokio::time::timeout(args.timeout, watch_job(&jobs, &pods, &name, resource_version)).await {
         Ok(state) => state?,
         Err(_) => bail!(
             "backup job {name} did not finish within {}s; it goes on running: follow it with `kubectl logs -n {ns} -f job/{name}`",
             args.timeout.as_secs()
         ),
     };
-    if state == "succeeded" {
+    if state == super::jobs::JobState::Succeeded {
         if let Some(message) = termination_message(&pods, &name, &uid).await {
             println!("{message}");
         }

@@ -33,22 +33,77 @@ pub async fn termination_message(pods: &Api<Pod>, job: &str, job_uid: &str) -> O
     })
 }
 
-/// Where a Job is, from its status.
-pub fn job_state(job: &Job) -> &'static str {
-    let status = job.status.clone().unwrap_or_default();
-    match (status.succeeded.unwrap_or(0), status.failed.unwrap_or(0), status.active.unwrap_or(0)) {
-        (s, _, _) if s > 0 => "succeeded",
-        (_, f, 0) if f > 0 => "failed",
-        (_, _, a) if a > 0 => "running",
-        _ => "pending",
+/// Where a Job is. Only the Job controller's conditions are a verdict: between a failed pod
+/// and its replacement (the controller's backoff, 10 s and doubling) a Job has failed pods
+/// and none active, yet it is still running.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobState {
+    Pending,
+    Running,
+    /// `failed` pods ended and the Job will start another.
+    Retrying { failed: i32 },
+    Succeeded,
+    /// The controller's reason (`PodFailurePolicy`, `BackoffLimitExceeded`, `DeadlineExceeded`).
+    Failed { reason: String },
+}
+
+impl JobState {
+    pub fn is_finished(&self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed { .. })
     }
 }
 
-/// Follows a Job with a watch until it succeeds or fails; resumes from the last
-/// resourceVersion when the watch ends, and starts over from a fresh read on 410 Gone.
-pub async fn watch_job(jobs: &Api<Job>, name: &str, mut resource_version: String) -> Result<&'static str> {
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobState::Pending => f.write_str("pending"),
+            JobState::Running => f.write_str("running"),
+            JobState::Retrying { .. } => f.write_str("retrying"),
+            JobState::Succeeded => f.write_str("succeeded"),
+            JobState::Failed { reason } if reason.is_empty() => f.write_str("failed"),
+            JobState::Failed { reason } => write!(f, "failed ({reason})"),
+        }
+    }
+}
+
+/// The Job's state from its conditions: `SuccessCriteriaMet`/`Complete` or
+/// `FailureTarget`/`Failed` (Kubernetes 1.31+ sets the first of each pair as soon as the
+/// verdict is known, the second once the pods are gone); otherwise from its pod counts.
+pub fn job_state(job: &Job) -> JobState {
+    let status = job.status.clone().unwrap_or_default();
+    let conditions = status.conditions.unwrap_or_default();
+    let holds = |ty: &str| conditions.iter().find(|c| c.type_ == ty && c.status == "True");
+    if holds("Complete").or_else(|| holds("SuccessCriteriaMet")).is_some() {
+        return JobState::Succeeded;
+    }
+    if let Some(c) = holds("Failed").or_else(|| holds("FailureTarget")) {
+        return JobState::Failed { reason: c.reason.clone().unwrap_or_default() };
+    }
+    match (status.active.unwrap_or(0), status.failed.unwrap_or(0)) {
+        (a, _) if a > 0 => JobState::Running,
+        (_, f) if f > 0 => JobState::Retrying { failed: f },
+        _ => JobState::Pending,
+    }
+}
+
+/// How the newest ended pod of a Job ended, for "pod 1 of 4 ended: OOMKilled (exit 137)".
+async fn last_pod_end(pods: &Api<Pod>, job: &Job) -> Option<String> {
+    let list = pods_of(pods, &job.name_any(), &job.uid().unwrap_or_default()).await?;
+    list.iter().rev().find_map(|p| {
+        let t = p.status.as_ref()?.container_statuses.as_ref()?.iter().find_map(|c| c.state.as_ref()?.terminated.clone())?;
+        let reason = t.reason.unwrap_or_else(|| "Error".into());
+        let said = t.message.as_deref().and_then(|m| m.lines().next()).filter(|m| !m.is_empty()).map(|m| format!(": {m}")).unwrap_or_default();
+        Some(format!("{reason} (exit {}){said}", t.exit_code))
+    })
+}
+
+/// Follows a Job with a watch until the Job controller gives its verdict, saying each retry;
+/// resumes from the last resourceVersion when the watch ends, and starts over from a fresh
+/// read on 410 Gone.
+pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, mut resource_version: String) -> Result<JobState> {
     let started = Instant::now();
-    let mut last_state = "";
+    let mut last_state = None;
+    let mut failed_seen = 0;
     loop {
         let params = WatchParams::default().fields(&format!("metadata.name={name}")).timeout(60);
         let mut events = jobs.watch(&params, &resource_version).await.with_context(|| format!("watching job {name}"))?.boxed();
@@ -70,17 +125,26 @@ pub async fn watch_job(jobs: &Api<Job>, name: &str, mut resource_version: String
             };
             resource_version = job.resource_version().unwrap_or(resource_version);
             let state = job_state(&job);
-            if state != last_state {
-                eprintln!("job {name}: {state} ({}s)", started.elapsed().as_secs());
-                last_state = state;
+            let failed = job.status.as_ref().and_then(|s| s.failed).unwrap_or(0);
+            if failed > failed_seen && !state.is_finished() {
+                // A pod ended and the controller will start another: say so, and keep following.
+                let attempts = job.spec.as_ref().and_then(|s| s.backoff_limit).unwrap_or(6) + 1;
+                let how = last_pod_end(pods, &job).await.unwrap_or_else(|| "failed".into());
+                eprintln!("job {name}: pod {failed} of {attempts} ended: {how}; the Job retries ({}s)", started.elapsed().as_secs());
+                failed_seen = failed;
             }
-            if matches!(state, "succeeded" | "failed") {
+            if last_state.as_ref() != Some(&state) {
+                if !matches!(state, JobState::Retrying { .. }) {
+                    eprintln!("job {name}: {state} ({}s)", started.elapsed().as_secs());
+                }
+                last_state = Some(state.clone());
+            }
+            if state.is_finished() {
                 return Ok(state);
             }
         }
     }
 }
-
 
 /// The last lines of a Job's pods' logs, for a failure report.
 pub async fn job_logs(pods: &Api<Pod>, job: &str, job_uid: &str, lines: i64) -> Option<String> {

@@ -14,15 +14,25 @@ pub mod take_ownership;
 pub mod verify;
 pub mod version;
 
-/// How a command ended, as the process exit status.
+/// How a command ended. The exit status of a failure is its kind's, shared with the job
+/// image (`dr_core::failure`: 1 transient, 2 bad input, 3 wrong passphrase, 4 damaged point,
+/// 5 busy, 6 timed out, 7 incomplete).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitStatus {
     /// Everything worked.
-    Success = 0,
-    /// The command ran but found a problem (a point that failed verification).
-    Failure = 1,
-    /// The command could not run: bad input, unreachable location, wrong passphrase.
-    Error = 2,
+    Success,
+    /// The command ran to the end and found a problem of this kind (a point that failed
+    /// verification, a restore Job that failed).
+    Failed(dr_core::failure::ErrorKind),
+}
+
+impl ExitStatus {
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::Failed(kind) => kind.exit_code(),
+        }
+    }
 }
 
 /// Human-readable size.

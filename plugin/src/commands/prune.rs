@@ -47,5 +47,5 @@ pub async fn run(global: &GlobalArgs, args: &PruneArgs) -> Result<ExitStatus> {
             eprintln!("{} kept, {} pruned or protected, at {}", kept.len(), outcomes.len(), location.describe());
         }
     }
-    Ok(if failed { ExitStatus::Failure } else { ExitStatus::Success })
+    Ok(if failed { ExitStatus::Failed(dr_core::failure::ErrorKind::Transient) } else { ExitStatus::Success })
 }

@@ -12,14 +12,14 @@ use dr_core::location::Location;
 use dr_core::passphrase::PassphraseSource;
 use dr_core::point::{self, Unlocker};
 use dr_core::resources::{self, ResourceError};
-use dr_core::restore::{self, RestoreSettings};
+use dr_core::restore::{self, RestoreReport, RestoreSettings};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
-use super::jobs::{job_logs, job_state, termination_message, watch_job};
+use super::jobs::{job_logs, job_state, termination_message, watch_job, JobState};
 use super::ExitStatus;
 use crate::cli::{GlobalArgs, OutputFormat, RestoreArgs, SourceKind};
 use crate::{chart, input};
@@ -36,6 +36,7 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
         bail!("--timeout must be a whole number of minutes (30m, 2h)");
     }
     settings.timeout = args.timeout;
+    settings.restore_status = restore::StatusKinds::parse(&args.restore_status).map_err(|e| anyhow::anyhow!("--restore-status: {e}"))?;
     settings.check()?;
     let vault = args.passphrase.passphrase_source == SourceKind::Vault;
     if vault && args.vault_token_secret.is_none() && args.passphrase.vault_role.is_none() {
@@ -97,16 +98,16 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     // The Job bounds itself by --timeout; allow for image pulls and scheduling on top.
     let wait = args.timeout + Duration::from_secs(600);
-    let state = match tokio::time::timeout(wait, watch_job(&jobs, &args.release, job.resource_version().unwrap_or_default())).await {
+    let state = match tokio::time::timeout(wait, watch_job(&jobs, &pods, &args.release, job.resource_version().unwrap_or_default())).await {
         Ok(state) => state?,
         Err(_) => bail!("restore job {} did not finish within {} minutes; follow it with `kubectl logs -n {ns} -f job/{}`", args.release, wait.as_secs() / 60, args.release),
     };
     let message = termination_message(&pods, &args.release, &job.uid().unwrap_or_default()).await.unwrap_or_default();
-    let (headline, report) = split_message(&message);
-    if let Some(report) = &report {
+    let outcome = restore::RestoreOutcome::parse(&message);
+    if let Some(report) = &outcome.report {
         print_report(report, args.output, "")?;
     }
-    if state == "succeeded" {
+    if state == JobState::Succeeded {
         println!();
         println!("Restored. This cluster does no maintenance on the location while ConfigMap {} exists in {ns}.", dr_core::catalog::OWNERSHIP_CONFIGMAP);
         println!("Once the source cluster no longer uses the location: kubectl dr take-ownership -n {ns}");
@@ -116,8 +117,11 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     if let Some(logs) = job_logs(&pods, &args.release, &job.uid().unwrap_or_default(), 40).await {
         eprintln!("--- last lines of the restore job's log ---\n{logs}");
     }
-    let reason = if headline.is_empty() { format!("see `kubectl logs -n {ns} job/{}`", args.release) } else { headline };
-    bail!("restore job {} failed: {reason}", args.release)
+    let reason = if outcome.error.is_empty() { format!("{state}; see `kubectl logs -n {ns} job/{}`", args.release) } else { outcome.error };
+    eprintln!("error: restore job {} failed: {reason}", args.release);
+    // The Job's own verdict on what kind of failure it was; a Job that ended without saying
+    // (killed every time, deadline) is transient: running it again may finish it.
+    Ok(ExitStatus::Failed(outcome.kind.unwrap_or(dr_core::failure::ErrorKind::Transient)))
 }
 
 /// Finds the point the Job will restore, and, with a raw passphrase, opens its manifest and
@@ -160,6 +164,9 @@ fn chart_values(args: &RestoreArgs, profile: &resources::Profile) -> Value {
     });
     if let Some(t) = &args.point_in_time {
         v["pointInTime"] = json!(t);
+    }
+    if !args.restore_status.is_empty() {
+        v["restore"]["status"] = json!(args.restore_status);
     }
     if !args.skip_resource.is_empty() {
         v["skipResource"] = json!(args.skip_resource.replace("\\,", ","));
@@ -228,7 +235,7 @@ fn vault_ca_config_map(release: &str) -> String {
 async fn clear_finished_job(jobs: &Api<Job>, name: &str) -> Result<()> {
     let Some(job) = jobs.get_opt(name).await.with_context(|| format!("reading job {name}"))? else { return Ok(()) };
     let state = job_state(&job);
-    if !matches!(state, "succeeded" | "failed") {
+    if !state.is_finished() {
         bail!("restore job {name} is still {state}: follow it with `kubectl logs -f job/{name}`, or delete it to start over");
     }
     jobs.delete(name, &DeleteParams::background()).await.with_context(|| format!("deleting the earlier restore job {name}"))?;
@@ -270,60 +277,54 @@ fn install_chart(global: &GlobalArgs, args: &RestoreArgs, values: &Value) -> Res
     Ok(())
 }
 
-/// The termination message is "restore failed: <why>\n<report>" or just the report.
-fn split_message(message: &str) -> (String, Option<Value>) {
-    let mut headline = String::new();
-    for line in message.lines() {
-        if let Ok(report) = serde_json::from_str::<Value>(line) {
-            return (headline, Some(report));
-        }
-        if headline.is_empty() {
-            headline = line.trim_start_matches("restore failed: ").to_owned();
-        }
-    }
-    (headline, None)
-}
-
-fn print_report<R: serde::Serialize>(report: &R, output: OutputFormat, verb: &str) -> Result<()> {
-    let v = serde_json::to_value(report)?;
+fn print_report(report: &RestoreReport, output: OutputFormat, verb: &str) -> Result<()> {
     match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&v)?),
-        OutputFormat::Yaml => print!("{}", serde_yaml::to_string(&v)?),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
+        OutputFormat::Yaml => print!("{}", serde_yaml::to_string(report)?),
         OutputFormat::Table => {
-            let restored = if verb.is_empty() { "RESTORED".to_owned() } else { "CREATE".to_owned() };
+            let restored = if verb.is_empty() { "RESTORED" } else { "CREATE" };
             let replaced = if verb.is_empty() { "REPLACED" } else { "REPLACE" };
             println!(
                 "restore point {} of cluster {} ({} mode, {} objects){}",
-                v["restorePoint"].as_str().unwrap_or("?"),
-                v["sourceClusterId"].as_str().unwrap_or("?"),
-                v["mode"].as_str().unwrap_or("?"),
-                v["objects"],
+                report.restore_point,
+                report.source_cluster_id,
+                report.mode,
+                report.objects,
                 if verb.is_empty() { String::new() } else { format!(": what {verb} done") }
             );
             println!("{:<48} {:>9} {:>9} {:>9} {:>7}  NOTES", "KIND", restored, replaced, "SKIPPED", "FAILED");
-            for (kind, k) in v["byKind"].as_object().into_iter().flatten() {
-                let n = |f: &str| k[f].as_u64().unwrap_or(0);
-                let skipped: u64 = k["skipped"].as_object().map(|m| m.values().filter_map(Value::as_u64).sum()).unwrap_or(0);
-                let mut notes: Vec<String> = k["skipped"].as_object().into_iter().flatten().map(|(why, n)| format!("{n} {why}")).collect();
-                if n("alreadyRestored") > 0 {
-                    notes.push(format!("{} by an earlier run", n("alreadyRestored")));
+            for (kind, k) in &report.by_kind {
+                let skipped: u64 = k.skipped.values().sum();
+                let mut notes: Vec<String> = k.skipped.iter().map(|(why, n)| format!("{n} {why}")).collect();
+                if k.already_restored > 0 {
+                    notes.push(format!("{} by an earlier run", k.already_restored));
                 }
-                if n("ownerReferencesDropped") > 0 {
-                    notes.push(format!("{} ownerReferences dropped (owner not here)", n("ownerReferencesDropped")));
+                if k.owner_references_dropped > 0 {
+                    notes.push(format!("{} ownerReferences dropped (owner not here)", k.owner_references_dropped));
                 }
-                notes.extend(k["failures"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned));
-                println!("{kind:<48} {:>9} {:>9} {skipped:>9} {:>7}  {}", n("restored") + n("alreadyRestored"), n("replaced"), n("failed"), notes.join("; "));
+                if k.status_restored > 0 {
+                    notes.push(format!("{} with status", k.status_restored));
+                }
+                notes.extend(k.failures.iter().cloned());
+                println!("{kind:<48} {:>9} {:>9} {skipped:>9} {:>7}  {}", k.restored + k.already_restored, k.replaced, k.failed, notes.join("; "));
             }
             println!(
-                "total: {} restored, {} replaced, {} skipped, {} failed in {:.1}s",
-                v["restored"], v["replaced"], v["skipped"], v["failed"], v["seconds"].as_f64().unwrap_or(0.0)
+                "total: {} restored, {} replaced, {} skipped, {} failed in {:.1}s (point read {} time{})",
+                report.restored,
+                report.replaced,
+                report.skipped,
+                report.failed,
+                report.seconds,
+                report.archive_reads,
+                if report.archive_reads == 1 { "" } else { "s" }
             );
-            if let Some(existing) = v["byKind"].as_object().map(|m| {
-                m.iter().flat_map(|(kind, k)| k["existing"].as_array().into_iter().flatten().filter_map(Value::as_str).map(move |n| format!("{kind} {n}"))).collect::<Vec<_>>()
-            }) {
-                if !existing.is_empty() {
-                    println!("already on this cluster{}: {}", if verb.is_empty() { ", left as they were" } else { "" }, existing.join(", "));
-                }
+            let changed: Vec<String> = report.by_kind.values().flat_map(|k| k.node_ports_changed.iter().cloned()).collect();
+            if !changed.is_empty() {
+                println!("node ports taken on this cluster, allocated anew: {}", changed.join(", "));
+            }
+            let existing: Vec<String> = report.by_kind.iter().flat_map(|(kind, k)| k.existing.iter().map(move |n| format!("{kind} {n}"))).collect();
+            if !existing.is_empty() {
+                println!("already on this cluster{}: {}", if verb.is_empty() { ", left as they were" } else { "" }, existing.join(", "));
             }
         }
     }

@@ -47,7 +47,7 @@ pub async fn run(global: &GlobalArgs, args: &TakeOwnershipArgs) -> Result<ExitSt
         std::io::stdin().lock().read_line(&mut answer)?;
         if answer.trim() != "yes" {
             println!("Nothing changed.");
-            return Ok(ExitStatus::Failure);
+            return Ok(ExitStatus::Failed(dr_core::failure::ErrorKind::BadInput));
         }
     }
     match cms.delete(OWNERSHIP_CONFIGMAP, &DeleteParams::default()).await {

@@ -39,5 +39,5 @@ pub async fn run(args: &VerifyArgs) -> Result<ExitStatus> {
         }
     }
     eprintln!("{sound} sound, {failed} failed, {incomplete} incomplete, at {}", location.describe());
-    Ok(if failed == 0 && sound > 0 { ExitStatus::Success } else { ExitStatus::Failure })
+    Ok(if failed == 0 && sound > 0 { ExitStatus::Success } else { ExitStatus::Failed(dr_core::failure::ErrorKind::DamagedPoint) })
 }

@@ -1,0 +1,556 @@
+//! The apply: writes the planned objects tier by tier, from the plan's spill. Within a tier
+//! objects are written concurrently under the restore's own rate limit; API retries are the
+//! client's one retry layer (`api_retry`), so a failure here is final for the object.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::Scope;
+use kube::Client;
+use serde_json::{json, Value};
+
+use super::plan::{Plan, Tier, CRD_KIND};
+use super::report::{RestoreReport, NAMES_KEPT, REASONS_KEPT};
+use super::settings::RestoreSettings;
+use super::spill::Spill;
+use super::{RestoreError, FIELD_MANAGER, RESTORED_FROM_ANNOTATION};
+use crate::catalog::{Entry, DR_POLICY_NAME};
+
+/// How long a restored CRD may take to become Established.
+const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A simple pacing limiter: one request slot every 1/qps seconds.
+struct RateLimiter {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    fn new(qps: u32) -> Self {
+        Self { interval: Duration::from_secs_f64(1.0 / f64::from(qps.max(1))), next: Mutex::new(Instant::now()) }
+    }
+    async fn wait(&self) {
+        let slot = {
+            let mut next = self.next.lock().expect("not poisoned");
+            let now = Instant::now();
+            // Allow a short burst after idle time, not an unbounded one.
+            let slot = (*next).max(now - self.interval * 16);
+            *next = slot + self.interval;
+            slot
+        };
+        if slot > Instant::now() {
+            tokio::time::sleep_until(slot.into()).await;
+        }
+    }
+}
+
+/// How to reach one kind on this cluster.
+#[derive(Clone)]
+struct Served {
+    resource: ApiResource,
+    namespaced: bool,
+    status_subresource: bool,
+}
+
+/// The state shared by every object's write.
+pub(super) struct Ctx {
+    client: Client,
+    settings: RestoreSettings,
+    point_id: String,
+    plan: Plan,
+    limiter: RateLimiter,
+    /// Source UID → UID on this cluster, for relinking ownerReferences.
+    uids: Mutex<HashMap<String, String>>,
+    /// apiVersion/kind → how to reach it; `None` if this cluster does not serve it.
+    kinds: tokio::sync::Mutex<HashMap<(String, String), Option<Served>>>,
+    pub(super) report: Mutex<RestoreReport>,
+    /// CRDs written (or found) in the first tier, by name: the names to wait for until Established.
+    crds_written: Mutex<Vec<String>>,
+}
+
+enum Outcome {
+    Restored,
+    AlreadyRestored,
+    Replaced,
+    Skipped(String),
+    Existing(String),
+}
+
+/// What one object's write did besides its outcome.
+#[derive(Default)]
+struct Notes {
+    dropped_refs: bool,
+    status_restored: bool,
+    node_ports_changed: Vec<String>,
+}
+
+impl Ctx {
+    pub(super) fn new(client: &Client, settings: &RestoreSettings, plan: Plan, report: RestoreReport) -> Self {
+        let mut report = report;
+        for (kind, reasons) in &plan.skipped {
+            let k = report.by_kind.entry(kind.clone()).or_default();
+            for (why, n) in reasons {
+                *k.skipped.entry(why.clone()).or_default() += n;
+            }
+        }
+        Self {
+            client: client.clone(),
+            settings: settings.clone(),
+            point_id: report.restore_point.clone(),
+            plan,
+            limiter: RateLimiter::new(settings.qps),
+            uids: Mutex::default(),
+            kinds: tokio::sync::Mutex::default(),
+            report: Mutex::new(report),
+            crds_written: Mutex::default(),
+        }
+    }
+
+    /// Writes every planned object: the tiers in order, then the owned objects in rounds.
+    pub(super) async fn apply(self: &Arc<Self>, spill: &Arc<Spill>) -> Result<(), RestoreError> {
+        for tier in Tier::ORDERED {
+            self.pass(spill, tier, |_| true, false).await?;
+            tracing::info!(tier = ?tier, "tier done");
+            if tier == Tier::Crds {
+                self.wait_established().await;
+            }
+        }
+        for round in self.plan.rounds() {
+            let ctx = self.clone();
+            self.pass(spill, Tier::Owned, move |e| ctx.plan.round_of(e) == round, true).await?;
+            tracing::info!(round, "owned round done");
+        }
+        Ok(())
+    }
+
+    /// Reads one tier's spill, handing the entries `wanted` selects to concurrent writers.
+    async fn pass<F>(self: &Arc<Self>, spill: &Arc<Spill>, tier: Tier, wanted: F, relink: bool) -> Result<(), RestoreError>
+    where
+        F: Fn(&Entry) -> bool + Send + 'static,
+    {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Entry>(self.settings.concurrency * 4);
+        let spill = spill.clone();
+        let reader = tokio::task::spawn_blocking(move || -> Result<(), RestoreError> {
+            for entry in spill.reader(tier.file()).map_err(|e| RestoreError::WorkDir(e.to_string()))? {
+                let entry = entry.map_err(|e| RestoreError::WorkDir(e.to_string()))?;
+                if wanted(&entry) && tx.blocking_send(entry).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let entries = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        entries
+            .for_each_concurrent(self.settings.concurrency, |e| {
+                let ctx = self.clone();
+                async move { ctx.restore(e, relink).await }
+            })
+            .await;
+        reader.await.expect("the spill reader panicked")
+    }
+
+    fn record(&self, kind: &str, outcome: Result<Outcome, String>, notes: Notes) {
+        let mut report = self.report.lock().expect("not poisoned");
+        let k = report.by_kind.entry(kind.to_owned()).or_default();
+        if notes.dropped_refs {
+            k.owner_references_dropped += 1;
+        }
+        if notes.status_restored {
+            k.status_restored += 1;
+        }
+        for changed in notes.node_ports_changed {
+            if k.node_ports_changed.len() < NAMES_KEPT {
+                k.node_ports_changed.push(changed);
+            }
+        }
+        match outcome {
+            Ok(Outcome::Restored) => k.restored += 1,
+            Ok(Outcome::AlreadyRestored) => k.already_restored += 1,
+            Ok(Outcome::Replaced) => k.replaced += 1,
+            Ok(Outcome::Skipped(why)) => *k.skipped.entry(why).or_default() += 1,
+            Ok(Outcome::Existing(name)) => {
+                *k.skipped.entry("already exists".into()).or_default() += 1;
+                if k.existing.len() < NAMES_KEPT {
+                    k.existing.push(name);
+                }
+            }
+            Err(why) => {
+                k.failed += 1;
+                if k.failures.len() < REASONS_KEPT {
+                    k.failures.push(why);
+                }
+            }
+        }
+    }
+
+    /// How to reach `apiVersion`/`kind` on this cluster. Discovery of a kind whose CRD was
+    /// just restored can lag behind `Established` on a real API server: ask a few times.
+    async fn served(&self, api_version: &str, kind: &str) -> Result<Option<Served>, kube::Error> {
+        let key = (api_version.to_owned(), kind.to_owned());
+        let mut kinds = self.kinds.lock().await;
+        if let Some(found) = kinds.get(&key) {
+            return Ok(found.clone());
+        }
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        // Only a kind whose CRD this restore writes is worth asking about again.
+        let restored = !self.settings.dry_run && self.plan.planned_kind(api_version, kind).is_some();
+        let attempts = if restored { 10 } else { 1 };
+        let mut found = None;
+        for attempt in 0..attempts {
+            match kube::discovery::pinned_kind(&self.client, &gvk).await {
+                Ok((resource, caps)) => {
+                    let status_subresource = caps.subresources.iter().any(|(r, _)| r.plural == "status");
+                    found = Some(Served { resource, namespaced: caps.scope == Scope::Namespaced, status_subresource });
+                    break;
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(kube::Error::Discovery(_)) => {}
+                Err(e) => return Err(e),
+            }
+            if attempt + 1 < attempts {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        kinds.insert(key, found.clone());
+        Ok(found)
+    }
+
+    async fn restore(&self, entry: Entry, relink: bool) {
+        let kind = entry.kind_key();
+        let who = object_name(&entry);
+        let mut notes = Notes::default();
+        let outcome = self.restore_one(entry, relink, &mut notes).await.map_err(|why| format!("{who}: {why}"));
+        if let Err(why) = &outcome {
+            tracing::warn!(kind = %kind, reason = %why, "not restored");
+        }
+        self.record(&kind, outcome, notes);
+    }
+
+    async fn restore_one(&self, entry: Entry, relink: bool, notes: &mut Notes) -> Result<Outcome, String> {
+        let served = self.served(entry.api_version(), entry.kind()).await.map_err(|e| format!("discovery failed: {}", describe(&e)))?;
+        let served = match served {
+            Some(s) => s,
+            None => {
+                let group = entry.api_version().split_once('/').map(|(g, _)| g).unwrap_or_default().to_owned();
+                if self.plan.skipped_crds.contains(&(group, entry.kind().to_owned())) {
+                    return Ok(Outcome::Skipped("its CRD is skipped (skipResource)".into()));
+                }
+                return match self.plan.planned_kind(entry.api_version(), entry.kind()) {
+                    // A dry-run creates no CRDs: the point's own CRD says what the kind will be.
+                    Some(Ok(crd)) if self.settings.dry_run => {
+                        notes.status_restored = self.wants_status(&entry, &crd.plural) && has_status(&entry.object);
+                        Ok(Outcome::Restored)
+                    }
+                    Some(Err(why)) => Err(why),
+                    _ => Err(format!("{} is not served by this cluster (is its CRD or API service installed?)", entry.api_version())),
+                };
+            }
+        };
+        let name = entry.name().to_owned();
+        let namespace = entry.namespace().to_owned();
+        let source_uid = entry.source_uid.clone();
+        let kind_key = entry.kind_key();
+        let mut object = entry.object;
+        if relink {
+            notes.dropped_refs = self.relink(&mut object, &namespace).await?;
+        }
+        // Status goes back through /status (where the kind has it) after the object exists.
+        let status = object.as_object_mut().and_then(|o| o.remove("status")).filter(|s| s.as_object().is_some_and(|m| !m.is_empty()));
+        let restore_status = status.is_some() && self.wants_status_of(&kind_key, &served);
+        if let (Some(status), true, false) = (&status, restore_status, served.status_subresource) {
+            // Without a status subresource, status is an ordinary field of the object.
+            object["status"] = status.clone();
+        }
+        prepare_for_new_cluster(&mut object);
+        if object["kind"] == "CronJob" && namespace == self.settings.namespace && name == DR_POLICY_NAME {
+            // The restored cluster must not back up into the location until it takes ownership.
+            object["spec"]["suspend"] = json!(true);
+        }
+        object["metadata"]["annotations"][RESTORED_FROM_ANNOTATION] = json!(self.point_id);
+        let api: Api<DynamicObject> = if served.namespaced {
+            Api::namespaced_with(self.client.clone(), &namespace, &served.resource)
+        } else {
+            Api::all_with(self.client.clone(), &served.resource)
+        };
+        if kind_key == CRD_KIND {
+            self.crds_written.lock().expect("not poisoned").push(name.clone());
+        }
+        if self.settings.dry_run {
+            notes.status_restored = restore_status;
+            return Ok(match self.call(|| api.get_opt(&name)).await.map_err(|e| describe(&e))? {
+                None => Outcome::Restored,
+                Some(_) if self.settings.override_resources => Outcome::Replaced,
+                Some(existing) => self.existing(&existing, &namespace, &name),
+            });
+        }
+        let (outcome, written) = match self.create(&api, &object, notes).await {
+            Ok(created) => (Outcome::Restored, created),
+            Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
+                if self.settings.override_resources {
+                    let params = PatchParams::apply(FIELD_MANAGER).force();
+                    let apply = Patch::Apply(&object);
+                    let applied = self.call(|| api.patch(&name, &params, &apply)).await.map_err(|e| describe(&e))?;
+                    (Outcome::Replaced, applied)
+                } else {
+                    let existing = self.call(|| api.get(&name)).await.map_err(|e| describe(&e))?;
+                    (self.existing(&existing, &namespace, &name), existing)
+                }
+            }
+            Err(e) => return Err(describe(&e)),
+        };
+        self.remember(source_uid.as_deref(), &written);
+        // Status only on what this restore wrote: never on an object it left as it was.
+        let ours = matches!(outcome, Outcome::Restored | Outcome::Replaced | Outcome::AlreadyRestored);
+        if let (Some(status), true, true, true) = (status, restore_status, served.status_subresource, ours) {
+            let patch = Patch::Merge(json!({"status": status}));
+            let params = PatchParams::default();
+            self.call(|| api.patch_status(&name, &params, &patch)).await.map_err(|e| format!("restoring its status: {}", describe(&e)))?;
+            notes.status_restored = true;
+        } else if restore_status && ours {
+            notes.status_restored = true;
+        }
+        Ok(outcome)
+    }
+
+    /// Creates `object`. A Service keeps the node ports it had; when one is taken on this
+    /// cluster, the cluster allocates another and the change is noted for the report.
+    async fn create(&self, api: &Api<DynamicObject>, object: &Value, notes: &mut Notes) -> Result<DynamicObject, kube::Error> {
+        let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        let obj: DynamicObject = serde_json::from_value(object.clone()).map_err(kube::Error::SerdeError)?;
+        match self.call(|| api.create(&params, &obj)).await {
+            Err(kube::Error::Api(s)) if s.code == 422 && !taken_node_ports(&s).is_empty() => {
+                let taken = taken_node_ports(&s);
+                let mut retry = object.clone();
+                let mut before = Vec::new();
+                for (index, health) in &taken {
+                    let field = match (health, index) {
+                        (true, _) => retry["spec"].as_object_mut().and_then(|s| s.remove("healthCheckNodePort")),
+                        (false, Some(i)) => retry["spec"]["ports"][*i].as_object_mut().and_then(|p| p.remove("nodePort")),
+                        (false, None) => None,
+                    };
+                    before.push((*index, *health, field));
+                }
+                let obj: DynamicObject = serde_json::from_value(retry).map_err(kube::Error::SerdeError)?;
+                let created = self.call(|| api.create(&params, &obj)).await?;
+                let who = object_path(object);
+                for (index, health, old) in before {
+                    let (what, new) = match (health, index) {
+                        (true, _) => ("healthCheckNodePort".to_owned(), created.data["spec"]["healthCheckNodePort"].clone()),
+                        (false, Some(i)) => (format!("port {}", object["spec"]["ports"][i]["port"]), created.data["spec"]["ports"][i]["nodePort"].clone()),
+                        (false, None) => continue,
+                    };
+                    notes.node_ports_changed.push(format!("{who} {what}: {} -> {new} (taken here)", old.unwrap_or(Value::Null)));
+                }
+                Ok(created)
+            }
+            other => other,
+        }
+    }
+
+    fn wants_status(&self, entry: &Entry, plural: &str) -> bool {
+        let group = entry.api_version().split_once('/').map(|(g, _)| g).unwrap_or_default();
+        self.settings.restore_status.includes(&entry.kind_key(), plural, group)
+    }
+
+    fn wants_status_of(&self, kind_key: &str, served: &Served) -> bool {
+        self.settings.restore_status.includes(kind_key, &served.resource.plural, &served.resource.group)
+    }
+
+    fn existing(&self, existing: &DynamicObject, namespace: &str, name: &str) -> Outcome {
+        let from = existing.metadata.annotations.as_ref().and_then(|a| a.get(RESTORED_FROM_ANNOTATION));
+        if from.map(String::as_str) == Some(self.point_id.as_str()) {
+            Outcome::AlreadyRestored
+        } else if namespace.is_empty() {
+            Outcome::Existing(name.to_owned())
+        } else {
+            Outcome::Existing(format!("{namespace}/{name}"))
+        }
+    }
+
+    fn remember(&self, source_uid: Option<&str>, obj: &DynamicObject) {
+        if let (Some(src), Some(uid)) = (source_uid, obj.metadata.uid.as_deref()) {
+            self.uids.lock().expect("not poisoned").insert(src.to_owned(), uid.to_owned());
+        }
+    }
+
+    /// Points each ownerReference at the owner's UID on this cluster: from this restore's
+    /// own writes, else by looking the owner up by name. A reference whose owner is not here
+    /// is dropped (a reference to a missing UID would make the garbage collector delete the
+    /// object). Returns whether one was dropped.
+    async fn relink(&self, object: &mut Value, namespace: &str) -> Result<bool, String> {
+        let refs = object["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+        let mut kept = Vec::new();
+        let mut dropped = false;
+        for mut r in refs {
+            let src = r["uid"].as_str().unwrap_or_default().to_owned();
+            let known = self.uids.lock().expect("not poisoned").get(&src).cloned();
+            let uid = match known {
+                Some(uid) => Some(uid),
+                None => self.lookup_owner(&r, namespace).await?,
+            };
+            match uid {
+                Some(uid) => {
+                    r["uid"] = json!(uid);
+                    kept.push(r);
+                }
+                None => dropped = true,
+            }
+        }
+        let meta = object["metadata"].as_object_mut().ok_or("object has no metadata")?;
+        if kept.is_empty() {
+            meta.remove("ownerReferences");
+        } else {
+            meta.insert("ownerReferences".into(), Value::Array(kept));
+        }
+        Ok(dropped)
+    }
+
+    async fn lookup_owner(&self, r: &Value, namespace: &str) -> Result<Option<String>, String> {
+        let (Some(api_version), Some(kind), Some(name)) = (r["apiVersion"].as_str(), r["kind"].as_str(), r["name"].as_str()) else {
+            return Ok(None);
+        };
+        let Some(served) = self.served(api_version, kind).await.map_err(|e| format!("discovery failed: {}", describe(&e)))? else {
+            return Ok(None);
+        };
+        let api: Api<DynamicObject> =
+            if served.namespaced { Api::namespaced_with(self.client.clone(), namespace, &served.resource) } else { Api::all_with(self.client.clone(), &served.resource) };
+        Ok(self.call(|| api.get_opt(name)).await.map_err(|e| describe(&e))?.and_then(|o| o.metadata.uid))
+    }
+
+    /// One API call under the restore's rate limit. Retries are the client's (`api_retry`).
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, kube::Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, kube::Error>>,
+    {
+        self.limiter.wait().await;
+        f().await
+    }
+
+    /// Waits until every CRD of the first tier is Established, so their kinds can be written.
+    async fn wait_established(&self) {
+        let names: Vec<String> = self.crds_written.lock().expect("not poisoned").clone();
+        if names.is_empty() || self.settings.dry_run {
+            return;
+        }
+        let crds: Api<DynamicObject> = Api::all_with(
+            self.client.clone(),
+            &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"), "customresourcedefinitions"),
+        );
+        let deadline = Instant::now() + ESTABLISH_TIMEOUT;
+        for name in names {
+            loop {
+                let established = match crds.get_opt(&name).await {
+                    Ok(Some(crd)) => crd.data["status"]["conditions"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|c| c["type"] == "Established" && c["status"] == "True")),
+                    // Failed to be created: its own failure is already in the report.
+                    Ok(None) => true,
+                    Err(e) => {
+                        tracing::warn!(crd = %name, error = %e, "reading CRD status");
+                        false
+                    }
+                };
+                if established {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    tracing::warn!(crd = %name, "CRD not Established in time; its custom resources may fail");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        // Kinds looked up before their CRDs existed must be asked again.
+        self.kinds.lock().await.retain(|_, v| v.is_some());
+    }
+}
+
+fn has_status(object: &Value) -> bool {
+    object.get("status").and_then(Value::as_object).is_some_and(|m| !m.is_empty())
+}
+
+/// The node ports a 422 says are taken: `(index into spec.ports, is healthCheckNodePort)`.
+fn taken_node_ports(s: &kube::core::Status) -> Vec<(Option<usize>, bool)> {
+    let causes = s.details.as_ref().map(|d| d.causes.clone()).unwrap_or_default();
+    causes
+        .iter()
+        .filter(|c| c.message.contains("already allocated"))
+        .filter_map(|c| {
+            let field = c.field.as_str();
+            if field == "spec.healthCheckNodePort" {
+                return Some((None, true));
+            }
+            let index = field.strip_prefix("spec.ports[")?.strip_suffix("].nodePort")?.parse().ok()?;
+            Some((Some(index), false))
+        })
+        .collect()
+}
+
+/// Clears what the old cluster allocated and this one must allocate again: a Service's
+/// cluster IPs (another cluster's service range would be refused; headless `None` stays).
+/// Node ports are kept: load balancers, firewalls and DNS outside the cluster point at them
+/// (`Ctx::create` lets the cluster choose when one is taken here).
+pub(super) fn prepare_for_new_cluster(object: &mut Value) {
+    if object["kind"] == "Service" && object["apiVersion"] == "v1" {
+        let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else { return };
+        if spec.get("clusterIP").and_then(Value::as_str) != Some("None") {
+            spec.remove("clusterIP");
+            spec.remove("clusterIPs");
+        }
+    }
+}
+
+pub(super) fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
+        other => crate::error_text(other),
+    }
+}
+
+fn object_path(object: &Value) -> String {
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    match object["metadata"]["namespace"].as_str().filter(|n| !n.is_empty()) {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+fn object_name(entry: &Entry) -> String {
+    if entry.namespace().is_empty() {
+        format!("{} {}", entry.kind_key(), entry.name())
+    } else {
+        format!("{} {}/{}", entry.kind_key(), entry.namespace(), entry.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_get_new_cluster_ips_keep_their_node_ports_and_stay_headless() {
+        let mut svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                             "spec": {"type": "NodePort", "clusterIP": "10.96.4.7", "clusterIPs": ["10.96.4.7"], "ports": [{"port": 80, "nodePort": 30080}]}});
+        prepare_for_new_cluster(&mut svc);
+        assert_eq!(svc["spec"], json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}));
+        let mut headless = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"}, "spec": {"clusterIP": "None", "clusterIPs": ["None"]}});
+        prepare_for_new_cluster(&mut headless);
+        assert_eq!(headless["spec"]["clusterIP"], "None");
+    }
+
+    #[test]
+    fn taken_node_ports_are_read_from_the_servers_causes() {
+        let status: kube::core::Status = serde_json::from_value(json!({"status": "Failure", "reason": "Invalid", "code": 422, "message": "Service \"web\" is invalid",
+            "details": {"causes": [{"reason": "FieldValueInvalid", "message": "Invalid value: 30080: provided port is already allocated", "field": "spec.ports[1].nodePort"},
+                                   {"reason": "FieldValueInvalid", "message": "Invalid value: 31000: provided port is already allocated", "field": "spec.healthCheckNodePort"},
+                                   {"reason": "FieldValueInvalid", "message": "Invalid value: 1: provided port is not in the valid range", "field": "spec.ports[0].nodePort"}]}}))
+        .unwrap();
+        assert_eq!(taken_node_ports(&status), vec![(Some(1), false), (None, true)]);
+    }
+}

@@ -1,0 +1,220 @@
+//! Restore: puts one restore point's objects back onto a (usually new, empty) cluster.
+//!
+//! The order of work is what makes a restore safe to trust and to run again:
+//! 1. settings are checked (`settings`) before anything;
+//! 2. a Lease in the DR namespace refuses a second restore running at the same time (`lease`);
+//! 3. the point is found and its manifest decrypted and its mode checked;
+//! 4. the plan reads the point once (`plan`): the whole archive is decrypted and verified
+//!    (hash, counts) while every object is planned (tier, round, why left out) and the ones
+//!    to write are sealed into a temporary spill. A wrong passphrase or a damaged point stops
+//!    here, before the first write; on S3 the point is downloaded once;
+//! 5. the ownership ConfigMap is created first, so even a half-restored cluster never acts
+//!    as the owner of the location (no pruning, no scheduled backups);
+//! 6. the apply (`apply`) writes the tiers in order (CRDs, Namespaces, other cluster-scoped,
+//!    foundation namespaced kinds, the rest), then objects with owners in rounds, so every
+//!    reference can name its owner's new UID; within a tier objects are written concurrently;
+//! 7. every restored object is annotated with the point it came from, so a re-run tells
+//!    "restored by an earlier run of this restore" from "was already there".
+//!
+//! The result is one typed value (`report`), written by the Job and read by the plugin.
+
+mod apply;
+mod lease;
+pub mod plan;
+pub mod report;
+pub mod settings;
+mod spill;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+use kube::Client;
+use serde_json::json;
+use time::OffsetDateTime;
+
+pub use lease::LEASE_NAME;
+pub use report::{KindReport, RestoreOutcome, RestoreReport};
+pub use settings::{RestoreSettings, StatusKinds, DEFAULT_CONCURRENCY, DEFAULT_QPS, MAX_TIMEOUT_MINUTES};
+
+use crate::catalog::{Mode, OWNERSHIP_CONFIGMAP};
+use crate::failure::{Classify, ErrorKind};
+use crate::location::{Location, LocationError};
+use crate::point::{self, Manifest, PointError, Unlocker};
+use crate::resources::{self, ResourceError};
+
+/// The field manager of objects the restore replaces by server-side apply.
+pub const FIELD_MANAGER: &str = "kubectl-dr-restore";
+/// Set on every object a restore creates or replaces: the point it came from.
+pub const RESTORED_FROM_ANNOTATION: &str = "dr.kubectl-dr.io/restored-from";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("restore point {point} was written in {point_mode} mode but this restore is set to {setting}: {fix}")]
+    ModeMismatch { point: String, point_mode: &'static str, setting: &'static str, fix: &'static str },
+    #[error("another restore ({holder}) is running in namespace {namespace} (Lease {LEASE_NAME}, renewed {renewed}); wait for it to finish, or delete the Lease if its Job is gone")]
+    Busy { holder: String, namespace: String, renewed: String },
+    #[error(transparent)]
+    Point(#[from] PointError),
+    #[error(transparent)]
+    Resource(#[from] ResourceError),
+    #[error(transparent)]
+    Location(#[from] LocationError),
+    #[error("{what}: {}", apply::describe(source))]
+    Api { what: String, source: kube::Error },
+    #[error("the restore's temporary files (the sealed plan, in $TMPDIR or /tmp): {0}; check the space of the Job's /tmp volume")]
+    WorkDir(String),
+    #[error("restore.timeout ({minutes} min) reached: {done} of {total} objects handled, {left} left; run the restore again to finish it (nothing is duplicated)")]
+    Timeout { minutes: u64, done: u64, total: u64, left: u64, report: Box<RestoreReport> },
+    #[error("{failed} objects could not be restored (see the report per kind); fix the cause and run the restore again: what was restored stays and is not duplicated")]
+    Failed { failed: u64, report: Box<RestoreReport> },
+}
+
+impl RestoreError {
+    /// The report of what was done, when the restore got as far as writing.
+    pub fn report(&self) -> Option<&RestoreReport> {
+        match self {
+            RestoreError::Timeout { report, .. } | RestoreError::Failed { report, .. } => Some(report),
+            _ => None,
+        }
+    }
+}
+
+impl Classify for RestoreError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RestoreError::Invalid(_) | RestoreError::ModeMismatch { .. } => ErrorKind::BadInput,
+            RestoreError::Busy { .. } => ErrorKind::Busy,
+            RestoreError::Point(e) => e.kind(),
+            RestoreError::Resource(e) => e.kind(),
+            RestoreError::Location(e) => e.kind(),
+            RestoreError::Api { source, .. } => source.kind(),
+            RestoreError::WorkDir(_) => ErrorKind::Transient,
+            RestoreError::Timeout { .. } => ErrorKind::TimedOut,
+            RestoreError::Failed { .. } => ErrorKind::Incomplete,
+        }
+    }
+}
+
+pub(crate) fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> RestoreError {
+    let what = what.into();
+    move |source| RestoreError::Api { what, source }
+}
+
+/// Restores per the settings. The Lease is held (and renewed) for the whole run.
+pub async fn run_restore(client: &Client, settings: &RestoreSettings) -> Result<RestoreReport, RestoreError> {
+    settings.check()?;
+    let lease = if settings.dry_run { None } else { Some(lease::LeaseGuard::acquire(client, &settings.namespace, &settings.holder).await?) };
+    let started = Instant::now();
+    let shared: Arc<Mutex<Option<Arc<apply::Ctx>>>> = Arc::default();
+    let result = tokio::time::timeout(settings.timeout, restore(client, settings, shared.clone(), started)).await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+    match result {
+        Ok(r) => r,
+        Err(_elapsed) => {
+            let ctx = shared.lock().expect("not poisoned").clone();
+            let mut report = ctx.map(|ctx| ctx.report.lock().expect("not poisoned").clone()).unwrap_or_default();
+            let total = report.objects;
+            report.finish(started.elapsed().as_secs_f64());
+            let done = report.total();
+            Err(RestoreError::Timeout {
+                minutes: settings.timeout.as_secs() / 60,
+                done,
+                total,
+                left: total.saturating_sub(done),
+                report: Box::new(report),
+            })
+        }
+    }
+}
+
+async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<Option<Arc<apply::Ctx>>>>, started: Instant) -> Result<RestoreReport, RestoreError> {
+    let profile = resources::get_profile(client, &settings.namespace, &settings.profile).await?;
+    let config = resources::location_config(client, &settings.namespace, &profile, settings.location_mount.as_deref()).await?;
+    let location = Location::connect(&config).await?;
+    let points = point::list_points(&location, &settings.source_cluster_id).await?;
+    let chosen = point::select_point(&points, settings.point_in_time, &settings.source_cluster_id, &location)?.clone();
+    let source = match &settings.passphrase_source {
+        Some(source) => source.clone(),
+        None => resources::dr_secret_source(client, &settings.namespace).await?,
+    };
+    let passphrase = source.resolve(&settings.resolve).await.map_err(ResourceError::from)?;
+    let unlocker = Unlocker::new(passphrase);
+    let manifest = point::read_manifest(&location, &settings.source_cluster_id, &chosen.id, &unlocker).await?;
+    check_mode(&manifest, settings.quick_mode)?;
+    tracing::info!(point = %manifest.point_id, objects = manifest.counts.total, mode = manifest.mode.as_str(), location = %location.describe(), passphrase = %source.describe(), "reading and planning the restore point");
+    // The one read of the point: the whole of it is decrypted and checked before the first write.
+    let opened_before = crate::location::objects_opened();
+    let (plan, spill) = plan::make_plan(&location, &manifest, &unlocker, settings).await?;
+    drop(unlocker);
+    let report = RestoreReport {
+        source_cluster_id: settings.source_cluster_id.clone(),
+        restore_point: manifest.point_id.clone(),
+        mode: manifest.mode.as_str().into(),
+        location: location.describe(),
+        dry_run: settings.dry_run,
+        objects: manifest.counts.total,
+        ..Default::default()
+    };
+    let ctx = Arc::new(apply::Ctx::new(client, settings, plan, report));
+    *shared.lock().expect("not poisoned") = Some(ctx.clone());
+    if !settings.dry_run {
+        create_ownership_configmap(client, settings, &manifest).await?;
+    }
+    ctx.apply(&Arc::new(spill)).await?;
+    let mut report = ctx.report.lock().expect("not poisoned").clone();
+    report.archive_reads = crate::location::objects_opened() - opened_before;
+    report.finish(started.elapsed().as_secs_f64());
+    for (kind, k) in &report.by_kind {
+        tracing::info!(kind = %kind, restored = k.restored + k.already_restored, replaced = k.replaced, skipped = ?k.skipped, failed = k.failed, failures = ?k.failures, "restore result");
+    }
+    if report.failed > 0 {
+        return Err(RestoreError::Failed { failed: report.failed, report: Box::new(report) });
+    }
+    Ok(report)
+}
+
+/// Fails unless the restore's quick-mode setting matches the point's mode.
+pub fn check_mode(manifest: &Manifest, quick_mode: bool) -> Result<(), RestoreError> {
+    match (manifest.mode, quick_mode) {
+        (Mode::Quick, false) => Err(RestoreError::ModeMismatch {
+            point: manifest.point_id.clone(),
+            point_mode: "quick",
+            setting: "a full restore",
+            fix: "set quickMode.enabled=true and quickMode.overrideResources=true (--quick-mode --override-resources)",
+        }),
+        (Mode::Full, true) => Err(RestoreError::ModeMismatch {
+            point: manifest.point_id.clone(),
+            point_mode: "full",
+            setting: "quick mode",
+            fix: "leave quickMode.enabled unset (drop --quick-mode)",
+        }),
+        _ => Ok(()),
+    }
+}
+
+async fn create_ownership_configmap(client: &Client, settings: &RestoreSettings, manifest: &Manifest) -> Result<(), RestoreError> {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &settings.namespace);
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": OWNERSHIP_CONFIGMAP, "namespace": settings.namespace, "labels": {"app.kubernetes.io/managed-by": "kubectl-dr"}},
+        "data": {
+            "sourceClusterID": settings.source_cluster_id,
+            "restorePoint": manifest.point_id,
+            "restoredAt": point::rfc3339(OffsetDateTime::now_utc()),
+            "README": "This cluster was restored by kubectl-dr. While this ConfigMap exists it does no maintenance on the location (no scheduled backups, no pruning). Delete it (kubectl dr take-ownership) only once the source cluster no longer uses the location.",
+        }
+    }))
+    .expect("a ConfigMap");
+    match cms.create(&PostParams::default(), &cm).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(RestoreError::Api { what: format!("creating ConfigMap {OWNERSHIP_CONFIGMAP} in namespace {}", settings.namespace), source: e }),
+    }
+}
