@@ -247,7 +247,6 @@ async fn write_all(
         } else {
             vec![None]
         };
-        let has_status_subresource = target.caps.subresources.iter().any(|(r, _)| r.plural == "status");
         for scope in scopes {
             let api: Api<DynamicObject> = match &scope {
                 Some(ns) => Api::namespaced_with(client.clone(), ns, &target.resource),
@@ -286,11 +285,9 @@ async fn write_all(
                         continue;
                     }
                     let source_uid = obj.metadata.uid.clone();
+                    // Status is kept: a restore writes it back through /status for the kinds
+                    // the user names (`--restore-status`), and drops it otherwise.
                     strip_server_fields(&mut object);
-                    if has_status_subresource {
-                        // The API server ignores status on create; the controllers rebuild it.
-                        object.as_object_mut().expect("an object").remove("status");
-                    }
                     writer.add(&Entry { category, object, source_uid }).await?;
                 }
                 match page.metadata.continue_.filter(|c| !c.is_empty()) {

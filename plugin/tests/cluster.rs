@@ -128,7 +128,11 @@ async fn enable_status_backup_and_disable_on_a_cluster() {
     api.seed(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("{name}-abcde"), "namespace": NS, "labels": {"job-name": name, "batch.kubernetes.io/controller-uid": job_uid}},
                     "spec": {"containers": [{"name": "backup", "image": "x"}]},
                     "status": {"containerStatuses": [{"name": "backup", "state": {"terminated": {"exitCode": 0, "message": "{\"restorePoint\":\"20261121T100000.000Z-feedbeef\",\"objects\":7}"}}}]}}));
+    // What the Job controller writes when the pod succeeded: the count, then the conditions
+    // that are its verdict.
+    let complete = |ty: &str| json!({"type": ty, "status": "True", "reason": "CompletionsReached"});
     jobs.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": {"succeeded": 1}}))).await.unwrap();
+    jobs.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": {"conditions": [complete("SuccessCriteriaMet"), complete("Complete")]}}))).await.unwrap();
     let out = run.join().unwrap();
     let stdout = ok(&out);
     assert!(stdout.contains("20261121T100000.000Z-feedbeef"), "{stdout}");
@@ -162,11 +166,12 @@ async fn a_restored_cluster_reports_it_does_not_own_the_location_and_refuses_to_
     api.write_kubeconfig(&kc, NS);
     let status: Value = serde_json::from_str(&ok(&dr(&kc, &["status", "-o", "json"], ""))).unwrap();
     assert_eq!(status["ownsLocation"], false);
+    // Busy (exit 5): another cluster owns the location.
     let out = dr(&kc, &["backup", "--local", "--path", dir.path().to_str().unwrap()], "");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains("take-ownership"));
     let out = dr(&kc, &["prune", "--path", dir.path().to_str().unwrap()], "");
-    assert_eq!(out.status.code(), Some(2), "two owners must never prune one location");
+    assert_eq!(out.status.code(), Some(5), "two owners must never prune one location");
     assert!(String::from_utf8_lossy(&out.stderr).contains("k10-dr-remove-to-get-ownership"));
     // Missing profile and unknown namespace also fail clearly.
     let out = dr(&kc, &["enable", "--profile", "nope", "--passphrase-file", "-"], &format!("{PASS}\n"));

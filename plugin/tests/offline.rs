@@ -87,9 +87,9 @@ fn the_offline_loop_on_a_local_directory() {
     assert!(export.join("cluster/customresourcedefinition.apiextensions.k8s.io/carts.shop.example.com.yaml").exists());
     assert!(export.join("namespaces/kasten-io/profile.dr.kubectl-dr.io/offsite.yaml").exists());
 
-    // Bad input: wrong passphrase, unknown cluster, missing directory, export over a
-    // directory, a time that is not RFC 3339.
-    let err = failed(&run(&["verify"], "not the passphrase"), 2);
+    // Bad input: wrong passphrase (its own exit status, 3), unknown cluster, missing
+    // directory, export over a directory, a time that is not RFC 3339 (2).
+    let err = failed(&run(&["verify"], "not the passphrase"), 3);
     assert!(err.contains("wrong passphrase") && !err.contains("not the passphrase"), "{err}");
     // Said once: the message does not repeat its cause.
     assert_eq!(err.matches("wrong passphrase").count(), 1, "{err}");
@@ -102,13 +102,13 @@ fn the_offline_loop_on_a_local_directory() {
     let err = failed(&run(&["restore-points", "--point-in-time", "yesterday"], PASS), 2);
     assert!(err.contains("RFC 3339"), "{err}");
 
-    // A damaged point makes verify fail (exit 1) and name the point, while the other passes.
+    // A damaged point makes verify fail (exit 4, damaged point) and name the point, while the other passes.
     let archive = loc.join(CLUSTER).join("restore-points").join(&full_id).join("archive.kdr");
     let mut bytes = std::fs::read(&archive).unwrap();
     let mid = bytes.len() - 20;
     bytes[mid] ^= 1;
     std::fs::write(&archive, bytes).unwrap();
-    let out = failed(&run(&["verify"], PASS), 1);
+    let out = failed(&run(&["verify"], PASS), 4);
     assert!(out.contains(&format!("FAILED     {full_id}")) && out.contains("OK "), "{out}");
 }
 

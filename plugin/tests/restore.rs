@@ -60,8 +60,16 @@ async fn cluster(dir: &Path, name: &str) -> (ApiServer, PathBuf) {
 
 /// The source: profile, enable, an application, a backup into `location`. Returns the cluster ID.
 async fn source(dir: &Path, location: &Path) -> (ApiServer, String) {
+    source_with(dir, location, &[]).await
+}
+
+/// [`source`] with more objects on the source cluster.
+async fn source_with(dir: &Path, location: &Path, extra: &[Value]) -> (ApiServer, String) {
     let (api, kc) = cluster(dir, "source").await;
     api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+    for object in extra {
+        api.seed(object.clone());
+    }
     api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"currency": "EUR"}}));
     ok(&dr(&kc, &["profile", "create", "offsite", "--pvc", "dr-nfs"], "", &[]));
     let out = ok(&dr(&kc, &["enable", "--profile", "offsite", "--passphrase-file", "-"], PASS, &[]));
@@ -124,7 +132,7 @@ async fn restore_onto_an_empty_cluster_then_take_ownership() {
 
     // Bad input fails before any write.
     let wrong = restore(&[], "not the passphrase", &[]);
-    assert_eq!(wrong.status.code(), Some(2));
+    assert_eq!(wrong.status.code(), Some(3), "a wrong passphrase has its own exit status");
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("passphrase"), "{}", String::from_utf8_lossy(&wrong.stderr));
     let too_early = restore(&["--point-in-time", "2020-01-01T00:00:00Z"], PASS, &[]);
     assert!(String::from_utf8_lossy(&too_early.stderr).contains("no complete restore point at or before 2020-01-01"));
@@ -217,4 +225,44 @@ async fn a_restore_whose_first_pod_is_killed_is_followed_to_the_jobs_verdict() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("pod 1 of 4 ended: OOMKilled (exit 137); the Job retries"), "{stderr}");
     assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "EUR");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_plans_custom_resources_whose_crd_is_in_the_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("nfs");
+    std::fs::create_dir_all(&loc).unwrap();
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.example.com"},
+                     "spec": {"group": "example.com", "scope": "Namespaced", "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
+                              "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1", "namespace": "shop"}, "spec": {"size": 3}});
+    let (_source, cluster_id) = source_with(dir.path(), &loc, &[crd, widget]).await;
+    let (target, kc) = target(dir.path()).await;
+    // The target serves no example.com/v1 yet: the plan takes it from the point's CRD.
+    let out = dr(&kc, &["restore", "--cluster-id", &cluster_id, "--profile", "offsite", "--passphrase-file", "-", "--path", loc.to_str().unwrap(), "--dry-run", "-o", "json"], PASS, &[]);
+    let report: dr_core::restore::RestoreReport = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(report.by_kind["Widget.example.com"].restored, 1, "{report:?}");
+    assert_eq!(report.by_kind["CustomResourceDefinition.apiextensions.k8s.io"].restored, 1, "{report:?}");
+    assert_eq!(report.archive_reads, 1);
+    assert!(find(&target, "apiextensions.k8s.io", "customresourcedefinitions", "", "widgets.example.com").is_none(), "a dry run writes nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubeconfig_that_skips_tls_verification_is_not_warned_about_on_every_command() {
+    // A TLS server with a certificate nobody trusts; the kubeconfig says to skip verification.
+    let server = support::moto_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("insecure.kubeconfig");
+    std::fs::write(
+        &kc,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n", server.url),
+    )
+    .unwrap();
+    let out = dr(&kc, &["status"], "", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The connection was made (TLS accepted, so the server's answer is what fails)...
+    assert!(!stderr.contains("certificate"), "{stderr}");
+    // ...and kube-rs's "Server cert bypassed" warning is not printed, as kubectl prints nothing.
+    assert!(!stderr.contains("Server cert bypassed"), "{stderr}");
 }

@@ -101,7 +101,7 @@ async fn the_job_refuses_while_the_ownership_configmap_exists() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("mnt")).unwrap();
     let (out, message) = run_job(&api, dir.path(), &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(5), "busy: another cluster owns the location");
     assert!(message.contains("k10-dr-remove-to-get-ownership") && message.contains("take-ownership"), "{message}");
     assert_eq!(last_run(&api)["result"], "Failed");
     assert_eq!(std::fs::read_dir(dir.path().join("mnt")).unwrap().count(), 0, "nothing was written");
@@ -120,7 +120,7 @@ async fn an_unresolvable_passphrase_fails_before_anything_is_written() {
     api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k10-dr-secret", "namespace": NS},
                     "data": {"source": b64("vault"), "vault-kv-version": b64("KVv2"), "vault-mount-path": b64("secret"), "vault-secret-path": b64("k10"), "key": b64("passphrase")}}));
     let (out, message) = run_job(&api, dir.path(), &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "bad input");
     assert!(message.contains("vault.enabled=true"), "{message}");
     assert_eq!(std::fs::read_dir(dir.path().join("mnt")).unwrap().count(), 0, "nothing was written");
 }
@@ -311,7 +311,7 @@ async fn the_job_runs_with_the_cronjobs_environment_and_least_privilege_service_
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (out, message) = run_as_cronjob(&api, dir.path());
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "bad input: the RBAC must change");
     assert!(message.contains("may not list") && message.contains("grant it list"), "{message}");
 
     // Re-enabling in full mode grants what full mode reads: now it works.

@@ -14,7 +14,9 @@ use std::process::Output;
 use dr_core::catalog::Mode;
 use dr_core::cluster::Selection;
 use dr_core::crypto::Passphrase;
+use dr_core::failure::ErrorKind;
 use dr_core::location::{Location, LocationConfig};
+use dr_core::restore::RestoreOutcome;
 use serde_json::{json, Value};
 use support::apiserver::ApiServer;
 use support::kubelet::{self, Pod};
@@ -126,6 +128,9 @@ fn install_chart(api: &ApiServer, values: &Value, location: &Path, root: &Path) 
 
 struct Run {
     out: Output,
+    /// The Job's outcome, as its termination message carries it.
+    outcome: RestoreOutcome,
+    /// What it said went wrong (empty on success).
     message: String,
 }
 
@@ -150,10 +155,14 @@ fn restore(api: &ApiServer, values: &Value, location: &Path) -> Run {
     let root = tempfile::tempdir().unwrap();
     let pod = install_chart(api, values, location, root.path());
     let out = spawn(&pod).wait_with_output().unwrap();
-    let message = std::fs::read_to_string(&pod.termination).unwrap_or_default();
+    let raw = std::fs::read_to_string(&pod.termination).unwrap_or_default();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains(PASS) && !message.contains(PASS), "the passphrase leaked");
-    Run { out, message }
+    assert!(!stderr.contains(PASS) && !raw.contains(PASS), "the passphrase leaked");
+    assert!(raw.len() <= 4096, "the termination message fits what Kubernetes keeps");
+    let outcome = RestoreOutcome::parse(&raw);
+    // The exit status is the kind the outcome names (dr_core::failure).
+    assert_eq!(out.status.code(), Some(outcome.kind.map_or(0, |k| i32::from(k.exit_code()))), "{raw}");
+    Run { out, message: outcome.error.clone(), outcome }
 }
 
 fn find(api: &ApiServer, group: &str, plural: &str, namespace: &str, name: &str) -> Option<Value> {
@@ -180,9 +189,9 @@ async fn a_full_restore_brings_everything_back_and_a_rerun_duplicates_nothing() 
     let report = run.report();
     assert_eq!(report["restorePoint"], point_id.as_str());
     assert_eq!(report["failed"], 0);
-    // The summary is the termination message too.
-    let message: Value = serde_json::from_str(&run.message).unwrap();
-    assert_eq!(message["restored"], report["restored"]);
+    // The summary is the termination message too; the point was read once.
+    assert_eq!(run.outcome.report.as_ref().unwrap().restored, report["restored"].as_u64().unwrap());
+    assert_eq!(report["archiveReads"], 1, "{report}");
 
     // Application objects, with their data.
     let cm = find(&target, "", "configmaps", "shop", "settings").expect("ConfigMap restored");
@@ -330,8 +339,8 @@ async fn skip_resource_leaves_out_whole_categories() {
     let mut pod = install_chart(&target, &values(&cluster_id, json!({})), loc.path(), root.path());
     pod.env.push(("DR_SKIP_RESOURCE".into(), "profiles,catalog".into()));
     let out = spawn(&pod).wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let message = std::fs::read_to_string(&pod.termination).unwrap();
+    assert_eq!(out.status.code(), Some(i32::from(ErrorKind::BadInput.exit_code())));
+    let message = RestoreOutcome::parse(&std::fs::read_to_string(&pod.termination).unwrap()).error;
     assert!(message.contains("\"catalog\"") && message.contains("applications"), "{message}");
     assert!(find(&target, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").is_none());
 }
@@ -345,7 +354,8 @@ async fn a_wrong_passphrase_or_a_damaged_point_writes_nothing() {
     let target = target_cluster(raw_secret("not the passphrase")).await;
     let before = object_count(&target);
     let run = restore(&target, &values(&cluster_id, json!({})), loc.path());
-    assert_eq!(run.out.status.code(), Some(2), "bad input fails the Job at once");
+    assert_eq!(run.outcome.kind, Some(ErrorKind::WrongPassphrase), "a wrong passphrase fails the Job at once");
+    assert_eq!(run.out.status.code(), Some(3));
     assert!(run.message.to_lowercase().contains("passphrase"), "{}", run.message);
     assert_eq!(object_count(&target), before, "nothing was written");
     assert!(find(&target, "coordination.k8s.io", "leases", NS, "kubectl-dr-restore").is_none());
@@ -364,7 +374,8 @@ async fn a_wrong_passphrase_or_a_damaged_point_writes_nothing() {
     let target = target_cluster(raw_secret(PASS)).await;
     let before = object_count(&target);
     let run = restore(&target, &values(&cluster_id, json!({})), loc.path());
-    assert_eq!(run.out.status.code(), Some(2));
+    assert_eq!(run.outcome.kind, Some(ErrorKind::DamagedPoint));
+    assert_eq!(run.out.status.code(), Some(4));
     assert!(run.message.contains(&point_id), "{}", run.message);
     assert_eq!(object_count(&target), before, "nothing was written");
 }
@@ -485,7 +496,8 @@ async fn a_second_restore_at_the_same_time_is_refused() {
     target.seed(json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "kubectl-dr-restore", "namespace": NS},
                        "spec": {"holderIdentity": "other-restore", "leaseDurationSeconds": 30, "renewTime": now}}));
     let run = restore(&target, &values(&cluster_id, json!({})), loc.path());
-    assert_eq!(run.out.status.code(), Some(2));
+    assert_eq!(run.outcome.kind, Some(ErrorKind::Busy));
+    assert_eq!(run.out.status.code(), Some(5));
     assert!(run.message.contains("another restore (other-restore)"), "{}", run.message);
     assert!(find(&target, "", "configmaps", "app-0", "cm-0").is_none());
 }
@@ -497,7 +509,8 @@ async fn the_timeout_fails_the_job_and_says_what_is_left() {
     let cluster_id = big_point(loc.path(), 1000).await;
     let target = target_cluster(raw_secret(PASS)).await;
     let run = restore(&target, &values(&cluster_id, json!({"restore": {"timeout": 1, "qps": 10}})), loc.path());
-    assert_eq!(run.out.status.code(), Some(2));
+    assert_eq!(run.outcome.kind, Some(ErrorKind::TimedOut));
+    assert_eq!(run.out.status.code(), Some(6));
     assert!(run.message.contains("restore.timeout (1 min) reached") && run.message.contains("left"), "{}", run.message);
     let report: Value = serde_json::from_slice(&run.out.stdout).unwrap();
     let done = report["byKind"]["ConfigMap"]["restored"].as_u64().unwrap();
@@ -515,8 +528,105 @@ async fn the_fips_values_make_a_non_fips_build_refuse_to_run() {
         // Built with `--features fips` (scripts/build-fips): it runs.
         run.report();
     } else {
-        assert_eq!(run.out.status.code(), Some(2));
+        assert_eq!(run.outcome.kind, Some(ErrorKind::BadInput));
         assert!(run.message.contains("not in FIPS mode") && run.message.contains("values-fips.yaml"), "{}", run.message);
         assert!(find(&target, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").is_none(), "nothing was written");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_location_is_transient_and_objects_that_fail_make_the_restore_incomplete() {
+    let loc = tempfile::tempdir().unwrap();
+    let cluster_id = big_point(loc.path(), 3).await;
+    // An S3 profile whose endpoint does not answer (a closed port): an outage, so the Job
+    // starts another pod (exit 1) rather than failing.
+    let target = target_cluster(raw_secret(PASS)).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    target.seed(json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "down", "namespace": NS},
+                       "spec": {"s3": {"bucket": "dr", "region": "us-east-1", "endpoint": format!("http://{closed}"), "credentialsSecret": "s3-creds"}}}));
+    target.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-creds", "namespace": NS},
+                       "data": {"aws_access_key_id": b64("AKIDEXAMPLE"), "aws_secret_access_key": b64("example")}}));
+    let run = restore(&target, &values(&cluster_id, json!({"profile": {"name": "down"}, "fileProfile": {"claimName": ""}})), loc.path());
+    assert_eq!(run.outcome.kind, Some(ErrorKind::Transient), "{}", run.message);
+    assert_eq!(run.out.status.code(), Some(1));
+    assert!(run.message.contains("cannot reach S3"), "{}", run.message);
+
+    // A point holding a kind this cluster does not serve: everything else is restored, the
+    // Job fails as incomplete (exit 7) with the object named.
+    let loc = tempfile::tempdir().unwrap();
+    let location = Location::connect(&LocationConfig::File { path: loc.path().into() }).await.unwrap();
+    let mut entries = support::sample_entries(3, 16);
+    entries.push(dr_core::catalog::Entry {
+        category: dr_core::catalog::Category::Cluster,
+        object: json!({"apiVersion": "gone.example.com/v1", "kind": "Gadget", "metadata": {"name": "g1"}}),
+        source_uid: None,
+    });
+    let cluster_id = "5a1d-incomplete";
+    support::write_point(&location, cluster_id, &Passphrase::new(PASS.into()).unwrap(), &entries).await;
+    let target = target_cluster(raw_secret(PASS)).await;
+    let run = restore(&target, &values(cluster_id, json!({})), loc.path());
+    assert_eq!(run.outcome.kind, Some(ErrorKind::Incomplete));
+    assert_eq!(run.out.status.code(), Some(7));
+    let report = run.outcome.report.unwrap();
+    assert_eq!(report.by_kind["Gadget.gone.example.com"].failed, 1);
+    assert!(report.by_kind["Gadget.gone.example.com"].failures[0].contains("not served by this cluster"), "{report:?}");
+    assert!(report.restored > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_keep_their_node_ports_unless_taken_here() {
+    let source = source_cluster().await;
+    source.seed(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
+                       "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "nodePort": 30080}, {"name": "admin", "port": 81, "nodePort": 30081}]}}));
+    let src_ip = find(&source, "", "services", "shop", "web").unwrap()["spec"]["clusterIP"].clone();
+    let loc = tempfile::tempdir().unwrap();
+    let (cluster_id, _) = backup(&source, loc.path(), Mode::Full).await;
+    let target = target_cluster(raw_secret(PASS)).await;
+    // Another service on the target already has 30081.
+    target.seed(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "other", "namespace": NS},
+                       "spec": {"type": "NodePort", "ports": [{"port": 9000, "nodePort": 30081}]}}));
+    let run = restore(&target, &values(&cluster_id, json!({})), loc.path());
+    let report = run.report();
+    let web = find(&target, "", "services", "shop", "web").expect("the Service is restored");
+    assert_eq!(web["spec"]["ports"][0]["nodePort"], 30080, "the node port it had is kept");
+    let admin = web["spec"]["ports"][1]["nodePort"].as_u64().unwrap();
+    assert_ne!(admin, 30081, "a taken port is allocated anew");
+    // The cluster IP is this cluster's to allocate (the source's was dropped).
+    assert!(web["spec"]["clusterIP"].as_str().is_some_and(|ip| ip.starts_with("10.96.")), "{web}");
+    assert!(src_ip.as_str().is_some_and(|ip| ip.starts_with("10.96.")), "the source allocated one too");
+    let changed = report["byKind"]["Service"]["nodePortsChanged"].as_array().unwrap();
+    assert_eq!(changed.len(), 1, "{report}");
+    let line = changed[0].as_str().unwrap();
+    assert!(line.contains("shop/web") && line.contains("30081") && line.contains(&admin.to_string()), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resources_get_their_status_back_when_asked() {
+    let source = source_cluster().await;
+    source.seed(json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "certs.shop.example.com"},
+                       "spec": {"group": "shop.example.com", "scope": "Namespaced", "names": {"kind": "Cert", "plural": "certs", "singular": "cert", "listKind": "CertList"},
+                                "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
+                                              "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}));
+    // An operator set the status (seeding keeps it, as a controller's /status write would).
+    source.seed(json!({"apiVersion": "shop.example.com/v1", "kind": "Cert", "metadata": {"name": "tls", "namespace": "shop"}, "spec": {"dns": "shop.example.com"},
+                       "status": {"serial": "0a1b2c", "notAfter": "2027-01-01T00:00:00Z"}}));
+    let loc = tempfile::tempdir().unwrap();
+    let (cluster_id, _) = backup(&source, loc.path(), Mode::Full).await;
+
+    // By default status is not restored: the server drops it on create.
+    let target = target_cluster(raw_secret(PASS)).await;
+    restore(&target, &values(&cluster_id, json!({})), loc.path()).report();
+    assert!(find(&target, "shop.example.com", "certs", "shop", "tls").unwrap().get("status").is_none());
+
+    // Named (by resource name), it comes back through /status.
+    let target = target_cluster(raw_secret(PASS)).await;
+    target.enforce_rbac();
+    let report = restore(&target, &values(&cluster_id, json!({"restore": {"status": "certs.shop.example.com"}})), loc.path()).report();
+    let cert = find(&target, "shop.example.com", "certs", "shop", "tls").unwrap();
+    assert_eq!(cert["status"]["serial"], "0a1b2c", "{cert}");
+    assert_eq!(report["byKind"]["Cert.shop.example.com"]["statusRestored"], 1, "{report}");
+    // Only the kinds named: the Deployment's status stays the cluster's.
+    assert!(find(&target, "apps", "deployments", "shop", "web").unwrap().get("status").is_none());
+    // A value that is not a list of kinds is refused by the chart's schema.
+    assert!(render(&values(&cluster_id, json!({"restore": {"status": "certs; rm -rf"}}))).is_err());
 }
