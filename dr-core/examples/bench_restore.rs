@@ -1,15 +1,20 @@
-//! Restore benchmark: `cargo run --release -p dr-core --example bench_restore`.
+//! Restore benchmark: `cargo run --release -p dr-core --example bench_restore` (the S3 rows
+//! need moto from the tests' virtual environment: run `./scripts/venv` once).
 //!
 //! Writes a restore point of 10,000 and of 40,000 objects (ConfigMaps and Secrets of about
-//! 1 KiB across five namespaces, plus the namespaces) into a directory location, then restores
-//! each onto an empty in-process test API server running in another process, with the
-//! restore's default concurrency and rate limit. It reports wall time, objects per second, the
-//! restore's own CPU time and its peak RSS (flat in the number of objects: the point is
-//! streamed once per tier, never held whole).
+//! 1 KiB across five namespaces, plus the namespaces) into a directory location, and the
+//! 10,000 one into an S3 bucket (moto, on loopback), then restores each onto an empty
+//! in-process test API server running in another process, with the restore's defaults.
+//! Beside each restore, against a fresh server of the same kind in the same run, a bare
+//! create loop with the same 16 connections measures the server's own raw create rate: the
+//! limit the restore is compared with. It reports wall time, objects per second and its
+//! ratio to the raw rate, the restore's own CPU time, its peak RSS (flat in the number of
+//! objects: the point is read once into a sealed spill, never held whole), and how many
+//! times the point's archive was opened (downloaded, on S3).
 
-#[path = "../tests/support/apiserver.rs"]
+#[path = "../tests/support/mod.rs"]
 #[allow(dead_code)]
-mod apiserver;
+mod support;
 
 // As the shipped static binaries do (restore-job/src/main.rs), so a musl run measures them.
 #[cfg(target_env = "musl")]
@@ -24,88 +29,218 @@ use std::time::Instant;
 mod measure;
 
 use dr_core::catalog::{Category, Entry, Mode};
-use measure::{cpu_seconds, proc_status};
 use dr_core::crypto::Passphrase;
-use dr_core::location::{Location, LocationConfig};
+use dr_core::location::{Location, LocationConfig, S3Config, StaticCredentials};
 use dr_core::point::PointWriter;
 use dr_core::restore::{self, RestoreSettings};
+use futures::StreamExt;
+use measure::{cpu_seconds, proc_status};
 use serde_json::{json, Value};
+use support::apiserver;
 
 const PASS: &str = "benchmark passphrase";
 const CLUSTER: &str = "bench-source";
+const BUCKET: &str = "dr-bench";
+/// Connections of the raw create loop: the restore's default concurrency.
+const RAW_CONNECTIONS: usize = restore::DEFAULT_CONCURRENCY;
 
-/// An empty target cluster with the DR namespace, a file profile and k10-dr-secret.
-async fn serve() {
+/// An empty target cluster with the DR namespace, a file profile, an S3 profile for
+/// `s3_endpoint` and k10-dr-secret.
+async fn serve(s3_endpoint: Option<String>) {
     let api = apiserver::ApiServer::start().await;
     api.install_dr_crds();
     api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kasten-io"}}));
     api.seed(json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "offsite", "namespace": "kasten-io"}, "spec": {"file": {"claimName": "dr-nfs"}}}));
+    if let Some(endpoint) = s3_endpoint {
+        api.seed(json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "s3", "namespace": "kasten-io"},
+                        "spec": {"s3": {"bucket": BUCKET, "region": "us-east-1", "endpoint": endpoint, "pathStyle": true, "credentialsSecret": "s3-creds"}}}));
+        let b = |s: &str| apiserver::base64(s.as_bytes(), false);
+        api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-creds", "namespace": "kasten-io"},
+                        "data": {"aws_access_key_id": b("test"), "aws_secret_access_key": b("test")}}));
+    }
     api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k10-dr-secret", "namespace": "kasten-io"}, "data": {"key": apiserver::base64(PASS.as_bytes(), false)}}));
     measure::serve_until_stdin_closes(&api.url).await;
 }
 
-async fn write_point(dir: &std::path::Path, n: usize) {
-    let loc = Location::connect(&LocationConfig::File { path: dir.to_owned() }).await.unwrap();
-    let mut w = PointWriter::begin(&loc, CLUSTER, &Passphrase::new(PASS.into()).unwrap(), Mode::Full, "k10-disaster-recovery-policy").await.unwrap();
-    for ns in 0..5 {
-        w.add(&Entry { category: Category::Cluster, object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("ns-{ns}")}}), source_uid: None }).await.unwrap();
-    }
+fn namespaces() -> impl Iterator<Item = Value> {
+    (0..5).map(|ns| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("ns-{ns}")}}))
+}
+
+/// The i-th object of the point (and of the raw loop).
+fn object(i: usize) -> Value {
+    let ns = format!("ns-{}", i % 5);
     let filler = "x".repeat(700);
+    if i % 2 == 0 {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}"), "namespace": ns, "labels": {"app": "shop"}}, "data": {"config": filler, "n": i.to_string()}})
+    } else {
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("secret-{i}"), "namespace": ns}, "data": {"token": "c2VjcmV0", "pad": filler}})
+    }
+}
+
+async fn write_point(loc: &Location, n: usize) {
+    let mut w = PointWriter::begin(loc, CLUSTER, &Passphrase::new(PASS.into()).unwrap(), Mode::Full, "k10-disaster-recovery-policy").await.unwrap();
+    for ns in namespaces() {
+        w.add(&Entry { category: Category::Cluster, object: ns, source_uid: None }).await.unwrap();
+    }
     for i in 0..n {
-        let ns = format!("ns-{}", i % 5);
-        let object = if i % 2 == 0 {
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}"), "namespace": ns, "labels": {"app": "shop"}}, "data": {"config": filler, "n": i.to_string()}})
-        } else {
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("secret-{i}"), "namespace": ns}, "data": {"token": "c2VjcmV0", "pad": filler}})
-        };
-        w.add(&Entry { category: Category::Applications, object, source_uid: Some(format!("uid-{i}")) }).await.unwrap();
+        w.add(&Entry { category: Category::Applications, object: object(i), source_uid: Some(format!("uid-{i}")) }).await.unwrap();
     }
     w.finish().await.unwrap();
 }
 
-async fn restore(url: &str, dir: &str) {
+fn s3_config(endpoint: &str) -> S3Config {
+    S3Config {
+        bucket: BUCKET.into(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(endpoint.into()),
+        path_style: true,
+        credentials: Some(StaticCredentials { access_key_id: "test".into(), secret_access_key: zeroize::Zeroizing::new("test".into()), session_token: None }),
+        ..Default::default()
+    }
+}
+
+/// The restore, in this process: prints its measurements as JSON.
+async fn restore(url: &str, profile: &str, dir: &str, qps: u32) {
     dr_core::init_crypto_provider();
     let client = dr_core::kube_client(kube::Config::new(url.parse().unwrap())).unwrap();
-    let mut settings = RestoreSettings::new("kasten-io", CLUSTER, "offsite");
+    let mut settings = RestoreSettings::new("kasten-io", CLUSTER, profile);
     settings.location_mount = Some(dir.into());
+    settings.qps = qps;
     let cpu0 = cpu_seconds();
+    let opened0 = dr_core::location::objects_opened();
     let start = Instant::now();
     let report = restore::run_restore(&client, &settings).await.unwrap();
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
-    println!("{}", json!({"objects": report.objects, "restored": report.restored, "wallSeconds": wall, "cpuSeconds": cpu, "peakRssMib": proc_status("VmHWM:")}));
+    println!(
+        "{}",
+        json!({"objects": report.objects, "restored": report.restored, "wallSeconds": wall, "cpuSeconds": cpu, "peakRssMib": proc_status("VmHWM:"),
+               "archiveReads": report.archive_reads, "objectsOpened": dr_core::location::objects_opened() - opened0})
+    );
+}
+
+/// The server's own limit: the same objects created by a bare loop on `RAW_CONNECTIONS`
+/// concurrent requests, no rate limit, no reading of a point. Objects per second.
+async fn raw_creates(url: &str, n: usize) -> f64 {
+    use kube::api::{Api, DynamicObject, PostParams};
+    let client = dr_core::kube_client(kube::Config::new(url.parse().unwrap())).unwrap();
+    let namespace_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for ns in namespaces() {
+        namespace_api.create(&PostParams::default(), &serde_json::from_value(ns).unwrap()).await.unwrap();
+    }
+    let start = Instant::now();
+    futures::stream::iter(0..n)
+        .for_each_concurrent(RAW_CONNECTIONS, |i| {
+            let client = client.clone();
+            async move {
+                let o = object(i);
+                let ns = o["metadata"]["namespace"].as_str().unwrap().to_owned();
+                let resource = if o["kind"] == "ConfigMap" {
+                    kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&())
+                } else {
+                    kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&())
+                };
+                let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &resource);
+                api.create(&PostParams::default(), &serde_json::from_value(o).unwrap()).await.unwrap();
+            }
+        })
+        .await;
+    (n + 5) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Starts a test API server in its own process (as the real one is); returns it and its URL.
+fn server(me: &std::path::Path, s3: Option<&str>) -> (std::process::Child, String) {
+    let mut cmd = Command::new(me);
+    cmd.arg("--serve");
+    if let Some(s3) = s3 {
+        cmd.arg(s3);
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut url = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut url).unwrap();
+    (child, url.trim().to_owned())
+}
+
+fn stop(mut child: std::process::Child) {
+    drop(child.stdin.take());
+    let _ = child.wait();
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     match args.get(1).map(String::as_str) {
-        Some("--serve") => return rt.block_on(serve()),
-        Some("--restore") => return rt.block_on(restore(&args[2], &args[3])),
+        Some("--serve") => return rt.block_on(serve(args.get(2).cloned())),
+        Some("--restore") => return rt.block_on(restore(&args[2], &args[3], &args[4], args[5].parse().unwrap())),
+        Some("--raw") => {
+            let rate = rt.block_on(raw_creates(&args[2], args[3].parse().unwrap()));
+            return println!("{rate}");
+        }
         _ => {}
     }
     let me = std::env::current_exe().unwrap();
-    println!("| objects | wall time | objects/s | restore CPU time (own) | restore peak RSS |\n| --- | --- | --- | --- | --- |");
-    for n in [10_000usize, 40_000] {
+    // S3 from moto, when the tests' virtual environment is there.
+    let moto = support::venv_bin_if_present("moto_server").map(|_| support::moto());
+    if let Some(s3) = &moto {
+        support::moto_setup(s3, &["bucket", BUCKET], None);
+    } else {
+        eprintln!("no .venv with moto (./scripts/venv makes it): the S3 rows are left out");
+    }
+    println!("| location | objects | client rate limit | wall time | objects/s | server's raw create rate | ratio | restore CPU time (own) | restore peak RSS | archive reads |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    // The default limit (2,000 requests/s) first; then without it, which compares the
+    // engine itself with the server's limit (this test server creates faster than 2,000/s).
+    const UNLIMITED: u32 = 1_000_000;
+    let mut runs: Vec<(&str, usize, u32)> = vec![("directory", 10_000, restore::DEFAULT_QPS), ("directory", 10_000, UNLIMITED), ("directory", 40_000, UNLIMITED)];
+    if moto.is_some() {
+        runs.insert(2, ("S3 (moto)", 10_000, UNLIMITED));
+    }
+    for (kind, n, qps) in runs {
         let dir = tempfile::tempdir().unwrap();
-        rt.block_on(write_point(dir.path(), n));
-        let mut server = Command::new(&me).arg("--serve").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-        let mut url = String::new();
-        std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut url).unwrap();
-        let out = Command::new(&me).args(["--restore", url.trim(), dir.path().to_str().unwrap()]).output().unwrap();
-        drop(server.stdin.take());
-        let _ = server.wait();
+        let s3_url = moto.as_ref().map(|m| m.url.clone());
+        let profile = if kind == "directory" {
+            rt.block_on(async { write_point(&Location::connect(&LocationConfig::File { path: dir.path().to_owned() }).await.unwrap(), n).await });
+            "offsite"
+        } else {
+            let url = s3_url.clone().unwrap();
+            rt.block_on(async { write_point(&Location::connect(&LocationConfig::S3(s3_config(&url))).await.unwrap(), n).await });
+            "s3"
+        };
+        // The limit first, on a server of its own.
+        let (raw_server, raw_url) = server(&me, None);
+        let raw = Command::new(&me).args(["--raw", &raw_url, &n.to_string()]).output().unwrap();
+        stop(raw_server);
+        assert!(raw.status.success(), "{}", String::from_utf8_lossy(&raw.stderr));
+        let raw_rate: f64 = String::from_utf8_lossy(&raw.stdout).trim().parse().unwrap();
+        // Then the restore.
+        let (restore_server, url) = server(&me, s3_url.as_deref());
+        let out = Command::new(&me).args(["--restore", &url, profile, dir.path().to_str().unwrap(), &qps.to_string()]).output().unwrap();
+        stop(restore_server);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let r: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(r["restored"], r["objects"].as_u64().unwrap(), "every object restored: {r}");
         let wall = r["wallSeconds"].as_f64().unwrap();
+        let rate = r["objects"].as_f64().unwrap() / wall;
         println!(
-            "| {} | {:.2} s | {:.0} | {:.2} s | {:.1} MiB |",
+            "| {kind} | {} | {} | {:.2} s | {:.0} | {:.0} | {:.2} | {:.2} s | {:.1} MiB | {} |",
             r["objects"],
+            if qps == UNLIMITED { "none".to_owned() } else { format!("{qps}/s") },
             wall,
-            r["objects"].as_f64().unwrap() / wall,
+            rate,
+            raw_rate,
+            rate / raw_rate,
             r["cpuSeconds"].as_f64().unwrap(),
-            r["peakRssMib"].as_f64().unwrap()
+            r["peakRssMib"].as_f64().unwrap(),
+            r["archiveReads"]
         );
+        if kind != "directory" && moto.is_some() {
+            // A new point for the next run must not see this one: empty the bucket's prefix.
+            rt.block_on(async {
+                let loc = Location::connect(&LocationConfig::S3(s3_config(s3_url.as_deref().unwrap()))).await.unwrap();
+                for o in loc.list("").await.unwrap() {
+                    loc.delete(&o.key).await.unwrap();
+                }
+            });
+        }
     }
 }

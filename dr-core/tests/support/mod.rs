@@ -45,6 +45,13 @@ pub fn workspace_binary(name: &str) -> String {
     bin.display().to_string()
 }
 
+/// A program of the tests' virtual environment, if it has been made (benchmarks that can
+/// leave out what needs it).
+pub fn venv_bin_if_present(name: &str) -> Option<PathBuf> {
+    let venv = std::env::var_os("DR_TEST_VENV").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".venv"));
+    Some(venv.join("bin").join(name)).filter(|p| p.exists())
+}
+
 pub fn venv_bin(name: &str) -> PathBuf {
     let venv = std::env::var_os("DR_TEST_VENV").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".venv"));
     let path = venv.join("bin").join(name);
