@@ -70,6 +70,9 @@ env = env_of(out)
 check("options: mapped to the job's env", env["DR_POINT_IN_TIME"] == "2022-01-02T15:04:05Z" and env["DR_SKIP_RESOURCE"] == "profiles,policies"
       and env["DR_RESTORE_TIMEOUT_MINUTES"] == "45" and env["DR_QUICK_MODE"] == "true" and env["DR_OVERRIDE_RESOURCES"] == "true", env)
 check("options: quick mode gets no cluster-wide RBAC", not any(m["kind"].startswith("Cluster") for m in out["manifests"]))
+check("options: no status restored unless asked", "DR_RESTORE_STATUS" not in env, env)
+out = setup("status", "--set", "restore.status=Widget.example.com\\,certs.cert-manager.io")
+check("status: restore.status reaches the job", env_of(out).get("DR_RESTORE_STATUS") == "Widget.example.com,certs.cert-manager.io", env_of(out))
 
 # Vault token auth.
 out = setup("vault token", "--set", "vault.enabled=true", "--set", "vault.address=https://vault.example.com:8200", "--set", "vault.secretName=vault-creds")
@@ -157,6 +160,8 @@ rejected("a pointInTime that is not RFC3339", BASE + ["--set", "pointInTime=2022
 rejected("a date without time", BASE + ["--set", "pointInTime=2022-01-02"], "pointInTime")
 rejected("a zero timeout", BASE + ["--set", "restore.timeout=0"], "timeout")
 rejected("a negative timeout", BASE + ["--set", "restore.timeout=-5"], "timeout")
+rejected("a timeout longer than a week", BASE + ["--set", "restore.timeout=999999999"], "timeout")
+rejected("a restore.status that is not a list of kinds", BASE + ["--set", "restore.status=all\nx: y"], "status")
 rejected("an unknown skipResource name", BASE + ["--set", "skipResource=profiles\\,catalog"], "skipResource")
 rejected("quick mode without overrideResources", BASE + ["--set", "quickMode.enabled=true"], "overrideResources")
 rejected("vault without address", BASE + ["--set", "vault.enabled=true", "--set", "vault.secretName=v"], "address")

@@ -630,3 +630,13 @@ async fn custom_resources_get_their_status_back_when_asked() {
     // A value that is not a list of kinds is refused by the chart's schema.
     assert!(render(&values(&cluster_id, json!({"restore": {"status": "certs; rm -rf"}}))).is_err());
 }
+
+#[test]
+fn the_charts_pod_failure_policy_fails_the_job_on_exactly_the_final_kinds() {
+    let rendered = render(&values("0b6bd9b4-2c4a-4d1e-9a3e-3b7f0f6a1c2d", json!({}))).unwrap();
+    let job = rendered["manifests"].as_array().unwrap().iter().find(|m| m["kind"] == "Job").unwrap().clone();
+    let rule = job["spec"]["podFailurePolicy"]["rules"].as_array().unwrap().iter().find(|r| r["action"] == "FailJob").unwrap().clone();
+    let codes: Vec<u8> = rule["onExitCodes"]["values"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u8).collect();
+    assert_eq!(codes, ErrorKind::final_exit_codes(), "the chart and dr_core::failure agree");
+    assert!(!codes.contains(&ErrorKind::Transient.exit_code()), "a transient failure gets another pod");
+}

@@ -1,13 +1,20 @@
 //! An in-process Kubernetes API server for the tests, faithful to the real one for what
 //! kubectl-dr touches: legacy discovery (`/api`, `/apis`, group-version resource lists) for
-//! built-in kinds and for CRDs once created (which then report `Established`); get, list
-//! (`limit`/`continue` pagination, label and field selectors), create (with
-//! `generateName`), update (resourceVersion conflicts), merge patch, delete; namespaced and
+//! built-in kinds and for CRDs once created (which then report `Established`; a CRD's API is
+//! served only once it exists); get, list (`limit`/`continue` pagination, label and field
+//! selectors), watch (resuming from a resourceVersion, 410 when too old), create (with
+//! `generateName`), update (resourceVersion conflicts), merge patch, server-side apply
+//! (field managers, conflicts, force), delete; status subresources (status is dropped on
+//! create and kept on update of the main resource, written only through `/status`); Service
+//! cluster IPs and node ports allocated as the real allocator does (a requested port is kept
+//! when free and in range, else 422 "provided port is already allocated"); namespaced and
 //! cluster-scoped resources; `metav1.Status` errors; list items without `kind`/`apiVersion`
-//! for built-in kinds, as the real server sends them; and RBAC denials a test can inject.
-//! It is generic: no scripted sequence of expected calls.
+//! for built-in kinds, as the real server sends them; TokenReview for the tokens it issued;
+//! RBAC enforced for service-account tokens when asked; throttling (429 with Retry-After)
+//! and RBAC denials a test can inject. It is generic: no scripted sequence of expected calls.
+//! It runs no controllers: `kubelet.rs` plays the kubelet and the Job controller.
 //!
-//! Not yet: watch, server-side apply, strategic merge patch, TokenReview (issue #3 has them).
+//! Not served: strategic merge patch, protobuf.
 
 #![allow(dead_code)]
 
