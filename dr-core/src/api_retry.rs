@@ -40,6 +40,24 @@ pub fn retryable_status(code: u16) -> bool {
     matches!(code, 429 | 500 | 502 | 503 | 504)
 }
 
+/// Whether a transport error is TLS refusing the server (an untrusted or invalid
+/// certificate, a failed handshake): a retry cannot change it.
+fn is_tls_refusal(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(e) = current {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if inner.downcast_ref::<rustls::Error>().is_some() {
+                return true;
+            }
+        }
+        current = e.source();
+    }
+    false
+}
+
 impl ApiRetry {
     fn backoff(&self) -> Duration {
         (FIRST_DELAY * 2u32.saturating_pow(self.attempt.saturating_sub(1))).min(MAX_DELAY)
@@ -61,6 +79,8 @@ impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for ApiRetry {
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER)),
             Ok(_) => return None,
+            // A certificate that is not trusted will not become trusted: say so at once.
+            Err(e) if is_tls_refusal(e.as_ref()) => return None,
             Err(e) => {
                 tracing::debug!(error = %e, method = %req.method(), uri = %req.uri(), "API request failed; retrying");
                 None
@@ -87,6 +107,14 @@ impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for ApiRetry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_refusals_are_not_retried_but_dropped_connections_are() {
+        let tls = std::io::Error::other(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer));
+        assert!(is_tls_refusal(&tls));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(!is_tls_refusal(&reset));
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap() {
