@@ -169,6 +169,15 @@ rejected("a misspelt value", BASE + ["--set", "pointIntime=2022-01-02T15:04:05Z"
 rejected("a Vault CA from both a ConfigMap and a Secret", BASE + ["--set", "vault.enabled=true", "--set", "vault.address=https://v:8200", "--set", "vault.role=r",
          "--set", "vault.caBundle.configMap=a", "--set", "vault.caBundle.secret=b"], "caBundle")
 rejected("a Vault CA name that is not a name", BASE + ["--set", "vault.caBundle.configMap=bad\nname: x"], "caBundle")
+# Every name and address that reaches the manifests is checked, so no value can add fields
+# to them (a newline and an indented key used to land in the Job's YAML).
+INJECT = "x\n  injected: true"
+VAULT = ["--set", "vault.enabled=true", "--set", "vault.address=https://v:8200"]
+for key, extra in [("aws.credentialsSecret", []), ("aws.secretsManagerEndpoint", []), ("vault.secretName", VAULT), ("vault.role", VAULT),
+                   ("vault.authMount", VAULT + ["--set", "vault.role=r"]), ("vault.serviceAccountTokenPath", VAULT + ["--set", "vault.role=r"]),
+                   ("airgapped.repository", []), ("image.repository", []), ("image.tag", []), ("imagePullSecrets[0].name", [])]:
+    rejected(f"a newline in {key}", BASE + extra + ["--set", f"{key}={INJECT}"], key.split(".")[-1].split("[")[0])
+rejected("a Vault address with a quote", BASE + ["--set", "vault.enabled=true", "--set", 'vault.address=https://v:8200"x', "--set", "vault.role=r"], "address")
 
 if failures:
     print(f"{len(failures)} chart checks failed: {failures}")
