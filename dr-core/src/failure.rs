@@ -114,6 +114,7 @@ impl Classify for crate::location::LocationError {
         match self {
             E::Unreachable { .. } | E::S3 { .. } | E::Io { .. } => ErrorKind::Transient,
             E::AlreadyExists { .. } => ErrorKind::Busy,
+            E::NotARegularFile { .. } => ErrorKind::DamagedPoint,
             E::DirectoryMissing { .. }
             | E::NotFound { .. }
             | E::TlsUntrusted { .. }
@@ -151,6 +152,8 @@ impl Classify for crate::point::PointError {
             | E::ArchiveAppended { .. }
             | E::ArchiveHashMismatch { .. }
             | E::CountMismatch { .. }
+            | E::ArchiveMissing { .. }
+            | E::LineTooLong { .. }
             | E::Unreadable { .. } => ErrorKind::DamagedPoint,
             // The restore stopped reading (it is failing for its own reason).
             E::Callback(_) => ErrorKind::Transient,

@@ -111,6 +111,8 @@ pub enum LocationError {
     ObjectLockDisabled { bucket: String },
     #[error("invalid location: {0}")]
     Invalid(String),
+    #[error("{path} is not a regular file ({what}): restore points are plain files; the location was altered, so do not trust this point")]
+    NotARegularFile { path: PathBuf, what: &'static str },
     #[error("{operation} on s3://{bucket}/{key} failed: {detail}")]
     S3 { operation: &'static str, bucket: String, key: String, detail: String },
 }
@@ -335,11 +337,30 @@ impl FileLocation {
         .expect("listing task panicked")
     }
 
+    /// Opens a regular file only: not through a symbolic link (a link to `/dev/zero` would be
+    /// read forever), and without blocking on a FIFO (which would wait for a writer forever).
     async fn open(&self, key: &str) -> Result<(u64, ObjectReader), LocationError> {
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
         let path = self.path_of(key)?;
-        let file = tokio::fs::File::open(&path).await.map_err(|e| self.not_found_or(key, &path, e))?;
-        let len = file.metadata().await.map_err(|e| self.not_found_or(key, &path, e))?.len();
-        Ok((len, Box::new(tokio::io::BufReader::with_capacity(1 << 20, file))))
+        let opened = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path))
+                .await
+                .expect("open task panicked")
+        };
+        let file = match opened {
+            Ok(f) => f,
+            // O_NOFOLLOW on a link: ELOOP.
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(LocationError::NotARegularFile { path, what: "a symbolic link" }),
+            Err(e) => return Err(self.not_found_or(key, &path, e)),
+        };
+        let meta = file.metadata().map_err(|e| self.not_found_or(key, &path, e))?;
+        let t = meta.file_type();
+        if !t.is_file() {
+            let what = if t.is_fifo() { "a FIFO" } else if t.is_dir() { "a directory" } else if t.is_socket() { "a socket" } else { "a device" };
+            return Err(LocationError::NotARegularFile { path, what });
+        }
+        Ok((meta.len(), Box::new(tokio::io::BufReader::with_capacity(1 << 20, tokio::fs::File::from_std(file)))))
     }
 }
 

@@ -27,6 +27,9 @@ pub const MANIFEST_OBJECT: &str = "manifest.kdr";
 pub const MANIFEST_VERSION: u32 = 1;
 /// A manifest is a few KiB; anything far larger is not one.
 const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+/// One catalog line is one object; the API server refuses objects over ~1.5 MiB (etcd's
+/// request limit), so a line this long is not one.
+pub const MAX_CATALOG_LINE: usize = 16 * 1024 * 1024;
 
 /// What is wrong with a point or with finding one, and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,10 @@ pub enum PointError {
     NotFound { cluster_id: String, point: String, available: String },
     #[error("restore point {point} is incomplete (it has no manifest): its backup did not finish; pick another point")]
     Incomplete { point: String },
+    #[error("restore point {point} has a manifest but its archive is missing: the point was damaged after its backup finished (the archive is written first); pick another point")]
+    ArchiveMissing { point: String },
+    #[error("restore point {point}: catalog line {line} is longer than {MAX_CATALOG_LINE} bytes, which no Kubernetes object is: the point was written by a faulty writer; pick another point")]
+    LineTooLong { point: String, line: u64 },
     #[error("restore point {point}, {file}: {source}")]
     Format { point: String, file: &'static str, source: FormatError },
     #[error("restore point {point} is truncated: its archive has {found} of {expected} bytes; pick another point")]
@@ -426,10 +433,12 @@ pub async fn list_points(location: &Location, cluster_id: &str) -> Result<Vec<Po
     }
     let mut out: Vec<PointSummary> = points
         .into_iter()
-        .map(|(id, (archive, manifest, size))| PointSummary {
+        // The manifest is written last, after the archive: a point with a manifest finished.
+        // Its archive missing is damage (reading it says so), not an unfinished backup.
+        .map(|(id, (_archive, manifest, size))| PointSummary {
             time: point_time(&id).expect("filtered above"),
             id,
-            complete: archive && manifest,
+            complete: manifest,
             stored_bytes: size,
         })
         .collect();
@@ -501,9 +510,13 @@ pub async fn read_manifest(
         return Err(fmt_err(FormatError::NotARestorePoint));
     }
     let mut bytes = Vec::with_capacity(len as usize);
-    tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut bytes)
+    // Read no more than the cap, whatever the size said.
+    tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::AsyncReadExt::take(&mut reader, MAX_MANIFEST_BYTES + 1), &mut bytes)
         .await
         .map_err(|e| fmt_err(FormatError::Io(e)))?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(fmt_err(FormatError::NotARestorePoint));
+    }
     let expected = Binding { cluster_id: cluster_id.into(), point_id: point_id.into(), role: Role::Manifest };
     let header = Header::read(&mut &bytes[..]).map_err(fmt_err)?;
     header.check_binding(&expected).map_err(fmt_err)?;
@@ -555,7 +568,11 @@ where
 {
     let point = manifest.point_id.clone();
     let key = object_key(&manifest.cluster_id, &point, &manifest.archive.object);
-    let (len, reader) = location.open(&key).await?;
+    let (len, reader) = match location.open(&key).await {
+        Ok(r) => r,
+        Err(LocationError::NotFound { .. }) => return Err(PointError::ArchiveMissing { point }),
+        Err(e) => return Err(e.into()),
+    };
     let expected = manifest.archive.stored_bytes;
     if len < expected {
         return Err(PointError::ArchiveTruncated { point, expected, found: len });
@@ -582,8 +599,9 @@ where
         let mut line = Vec::with_capacity(4096);
         let parsed = loop {
             line.clear();
-            match lines.read_until(b'\n', &mut line) {
+            match (&mut lines).take(MAX_CATALOG_LINE as u64 + 1).read_until(b'\n', &mut line) {
                 Ok(0) => break Ok(()),
+                Ok(_) if line.len() > MAX_CATALOG_LINE => break Err(PointError::LineTooLong { point: point.clone(), line: counts.total + 1 }),
                 Ok(_) => {}
                 Err(e) => break Err(read_error(&point, e)),
             }

@@ -110,6 +110,27 @@ fn the_offline_loop_on_a_local_directory() {
     std::fs::write(&archive, bytes).unwrap();
     let out = failed(&run(&["verify"], PASS), 4);
     assert!(out.contains(&format!("FAILED     {full_id}")) && out.contains("OK "), "{out}");
+
+    // Reads are bounded: a manifest that is a link to /dev/zero, or a FIFO, is refused as
+    // altered (before: out of memory, or a hang), and a point whose archive is gone after its
+    // manifest was written is damaged (4), not an unfinished backup.
+    let quick_id = lines[1].split_whitespace().next().unwrap().to_owned();
+    let quick_dir = loc.join(CLUSTER).join("restore-points").join(&quick_id);
+    let manifest = quick_dir.join("manifest.kdr");
+    let saved = std::fs::read(&manifest).unwrap();
+    std::fs::remove_file(&manifest).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &manifest).unwrap();
+    let out = failed(&run(&["verify", "--point", &quick_id], PASS), 4);
+    assert!(out.contains("not a regular file (a symbolic link)"), "{out}");
+    std::fs::remove_file(&manifest).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&manifest).status().unwrap().success());
+    let out = failed(&run(&["verify", "--point", &quick_id], PASS), 4);
+    assert!(out.contains("not a regular file (a FIFO)"), "{out}");
+    std::fs::remove_file(&manifest).unwrap();
+    std::fs::write(&manifest, saved).unwrap();
+    std::fs::remove_file(quick_dir.join("archive.kdr")).unwrap();
+    let out = failed(&run(&["verify", "--point", &quick_id], PASS), 4);
+    assert!(out.contains("archive is missing"), "{out}");
 }
 
 #[test]
