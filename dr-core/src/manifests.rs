@@ -113,13 +113,22 @@ pub fn export_path(entry: &Entry) -> PathBuf {
     }
 }
 
+/// The longest path segment kept as it is; with `.yaml` it stays under the 255 bytes file
+/// systems allow (Kubernetes names go up to 253).
+const MAX_SEGMENT: usize = 200;
+
+/// A path segment for `s`: `s` itself when it is safe and short; otherwise a safe, shortened
+/// form with `~` and a hash of `s`, so two names never share a file (`foo@bar` and `foo#bar`
+/// used to overwrite each other). `~` is never in a kept name, so the forms cannot meet.
 fn safe_segment(s: &str) -> String {
     let cleaned: String =
         s.chars().map(|c| if c.is_ascii_alphanumeric() || "._:-".contains(c) { c } else { '_' }).collect();
-    match cleaned.as_str() {
-        "" | "." | ".." => format!("_{cleaned}"),
-        _ => cleaned,
+    if cleaned == s && s.len() <= MAX_SEGMENT && !matches!(s, "" | "." | "..") {
+        return cleaned;
     }
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+    let keep: String = cleaned.chars().take(MAX_SEGMENT - 9).collect();
+    format!("{keep}~{}", hex::encode(&hash.as_ref()[..4]))
 }
 
 /// Writes one object as YAML under `root`.
@@ -127,9 +136,19 @@ pub fn write_object(root: &Path, entry: &Entry) -> Result<PathBuf, ManifestError
     let rel = export_path(entry);
     let path = root.join(&rel);
     let dir = path.parent().expect("has a parent");
-    std::fs::create_dir_all(dir).map_err(|source| ManifestError::Write { path: dir.to_owned(), source })?;
+    // Exports hold Secrets in clear: readable by their owner only.
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|source| ManifestError::Write { path: dir.to_owned(), source })?;
     let yaml = serde_yaml::to_string(&entry.object).expect("JSON values serialize as YAML");
-    std::fs::write(&path, yaml).map_err(|source| ManifestError::Write { path: path.clone(), source })?;
+    // create_new: never overwrite another object's file.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| ManifestError::Write { path: path.clone(), source })?;
+    file.write_all(yaml.as_bytes()).map_err(|source| ManifestError::Write { path: path.clone(), source })?;
     Ok(rel)
 }
 
@@ -150,10 +169,16 @@ mod tests {
             export_path(&e(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "system:view"}}))),
             PathBuf::from("cluster/clusterrole.rbac.authorization.k8s.io/system:view.yaml")
         );
-        assert_eq!(
-            export_path(&e(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "..", "namespace": "a/b"}}))),
-            PathBuf::from("namespaces/a_b/configmap/_...yaml")
-        );
+        let odd = export_path(&e(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "..", "namespace": "a/b"}})));
+        assert!(odd.starts_with("namespaces") && odd.components().count() == 4, "{odd:?}");
+        assert!(!odd.to_string_lossy().contains("/../") && odd.to_string_lossy().contains("a_b~"), "{odd:?}");
+        // Names made safe never share a file, and long names fit a file system.
+        let at = export_path(&e(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "foo@bar", "namespace": "shop"}})));
+        let hash = export_path(&e(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "foo#bar", "namespace": "shop"}})));
+        let plain = export_path(&e(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "foo_bar", "namespace": "shop"}})));
+        assert!(at != hash && at != plain && hash != plain, "{at:?} {hash:?} {plain:?}");
+        let long = export_path(&e(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a".repeat(253), "namespace": "shop"}})));
+        assert!(long.file_name().unwrap().len() < 255, "{long:?}");
     }
 
     #[test]

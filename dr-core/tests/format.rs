@@ -329,3 +329,21 @@ fn error_messages_say_what_to_do_and_never_contain_the_passphrase() {
     assert!(msg.contains("wrong passphrase") && msg.contains("use the passphrase"), "{msg}");
     assert!(!msg.contains("Tr0ub4dor") && !msg.contains("correct horse"));
 }
+
+#[test]
+fn a_forged_header_asking_for_a_costly_key_derivation_is_refused_before_deriving() {
+    let mut ct = encrypt(&data(100), SMALL_CHUNK);
+    let len = header_len(&ct);
+    // A forger rewrites the iteration count and recomputes the (unkeyed) checksum.
+    ct[12..16].copy_from_slice(&50_000_000u32.to_be_bytes());
+    let sum = digest::digest(&digest::SHA256, &ct[..len - 32]);
+    ct[len - 32..len].copy_from_slice(sum.as_ref());
+    // Refused while reading the header, which derives nothing.
+    let err = Header::read(&mut &ct[..]).unwrap_err();
+    assert!(matches!(err, FormatError::HeaderInvalid { field: "iteration count" }), "{err}");
+    // What writers use, and ten times it, are accepted.
+    ct[12..16].copy_from_slice(&dr_core::crypto::MAX_ITERATIONS.to_be_bytes());
+    let sum = digest::digest(&digest::SHA256, &ct[..len - 32]);
+    ct[len - 32..len].copy_from_slice(sum.as_ref());
+    assert!(Header::read(&mut &ct[..]).is_ok());
+}

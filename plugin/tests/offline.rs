@@ -86,6 +86,15 @@ fn the_offline_loop_on_a_local_directory() {
     assert!(web.contains("image: nginx:1.27") && web.contains("kind: Deployment"), "{web}");
     assert!(export.join("cluster/customresourcedefinition.apiextensions.k8s.io/carts.shop.example.com.yaml").exists());
     assert!(export.join("namespaces/kasten-io/profile.dr.kubectl-dr.io/offsite.yaml").exists());
+    // Exports hold Secrets in clear: files 0600, directories 0700 (they were world-readable).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&export), 0o700);
+        assert_eq!(mode(&export.join("namespaces/shop")), 0o700);
+        assert_eq!(mode(&export.join("namespaces/shop/deployment.apps/web.yaml")), 0o600);
+        assert_eq!(mode(&export.join("restore-point.json")), 0o600);
+    }
 
     // Bad input: wrong passphrase (its own exit status, 3), unknown cluster, missing
     // directory, export over a directory, a time that is not RFC 3339 (2).

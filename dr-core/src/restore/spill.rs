@@ -51,6 +51,8 @@ impl Spill {
             Some(p) => builder.tempdir_in(p)?,
             None => builder.tempdir()?,
         };
+        // Its owner only (tempfile leaves the umask's mode); the records are sealed anyway.
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         let mut key = zeroize::Zeroizing::new([0u8; 32]);
         crate::crypto::fill_random(key.as_mut());
         let key = LessSafeKey::new(UnboundKey::new(&aead::AES_256_GCM, key.as_ref()).expect("a 32-byte key"));
@@ -151,6 +153,8 @@ mod tests {
         assert_eq!(spill.reader("none").unwrap().count(), 0);
         let raw = std::fs::read(spill.dir.path().join("odd")).unwrap();
         assert!(!raw.windows(6).any(|w| w == b"hunter"), "objects are sealed on disk");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(spill.dir.path()).unwrap().permissions().mode() & 0o777, 0o700);
         // A flipped bit is refused, not misread.
         let mut damaged = raw.clone();
         damaged[20] ^= 1;

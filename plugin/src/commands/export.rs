@@ -30,12 +30,19 @@ pub async fn run(args: &ExportArgs) -> Result<ExitStatus> {
     let parent = args.output_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let staging = tempfile::Builder::new().prefix(".kubectl-dr-export-").tempdir_in(parent)?;
+    // The export holds Secrets in clear: its owner only (tempfile leaves the umask's mode).
+    std::fs::set_permissions(staging.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     let root = staging.path().to_owned();
     let counts = point::read_entries(&location, &manifest, &unlocker, move |entry| {
         dr_core::manifests::write_object(&root, &entry).map(|_| ()).map_err(|e| e.to_string())
     })
     .await?;
-    std::fs::write(staging.path().join("restore-point.json"), serde_json::to_vec_pretty(&manifest)?)?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(staging.path().join("restore-point.json"))?;
+        f.write_all(&serde_json::to_vec_pretty(&manifest)?)?;
+    }
     let staged = staging.keep();
     std::fs::rename(&staged, &args.output_dir).with_context(|| format!("cannot move the export to {}", args.output_dir.display()))?;
     println!("exported restore point {} ({} objects) to {}", manifest.point_id, counts.total, args.output_dir.display());
