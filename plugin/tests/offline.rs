@@ -174,3 +174,50 @@ fn the_loop_on_s3_with_object_lock_and_write_only_credentials() {
     ok(&run(&["export", "--output-dir", &export], &reader));
     assert!(Path::new(&export).join("namespaces/shop/configmap/shop-settings.yaml").exists());
 }
+
+#[test]
+fn an_interrupted_export_removes_what_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("location");
+    std::fs::create_dir(&loc).unwrap();
+    let cluster = "7e57-interrupted-export";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let location = dr_core::location::Location::connect(&dr_core::location::LocationConfig::File { path: loc.clone() }).await.unwrap();
+        support::write_point(&location, cluster, &dr_core::crypto::Passphrase::new(PASS.into()).unwrap(), &support::sample_entries(60_000, 64)).await;
+    });
+    let out_dir = dir.path().join("exports").join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-dr"))
+        .args(["export", "--cluster-id", cluster, "--path"])
+        .arg(&loc)
+        .arg("--output-dir")
+        .arg(&out_dir)
+        .args(["--passphrase-file", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(PASS.as_bytes()).unwrap();
+    }
+    // Wait until the staging directory holds some of the point's objects (Secrets in clear).
+    let parent = dir.path().join("exports");
+    let staging = || std::fs::read_dir(&parent).ok().into_iter().flatten().filter_map(Result::ok).map(|e| e.path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with(".kubectl-dr-export-"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if staging().is_some_and(|s| std::fs::read_dir(s).map(|d| d.count() > 0).unwrap_or(false)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the export never started writing");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the export finished before the signal; make the point larger: {stderr}");
+    assert!(stderr.contains("terminated (SIGTERM)") && stderr.contains("removed"), "{stderr}");
+    assert!(staging().is_none(), "the staging directory with the plaintext is gone");
+    assert!(!out_dir.exists());
+}

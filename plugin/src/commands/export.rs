@@ -8,6 +8,18 @@ use super::ExitStatus;
 use crate::cli::ExportArgs;
 use crate::input;
 
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM, naming it.
+async fn interrupted() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted (Ctrl-C)",
+        _ = term.recv() => "terminated (SIGTERM)",
+    }
+}
+
 pub async fn run(args: &ExportArgs) -> Result<ExitStatus> {
     dr_core::point::validate_cluster_id(&args.cluster_id)?;
     if args.output_dir.exists() {
@@ -33,10 +45,26 @@ pub async fn run(args: &ExportArgs) -> Result<ExitStatus> {
     // The export holds Secrets in clear: its owner only (tempfile leaves the umask's mode).
     std::fs::set_permissions(staging.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     let root = staging.path().to_owned();
-    let counts = point::read_entries(&location, &manifest, &unlocker, move |entry| {
+    // Ctrl-C or SIGTERM stop the export and remove what it wrote (Secrets in clear).
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cancelled = cancel.clone();
+    let read = point::read_entries(&location, &manifest, &unlocker, move |entry| {
+        if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("interrupted".into());
+        }
         dr_core::manifests::write_object(&root, &entry).map(|_| ()).map_err(|e| e.to_string())
-    })
-    .await?;
+    });
+    tokio::pin!(read);
+    let counts = tokio::select! {
+        counts = &mut read => counts?,
+        signal = interrupted() => {
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+            // The reader stops at its next object; then the staging directory goes with it.
+            let _ = read.await;
+            drop(staging);
+            bail!("{signal}: the export stopped and what it had written was removed; nothing was exported");
+        }
+    };
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
