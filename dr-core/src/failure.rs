@@ -153,6 +153,7 @@ impl Classify for crate::point::PointError {
             | E::ArchiveHashMismatch { .. }
             | E::CountMismatch { .. }
             | E::ArchiveMissing { .. }
+            | E::DoesNotOpen { .. }
             | E::LineTooLong { .. }
             | E::Unreadable { .. } => ErrorKind::DamagedPoint,
             // The restore stopped reading (it is failing for its own reason).

@@ -48,6 +48,8 @@ pub enum PointError {
     NotFound { cluster_id: String, point: String, available: String },
     #[error("restore point {point} is incomplete (it has no manifest): its backup did not finish; pick another point")]
     Incomplete { point: String },
+    #[error("restore point {point} does not open with this passphrase, but point {opens} does: {point} is damaged or was forged (anyone who can write to the location can add points), so it is not used. Restore {opens} with --point-in-time {at} (chart value pointInTime)")]
+    DoesNotOpen { point: String, opens: String, at: String },
     #[error("restore point {point} has a manifest but its archive is missing: the point was damaged after its backup finished (the archive is written first); pick another point")]
     ArchiveMissing { point: String },
     #[error("restore point {point}: catalog line {line} is longer than {MAX_CATALOG_LINE} bytes, which no Kubernetes object is: the point was written by a faulty writer; pick another point")]
@@ -490,6 +492,32 @@ fn describe_points(points: &[PointSummary]) -> String {
     } else {
         shown.join(", ")
     }
+}
+
+/// Other points tried when a point does not open with the passphrase, before the
+/// passphrase is called wrong (each costs one key derivation, about 80 ms).
+const POINTS_TRIED: usize = 50;
+
+/// Reads the manifest of `chosen`, one of `points`. A point whose manifest does not open with
+/// this passphrase may be forged (a writer to the location can add points with any name and
+/// key) or the passphrase may be wrong: it is wrong only if no other point of the cluster
+/// opens either. When another does, the error names the newest older one that opens.
+pub async fn open_manifest(location: &Location, cluster_id: &str, points: &[PointSummary], chosen: &PointSummary, unlocker: &Arc<Unlocker>) -> Result<Manifest, PointError> {
+    let err = match read_manifest(location, cluster_id, &chosen.id, unlocker).await {
+        Ok(m) => return Ok(m),
+        Err(e) if e.is_wrong_passphrase() => e,
+        Err(e) => return Err(e),
+    };
+    // The older points first, newest first: the one to suggest; then the newer ones.
+    let older = points.iter().filter(|p| p.complete && p.id != chosen.id && p.time <= chosen.time);
+    let newer = points.iter().filter(|p| p.complete && p.id != chosen.id && p.time > chosen.time);
+    for other in older.chain(newer).take(POINTS_TRIED) {
+        if read_manifest(location, cluster_id, &other.id, unlocker).await.is_ok() {
+            tracing::warn!(point = %chosen.id, opens = %other.id, "a point does not open with the passphrase while another does: damaged or forged");
+            return Err(PointError::DoesNotOpen { point: chosen.id.clone(), opens: other.id.clone(), at: rfc3339(other.time) });
+        }
+    }
+    Err(err)
 }
 
 /// Reads and decrypts a point's manifest.

@@ -198,3 +198,27 @@ fn cluster_ids_that_could_escape_the_location_are_refused() {
     }
     point::validate_cluster_id("0e5b7a3c-9f1d-4c2b-8a6e-1d2c3b4a5f60").unwrap();
 }
+
+#[tokio::test]
+async fn a_forged_newest_point_is_not_taken_for_a_wrong_passphrase() {
+    let (_dir, loc) = dir_location().await;
+    let genuine = write_point(&loc, CLUSTER, &pass(), &sample_entries(5, 10)).await;
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    // Someone with write access adds a newer point under their own key.
+    let forged = write_point(&loc, CLUSTER, &Passphrase::new("the attacker's own key".into()).unwrap(), &sample_entries(1, 10)).await;
+    let points = point::list_points(&loc, CLUSTER).await.unwrap();
+    let newest = point::select_point(&points, None, CLUSTER, &loc).unwrap();
+    assert_eq!(newest.id, forged.point_id);
+    let err = point::open_manifest(&loc, CLUSTER, &points, newest, &Unlocker::new(pass())).await.unwrap_err();
+    assert!(matches!(&err, PointError::DoesNotOpen { point, opens, .. } if *point == forged.point_id && *opens == genuine.point_id), "{err}");
+    assert!(!err.is_wrong_passphrase());
+    assert!(err.to_string().contains("--point-in-time"), "{err}");
+    // The time it suggests selects the genuine point.
+    let PointError::DoesNotOpen { at, .. } = &err else { unreachable!() };
+    let at = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).unwrap();
+    let chosen = point::select_point(&points, Some(at), CLUSTER, &loc).unwrap();
+    assert_eq!(point::open_manifest(&loc, CLUSTER, &points, chosen, &Unlocker::new(pass())).await.unwrap().point_id, genuine.point_id);
+    // When no point opens, the passphrase is wrong.
+    let err = point::open_manifest(&loc, CLUSTER, &points, newest, &Unlocker::new(Passphrase::new("neither".into()).unwrap())).await.unwrap_err();
+    assert!(err.is_wrong_passphrase(), "{err}");
+}

@@ -221,3 +221,25 @@ fn an_interrupted_export_removes_what_it_wrote() {
     assert!(staging().is_none(), "the staging directory with the plaintext is gone");
     assert!(!out_dir.exists());
 }
+
+#[test]
+fn a_forged_point_is_reported_as_such_and_the_genuine_ones_still_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("location");
+    std::fs::create_dir(&loc).unwrap();
+    let loc_s = loc.display().to_string();
+    let run = |cmd: &[&str], pass: &str| {
+        let mut a = argv(cmd);
+        a.extend(argv(&["--cluster-id", CLUSTER, "--path", &loc_s]));
+        dr(&a, &[], pass)
+    };
+    ok(&run(&["backup", "--from-manifests", &manifests()], PASS));
+    // A newer point under another key, as anyone who can write to the location can add.
+    ok(&run(&["backup", "--from-manifests", &manifests()], "the attacker's own key"));
+    // Before: "wrong passphrase" at the forged point, and nothing verified (exit 3).
+    let out = failed(&run(&["verify"], PASS), 4);
+    assert!(out.contains("OK ") && out.contains("does not open with this passphrase while other points do"), "{out}");
+    // With a passphrase that opens nothing, it is the passphrase.
+    let out = failed(&run(&["verify"], "neither"), 3);
+    assert_eq!(out.matches("wrong passphrase").count(), 1, "{out}");
+}

@@ -642,3 +642,24 @@ fn the_charts_pod_failure_policy_fails_the_job_on_exactly_the_final_kinds() {
     assert_eq!(codes, ErrorKind::final_exit_codes(), "the chart and dr_core::failure agree");
     assert!(!codes.contains(&ErrorKind::Transient.exit_code()), "a transient failure gets another pod");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_newest_point_stops_the_restore_and_names_the_point_to_use() {
+    let source = source_cluster().await;
+    let loc = tempfile::tempdir().unwrap();
+    let (cluster_id, point_id) = backup(&source, loc.path(), Mode::Full).await;
+    // A writer to the location (the source cluster's backup credentials) adds a newer point.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let location = Location::connect(&LocationConfig::File { path: loc.path().into() }).await.unwrap();
+    support::write_point(&location, &cluster_id, &Passphrase::new("the attacker's own key".into()).unwrap(), &support::sample_entries(3, 16)).await;
+    let target = target_cluster(raw_secret(PASS)).await;
+    let run = restore(&target, &values(&cluster_id, json!({})), loc.path());
+    // Before: "wrong passphrase", and no way forward named.
+    assert_eq!(run.outcome.kind, Some(ErrorKind::DamagedPoint), "{}", run.message);
+    assert!(run.message.contains(&point_id) && run.message.contains("--point-in-time"), "{}", run.message);
+    assert!(find(&target, "", "configmaps", "shop", "settings").is_none(), "nothing was written");
+    // The time it names restores the genuine point.
+    let at = run.message.split("--point-in-time ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    let report = restore(&target, &values(&cluster_id, json!({"pointInTime": at})), loc.path()).report();
+    assert_eq!(report["restorePoint"], point_id.as_str());
+}

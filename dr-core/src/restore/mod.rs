@@ -145,7 +145,7 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
     };
     let passphrase = source.resolve(&settings.resolve).await.map_err(ResourceError::from)?;
     let unlocker = Unlocker::new(passphrase);
-    let manifest = point::read_manifest(&location, &settings.source_cluster_id, &chosen.id, &unlocker).await?;
+    let manifest = point::open_manifest(&location, &settings.source_cluster_id, &points, &chosen, &unlocker).await?;
     check_mode(&manifest, settings.quick_mode)?;
     tracing::info!(point = %manifest.point_id, objects = manifest.counts.total, mode = manifest.mode.as_str(), location = %location.describe(), passphrase = %source.describe(), "reading and planning the restore point");
     // The one read of the point: the whole of it is decrypted and checked before the first write.

@@ -147,7 +147,7 @@ async fn check_point(
     let chosen = point::select_point(&points, at, &args.cluster_id, &location)?;
     eprintln!("restore point {} at {}", chosen.id, location.describe());
     if let PassphraseSource::Raw(p) = source {
-        let manifest = point::read_manifest(&location, &args.cluster_id, &chosen.id, &Unlocker::new(p.clone())).await?;
+        let manifest = point::open_manifest(&location, &args.cluster_id, &points, chosen, &Unlocker::new(p.clone())).await?;
         restore::check_mode(&manifest, args.quick_mode)?;
         eprintln!("  {} mode, {} objects, written by policy {}", manifest.mode.as_str(), manifest.counts.total, manifest.policy);
     }

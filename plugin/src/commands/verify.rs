@@ -19,6 +19,9 @@ pub async fn run(args: &VerifyArgs) -> Result<ExitStatus> {
     }
     let unlocker = Unlocker::new(input::passphrase(&args.passphrase, false).await?);
     let (mut sound, mut failed, mut incomplete) = (0, 0, 0);
+    // Points that do not open with this passphrase: the passphrase is wrong only if none opens
+    // (a writer to the location can add points with another key).
+    let mut not_opening: Vec<(String, PointError)> = Vec::new();
     for p in &points {
         if !p.complete {
             incomplete += 1;
@@ -30,12 +33,22 @@ pub async fn run(args: &VerifyArgs) -> Result<ExitStatus> {
                 sound += 1;
                 println!("OK         {}  {objects} objects", p.id);
             }
-            // Not a fault of the point: stop and say so once, before judging any other point.
-            Err(e) if e.is_wrong_passphrase() && sound == 0 => return Err(e.into()),
+            Err(e) if e.is_wrong_passphrase() => not_opening.push((p.id.clone(), e)),
             Err(e) => {
                 failed += 1;
                 println!("FAILED     {}  {e}", p.id);
             }
+        }
+    }
+    if sound == 0 {
+        if let Some((_, e)) = not_opening.into_iter().next() {
+            // None opens: the passphrase is wrong. Say it once.
+            return Err(e.into());
+        }
+    } else {
+        for (id, _) in &not_opening {
+            failed += 1;
+            println!("FAILED     {id}  does not open with this passphrase while other points do: damaged or forged; do not restore it");
         }
     }
     eprintln!("{sound} sound, {failed} failed, {incomplete} incomplete, at {}", location.describe());
