@@ -24,15 +24,10 @@ const MAX_DELAY: Duration = Duration::from_secs(10);
 /// The longest `Retry-After` honoured; a server asking for more gets this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
-#[derive(Clone, Debug)]
+/// Per request: the tries made so far (tower clones the policy for each request).
+#[derive(Clone, Debug, Default)]
 pub struct ApiRetry {
     attempt: u32,
-}
-
-impl Default for ApiRetry {
-    fn default() -> Self {
-        Self { attempt: 0 }
-    }
 }
 
 /// Whether an HTTP status is worth trying again.

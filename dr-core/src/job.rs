@@ -292,14 +292,9 @@ pub fn restore_settings_from_env() -> Result<crate::restore::RestoreSettings, Jo
             .map_err(|e| JobError::InvalidEnv { name: env::SKIP_RESOURCE, value: list.clone(), why: e.to_string() })?;
     }
     let minutes: u64 = number(env::RESTORE_TIMEOUT_MINUTES, 30)?;
-    if minutes == 0 || minutes > crate::restore::MAX_TIMEOUT_MINUTES {
-        return Err(JobError::InvalidEnv {
-            name: env::RESTORE_TIMEOUT_MINUTES,
-            value: minutes.to_string(),
-            why: format!("restore.timeout is 1 to {} minutes", crate::restore::MAX_TIMEOUT_MINUTES),
-        });
-    }
-    s.timeout = std::time::Duration::from_secs(minutes * 60);
+    // Saturating, so a huge value cannot wrap into a short one: `RestoreSettings::check`
+    // refuses anything over the maximum.
+    s.timeout = std::time::Duration::from_secs(minutes.saturating_mul(60));
     if let Some(list) = var(env::RESTORE_STATUS) {
         s.restore_status = crate::restore::StatusKinds::parse(&list).map_err(|why| JobError::InvalidEnv { name: env::RESTORE_STATUS, value: list.clone(), why })?;
     }

@@ -55,6 +55,13 @@ pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The log filter both binaries use unless `DR_LOG` names another: `level`, except kube-rs's
+/// "Server cert bypassed", which it logs on every connection to a cluster whose kubeconfig
+/// says `insecure-skip-tls-verify` (the user chose that; kubectl says nothing).
+pub fn default_log_filter(level: &str) -> String {
+    format!("{level},kube_client::client::tls=error")
+}
+
 /// Installs aws-lc-rs as rustls' process-wide crypto provider, once. reqwest is built without
 /// a provider of its own so that there is exactly one (two make rustls panic).
 pub fn init_crypto_provider() {

@@ -14,16 +14,12 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use commands::ExitStatus;
 
-/// Warnings, except kube-rs's "Server cert bypassed" on every request to a cluster whose
-/// kubeconfig says `insecure-skip-tls-verify`: the user chose that, and kubectl is silent.
-const QUIET_LOGS: &str = "warn,kube_client::client::tls=error";
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DR_LOG").unwrap_or_else(|_| QUIET_LOGS.into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DR_LOG").unwrap_or_else(|_| dr_core::default_log_filter("warn").into()))
         .without_time()
         .init();
     let result = match &cli.command {

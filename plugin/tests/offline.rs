@@ -45,17 +45,20 @@ fn failed(out: &Output, code: i32) -> String {
 
 const PASS: &str = "correct horse battery staple";
 
+/// Runs `cmd` on the location directory `loc` for cluster `CLUSTER`, with `pass` on stdin.
+fn on_directory(loc: &str, cmd: &[&str], pass: &str) -> Output {
+    let mut a = argv(cmd);
+    a.extend(argv(&["--cluster-id", CLUSTER, "--path", loc]));
+    dr(&a, &[], pass)
+}
+
 #[test]
 fn the_offline_loop_on_a_local_directory() {
     let dir = tempfile::tempdir().unwrap();
     let loc = dir.path().join("location");
     std::fs::create_dir(&loc).unwrap();
     let loc_s = loc.display().to_string();
-    let run = |cmd: &[&str], pass: &str| {
-        let mut a = argv(cmd);
-        a.extend(argv(&["--cluster-id", CLUSTER, "--path", &loc_s]));
-        dr(&a, &[], pass)
-    };
+    let run = |cmd: &[&str], pass: &str| on_directory(&loc_s, cmd, pass);
     let m = manifests();
 
     let out = ok(&run(&["backup", "--from-manifests", &m], PASS));
@@ -228,11 +231,7 @@ fn a_forged_point_is_reported_as_such_and_the_genuine_ones_still_verify() {
     let loc = dir.path().join("location");
     std::fs::create_dir(&loc).unwrap();
     let loc_s = loc.display().to_string();
-    let run = |cmd: &[&str], pass: &str| {
-        let mut a = argv(cmd);
-        a.extend(argv(&["--cluster-id", CLUSTER, "--path", &loc_s]));
-        dr(&a, &[], pass)
-    };
+    let run = |cmd: &[&str], pass: &str| on_directory(&loc_s, cmd, pass);
     ok(&run(&["backup", "--from-manifests", &manifests()], PASS));
     // A newer point under another key, as anyone who can write to the location can add.
     ok(&run(&["backup", "--from-manifests", &manifests()], "the attacker's own key"));

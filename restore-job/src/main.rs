@@ -38,7 +38,7 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .json()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DR_LOG").unwrap_or_else(|_| "info,kube_client::client::tls=error".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DR_LOG").unwrap_or_else(|_| dr_core::default_log_filter("info").into()))
         .init();
     match cli.command {
         Command::SelfCheck => {

@@ -243,7 +243,8 @@ impl Ctx {
                 return match self.plan.planned_kind(entry.api_version(), entry.kind()) {
                     // A dry-run creates no CRDs: the point's own CRD says what the kind will be.
                     Some(Ok(crd)) if self.settings.dry_run => {
-                        notes.status_restored = self.wants_status(&entry, &crd.plural) && has_status(&entry.object);
+                        let group = entry.api_version().split_once('/').map(|(g, _)| g).unwrap_or_default();
+                        notes.status_restored = has_status(&entry.object) && self.settings.restore_status.includes(&entry.kind_key(), &crd.plural, group);
                         Ok(Outcome::Restored)
                     }
                     Some(Err(why)) => Err(why),
@@ -261,7 +262,7 @@ impl Ctx {
         }
         // Status goes back through /status (where the kind has it) after the object exists.
         let status = object.as_object_mut().and_then(|o| o.remove("status")).filter(|s| s.as_object().is_some_and(|m| !m.is_empty()));
-        let restore_status = status.is_some() && self.wants_status_of(&kind_key, &served);
+        let restore_status = status.is_some() && self.settings.restore_status.includes(&kind_key, &served.resource.plural, &served.resource.group);
         if let (Some(status), true, false) = (&status, restore_status, served.status_subresource) {
             // Without a status subresource, status is an ordinary field of the object.
             object["status"] = status.clone();
@@ -322,44 +323,26 @@ impl Ctx {
     async fn create(&self, api: &Api<DynamicObject>, object: &Value, notes: &mut Notes) -> Result<DynamicObject, kube::Error> {
         let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
         let obj: DynamicObject = serde_json::from_value(object.clone()).map_err(kube::Error::SerdeError)?;
-        match self.call(|| api.create(&params, &obj)).await {
-            Err(kube::Error::Api(s)) if s.code == 422 && !taken_node_ports(&s).is_empty() => {
-                let taken = taken_node_ports(&s);
-                let mut retry = object.clone();
-                let mut before = Vec::new();
-                for (index, health) in &taken {
-                    let field = match (health, index) {
-                        (true, _) => retry["spec"].as_object_mut().and_then(|s| s.remove("healthCheckNodePort")),
-                        (false, Some(i)) => retry["spec"]["ports"][*i].as_object_mut().and_then(|p| p.remove("nodePort")),
-                        (false, None) => None,
-                    };
-                    before.push((*index, *health, field));
-                }
-                let obj: DynamicObject = serde_json::from_value(retry).map_err(kube::Error::SerdeError)?;
-                let created = self.call(|| api.create(&params, &obj)).await?;
-                let who = object_path(object);
-                for (index, health, old) in before {
-                    let (what, new) = match (health, index) {
-                        (true, _) => ("healthCheckNodePort".to_owned(), created.data["spec"]["healthCheckNodePort"].clone()),
-                        (false, Some(i)) => (format!("port {}", object["spec"]["ports"][i]["port"]), created.data["spec"]["ports"][i]["nodePort"].clone()),
-                        (false, None) => continue,
-                    };
-                    notes.node_ports_changed.push(format!("{who} {what}: {} -> {new} (taken here)", old.unwrap_or(Value::Null)));
-                }
-                Ok(created)
-            }
-            other => other,
+        let status = match self.call(|| api.create(&params, &obj)).await {
+            Err(kube::Error::Api(s)) if s.code == 422 => s,
+            other => return other,
+        };
+        let taken = taken_node_ports(&status);
+        if taken.is_empty() {
+            return Err(kube::Error::Api(status));
         }
+        let mut retry = object.clone();
+        let olds: Vec<Option<Value>> = taken.iter().map(|port| port.field_mut(&mut retry).and_then(|(spec, key)| spec.remove(key))).collect();
+        let obj: DynamicObject = serde_json::from_value(retry).map_err(kube::Error::SerdeError)?;
+        let mut created = self.call(|| api.create(&params, &obj)).await?;
+        let who = object_path(object);
+        for (port, old) in taken.iter().zip(olds) {
+            let new = port.field_mut(&mut created.data).and_then(|(spec, key)| spec.get(key).cloned()).unwrap_or(Value::Null);
+            notes.node_ports_changed.push(format!("{who} {}: {} -> {new} (taken here)", port.describe(object), old.unwrap_or(Value::Null)));
+        }
+        Ok(created)
     }
 
-    fn wants_status(&self, entry: &Entry, plural: &str) -> bool {
-        let group = entry.api_version().split_once('/').map(|(g, _)| g).unwrap_or_default();
-        self.settings.restore_status.includes(&entry.kind_key(), plural, group)
-    }
-
-    fn wants_status_of(&self, kind_key: &str, served: &Served) -> bool {
-        self.settings.restore_status.includes(kind_key, &served.resource.plural, &served.resource.group)
-    }
 
     fn existing(&self, existing: &DynamicObject, namespace: &str, name: &str) -> Outcome {
         let from = existing.metadata.annotations.as_ref().and_then(|a| a.get(RESTORED_FROM_ANNOTATION));
@@ -475,8 +458,34 @@ fn has_status(object: &Value) -> bool {
     object.get("status").and_then(Value::as_object).is_some_and(|m| !m.is_empty())
 }
 
-/// The node ports a 422 says are taken: `(index into spec.ports, is healthCheckNodePort)`.
-fn taken_node_ports(s: &kube::core::Status) -> Vec<(Option<usize>, bool)> {
+/// A node port a 422 says is taken on this cluster.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum TakenPort {
+    /// `spec.ports[i].nodePort`
+    Port(usize),
+    /// `spec.healthCheckNodePort`
+    HealthCheck,
+}
+
+impl TakenPort {
+    /// The object that holds the port's field in a Service, and the field's name.
+    fn field_mut(self, service: &mut Value) -> Option<(&mut serde_json::Map<String, Value>, &'static str)> {
+        match self {
+            TakenPort::Port(i) => service["spec"]["ports"].get_mut(i)?.as_object_mut().map(|p| (p, "nodePort")),
+            TakenPort::HealthCheck => service["spec"].as_object_mut().map(|s| (s, "healthCheckNodePort")),
+        }
+    }
+
+    fn describe(self, service: &Value) -> String {
+        match self {
+            TakenPort::Port(i) => format!("port {}", service["spec"]["ports"][i]["port"]),
+            TakenPort::HealthCheck => "healthCheckNodePort".into(),
+        }
+    }
+}
+
+/// The node ports a 422 says are taken ("provided port is already allocated", one cause per field).
+fn taken_node_ports(s: &kube::core::Status) -> Vec<TakenPort> {
     let causes = s.details.as_ref().map(|d| d.causes.clone()).unwrap_or_default();
     causes
         .iter()
@@ -484,10 +493,9 @@ fn taken_node_ports(s: &kube::core::Status) -> Vec<(Option<usize>, bool)> {
         .filter_map(|c| {
             let field = c.field.as_str();
             if field == "spec.healthCheckNodePort" {
-                return Some((None, true));
+                return Some(TakenPort::HealthCheck);
             }
-            let index = field.strip_prefix("spec.ports[")?.strip_suffix("].nodePort")?.parse().ok()?;
-            Some((Some(index), false))
+            field.strip_prefix("spec.ports[")?.strip_suffix("].nodePort")?.parse().ok().map(TakenPort::Port)
         })
         .collect()
 }
@@ -551,6 +559,6 @@ mod tests {
                                    {"reason": "FieldValueInvalid", "message": "Invalid value: 31000: provided port is already allocated", "field": "spec.healthCheckNodePort"},
                                    {"reason": "FieldValueInvalid", "message": "Invalid value: 1: provided port is not in the valid range", "field": "spec.ports[0].nodePort"}]}}))
         .unwrap();
-        assert_eq!(taken_node_ports(&status), vec![(Some(1), false), (None, true)]);
+        assert_eq!(taken_node_ports(&status), vec![TakenPort::Port(1), TakenPort::HealthCheck]);
     }
 }

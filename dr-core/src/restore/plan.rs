@@ -109,7 +109,7 @@ pub struct CrdInfo {
 }
 
 /// The (group, kind) a CustomResourceDefinition defines.
-pub(super) fn crd_group_kind(crd: &Value) -> (String, String) {
+fn crd_group_kind(crd: &Value) -> (String, String) {
     let spec = &crd["spec"];
     (spec["group"].as_str().unwrap_or_default().to_owned(), spec["names"]["kind"].as_str().unwrap_or_default().to_owned())
 }
@@ -155,15 +155,16 @@ impl Plan {
     /// Decides for one object; returns the tier it is written in, or `None` when left out.
     pub fn add(&mut self, entry: &Entry, settings: &RestoreSettings) -> Option<Tier> {
         let tier = tier_of(entry);
-        if tier == Tier::Crds || entry.kind_key() == CRD_KIND {
+        let skip = skip_reason(entry, &settings.skip);
+        if entry.kind_key() == CRD_KIND {
             let group_kind = crd_group_kind(&entry.object);
-            if skip_reason(entry, &settings.skip).is_some() {
+            if skip.is_some() {
                 self.skipped_crds.insert(group_kind);
             } else {
                 self.crds.insert(group_kind, crd_info(&entry.object));
             }
         }
-        if let Some(why) = skip_reason(entry, &settings.skip) {
+        if let Some(why) = skip {
             *self.skipped.entry(entry.kind_key()).or_default().entry(why.into()).or_default() += 1;
             return None;
         }

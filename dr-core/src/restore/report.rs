@@ -138,24 +138,16 @@ impl RestoreOutcome {
     /// The termination message: one JSON line, under the 4 KiB Kubernetes keeps.
     pub fn termination_message(&self) -> String {
         const LIMIT: usize = 4000;
-        let error: String = self.error.chars().take(1000).collect();
-        let mut message = serde_json::json!({"error": error, "kind": self.kind});
-        if error.is_empty() {
-            message.as_object_mut().expect("an object").remove("error");
-        }
-        if self.kind.is_none() {
-            message.as_object_mut().expect("an object").remove("kind");
-        }
+        let short = RestoreOutcome { error: self.error.chars().take(1000).collect(), kind: self.kind, report: None };
+        let mut message = serde_json::to_value(&short).expect("the outcome serializes");
         if let Some(report) = &self.report {
-            let compact: serde_json::Value = serde_json::from_str(&report.compact()).expect("the compact report is JSON");
-            message["report"] = compact;
+            message["report"] = serde_json::from_str(&report.compact()).expect("the compact report is JSON");
         }
         let text = message.to_string();
         if text.len() <= LIMIT {
             return text;
         }
-        message.as_object_mut().expect("an object").remove("report");
-        message.to_string()
+        serde_json::to_string(&short).expect("the outcome serializes")
     }
 
     /// Reads a termination message back: this type, or (from an older Job) the plain text it

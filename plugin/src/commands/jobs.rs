@@ -40,8 +40,8 @@ pub async fn termination_message(pods: &Api<Pod>, job: &str, job_uid: &str) -> O
 pub enum JobState {
     Pending,
     Running,
-    /// `failed` pods ended and the Job will start another.
-    Retrying { failed: i32 },
+    /// Pods failed and the Job will start another.
+    Retrying,
     Succeeded,
     /// The controller's reason (`PodFailurePolicy`, `BackoffLimitExceeded`, `DeadlineExceeded`).
     Failed { reason: String },
@@ -58,7 +58,7 @@ impl std::fmt::Display for JobState {
         match self {
             JobState::Pending => f.write_str("pending"),
             JobState::Running => f.write_str("running"),
-            JobState::Retrying { .. } => f.write_str("retrying"),
+            JobState::Retrying => f.write_str("retrying"),
             JobState::Succeeded => f.write_str("succeeded"),
             JobState::Failed { reason } if reason.is_empty() => f.write_str("failed"),
             JobState::Failed { reason } => write!(f, "failed ({reason})"),
@@ -81,7 +81,7 @@ pub fn job_state(job: &Job) -> JobState {
     }
     match (status.active.unwrap_or(0), status.failed.unwrap_or(0)) {
         (a, _) if a > 0 => JobState::Running,
-        (_, f) if f > 0 => JobState::Retrying { failed: f },
+        (_, f) if f > 0 => JobState::Retrying,
         _ => JobState::Pending,
     }
 }
@@ -134,7 +134,7 @@ pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, mut resourc
                 failed_seen = failed;
             }
             if last_state.as_ref() != Some(&state) {
-                if !matches!(state, JobState::Retrying { .. }) {
+                if state != JobState::Retrying {
                     eprintln!("job {name}: {state} ({}s)", started.elapsed().as_secs());
                 }
                 last_state = Some(state.clone());
