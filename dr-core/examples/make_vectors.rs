@@ -16,7 +16,8 @@ const CLUSTER: &str = "5f1c0a2e-7b3d-4e8f-9a6b-0c1d2e3f4a5b";
 
 #[tokio::main]
 async fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    // Each format version keeps its own vectors; this writes the current version's.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/vectors/v{}", dr_core::format::VERSION));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     let pass = Passphrase::new(PASSPHRASE.into()).unwrap();

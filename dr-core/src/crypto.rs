@@ -53,6 +53,11 @@ impl Passphrase {
     pub(crate) fn expose(&self) -> &[u8] {
         self.0.as_bytes()
     }
+
+    /// The passphrase's text, for checks that need it (a strength estimate). Never print it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Debug for Passphrase {
@@ -118,6 +123,7 @@ impl MasterKey {
             aead: aead::LessSafeKey::new(
                 aead::UnboundKey::new(&aead::AES_256_GCM, payload.as_ref()).expect("32-byte key"),
             ),
+            sealing: aead::RandomizedNonceKey::new(&aead::AES_256_GCM, payload.as_ref()).expect("32-byte key"),
             mac: hmac::Key::new(hmac::HMAC_SHA256, mac.as_ref()),
             key_check,
         }
@@ -149,7 +155,10 @@ impl hkdf::KeyType for Len32 {
 
 /// The keys one encrypted file uses. aws-lc-rs wipes its own key schedules on drop.
 pub(crate) struct FileKeys {
+    /// Opens chunks, with the nonce the file gives.
     pub aead: aead::LessSafeKey,
+    /// Seals chunks under an IV the module draws itself (format version 2).
+    pub sealing: aead::RandomizedNonceKey,
     pub mac: hmac::Key,
     pub key_check: [u8; KEY_CHECK_LEN],
 }

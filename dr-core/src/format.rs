@@ -1,6 +1,11 @@
 //! The encrypted file format of restore points: an authenticated header followed by
 //! AES-256-GCM chunks (a STREAM construction). Pure and synchronous.
 //!
+//! Version 2 (written) stores a random IV drawn by the crypto module in front of every
+//! chunk and binds the chunk's index and last-chunk flag as associated data, so encryption
+//! is the module's approved randomized-nonce service (FIPS builds can write backups).
+//! Version 1 (read only) built each nonce from a per-file prefix, the index and the flag.
+//!
 //! `docs/format.md` is the specification; keep the two in step.
 
 use std::io::{self, Read, Write};
@@ -12,8 +17,12 @@ use crate::crypto::{FileKeys, KdfParams, MasterKey, KEY_CHECK_LEN, MAX_ITERATION
 
 /// First bytes of every file; the CR LF catches text-mode mangling.
 pub const MAGIC: [u8; 8] = *b"KDR-RP\r\n";
-/// The format version this code writes and reads.
-pub const VERSION: u8 = 1;
+/// The format version this code writes.
+pub const VERSION: u8 = 2;
+/// The format versions this code reads.
+pub const READ_VERSIONS: std::ops::RangeInclusive<u8> = 1..=2;
+/// Length of the random IV in front of every version 2 chunk.
+pub const IV_LEN: usize = aead::NONCE_LEN;
 /// Plaintext bytes per chunk that writers use.
 pub const DEFAULT_CHUNK_SIZE: u32 = 256 * 1024;
 /// Bounds a reader accepts for the chunk size (the upper one bounds its memory).
@@ -21,7 +30,8 @@ pub const MIN_CHUNK_SIZE: u32 = 64;
 pub const MAX_CHUNK_SIZE: u32 = 16 * 1024 * 1024;
 /// Length of the AES-GCM tag that ends each chunk.
 pub const TAG_LEN: usize = 16;
-/// Random bytes at the front of every chunk nonce; unique per file.
+/// Random bytes, unique per file: the front of every version 1 chunk nonce; in version 2,
+/// bound into every chunk through the header digest.
 pub const NONCE_PREFIX_LEN: usize = 7;
 /// How far from its position a chunk is looked for when it fails to authenticate.
 const MISPLACED_SEARCH: u32 = 64;
@@ -67,7 +77,7 @@ pub struct Binding {
 pub enum FormatError {
     #[error("not a kubectl-dr restore point file (bad magic bytes): the object was replaced or is not a restore point")]
     NotARestorePoint,
-    #[error("restore point format version {0} is not supported by this kubectl-dr (it reads version {VERSION}): upgrade kubectl-dr")]
+    #[error("restore point format version {0} is not supported by this kubectl-dr (it reads versions 1 and 2): upgrade kubectl-dr")]
     UnsupportedVersion(u8),
     #[error("the restore point header is cut short: the file is truncated")]
     HeaderTruncated,
@@ -123,6 +133,7 @@ impl FormatError {
 #[derive(Clone, Debug)]
 pub struct Header {
     raw: Vec<u8>,
+    version: u8,
     role: Role,
     kdf: KdfParams,
     chunk_size: u32,
@@ -135,6 +146,8 @@ pub struct Header {
 impl Header {
     fn build(binding: &Binding, key: &MasterKey, keys: &FileKeys, chunk_size: u32) -> Self {
         let kdf = key.params();
+        // Random per file. Version 2 uses it as the file's identity only (through the header
+        // digest every chunk authenticates), so two files under one key never swap chunks.
         let mut nonce_prefix = [0u8; NONCE_PREFIX_LEN];
         crate::crypto::fill_random(&mut nonce_prefix);
         let mut raw = Vec::with_capacity(256);
@@ -157,6 +170,7 @@ impl Header {
         raw.extend_from_slice(sum.as_ref());
         Header {
             raw,
+            version: VERSION,
             role: binding.role,
             kdf,
             chunk_size,
@@ -175,8 +189,9 @@ impl Header {
             return Err(FormatError::NotARestorePoint);
         }
         read_exact_or(r, &mut raw[8..], FormatError::HeaderTruncated)?;
-        if raw[8] != VERSION {
-            return Err(FormatError::UnsupportedVersion(raw[8]));
+        let version = raw[8];
+        if !READ_VERSIONS.contains(&version) {
+            return Err(FormatError::UnsupportedVersion(version));
         }
         let mut ids = Vec::with_capacity(2);
         for _ in 0..2 {
@@ -219,6 +234,7 @@ impl Header {
         let cluster_id = text(ids[0].clone(), "cluster ID")?;
         let point_id = text(ids[1].clone(), "restore point ID")?;
         Ok(Header {
+            version,
             role,
             kdf: KdfParams { iterations, salt },
             chunk_size,
@@ -245,6 +261,10 @@ impl Header {
     }
     pub fn chunk_size(&self) -> u32 {
         self.chunk_size
+    }
+    /// The format version of the file.
+    pub fn version(&self) -> u8 {
+        self.version
     }
     /// Encoded length in bytes.
     pub fn len(&self) -> usize {
@@ -277,12 +297,13 @@ impl Header {
         Ok(())
     }
 
-    /// Associated data of every chunk: SHA-256 of the whole header, which binds the chunks
-    /// to the header's KDF parameters, chunk size, nonce prefix, cluster ID, point ID and role.
-    fn chunk_aad(&self) -> [u8; 32] {
-        let mut aad = [0u8; 32];
-        aad.copy_from_slice(digest::digest(&digest::SHA256, &self.raw).as_ref());
-        aad
+    /// SHA-256 of the whole header, part of every chunk's associated data: it binds the
+    /// chunks to the header's KDF parameters, chunk size, nonce prefix, cluster ID, point ID
+    /// and role.
+    fn digest(&self) -> [u8; 32] {
+        let mut d = [0u8; 32];
+        d.copy_from_slice(digest::digest(&digest::SHA256, &self.raw).as_ref());
+        d
     }
 
     fn verify_keys(&self, keys: &FileKeys) -> Result<(), FormatError> {
@@ -307,6 +328,7 @@ fn read_exact_or(r: &mut impl Read, buf: &mut [u8], eof: FormatError) -> Result<
     })
 }
 
+/// A version 1 chunk's nonce.
 fn nonce(prefix: &[u8; NONCE_PREFIX_LEN], counter: u32, last: bool) -> aead::Nonce {
     let mut n = [0u8; aead::NONCE_LEN];
     n[..NONCE_PREFIX_LEN].copy_from_slice(prefix);
@@ -315,14 +337,35 @@ fn nonce(prefix: &[u8; NONCE_PREFIX_LEN], counter: u32, last: bool) -> aead::Non
     aead::Nonce::assume_unique_for_key(n)
 }
 
+/// Associated data of a chunk. Version 1: the header's digest (the index and flag are in the
+/// nonce). Version 2: the digest, the index (big-endian) and the last-chunk flag.
+fn chunk_aad(version: u8, header_digest: &[u8; 32], counter: u32, last: bool) -> ([u8; 37], usize) {
+    let mut aad = [0u8; 37];
+    aad[..32].copy_from_slice(header_digest);
+    if version == 1 {
+        return (aad, 32);
+    }
+    aad[32..36].copy_from_slice(&counter.to_be_bytes());
+    aad[36] = last as u8;
+    (aad, 37)
+}
+
+/// Bytes a chunk adds to its plaintext.
+fn chunk_overhead(version: u8) -> usize {
+    if version == 1 {
+        TAG_LEN
+    } else {
+        IV_LEN + TAG_LEN
+    }
+}
+
 /// Encrypts a stream into `inner`. Write plaintext, then call [`EncryptWriter::finish`]:
 /// without it the stream has no final chunk and every reader reports it as truncated.
 pub struct EncryptWriter<W: Write> {
     /// Always `Some` until `finish` takes it.
     inner: Option<W>,
     keys: FileKeys,
-    aad: [u8; 32],
-    prefix: [u8; NONCE_PREFIX_LEN],
+    header_digest: [u8; 32],
     counter: u32,
     chunk_size: usize,
     buf: Vec<u8>,
@@ -338,8 +381,7 @@ impl<W: Write> EncryptWriter<W> {
         Ok(Self {
             inner: Some(inner),
             keys,
-            aad: header.chunk_aad(),
-            prefix: header.nonce_prefix,
+            header_digest: header.digest(),
             counter: 0,
             chunk_size: chunk_size as usize,
             buf: Vec::with_capacity(chunk_size as usize),
@@ -347,13 +389,15 @@ impl<W: Write> EncryptWriter<W> {
     }
 
     fn seal(&mut self, last: bool) -> io::Result<()> {
-        let nonce = nonce(&self.prefix, self.counter, last);
-        let tag = self
+        let (aad, aad_len) = chunk_aad(VERSION, &self.header_digest, self.counter, last);
+        // The module draws the IV (its approved randomized-nonce AES-GCM).
+        let (iv, tag) = self
             .keys
-            .aead
-            .seal_in_place_separate_tag(nonce, aead::Aad::from(self.aad), &mut self.buf)
+            .sealing
+            .seal_in_place_separate_tag(aead::Aad::from(&aad[..aad_len]), &mut self.buf)
             .map_err(|_| io::Error::other("AES-GCM encryption failed"))?;
         let inner = self.inner.as_mut().expect("writer not finished");
+        inner.write_all(iv.as_ref())?;
         inner.write_all(&self.buf)?;
         inner.write_all(tag.as_ref())?;
         self.buf.clear();
@@ -409,7 +453,8 @@ pub struct DecryptReader<R: Read> {
     /// Always `Some` until `into_inner` takes it.
     inner: Option<R>,
     keys: FileKeys,
-    aad: [u8; 32],
+    version: u8,
+    header_digest: [u8; 32],
     prefix: [u8; NONCE_PREFIX_LEN],
     counter: u32,
     chunk_size: usize,
@@ -437,11 +482,12 @@ impl<R: Read> DecryptReader<R> {
         Ok(Self {
             inner: Some(inner),
             keys,
-            aad: header.chunk_aad(),
+            version: header.version,
+            header_digest: header.digest(),
             prefix: header.nonce_prefix,
             counter: 0,
             chunk_size,
-            cbuf: Vec::with_capacity(chunk_size + TAG_LEN + 1),
+            cbuf: Vec::with_capacity(chunk_size + chunk_overhead(header.version) + 1),
             out: vec![0u8; chunk_size],
             out_pos: chunk_size,
             state: ReadState::Reading,
@@ -461,11 +507,19 @@ impl<R: Read> DecryptReader<R> {
         Self::new(inner, &header, &key)
     }
 
+    /// Opens one stored chunk (`ct`, at least [`chunk_overhead`] bytes) as chunk `counter`.
     fn try_open(&self, ct: &[u8], counter: u32, last: bool, out: &mut [u8]) -> bool {
+        let (nonce, ct) = if self.version == 1 {
+            (nonce(&self.prefix, counter, last), ct)
+        } else {
+            let (iv, rest) = ct.split_at(IV_LEN);
+            (aead::Nonce::try_assume_unique_for_key(iv).expect("12 bytes"), rest)
+        };
         let (body, tag) = ct.split_at(ct.len() - TAG_LEN);
+        let (aad, aad_len) = chunk_aad(self.version, &self.header_digest, counter, last);
         self.keys
             .aead
-            .open_separate_gather(nonce(&self.prefix, counter, last), aead::Aad::from(self.aad), body, tag, &mut out[..body.len()])
+            .open_separate_gather(nonce, aead::Aad::from(&aad[..aad_len]), body, tag, &mut out[..body.len()])
             .is_ok()
     }
 
@@ -488,7 +542,8 @@ impl<R: Read> DecryptReader<R> {
     }
 
     fn next_chunk(&mut self) -> Result<(), FormatError> {
-        let full = self.chunk_size + TAG_LEN;
+        let overhead = chunk_overhead(self.version);
+        let full = self.chunk_size + overhead;
         while self.cbuf.len() < full + 1 {
             let have = self.cbuf.len();
             self.cbuf.resize(full + 1, 0);
@@ -522,7 +577,7 @@ impl<R: Read> DecryptReader<R> {
             } else {
                 Err(FormatError::ChunkDamaged { index })
             }
-        } else if self.cbuf.len() < TAG_LEN {
+        } else if self.cbuf.len() < overhead {
             Err(if self.cbuf.is_empty() {
                 FormatError::Truncated { chunks: index }
             } else {
@@ -530,7 +585,7 @@ impl<R: Read> DecryptReader<R> {
             })
         } else {
             let ct = &self.cbuf[..];
-            let len = ct.len() - TAG_LEN;
+            let len = ct.len() - overhead;
             if self.try_open(ct, index, true, &mut out) {
                 out.truncate(len);
                 self.out_pos = 0;

@@ -130,12 +130,30 @@ pub async fn install_crds(client: &Client) -> Result<(), InstallError> {
 
 /// Creates or updates `k10-dr-secret` for `source`.
 pub async fn write_dr_secret(client: &Client, namespace: &str, source: &PassphraseSource) -> Result<(), InstallError> {
-    let data: BTreeMap<String, ByteString> = source.to_secret_data().into_iter().map(|(k, v)| (k, ByteString(v))).collect();
+    let mut data = source.to_secret_data();
+    let data: BTreeMap<String, ByteString> = std::mem::take(&mut data.0).into_iter().map(|(k, v)| (k, ByteString(v))).collect();
     let mut secret = Secret { data: Some(data), type_: Some("Opaque".into()), ..Default::default() };
     secret.metadata.name = Some(DR_SECRET_NAME.into());
     secret.metadata.namespace = Some(namespace.into());
     secret.metadata.labels = Some(labels());
-    apply(&Api::<Secret>::namespaced(client.clone(), namespace), secret).await.map(|_| ())
+    let api = Api::<Secret>::namespaced(client.clone(), namespace);
+    let applied = api
+        .patch(DR_SECRET_NAME, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&secret))
+        .await
+        .map_err(api_err(format!("applying Secret {DR_SECRET_NAME}")));
+    // Both our copy and the server's answer may hold a raw passphrase.
+    wipe_secret(&mut secret);
+    applied.map(|mut s| wipe_secret(&mut s))
+}
+
+fn wipe_secret(secret: &mut Secret) {
+    use zeroize::Zeroize;
+    for v in secret.data.iter_mut().flat_map(|d| d.values_mut()) {
+        v.0.zeroize();
+    }
+    for v in secret.string_data.iter_mut().flat_map(|d| d.values_mut()) {
+        v.zeroize();
+    }
 }
 
 async fn ensure_namespace(client: &Client, namespace: &str) -> Result<(), InstallError> {

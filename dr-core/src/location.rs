@@ -2,8 +2,11 @@
 //! the plugin) or an S3 bucket.
 //!
 //! Writing is create-only: a backup creates objects and never lists, reads, overwrites or
-//! deletes, so it works with PutObject-only credentials and under Object Lock. Keys passed
-//! here are relative to the location's root (`<cluster-id>/restore-points/<point>/<file>`).
+//! deletes, so it works with PutObject-only credentials and under Object Lock. On S3 every
+//! write carries `If-None-Match: *`, so no key this code writes is ever given a second
+//! version by it; a second version is someone else's write (see [`Location::versions`]).
+//! Keys passed here are relative to the location's root
+//! (`<cluster-id>/restore-points/<point>/<file>`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -133,6 +136,15 @@ pub struct ObjectInfo {
     pub retention: Option<(String, OffsetDateTime)>,
 }
 
+/// One stored version of an object, on a versioned bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub id: String,
+    pub size: u64,
+    /// When the store wrote it (set by the store, not by the writer).
+    pub written: Option<OffsetDateTime>,
+}
+
 /// A readable object: its size and a stream of its bytes.
 pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;
 
@@ -226,6 +238,32 @@ impl Location {
         match self {
             Location::File(f) => f.open(key).await,
             Location::S3(s) => s.open(key).await,
+        }
+    }
+
+    /// Opens one stored version of an object (see [`Location::versions`]).
+    pub async fn open_version(&self, key: &str, version: &ObjectVersion) -> Result<(u64, ObjectReader), LocationError> {
+        OBJECTS_OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self {
+            Location::File(f) => f.open(key).await,
+            Location::S3(s) => s.open_version(key, &version.id).await,
+        }
+    }
+
+    /// The stored versions of `key`, oldest first. Empty where the location keeps no
+    /// versions (a directory) and where the credentials may not list them
+    /// (s3:ListBucketVersions): the caller then has only the current version. Since writes
+    /// here never overwrite, the oldest version is the one this code wrote.
+    pub async fn versions(&self, key: &str) -> Vec<ObjectVersion> {
+        match self {
+            Location::File(_) => Vec::new(),
+            Location::S3(s) => match s.versions(key).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::debug!(key, error = %e, "cannot list the object's versions; reading the current one only");
+                    Vec::new()
+                }
+            },
         }
     }
 
@@ -621,6 +659,10 @@ impl S3Location {
         if not_found {
             return LocationError::NotFound { location: self.describe(), key };
         }
+        // A write with If-None-Match: * onto a key that exists.
+        if status == Some(412) || code.as_deref() == Some("PreconditionFailed") {
+            return LocationError::AlreadyExists { location: self.describe(), key };
+        }
         match code.as_deref() {
             Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "Forbidden") => {
                 LocationError::AccessDenied { operation: op.name(), permission: op.permission(), bucket, key }
@@ -700,6 +742,54 @@ impl S3Location {
         Ok((len, Box::new(resp.body.into_async_read())))
     }
 
+    async fn open_version(&self, key: &str, version: &str) -> Result<(u64, ObjectReader), LocationError> {
+        let resp = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .version_id(version)
+            .send()
+            .await
+            .map_err(|e| self.error(e, S3Op::GetObjectVersion, key))?;
+        let len = resp.content_length().unwrap_or(0).max(0) as u64;
+        Ok((len, Box::new(resp.body.into_async_read())))
+    }
+
+    async fn versions(&self, key: &str) -> Result<Vec<ObjectVersion>, LocationError> {
+        let full = self.full_key(key);
+        let mut out = Vec::new();
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        // Pages of up to 1,000 versions; a key with more than 100,000 is not ours to read.
+        for _ in 0..100 {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(&full)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.error(e, S3Op::ListObjectVersions, key))?;
+            for v in page.versions().iter().filter(|v| v.key() == Some(full.as_str())) {
+                out.push(ObjectVersion {
+                    id: v.version_id().unwrap_or("null").to_owned(),
+                    size: v.size().unwrap_or(0).max(0) as u64,
+                    written: v.last_modified().and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok()),
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+        }
+        // S3 lists a key's versions newest first.
+        out.reverse();
+        Ok(out)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), LocationError> {
         self.client
             .delete_object()
@@ -742,6 +832,8 @@ enum S3Op {
     GetObjectLockConfiguration,
     ListObjects,
     GetObject,
+    GetObjectVersion,
+    ListObjectVersions,
     HeadObject,
     PutObject,
     CreateMultipartUpload,
@@ -756,6 +848,8 @@ impl S3Op {
             S3Op::GetObjectLockConfiguration => "GetObjectLockConfiguration",
             S3Op::ListObjects => "ListObjectsV2",
             S3Op::GetObject => "GetObject",
+            S3Op::GetObjectVersion => "GetObject (a version)",
+            S3Op::ListObjectVersions => "ListObjectVersions",
             S3Op::HeadObject => "HeadObject",
             S3Op::PutObject => "PutObject",
             S3Op::CreateMultipartUpload => "CreateMultipartUpload",
@@ -769,12 +863,14 @@ impl S3Op {
             S3Op::ListObjects => "s3:ListBucket",
             S3Op::GetObjectLockConfiguration => "s3:GetBucketObjectLockConfiguration",
             S3Op::GetObject | S3Op::HeadObject => "s3:GetObject",
+            S3Op::GetObjectVersion => "s3:GetObjectVersion",
+            S3Op::ListObjectVersions => "s3:ListBucketVersions",
             S3Op::PutObject | S3Op::CreateMultipartUpload | S3Op::UploadPart | S3Op::CompleteMultipartUpload => "s3:PutObject",
             S3Op::DeleteObject => "s3:DeleteObject",
         }
     }
     fn is_bucket_op(self) -> bool {
-        matches!(self, S3Op::GetObjectLockConfiguration | S3Op::ListObjects)
+        matches!(self, S3Op::GetObjectLockConfiguration | S3Op::ListObjects | S3Op::ListObjectVersions)
     }
 }
 
@@ -847,6 +943,7 @@ impl S3Upload {
                 .put_object()
                 .bucket(&loc.bucket)
                 .key(loc.full_key(&self.key))
+                .if_none_match("*")
                 .body(ByteStream::from(pending));
             if let Some(until) = self.retain_until {
                 req = req.object_lock_mode(ObjectLockMode::Compliance).object_lock_retain_until_date(until);
@@ -863,6 +960,7 @@ impl S3Upload {
             .bucket(&loc.bucket)
             .key(loc.full_key(&self.key))
             .upload_id(self.upload_id.as_deref().unwrap_or_default())
+            .if_none_match("*")
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.parts))).build())
             .send()
             .await

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::crypto::Passphrase;
 
@@ -168,6 +168,30 @@ fn required(data: &BTreeMap<String, Vec<u8>>, key: &str, source: &str, what: &st
     }
 }
 
+/// The data of a `k10-dr-secret`. With a raw source one value is the passphrase, so every
+/// value is wiped when this is dropped.
+#[derive(Default, PartialEq)]
+pub struct SecretData(pub BTreeMap<String, Vec<u8>>);
+
+impl Drop for SecretData {
+    fn drop(&mut self) {
+        wipe_values(&mut self.0);
+    }
+}
+
+impl std::fmt::Debug for SecretData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretData {{ keys: {:?} }}", self.0.keys().collect::<Vec<_>>())
+    }
+}
+
+/// Wipes the values of a Secret's data (the keys are names, not secrets).
+pub fn wipe_values(data: &mut BTreeMap<String, Vec<u8>>) {
+    for v in data.values_mut() {
+        v.zeroize();
+    }
+}
+
 impl PassphraseSource {
     /// Reads the source from the data of `k10-dr-secret`.
     pub fn from_secret_data(data: &BTreeMap<String, Vec<u8>>) -> Result<Self, PassphraseError> {
@@ -201,7 +225,7 @@ impl PassphraseSource {
     }
 
     /// The data of a `k10-dr-secret` for this source (the inverse of `from_secret_data`).
-    pub fn to_secret_data(&self) -> BTreeMap<String, Vec<u8>> {
+    pub fn to_secret_data(&self) -> SecretData {
         let mut d = BTreeMap::new();
         let mut put = |k: &str, v: &str| {
             d.insert(k.to_owned(), v.as_bytes().to_vec());
@@ -221,7 +245,7 @@ impl PassphraseSource {
                 put("key", &a.name);
             }
         }
-        d
+        SecretData(d)
     }
 
     /// Fetches the passphrase.
@@ -246,6 +270,30 @@ impl PassphraseSource {
     }
 }
 
+/// A Vault reply, whose strings (a token, the passphrase) are wiped when it is dropped.
+struct WipedJson(Value);
+
+impl std::ops::Deref for WipedJson {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.0
+    }
+}
+
+impl Drop for WipedJson {
+    fn drop(&mut self) {
+        fn wipe(v: &mut Value) {
+            match v {
+                Value::String(s) => s.zeroize(),
+                Value::Array(items) => items.iter_mut().for_each(wipe),
+                Value::Object(fields) => fields.values_mut().for_each(wipe),
+                _ => {}
+            }
+        }
+        wipe(&mut self.0);
+    }
+}
+
 /// A minimal Vault HTTP API client: login and KV reads.
 struct VaultClient<'a> {
     http: reqwest::Client,
@@ -263,13 +311,26 @@ impl<'a> VaultClient<'a> {
         let http = builder
             .build()
             .map_err(|e| PassphraseError::VaultUnreachable { address: cfg.address.clone(), detail: e.to_string() })?;
+        if cfg.address.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://")) {
+            tracing::warn!(
+                address = %cfg.address,
+                "the Vault address is plain HTTP: the Vault token and the DR passphrase cross the network unencrypted; use https://"
+            );
+        }
         Ok(Self { http, cfg, base: cfg.address.trim_end_matches('/').to_owned() })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Result<(u16, Value), PassphraseError> {
+    async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Result<(u16, WipedJson), PassphraseError> {
         let mut req = self.http.request(method, format!("{}/v1/{path}", self.base));
         if let Some(t) = token {
-            req = req.header("X-Vault-Token", t);
+            // Sensitive: left out of HTTP debug output and HPACK-indexed as never-indexed.
+            let mut value = reqwest::header::HeaderValue::from_str(t).map_err(|_| PassphraseError::VaultOther {
+                what: "sending the Vault token".into(),
+                status: 0,
+                detail: "the token holds characters an HTTP header cannot carry".into(),
+            })?;
+            value.set_sensitive(true);
+            req = req.header("X-Vault-Token", value);
         }
         if let Some(ns) = &self.cfg.namespace {
             req = req.header("X-Vault-Namespace", ns);
@@ -287,7 +348,10 @@ impl<'a> VaultClient<'a> {
             }
         })?;
         let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        // The reply may hold the passphrase or a token: keep our copy where it can be wiped.
+        // (`Vec::from(Bytes)` takes over the buffer when nothing else shares it.)
+        let raw = Zeroizing::new(resp.bytes().await.map(Vec::from).unwrap_or_default());
+        let body = WipedJson(serde_json::from_slice(&raw).unwrap_or(Value::Null));
         if status == 503 && vault_errors(&body).contains("sealed") {
             return Err(PassphraseError::VaultSealed { address: self.cfg.address.clone() });
         }
@@ -447,10 +511,12 @@ async fn read_aws_secret(secret: &AwsSecret, endpoint: Option<&str>) -> Result<P
         }
     })?;
     let where_ = format!("AWS Secrets Manager secret {} in {}", secret.name, secret.region);
-    if let Some(s) = out.secret_string() {
-        Passphrase::new(s.to_owned()).map_err(|_| PassphraseError::Empty(where_))
-    } else if let Some(b) = out.secret_binary() {
-        Passphrase::from_bytes(b.as_ref().to_vec()).map_err(|_| PassphraseError::Empty(where_))
+    let mut out = out;
+    // Moved out, not copied: `Passphrase` wipes what it is given.
+    if let Some(s) = out.secret_string.take() {
+        Passphrase::new(s).map_err(|_| PassphraseError::Empty(where_))
+    } else if let Some(b) = out.secret_binary.take() {
+        Passphrase::from_bytes(b.into_inner()).map_err(|_| PassphraseError::Empty(where_))
     } else {
         Err(PassphraseError::Empty(where_))
     }
@@ -481,7 +547,7 @@ mod tests {
         let raw = PassphraseSource::from_secret_data(&data(&[("key", "s3cret phrase")])).unwrap();
         assert!(matches!(raw, PassphraseSource::Raw(_)));
         // Round trip through the secret's data.
-        assert_eq!(PassphraseSource::from_secret_data(&vault.to_secret_data()).unwrap().to_secret_data(), vault.to_secret_data());
+        assert!(PassphraseSource::from_secret_data(&vault.to_secret_data().0).unwrap().to_secret_data() == vault.to_secret_data());
     }
 
     #[test]

@@ -520,7 +520,46 @@ pub async fn open_manifest(location: &Location, cluster_id: &str, points: &[Poin
     Err(err)
 }
 
-/// Reads and decrypts a point's manifest.
+/// Opens the manifest of every complete point of `points` (4 at a time, one key derivation
+/// each), in their order; `None` for an incomplete point. As in [`open_manifest`], a point
+/// that does not open is the passphrase's fault only when none opens: then this fails with
+/// the wrong passphrase. Otherwise such a point is damaged or forged (`DoesNotOpen`, naming
+/// the newest point that opens) and only its entry carries the error.
+pub async fn open_manifests(
+    location: &Location,
+    cluster_id: &str,
+    points: &[PointSummary],
+    unlocker: &Arc<Unlocker>,
+) -> Result<Vec<Option<Result<Manifest, PointError>>>, PointError> {
+    use futures::{stream, StreamExt};
+    let mut opened: Vec<Option<Result<Manifest, PointError>>> = stream::iter(points)
+        .map(|p| async move {
+            if p.complete {
+                Some(read_manifest(location, cluster_id, &p.id, unlocker).await)
+            } else {
+                None
+            }
+        })
+        .buffered(4)
+        .collect()
+        .await;
+    let newest_open = points.iter().zip(&opened).find(|(_, m)| matches!(m, Some(Ok(_)))).map(|(p, _)| p);
+    for slot in opened.iter_mut() {
+        if !matches!(slot, Some(Err(e)) if e.is_wrong_passphrase()) {
+            continue;
+        }
+        let Some(Err(e)) = slot.take() else { unreachable!("matched above") };
+        let Some(opens) = newest_open else { return Err(e) };
+        let PointError::Format { point, .. } = e else { unreachable!("a wrong passphrase is a format error") };
+        *slot = Some(Err(PointError::DoesNotOpen { point, opens: opens.id.clone(), at: rfc3339(opens.time) }));
+    }
+    Ok(opened)
+}
+
+/// Reads and decrypts a point's manifest. When the current version does not authenticate and
+/// the location keeps versions (a versioned, Object Lock bucket), the older versions are
+/// tried, oldest first: kubectl-dr never overwrites, so a newer version is someone else's
+/// write over the genuine one, which Object Lock still holds.
 pub async fn read_manifest(
     location: &Location,
     cluster_id: &str,
@@ -528,11 +567,38 @@ pub async fn read_manifest(
     unlocker: &Arc<Unlocker>,
 ) -> Result<Manifest, PointError> {
     let key = object_key(cluster_id, point_id, MANIFEST_OBJECT);
-    let (len, mut reader) = match location.open(&key).await {
+    let current = match location.open(&key).await {
         Ok(r) => r,
         Err(LocationError::NotFound { .. }) => return Err(PointError::Incomplete { point: point_id.into() }),
         Err(e) => return Err(e.into()),
     };
+    let err = match open_manifest_bytes(current, cluster_id, point_id, unlocker).await {
+        Ok(m) => return Ok(m),
+        Err(e @ PointError::Location(_)) => return Err(e),
+        Err(e) => e,
+    };
+    let versions = location.versions(&key).await;
+    for version in versions.iter().take(versions.len().saturating_sub(1)) {
+        let Ok(reader) = location.open_version(&key, version).await else { continue };
+        if let Ok(m) = open_manifest_bytes(reader, cluster_id, point_id, unlocker).await {
+            tracing::warn!(
+                point = point_id,
+                version = %version.id,
+                newer_versions = versions.len() - 1,
+                "the current version of this point's manifest does not authenticate ({err}); it was overwritten, and the older version kubectl-dr wrote is read instead"
+            );
+            return Ok(m);
+        }
+    }
+    Err(err)
+}
+
+async fn open_manifest_bytes(
+    (len, mut reader): (u64, crate::location::ObjectReader),
+    cluster_id: &str,
+    point_id: &str,
+    unlocker: &Arc<Unlocker>,
+) -> Result<Manifest, PointError> {
     let fmt_err = |source| PointError::Format { point: point_id.into(), file: "manifest", source };
     if len > MAX_MANIFEST_BYTES {
         return Err(fmt_err(FormatError::NotARestorePoint));
@@ -566,6 +632,45 @@ pub async fn read_manifest(
     Ok(manifest)
 }
 
+/// Opens the archive a manifest describes. Where the location keeps versions and the archive
+/// has more than one, someone wrote over it: the oldest version whose SHA-256 is the
+/// manifest's is read (one extra download of each candidate), and the choice is logged.
+async fn open_archive(location: &Location, manifest: &Manifest) -> Result<(u64, crate::location::ObjectReader), PointError> {
+    let point = &manifest.point_id;
+    let key = object_key(&manifest.cluster_id, point, &manifest.archive.object);
+    let versions = location.versions(&key).await;
+    if versions.len() > 1 {
+        for version in versions.iter().filter(|v| v.size == manifest.archive.stored_bytes) {
+            let Ok((_, mut reader)) = location.open_version(&key, version).await else { continue };
+            let mut sha = digest::Context::new(&digest::SHA256);
+            let mut buf = vec![0u8; 1 << 20];
+            let hashed = loop {
+                match tokio::io::AsyncReadExt::read(&mut reader, &mut buf).await {
+                    Ok(0) => break true,
+                    Ok(n) => sha.update(&buf[..n]),
+                    Err(_) => break false,
+                }
+            };
+            if hashed && hex::encode(sha.finish().as_ref()) == manifest.archive.sha256 {
+                if version.id != versions.last().expect("not empty").id {
+                    tracing::warn!(
+                        point = %point,
+                        version = %version.id,
+                        newer_versions = versions.len() - 1,
+                        "this point's archive was overwritten; the version whose hash its manifest names is read instead"
+                    );
+                }
+                return location.open_version(&key, version).await.map_err(Into::into);
+            }
+        }
+    }
+    match location.open(&key).await {
+        Ok(r) => Ok(r),
+        Err(LocationError::NotFound { .. }) => Err(PointError::ArchiveMissing { point: point.clone() }),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Hashes what passes through.
 struct Hashing<R> {
     inner: R,
@@ -595,12 +700,7 @@ where
     F: FnMut(Entry) -> Result<(), String> + Send + 'static,
 {
     let point = manifest.point_id.clone();
-    let key = object_key(&manifest.cluster_id, &point, &manifest.archive.object);
-    let (len, reader) = match location.open(&key).await {
-        Ok(r) => r,
-        Err(LocationError::NotFound { .. }) => return Err(PointError::ArchiveMissing { point }),
-        Err(e) => return Err(e.into()),
-    };
+    let (len, reader) = open_archive(location, manifest).await?;
     let expected = manifest.archive.stored_bytes;
     if len < expected {
         return Err(PointError::ArchiveTruncated { point, expected, found: len });

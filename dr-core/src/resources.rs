@@ -233,7 +233,11 @@ pub async fn dr_secret_source(client: &Client, namespace: &str) -> Result<Passph
         .await
         .map_err(|source| ResourceError::Api { what: format!("secret {DR_SECRET_NAME}"), source })?
         .ok_or_else(|| ResourceError::DrSecretMissing { namespace: namespace.into() })?;
-    Ok(PassphraseSource::from_secret_data(&secret_data(secret))?)
+    let mut data = secret_data(secret);
+    let source = PassphraseSource::from_secret_data(&data);
+    // A raw source's passphrase was copied into `source`; wipe the Secret's copy.
+    crate::passphrase::wipe_values(&mut data);
+    Ok(source?)
 }
 
 /// Reads a profile.

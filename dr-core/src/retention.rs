@@ -1,29 +1,41 @@
 //! Which restore points a retention keeps, and pruning the rest. The selection is pure
 //! (grandfather-father-son over the points' times); pruning deletes the manifest first, so an
 //! interrupted prune leaves an incomplete point, never a complete one missing its archive.
+//!
+//! Prune trusts no name. Anyone holding the backup's write credentials can add points with
+//! any ID (an attacker who owned the source cluster does), so retention counts only points
+//! whose manifest authenticates with the passphrase, at the creation time that manifest
+//! states, and ignores points dated in the future. Points that do not authenticate are
+//! reported and left in place: deleting them is the operator's call.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use crate::location::{Location, LocationError};
-use crate::point::{self, PointSummary};
+use crate::point::{self, PointSummary, Unlocker};
 use crate::resources::Retention;
 
 /// Incomplete points younger than this may still be uploading; prune leaves them alone.
 pub const INCOMPLETE_GRACE: Duration = Duration::hours(24);
+/// Clock difference between the writer and the pruner that is still not "in the future".
+pub const CLOCK_SKEW: Duration = Duration::minutes(5);
 
 /// The IDs of the points `retention` keeps: for each period, the newest complete point of
 /// each of the most recent N hours / days / ISO weeks / months / years that have one. The
-/// newest complete point is always kept, and so is every incomplete point younger than
-/// [`INCOMPLETE_GRACE`].
+/// newest complete point is always kept, never fewer complete points than the retention's
+/// smallest count (while there are that many), and every incomplete point younger than
+/// [`INCOMPLETE_GRACE`]. `points` must carry trusted times (see [`prune`]).
 pub fn keep(points: &[PointSummary], retention: &Retention, now: OffsetDateTime) -> BTreeSet<String> {
     let mut complete: Vec<&PointSummary> = points.iter().filter(|p| p.complete).collect();
     complete.sort_by(|a, b| b.time.cmp(&a.time));
     let mut kept = BTreeSet::new();
-    if let Some(newest) = complete.first() {
-        kept.insert(newest.id.clone());
+    // The floor: the newest points, as many as the smallest count the retention names (at
+    // least one), so no selection can leave fewer.
+    for p in complete.iter().take(smallest_count(retention)) {
+        kept.insert(p.id.clone());
     }
     let periods: [(u32, fn(OffsetDateTime) -> (i32, u32, u32, u32)); 5] = [
         (retention.hourly, |t| (t.year(), t.ordinal() as u32, t.hour() as u32, 0)),
@@ -52,6 +64,15 @@ pub fn keep(points: &[PointSummary], retention: &Retention, now: OffsetDateTime)
     kept
 }
 
+/// The smallest non-zero count of a retention; 1 when it names none.
+fn smallest_count(retention: &Retention) -> usize {
+    [retention.hourly, retention.daily, retention.weekly, retention.monthly, retention.yearly]
+        .into_iter()
+        .filter(|n| *n > 0)
+        .min()
+        .unwrap_or(1) as usize
+}
+
 /// What happened to one point a prune did not keep.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", tag = "outcome")]
@@ -61,21 +82,48 @@ pub enum Pruned {
     Protected { point: String, until: String },
     WouldDelete { point: String },
     Failed { point: String, error: String },
+    /// Its manifest does not authenticate, or it is dated in the future: not counted by the
+    /// retention and left in place.
+    Untrusted { point: String, reason: String },
 }
 
 /// Deletes the points of `cluster_id` that `retention` does not keep (or only says which,
-/// with `dry_run`). Needs credentials that may list, read object metadata and delete.
+/// with `dry_run`). Needs the passphrase (to authenticate each manifest) and credentials that
+/// may list, read and delete. Fails, deleting nothing, when no point opens with the passphrase.
 pub async fn prune(
     location: &Location,
     cluster_id: &str,
     retention: &Retention,
+    unlocker: &Arc<Unlocker>,
     now: OffsetDateTime,
     dry_run: bool,
 ) -> Result<(BTreeSet<String>, Vec<Pruned>), point::PointError> {
-    let points = point::list_points(location, cluster_id).await?;
-    let kept = keep(&points, retention, now);
+    let listed = point::list_points(location, cluster_id).await?;
+    let manifests = point::open_manifests(location, cluster_id, &listed, unlocker).await?;
     let mut outcomes = Vec::new();
-    for p in points.iter().filter(|p| !kept.contains(&p.id)) {
+    // What the retention may count: authenticated points at their authenticated time, and
+    // incomplete ones (no manifest: nothing to authenticate, removed only after the grace).
+    let mut trusted = Vec::new();
+    for (p, manifest) in listed.into_iter().zip(manifests) {
+        match manifest {
+            None => trusted.push(p),
+            // The location failed, not the point: stop before deleting anything.
+            Some(Err(point::PointError::Location(e))) => return Err(e.into()),
+            Some(Err(e)) => {
+                let reason = match e {
+                    point::PointError::DoesNotOpen { .. } => "does not open with the passphrase while other points do: damaged or forged".to_owned(),
+                    other => other.to_string(),
+                };
+                outcomes.push(Pruned::Untrusted { point: p.id, reason })
+            }
+            Some(Ok(m)) => match trusted_time(&m.created_at, now) {
+                Ok(created) => trusted.push(PointSummary { time: created, ..p }),
+                Err(reason) => outcomes.push(Pruned::Untrusted { point: p.id, reason }),
+            },
+        }
+    }
+    let kept = keep(&trusted, retention, now);
+    for p in trusted.iter().filter(|p| !kept.contains(&p.id)) {
         let keys = [point::MANIFEST_OBJECT, point::ARCHIVE_OBJECT].map(|o| point::object_key(cluster_id, &p.id, o));
         let outcome = match protected_until(location, &keys, now).await {
             Err(e) => Pruned::Failed { point: p.id.clone(), error: e.to_string() },
@@ -90,6 +138,17 @@ pub async fn prune(
         outcomes.push(outcome);
     }
     Ok((kept, outcomes))
+}
+
+/// The creation time an authenticated manifest states, unless it is in the future (a writer
+/// holding the passphrase could date points ahead to crowd out the genuine ones).
+fn trusted_time(created_at: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
+    let created = OffsetDateTime::parse(created_at, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("its manifest's creation time {created_at:?} does not parse: {e}"))?;
+    if created > now + CLOCK_SKEW {
+        return Err(format!("its manifest says it was created {created_at}, which is in the future"));
+    }
+    Ok(created)
 }
 
 /// The latest Object Lock retention still in force on any of `keys`: a delete would be refused.
@@ -162,5 +221,28 @@ mod tests {
         assert!(!kept.contains(&pts[1].id));
         assert!(kept.contains("young-incomplete"));
         assert!(!kept.contains("old-incomplete"));
+    }
+
+    #[test]
+    fn never_fewer_points_than_the_smallest_count() {
+        let now = datetime!(2026-11-21 12:00 UTC);
+        // Ten points within one day: a daily retention alone would keep one of them.
+        let times: Vec<_> = (0..10).map(|m| now - Duration::minutes(m * 10)).collect();
+        let pts = points(&times);
+        let r = Retention { hourly: 0, daily: 7, weekly: 0, monthly: 3, yearly: 0 };
+        let kept = keep(&pts, &r, now);
+        assert_eq!(kept.len(), 3, "the smallest count is 3: {kept:?}");
+        for p in &pts[..3] {
+            assert!(kept.contains(&p.id));
+        }
+    }
+
+    #[test]
+    fn points_dated_in_the_future_are_not_trusted() {
+        let now = datetime!(2026-11-21 12:00 UTC);
+        assert_eq!(trusted_time("2026-11-21T12:04:00Z", now), Ok(datetime!(2026-11-21 12:04 UTC)), "within the clock skew");
+        let err = trusted_time("2026-11-22T12:00:00Z", now).unwrap_err();
+        assert!(err.contains("in the future"), "{err}");
+        assert!(trusted_time("yesterday", now).is_err());
     }
 }

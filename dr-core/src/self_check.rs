@@ -1,8 +1,8 @@
 //! `dr-job self-check`: what an image needs to work, checked inside it (CI runs it in the
 //! built image with `buildah run`; an operator can run it with `kubectl run`).
 //!
-//! - the crypto module opens a committed test vector of the restore-point format (a
-//!   known-answer test: the image reads points every other build wrote);
+//! - the crypto module opens a committed test vector of each version of the restore-point
+//!   format (a known-answer test: the image reads points every other build wrote);
 //! - the system's CA certificates load (without them S3, AWS Secrets Manager, STS and a
 //!   public Vault cannot be reached over TLS from a `scratch` image);
 //! - whether the crypto module runs in FIPS mode.
@@ -12,8 +12,11 @@ use serde::Serialize;
 use crate::crypto::{MasterKey, Passphrase};
 use crate::format::{open_all, Binding, Role};
 
-const VECTOR: &[u8] = include_bytes!("../tests/vectors/three-chunks.kdr");
-const VECTOR_INDEX: &str = include_str!("../tests/vectors/vectors.json");
+/// One vector per format version: the file and the index that says what it holds.
+const VECTORS: &[(&[u8], &str)] = &[
+    (include_bytes!("../tests/vectors/v1/three-chunks.kdr"), include_str!("../tests/vectors/v1/vectors.json")),
+    (include_bytes!("../tests/vectors/v2/three-chunks.kdr"), include_str!("../tests/vectors/v2/vectors.json")),
+];
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -49,7 +52,11 @@ pub fn run() -> SelfCheck {
 }
 
 fn known_answer() -> Result<(), String> {
-    let index: serde_json::Value = serde_json::from_str(VECTOR_INDEX).map_err(|e| e.to_string())?;
+    VECTORS.iter().try_for_each(|(vector, index)| known_answer_of(vector, index))
+}
+
+fn known_answer_of(vector: &[u8], index: &str) -> Result<(), String> {
+    let index: serde_json::Value = serde_json::from_str(index).map_err(|e| e.to_string())?;
     let v = index["streams"]
         .as_array()
         .and_then(|s| s.iter().find(|v| v["file"] == "three-chunks.kdr"))
@@ -57,7 +64,7 @@ fn known_answer() -> Result<(), String> {
     let pass = Passphrase::new(index["passphrase"].as_str().unwrap_or_default().into()).map_err(|e| e.to_string())?;
     let role = if v["role"] == "manifest" { Role::Manifest } else { Role::Archive };
     let binding = Binding { cluster_id: v["clusterId"].as_str().unwrap_or_default().into(), point_id: v["pointId"].as_str().unwrap_or_default().into(), role };
-    let plain = open_all(VECTOR, &binding, |kdf| MasterKey::derive(&pass, kdf)).map_err(|e| format!("the format vector does not open: {e}"))?;
+    let plain = open_all(vector, &binding, |kdf| MasterKey::derive(&pass, kdf)).map_err(|e| format!("the format vector does not open: {e}"))?;
     if hex::encode(plain) != v["plaintextHex"].as_str().unwrap_or_default() {
         return Err("the format vector opened to the wrong plaintext".into());
     }

@@ -44,7 +44,7 @@ fn sealed(len: usize) -> Sealed {
     let plain = data(len);
     let ct = encrypt(&plain, SMALL_CHUNK);
     let hl = header_len(&ct);
-    Sealed { plain, ct, hl, stride: SMALL_CHUNK as usize + format::TAG_LEN }
+    Sealed { plain, ct, hl, stride: SMALL_CHUNK as usize + format::IV_LEN + format::TAG_LEN }
 }
 
 /// Decrypts with the right passphrase, returning what was released before any error.
@@ -76,7 +76,7 @@ fn round_trips_at_every_size_boundary() {
         let plain = data(len);
         let ct = encrypt(&plain, SMALL_CHUNK);
         let chunks = if len == 0 { 1 } else { len.div_ceil(c) };
-        assert_eq!(ct.len(), header_len(&ct) + len + chunks * format::TAG_LEN, "len {len}");
+        assert_eq!(ct.len(), header_len(&ct) + len + chunks * (format::IV_LEN + format::TAG_LEN), "len {len}");
         assert_eq!(decrypt_ok(&ct).unwrap(), plain, "len {len}");
     }
 }
@@ -311,9 +311,9 @@ fn point_copied_to_another_cluster_or_renamed_is_refused_before_decrypting() {
 fn chunks_spliced_from_another_stream_do_not_authenticate() {
     let plain = data(4 * SMALL_CHUNK as usize + 1);
     let a = encrypt(&plain, SMALL_CHUNK);
-    let b = encrypt(&plain, SMALL_CHUNK); // same key, different nonce prefix
+    let b = encrypt(&plain, SMALL_CHUNK); // same key, another file (its own random file ID)
     let hl = header_len(&a);
-    let stride = SMALL_CHUNK as usize + format::TAG_LEN;
+    let stride = SMALL_CHUNK as usize + format::IV_LEN + format::TAG_LEN;
     let mut bad = a.clone();
     bad[hl + stride..hl + 2 * stride].copy_from_slice(&b[hl + stride..hl + 2 * stride]);
     let (out, r) = decrypt(&bad, &binding(), "correct horse battery staple");

@@ -222,3 +222,43 @@ async fn a_forged_newest_point_is_not_taken_for_a_wrong_passphrase() {
     let err = point::open_manifest(&loc, CLUSTER, &points, newest, &Unlocker::new(Passphrase::new("neither".into()).unwrap())).await.unwrap_err();
     assert!(err.is_wrong_passphrase(), "{err}");
 }
+
+#[tokio::test]
+async fn prune_counts_only_points_that_authenticate() {
+    use dr_core::resources::Retention;
+    use dr_core::retention::{self, Pruned};
+    let (dir, loc) = dir_location().await;
+    let mut genuine = Vec::new();
+    for _ in 0..3 {
+        genuine.push(write_point(&loc, CLUSTER, &pass(), &sample_entries(2, 10)).await.point_id);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // An attacker with the backup's write credentials plants 50 points dated in the coming
+    // days: two small files each, which is all a listing sees.
+    let now = time::OffsetDateTime::now_utc();
+    for i in 0..50 {
+        let id = point::new_point_id(now + time::Duration::hours(i + 1));
+        for object in [point::MANIFEST_OBJECT, point::ARCHIVE_OBJECT] {
+            let path = dir.path().join(point::object_key(CLUSTER, &id, object));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"KDR-RP\r\nplanted").unwrap();
+        }
+    }
+    let retention = Retention { hourly: 2, daily: 0, weekly: 0, monthly: 0, yearly: 0 };
+    let exists = |id: &str| dir.path().join(point::object_key(CLUSTER, id, point::MANIFEST_OBJECT)).exists();
+
+    // A wrong passphrase opens no point: prune refuses and deletes nothing.
+    let err = retention::prune(&loc, CLUSTER, &retention, &Unlocker::new(Passphrase::new("not it".into()).unwrap()), now, false).await.unwrap_err();
+    assert!(err.is_wrong_passphrase(), "{err}");
+    assert!(genuine.iter().all(|id| exists(id)));
+
+    let (kept, outcomes) = retention::prune(&loc, CLUSTER, &retention, &Unlocker::new(pass()), now, false).await.unwrap();
+    // The two newest genuine points are kept, the oldest is pruned; no planted point counts.
+    assert_eq!(kept, genuine[1..].iter().cloned().collect(), "{outcomes:?}");
+    assert!(outcomes.contains(&Pruned::Deleted { point: genuine[0].clone() }), "{outcomes:?}");
+    assert!(!exists(&genuine[0]) && exists(&genuine[1]) && exists(&genuine[2]));
+    let untrusted = outcomes.iter().filter(|o| matches!(o, Pruned::Untrusted { .. })).count();
+    assert_eq!(untrusted, 50, "every planted point is reported: {outcomes:?}");
+    // They are left in place for the operator to look at.
+    assert_eq!(point::list_points(&loc, CLUSTER).await.unwrap().len(), 52);
+}

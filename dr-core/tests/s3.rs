@@ -192,9 +192,9 @@ async fn prune_deletes_what_retention_drops_but_never_what_object_lock_protects(
         }
         let now = time::OffsetDateTime::now_utc();
         // Dry run first: says, deletes nothing.
-        let (_, dry) = prune(&loc, CLUSTER, &keep_newest, now, true).await.unwrap();
+        let (_, dry) = prune(&loc, CLUSTER, &keep_newest, &Unlocker::new(pass()), now, true).await.unwrap();
         assert_eq!(point::list_points(&loc, CLUSTER).await.unwrap().len(), 3);
-        let (kept, outcomes) = prune(&loc, CLUSTER, &keep_newest, now, false).await.unwrap();
+        let (kept, outcomes) = prune(&loc, CLUSTER, &keep_newest, &Unlocker::new(pass()), now, false).await.unwrap();
         assert_eq!(kept.into_iter().collect::<Vec<_>>(), vec![ids[2].clone()]);
         assert_eq!(outcomes.len(), 2);
         let left: Vec<String> = point::list_points(&loc, CLUSTER).await.unwrap().into_iter().map(|p| p.id).collect();
@@ -208,4 +208,29 @@ async fn prune_deletes_what_retention_drops_but_never_what_object_lock_protects(
             assert_eq!(left, vec![ids[2].clone()]);
         }
     }
+}
+
+#[tokio::test]
+async fn a_point_written_over_on_a_locked_bucket_is_read_from_its_locked_version() {
+    let s3 = moto();
+    moto_setup(&s3, &["bucket", "locked", "lock"], None);
+    let loc = connect(S3Config { immutable_days: Some(1), ..config(&s3.url, "locked") }).await;
+    let entries = sample_entries(50, 40);
+    let genuine = write_point(&loc, CLUSTER, &pass(), &entries).await;
+    let key = |object| point::object_key(CLUSTER, &genuine.point_id, object);
+    // kubectl-dr's own writes never replace a key (If-None-Match: *).
+    let err = loc.put(&key(point::MANIFEST_OBJECT), b"again".to_vec()).await.unwrap_err();
+    assert!(matches!(err, LocationError::AlreadyExists { .. }), "{err}");
+    // A writer with PutObject alone puts new versions over both files: a manifest of junk and
+    // an archive of the same size as the genuine one.
+    let full = |object| format!("dr/prod/{}", key(object));
+    moto_setup(&s3, &["put", "locked", &full(point::MANIFEST_OBJECT)], Some("KDR-RP\r\nnot a manifest"));
+    let junk = "x".repeat(genuine.archive.stored_bytes as usize);
+    moto_setup(&s3, &["put", "locked", &full(point::ARCHIVE_OBJECT)], Some(&junk));
+    assert_eq!(loc.versions(&key(point::ARCHIVE_OBJECT)).await.len(), 2);
+    // The genuine versions, which Object Lock keeps, are read instead.
+    let unlocker = Unlocker::new(pass());
+    let manifest = point::read_manifest(&loc, CLUSTER, &genuine.point_id, &unlocker).await.unwrap();
+    assert_eq!(manifest, genuine);
+    assert_eq!(point::verify_entries(&loc, &manifest, &unlocker).await.unwrap(), entries.len() as u64);
 }

@@ -1,5 +1,5 @@
-//! The committed test vectors (tests/vectors, see docs/format.md) decrypt to their expected
-//! content: a reader of format version 1 must always open them.
+//! The committed test vectors (tests/vectors/v1, v2, see docs/format.md) decrypt to their
+//! expected content: every reader must always open every version.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -11,21 +11,30 @@ use dr_core::location::{Location, LocationConfig};
 use dr_core::point::{self, Unlocker};
 use serde_json::Value;
 
-fn vectors() -> (PathBuf, Value) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+const VERSIONS: [&str; 2] = ["v1", "v2"];
+
+fn vectors(version: &str) -> (PathBuf, Value) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors").join(version);
     let index = serde_json::from_slice(&std::fs::read(root.join("vectors.json")).unwrap()).unwrap();
     (root, index)
 }
 
 #[test]
 fn stream_vectors_decrypt_to_their_plaintext() {
-    let (root, index) = vectors();
+    for version in VERSIONS {
+        stream_vectors_of(version);
+    }
+}
+
+fn stream_vectors_of(version: &str) {
+    let (root, index) = vectors(version);
     let pass = Passphrase::new(index["passphrase"].as_str().unwrap().into()).unwrap();
     let streams = index["streams"].as_array().unwrap();
     assert_eq!(streams.len(), 3);
     for v in streams {
         let bytes = std::fs::read(root.join(v["file"].as_str().unwrap())).unwrap();
         let header = Header::read(&mut &bytes[..]).unwrap();
+        assert_eq!(format!("v{}", header.version()), version);
         assert!(header.kdf().iterations >= MIN_ITERATIONS);
         let role = if v["role"] == "manifest" { Role::Manifest } else { Role::Archive };
         let binding = Binding { cluster_id: v["clusterId"].as_str().unwrap().into(), point_id: v["pointId"].as_str().unwrap().into(), role };
@@ -35,8 +44,14 @@ fn stream_vectors_decrypt_to_their_plaintext() {
 }
 
 #[tokio::test]
-async fn point_vector_restores_its_catalog() {
-    let (root, index) = vectors();
+async fn point_vectors_restore_their_catalog() {
+    for version in VERSIONS {
+        point_vector_of(version).await;
+    }
+}
+
+async fn point_vector_of(version: &str) {
+    let (root, index) = vectors(version);
     let pass = Passphrase::new(index["passphrase"].as_str().unwrap().into()).unwrap();
     let p = &index["point"];
     let cluster = p["clusterId"].as_str().unwrap();

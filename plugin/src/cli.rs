@@ -398,6 +398,9 @@ pub struct EnableArgs {
     pub profile: String,
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
+    /// Use a raw passphrase that the strength estimator calls weak.
+    #[arg(long)]
+    pub allow_weak_passphrase: bool,
     /// A cron schedule or @hourly, @daily, @weekly, @monthly, @yearly.
     #[arg(long, default_value = "@hourly")]
     pub frequency: String,
@@ -452,6 +455,10 @@ pub struct PruneArgs {
     /// policy's profile, whose credentials are often write-only).
     #[command(flatten)]
     pub location: LocationArgs,
+    /// The passphrase authenticates each point's manifest (default: k10-dr-secret, as the
+    /// backups read it; --passphrase-file to give it here).
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputFormat,
 }

@@ -69,9 +69,19 @@ pub fn point_in_time(value: &Option<String>) -> Result<Option<OffsetDateTime>> {
 }
 
 fn read_secret_file(path: &PathBuf) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
+    // Room for any passphrase up front: a growing Vec would leave unwiped copies behind.
+    const MAX: usize = 64 * 1024;
+    let mut bytes = Vec::with_capacity(MAX + 1);
     if path.as_os_str() == "-" {
-        std::io::stdin().read_to_end(&mut bytes).context("cannot read the passphrase from stdin")?;
+        let read = std::io::stdin().take(MAX as u64 + 1).read_to_end(&mut bytes);
+        if let Err(e) = read {
+            zeroize::Zeroize::zeroize(&mut bytes);
+            return Err(e).context("cannot read the passphrase from stdin");
+        }
+        if bytes.len() > MAX {
+            zeroize::Zeroize::zeroize(&mut bytes);
+            bail!("stdin holds more than {MAX} bytes, which is not a passphrase: give the passphrase alone");
+        }
     } else {
         bytes = std::fs::read(path).with_context(|| format!("cannot read the passphrase file {}", path.display()))?;
     }

@@ -59,6 +59,16 @@ async fn enable_status_backup_and_disable_on_a_cluster() {
     assert_eq!(err.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&err.stderr).contains("PersistentVolumeClaim missing-claim not found"));
 
+    // A weak raw passphrase is refused (a strength estimator, not a length rule: this one is
+    // long), before anything is written; --allow-weak-passphrase takes it with a warning.
+    let weak = dr(&kc, &["enable", "--profile", "offsite", "--passphrase-file", "-"], "passwordpassword123\n");
+    assert_eq!(weak.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&weak.stderr);
+    assert!(err.contains("weak") && err.contains("--allow-weak-passphrase") && !err.contains("passwordpassword123"), "{err}");
+    assert!(one(&api, "", "secrets", "k10-dr-secret").is_none(), "nothing is written before the check");
+    let out = dr(&kc, &["enable", "--profile", "offsite", "--passphrase-file", "-", "--allow-weak-passphrase"], "passwordpassword123\n");
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("warning: the DR passphrase is weak"));
+
     // Enable, twice: the second run updates, never duplicates.
     let out = ok(&dr(&kc, &["enable", "--profile", "offsite", "--passphrase-file", "-"], &format!("{PASS}\n")));
     let cluster_id = one(&api, "", "namespaces", "default").unwrap()["metadata"]["uid"].as_str().unwrap().to_owned();

@@ -3,6 +3,8 @@
 usage: moto_setup.py ENDPOINT bucket NAME [lock]
        moto_setup.py ENDPOINT users BUCKET          -> {"writer": {...}, "reader": {...}}
        moto_setup.py ENDPOINT secret REGION NAME    (the value is read from stdin)
+       moto_setup.py ENDPOINT put BUCKET KEY        (a plain PutObject of stdin, as any
+                                                     writer can send it: no If-None-Match)
 
 The `users` step makes exactly 6 requests, so a server started with
 INITIAL_NO_AUTH_ACTION_COUNT=7 (bucket + users) enforces IAM policies from then on.
@@ -38,10 +40,11 @@ elif action == "users":
     policies = {
         # Exactly what a backup needs: create objects, nothing else.
         "writer": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]},
-        # What listing, verifying and restoring need.
+        # What listing, verifying and restoring need (the versions: to read a locked version
+        # that someone wrote over).
         "reader": {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketObjectLockConfiguration"], "Resource": f"arn:aws:s3:::{bucket}"},
-            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"},
+            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketObjectLockConfiguration"], "Resource": f"arn:aws:s3:::{bucket}"},
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"], "Resource": f"arn:aws:s3:::{bucket}/*"},
         ]},
     }
     for user, policy in policies.items():
@@ -54,6 +57,10 @@ elif action == "secret":
     region, name = args
     value = sys.stdin.read()
     client("secretsmanager", region).create_secret(Name=name, SecretString=value)
+    print("{}")
+elif action == "put":
+    bucket, key = args
+    client("s3").put_object(Bucket=bucket, Key=key, Body=sys.stdin.buffer.read())
     print("{}")
 else:
     sys.exit(f"unknown action {action}")

@@ -26,10 +26,39 @@ fn parse_retention(s: &str) -> Result<Retention> {
     Ok(r)
 }
 
+/// The score zxcvbn must give a raw passphrase, or `enable` refuses it: 4, at least 10^10
+/// guesses. The passphrase is all that protects a copied bucket against an offline attack,
+/// which has no rate limit but the KDF's cost.
+const MIN_STRENGTH: zxcvbn::Score = zxcvbn::Score::Four;
+
+/// Why a passphrase is weak, from a strength estimator (dictionaries, patterns, keyboard
+/// walks), not a length rule; `None` when it is strong enough.
+fn weakness(p: &dr_core::crypto::Passphrase) -> Option<String> {
+    let estimate = zxcvbn::zxcvbn(p.as_str(), &["kubectl", "dr", "k10", "kubernetes", "backup", "restore", "passphrase"]);
+    if estimate.score() >= MIN_STRENGTH {
+        return None;
+    }
+    let mut why = format!("it would take about {} guesses", estimate.guesses());
+    if let Some(feedback) = estimate.feedback() {
+        if let Some(warning) = feedback.warning() {
+            why.push_str(&format!("; {warning}"));
+        }
+    }
+    Some(why)
+}
+
 pub async fn run(global: &GlobalArgs, args: &EnableArgs) -> Result<ExitStatus> {
     let retention = parse_retention(&args.retention)?;
     let client = input::kube_client(global).await?;
     let source = input::passphrase_source(&args.passphrase, true)?;
+    if let PassphraseSource::Raw(p) = &source {
+        if let Some(why) = weakness(p) {
+            if !args.allow_weak_passphrase {
+                bail!("the DR passphrase is weak: {why}. It guards every restore point against anyone who can read the location, offline; choose a longer one (several unrelated words), or pass --allow-weak-passphrase to use it anyway");
+            }
+            eprintln!("warning: the DR passphrase is weak ({why}); used because of --allow-weak-passphrase");
+        }
+    }
     // A source that does not resolve now would fail every backup: check before writing.
     if !matches!(source, PassphraseSource::Raw(_)) {
         source

@@ -36,7 +36,7 @@ pub async fn run(args: &ExportArgs) -> Result<ExitStatus> {
         return Err(point::PointError::Incomplete { point: chosen.id.clone() }.into());
     }
     let unlocker = Unlocker::new(input::passphrase(&args.passphrase, false).await?);
-    let manifest = point::read_manifest(&location, &args.cluster_id, &chosen.id, &unlocker).await?;
+    let manifest = point::open_manifest(&location, &args.cluster_id, &points, chosen, &unlocker).await?;
     // Export into a hidden sibling and rename at the end, so a point that fails its final
     // checks leaves no directory that looks like a good export.
     let parent = args.output_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));

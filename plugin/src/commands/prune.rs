@@ -1,8 +1,10 @@
-//! `kubectl dr prune`: apply the DR policy's retention.
+//! `kubectl dr prune`: apply the DR policy's retention. It needs the passphrase: retention
+//! counts only points whose manifest authenticates (see `dr_core::retention`).
 
 use anyhow::{Context, Result};
 use dr_core::catalog::DR_POLICY_NAME;
 use dr_core::location::Location;
+use dr_core::point::Unlocker;
 use dr_core::resources::{self, Policy};
 use dr_core::retention::{self, Pruned};
 use kube::api::Api;
@@ -27,8 +29,16 @@ pub async fn run(global: &GlobalArgs, args: &PruneArgs) -> Result<ExitStatus> {
         Location::connect(&resources::location_config(&client, ns, &profile, None).await?).await?
     };
     let cluster_id = dr_core::cluster::cluster_id(&client).await?;
+    // The passphrase: from --passphrase-file when given, otherwise as the backups get it,
+    // from k10-dr-secret (with this machine's Vault or AWS login).
+    let passphrase = if args.passphrase.passphrase_file.is_some() {
+        input::passphrase(&args.passphrase, false).await?
+    } else {
+        let source = resources::dr_secret_source(&client, ns).await?;
+        source.resolve(&input::resolve_options(&args.passphrase)?).await?
+    };
     let now = time::OffsetDateTime::now_utc();
-    let (kept, outcomes) = retention::prune(&location, &cluster_id, &policy.spec.retention, now, args.dry_run)
+    let (kept, outcomes) = retention::prune(&location, &cluster_id, &policy.spec.retention, &Unlocker::new(passphrase), now, args.dry_run)
         .await
         .with_context(|| format!("pruning {} (prune needs credentials that may list, read and delete)", location.describe()))?;
     let failed = outcomes.iter().any(|o| matches!(o, Pruned::Failed { .. }));
@@ -42,9 +52,14 @@ pub async fn run(global: &GlobalArgs, args: &PruneArgs) -> Result<ExitStatus> {
                     Pruned::WouldDelete { point } => println!("would delete   {point}"),
                     Pruned::Protected { point, until } => println!("protected      {point}  (Object Lock until {until}; left in place)"),
                     Pruned::Failed { point, error } => println!("FAILED         {point}  {error}"),
+                    Pruned::Untrusted { point, reason } => println!("untrusted      {point}  ({reason}; not counted, left in place)"),
                 }
             }
-            eprintln!("{} kept, {} pruned or protected, at {}", kept.len(), outcomes.len(), location.describe());
+            let untrusted = outcomes.iter().filter(|o| matches!(o, Pruned::Untrusted { .. })).count();
+            eprintln!("{} kept, {} pruned or protected, at {}", kept.len(), outcomes.len() - untrusted, location.describe());
+            if untrusted > 0 {
+                eprintln!("{untrusted} point(s) are untrusted: they do not authenticate with the DR passphrase or are dated in the future. Anyone with write access to the location can add points; check who does, then delete them by hand if they are not yours.");
+            }
         }
     }
     Ok(if failed { ExitStatus::Failed(dr_core::failure::ErrorKind::Transient) } else { ExitStatus::Success })

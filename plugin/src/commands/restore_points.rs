@@ -4,7 +4,6 @@ use anyhow::Result;
 use dr_core::crypto::Passphrase;
 use dr_core::location::Location;
 use dr_core::point::{self, PointError, PointSummary, Unlocker};
-use futures::{stream, StreamExt};
 use serde::Serialize;
 
 use super::{human_bytes, ExitStatus};
@@ -28,21 +27,13 @@ pub struct Row {
     pub error: Option<String>,
 }
 
-/// Builds the rows, decrypting each complete point's manifest (4 at a time). A wrong
-/// passphrase is an error for the whole listing, not a row.
+/// Builds the rows, decrypting each complete point's manifest. A wrong passphrase (no point
+/// opens) is an error for the whole listing; a point that does not open while others do is a
+/// damaged row.
 pub async fn rows(location: &Location, cluster_id: &str, points: &[PointSummary], passphrase: Passphrase) -> Result<Vec<Row>> {
     let unlocker = Unlocker::new(passphrase);
-    let results: Vec<(PointSummary, Option<Result<point::Manifest, PointError>>)> = stream::iter(points.iter().cloned())
-        .map(|p| {
-            let unlocker = unlocker.clone();
-            async move {
-                let manifest = if p.complete { Some(point::read_manifest(location, cluster_id, &p.id, &unlocker).await) } else { None };
-                (p, manifest)
-            }
-        })
-        .buffered(4)
-        .collect()
-        .await;
+    let manifests = point::open_manifests(location, cluster_id, points, &unlocker).await?;
+    let results = points.iter().cloned().zip(manifests);
     let mut rows = Vec::new();
     for (p, manifest) in results {
         let mut row = Row {
@@ -61,7 +52,6 @@ pub async fn rows(location: &Location, cluster_id: &str, points: &[PointSummary]
                 row.objects = Some(m.counts.total);
                 row.retained_until = m.retained_until;
             }
-            Some(Err(e)) if e.is_wrong_passphrase() => return Err(e.into()),
             Some(Err(e)) => {
                 row.status = "damaged".into();
                 row.error = Some(e.to_string());
