@@ -59,7 +59,13 @@ check("defaults: image from appVersion", job_of(out)["spec"]["template"]["spec"]
 kinds = sorted(m["kind"] for m in out["manifests"])
 check("defaults: full restore gets cluster-wide RBAC", kinds == ["ClusterRole", "ClusterRoleBinding", "Job", "Role", "RoleBinding", "ServiceAccount"], kinds)
 cr = next(m for m in out["manifests"] if m["kind"] == "ClusterRole")
-check("defaults: the cluster role never deletes", all("delete" not in r["verbs"] and "*" not in r["verbs"] for r in cr["rules"]), cr["rules"])
+check("defaults: the cluster role deletes nothing but its own binding, by name",
+      all(("delete" not in r["verbs"] or r.get("resources") == ["clusterrolebindings"] and r.get("resourceNames") == ["k10-restore-kasten-io"])
+          and "*" not in r["verbs"] for r in cr["rules"]), cr["rules"])
+check("defaults: no patch unless overriding or restoring status", all("patch" not in r["verbs"] for r in cr["rules"]), cr["rules"])
+check("defaults: the job knows which binding ends its grant", env.get("DR_RBAC_BINDING") == "k10-restore-kasten-io", env)
+crb = next(m for m in out["manifests"] if m["kind"] == "ClusterRoleBinding")
+check("defaults: that binding is the chart's", crb["metadata"]["name"] == env.get("DR_RBAC_BINDING"), crb["metadata"])
 check("defaults: NOTES tell how to watch and take ownership", "take-ownership" in out["notes"] and "logs -f job/k10-restore" in out["notes"], out["notes"])
 hardened(out, "defaults")
 
@@ -73,6 +79,12 @@ check("options: quick mode gets no cluster-wide RBAC", not any(m["kind"].startsw
 check("options: no status restored unless asked", "DR_RESTORE_STATUS" not in env, env)
 out = setup("status", "--set", "restore.status=Widget.example.com\\,certs.cert-manager.io")
 check("status: restore.status reaches the job", env_of(out).get("DR_RESTORE_STATUS") == "Widget.example.com,certs.cert-manager.io", env_of(out))
+cr = next(m for m in out["manifests"] if m["kind"] == "ClusterRole")
+check("status: writing status back needs patch", any("patch" in r["verbs"] for r in cr["rules"]), cr["rules"])
+out = setup("override", "--set", "quickMode.overrideResources=true")
+cr = next(m for m in out["manifests"] if m["kind"] == "ClusterRole")
+check("override: overriding needs patch", any("patch" in r["verbs"] and r["resources"] == ["*"] for r in cr["rules"]), cr["rules"])
+check("options: quick mode has no grant to end", "DR_RBAC_BINDING" not in env_of(setup("quick", "--set", "quickMode.enabled=true", "--set", "quickMode.overrideResources=true")))
 
 # Vault token auth.
 out = setup("vault token", "--set", "vault.enabled=true", "--set", "vault.address=https://vault.example.com:8200", "--set", "vault.secretName=vault-creds")

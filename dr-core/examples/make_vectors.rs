@@ -1,7 +1,8 @@
-//! Writes the committed test vectors under `dr-core/tests/vectors/`. Run once when the format
-//! changes: `cargo run --release -p dr-core --example make_vectors`. The vectors are random
-//! (salt, nonce prefix), so regenerating changes every byte; the test only checks that the
-//! committed ones decrypt to their expected content.
+//! Writes the current format version's test vectors under `dr-core/tests/vectors/v<N>/` (or
+//! into the directory given). Run once when the format changes:
+//! `cargo run --release -p dr-core --example make_vectors`. The vectors are random (salt,
+//! IVs), so regenerating changes every byte; the test only checks that the committed ones
+//! decrypt to their expected content.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,8 +17,12 @@ const CLUSTER: &str = "5f1c0a2e-7b3d-4e8f-9a6b-0c1d2e3f4a5b";
 
 #[tokio::main]
 async fn main() {
-    // Each format version keeps its own vectors; this writes the current version's.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/vectors/v{}", dr_core::format::VERSION));
+    // Each format version keeps its own vectors; this writes the current version's, or into
+    // the directory given (scripts/fips-interop: vectors written by the other build).
+    let root = match std::env::args_os().nth(1) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/vectors/v{}", dr_core::format::VERSION)),
+    };
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     let pass = Passphrase::new(PASSPHRASE.into()).unwrap();
@@ -63,5 +68,5 @@ async fn main() {
         "point": {"location": "location", "clusterId": CLUSTER, "pointId": manifest.point_id, "catalog": "point-catalog.ndjson"},
     });
     std::fs::write(root.join("vectors.json"), serde_json::to_string_pretty(&index).unwrap() + "\n").unwrap();
-    println!("wrote {}", root.display());
+    println!("wrote {} (format version {}, FIPS mode: {})", root.display(), dr_core::format::VERSION, dr_core::crypto::fips_mode());
 }

@@ -68,7 +68,7 @@ fn yes() -> bool {
 pub enum ClusterError {
     #[error("this cluster has the ConfigMap {OWNERSHIP_CONFIGMAP} in namespace {namespace}: it was restored from another cluster and does no maintenance until it owns the location. If the original cluster is gone, run `kubectl dr take-ownership` (or delete the ConfigMap), then back up again")]
     NotOwner { namespace: String },
-    #[error("the DR service account may not list {resource}{scope}: grant it list on {resource}, or exclude the kind from the DR policy")]
+    #[error("the DR service account may not list {resource}{scope}: its RBAC names each kind the policy reads, as discovered when DR was enabled, so a kind installed since needs `kubectl dr enable` again (or exclude the kind from the DR policy)")]
     ListForbidden { resource: String, scope: String },
     #[error("listing {resource} failed: {source}")]
     List { resource: String, source: kube::Error },
@@ -125,6 +125,17 @@ async fn discover(client: &Client) -> Result<(Vec<ApiGroup>, Vec<String>), Clust
         }
     }
     Ok((groups, unavailable))
+}
+
+/// The resources a backup of `mode` and `selection` reads on this cluster now, as (API group,
+/// plural): what the DR policy's RBAC grants by name (never `*`, which would include
+/// subresources such as `nodes/proxy` or `pods/exec`).
+pub async fn backed_up_resources(client: &Client, selection: &Selection, mode: Mode) -> Result<Vec<(String, String)>, ClusterError> {
+    let (groups, _) = discover(client).await?;
+    let mut out: Vec<(String, String)> = targets(&groups, selection, mode).into_iter().map(|t| (t.resource.group, t.resource.plural)).collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 fn targets(groups: &[ApiGroup], selection: &Selection, mode: Mode) -> Vec<Target> {

@@ -172,9 +172,9 @@ fn from_json<K: DeserializeOwned>(v: Value) -> K {
 
 /// The RBAC the DR policy's jobs need, and no more: in the DR namespace, read its own
 /// Profiles, Policies (and write their status), Secrets and the ownership ConfigMap; cluster
-/// wide, read the `default` namespace (the cluster ID) and, in full mode, list every kind it
-/// backs up.
-fn rbac(namespace: &str, mode: Mode) -> (Role, ClusterRole) {
+/// wide, read the `default` namespace (the cluster ID) and, in full mode, get and list each
+/// resource it backs up (`read`, by API group), by name: a `*` would grant subresources too.
+fn rbac(namespace: &str, mode: Mode, read: &[(String, String)]) -> (Role, ClusterRole) {
     let role = from_json(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
         "metadata": {"name": SERVICE_ACCOUNT, "namespace": namespace, "labels": labels()},
@@ -187,8 +187,14 @@ fn rbac(namespace: &str, mode: Mode) -> (Role, ClusterRole) {
     }));
     let mut rules = vec![json!({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]})];
     if mode == Mode::Full {
-        // A full backup reads every kind the policy may select; it never writes.
-        rules.push(json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list"]}));
+        // A full backup reads every kind the policy selects; it never writes.
+        let mut by_group: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (group, plural) in read {
+            by_group.entry(group).or_default().push(plural);
+        }
+        for (group, plurals) in by_group {
+            rules.push(json!({"apiGroups": [group], "resources": plurals, "verbs": ["get", "list"]}));
+        }
     }
     let cluster_role = from_json(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
@@ -293,7 +299,12 @@ pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<Enable
     sa.metadata.namespace = Some(ns.clone());
     sa.metadata.labels = Some(labels());
     apply(&Api::<ServiceAccount>::namespaced(client.clone(), ns), sa).await?;
-    let (role, cluster_role) = rbac(ns, settings.policy.mode);
+    // The kinds a full backup reads, as the cluster serves them now.
+    let read = match settings.policy.mode {
+        Mode::Full => crate::cluster::backed_up_resources(client, &settings.policy.selection, Mode::Full).await?,
+        Mode::Quick => Vec::new(),
+    };
+    let (role, cluster_role) = rbac(ns, settings.policy.mode, &read);
     let cluster_role_name = cluster_role.name_any();
     apply(&Api::<Role>::namespaced(client.clone(), ns), role).await?;
     apply(&Api::<ClusterRole>::all(client.clone()), cluster_role).await?;

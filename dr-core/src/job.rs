@@ -66,6 +66,9 @@ pub mod env {
     pub const RESTORE_STATUS: &str = "DR_RESTORE_STATUS";
     /// `true` (the chart's `fips.enabled`): refuse to run unless the crypto module is in FIPS mode.
     pub const REQUIRE_FIPS: &str = "DR_REQUIRE_FIPS";
+    /// The restore's cluster-wide ClusterRoleBinding, which the Job deletes when the restore
+    /// is over (the chart grants that delete by name).
+    pub const RBAC_BINDING: &str = "DR_RBAC_BINDING";
 }
 
 fn var(name: &str) -> Option<String> {

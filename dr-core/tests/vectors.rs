@@ -11,30 +11,39 @@ use dr_core::location::{Location, LocationConfig};
 use dr_core::point::{self, Unlocker};
 use serde_json::Value;
 
-const VERSIONS: [&str; 2] = ["v1", "v2"];
+/// The committed vectors of each version, and vectors another build wrote when
+/// `DR_EXTRA_VECTORS` names their directory (`scripts/fips-interop` does: the FIPS build's
+/// vectors read by the standard build).
+fn vector_dirs() -> Vec<PathBuf> {
+    let committed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    let mut dirs = vec![committed.join("v1"), committed.join("v2")];
+    dirs.extend(std::env::var_os("DR_EXTRA_VECTORS").map(PathBuf::from));
+    dirs
+}
 
-fn vectors(version: &str) -> (PathBuf, Value) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors").join(version);
+fn vectors(root: &std::path::Path) -> (PathBuf, Value) {
     let index = serde_json::from_slice(&std::fs::read(root.join("vectors.json")).unwrap()).unwrap();
-    (root, index)
+    (root.to_owned(), index)
 }
 
 #[test]
 fn stream_vectors_decrypt_to_their_plaintext() {
-    for version in VERSIONS {
-        stream_vectors_of(version);
+    for dir in vector_dirs() {
+        stream_vectors_of(&dir);
     }
 }
 
-fn stream_vectors_of(version: &str) {
-    let (root, index) = vectors(version);
+fn stream_vectors_of(dir: &std::path::Path) {
+    let (root, index) = vectors(dir);
     let pass = Passphrase::new(index["passphrase"].as_str().unwrap().into()).unwrap();
     let streams = index["streams"].as_array().unwrap();
     assert_eq!(streams.len(), 3);
     for v in streams {
         let bytes = std::fs::read(root.join(v["file"].as_str().unwrap())).unwrap();
         let header = Header::read(&mut &bytes[..]).unwrap();
-        assert_eq!(format!("v{}", header.version()), version);
+        if let Some(version) = dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix('v')) {
+            assert_eq!(header.version().to_string(), version, "{}", dir.display());
+        }
         assert!(header.kdf().iterations >= MIN_ITERATIONS);
         let role = if v["role"] == "manifest" { Role::Manifest } else { Role::Archive };
         let binding = Binding { cluster_id: v["clusterId"].as_str().unwrap().into(), point_id: v["pointId"].as_str().unwrap().into(), role };
@@ -45,13 +54,13 @@ fn stream_vectors_of(version: &str) {
 
 #[tokio::test]
 async fn point_vectors_restore_their_catalog() {
-    for version in VERSIONS {
-        point_vector_of(version).await;
+    for dir in vector_dirs() {
+        point_vector_of(&dir).await;
     }
 }
 
-async fn point_vector_of(version: &str) {
-    let (root, index) = vectors(version);
+async fn point_vector_of(dir: &std::path::Path) {
+    let (root, index) = vectors(dir);
     let pass = Passphrase::new(index["passphrase"].as_str().unwrap().into()).unwrap();
     let p = &index["point"];
     let cluster = p["clusterId"].as_str().unwrap();

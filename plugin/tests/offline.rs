@@ -242,3 +242,22 @@ fn a_forged_point_is_reported_as_such_and_the_genuine_ones_still_verify() {
     let out = failed(&run(&["verify"], "neither"), 3);
     assert_eq!(out.matches("wrong passphrase").count(), 1, "{out}");
 }
+
+#[tokio::test]
+async fn a_plain_http_vault_address_draws_a_warning_that_holds_no_secret() {
+    let vault = support::openbao();
+    support::bao(&vault, reqwest::Method::POST, "secret/data/k10", Some(serde_json::json!({"data": {"passphrase": PASS}}))).await;
+    assert!(vault.url.starts_with("http://"), "{}", vault.url);
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().display().to_string();
+    let args = argv(&[
+        "backup", "--from-manifests", &manifests(), "--cluster-id", CLUSTER, "--path", &loc,
+        "--passphrase-source", "vault", "--vault-address", &vault.url, "--vault-kv-version", "KVv2",
+        "--vault-mount-path", "secret", "--vault-secret-path", "k10", "--vault-key", "passphrase",
+    ]);
+    let out = dr(&args, &[("VAULT_TOKEN".into(), support::BAO_ROOT_TOKEN.into())], "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("plain HTTP") && stderr.contains("use https://"), "{stderr}");
+    assert!(!stderr.contains(PASS) && !stderr.contains(support::BAO_ROOT_TOKEN), "{stderr}");
+}

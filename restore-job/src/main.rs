@@ -98,18 +98,26 @@ async fn restore() -> std::process::ExitCode {
         Ok(c) => c,
         Err(e) => return failed(&e),
     };
-    match dr_core::restore::run_restore(&client, &settings).await {
+    let outcome = match dr_core::restore::run_restore(&client, &settings).await {
         Ok(report) => {
             println!("{}", serde_json::to_string(&report).expect("report serializes"));
-            finish(&RestoreOutcome { report: Some(report), ..Default::default() })
+            RestoreOutcome { report: Some(report), ..Default::default() }
         }
         Err(e) => {
             if let Some(report) = e.report() {
                 println!("{}", serde_json::to_string(report).expect("report serializes"));
             }
-            finish(&RestoreOutcome { error: dr_core::error_text(&e), kind: Some(e.kind()), report: e.report().cloned() })
+            RestoreOutcome { error: dr_core::error_text(&e), kind: Some(e.kind()), report: e.report().cloned() }
+        }
+    };
+    // The restore is over unless the Job runs another pod (a transient failure): end the
+    // cluster-wide grant, last, since nothing after it needs it.
+    if let Ok(binding) = std::env::var(dr_core::job::env::RBAC_BINDING) {
+        if outcome.kind.is_none_or(|kind| !kind.retry_in_job()) {
+            dr_core::restore::end_cluster_grant(&client, &binding).await;
         }
     }
+    finish(&outcome)
 }
 
 /// Logs the outcome once, writes it as the termination message, and exits with its kind.

@@ -117,10 +117,9 @@ fn install_chart(api: &ApiServer, values: &Value, location: &Path, root: &Path) 
     let rendered = render(values).unwrap_or_else(|e| panic!("chart did not render: {e}"));
     let manifests = rendered["manifests"].as_array().unwrap();
     for m in manifests.iter().filter(|m| m["kind"] != "Job") {
-        // Installed once per cluster; a second install (a re-run) finds them there.
-        if !kubelet::exists(api, m) {
-            api.seed(m.clone());
-        }
+        // As `helm upgrade --install` does: created, replaced, or created again when deleted
+        // (the Job deletes its ClusterRoleBinding when it is done).
+        api.upsert(m.clone());
     }
     let job = manifests.iter().find(|m| m["kind"] == "Job").unwrap();
     kubelet::pod_for_job(api, job, location, root)
@@ -218,6 +217,10 @@ async fn a_full_restore_brings_everything_back_and_a_rerun_duplicates_nothing() 
     assert_eq!(ownership["data"]["restorePoint"], point_id.as_str());
     // The Lease is released; what existed is reported as such.
     assert!(find(&target, "coordination.k8s.io", "leases", NS, "kubectl-dr-restore").is_none());
+    // The restore is over, and so is its cluster-wide grant: the Job deleted its binding.
+    let grant = format!("{RELEASE}-{NS}");
+    assert!(find(&target, "rbac.authorization.k8s.io", "clusterrolebindings", "", &grant).is_none(), "the cluster-wide grant outlived the restore");
+    assert!(find(&target, "rbac.authorization.k8s.io", "clusterroles", "", &grant).is_some());
     assert_eq!(report["byKind"]["Profile.dr.kubectl-dr.io"]["skipped"]["already exists"], 1, "{report}");
     assert_eq!(report["byKind"]["Secret"]["skipped"]["already exists"], 1, "k10-dr-secret exists: {report}");
 
@@ -226,6 +229,7 @@ async fn a_full_restore_brings_everything_back_and_a_rerun_duplicates_nothing() 
     let again = restore(&target, &values(&cluster_id, json!({})), loc.path()).report();
     assert_eq!(object_count(&target), before);
     assert_eq!(again["restored"], report["restored"], "{again}");
+    assert!(find(&target, "rbac.authorization.k8s.io", "clusterrolebindings", "", &grant).is_none(), "a re-run ends its grant too");
     assert_eq!(again["byKind"]["ConfigMap"]["alreadyRestored"], report["byKind"]["ConfigMap"]["restored"], "{again}");
 }
 
@@ -237,6 +241,9 @@ async fn existing_objects_are_left_and_listed_unless_overriding() {
     let target = target_cluster(raw_secret(PASS)).await;
     target.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
     target.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"currency": "USD"}}));
+    // Patch is granted only when the restore may override (or write status back): the first
+    // run works without it, the second gets it.
+    target.enforce_rbac();
 
     let report = restore(&target, &values(&cluster_id, json!({})), loc.path()).report();
     assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "USD", "left as it was");
@@ -552,6 +559,8 @@ async fn an_unreachable_location_is_transient_and_objects_that_fail_make_the_res
     assert_eq!(run.outcome.kind, Some(ErrorKind::Transient), "{}", run.message);
     assert_eq!(run.out.status.code(), Some(1));
     assert!(run.message.contains("cannot reach S3"), "{}", run.message);
+    // The Job runs another pod, which needs the grant.
+    assert!(find(&target, "rbac.authorization.k8s.io", "clusterrolebindings", "", &format!("{RELEASE}-{NS}")).is_some(), "kept for the retry");
 
     // A point holding a kind this cluster does not serve: everything else is restored, the
     // Job fails as incomplete (exit 7) with the object named.
@@ -569,6 +578,8 @@ async fn an_unreachable_location_is_transient_and_objects_that_fail_make_the_res
     let run = restore(&target, &values(cluster_id, json!({})), loc.path());
     assert_eq!(run.outcome.kind, Some(ErrorKind::Incomplete));
     assert_eq!(run.out.status.code(), Some(7));
+    // Another pod would fail the same way: the restore is over, and so is the grant.
+    assert!(find(&target, "rbac.authorization.k8s.io", "clusterrolebindings", "", &format!("{RELEASE}-{NS}")).is_none());
     let report = run.outcome.report.unwrap();
     assert_eq!(report.by_kind["Gadget.gone.example.com"].failed, 1);
     assert!(report.by_kind["Gadget.gone.example.com"].failures[0].contains("not served by this cluster"), "{report:?}");

@@ -218,3 +218,22 @@ async fn create_ownership_configmap(client: &Client, settings: &RestoreSettings,
         Err(e) => Err(RestoreError::Api { what: format!("creating ConfigMap {OWNERSHIP_CONFIGMAP} in namespace {}", settings.namespace), source: e }),
     }
 }
+
+/// Ends the restore's cluster-wide grant: deletes its ClusterRoleBinding (`name`). Called when
+/// the restore is over, so the broad RBAC a full restore needs does not outlive it. Says
+/// whether the grant is gone; a failure is logged with what to do, never fatal.
+pub async fn end_cluster_grant(client: &kube::Client, name: &str) -> bool {
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    let api: kube::Api<ClusterRoleBinding> = kube::Api::all(client.clone());
+    match api.delete(name, &Default::default()).await {
+        Ok(_) => {
+            tracing::info!(binding = name, "the restore's cluster-wide grant is ended: its ClusterRoleBinding was deleted");
+            true
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => true,
+        Err(e) => {
+            tracing::warn!(binding = name, error = %crate::error_text(&e), "cannot end the restore's cluster-wide grant: delete ClusterRoleBinding {name} (or helm uninstall the release)");
+            false
+        }
+    }
+}

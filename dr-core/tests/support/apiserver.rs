@@ -317,6 +317,20 @@ impl ApiServer {
         created
     }
 
+    /// Creates `object`, or replaces the stored object of that name: what `helm upgrade` does
+    /// to a chart's objects, including recreating one that was deleted.
+    pub fn upsert(&self, object: Value) -> Value {
+        {
+            let mut state = self.state.lock().unwrap();
+            let (api_version, kind) = (object["apiVersion"].as_str().unwrap(), object["kind"].as_str().unwrap());
+            let def = state.resources.iter().find(|r| r.api_version() == api_version && r.kind == kind).expect("a served resource").clone();
+            let ns = object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+            let name = object["metadata"]["name"].as_str().unwrap();
+            state.objects.remove(&key(&def, ns, name));
+        }
+        self.seed(object)
+    }
+
     /// Makes the API server refuse `verb` on a resource (`plural`, `group`) with 403.
     pub fn forbid(&self, verb: &str, group: &str, plural: &str) {
         self.state.lock().unwrap().forbidden.insert((verb.into(), group.into(), plural.into()));

@@ -111,7 +111,7 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
         println!();
         println!("Restored. This cluster does no maintenance on the location while ConfigMap {} exists in {ns}.", dr_core::catalog::OWNERSHIP_CONFIGMAP);
         println!("Once the source cluster no longer uses the location: kubectl dr take-ownership -n {ns}");
-        println!("Remove the restore Job and its RBAC: helm uninstall {} -n {ns}", args.release);
+        println!("The restore's cluster-wide grant has ended. Remove the Job and the rest of its RBAC: helm uninstall {} -n {ns}", args.release);
         return Ok(ExitStatus::Success);
     }
     if let Some(logs) = job_logs(&pods, &args.release, &job.uid().unwrap_or_default(), 40).await {
