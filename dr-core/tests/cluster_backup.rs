@@ -187,7 +187,7 @@ async fn a_kind_that_may_not_be_listed_fails_the_backup_and_leaves_no_complete_p
     let err = cluster::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap_err();
     assert!(matches!(err, ClusterError::ListForbidden { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("carts.shop.example.com") && msg.contains("grant it list") && msg.contains("exclude the kind"), "{msg}");
+    assert!(msg.contains("carts.shop.example.com") && msg.contains("kubectl dr enable") && msg.contains("exclude the kind"), "{msg}");
     let points = point::list_points(&loc, &id).await.unwrap();
     assert!(points.iter().all(|p| !p.complete), "{points:?}");
 }
