@@ -81,6 +81,12 @@ out = setup("status", "--set", "restore.status=Widget.example.com\\,certs.cert-m
 check("status: restore.status reaches the job", env_of(out).get("DR_RESTORE_STATUS") == "Widget.example.com,certs.cert-manager.io", env_of(out))
 cr = next(m for m in out["manifests"] if m["kind"] == "ClusterRole")
 check("status: writing status back needs patch", any("patch" in r["verbs"] for r in cr["rules"]), cr["rules"])
+out = setup("scoped", "--set-json", 'rbac.resources=[{"group":"apps","resource":"deployments"},{"group":"","resource":"configmaps"}]',
+            "--set", "restore.status=all")
+cr = next(m for m in out["manifests"] if m["kind"] == "ClusterRole")
+check("scoped: each resource of the point by name, no wildcard",
+      [(r["apiGroups"], r["resources"]) for r in cr["rules"] if "create" in r["verbs"]]
+      == [(["apps"], ["deployments", "deployments/status"]), ([""], ["configmaps", "configmaps/status"])], cr["rules"])
 out = setup("override", "--set", "quickMode.overrideResources=true")
 cr = next(m for m in out["manifests"] if m["kind"] == "ClusterRole")
 check("override: overriding needs patch", any("patch" in r["verbs"] and r["resources"] == ["*"] for r in cr["rules"]), cr["rules"])
@@ -190,6 +196,9 @@ for key, extra in [("aws.credentialsSecret", []), ("aws.secretsManagerEndpoint",
                    ("airgapped.repository", []), ("image.repository", []), ("image.tag", []), ("imagePullSecrets[0].name", [])]:
     rejected(f"a newline in {key}", BASE + extra + ["--set", f"{key}={INJECT}"], key.split(".")[-1].split("[")[0])
 rejected("a Vault address with a quote", BASE + ["--set", "vault.enabled=true", "--set", 'vault.address=https://v:8200"x', "--set", "vault.role=r"], "address")
+rejected("a wildcard resource", BASE + ["--set-json", 'rbac.resources=[{"group":"","resource":"*"}]'], "resource")
+rejected("a subresource", BASE + ["--set-json", 'rbac.resources=[{"group":"","resource":"pods/exec"}]'], "resource")
+rejected("a wildcard group", BASE + ["--set-json", 'rbac.resources=[{"group":"*","resource":"pods"}]'], "group")
 
 if failures:
     print(f"{len(failures)} chart checks failed: {failures}")

@@ -246,6 +246,7 @@ async fn write_all(
     let excluded = selection.exclude_namespaces.as_ref().unwrap_or(&default_excluded);
     let label_filter = selection.label_selector.as_deref().map(parse_equality_selector);
     for target in targets {
+        writer.note_resource(&target.key, &target.resource.plural);
         let namespaced = target.caps.scope == Scope::Namespaced;
         // List per selected namespace when the policy names them, else cluster-wide once;
         // the DR namespace is always read (the platform's own resources live there).

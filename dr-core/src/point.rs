@@ -145,6 +145,11 @@ pub struct Manifest {
     /// End of the Object Lock retention, when the location is immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retained_until: Option<String>,
+    /// The resource (plural) of each kind the point holds, keyed like `counts.byKind`, as
+    /// the source cluster served it: what a restore's RBAC names. Empty in points written
+    /// before it was recorded and in points made from files.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -270,6 +275,7 @@ pub struct PointWriter {
     line: Vec<u8>,
     catalog_bytes: u64,
     counts: Counts,
+    resources: BTreeMap<String, String>,
 }
 
 impl PointWriter {
@@ -306,6 +312,7 @@ impl PointWriter {
             line: Vec::with_capacity(4096),
             catalog_bytes: 0,
             counts: Counts::default(),
+            resources: BTreeMap::new(),
         })
     }
 
@@ -316,6 +323,12 @@ impl PointWriter {
     /// Entries added so far.
     pub fn counts(&self) -> &Counts {
         &self.counts
+    }
+
+    /// Records the resource (plural) that serves `kind_key` (`Kind` or `Kind.group`); the
+    /// manifest lists it for the kinds the point holds.
+    pub fn note_resource(&mut self, kind_key: &str, plural: &str) {
+        self.resources.insert(kind_key.to_owned(), plural.to_owned());
     }
 
     /// Catalog bytes (before compression) added so far.
@@ -377,6 +390,7 @@ impl PointWriter {
                 sha256: hex::encode(sink.sha.finish().as_ref()),
                 chunk_size: format::DEFAULT_CHUNK_SIZE,
             },
+            resources: std::mem::take(&mut self.resources).into_iter().filter(|(k, _)| self.counts.by_kind.contains_key(k)).collect(),
             counts: std::mem::take(&mut self.counts),
             retained_until: self
                 .location

@@ -112,6 +112,9 @@ async fn a_full_backup_takes_what_the_policy_selects_across_pages() {
 
     // Every cart, though they span three pages of 500 fetched with continue tokens.
     assert_eq!(m.counts.by_kind["Cart.shop.example.com"], 1234);
+    // The manifest says which resource serves each kind it holds (what a restore's RBAC names).
+    assert_eq!(m.resources["Cart.shop.example.com"], "carts");
+    assert_eq!(m.resources.len(), m.counts.by_kind.len(), "{:?}", m.resources);
     let pages = api.list_queries("carts");
     assert_eq!(pages.len(), 3, "{pages:?}");
     assert!(pages.iter().all(|q| q.get("limit").map(String::as_str) == Some("500")), "{pages:?}");

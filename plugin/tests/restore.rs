@@ -146,10 +146,17 @@ async fn restore_onto_an_empty_cluster_then_take_ownership() {
     assert!(String::from_utf8_lossy(&no_profile.stderr).contains("kubectl dr profile create nope"));
     assert!(find(&target, "", "secrets", NS, "k10-dr-secret").is_none(), "no bad input wrote anything");
 
-    // The restore.
+    // The restore, with the Job's RBAC enforced: its cluster-wide grant names each resource
+    // the point holds (from the manifest), no wildcard, and ends with the restore.
+    target.enforce_rbac();
     let job = kubelet(&target, &loc);
     let out = restore(&[], PASS, &[]);
-    assert_eq!(job.await.unwrap(), 0);
+    assert_eq!(job.await.unwrap(), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let grant = find(&target, "rbac.authorization.k8s.io", "clusterroles", "", &format!("k10-restore-{NS}")).unwrap();
+    let rules = grant["rules"].as_array().unwrap();
+    assert!(rules.iter().all(|r| !r["resources"].as_array().unwrap().contains(&json!("*"))), "{rules:?}");
+    assert!(rules.iter().any(|r| r["apiGroups"] == json!([""]) && r["resources"] == json!(["configmaps"])), "{rules:?}");
+    assert!(find(&target, "rbac.authorization.k8s.io", "clusterrolebindings", "", &format!("k10-restore-{NS}")).is_none());
     let stdout = ok(&out);
     assert!(stdout.contains("ConfigMap") && stdout.contains("take-ownership"), "{stdout}");
     assert!(stdout.contains("already on this cluster, left as they were: ") && stdout.contains("Profile.dr.kubectl-dr.io kasten-io/offsite"), "{stdout}");

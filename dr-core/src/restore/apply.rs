@@ -402,7 +402,16 @@ impl Ctx {
         };
         let api: Api<DynamicObject> =
             if served.namespaced { Api::namespaced_with(self.client.clone(), namespace, &served.resource) } else { Api::all_with(self.client.clone(), &served.resource) };
-        Ok(self.call(|| api.get_opt(name)).await.map_err(|e| describe(&e))?.and_then(|o| o.metadata.uid))
+        match self.call(|| api.get_opt(name)).await {
+            Ok(found) => Ok(found.and_then(|o| o.metadata.uid)),
+            // The Job's grant names the kinds the point holds; an owner of another kind that
+            // only the target has cannot be read, so the reference cannot be relinked.
+            Err(kube::Error::Api(e)) if e.code == 403 => {
+                tracing::warn!(owner_kind = kind, owner = name, "cannot read the owner (not a kind of the point): its reference is dropped");
+                Ok(None)
+            }
+            Err(e) => Err(describe(&e)),
+        }
     }
 
     /// One API call under the restore's rate limit. Retries are the client's (`api_retry`).

@@ -49,9 +49,17 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     let client = input::kube_client(global).await?;
     let profile = resources::get_profile(&client, ns, &args.profile).await?;
     let source = input::passphrase_source(&args.passphrase, false)?;
-    check_point(&client, ns, &profile, args, settings.point_in_time, &source).await?;
+    let manifest = check_point(&client, ns, &profile, args, settings.point_in_time, &source).await?;
 
-    let values = chart_values(args, &profile);
+    let mut values = chart_values(args, &profile);
+    if !args.quick_mode {
+        match manifest.as_ref().and_then(rbac_resources) {
+            Some(resources) => values["rbac"] = json!({"resources": resources}),
+            None => eprintln!(
+                "note: the point's resources are not known here (the manifest was not opened, or the point predates their record): the restore Job may write every resource until it ends"
+            ),
+        }
+    }
     if args.dry_run {
         settings.dry_run = true;
         settings.location_mount = args.path.clone();
@@ -124,8 +132,23 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     Ok(ExitStatus::Failed(outcome.kind.unwrap_or(dr_core::failure::ErrorKind::Transient)))
 }
 
-/// Finds the point the Job will restore, and, with a raw passphrase, opens its manifest and
-/// checks its mode, so the common mistakes fail here, before anything is written.
+/// The chart's `rbac.resources` for a point: each resource it holds, by API group and
+/// plural, so the Job's cluster-wide grant names exactly those. `None` when the manifest does
+/// not say which resource serves one of its kinds (points written before that was recorded,
+/// or made from files).
+fn rbac_resources(manifest: &point::Manifest) -> Option<Vec<Value>> {
+    let mut out = std::collections::BTreeSet::new();
+    for kind_key in manifest.counts.by_kind.keys() {
+        let plural = manifest.resources.get(kind_key)?;
+        let group = kind_key.split_once('.').map(|(_, g)| g).unwrap_or("");
+        out.insert((group.to_owned(), plural.clone()));
+    }
+    Some(out.into_iter().map(|(group, resource)| json!({"group": group, "resource": resource})).collect())
+}
+
+/// Finds the point the Job will restore, and, when the passphrase resolves from here, opens
+/// its manifest and checks its mode, so the common mistakes fail here, before anything is
+/// written. Returns the manifest when it was opened.
 async fn check_point(
     client: &kube::Client,
     ns: &str,
@@ -133,12 +156,12 @@ async fn check_point(
     args: &RestoreArgs,
     at: Option<time::OffsetDateTime>,
     source: &PassphraseSource,
-) -> Result<()> {
+) -> Result<Option<point::Manifest>> {
     let config = match resources::location_config(client, ns, profile, args.path.as_deref()).await {
         Ok(config) => config,
         Err(ResourceError::FileProfileOutsideCluster { name }) if !args.dry_run => {
             eprintln!("profile {name} is a volume this machine cannot see: the restore Job finds and checks the point (give --path to check from here)");
-            return Ok(());
+            return Ok(None);
         }
         Err(e) => return Err(e.into()),
     };
@@ -146,12 +169,22 @@ async fn check_point(
     let points = point::list_points(&location, &args.cluster_id).await?;
     let chosen = point::select_point(&points, at, &args.cluster_id, &location)?;
     eprintln!("restore point {} at {}", chosen.id, location.describe());
-    if let PassphraseSource::Raw(p) = source {
-        let manifest = point::open_manifest(&location, &args.cluster_id, &points, chosen, &Unlocker::new(p.clone())).await?;
-        restore::check_mode(&manifest, args.quick_mode)?;
-        eprintln!("  {} mode, {} objects, written by policy {}", manifest.mode.as_str(), manifest.counts.total, manifest.policy);
-    }
-    Ok(())
+    let passphrase = match source {
+        PassphraseSource::Raw(p) => p.clone(),
+        // Vault or AWS: the Job resolves it in the cluster; from here only if this machine's
+        // login can (a Kubernetes-auth role usually cannot outside the cluster).
+        other => match other.resolve(&input::resolve_options(&args.passphrase)?).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("the passphrase source does not resolve from here ({}): the restore Job checks the point", dr_core::error_text(&e));
+                return Ok(None);
+            }
+        },
+    };
+    let manifest = point::open_manifest(&location, &args.cluster_id, &points, chosen, &Unlocker::new(passphrase)).await?;
+    restore::check_mode(&manifest, args.quick_mode)?;
+    eprintln!("  {} mode, {} objects, written by policy {}", manifest.mode.as_str(), manifest.counts.total, manifest.policy);
+    Ok(Some(manifest))
 }
 
 /// The chart's values for the flags. The passphrase is never among them.
@@ -329,4 +362,32 @@ fn print_report(report: &RestoreReport, output: OutputFormat, verb: &str) -> Res
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(resources: Value) -> point::Manifest {
+        serde_json::from_value(json!({
+            "formatVersion": 1, "clusterId": "c", "pointId": "p", "createdAt": "2026-12-01T00:00:00Z", "completedAt": "2026-12-01T00:00:01Z",
+            "mode": "full", "policy": "k10-disaster-recovery-policy", "writtenBy": "kubectl-dr test",
+            "archive": {"object": "archive.kdr", "storedBytes": 1, "compressedBytes": 1, "catalogBytes": 1, "sha256": "00", "chunkSize": 262144},
+            "counts": {"total": 3, "byCategory": {}, "byKind": {"ConfigMap": 1, "Deployment.apps": 1, "Widget.shop.example.com": 1}},
+            "resources": resources,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_grant_names_each_resource_of_the_point_or_falls_back_when_one_is_unknown() {
+        let m = manifest(json!({"ConfigMap": "configmaps", "Deployment.apps": "deployments", "Widget.shop.example.com": "widgets"}));
+        assert_eq!(
+            rbac_resources(&m).unwrap(),
+            vec![json!({"group": "", "resource": "configmaps"}), json!({"group": "apps", "resource": "deployments"}), json!({"group": "shop.example.com", "resource": "widgets"})]
+        );
+        // A point that does not record one of its kinds (an older writer): no scoped grant.
+        assert!(rbac_resources(&manifest(json!({"ConfigMap": "configmaps"}))).is_none());
+        assert!(rbac_resources(&manifest(json!({}))).is_none());
+    }
 }
