@@ -145,8 +145,12 @@ impl Run {
     }
 }
 
+/// Runs the pod's container: this build's `dr-job`, or another build's when
+/// `DR_RESTORE_JOB_BIN` names one (`scripts/fips-interop`: points this test process wrote
+/// with one build's library, restored by the other build's binary).
 fn spawn(pod: &Pod) -> std::process::Child {
-    pod.spawn(env!("CARGO_BIN_EXE_dr-job"))
+    let bin = std::env::var("DR_RESTORE_JOB_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_dr-job").to_owned());
+    pod.spawn(&bin)
 }
 
 /// Installs the chart with `values` on `api` and runs its restore container to the end.
