@@ -85,18 +85,24 @@ async fn restore() -> std::process::ExitCode {
         let outcome = RestoreOutcome { error: dr_core::error_text(error), kind: Some(kind_of(error)), report: None };
         finish(&outcome)
     };
-    let settings = match dr_core::job::restore_settings_from_env().map_err(anyhow::Error::from).and_then(|s| {
+    let settings = dr_core::job::restore_settings_from_env().map_err(anyhow::Error::from).and_then(|s| {
         s.check()?;
         require_fips()?;
         Ok(s)
-    }) {
-        Ok(s) => s,
-        Err(e) => return failed(e.as_ref()),
-    };
+    });
     dr_core::init_crypto_provider();
-    let client = match kube::Config::infer().await.map_err(kube::Error::InferConfig).and_then(dr_core::kube_client) {
-        Ok(c) => c,
-        Err(e) => return failed(&e),
+    let client = kube::Config::infer().await.map_err(kube::Error::InferConfig).and_then(dr_core::kube_client);
+    let (settings, client) = match (settings, client) {
+        (Ok(s), Ok(c)) => (s, c),
+        (Err(e), client) => {
+            // Refused before it started (bad input: another pod would refuse too), so the
+            // restore is over: end its grant if the cluster can be reached at all.
+            if let Ok(client) = client {
+                end_grant(&client, Some(kind_of(e.as_ref()))).await;
+            }
+            return failed(e.as_ref());
+        }
+        (Ok(_), Err(e)) => return failed(&e),
     };
     let outcome = match dr_core::restore::run_restore(&client, &settings).await {
         Ok(report) => {
@@ -110,14 +116,19 @@ async fn restore() -> std::process::ExitCode {
             RestoreOutcome { error: dr_core::error_text(&e), kind: Some(e.kind()), report: e.report().cloned() }
         }
     };
-    // The restore is over unless the Job runs another pod (a transient failure): end the
-    // cluster-wide grant, last, since nothing after it needs it.
-    if let Ok(binding) = std::env::var(dr_core::job::env::RBAC_BINDING) {
-        if outcome.kind.is_none_or(|kind| !kind.retry_in_job()) {
-            dr_core::restore::end_cluster_grant(&client, &binding).await;
-        }
-    }
+    // Last, since nothing after it needs the grant.
+    end_grant(&client, outcome.kind).await;
     finish(&outcome)
+}
+
+/// Ends the restore's cluster-wide grant (`DR_RBAC_BINDING`, set by the chart for a full
+/// restore) when the restore is over: it succeeded, or failed in a way the Job's next pod
+/// would not fix. A transient failure keeps it for that pod.
+async fn end_grant(client: &kube::Client, failure: Option<dr_core::failure::ErrorKind>) {
+    let Ok(binding) = std::env::var(dr_core::job::env::RBAC_BINDING) else { return };
+    if failure.is_none_or(|kind| !kind.retry_in_job()) {
+        dr_core::restore::end_cluster_grant(client, &binding).await;
+    }
 }
 
 /// Logs the outcome once, writes it as the termination message, and exits with its kind.

@@ -544,6 +544,8 @@ async fn the_fips_values_make_a_non_fips_build_refuse_to_run() {
         assert_eq!(run.outcome.kind, Some(ErrorKind::BadInput));
         assert!(run.message.contains("not in FIPS mode") && run.message.contains("values-fips.yaml"), "{}", run.message);
         assert!(find(&target, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").is_none(), "nothing was written");
+        // Refused for good (bad input): the restore is over, and so is its grant.
+        assert!(find(&target, "rbac.authorization.k8s.io", "clusterrolebindings", "", &format!("{RELEASE}-{NS}")).is_none());
     }
 }
 
