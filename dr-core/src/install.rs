@@ -65,9 +65,18 @@ where
     K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,
 {
+    apply_ref(api, &obj).await
+}
+
+/// [`apply`], leaving `obj` with the caller (who may have to wipe it afterwards).
+async fn apply_ref<K>(api: &Api<K>, obj: &K) -> Result<K, InstallError>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
     let name = obj.name_any();
     let what = format!("applying {} {name}", K::kind(&Default::default()));
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj)).await.map_err(api_err(what))
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj)).await.map_err(api_err(what))
 }
 
 /// Everything `enable` needs.
@@ -136,11 +145,7 @@ pub async fn write_dr_secret(client: &Client, namespace: &str, source: &Passphra
     secret.metadata.name = Some(DR_SECRET_NAME.into());
     secret.metadata.namespace = Some(namespace.into());
     secret.metadata.labels = Some(labels());
-    let api = Api::<Secret>::namespaced(client.clone(), namespace);
-    let applied = api
-        .patch(DR_SECRET_NAME, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&secret))
-        .await
-        .map_err(api_err(format!("applying Secret {DR_SECRET_NAME}")));
+    let applied = apply_ref(&Api::<Secret>::namespaced(client.clone(), namespace), &secret).await;
     // Both our copy and the server's answer may hold a raw passphrase.
     wipe_secret(&mut secret);
     applied.map(|mut s| wipe_secret(&mut s))

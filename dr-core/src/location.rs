@@ -141,8 +141,6 @@ pub struct ObjectInfo {
 pub struct ObjectVersion {
     pub id: String,
     pub size: u64,
-    /// When the store wrote it (set by the store, not by the writer).
-    pub written: Option<OffsetDateTime>,
 }
 
 /// A readable object: its size and a stream of its bytes.
@@ -237,7 +235,7 @@ impl Location {
         OBJECTS_OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self {
             Location::File(f) => f.open(key).await,
-            Location::S3(s) => s.open(key).await,
+            Location::S3(s) => s.open(key, None).await,
         }
     }
 
@@ -246,7 +244,7 @@ impl Location {
         OBJECTS_OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self {
             Location::File(f) => f.open(key).await,
-            Location::S3(s) => s.open_version(key, &version.id).await,
+            Location::S3(s) => s.open(key, Some(&version.id)).await,
         }
     }
 
@@ -729,29 +727,18 @@ impl S3Location {
         Ok(out)
     }
 
-    async fn open(&self, key: &str) -> Result<(u64, ObjectReader), LocationError> {
+    /// Starts the download of `key`: its current version, or the `version` given.
+    async fn open(&self, key: &str, version: Option<&str>) -> Result<(u64, ObjectReader), LocationError> {
+        let op = if version.is_some() { S3Op::GetObjectVersion } else { S3Op::GetObject };
         let resp = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(self.full_key(key))
+            .set_version_id(version.map(str::to_owned))
             .send()
             .await
-            .map_err(|e| self.error(e, S3Op::GetObject, key))?;
-        let len = resp.content_length().unwrap_or(0).max(0) as u64;
-        Ok((len, Box::new(resp.body.into_async_read())))
-    }
-
-    async fn open_version(&self, key: &str, version: &str) -> Result<(u64, ObjectReader), LocationError> {
-        let resp = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .version_id(version)
-            .send()
-            .await
-            .map_err(|e| self.error(e, S3Op::GetObjectVersion, key))?;
+            .map_err(|e| self.error(e, op, key))?;
         let len = resp.content_length().unwrap_or(0).max(0) as u64;
         Ok((len, Box::new(resp.body.into_async_read())))
     }
@@ -776,7 +763,6 @@ impl S3Location {
                 out.push(ObjectVersion {
                     id: v.version_id().unwrap_or("null").to_owned(),
                     size: v.size().unwrap_or(0).max(0) as u64,
-                    written: v.last_modified().and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok()),
                 });
             }
             if page.is_truncated() != Some(true) {
