@@ -17,6 +17,7 @@ use super::plan::{Plan, Tier, CRD_KIND};
 use super::report::{RestoreReport, NAMES_KEPT, REASONS_KEPT};
 use super::settings::RestoreSettings;
 use super::spill::Spill;
+use super::controls::Existing;
 use super::{RestoreError, FIELD_MANAGER, RESTORED_FROM_ANNOTATION};
 use crate::catalog::{Entry, DR_POLICY_NAME};
 
@@ -77,7 +78,12 @@ enum Outcome {
     AlreadyRestored,
     Replaced,
     Skipped(String),
-    Existing(String),
+    /// Already on the target, left as it was; whether it equals the point.
+    Existing { name: String, equal: bool },
+    /// Already on the target and equal to the point (`existing: update` has nothing to do).
+    Unchanged,
+    /// Already on the target, differed, made what the point says (`existing: update`).
+    Updated(String),
 }
 
 /// What one object's write did besides its outcome.
@@ -96,6 +102,17 @@ impl Ctx {
             for (why, n) in reasons {
                 *k.skipped.entry(why.clone()).or_default() += n;
             }
+        }
+        for (kind, failures) in &plan.unservable {
+            let k = report.by_kind.entry(kind.clone()).or_default();
+            k.failed += failures.len() as u64;
+            k.failures.extend(failures.iter().take(REASONS_KEPT).cloned());
+        }
+        for (kind, from) in &plan.converted {
+            report.by_kind.entry(kind.clone()).or_default().converted_from = from.clone();
+        }
+        for (kind, n) in &plan.modified {
+            report.by_kind.entry(kind.clone()).or_default().modified = *n;
         }
         Self {
             client: client.clone(),
@@ -124,6 +141,7 @@ impl Ctx {
             self.pass(spill, Tier::Owned, move |e| ctx.plan.round_of(e) == round, true).await?;
             tracing::info!(round, "owned round done");
         }
+        self.pass(spill, Tier::Webhooks, |_| true, true).await?;
         Ok(())
     }
 
@@ -172,10 +190,25 @@ impl Ctx {
             Ok(Outcome::AlreadyRestored) => k.already_restored += 1,
             Ok(Outcome::Replaced) => k.replaced += 1,
             Ok(Outcome::Skipped(why)) => *k.skipped.entry(why).or_default() += 1,
-            Ok(Outcome::Existing(name)) => {
+            Ok(Outcome::Existing { name, equal }) => {
                 *k.skipped.entry("already exists".into()).or_default() += 1;
+                if equal {
+                    k.unchanged += 1;
+                } else if k.differs.len() < NAMES_KEPT {
+                    k.differs.push(name.clone());
+                }
                 if k.existing.len() < NAMES_KEPT {
                     k.existing.push(name);
+                }
+            }
+            Ok(Outcome::Unchanged) => {
+                *k.skipped.entry("already equal to the point".into()).or_default() += 1;
+                k.unchanged += 1;
+            }
+            Ok(Outcome::Updated(name)) => {
+                k.updated += 1;
+                if k.differs.len() < NAMES_KEPT {
+                    k.differs.push(name);
                 }
             }
             Err(why) => {
@@ -286,27 +319,32 @@ impl Ctx {
             return Ok(match self.call(|| api.get_opt(&name)).await.map_err(|e| describe(&e))? {
                 None => Outcome::Restored,
                 Some(_) if self.settings.override_resources => Outcome::Replaced,
-                Some(existing) => self.existing(&existing, &namespace, &name),
+                Some(existing) => self.existing(&existing, &object, &namespace, &name),
             });
         }
+        let force_apply = || async {
+            let params = PatchParams::apply(FIELD_MANAGER).force();
+            let apply = Patch::Apply(&object);
+            self.call(|| api.patch(&name, &params, &apply)).await.map_err(|e| describe(&e))
+        };
         let (outcome, written) = match self.create(&api, &object, notes).await {
             Ok(created) => (Outcome::Restored, created),
             Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
                 if self.settings.override_resources {
-                    let params = PatchParams::apply(FIELD_MANAGER).force();
-                    let apply = Patch::Apply(&object);
-                    let applied = self.call(|| api.patch(&name, &params, &apply)).await.map_err(|e| describe(&e))?;
-                    (Outcome::Replaced, applied)
+                    (Outcome::Replaced, force_apply().await?)
                 } else {
                     let existing = self.call(|| api.get(&name)).await.map_err(|e| describe(&e))?;
-                    (self.existing(&existing, &namespace, &name), existing)
+                    match self.existing(&existing, &object, &namespace, &name) {
+                        Outcome::Updated(who) => (Outcome::Updated(who), force_apply().await?),
+                        other => (other, existing),
+                    }
                 }
             }
             Err(e) => return Err(describe(&e)),
         };
         self.remember(source_uid.as_deref(), &written);
         // Status only on what this restore wrote: never on an object it left as it was.
-        let ours = matches!(outcome, Outcome::Restored | Outcome::Replaced | Outcome::AlreadyRestored);
+        let ours = matches!(outcome, Outcome::Restored | Outcome::Replaced | Outcome::AlreadyRestored | Outcome::Updated(_));
         if let (Some(status), true, true, true) = (status, restore_status, served.status_subresource, ours) {
             let patch = Patch::Merge(json!({"status": status}));
             let params = PatchParams::default();
@@ -344,15 +382,25 @@ impl Ctx {
     }
 
 
-    fn existing(&self, existing: &DynamicObject, namespace: &str, name: &str) -> Outcome {
+    /// What to do with an object the target already has: one an earlier run of this
+    /// restore wrote is done; any other is compared with the point (`desired`) and left, or
+    /// updated when it differs and `existing: update` is set.
+    fn existing(&self, existing: &DynamicObject, desired: &Value, namespace: &str, name: &str) -> Outcome {
         let from = existing.metadata.annotations.as_ref().and_then(|a| a.get(RESTORED_FROM_ANNOTATION));
         if from.map(String::as_str) == Some(self.point_id.as_str()) {
-            Outcome::AlreadyRestored
-        } else if namespace.is_empty() {
-            Outcome::Existing(name.to_owned())
-        } else {
-            Outcome::Existing(format!("{namespace}/{name}"))
+            return Outcome::AlreadyRestored;
         }
+        let who = if namespace.is_empty() { name.to_owned() } else { format!("{namespace}/{name}") };
+        let equal = serde_json::to_value(existing).is_ok_and(|e| equals_point(&e, desired));
+        match (self.plan_existing(), equal) {
+            (Existing::Update, true) => Outcome::Unchanged,
+            (Existing::Update, false) => Outcome::Updated(who),
+            (Existing::Skip, equal) => Outcome::Existing { name: who, equal },
+        }
+    }
+
+    fn plan_existing(&self) -> Existing {
+        self.settings.controls.existing
     }
 
     fn remember(&self, source_uid: Option<&str>, obj: &DynamicObject) {
@@ -463,6 +511,33 @@ impl Ctx {
     }
 }
 
+/// Whether an object on the cluster already is what the point says: every field the point
+/// gives (but its status and the restore's own annotation) has the same value there. Fields
+/// only the cluster has (defaults, its metadata) do not count.
+pub(super) fn equals_point(existing: &Value, desired: &Value) -> bool {
+    fn subset(want: &Value, have: &Value) -> bool {
+        match (want, have) {
+            (Value::Null, _) => true,
+            (Value::Object(w), Value::Object(h)) => w.iter().all(|(k, v)| h.get(k).map_or(v.is_null(), |hv| subset(v, hv))),
+            (Value::Object(w), Value::Null) => w.is_empty(),
+            (Value::Array(w), Value::Array(h)) => w.len() == h.len() && w.iter().zip(h).all(|(a, b)| subset(a, b)),
+            (w, h) => w == h,
+        }
+    }
+    let Some(fields) = desired.as_object() else { return false };
+    fields.iter().all(|(key, want)| match key.as_str() {
+        "status" => true,
+        "metadata" => ["labels", "annotations"].iter().all(|m| {
+            let mut want = want[*m].clone();
+            if let Some(a) = want.as_object_mut() {
+                a.remove(RESTORED_FROM_ANNOTATION);
+            }
+            subset(&want, &existing["metadata"][*m])
+        }),
+        _ => subset(want, &existing[key.as_str()]),
+    })
+}
+
 fn has_status(object: &Value) -> bool {
     object.get("status").and_then(Value::as_object).is_some_and(|m| !m.is_empty())
 }
@@ -559,6 +634,25 @@ mod tests {
         let mut headless = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"}, "spec": {"clusterIP": "None", "clusterIPs": ["None"]}});
         prepare_for_new_cluster(&mut headless);
         assert_eq!(headless["spec"]["clusterIP"], "None");
+    }
+
+    #[test]
+    fn an_existing_object_equals_the_point_when_every_field_the_point_gives_matches() {
+        let desired = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop", "labels": {"a": "1"}, "annotations": {RESTORED_FROM_ANNOTATION: "p"}},
+                             "data": {"k": "v"}});
+        let same = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop", "uid": "x", "resourceVersion": "9", "labels": {"a": "1", "extra": "y"}},
+                          "data": {"k": "v"}});
+        assert!(equals_point(&same, &desired));
+        let mut changed = same.clone();
+        changed["data"]["k"] = json!("w");
+        assert!(!equals_point(&changed, &desired));
+        let mut relabelled = same.clone();
+        relabelled["metadata"]["labels"]["a"] = json!("2");
+        assert!(!equals_point(&relabelled, &desired));
+        // Defaults inside list items do not make it differ; another item does.
+        let d = json!({"spec": {"containers": [{"name": "c", "image": "i"}]}});
+        assert!(equals_point(&json!({"spec": {"containers": [{"name": "c", "image": "i", "terminationMessagePath": "/dev/termination-log"}]}}), &d));
+        assert!(!equals_point(&json!({"spec": {"containers": [{"name": "c", "image": "i"}, {"name": "d", "image": "j"}]}}), &d));
     }
 
     #[test]

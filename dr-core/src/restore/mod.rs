@@ -19,9 +19,15 @@
 //! The result is one typed value (`report`), written by the Job and read by the plugin.
 
 mod apply;
+pub mod controls;
+pub mod convert;
 mod lease;
+pub mod mapping;
+pub mod modifiers;
 pub mod plan;
+pub mod preflight;
 pub mod report;
+pub mod select;
 pub mod settings;
 mod spill;
 
@@ -35,7 +41,8 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 pub use lease::LEASE_NAME;
-pub use report::{KindReport, RestoreOutcome, RestoreReport};
+pub use controls::{Existing, RestoreControls};
+pub use report::{Finding, KindReport, RestoreOutcome, RestoreReport};
 pub use settings::{RestoreSettings, StatusKinds, DEFAULT_CONCURRENCY, DEFAULT_QPS, MAX_TIMEOUT_MINUTES};
 
 use crate::catalog::{Mode, OWNERSHIP_CONFIGMAP};
@@ -148,10 +155,17 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
     let manifest = point::open_manifest(&location, &settings.source_cluster_id, &points, &chosen, &unlocker).await?;
     check_mode(&manifest, settings.quick_mode)?;
     tracing::info!(point = %manifest.point_id, objects = manifest.counts.total, mode = manifest.mode.as_str(), location = %location.describe(), passphrase = %source.describe(), "reading and planning the restore point");
+    let inputs = plan_inputs(client, settings, &manifest).await?;
     // The one read of the point: the whole of it is decrypted and checked before the first write.
     let opened_before = crate::location::objects_opened();
-    let (plan, spill) = plan::make_plan(&location, &manifest, &unlocker, settings).await?;
+    let (plan, spill) = plan::make_plan(&location, &manifest, &unlocker, settings, inputs).await?;
     drop(unlocker);
+    // What would stop or block the restore, before it writes: all checks for a dry-run or
+    // a preflight, the blocking webhooks always (as warnings).
+    let findings = preflight::check(client, &plan, settings.dry_run || settings.preflight).await;
+    for f in &findings {
+        tracing::warn!(check = %f.check, objects = ?f.objects, "{}", f.message);
+    }
     let report = RestoreReport {
         source_cluster_id: settings.source_cluster_id.clone(),
         restore_point: manifest.point_id.clone(),
@@ -159,6 +173,7 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
         location: location.describe(),
         dry_run: settings.dry_run,
         objects: manifest.counts.total,
+        findings,
         ..Default::default()
     };
     let ctx = Arc::new(apply::Ctx::new(client, settings, plan, report));
@@ -168,6 +183,10 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
     }
     ctx.apply(&Arc::new(spill)).await?;
     let mut report = ctx.report.lock().expect("not poisoned").clone();
+    if settings.dry_run || settings.preflight {
+        let collisions = preflight::collisions(&report);
+        report.findings.extend(collisions);
+    }
     report.archive_reads = crate::location::objects_opened() - opened_before;
     report.finish(started.elapsed().as_secs_f64());
     for (kind, k) in &report.by_kind {
@@ -177,6 +196,28 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
         return Err(RestoreError::Failed { failed: report.failed, report: Box::new(report) });
     }
     Ok(report)
+}
+
+/// What the plan needs from the target and the DR namespace: what the target serves (for
+/// conversions), and the resource modifier rules, parsed and checked.
+async fn plan_inputs(client: &Client, settings: &RestoreSettings, manifest: &Manifest) -> Result<plan::PlanInputs, RestoreError> {
+    let served = controls::ServedApis::discover(client).await.map_err(api_err("discovering what this cluster serves"))?;
+    let name = &settings.controls.resource_modifiers.config_map;
+    let modifiers = if name.is_empty() {
+        None
+    } else {
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &settings.namespace);
+        let ns = &settings.namespace;
+        let cm = cms.get_opt(name).await.map_err(api_err(format!("reading the resource modifiers ConfigMap {name} in namespace {ns}")))?.ok_or_else(|| {
+            RestoreError::Invalid(format!("resource modifiers ConfigMap {name} is not in namespace {ns}: create it with the rules under key {}", modifiers::RULES_KEY))
+        })?;
+        let rules = cm.data.as_ref().and_then(|d| d.get(modifiers::RULES_KEY)).ok_or_else(|| {
+            RestoreError::Invalid(format!("resource modifiers ConfigMap {ns}/{name} has no key {}: put the rules there", modifiers::RULES_KEY))
+        })?;
+        Some(modifiers::Modifiers::parse(&format!("ConfigMap {ns}/{name}"), rules).map_err(RestoreError::Invalid)?)
+    };
+    let controls = settings.controls.compile(&settings.namespace, modifiers).map_err(RestoreError::Invalid)?;
+    Ok(plan::PlanInputs { controls, served, resources: manifest.resources.clone() })
 }
 
 /// Fails unless the restore's quick-mode setting matches the point's mode.

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use super::controls::{plural_of, Controls, ServedApis};
+use super::convert::{self, Converted};
 use super::settings::RestoreSettings;
 use super::spill::Spill;
 use super::RestoreError;
@@ -29,6 +31,9 @@ pub enum Tier {
     Foundation,
     Workloads,
     Owned,
+    /// Admission webhooks and policies, after everything else: written earlier, one whose
+    /// service is not running yet would refuse the rest of the restore.
+    Webhooks,
 }
 
 impl Tier {
@@ -43,6 +48,7 @@ impl Tier {
             Tier::Foundation => "foundation",
             Tier::Workloads => "workloads",
             Tier::Owned => "owned",
+            Tier::Webhooks => "webhooks",
         }
     }
 }
@@ -54,9 +60,24 @@ const FOUNDATION_KINDS: &[&str] = &[
 
 pub(super) const CRD_KIND: &str = "CustomResourceDefinition.apiextensions.k8s.io";
 
+/// Kinds that can refuse other objects' writes.
+pub(super) fn is_admission_kind(kind_key: &str) -> bool {
+    matches!(
+        kind_key,
+        "ValidatingWebhookConfiguration.admissionregistration.k8s.io"
+            | "MutatingWebhookConfiguration.admissionregistration.k8s.io"
+            | "ValidatingAdmissionPolicy.admissionregistration.k8s.io"
+            | "ValidatingAdmissionPolicyBinding.admissionregistration.k8s.io"
+            | "MutatingAdmissionPolicy.admissionregistration.k8s.io"
+            | "MutatingAdmissionPolicyBinding.admissionregistration.k8s.io"
+    )
+}
+
 pub fn tier_of(entry: &Entry) -> Tier {
     let key = entry.kind_key();
-    if has_owners(&entry.object) {
+    if is_admission_kind(&key) {
+        Tier::Webhooks
+    } else if has_owners(&entry.object) {
         Tier::Owned
     } else if key == CRD_KIND {
         Tier::Crds
@@ -130,6 +151,51 @@ fn crd_info(crd: &Value) -> CrdInfo {
 /// with the references that still cannot be resolved dropped.
 pub const CYCLE_ROUND: u32 = u32::MAX;
 
+/// What the plan needs besides the settings: the checked controls, what the target serves,
+/// and the point's resource names (`manifest.resources`).
+#[derive(Default)]
+pub struct PlanInputs {
+    pub controls: Controls,
+    pub served: ServedApis,
+    pub resources: BTreeMap<String, String>,
+}
+
+/// The first few names of a set of objects, with their count.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sample {
+    pub count: u64,
+    pub names: Vec<String>,
+}
+
+impl Sample {
+    pub const KEPT: usize = 5;
+    pub fn add(&mut self, name: String) {
+        self.count += 1;
+        if self.names.len() < Self::KEPT {
+            self.names.push(name);
+        }
+    }
+}
+
+/// What the preflight checks need from the objects to write (after conversion and mapping).
+#[derive(Debug, Default)]
+pub struct Uses {
+    /// (apiVersion, kind) written.
+    pub kinds: BTreeMap<(String, String), Sample>,
+    /// (StorageClass|IngressClass|PriorityClass|RuntimeClass, name) referenced, by whom.
+    pub classes: BTreeMap<(&'static str, String), Sample>,
+    /// The classes the point itself brings.
+    pub defined_classes: BTreeSet<(&'static str, String)>,
+    /// Objects written per (namespace, quota resource name: `configmaps`, `deployments.apps`).
+    pub per_namespace: BTreeMap<(String, String), u64>,
+    /// Namespaces the point brings (after mapping).
+    pub namespaces: BTreeSet<String>,
+    /// The point's admission webhook configurations.
+    pub webhooks: Vec<Value>,
+    /// Every object written: (group, plural, namespace, name), to name what a webhook would block.
+    pub objects: Vec<(String, String, String, String)>,
+}
+
 /// What the plan decided, without the objects themselves (those are in the spill).
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -137,10 +203,19 @@ pub struct Plan {
     pub to_write: BTreeMap<Tier, u64>,
     /// Objects left out, per kind and reason.
     pub skipped: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Objects that cannot be written on this cluster (a version it does not serve and no
+    /// conversion), per kind: each with the reason.
+    pub unservable: BTreeMap<String, Vec<String>>,
+    /// Objects converted to another API version, per (new) kind and former apiVersion.
+    pub converted: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Objects a resource modifier rule changed, per kind.
+    pub modified: BTreeMap<String, u64>,
     /// The point's CRDs that are restored, by (group, kind).
     pub crds: BTreeMap<(String, String), CrdInfo>,
     /// The (group, kind) of CRDs left out: their custom resources are left out too.
     pub skipped_crds: HashSet<(String, String)>,
+    /// For the preflight.
+    pub uses: Uses,
     /// Owned objects: the source UID of each, with the source UIDs of its owners.
     owners: HashMap<String, Vec<String>>,
     /// Their rounds, once the point is read: an object goes one round after its latest owner
@@ -152,29 +227,107 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Decides for one object; returns the tier it is written in, or `None` when left out.
-    pub fn add(&mut self, entry: &Entry, settings: &RestoreSettings) -> Option<Tier> {
-        let tier = tier_of(entry);
-        let skip = skip_reason(entry, &settings.skip);
+    /// Decides for one object, rewriting it as it will be written (API version, mappings,
+    /// modifiers); returns the tier it is written in, or `None` when left out. An error is a
+    /// modifier rule that cannot apply: the restore stops before any write.
+    pub fn add(&mut self, entry: &mut Entry, settings: &RestoreSettings, inputs: &PlanInputs) -> Result<Option<Tier>, String> {
+        let source_kind = entry.kind_key();
+        let source_plural = inputs.resources.get(&source_kind).map(String::as_str);
+        let skip = convert::managed_by_target(&entry.object)
+            .or_else(|| skip_reason(entry, &settings.skip))
+            .or_else(|| inputs.controls.selection.left_out(entry, source_plural));
         if entry.kind_key() == CRD_KIND {
             let group_kind = crd_group_kind(&entry.object);
             if skip.is_some() {
                 self.skipped_crds.insert(group_kind);
-            } else {
-                self.crds.insert(group_kind, crd_info(&entry.object));
             }
         }
         if let Some(why) = skip {
-            *self.skipped.entry(entry.kind_key()).or_default().entry(why.into()).or_default() += 1;
-            return None;
+            *self.skipped.entry(source_kind).or_default().entry(why.into()).or_default() += 1;
+            return Ok(None);
         }
+        let from = entry.api_version().to_owned();
+        match convert::convert(&mut entry.object, &|g, k| inputs.served.versions(g, k)) {
+            None => {}
+            Some(Converted::To(_)) => {
+                *self.converted.entry(entry.kind_key()).or_default().entry(from).or_default() += 1;
+            }
+            Some(Converted::Unservable(why)) => {
+                self.unservable.entry(source_kind).or_default().push(format!("{}: {from} {why}", object_path(&entry.object)));
+                return Ok(None);
+            }
+        }
+        convert_owner_references(&mut entry.object, &inputs.served);
+        let plural = plural_of(&inputs.resources, &inputs.served, &entry.object).map(str::to_owned);
+        inputs.controls.mapping.apply(&mut entry.object, plural.as_deref());
+        if let Some(modifiers) = &inputs.controls.modifiers {
+            let applied = modifiers.apply(&mut entry.object, plural.as_deref()).map_err(|e| format!("{} {}: {e}", entry.kind_key(), object_path(&entry.object)))?;
+            if applied > 0 {
+                *self.modified.entry(entry.kind_key()).or_default() += 1;
+            }
+        }
+        if entry.kind_key() == CRD_KIND {
+            self.crds.insert(crd_group_kind(&entry.object), crd_info(&entry.object));
+        }
+        let tier = tier_of(entry);
         if tier == Tier::Owned {
             if let Some(uid) = &entry.source_uid {
                 self.owners.insert(uid.clone(), owner_uids(&entry.object, uid));
             }
         }
+        self.note_uses(entry, plural);
         *self.to_write.entry(tier).or_default() += 1;
-        Some(tier)
+        Ok(Some(tier))
+    }
+
+    fn note_uses(&mut self, entry: &Entry, plural: Option<String>) {
+        let uses = &mut self.uses;
+        let o = &entry.object;
+        let who = format!("{} {}", entry.kind_key(), object_path(o));
+        uses.kinds.entry((entry.api_version().to_owned(), entry.kind().to_owned())).or_default().add(object_path(o));
+        let group = entry.api_version().split_once('/').map_or("", |(g, _)| g).to_owned();
+        let plural = plural.unwrap_or_else(|| format!("{}s", entry.kind().to_lowercase()));
+        let namespace = entry.namespace().to_owned();
+        if !namespace.is_empty() {
+            let resource = if group.is_empty() { plural.clone() } else { format!("{plural}.{group}") };
+            *uses.per_namespace.entry((namespace.clone(), resource)).or_default() += 1;
+        }
+        uses.objects.push((group.clone(), plural, namespace, entry.name().to_owned()));
+        let mut refer = |class: &'static str, name: Option<&str>| {
+            if let Some(name) = name.filter(|n| !n.is_empty()) {
+                uses.classes.entry((class, name.to_owned())).or_default().add(who.clone());
+            }
+        };
+        match (group.as_str(), entry.kind()) {
+            ("", "Namespace") => {
+                uses.namespaces.insert(entry.name().to_owned());
+            }
+            ("", "PersistentVolumeClaim") => refer("StorageClass", o.pointer("/spec/storageClassName").and_then(Value::as_str)),
+            ("apps", "StatefulSet") => {
+                for t in o.pointer("/spec/volumeClaimTemplates").and_then(Value::as_array).into_iter().flatten() {
+                    refer("StorageClass", t.pointer("/spec/storageClassName").and_then(Value::as_str));
+                }
+            }
+            ("networking.k8s.io", "Ingress") => refer("IngressClass", o.pointer("/spec/ingressClassName").and_then(Value::as_str)),
+            ("storage.k8s.io", "StorageClass") | ("networking.k8s.io", "IngressClass") | ("scheduling.k8s.io", "PriorityClass") | ("node.k8s.io", "RuntimeClass") => {
+                let class = match entry.kind() {
+                    "StorageClass" => "StorageClass",
+                    "IngressClass" => "IngressClass",
+                    "PriorityClass" => "PriorityClass",
+                    _ => "RuntimeClass",
+                };
+                uses.defined_classes.insert((class, entry.name().to_owned()));
+            }
+            _ => {}
+        }
+        let mut copy = o.clone();
+        crate::restore::mapping::for_each_pod_spec(&mut copy, &mut |spec| {
+            refer("PriorityClass", spec.get("priorityClassName").and_then(Value::as_str));
+            refer("RuntimeClass", spec.get("runtimeClassName").and_then(Value::as_str));
+        });
+        if is_admission_kind(&entry.kind_key()) && entry.kind().ends_with("WebhookConfiguration") {
+            uses.webhooks.push(o.clone());
+        }
     }
 
     /// Orders the owned objects into rounds, once every object has been added.
@@ -262,23 +415,52 @@ fn owner_uids(object: &Value, me: &str) -> Vec<String> {
         .collect()
 }
 
+/// An ownerReference names its owner's apiVersion: a converted owner is referenced in the
+/// version it is written in.
+fn convert_owner_references(object: &mut Value, served: &ServedApis) {
+    for r in object.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut).into_iter().flatten() {
+        let mut owner = serde_json::json!({"apiVersion": r["apiVersion"], "kind": r["kind"], "spec": {"selector": {}}});
+        if let Some(Converted::To(to)) = convert::convert(&mut owner, &|g, k| served.versions(g, k)) {
+            r["apiVersion"] = Value::String(to);
+        }
+    }
+}
+
+pub(super) fn object_path(object: &Value) -> String {
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    match object["metadata"]["namespace"].as_str().filter(|n| !n.is_empty()) {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
 /// Reads the point once: checks it whole (hash and counts; a wrong passphrase or a damaged
 /// point stops here, before the first write) while planning every object and sealing the
 /// ones to write into the spill.
-pub(super) async fn make_plan(location: &Location, manifest: &Manifest, unlocker: &Arc<Unlocker>, settings: &RestoreSettings) -> Result<(Plan, Spill), RestoreError> {
+pub(super) async fn make_plan(location: &Location, manifest: &Manifest, unlocker: &Arc<Unlocker>, settings: &RestoreSettings, inputs: PlanInputs) -> Result<(Plan, Spill), RestoreError> {
     let spill = Spill::create(settings.work_dir.as_deref()).map_err(|e| RestoreError::WorkDir(e.to_string()))?;
     let shared = Arc::new(Mutex::new((Plan::default(), spill)));
     let filling = shared.clone();
     let settings_copy = settings.clone();
-    let counts = point::read_entries(location, manifest, unlocker, move |entry| {
+    let refused: Arc<Mutex<Option<String>>> = Arc::default();
+    let refusal = refused.clone();
+    let counts = point::read_entries(location, manifest, unlocker, move |mut entry| {
         let mut guard = filling.lock().expect("not poisoned");
         let (plan, spill) = &mut *guard;
-        if let Some(tier) = plan.add(&entry, &settings_copy) {
-            spill.push(tier.file(), &entry).map_err(|e| format!("writing the restore's temporary files: {e}"))?;
+        match plan.add(&mut entry, &settings_copy, &inputs) {
+            Ok(Some(tier)) => spill.push(tier.file(), &entry).map_err(|e| format!("writing the restore's temporary files: {e}"))?,
+            Ok(None) => {}
+            Err(why) => {
+                *refusal.lock().expect("not poisoned") = Some(why.clone());
+                return Err(why);
+            }
         }
         Ok(())
     })
     .await;
+    if let Some(why) = refused.lock().expect("not poisoned").take() {
+        return Err(RestoreError::Invalid(format!("{why}; fix the resource modifier rules (nothing was written)")));
+    }
     let (mut plan, mut spill) = Arc::try_unwrap(shared).ok().expect("the reader is done").into_inner().expect("not poisoned");
     let counts = counts.map_err(|e| match e {
         point::PointError::Callback(why) => RestoreError::WorkDir(why),
@@ -345,7 +527,7 @@ mod tests {
         let mut plan = Plan::default();
         // deployment (not owned) <- rs <- pod; a <-> b is a cycle; c waits on the cycle.
         for e in [owned("rs", "deployment"), owned("pod", "rs"), owned("a", "b"), owned("b", "a"), owned("c", "a")] {
-            assert_eq!(plan.add(&e, &settings), Some(Tier::Owned));
+            assert_eq!(plan.add(&mut e.clone(), &settings, &PlanInputs::default()).unwrap(), Some(Tier::Owned));
         }
         plan.finish();
         assert_eq!(plan.round_of(&owned("rs", "deployment")), 0);
@@ -365,7 +547,7 @@ mod tests {
         let crd = entry(Category::Cluster, json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.example.com"},
             "spec": {"group": "example.com", "scope": "Namespaced", "names": {"kind": "Widget", "plural": "widgets"},
                      "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}}}, {"name": "v0", "served": false}]}}));
-        plan.add(&crd, &settings);
+        plan.add(&mut crd.clone(), &settings, &PlanInputs::default()).unwrap();
         let w = plan.planned_kind("example.com/v1", "Widget").unwrap().unwrap();
         assert!(w.namespaced && w.status_subresource);
         assert!(plan.planned_kind("example.com/v0", "Widget").unwrap().unwrap_err().contains("not served by its CRD"));
@@ -374,7 +556,7 @@ mod tests {
         let mut skip = settings.clone();
         skip.skip = [Category::Cluster].into();
         let mut plan = Plan::default();
-        assert_eq!(plan.add(&crd, &skip), None);
+        assert_eq!(plan.add(&mut crd.clone(), &skip, &PlanInputs::default()).unwrap(), None);
         assert!(plan.skipped_crds.contains(&("example.com".to_owned(), "Widget".to_owned())));
     }
 }

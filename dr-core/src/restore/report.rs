@@ -45,6 +45,22 @@ pub struct KindReport {
     /// `namespace/name port: old -> new` (first few).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub node_ports_changed: Vec<String>,
+    /// Existing objects made what the point says (`existing: update`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub updated: u64,
+    /// Existing objects (not written by this restore) that already equal the point.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unchanged: u64,
+    /// Existing objects that differ from the point (first few names): left as they were, or
+    /// updated with `existing: update`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differs: Vec<String>,
+    /// Objects written in another API version than the point holds them in, by that version.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub converted_from: BTreeMap<String, u64>,
+    /// Objects a resource modifier rule changed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub modified: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -53,8 +69,20 @@ fn is_zero(n: &u64) -> bool {
 
 impl KindReport {
     pub(super) fn handled(&self) -> u64 {
-        self.restored + self.already_restored + self.replaced + self.skipped.values().sum::<u64>() + self.failed
+        self.restored + self.already_restored + self.replaced + self.updated + self.skipped.values().sum::<u64>() + self.failed
     }
+}
+
+/// One thing that would stop or block the restore, found before it writes (the preflight).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Finding {
+    /// Which check: `api`, `class`, `collision`, `webhook`, `quota`.
+    pub check: String,
+    pub message: String,
+    /// The objects it touches (first few).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
 }
 
 /// The result of a restore: logged, written as the termination message, shown by the plugin.
@@ -69,9 +97,15 @@ pub struct RestoreReport {
     pub objects: u64,
     pub restored: u64,
     pub replaced: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub updated: u64,
     pub skipped: u64,
     pub failed: u64,
     pub seconds: f64,
+    /// What would stop or block the restore (all checks with a dry-run or preflight; the
+    /// blocking webhooks on every restore).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
     /// How many times the point's archive was read (downloaded, on S3): the plan reads it once
     /// and the writes work from the plan.
     pub archive_reads: u64,
@@ -87,6 +121,7 @@ impl RestoreReport {
         self.seconds = seconds;
         self.restored = self.by_kind.values().map(|k| k.restored + k.already_restored).sum();
         self.replaced = self.by_kind.values().map(|k| k.replaced).sum();
+        self.updated = self.by_kind.values().map(|k| k.updated).sum();
         self.skipped = self.by_kind.values().map(|k| k.skipped.values().sum::<u64>()).sum();
         self.failed = self.by_kind.values().map(|k| k.failed).sum();
     }
@@ -102,7 +137,11 @@ impl RestoreReport {
         let mut short = self.clone();
         for k in short.by_kind.values_mut() {
             k.existing.clear();
+            k.differs.clear();
             k.node_ports_changed.truncate(1);
+        }
+        for f in &mut short.findings {
+            f.objects.truncate(1);
         }
         let json = serde_json::to_string(&short).expect("report serializes");
         if json.len() <= LIMIT {
@@ -116,6 +155,7 @@ impl RestoreReport {
             return json;
         }
         short.by_kind.clear();
+        short.findings.truncate(3);
         serde_json::to_string(&short).expect("report serializes")
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::controls::RestoreControls;
 use super::RestoreError;
 use crate::catalog::Category;
 use crate::passphrase::{PassphraseSource, ResolveOptions};
@@ -97,6 +98,10 @@ pub struct RestoreSettings {
     /// Where the plan keeps the point's objects between reading and writing them (encrypted
     /// with a key that lives only in memory); the system's temporary directory by default.
     pub work_dir: Option<PathBuf>,
+    /// What comes back, under which names, and what happens to existing objects.
+    pub controls: RestoreControls,
+    /// Run the preflight checks against the target (a dry-run always does).
+    pub preflight: bool,
 }
 
 impl RestoreSettings {
@@ -120,6 +125,8 @@ impl RestoreSettings {
             passphrase_source: None,
             restore_status: StatusKinds::None,
             work_dir: None,
+            controls: RestoreControls::default(),
+            preflight: false,
         }
     }
 
@@ -143,6 +150,7 @@ impl RestoreSettings {
         if self.concurrency == 0 || self.qps == 0 {
             return Err(RestoreError::Invalid("restore concurrency and QPS must be positive".into()));
         }
+        self.controls.check(&self.namespace).map_err(RestoreError::Invalid)?;
         Ok(())
     }
 }

@@ -1,0 +1,184 @@
+//! The restore controls: what comes back (`select`), under which names and onto which
+//! infrastructure (`mapping`), with which rewrites (`resourceModifiers`), and what happens to
+//! objects the target already has (`existing`). One type, the chart's values as they are
+//! named: the chart hands them to the Job as one JSON variable (`DR_RESTORE_CONTROLS`), the
+//! plugin builds them from its flags, and both check them here before anything is written.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::mapping::{CompiledMapping, Mapping};
+use super::modifiers::Modifiers;
+use super::select::{Select, Selection};
+
+/// What a restore does with an object the target already has (not one an earlier run of this
+/// restore wrote).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Existing {
+    /// Leave it as it is (the report says whether it equals the point).
+    #[default]
+    Skip,
+    /// Make it what the point says: server-side apply, forced (reported as updated).
+    Update,
+}
+
+impl Existing {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "skip" => Ok(Existing::Skip),
+            "update" => Ok(Existing::Update),
+            other => Err(format!("{other:?}: use skip or update")),
+        }
+    }
+}
+
+/// `resourceModifiers`: the ConfigMap (in the DR namespace) holding the rules.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct ModifiersRef {
+    pub config_map: String,
+}
+
+/// The chart's `select`, `mapping`, `resourceModifiers` and `existing` values.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RestoreControls {
+    pub select: Select,
+    pub mapping: Mapping,
+    pub resource_modifiers: ModifiersRef,
+    pub existing: Existing,
+}
+
+impl RestoreControls {
+    /// Checks everything but the modifier rules (which live in the cluster).
+    pub fn check(&self, dr_namespace: &str) -> Result<(), String> {
+        self.select.compile().map_err(|e| format!("select: {e}"))?;
+        self.mapping.compile(dr_namespace).map_err(|e| format!("mapping: {e}"))?;
+        if !self.resource_modifiers.config_map.is_empty() && !super::select::is_dns_label(&self.resource_modifiers.config_map.replace('.', "-")) {
+            return Err(format!("resourceModifiers.configMap {:?} is not a ConfigMap name", self.resource_modifiers.config_map));
+        }
+        Ok(())
+    }
+
+    /// The checked form the plan uses; `modifiers` are the parsed rules, if any.
+    pub fn compile(&self, dr_namespace: &str, modifiers: Option<Modifiers>) -> Result<Controls, String> {
+        Ok(Controls {
+            selection: self.select.compile().map_err(|e| format!("select: {e}"))?,
+            mapping: self.mapping.compile(dr_namespace).map_err(|e| format!("mapping: {e}"))?,
+            modifiers,
+            existing: self.existing,
+        })
+    }
+}
+
+/// The checked controls.
+#[derive(Clone, Debug, Default)]
+pub struct Controls {
+    pub selection: Selection,
+    pub mapping: CompiledMapping,
+    pub modifiers: Option<Modifiers>,
+    pub existing: Existing,
+}
+
+/// What the target cluster serves: for each (group, kind), its versions (preferred first) and
+/// resource name. Read once before the plan, so the plan can convert objects of versions the
+/// target no longer serves.
+#[derive(Clone, Debug, Default)]
+pub struct ServedApis {
+    kinds: HashMap<(String, String), (Vec<String>, String)>,
+}
+
+impl ServedApis {
+    /// Discovers every group and version; a group that does not answer (an aggregated API
+    /// that is down) is left out, as if not served.
+    pub async fn discover(client: &kube::Client) -> Result<Self, kube::Error> {
+        let mut served = ServedApis::default();
+        let mut group_versions: Vec<(String, Vec<String>)> = Vec::new();
+        let core = client.list_core_api_versions().await?;
+        group_versions.push((String::new(), core.versions));
+        for g in client.list_api_groups().await?.groups {
+            let preferred = g.preferred_version.as_ref().map(|v| v.version.clone());
+            let mut versions: Vec<String> = g.versions.iter().map(|v| v.version.clone()).collect();
+            if let Some(p) = preferred {
+                versions.retain(|v| *v != p);
+                versions.insert(0, p);
+            }
+            group_versions.push((g.name, versions));
+        }
+        for (group, versions) in group_versions {
+            for version in versions {
+                let gv = if group.is_empty() { version.clone() } else { format!("{group}/{version}") };
+                let list = if group.is_empty() { client.list_core_api_resources(&version).await } else { client.list_api_group_resources(&gv).await };
+                let Ok(list) = list else {
+                    tracing::warn!(group_version = %gv, "the target does not describe this API version; it is treated as not served");
+                    continue;
+                };
+                for r in list.resources.iter().filter(|r| !r.name.contains('/')) {
+                    let entry = served.kinds.entry((group.clone(), r.kind.clone())).or_insert_with(|| (Vec::new(), r.name.clone()));
+                    if !entry.0.contains(&version) {
+                        entry.0.push(version.clone());
+                    }
+                }
+            }
+        }
+        Ok(served)
+    }
+
+    /// For tests and offline plans: (group, kind, versions preferred first, plural).
+    pub fn from_list(list: &[(&str, &str, &[&str], &str)]) -> Self {
+        ServedApis {
+            kinds: list.iter().map(|(g, k, vs, p)| ((g.to_string(), k.to_string()), (vs.iter().map(|v| v.to_string()).collect(), p.to_string()))).collect(),
+        }
+    }
+
+    pub fn versions(&self, group: &str, kind: &str) -> Vec<String> {
+        self.kinds.get(&(group.to_owned(), kind.to_owned())).map(|(v, _)| v.clone()).unwrap_or_default()
+    }
+
+    pub fn plural(&self, group: &str, kind: &str) -> Option<&str> {
+        self.kinds.get(&(group.to_owned(), kind.to_owned())).map(|(_, p)| p.as_str())
+    }
+
+    pub fn serves(&self, api_version: &str, kind: &str) -> bool {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        self.versions(group, kind).iter().any(|v| v == version)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+}
+
+/// The point's resource name for a kind key (`manifest.resources`), else the target's.
+pub(crate) fn plural_of<'a>(resources: &'a BTreeMap<String, String>, served: &'a ServedApis, object: &Value) -> Option<&'a str> {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let key = crate::catalog::kind_key(api_version, kind);
+    resources.get(&key).map(String::as_str).or_else(|| served.plural(api_version.split_once('/').map_or("", |(g, _)| g), kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_controls_are_the_charts_values_and_unknown_ones_are_refused() {
+        let c: RestoreControls = serde_json::from_value(json!({
+            "select": {"includeNamespaces": ["shop"], "selector": "app=web", "objects": []},
+            "mapping": {"namespaces": {"shop": "shop-dr"}, "storageClasses": {}, "imageRegistries": {}, "hostNameKinds": []},
+            "resourceModifiers": {"configMap": "mods"},
+            "existing": "update"
+        }))
+        .unwrap();
+        assert_eq!(c.existing, Existing::Update);
+        assert!(c.check("kasten-io").is_ok());
+        assert!(serde_json::from_value::<RestoreControls>(json!({"select": {"includeNamespace": ["x"]}})).is_err());
+        assert!(serde_json::from_value::<RestoreControls>(json!({"existing": "replace"})).is_err());
+        let bad = RestoreControls { select: Select { selector: "a in b".into(), ..Default::default() }, ..Default::default() };
+        assert!(bad.check("kasten-io").unwrap_err().starts_with("select: selector"));
+    }
+}
