@@ -106,21 +106,30 @@ struct Target {
     key: String,
 }
 
-/// Discovers the served groups one at a time (each at its preferred version), so an
-/// unavailable aggregated API (a metrics-server that is down answers 503) is skipped and
-/// reported instead of failing the backup. The core group must answer.
+/// Discovers the served groups one at a time, so an unavailable aggregated API (a
+/// metrics-server that is down answers 503) is skipped and reported instead of failing the
+/// backup. The core group must answer. Every version of a group is read, preferred first: a
+/// kind an older cluster serves only in a non-preferred version (CronJob in batch/v1beta1
+/// next to batch/v1 Jobs, before 1.21) is backed up too, once, in the first version that
+/// serves it (`targets`).
 async fn discover(client: &Client) -> Result<(Vec<ApiGroup>, Vec<String>), ClusterError> {
     use kube::core::GroupVersion;
     let listed = client.list_api_groups().await.map_err(ClusterError::Discovery)?;
     let mut groups = vec![kube::discovery::pinned_group(client, &GroupVersion::gv("", "v1")).await.map_err(ClusterError::Discovery)?];
     let mut unavailable = Vec::new();
     for g in listed.groups {
-        let Some(version) = g.preferred_version.map(|v| v.version).or_else(|| g.versions.first().map(|v| v.version.clone())) else { continue };
-        match kube::discovery::pinned_group(client, &GroupVersion::gv(&g.name, &version)).await {
-            Ok(group) => groups.push(group),
-            Err(e) => {
-                tracing::warn!(group = %g.name, version = %version, error = %e, "API group unavailable: its kinds are not in this restore point");
-                unavailable.push(format!("{}/{version}", g.name));
+        let Some(preferred) = g.preferred_version.map(|v| v.version).or_else(|| g.versions.first().map(|v| v.version.clone())) else { continue };
+        let others = g.versions.iter().map(|v| v.version.clone()).filter(|v| *v != preferred);
+        for version in std::iter::once(preferred.clone()).chain(others) {
+            match kube::discovery::pinned_group(client, &GroupVersion::gv(&g.name, &version)).await {
+                Ok(group) => groups.push(group),
+                Err(e) => {
+                    tracing::warn!(group = %g.name, version = %version, error = %e, "API group version unavailable: its kinds are not in this restore point");
+                    unavailable.push(format!("{}/{version}", g.name));
+                    if version == preferred {
+                        break;
+                    }
+                }
             }
         }
     }
@@ -142,13 +151,17 @@ fn targets(groups: &[ApiGroup], selection: &Selection, mode: Mode) -> Vec<Target
     let include: BTreeSet<&str> = selection.include_kinds.iter().map(String::as_str).collect();
     let exclude: BTreeSet<&str> = selection.exclude_kinds.iter().map(String::as_str).collect();
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for group in groups {
-        // The preferred version of each kind, once.
+        // Each kind once, in the first version that serves it (the groups come preferred first).
         for (resource, caps) in group.recommended_resources() {
             if !caps.supports_operation(verbs::LIST) || !caps.supports_operation(verbs::CREATE) {
                 continue;
             }
             let key = kind_key(&resource.api_version, &resource.kind);
+            if !seen.insert(key.clone()) {
+                continue;
+            }
             let platform = is_platform_kind(&resource);
             let wanted = match mode {
                 Mode::Quick => platform,

@@ -64,6 +64,9 @@ pub mod env {
     pub const RESTORE_HOLDER: &str = "DR_RESTORE_HOLDER";
     /// `restore.status`: kinds whose status is written back (`all`, or a comma list).
     pub const RESTORE_STATUS: &str = "DR_RESTORE_STATUS";
+    /// The restore controls (`select`, `mapping`, `resourceModifiers`, `existing`) as one
+    /// JSON object, exactly the chart's values (`restore::RestoreControls`).
+    pub const RESTORE_CONTROLS: &str = "DR_RESTORE_CONTROLS";
     /// `true` (the chart's `fips.enabled`): refuse to run unless the crypto module is in FIPS mode.
     pub const REQUIRE_FIPS: &str = "DR_REQUIRE_FIPS";
     /// The restore's cluster-wide ClusterRoleBinding, which the Job deletes when the restore
@@ -300,6 +303,9 @@ pub fn restore_settings_from_env() -> Result<crate::restore::RestoreSettings, Jo
     s.timeout = std::time::Duration::from_secs(minutes.saturating_mul(60));
     if let Some(list) = var(env::RESTORE_STATUS) {
         s.restore_status = crate::restore::StatusKinds::parse(&list).map_err(|why| JobError::InvalidEnv { name: env::RESTORE_STATUS, value: list.clone(), why })?;
+    }
+    if let Some(json) = var(env::RESTORE_CONTROLS) {
+        s.controls = serde_json::from_str(&json).map_err(|e| JobError::InvalidEnv { name: env::RESTORE_CONTROLS, value: json.clone(), why: e.to_string() })?;
     }
     s.quick_mode = flag(env::QUICK_MODE)?;
     s.override_resources = flag(env::OVERRIDE_RESOURCES)?;

@@ -149,6 +149,44 @@ pub struct RestoreArgs {
     /// Off by default: most status describes the old cluster and its controllers rebuild it.
     #[arg(long, default_value = "", value_name = "KINDS|all")]
     pub restore_status: String,
+    /// Restore only objects in these namespaces (and the Namespaces themselves).
+    #[arg(long, value_delimiter = ',', value_name = "NS,...")]
+    pub include_namespaces: Vec<String>,
+    /// Leave out the objects in these namespaces.
+    #[arg(long, value_delimiter = ',', value_name = "NS,...")]
+    pub exclude_namespaces: Vec<String>,
+    /// Restore only these kinds: Kind, Kind.group, plural or plural.group (Deployment.apps, secrets).
+    #[arg(long, value_delimiter = ',', value_name = "KIND,...")]
+    pub include_kinds: Vec<String>,
+    /// Leave out these kinds.
+    #[arg(long, value_delimiter = ',', value_name = "KIND,...")]
+    pub exclude_kinds: Vec<String>,
+    /// Restore only objects whose labels match (app=web,tier in (a,b),!legacy).
+    #[arg(long, short = 'l', default_value = "")]
+    pub selector: String,
+    /// Restore this one object, KIND/NAMESPACE/NAME or KIND/NAME (repeatable; nothing else comes back).
+    #[arg(long = "object", value_name = "KIND/NAMESPACE/NAME")]
+    pub objects: Vec<String>,
+    /// Restore namespaces under other names, with every reference to them: old=new,...
+    #[arg(long, default_value = "", value_name = "OLD=NEW,...")]
+    pub namespace_mapping: String,
+    /// Kinds whose strings get <svc>.<old>.svc host names moved by --namespace-mapping.
+    #[arg(long, value_delimiter = ',', value_name = "KIND,...")]
+    pub rewrite_host_names_in: Vec<String>,
+    /// Use other StorageClasses (PVCs, StatefulSet claim templates, PVs): old=new,...
+    #[arg(long, default_value = "", value_name = "OLD=NEW,...")]
+    pub storage_class_mapping: String,
+    /// Pull images from other registries (every pod template): old[/path]=new[/path],...
+    #[arg(long, default_value = "", value_name = "OLD=NEW,...")]
+    pub image_registry_mapping: String,
+    /// Resource modifier rules (YAML: JSON patches and regex substitutions per kind, namespace
+    /// and name), checked here; stored as ConfigMap <release>-modifiers for the Job.
+    #[arg(long, value_name = "FILE")]
+    pub resource_modifiers: Option<PathBuf>,
+    /// What to do with objects this cluster already has: skip (leave them) or update
+    /// (server-side apply, forced). The report says whether each equals the point.
+    #[arg(long, default_value = "skip", value_parser = ["skip", "update"])]
+    pub existing: String,
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
     /// Secret (key vault_token) the restore Job logs in to Vault with; or use --vault-role.
@@ -191,6 +229,10 @@ pub struct RestoreArgs {
     /// Decrypt the point and plan the restore against this cluster; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// A dry-run that checks the target for what would stop or block the restore (missing
+    /// APIs and classes, collisions, blocking webhooks, quotas); exits 8 when it finds any.
+    #[arg(long)]
+    pub preflight: bool,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputFormat,
 }

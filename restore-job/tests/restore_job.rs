@@ -5,181 +5,18 @@
 //! (RBAC enforced), and the Job's env, volume mounts and service-account token become the
 //! process's environment, files and credentials.
 
-#[path = "../../dr-core/tests/support/mod.rs"]
-mod support;
 
-use std::path::Path;
-use std::process::Output;
+mod common;
 
+use common::support::kubelet;
+use common::*;
 use dr_core::catalog::Mode;
-use dr_core::cluster::Selection;
 use dr_core::crypto::Passphrase;
 use dr_core::failure::ErrorKind;
 use dr_core::location::{Location, LocationConfig};
 use dr_core::restore::RestoreOutcome;
 use serde_json::{json, Value};
-use support::apiserver::ApiServer;
-use support::kubelet::{self, Pod};
-
-const NS: &str = "kasten-io";
-const PASS: &str = "correct horse battery staple";
-const RELEASE: &str = "k10-restore";
-
-fn b64(s: &str) -> String {
-    support::apiserver::base64(s.as_bytes(), false)
-}
-
-/// The source cluster: the DR platform (profile, policy, its CronJob, k10-dr-secret) and an
-/// application with a custom resource whose CRD is part of the backup, and a ConfigMap the
-/// custom resource owns.
-async fn source_cluster() -> ApiServer {
-    let api = ApiServer::start().await;
-    api.install_dr_crds();
-    for ns in [NS, "shop"] {
-        api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
-    }
-    api.seed(json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "offsite", "namespace": NS}, "spec": {"file": {"claimName": "dr-nfs"}}}));
-    api.seed(json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Policy", "metadata": {"name": "k10-disaster-recovery-policy", "namespace": NS},
-                    "spec": {"profile": "offsite", "frequency": "@hourly", "mode": "full"}}));
-    api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k10-dr-secret", "namespace": NS}, "data": {"key": b64(PASS)}}));
-    api.seed(json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "k10-disaster-recovery-policy", "namespace": NS},
-                    "spec": {"schedule": "@hourly", "suspend": false, "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "backup", "image": "dr-job"}], "restartPolicy": "Never"}}}}}}));
-    api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"currency": "EUR"}}));
-    api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"}, "type": "Opaque", "data": {"password": b64("s3cret")}}));
-    api.seed(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web", "namespace": "shop"}}));
-    api.seed(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
-                    "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"serviceAccountName": "web", "containers": [{"name": "web", "image": "nginx"}]}}}}));
-    api.seed(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "shop-reader"}, "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]}));
-    api.seed(json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.shop.example.com"},
-                    "spec": {"group": "shop.example.com", "scope": "Namespaced", "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
-                             "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}));
-    let widget = api.seed(json!({"apiVersion": "shop.example.com/v1", "kind": "Widget", "metadata": {"name": "w1", "namespace": "shop"}, "spec": {"size": 3}}));
-    let config = api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w1-config", "namespace": "shop",
-                    "ownerReferences": [{"apiVersion": "shop.example.com/v1", "kind": "Widget", "name": "w1", "uid": widget["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}]},
-                    "data": {"size": "3"}}));
-    // A chain: the Secret's owner is itself owned.
-    api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "w1-token", "namespace": "shop",
-                    "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "w1-config", "uid": config["metadata"]["uid"]}]},
-                    "data": {"t": b64("x")}}));
-    api
-}
-
-/// Backs the source up into `location`; returns (cluster ID, point ID).
-async fn backup(api: &ApiServer, location: &Path, mode: Mode) -> (String, String) {
-    let loc = Location::connect(&LocationConfig::File { path: location.into() }).await.unwrap();
-    let client = api.client();
-    let cluster_id = dr_core::cluster::cluster_id(&client).await.unwrap();
-    let report = dr_core::cluster::backup(&client, &loc, &cluster_id, &Passphrase::new(PASS.into()).unwrap(), NS, mode, &Selection { cluster_scoped: true, ..Default::default() })
-        .await
-        .unwrap();
-    (cluster_id, report.manifest.point_id)
-}
-
-/// A new cluster where an operator has installed the DR CRDs, created the location profile
-/// and `k10-dr-secret` (as `kubectl dr profile create` and `kubectl dr restore` do).
-async fn target_cluster(dr_secret: Value) -> ApiServer {
-    let api = ApiServer::start().await;
-    api.install_dr_crds();
-    api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
-    api.seed(json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "offsite", "namespace": NS}, "spec": {"file": {"claimName": "dr-nfs"}}}));
-    api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k10-dr-secret", "namespace": NS}, "data": dr_secret}));
-    api
-}
-
-fn raw_secret(pass: &str) -> Value {
-    json!({"key": b64(pass)})
-}
-
-/// Renders the chart with the Helm library; Err is Helm's message (schema, template).
-fn render(values: &Value) -> Result<Value, String> {
-    support::render_chart(NS, RELEASE, values)
-}
-
-/// The chart's values for this test's restore.
-fn values(cluster_id: &str, extra: Value) -> Value {
-    let mut v = json!({"sourceClusterID": cluster_id, "profile": {"name": "offsite"}, "fileProfile": {"claimName": "dr-nfs"}});
-    merge(&mut v, extra);
-    v
-}
-
-fn merge(a: &mut Value, b: Value) {
-    match (a, b) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (a, b) => *a = b,
-    }
-}
-
-fn install_chart(api: &ApiServer, values: &Value, location: &Path, root: &Path) -> Pod {
-    let rendered = render(values).unwrap_or_else(|e| panic!("chart did not render: {e}"));
-    let manifests = rendered["manifests"].as_array().unwrap();
-    for m in manifests.iter().filter(|m| m["kind"] != "Job") {
-        // As `helm upgrade --install` does: created, replaced, or created again when deleted
-        // (the Job deletes its ClusterRoleBinding when it is done).
-        api.upsert(m.clone());
-    }
-    let job = manifests.iter().find(|m| m["kind"] == "Job").unwrap();
-    kubelet::pod_for_job(api, job, location, root)
-}
-
-struct Run {
-    out: Output,
-    /// The Job's outcome, as its termination message carries it.
-    outcome: RestoreOutcome,
-    /// What it said went wrong (empty on success).
-    message: String,
-}
-
-impl Run {
-    fn report(&self) -> Value {
-        assert!(self.out.status.success(), "restore failed: {}\nstderr: {}", self.message, String::from_utf8_lossy(&self.out.stderr));
-        let report: Value = serde_json::from_slice(&self.out.stdout).unwrap();
-        report
-    }
-    fn failure(&self) -> String {
-        assert!(!self.out.status.success(), "restore should have failed: {}", String::from_utf8_lossy(&self.out.stdout));
-        self.message.clone()
-    }
-}
-
-/// Runs the pod's container: this build's `dr-job`, or another build's when
-/// `DR_RESTORE_JOB_BIN` names one (`scripts/fips-interop`: points this test process wrote
-/// with one build's library, restored by the other build's binary).
-fn spawn(pod: &Pod) -> std::process::Child {
-    let bin = std::env::var("DR_RESTORE_JOB_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_dr-job").to_owned());
-    pod.spawn(&bin)
-}
-
-/// Installs the chart with `values` on `api` and runs its restore container to the end.
-fn restore(api: &ApiServer, values: &Value, location: &Path) -> Run {
-    let root = tempfile::tempdir().unwrap();
-    let pod = install_chart(api, values, location, root.path());
-    let out = spawn(&pod).wait_with_output().unwrap();
-    let raw = std::fs::read_to_string(&pod.termination).unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains(PASS) && !raw.contains(PASS), "the passphrase leaked");
-    assert!(raw.len() <= 4096, "the termination message fits what Kubernetes keeps");
-    let outcome = RestoreOutcome::parse(&raw);
-    // The exit status is the kind the outcome names (dr_core::failure).
-    assert_eq!(out.status.code(), Some(outcome.kind.map_or(0, |k| i32::from(k.exit_code()))), "{raw}");
-    Run { out, message: outcome.error.clone(), outcome }
-}
-
-fn find(api: &ApiServer, group: &str, plural: &str, namespace: &str, name: &str) -> Option<Value> {
-    api.objects(group, plural).into_iter().find(|o| o["metadata"]["name"] == name && o["metadata"]["namespace"].as_str().unwrap_or("") == namespace)
-}
-
-/// Everything on the target but the chart's own objects and what every cluster has.
-fn object_count(api: &ApiServer) -> usize {
-    [("", "configmaps"), ("", "secrets"), ("", "serviceaccounts"), ("apps", "deployments"), ("batch", "cronjobs"), ("dr.kubectl-dr.io", "policies"), ("dr.kubectl-dr.io", "profiles"), ("", "namespaces")]
-        .iter()
-        .map(|(g, p)| api.objects(g, p).iter().filter(|o| o["metadata"]["name"] != RELEASE).count())
-        .sum()
-}
-
+use std::path::Path;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_restore_brings_everything_back_and_a_rerun_duplicates_nothing() {
     let source = source_cluster().await;

@@ -203,7 +203,9 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
 async fn plan_inputs(client: &Client, settings: &RestoreSettings, manifest: &Manifest) -> Result<plan::PlanInputs, RestoreError> {
     let served = controls::ServedApis::discover(client).await.map_err(api_err("discovering what this cluster serves"))?;
     let name = &settings.controls.resource_modifiers.config_map;
-    let modifiers = if name.is_empty() {
+    let modifiers = if let Some((source, rules)) = &settings.inline_modifiers {
+        Some(modifiers::Modifiers::parse(source, rules).map_err(RestoreError::Invalid)?)
+    } else if name.is_empty() {
         None
     } else {
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &settings.namespace);

@@ -129,7 +129,7 @@ impl Modifiers {
                     Some("test") => Op::Test(path("path")?, value()?),
                     Some("move") => Op::Move(path("from")?, path("path")?),
                     Some("copy") => Op::Copy(path("from")?, path("path")?),
-                    other => return Err(format!("{at}: op {other:?} is not a JSON patch operation (add, remove, replace, test, move, copy)")),
+                    _ => return Err(format!("{at}: op {} is not a JSON patch operation (add, remove, replace, test, move, copy)", p["op"])),
                 });
             }
             let substitutions = spec

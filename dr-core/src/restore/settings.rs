@@ -102,6 +102,10 @@ pub struct RestoreSettings {
     pub controls: RestoreControls,
     /// Run the preflight checks against the target (a dry-run always does).
     pub preflight: bool,
+    /// Resource modifier rules given directly (where they came from, and the YAML) instead
+    /// of the ConfigMap `controls.resource_modifiers` names: the plugin's dry-run, which
+    /// writes nothing.
+    pub inline_modifiers: Option<(String, String)>,
 }
 
 impl RestoreSettings {
@@ -127,6 +131,7 @@ impl RestoreSettings {
             work_dir: None,
             controls: RestoreControls::default(),
             preflight: false,
+            inline_modifiers: None,
         }
     }
 

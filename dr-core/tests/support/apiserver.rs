@@ -10,8 +10,12 @@
 //! when free and in range, else 422 "provided port is already allocated"); namespaced and
 //! cluster-scoped resources; `metav1.Status` errors; list items without `kind`/`apiVersion`
 //! for built-in kinds, as the real server sends them; TokenReview for the tokens it issued;
-//! RBAC enforced for service-account tokens when asked; throttling (429 with Retry-After)
-//! and RBAC denials a test can inject. It is generic: no scripted sequence of expected calls.
+//! RBAC enforced for service-account tokens when asked; admission webhooks as far as the
+//! restore meets them (a create or update a Validating/MutatingWebhookConfiguration's rules
+//! match, whose failure policy is Fail and whose service has no ready EndpointSlice endpoint,
+//! is refused with the real server's 500 "no endpoints available for service"; a webhook with
+//! ready endpoints admits everything, as no webhook server runs here); throttling (429 with
+//! Retry-After) and RBAC denials a test can inject. It is generic: no scripted sequence of expected calls.
 //! It runs no controllers: `kubelet.rs` plays the kubelet and the Job controller.
 //!
 //! Not served: strategic merge patch, protobuf.
@@ -192,6 +196,19 @@ fn builtins() -> Vec<ResourceDef> {
         builtin("storage.k8s.io", "v1", "StorageClass", "storageclasses", false, false),
         builtin("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", false, false),
         builtin("events.k8s.io", "v1", "Event", "events", true, false),
+        builtin("", "v1", "ResourceQuota", "resourcequotas", true, true),
+        builtin("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, false),
+        builtin("networking.k8s.io", "v1", "Ingress", "ingresses", true, true),
+        builtin("networking.k8s.io", "v1", "IngressClass", "ingressclasses", false, false),
+        builtin("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true, false),
+        builtin("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", false, false),
+        builtin("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, true),
+        builtin("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, true),
+        builtin("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", false, false),
+        builtin("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", false, false),
+        builtin("apiregistration.k8s.io", "v1", "APIService", "apiservices", false, true),
+        builtin("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema", "flowschemas", false, true),
+        builtin("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration", "prioritylevelconfigurations", false, true),
         ResourceDef { verbs: &["create"], ..builtin("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", false, false) },
     ]
 }
@@ -365,6 +382,18 @@ impl ApiServer {
         let mut state = self.state.lock().unwrap();
         state.resources.push(ResourceDef { verbs: &["get", "list"], ..builtin(group, version, kind, plural, true, false) });
         state.unavailable_groups.insert(group.to_owned());
+    }
+
+    /// Serves another version of a kind (an older cluster's API: `policy/v1beta1`
+    /// PodDisruptionBudget). Objects are stored once per group and resource, as the real
+    /// server stores every version of a resource alike.
+    pub fn serve(&self, group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) {
+        self.state.lock().unwrap().resources.push(builtin(group, version, kind, plural, namespaced, false));
+    }
+
+    /// Stops serving a version of a kind (what a newer cluster removed, or an older one lacks).
+    pub fn unserve(&self, group: &str, version: &str, kind: &str) {
+        self.state.lock().unwrap().resources.retain(|r| !(r.group == group && r.version == version && r.kind == kind));
     }
 
     /// Requests answered 429 so far.
@@ -909,6 +938,12 @@ fn route(state: &mut State, method: &Method, path: &str, query: &BTreeMap<String
     if t.def.kind == "TokenReview" {
         return if verb == "create" { token_review(state, body) } else { status(405, "MethodNotAllowed", format!("{verb} is not allowed on tokenreviews")) };
     }
+    if matches!(verb, "create" | "update" | "patch") && t.subresource.is_none() {
+        let operation = if verb == "create" { "CREATE" } else { "UPDATE" };
+        if let Some(refused) = admission(state, &t, operation) {
+            return refused;
+        }
+    }
     match verb {
         "list" => {
             state.lists.push((t.def.plural.clone(), query.clone()));
@@ -977,6 +1012,57 @@ fn status_subresource(state: &mut State, method: &Method, t: &Target, content_ty
         _ => return status(415, "UnsupportedMediaType", format!("the test API server does not support {method} {content_type} on status")),
     }
     respond(200, state.store(k, current, "MODIFIED"))
+}
+
+/// The admission webhooks that would refuse this write: matched by their rules, failure
+/// policy Fail (v1's default), and a service without a ready endpoint, answered as the real
+/// server answers when it cannot reach the webhook. Webhook configurations themselves are
+/// never sent to webhooks (as in the real server).
+fn admission(state: &State, t: &Target, operation: &str) -> Option<Response<Body>> {
+    if t.def.group == "admissionregistration.k8s.io" {
+        return None;
+    }
+    let listed = |list: &Value, item: &str| list.as_array().is_some_and(|l| l.iter().any(|v| v == "*" || v == item || v == "*/*"));
+    for ((group, plural, _, _), config) in &state.objects {
+        if group != "admissionregistration.k8s.io" || !plural.ends_with("webhookconfigurations") {
+            continue;
+        }
+        for hook in config["webhooks"].as_array().into_iter().flatten() {
+            if hook["failurePolicy"].as_str().unwrap_or("Fail") != "Fail" {
+                continue;
+            }
+            let matches = hook["rules"].as_array().into_iter().flatten().any(|r| {
+                let scope_ok = match r["scope"].as_str().unwrap_or("*") {
+                    "Namespaced" => t.def.namespaced,
+                    "Cluster" => !t.def.namespaced,
+                    _ => true,
+                };
+                scope_ok && listed(&r["operations"], operation) && listed(&r["apiGroups"], &t.def.group) && listed(&r["resources"], &t.def.plural)
+            });
+            let (Some(ns), Some(svc)) = (hook.pointer("/clientConfig/service/namespace").and_then(Value::as_str), hook.pointer("/clientConfig/service/name").and_then(Value::as_str)) else {
+                continue;
+            };
+            if !matches {
+                continue;
+            }
+            let ready = state.objects.iter().any(|((g, p, n, _), slice)| {
+                g == "discovery.k8s.io"
+                    && p == "endpointslices"
+                    && n == ns
+                    && slice["metadata"]["labels"]["kubernetes.io/service-name"] == svc
+                    && slice["endpoints"].as_array().is_some_and(|e| e.iter().any(|e| e.pointer("/conditions/ready").and_then(Value::as_bool).unwrap_or(true)))
+            });
+            if !ready {
+                let name = hook["name"].as_str().unwrap_or_default();
+                return Some(status(
+                    500,
+                    "InternalError",
+                    format!("Internal error occurred: failed calling webhook \"{name}\": failed to call webhook: Post \"https://{svc}.{ns}.svc:443/?timeout=10s\": no endpoints available for service \"{svc}\""),
+                ));
+            }
+        }
+    }
+    None
 }
 
 fn key(def: &ResourceDef, namespace: &str, name: &str) -> Key {

@@ -24,6 +24,8 @@ pub enum ExitStatus {
     /// The command ran to the end and found a problem of this kind (a point that failed
     /// verification, a restore Job that failed).
     Failed(dr_core::failure::ErrorKind),
+    /// A preflight found what would stop or block the restore.
+    Findings,
 }
 
 impl ExitStatus {
@@ -31,6 +33,7 @@ impl ExitStatus {
         match self {
             ExitStatus::Success => 0,
             ExitStatus::Failed(kind) => kind.exit_code(),
+            ExitStatus::Findings => 8,
         }
     }
 }

@@ -37,6 +37,17 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     }
     settings.timeout = args.timeout;
     settings.restore_status = restore::StatusKinds::parse(&args.restore_status).map_err(|e| anyhow::anyhow!("--restore-status: {e}"))?;
+    settings.controls = controls(args)?;
+    let modifier_rules = match &args.resource_modifiers {
+        Some(file) => {
+            let rules = std::fs::read_to_string(file).with_context(|| format!("--resource-modifiers: cannot read {}", file.display()))?;
+            let source = format!("--resource-modifiers {}", file.display());
+            dr_core::restore::modifiers::Modifiers::parse(&source, &rules).map_err(|e| anyhow::anyhow!("{e}"))?;
+            settings.controls.resource_modifiers.config_map = modifiers_config_map(&args.release);
+            Some((source, rules))
+        }
+        None => None,
+    };
     settings.check()?;
     let vault = args.passphrase.passphrase_source == SourceKind::Vault;
     if vault && args.vault_token_secret.is_none() && args.passphrase.vault_role.is_none() {
@@ -52,6 +63,12 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     let manifest = check_point(&client, ns, &profile, args, settings.point_in_time, &source).await?;
 
     let mut values = chart_values(args, &profile);
+    let controls = serde_json::to_value(&settings.controls).expect("controls serialize");
+    for key in ["select", "mapping", "resourceModifiers", "existing"] {
+        if controls[key] != serde_json::to_value(restore::RestoreControls::default()).expect("controls serialize")[key] {
+            values[key] = controls[key].clone();
+        }
+    }
     if !args.quick_mode {
         match manifest.as_ref().and_then(rbac_resources) {
             Some(resources) => values["rbac"] = json!({"resources": resources}),
@@ -60,13 +77,23 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
             ),
         }
     }
-    if args.dry_run {
+    if args.dry_run || args.preflight {
         settings.dry_run = true;
+        settings.preflight = true;
         settings.location_mount = args.path.clone();
         settings.resolve = input::resolve_options(&args.passphrase)?;
         settings.passphrase_source = Some(source);
+        settings.inline_modifiers = modifier_rules;
         let report = restore::run_restore(&client, &settings).await?;
         print_report(&report, args.output, "would be")?;
+        if args.preflight {
+            if report.findings.is_empty() {
+                eprintln!("preflight: nothing found that would stop or block the restore");
+                return Ok(ExitStatus::Success);
+            }
+            eprintln!("preflight: {} finding(s) that would stop or block the restore (exit status 8)", report.findings.len());
+            return Ok(ExitStatus::Findings);
+        }
         eprintln!();
         eprintln!("Nothing was written. To restore, the same command without --dry-run creates {} and runs:", dr_core::catalog::DR_SECRET_NAME);
         eprintln!("  {} upgrade --install {} <embedded dr-restore chart> --namespace {ns} --values <values>", args.helm.display(), args.release);
@@ -94,6 +121,17 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
 
     dr_core::install::write_dr_secret(&client, ns, &source).await?;
     eprintln!("wrote {} ({})", dr_core::catalog::DR_SECRET_NAME, source.describe());
+    if let Some((_, rules)) = &modifier_rules {
+        let name = modifiers_config_map(&args.release);
+        let map: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "kubectl-dr"}},
+            "data": {dr_core::restore::modifiers::RULES_KEY: rules},
+        }))
+        .expect("a ConfigMap");
+        dr_core::install::apply(&Api::namespaced(client.clone(), ns), map).await?;
+        eprintln!("wrote ConfigMap {name} (the resource modifier rules)");
+    }
     if let (Some(file), true) = (&args.passphrase.vault_ca_bundle, vault) {
         let map = resources::ca_bundle_config_map(&vault_ca_config_map(&args.release), ns, input::ca_bundle_file(file)?);
         dr_core::install::apply(&Api::namespaced(client.clone(), ns), map).await?;
@@ -141,6 +179,10 @@ fn rbac_resources(manifest: &point::Manifest) -> Option<Vec<Value>> {
     for kind_key in manifest.counts.by_kind.keys() {
         let plural = manifest.resources.get(kind_key)?;
         let group = kind_key.split_once('.').map(|(_, g)| g).unwrap_or("");
+        // A kind of a removed API version is written in its successor's group.
+        if let Some((to_group, to_plural)) = dr_core::restore::convert::successor_resource(group, plural) {
+            out.insert((to_group.to_owned(), to_plural.to_owned()));
+        }
         out.insert((group.to_owned(), plural.clone()));
     }
     Some(out.into_iter().map(|(group, resource)| json!({"group": group, "resource": resource})).collect())
@@ -258,6 +300,35 @@ fn chart_values(args: &RestoreArgs, profile: &resources::Profile) -> Value {
     v
 }
 
+/// The restore controls from the flags (checked with the rest of the settings).
+fn controls(args: &RestoreArgs) -> Result<restore::RestoreControls> {
+    use dr_core::restore::mapping::parse_pairs;
+    let err = |e: String| anyhow::anyhow!("{e}");
+    Ok(restore::RestoreControls {
+        select: dr_core::restore::select::Select {
+            include_namespaces: args.include_namespaces.clone(),
+            exclude_namespaces: args.exclude_namespaces.clone(),
+            include_kinds: args.include_kinds.clone(),
+            exclude_kinds: args.exclude_kinds.clone(),
+            selector: args.selector.clone(),
+            objects: args.objects.clone(),
+        },
+        mapping: dr_core::restore::mapping::Mapping {
+            namespaces: parse_pairs("--namespace-mapping", &args.namespace_mapping).map_err(err)?,
+            storage_classes: parse_pairs("--storage-class-mapping", &args.storage_class_mapping).map_err(err)?,
+            image_registries: parse_pairs("--image-registry-mapping", &args.image_registry_mapping).map_err(err)?,
+            host_name_kinds: args.rewrite_host_names_in.clone(),
+        },
+        resource_modifiers: Default::default(),
+        existing: restore::Existing::parse(&args.existing).map_err(|e| anyhow::anyhow!("--existing {e}"))?,
+    })
+}
+
+/// The ConfigMap the restore Job reads `--resource-modifiers` rules from.
+fn modifiers_config_map(release: &str) -> String {
+    format!("{release}-modifiers")
+}
+
 /// The ConfigMap the restore Job reads Vault's CA from (`--vault-ca-bundle FILE`).
 fn vault_ca_config_map(release: &str) -> String {
     format!("{release}-vault-ca")
@@ -338,6 +409,18 @@ fn print_report(report: &RestoreReport, output: OutputFormat, verb: &str) -> Res
                 if k.status_restored > 0 {
                     notes.push(format!("{} with status", k.status_restored));
                 }
+                if k.updated > 0 {
+                    notes.push(format!("{} existing updated", k.updated));
+                }
+                if k.unchanged > 0 {
+                    notes.push(format!("{} existing equal to the point", k.unchanged));
+                }
+                for (from, n) in &k.converted_from {
+                    notes.push(format!("{n} converted from {from}"));
+                }
+                if k.modified > 0 {
+                    notes.push(format!("{} changed by resource modifiers", k.modified));
+                }
                 notes.extend(k.failures.iter().cloned());
                 println!("{kind:<48} {:>9} {:>9} {skipped:>9} {:>7}  {}", k.restored + k.already_restored, k.replaced, k.failed, notes.join("; "));
             }
@@ -358,6 +441,14 @@ fn print_report(report: &RestoreReport, output: OutputFormat, verb: &str) -> Res
             let existing: Vec<String> = report.by_kind.iter().flat_map(|(kind, k)| k.existing.iter().map(move |n| format!("{kind} {n}"))).collect();
             if !existing.is_empty() {
                 println!("already on this cluster{}: {}", if verb.is_empty() { ", left as they were" } else { "" }, existing.join(", "));
+            }
+            let differs: Vec<String> = report.by_kind.iter().flat_map(|(kind, k)| k.differs.iter().map(move |n| format!("{kind} {n}"))).collect();
+            if !differs.is_empty() {
+                println!("existing objects that differ from the point: {}", differs.join(", "));
+            }
+            for f in &report.findings {
+                let objects = if f.objects.is_empty() { String::new() } else { format!(" [{}]", f.objects.join(", ")) };
+                println!("{} {}: {}{objects}", if verb.is_empty() { "warning" } else { "finding" }, f.check, f.message);
             }
         }
     }
