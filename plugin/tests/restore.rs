@@ -273,3 +273,104 @@ async fn a_kubeconfig_that_skips_tls_verification_is_not_warned_about_on_every_c
     // ...and kube-rs's "Server cert bypassed" warning is not printed, as kubectl prints nothing.
     assert!(!stderr.contains("Server cert bypassed"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_finds_what_would_stop_or_block_the_restore_and_bad_flags_fail_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("nfs");
+    std::fs::create_dir_all(&loc).unwrap();
+    // The source has a kind the target will not serve (an aggregated API, no CRD in the point),
+    // a claim on a StorageClass the target lacks, and two ConfigMaps.
+    let (source, kc) = cluster(dir.path(), "source").await;
+    source.serve("metrics.example.io", "v1", "Gadget", "gadgets", true);
+    source.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+    source.seed(json!({"apiVersion": "metrics.example.io/v1", "kind": "Gadget", "metadata": {"name": "g", "namespace": "shop"}}));
+    source.seed(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": "shop"}, "spec": {"storageClassName": "gp2"}}));
+    source.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"currency": "EUR"}}));
+    source.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "more", "namespace": "shop"}, "data": {"x": "1"}}));
+    ok(&dr(&kc, &["profile", "create", "offsite", "--pvc", "dr-nfs"], "", &[]));
+    let out = ok(&dr(&kc, &["enable", "--profile", "offsite", "--passphrase-file", "-"], PASS, &[]));
+    let cluster_id = out.lines().find_map(|l| l.strip_prefix("Cluster ID: ")).unwrap().to_owned();
+    ok(&dr(&kc, &["backup", "--local", "--path", loc.to_str().unwrap()], "", &[]));
+
+    // The target runs next to production: the namespace is there with one of the ConfigMaps,
+    // a quota, and a webhook on ConfigMaps whose service is down.
+    let (target, kc) = target(dir.path()).await;
+    target.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+    target.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"currency": "USD"}}));
+    target.seed(json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "small", "namespace": "shop"}, "spec": {"hard": {"count/configmaps": "2"}},
+                       "status": {"hard": {"count/configmaps": "2"}, "used": {"count/configmaps": "1"}}}));
+    target.seed(json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "guard"},
+        "webhooks": [{"name": "guard.example.com", "clientConfig": {"service": {"namespace": "guard", "name": "guard"}}, "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                      "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]}]}]}));
+    let base = ["restore", "--cluster-id", &cluster_id, "--profile", "offsite", "--passphrase-file", "-", "--path", loc.to_str().unwrap()];
+    let run = |extra: &[&str]| dr(&kc, &[&base[..], extra].concat(), PASS, &[]);
+
+    let out = run(&["--preflight"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(8), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let line = |check: &str| stdout.lines().find(|l| l.starts_with(&format!("finding {check}: "))).unwrap_or_else(|| panic!("no {check} finding:\n{stdout}")).to_owned();
+    assert!(line("api").contains("metrics.example.io/v1 Gadget is not served by this cluster") && line("api").contains("shop/g"));
+    assert!(line("class").contains("StorageClass gp2") && line("class").contains("PersistentVolumeClaim shop/data"));
+    assert!(line("collision").contains("1 ConfigMap objects already exist on this cluster and differ") && line("collision").contains("shop/settings"));
+    assert!(line("webhook").contains("guard.example.com") && line("webhook").contains("configmaps shop/more"));
+    assert!(line("quota").contains("ResourceQuota shop/small allows 2 count/configmaps and 1 are used"));
+    assert!(find(&target, "", "secrets", NS, "k10-dr-secret").is_none(), "a preflight writes nothing");
+
+    // Leaving out what the findings name and mapping the class clears the way.
+    target.seed(json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "standard"}, "provisioner": "x"}));
+    let out = run(&["--preflight", "--include-namespaces", "shop", "--exclude-kinds", "Gadget,ConfigMap", "--storage-class-mapping", "gp2=standard"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // Bad values fail before anything is asked of the cluster, with one clear message.
+    for (flags, says) in [
+        (&["--namespace-mapping", "shop"][..], "--namespace-mapping: \"shop\" is not old=new"),
+        (&["--selector", "app in web"][..], "selector \"app in web\""),
+        (&["--object", "web"][..], "use KIND/NAMESPACE/NAME"),
+    ] {
+        let out = run(flags);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert_eq!(stderr.matches(says).count(), 1, "{flags:?}: {stderr}");
+    }
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, "version: v1\nrules:\n- match: {kinds: [ConfigMap]}\n  patches: [{op: replace, path: data}]\n").unwrap();
+    let out = run(&["--resource-modifiers", rules.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a JSON pointer"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(find(&target, "", "secrets", NS, "k10-dr-secret").is_none(), "nothing was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controls_flags_reach_the_job_through_helm() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("nfs");
+    std::fs::create_dir_all(&loc).unwrap();
+    let extra = [json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "noisy"}}),
+                 json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "chatter", "namespace": "noisy"}})];
+    let (_source, cluster_id) = source_with(dir.path(), &loc, &extra).await;
+    let (target, kc) = target(dir.path()).await;
+    target.enforce_rbac();
+    // An existing object in the mapped namespace that differs from the point.
+    target.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop-dr"}}));
+    target.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop-dr"}, "data": {"currency": "USD"}}));
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, "version: v1\nrules:\n- match: {kinds: [ConfigMap], namespaces: [shop-dr]}\n  patches: [{op: add, path: /data/restored, value: \"yes\"}]\n").unwrap();
+
+    let job = kubelet(&target, &loc);
+    let out = dr(
+        &kc,
+        &["restore", "--cluster-id", &cluster_id, "--profile", "offsite", "--passphrase-file", "-", "--path", loc.to_str().unwrap(),
+          "--exclude-namespaces", "noisy", "--namespace-mapping", "shop=shop-dr", "--existing", "update", "--resource-modifiers", rules.to_str().unwrap()],
+        PASS,
+        &[],
+    );
+    assert_eq!(job.await.unwrap(), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = ok(&out);
+    let settings = find(&target, "", "configmaps", "shop-dr", "settings").unwrap();
+    assert_eq!(settings["data"], json!({"currency": "EUR", "restored": "yes"}), "mapped, updated, modified");
+    assert!(find(&target, "", "namespaces", "", "shop").is_none());
+    assert!(find(&target, "", "configmaps", "noisy", "chatter").is_none());
+    assert!(stdout.contains("existing objects that differ from the point: ConfigMap shop-dr/settings"), "{stdout}");
+    assert!(find(&target, "", "configmaps", NS, "k10-restore-modifiers").is_some(), "the rules are kept for the Job (and a re-run)");
+}

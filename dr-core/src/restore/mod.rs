@@ -164,7 +164,12 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
     // a preflight, the blocking webhooks always (as warnings).
     let findings = preflight::check(client, &plan, settings.dry_run || settings.preflight).await;
     for f in &findings {
-        tracing::warn!(check = %f.check, objects = ?f.objects, "{}", f.message);
+        // A dry-run's caller prints the findings; a restore's log is where they are read.
+        if settings.dry_run {
+            tracing::info!(check = %f.check, objects = ?f.objects, "{}", f.message);
+        } else {
+            tracing::warn!(check = %f.check, objects = ?f.objects, "{}", f.message);
+        }
     }
     let report = RestoreReport {
         source_cluster_id: settings.source_cluster_id.clone(),

@@ -236,17 +236,19 @@ fn blocked_objects(hook: &Value, plan: &Plan, any_operation: bool) -> Sample {
     sample
 }
 
-/// The objects a dry-run found already on the target, as findings (one per kind).
+/// The objects a dry-run found already on the target and different from the point, as
+/// findings (one per kind). One that equals the point is no collision: nothing would change.
 pub fn collisions(report: &RestoreReport) -> Vec<Finding> {
     report
         .by_kind
         .iter()
         .filter_map(|(kind, k)| {
-            let n = k.skipped.get("already exists").copied().unwrap_or(0);
-            (n > 0).then(|| Finding {
+            let existing = k.skipped.get("already exists").copied().unwrap_or(0);
+            let differ = existing.saturating_sub(k.unchanged);
+            (differ > 0).then(|| Finding {
                 check: "collision".into(),
-                message: format!("{n} {kind} objects already exist on this cluster ({} differ from the point): they are left as they are unless --existing update", n - k.unchanged),
-                objects: k.existing.iter().take(Sample::KEPT).cloned().collect(),
+                message: format!("{differ} {kind} objects already exist on this cluster and differ from the point: they are left as they are unless --existing update"),
+                objects: k.differs.iter().take(Sample::KEPT).cloned().collect(),
             })
         })
         .collect()

@@ -84,8 +84,18 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
         settings.resolve = input::resolve_options(&args.passphrase)?;
         settings.passphrase_source = Some(source);
         settings.inline_modifiers = modifier_rules;
-        let report = restore::run_restore(&client, &settings).await?;
+        // Objects that would fail still make a report, and the preflight's findings name them.
+        let (report, failure) = match restore::run_restore(&client, &settings).await {
+            Ok(report) => (report, None),
+            Err(e) => match e.report().cloned() {
+                Some(report) => (report, Some(e)),
+                None => return Err(e.into()),
+            },
+        };
         print_report(&report, args.output, "would be")?;
+        if let (Some(e), false) = (failure, args.preflight) {
+            return Err(e.into());
+        }
         if args.preflight {
             if report.findings.is_empty() {
                 eprintln!("preflight: nothing found that would stop or block the restore");
