@@ -199,6 +199,14 @@ rejected("a Vault address with a quote", BASE + ["--set", "vault.enabled=true", 
 rejected("a wildcard resource", BASE + ["--set-json", 'rbac.resources=[{"group":"","resource":"*"}]'], "resource")
 rejected("a subresource", BASE + ["--set-json", 'rbac.resources=[{"group":"","resource":"pods/exec"}]'], "resource")
 rejected("a wildcard group", BASE + ["--set-json", 'rbac.resources=[{"group":"*","resource":"pods"}]'], "group")
+# The restore controls: names the schema can see are wrong, and no newline anywhere.
+for key in ["select.selector", "resourceModifiers.configMap"]:
+    rejected(f"a newline in {key}", BASE + ["--set", f"{key}={INJECT}"], key.split(".")[-1])
+rejected("a namespace that is not a name", BASE + ["--set-json", 'select.includeNamespaces=["Shop"]'], "includeNamespaces")
+rejected("an object that is not KIND/NAMESPACE/NAME", BASE + ["--set-json", 'select.objects=["web"]'], "objects")
+rejected("a namespace mapped onto a bad name", BASE + ["--set-json", 'mapping.namespaces={"shop":"a b"}'], "namespaces")
+rejected("an unknown existing policy", BASE + ["--set", "existing=replace"], "existing")
+rejected("an unknown control", BASE + ["--set", "select.namespaces=shop"], "namespaces")
 
 if failures:
     print(f"{len(failures)} chart checks failed: {failures}")
