@@ -227,6 +227,24 @@ async fn plan_inputs(client: &Client, settings: &RestoreSettings, manifest: &Man
     Ok(plan::PlanInputs { controls, served, resources: manifest.resources.clone() })
 }
 
+/// What a restore of `manifest` writes, as (API group, plural): each resource the point
+/// holds, and the successor of each a newer cluster moved to another group (`extensions`
+/// ingresses are written as `networking.k8s.io` ones). The chart's `rbac.resources`, so the
+/// Job's grant names exactly these. `None` when the manifest does not say which resource
+/// serves one of its kinds (points written before that was recorded, or made from files).
+pub fn written_resources(manifest: &Manifest) -> Option<std::collections::BTreeSet<(String, String)>> {
+    let mut out = std::collections::BTreeSet::new();
+    for kind_key in manifest.counts.by_kind.keys() {
+        let plural = manifest.resources.get(kind_key)?;
+        let group = kind_key.split_once('.').map(|(_, g)| g).unwrap_or("");
+        if let Some((to_group, to_plural)) = convert::successor_resource(group, plural) {
+            out.insert((to_group.to_owned(), to_plural.to_owned()));
+        }
+        out.insert((group.to_owned(), plural.clone()));
+    }
+    Some(out)
+}
+
 /// Fails unless the restore's quick-mode setting matches the point's mode.
 pub fn check_mode(manifest: &Manifest, quick_mode: bool) -> Result<(), RestoreError> {
     match (manifest.mode, quick_mode) {

@@ -180,22 +180,9 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     Ok(ExitStatus::Failed(outcome.kind.unwrap_or(dr_core::failure::ErrorKind::Transient)))
 }
 
-/// The chart's `rbac.resources` for a point: each resource it holds, by API group and
-/// plural, so the Job's cluster-wide grant names exactly those. `None` when the manifest does
-/// not say which resource serves one of its kinds (points written before that was recorded,
-/// or made from files).
+/// The chart's `rbac.resources` for a point (`restore::written_resources`).
 fn rbac_resources(manifest: &point::Manifest) -> Option<Vec<Value>> {
-    let mut out = std::collections::BTreeSet::new();
-    for kind_key in manifest.counts.by_kind.keys() {
-        let plural = manifest.resources.get(kind_key)?;
-        let group = kind_key.split_once('.').map(|(_, g)| g).unwrap_or("");
-        // A kind of a removed API version is written in its successor's group.
-        if let Some((to_group, to_plural)) = dr_core::restore::convert::successor_resource(group, plural) {
-            out.insert((to_group.to_owned(), to_plural.to_owned()));
-        }
-        out.insert((group.to_owned(), plural.clone()));
-    }
-    Some(out.into_iter().map(|(group, resource)| json!({"group": group, "resource": resource})).collect())
+    Some(restore::written_resources(manifest)?.into_iter().map(|(group, resource)| json!({"group": group, "resource": resource})).collect())
 }
 
 /// Finds the point the Job will restore, and, when the passphrase resolves from here, opens

@@ -177,3 +177,16 @@ pub fn object_count(api: &ApiServer) -> usize {
         .sum()
 }
 
+
+/// The chart's `rbac.resources` for the newest point, as `kubectl dr restore` sets it from the
+/// manifest: the Job's grant names each resource the point holds.
+pub async fn scoped_rbac(location: &Path, cluster_id: &str) -> Value {
+    use dr_core::point::{self, Unlocker};
+    let loc = Location::connect(&LocationConfig::File { path: location.into() }).await.unwrap();
+    let points = point::list_points(&loc, cluster_id).await.unwrap();
+    let newest = points.iter().max_by_key(|p| p.id.clone()).unwrap();
+    let manifest = point::open_manifest(&loc, cluster_id, &points, newest, &Unlocker::new(Passphrase::new(PASS.into()).unwrap())).await.unwrap();
+    let resources: Vec<Value> =
+        dr_core::restore::written_resources(&manifest).unwrap().into_iter().map(|(group, resource)| json!({"group": group, "resource": resource})).collect();
+    json!({"resources": resources})
+}
