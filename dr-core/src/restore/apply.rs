@@ -13,7 +13,7 @@ use kube::discovery::Scope;
 use kube::Client;
 use serde_json::{json, Value};
 
-use super::plan::{Plan, Tier, CRD_KIND};
+use super::plan::{object_path, Plan, Tier, CRD_KIND};
 use super::report::{RestoreReport, NAMES_KEPT, REASONS_KEPT};
 use super::settings::RestoreSettings;
 use super::spill::Spill;
@@ -602,14 +602,6 @@ pub(super) fn describe(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
         other => crate::error_text(other),
-    }
-}
-
-fn object_path(object: &Value) -> String {
-    let name = object["metadata"]["name"].as_str().unwrap_or_default();
-    match object["metadata"]["namespace"].as_str().filter(|n| !n.is_empty()) {
-        Some(ns) => format!("{ns}/{name}"),
-        None => name.to_owned(),
     }
 }
 
