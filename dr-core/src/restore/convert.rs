@@ -2,8 +2,10 @@
 //!
 //! - Objects the cluster makes and manages itself belong to the target: the APIServices the
 //!   aggregator registers for the API server's own group versions, the API priority and
-//!   fairness defaults, bootstrap RBAC, the `system-` PriorityClasses and the `kubernetes`
-//!   Service. The plan leaves them out and says so (`managed_by_target`).
+//!   fairness defaults, bootstrap RBAC, the `system-` PriorityClasses, the `kubernetes`
+//!   Service and its ServiceCIDR, Service IP reservations (IPAddress), per-node objects
+//!   (CSINode, VolumeAttachment) and certificate requests. The plan leaves them out and says
+//!   so (`managed_by_target`).
 //! - An object in an API version the target no longer serves is converted (`convert`): the
 //!   built-in removals by a conversion of its own (pure functions, table-tested below);
 //!   anything else is written in the version the target prefers for its group and kind,
@@ -28,6 +30,13 @@ pub fn managed_by_target(object: &Value) -> Option<&'static str> {
         ("rbac.authorization.k8s.io", _) if meta["labels"]["kubernetes.io/bootstrapping"] == "rbac-defaults" => Some("managed by the target cluster (bootstrap RBAC)"),
         ("scheduling.k8s.io", "PriorityClass") if name.starts_with("system-") => Some("managed by the target cluster (system PriorityClass)"),
         ("", "Service") if name == "kubernetes" && meta["namespace"] == "default" => Some("managed by the target cluster (the API server's Service)"),
+        // The old cluster's Service IP reservations: the target allocates its own (restored
+        // Services get new cluster IPs), and these would hold its addresses for nothing.
+        ("networking.k8s.io", "IPAddress") => Some("managed by the target cluster (Service IP allocation)"),
+        ("networking.k8s.io", "ServiceCIDR") if name == "kubernetes" => Some("managed by the target cluster (its service range)"),
+        // Per node of the old cluster, written by its kubelets and controllers.
+        ("storage.k8s.io", "CSINode" | "VolumeAttachment") => Some("managed by the target cluster (per node)"),
+        ("certificates.k8s.io", "CertificateSigningRequest") => Some("managed by the target cluster (the old cluster's certificate requests)"),
         _ => None,
     }
 }
@@ -362,5 +371,7 @@ mod tests {
         assert!(managed_by_target(&bootstrap).is_some());
         let mine = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "shop-reader"}});
         assert!(managed_by_target(&mine).is_none());
+        let ip = json!({"apiVersion": "networking.k8s.io/v1", "kind": "IPAddress", "metadata": {"name": "10.96.4.7"}});
+        assert!(managed_by_target(&ip).is_some());
     }
 }
