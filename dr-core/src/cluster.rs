@@ -5,7 +5,7 @@
 //! mode select, strips what the API server sets, and streams the objects into a
 //! [`PointWriter`]. It never reads, lists or deletes anything at the location.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::discovery::{verbs, ApiCapabilities, ApiGroup, Scope};
@@ -147,6 +147,28 @@ pub async fn backed_up_resources(client: &Client, selection: &Selection, mode: M
     Ok(out)
 }
 
+/// The kinds a backup of `mode` and `selection` reads on this cluster now, as kind key
+/// (`Deployment.apps`) → plural (`kubectl dr diff --live` compares them).
+pub async fn backed_up_kinds(client: &Client, selection: &Selection, mode: Mode) -> Result<BTreeMap<String, String>, ClusterError> {
+    let (groups, _) = discover(client).await?;
+    Ok(targets(&groups, selection, mode).into_iter().map(|t| (t.key, t.resource.plural)).collect())
+}
+
+/// Whether a backup of `selection` reads namespaced objects of `namespace` (the DR
+/// namespace always).
+pub fn reads_namespace(selection: &Selection, dr_namespace: &str, namespace: &str) -> bool {
+    if namespace == dr_namespace {
+        return true;
+    }
+    if !selection.namespaces.is_empty() {
+        return selection.namespaces.iter().any(|n| n == namespace);
+    }
+    match &selection.exclude_namespaces {
+        Some(excluded) => !excluded.iter().any(|n| n == namespace),
+        None => !DEFAULT_EXCLUDED_NAMESPACES.contains(&namespace),
+    }
+}
+
 fn targets(groups: &[ApiGroup], selection: &Selection, mode: Mode) -> Vec<Target> {
     let include: BTreeSet<&str> = selection.include_kinds.iter().map(String::as_str).collect();
     let exclude: BTreeSet<&str> = selection.exclude_kinds.iter().map(String::as_str).collect();
@@ -190,7 +212,7 @@ fn is_platform_kind(r: &ApiResource) -> bool {
 
 /// Whether a workload controller recreates this object (a Deployment's ReplicaSet, a
 /// ReplicaSet's Pods, a CronJob's Jobs): restoring it would duplicate what the controller makes.
-fn recreated_by_controller(obj: &Value) -> bool {
+pub(crate) fn recreated_by_controller(obj: &Value) -> bool {
     obj.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .is_some_and(|refs| {

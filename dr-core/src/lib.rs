@@ -21,6 +21,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod api_retry;
 pub mod cron;
+pub mod diff;
 pub mod crypto;
 pub mod failure;
 pub mod format;

@@ -51,6 +51,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write one restore point's objects out as YAML files, one per object.
     Export(ExportArgs),
+    /// What changed between two restore points, or between a point and this cluster (--live):
+    /// objects added, removed and changed, field by field; Secret values only as keyed hashes.
+    Diff(DiffArgs),
     /// Restore a cluster's restore point onto this cluster: creates k10-dr-secret, installs the
     /// embedded dr-restore chart with helm, and follows its Job to the end.
     Restore(RestoreArgs),
@@ -551,6 +554,30 @@ pub struct VerifyArgs {
     pub location: LocationArgs,
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    #[arg(long, env = "DR_CLUSTER_ID")]
+    pub cluster_id: String,
+    /// The earlier point (its ID, as `restore-points` lists it), or the point to compare with
+    /// this cluster (--live).
+    pub point: String,
+    /// The later point.
+    #[arg(required_unless_present = "live", conflicts_with = "live")]
+    pub other: Option<String>,
+    /// Compare the point with this cluster now: the kinds the point holds, in the namespaces it holds.
+    #[arg(long)]
+    pub live: bool,
+    /// Compare status too (on a live cluster it changes all the time).
+    #[arg(long)]
+    pub status: bool,
+    #[command(flatten)]
+    pub location: LocationArgs,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
 }
 
 #[derive(Args, Debug)]

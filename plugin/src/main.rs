@@ -32,6 +32,7 @@ async fn main() -> std::process::ExitCode {
         cli::Command::RestorePoints(args) => commands::restore_points::run(args).await,
         cli::Command::Verify(args) => commands::verify::run(args).await,
         cli::Command::Export(args) => commands::export::run(args).await,
+        cli::Command::Diff(args) => commands::diff::run(&cli.global, args).await,
         cli::Command::Restore(args) => commands::restore::run(&cli.global, args).await,
         cli::Command::TakeOwnership(args) => commands::take_ownership::run(&cli.global, args).await,
         cli::Command::Images(args) => commands::images::run(args).await,

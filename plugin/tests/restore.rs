@@ -374,3 +374,61 @@ async fn the_controls_flags_reach_the_job_through_helm() {
     assert!(stdout.contains("existing objects that differ from the point: ConfigMap shop-dr/settings"), "{stdout}");
     assert!(find(&target, "", "configmaps", NS, "k10-restore-modifiers").is_some(), "the rules are kept for the Job (and a re-run)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_shows_what_changed_between_points_and_since_a_point_without_secret_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("nfs");
+    std::fs::create_dir_all(&loc).unwrap();
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"}, "type": "Opaque",
+                        "data": {"password": support::apiserver::base64(b"hunter2", false), "user": support::apiserver::base64(b"app", false)}});
+    let (source, cluster_id) = source_with(dir.path(), &loc, &[secret.clone()]).await;
+    let kc = dir.path().join("source.kubeconfig");
+    let good = dr_core::point::list_points(&dr_core::location::Location::connect(&dr_core::location::LocationConfig::File { path: loc.clone() }).await.unwrap(), &cluster_id)
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
+
+    // The attacker: a changed setting, a new workload, a deleted object, a stolen password.
+    let client = source.client();
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client.clone(), "shop");
+    cms.patch("settings", &Default::default(), &kube::api::Patch::Merge(json!({"data": {"currency": "XMR"}}))).await.unwrap();
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client.clone(), "shop");
+    secrets.patch("db", &Default::default(), &kube::api::Patch::Merge(json!({"data": {"password": support::apiserver::base64(b"stolen!", false)}}))).await.unwrap();
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> = kube::Api::namespaced(client.clone(), "shop");
+    deployments
+        .create(&Default::default(), &serde_json::from_value(json!({"metadata": {"name": "miner"}, "spec": {"selector": {"matchLabels": {"a": "m"}},
+            "template": {"metadata": {"labels": {"a": "m"}}, "spec": {"containers": [{"name": "m", "image": "evil/miner"}]}}}})).unwrap())
+        .await
+        .unwrap();
+    let sas: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> = kube::Api::namespaced(client.clone(), "shop");
+    sas.create(&Default::default(), &serde_json::from_value(json!({"metadata": {"name": "gone"}})).unwrap()).await.unwrap();
+
+    // Against the live cluster, from the last good point.
+    let base = ["diff", "--cluster-id", &cluster_id, "--path", loc.to_str().unwrap(), "--passphrase-file", "-"];
+    let live = ok(&dr(&kc, &[&base[..], &[&good, "--live"]].concat(), PASS, &[]));
+    assert!(live.contains("~ ConfigMap shop/settings\n    /data/currency: \"EUR\" -> \"XMR\""), "{live}");
+    assert!(live.contains("+ Deployment.apps shop/miner"), "{live}");
+    assert!(live.contains("+ ServiceAccount shop/gone"), "{live}");
+    assert!(live.contains("~ Secret shop/db\n    /data/password: \"hmac:"), "{live}");
+    assert!(!live.contains("hunter2") && !live.contains("stolen!") && !live.contains(&support::apiserver::base64(b"hunter2", false)), "{live}");
+    assert!(!live.contains("/data/user"), "an unchanged value is not listed: {live}");
+
+    // Between two points: a later backup, after one more removal.
+    sas.delete("gone", &Default::default()).await.unwrap();
+    ok(&dr(&kc, &["backup", "--local", "--path", loc.to_str().unwrap()], "", &[]));
+    let points = dr_core::point::list_points(&dr_core::location::Location::connect(&dr_core::location::LocationConfig::File { path: loc.clone() }).await.unwrap(), &cluster_id)
+        .await
+        .unwrap();
+    let later = points.iter().map(|p| p.id.clone()).find(|id| *id != good).unwrap();
+    let json_out = ok(&dr(&kc, &[&base[..], &[&good, &later, "-o", "json"]].concat(), PASS, &[]));
+    let d: Value = serde_json::from_str(&json_out).unwrap();
+    assert_eq!(d["added"], json!([{"kind": "Deployment.apps", "namespace": "shop", "name": "miner"}]), "{d}");
+    assert_eq!(d["removed"], json!([]), "{d}");
+    let changed: Vec<&str> = d["changed"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert!(changed.contains(&"settings") && changed.contains(&"db"), "{d}");
+    // The point's passphrase is needed: a wrong one opens nothing.
+    let wrong = dr(&kc, &[&base[..], &[&good, &later]].concat(), "not it", &[]);
+    assert_eq!(wrong.status.code(), Some(3), "{}", String::from_utf8_lossy(&wrong.stderr));
+}

@@ -58,6 +58,16 @@ async fn namespace_kind_and_label_rules_choose_what_comes_back_and_say_why() {
     assert_eq!(skipped(&report, "PersistentVolumeClaim", "labels do not match --selector"), 1, "{report}");
     assert_eq!(skipped(&report, "ConfigMap", "not in --include-namespaces"), 1, "{report}");
 
+    // Only some kinds (named as kind.group or plural), and the namespaces they live in.
+    let target = target_cluster(raw_secret(PASS)).await;
+    let report = restore(&target, &values(&cluster_id, json!({"select": {"includeKinds": ["Deployment.apps", "configmaps"]}})), loc.path()).report();
+    assert!(find(&target, "apps", "deployments", "shop", "web").is_some());
+    assert!(find(&target, "", "configmaps", "noisy", "chatter").is_some());
+    assert!(find(&target, "", "namespaces", "", "noisy").is_some());
+    assert!(find(&target, "", "secrets", "shop", "db").is_none());
+    assert!(find(&target, "", "serviceaccounts", "shop", "web").is_none());
+    assert_eq!(skipped(&report, "ServiceAccount", "kind not in --include-kinds"), 1, "{report}");
+
     // One object by name.
     let target = target_cluster(raw_secret(PASS)).await;
     let report = restore(&target, &values(&cluster_id, json!({"select": {"objects": ["Deployment.apps/shop/web", "ClusterRole/shop-reader"]}})), loc.path()).report();

@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod backup;
+pub mod diff;
 pub mod enable;
 pub mod export;
 pub mod images;
