@@ -161,6 +161,11 @@ impl CompiledMapping {
                 if let Some(name) = object.pointer_mut("/metadata/name") {
                     map_at(name);
                 }
+                // The API server keeps this label equal to the name; the point has the old one.
+                let name = object["metadata"]["name"].clone();
+                if let Some(label) = object.pointer_mut("/metadata/labels/kubernetes.io~1metadata.name") {
+                    *label = name;
+                }
             }
             ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
                 for s in object.get_mut("subjects").and_then(Value::as_array_mut).into_iter().flatten() {
@@ -312,9 +317,10 @@ mod tests {
         m.apply(&mut rb, None);
         assert_eq!(rb["subjects"], json!([{"kind": "ServiceAccount", "name": "web", "namespace": "shop-dr"}, {"kind": "ServiceAccount", "name": "x", "namespace": "other"},
             {"kind": "User", "name": "system:serviceaccount:shop-dr:web"}, {"kind": "Group", "name": "system:serviceaccounts:shop-dr"}]));
-        let mut ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}});
+        let mut ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"kubernetes.io/metadata.name": "shop"}}});
         m.apply(&mut ns, None);
         assert_eq!(ns["metadata"]["name"], "shop-dr");
+        assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "shop-dr");
         let mut pv = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv"}, "spec": {"claimRef": {"namespace": "shop", "name": "data"}}});
         m.apply(&mut pv, None);
         assert_eq!(pv["spec"]["claimRef"]["namespace"], "shop-dr");
