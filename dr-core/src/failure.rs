@@ -210,6 +210,7 @@ pub fn kind_of(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
         }
         known!(
             crate::restore::RestoreError,
+            crate::replicate::ReplicateError,
             crate::job::JobError,
             crate::point::PointError,
             crate::location::LocationError,

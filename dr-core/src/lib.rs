@@ -33,6 +33,7 @@ pub mod location;
 pub mod manifests;
 pub mod passphrase;
 pub mod point;
+pub mod replicate;
 pub mod resources;
 pub mod restore;
 pub mod retention;

@@ -51,6 +51,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write one restore point's objects out as YAML files, one per object.
     Export(ExportArgs),
+    /// Copy restore points to another location profile as they are (encrypted; no key needed
+    /// at the destination), write-once, each copy read back and checked.
+    Replicate(ReplicateArgs),
     /// What changed between two restore points, or between a point and this cluster (--live):
     /// objects added, removed and changed, field by field; Secret values only as keyed hashes.
     Diff(DiffArgs),
@@ -554,6 +557,33 @@ pub struct VerifyArgs {
     pub location: LocationArgs,
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplicateArgs {
+    #[arg(long, env = "DR_CLUSTER_ID")]
+    pub cluster_id: String,
+    /// The location profile the points are at.
+    #[arg(long)]
+    pub from: String,
+    /// The location profile to copy them to (the off-site one).
+    #[arg(long)]
+    pub to: String,
+    /// A profile of the same destination with read credentials, to check what is there and
+    /// read each copy back (default: --to, when its credentials may read).
+    #[arg(long)]
+    pub verify_with: Option<String>,
+    /// Only this point (default: every complete point not yet there).
+    #[arg(long)]
+    pub point: Option<String>,
+    /// Where this machine sees --from's share, when it is a file (NFS) profile.
+    #[arg(long)]
+    pub from_path: Option<PathBuf>,
+    /// Where this machine sees --to's share, when it is a file (NFS) profile.
+    #[arg(long)]
+    pub to_path: Option<PathBuf>,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
 }
 
 #[derive(Args, Debug)]

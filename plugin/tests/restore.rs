@@ -432,3 +432,64 @@ async fn diff_shows_what_changed_between_points_and_since_a_point_without_secret
     let wrong = dr(&kc, &[&base[..], &[&good, &later]].concat(), "not it", &[]);
     assert_eq!(wrong.status.code(), Some(3), "{}", String::from_utf8_lossy(&wrong.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_replicated_off_site_are_write_once_verified_and_restore_with_read_only_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("nfs");
+    std::fs::create_dir_all(&loc).unwrap();
+    let (_source, cluster_id) = source(dir.path(), &loc).await;
+    let kc = dir.path().join("source.kubeconfig");
+    // The off-site bucket, with Object Lock; a writer that may only put objects, a reader.
+    let s3 = support::moto_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "7".into())]);
+    support::moto_setup(&s3, &["bucket", "dr-offsite", "lock"], None);
+    let users = support::moto_setup(&s3, &["users", "dr-offsite"], None);
+    let env = |u: &str| vec![("AWS_ACCESS_KEY_ID", users[u]["access_key_id"].as_str().unwrap().to_owned()), ("AWS_SECRET_ACCESS_KEY", users[u]["secret_access_key"].as_str().unwrap().to_owned())];
+    let reader_file = dir.path().join("reader-credentials");
+    std::fs::write(&reader_file, format!("[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n", env("reader")[0].1, env("reader")[1].1)).unwrap();
+    let bucket = ["--s3-bucket", "dr-offsite", "--s3-endpoint", &s3.url, "--s3-path-style", "--s3-region", "us-east-1", "--immutable-days", "1"];
+    let profile = |kc: &Path, name: &str, creds: &[&str], env: &[(&str, String)]| {
+        ok(&dr(kc, &[&["profile", "create", name][..], creds, &bucket, &["--skip-validation"]].concat(), "", env));
+    };
+    profile(&kc, "vault-copy", &["--s3-credentials-from-env"], &env("writer"));
+    profile(&kc, "vault-reader", &["--s3-credentials-file", reader_file.to_str().unwrap()], &[]);
+
+    let replicate = ["replicate", "--cluster-id", &cluster_id, "--from", "offsite", "--from-path", loc.to_str().unwrap(), "--to", "vault-copy", "--verify-with", "vault-reader"];
+    let out = ok(&dr(&kc, &replicate, "", &[]));
+    assert!(out.contains("copied (") && out.contains("verified at the destination"), "{out}");
+    let again = ok(&dr(&kc, &replicate, "", &[]));
+    assert!(again.contains("already there, identical") && !again.contains("copied"), "{again}");
+    // Copied as they are (the same bytes), under the destination's Object Lock retention.
+    let offsite = dr_core::location::Location::connect(&dr_core::location::LocationConfig::S3(dr_core::location::S3Config {
+        bucket: "dr-offsite".into(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(s3.url.clone()),
+        path_style: true,
+        credentials: Some(dr_core::location::StaticCredentials {
+            access_key_id: env("reader")[0].1.clone(),
+            secret_access_key: zeroize::Zeroizing::new(env("reader")[1].1.clone()),
+            session_token: None,
+        }),
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    let points = dr_core::point::list_points(&offsite, &cluster_id).await.unwrap();
+    assert_eq!(points.len(), 1);
+    let key = dr_core::point::object_key(&cluster_id, &points[0].id, dr_core::point::MANIFEST_OBJECT);
+    assert!(offsite.head(&key).await.unwrap().retention.is_some(), "the copy is under Object Lock");
+    let local = std::fs::read(loc.join(&key)).unwrap();
+    let (_, mut reader) = offsite.open(&key).await.unwrap();
+    let mut remote = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut remote).await.unwrap();
+    assert_eq!(local, remote, "encrypted bytes copied as they are");
+
+    // A new cluster restores from the off-site copy with read-only credentials.
+    let (target, tkc) = target(dir.path()).await;
+    profile(&tkc, "vault-reader", &["--s3-credentials-file", reader_file.to_str().unwrap()], &[]);
+    let job = kubelet(&target, &loc);
+    let out = dr(&tkc, &["restore", "--cluster-id", &cluster_id, "--profile", "vault-reader", "--passphrase-file", "-"], PASS, &[]);
+    assert_eq!(job.await.unwrap(), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    ok(&out);
+    assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "EUR");
+}
