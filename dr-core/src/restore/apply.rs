@@ -340,6 +340,16 @@ impl Ctx {
                     }
                 }
             }
+            // An admission webhook the point brought (restored last, its service not running
+            // yet) refuses a re-run's creates before the server would say AlreadyExists: an
+            // object an earlier run of this restore wrote is done all the same.
+            Err(e) if webhook_refused(&e) => match self.call(|| api.get_opt(&name)).await.map_err(|e| describe(&e))? {
+                Some(existing) => match self.existing(&existing, &object, &namespace, &name) {
+                    Outcome::AlreadyRestored => (Outcome::AlreadyRestored, existing),
+                    _ => return Err(describe(&e)),
+                },
+                None => return Err(describe(&e)),
+            },
             Err(e) => return Err(describe(&e)),
         };
         self.remember(source_uid.as_deref(), &written);
@@ -536,6 +546,11 @@ pub(super) fn equals_point(existing: &Value, desired: &Value) -> bool {
         }),
         _ => subset(want, &existing[key.as_str()]),
     })
+}
+
+/// The API server could not get an admission webhook's verdict (500 "failed calling webhook").
+pub(super) fn webhook_refused(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 500 && s.message.contains("failed calling webhook"))
 }
 
 fn has_status(object: &Value) -> bool {

@@ -281,6 +281,8 @@ async fn create_ownership_configmap(client: &Client, settings: &RestoreSettings,
     match cms.create(&PostParams::default(), &cm).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        // A re-run, with a ConfigMap webhook of the point restored and not running yet.
+        Err(e) if apply::webhook_refused(&e) && matches!(cms.get_opt(OWNERSHIP_CONFIGMAP).await, Ok(Some(_))) => Ok(()),
         Err(e) => Err(RestoreError::Api { what: format!("creating ConfigMap {OWNERSHIP_CONFIGMAP} in namespace {}", settings.namespace), source: e }),
     }
 }
