@@ -188,6 +188,8 @@ fn rbac(namespace: &str, mode: Mode, read: &[(String, String)]) -> (Role, Cluste
             {"apiGroups": ["dr.kubectl-dr.io"], "resources": ["policies/status"], "verbs": ["get", "patch"]},
             {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get", "list"]},
             {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "list"]},
+            // Each run's outcome as an Event on the Policy.
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
         ]
     }));
     let mut rules = vec![json!({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]})];

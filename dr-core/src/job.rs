@@ -14,7 +14,7 @@ use crate::cluster::{self, BackupReport, ClusterError};
 use crate::location::{Location, LocationError};
 use crate::passphrase::{ResolveOptions, VaultAuth, VaultConfig, DEFAULT_K8S_AUTH_MOUNT, DEFAULT_SA_TOKEN_PATH};
 use crate::point;
-use crate::resources::{self, Policy, ResourceError, RunRecord, FILE_LOCATION_MOUNT};
+use crate::resources::{self, Policy, PolicyCondition, ResourceError, RunRecord, FILE_LOCATION_MOUNT};
 
 /// The environment variables of the job image.
 pub mod env {
@@ -240,17 +240,74 @@ async fn backup_once(client: &Client, settings: &BackupSettings) -> Result<Backu
     })
 }
 
-/// Keeps the ten most recent runs in the policy's status.
+/// Keeps the ten most recent runs in the policy's status, with its conditions and the time
+/// of the last good backup, and says what happened as an Event on the Policy.
 async fn record_run(client: &Client, settings: &BackupSettings, record: RunRecord) -> Result<(), kube::Error> {
     let policies: Api<Policy> = Api::namespaced(client.clone(), &settings.namespace);
     let current = policies.get_status(&settings.policy).await?;
-    let mut runs = current.status.map(|s| s.last_runs).unwrap_or_default();
+    let uid = current.metadata.uid.clone().unwrap_or_default();
+    let status = current.status.unwrap_or_default();
+    let succeeded = record.result == "Succeeded";
+    let mut patch = json!({"status": {}});
+    if succeeded {
+        patch["status"]["lastSuccessfulBackup"] = json!(record.finished_at);
+        patch["status"]["lastSuccessfulRestorePoint"] = json!(record.restore_point);
+    }
+    let ever_succeeded = succeeded || status.last_successful_backup.is_some();
+    let now = record.finished_at.clone().unwrap_or_else(|| record.started_at.clone());
+    let (reason, message) = if succeeded {
+        ("BackupSucceeded", format!("restore point {}: {} objects", record.restore_point.as_deref().unwrap_or_default(), record.objects.unwrap_or(0)))
+    } else {
+        ("BackupFailed", record.message.clone().unwrap_or_default())
+    };
+    let flag = |b: bool| if b { "True" } else { "False" };
+    let wanted = [
+        ("LastBackupSucceeded", flag(succeeded), reason, message.clone()),
+        ("Ready", flag(succeeded), if succeeded { "BackupSucceeded" } else if ever_succeeded { "LastBackupFailed" } else { "NoGoodBackup" }, message.clone()),
+    ];
+    let conditions: Vec<PolicyCondition> = wanted
+        .into_iter()
+        .map(|(type_, state, reason, message)| {
+            // The transition time moves only when the status does, as in metav1.Condition.
+            let since = status.conditions.iter().find(|c| c.type_ == type_ && c.status == state).map(|c| c.last_transition_time.clone()).unwrap_or_else(|| now.clone());
+            PolicyCondition { type_: type_.into(), status: state.into(), reason: reason.into(), message: message.chars().take(1000).collect(), last_transition_time: since }
+        })
+        .collect();
+    let mut runs = status.last_runs;
     runs.insert(0, record);
     runs.truncate(10);
-    policies
-        .patch_status(&settings.policy, &PatchParams::default(), &Patch::Merge(json!({"status": {"lastRuns": runs}})))
-        .await?;
+    patch["status"]["lastRuns"] = json!(runs);
+    patch["status"]["conditions"] = json!(conditions);
+    policies.patch_status(&settings.policy, &PatchParams::default(), &Patch::Merge(patch)).await?;
+    if let Err(e) = policy_event(client, settings, &uid, succeeded, reason, &message).await {
+        tracing::warn!(error = %crate::error_text(&e), "could not record the run as an Event on the policy");
+    }
     Ok(())
+}
+
+/// An `events.k8s.io/v1` Event regarding the Policy (`kubectl describe policy` shows it).
+async fn policy_event(client: &Client, settings: &BackupSettings, uid: &str, succeeded: bool, reason: &str, note: &str) -> Result<(), kube::Error> {
+    use kube::api::{ApiResource, DynamicObject, PostParams};
+    use kube::core::GroupVersionKind;
+    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event"), "events");
+    let events: Api<DynamicObject> = Api::namespaced_with(client.clone(), &settings.namespace, &resource);
+    // MicroTime: six fractional digits, as the API server requires.
+    let now = time::OffsetDateTime::now_utc();
+    let event_time = format!("{}.{:06}Z", now.format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]")).unwrap_or_default(), now.microsecond());
+    let event: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"generateName": format!("{}.", settings.policy), "namespace": settings.namespace},
+        "eventTime": event_time,
+        "reportingController": "dr.kubectl-dr.io/dr-job",
+        "reportingInstance": var("HOSTNAME").unwrap_or_else(|| "dr-job".into()),
+        "action": "Backup",
+        "reason": reason,
+        "type": if succeeded { "Normal" } else { "Warning" },
+        "note": note.chars().take(1000).collect::<String>(),
+        "regarding": {"apiVersion": format!("{}/v1alpha1", crate::catalog::API_GROUP), "kind": "Policy", "name": settings.policy, "namespace": settings.namespace, "uid": uid},
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    events.create(&PostParams::default(), &event).await.map(|_| ())
 }
 
 /// Writes the container's termination message (Kubernetes keeps the first 4 KiB), so

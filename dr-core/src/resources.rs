@@ -166,6 +166,29 @@ pub struct PolicyStatus {
     /// The most recent runs, newest first (at most 10).
     #[serde(default)]
     pub last_runs: Vec<RunRecord>,
+    /// `LastBackupSucceeded` (the last run) and `Ready` (the last run succeeded; false with
+    /// reason `NoGoodBackup` until one has), as Kubernetes conditions, for monitoring.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<PolicyCondition>,
+    /// When the last good backup finished (RFC 3339), and its restore point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_backup: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_restore_point: Option<String>,
+}
+
+/// A condition of the Policy, shaped like `metav1.Condition`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True or False.
+    pub status: String,
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    pub last_transition_time: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]

@@ -340,8 +340,25 @@ async fn the_job_runs_with_the_cronjobs_environment_and_least_privilege_service_
     let (out, message) = run_as_cronjob(&api, dir.path());
     assert_eq!(out.status.code(), Some(2), "{message}");
     assert!(message.contains("widgets.shop.example.com") && message.contains("kubectl dr enable"), "{message}");
+    // The failure is in the Policy's conditions and Events, for people and monitoring; the
+    // last good backup is still the one before.
+    let policy = api.objects("dr.kubectl-dr.io", "policies").pop().unwrap();
+    let condition = |t: &str| policy["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == t).unwrap().clone();
+    assert_eq!(condition("LastBackupSucceeded")["status"], "False", "{policy}");
+    assert_eq!(condition("Ready")["reason"], "LastBackupFailed", "{policy}");
+    assert!(condition("Ready")["message"].as_str().unwrap().contains("widgets.shop.example.com"), "{policy}");
+    let good = policy["status"]["lastSuccessfulRestorePoint"].as_str().expect("the earlier good backup").to_owned();
+    assert_eq!(policy["status"]["lastRuns"][1]["restorePoint"], good.as_str());
+    let events = api.objects("events.k8s.io", "events");
+    let regarding_policy = |reason: &str| events.iter().filter(|e| e["reason"] == reason && e["regarding"]["kind"] == "Policy" && e["regarding"]["uid"] == policy["metadata"]["uid"]).count();
+    assert!(regarding_policy("BackupSucceeded") >= 2 && regarding_policy("BackupFailed") >= 2, "{events:?}");
+    assert!(events.iter().any(|e| e["type"] == "Warning" && e["note"].as_str().unwrap().contains("kubectl dr enable")), "{events:?}");
     dr_core::install::enable(&api.client(), &settings(dr_core::catalog::Mode::Full)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (out, message) = run_as_cronjob(&api, dir.path());
     assert!(out.status.success(), "stderr: {}\nmessage: {message}", String::from_utf8_lossy(&out.stderr));
+    let policy = api.objects("dr.kubectl-dr.io", "policies").pop().unwrap();
+    let ready = policy["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("True"), Some("BackupSucceeded")), "{policy}");
+    assert_eq!(policy["status"]["lastSuccessfulRestorePoint"], serde_json::from_str::<Value>(&message).unwrap()["restorePoint"]);
 }
