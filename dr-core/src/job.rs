@@ -285,29 +285,10 @@ async fn record_run(client: &Client, settings: &BackupSettings, record: RunRecor
     Ok(())
 }
 
-/// An `events.k8s.io/v1` Event regarding the Policy (`kubectl describe policy` shows it).
+/// An Event regarding the Policy (`kubectl describe policy` shows it).
 async fn policy_event(client: &Client, settings: &BackupSettings, uid: &str, succeeded: bool, reason: &str, note: &str) -> Result<(), kube::Error> {
-    use kube::api::{ApiResource, DynamicObject, PostParams};
-    use kube::core::GroupVersionKind;
-    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event"), "events");
-    let events: Api<DynamicObject> = Api::namespaced_with(client.clone(), &settings.namespace, &resource);
-    // MicroTime: six fractional digits, as the API server requires.
-    let now = time::OffsetDateTime::now_utc();
-    let event_time = format!("{}.{:06}Z", now.format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]")).unwrap_or_default(), now.microsecond());
-    let event: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "events.k8s.io/v1", "kind": "Event",
-        "metadata": {"generateName": format!("{}.", settings.policy), "namespace": settings.namespace},
-        "eventTime": event_time,
-        "reportingController": "dr.kubectl-dr.io/dr-job",
-        "reportingInstance": var("HOSTNAME").unwrap_or_else(|| "dr-job".into()),
-        "action": "Backup",
-        "reason": reason,
-        "type": if succeeded { "Normal" } else { "Warning" },
-        "note": note.chars().take(1000).collect::<String>(),
-        "regarding": {"apiVersion": format!("{}/v1alpha1", crate::catalog::API_GROUP), "kind": "Policy", "name": settings.policy, "namespace": settings.namespace, "uid": uid},
-    }))
-    .map_err(kube::Error::SerdeError)?;
-    events.create(&PostParams::default(), &event).await.map(|_| ())
+    let regarding = json!({"apiVersion": format!("{}/v1alpha1", crate::catalog::API_GROUP), "kind": "Policy", "name": settings.policy, "namespace": settings.namespace, "uid": uid});
+    crate::events::record(client, &settings.namespace, regarding, "Backup", reason, !succeeded, note).await
 }
 
 /// Writes the container's termination message (Kubernetes keeps the first 4 KiB), so

@@ -116,6 +116,7 @@ async fn restore() -> std::process::ExitCode {
             RestoreOutcome { error: dr_core::error_text(&e), kind: Some(e.kind()), report: e.report().cloned() }
         }
     };
+    dr_core::restore::job_event(&client, &settings, &outcome).await;
     // Last, since nothing after it needs the grant.
     end_grant(&client, outcome.kind).await;
     finish(&outcome)

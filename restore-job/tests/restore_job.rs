@@ -64,6 +64,11 @@ async fn a_full_restore_brings_everything_back_and_a_rerun_duplicates_nothing() 
     assert!(find(&target, "rbac.authorization.k8s.io", "clusterroles", "", &grant).is_some());
     assert_eq!(report["byKind"]["Profile.dr.kubectl-dr.io"]["skipped"]["already exists"], 1, "{report}");
     assert_eq!(report["byKind"]["Secret"]["skipped"]["already exists"], 1, "k10-dr-secret exists: {report}");
+    // The outcome is an Event on the restore Job too.
+    let events = target.objects("events.k8s.io", "events");
+    let event = events.iter().find(|e| e["regarding"]["kind"] == "Job" && e["regarding"]["name"] == RELEASE).unwrap_or_else(|| panic!("no Event on the Job: {events:?}"));
+    assert_eq!((event["reason"].as_str(), event["type"].as_str()), (Some("RestoreSucceeded"), Some("Normal")), "{event}");
+    assert!(event["note"].as_str().unwrap().contains(&point_id), "{event}");
 
     // A second run: nothing new, nothing duplicated, everything accounted for.
     let before = object_count(&target);

@@ -287,6 +287,21 @@ async fn create_ownership_configmap(client: &Client, settings: &RestoreSettings,
     }
 }
 
+/// An Event on the restore Job (its name is the Lease holder the chart sets), with the
+/// totals or the error; best effort: the termination message and the log say it too.
+pub async fn job_event(client: &kube::Client, settings: &RestoreSettings, outcome: &RestoreOutcome) {
+    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::namespaced(client.clone(), &settings.namespace);
+    let uid = jobs.get_opt(&settings.holder).await.ok().flatten().and_then(|j| j.metadata.uid).unwrap_or_default();
+    let regarding = serde_json::json!({"apiVersion": "batch/v1", "kind": "Job", "name": settings.holder, "namespace": settings.namespace, "uid": uid});
+    let (reason, note) = match (&outcome.kind, &outcome.report) {
+        (None, Some(r)) => ("RestoreSucceeded", format!("restore point {}: {} restored, {} updated, {} skipped, {} failed", r.restore_point, r.restored, r.updated, r.skipped, r.failed)),
+        _ => ("RestoreFailed", outcome.error.clone()),
+    };
+    if let Err(e) = crate::events::record(client, &settings.namespace, regarding, "Restore", reason, outcome.kind.is_some(), &note).await {
+        tracing::warn!(error = %crate::error_text(&e), "could not record the restore as an Event on its Job");
+    }
+}
+
 /// Ends the restore's cluster-wide grant: deletes its ClusterRoleBinding (`name`). Called when
 /// the restore is over, so the broad RBAC a full restore needs does not outlive it. Says
 /// whether the grant is gone; a failure is logged with what to do, never fatal.
