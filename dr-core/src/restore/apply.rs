@@ -105,8 +105,8 @@ impl Ctx {
         }
         for (kind, failures) in &plan.unservable {
             let k = report.by_kind.entry(kind.clone()).or_default();
-            k.failed += failures.len() as u64;
-            k.failures.extend(failures.iter().take(REASONS_KEPT).cloned());
+            k.failed += failures.count;
+            k.failures.extend(failures.names.iter().take(REASONS_KEPT).cloned());
         }
         for (kind, from) in &plan.converted {
             report.by_kind.entry(kind.clone()).or_default().converted_from = from.clone();

@@ -192,8 +192,9 @@ pub struct Uses {
     pub namespaces: BTreeSet<String>,
     /// The point's admission webhook configurations.
     pub webhooks: Vec<Value>,
-    /// Every object written: (group, plural, namespace, name), to name what a webhook would block.
-    pub objects: Vec<(String, String, String, String)>,
+    /// Objects written per (group, plural, namespaced), to name what a webhook would block:
+    /// counts and the first few names, so the plan's memory stays flat in the point's size.
+    pub resources: BTreeMap<(String, String, bool), Sample>,
 }
 
 /// What the plan decided, without the objects themselves (those are in the spill).
@@ -205,7 +206,7 @@ pub struct Plan {
     pub skipped: BTreeMap<String, BTreeMap<String, u64>>,
     /// Objects that cannot be written on this cluster (a version it does not serve and no
     /// conversion), per kind: each with the reason.
-    pub unservable: BTreeMap<String, Vec<String>>,
+    pub unservable: BTreeMap<String, Sample>,
     /// Objects converted to another API version, per (new) kind and former apiVersion.
     pub converted: BTreeMap<String, BTreeMap<String, u64>>,
     /// Objects a resource modifier rule changed, per kind.
@@ -253,7 +254,7 @@ impl Plan {
                 *self.converted.entry(entry.kind_key()).or_default().entry(from).or_default() += 1;
             }
             Some(Converted::Unservable(why)) => {
-                self.unservable.entry(source_kind).or_default().push(format!("{}: {from} {why}", object_path(&entry.object)));
+                self.unservable.entry(source_kind).or_default().add(format!("{}: {from} {why}", object_path(&entry.object)));
                 return Ok(None);
             }
         }
@@ -292,7 +293,8 @@ impl Plan {
             let resource = if group.is_empty() { plural.clone() } else { format!("{plural}.{group}") };
             *uses.per_namespace.entry((namespace.clone(), resource)).or_default() += 1;
         }
-        uses.objects.push((group.clone(), plural, namespace, entry.name().to_owned()));
+        let shown = if namespace.is_empty() { format!("{plural} {}", entry.name()) } else { format!("{plural} {namespace}/{}", entry.name()) };
+        uses.resources.entry((group.clone(), plural, !namespace.is_empty())).or_default().add(shown);
         let mut refer = |class: &'static str, name: Option<&str>| {
             if let Some(name) = name.filter(|n| !n.is_empty()) {
                 uses.classes.entry((class, name.to_owned())).or_default().add(who.clone());

@@ -65,9 +65,7 @@ async fn apis(client: &Client, plan: &Plan, findings: &mut Vec<Finding>) {
         findings.push(finding("api", format!("{why}: {} objects cannot be restored", objects.count), objects));
     }
     for (kind, failures) in &plan.unservable {
-        let mut sample = Sample::default();
-        failures.iter().for_each(|f| sample.add(f.clone()));
-        findings.push(finding("api", format!("{} {kind} objects are in an API version this cluster no longer serves and cannot be converted", failures.len()), &sample));
+        findings.push(finding("api", format!("{} {kind} objects are in an API version this cluster no longer serves and cannot be converted", failures.count), failures));
     }
 }
 
@@ -219,18 +217,23 @@ fn blocked_objects(hook: &Value, plan: &Plan, any_operation: bool) -> Sample {
     let mut sample = Sample::default();
     let rules = hook["rules"].as_array().cloned().unwrap_or_default();
     let listed = |list: &Value, item: &str| list.as_array().is_some_and(|l| l.iter().any(|v| v == "*" || v == item || v == "*/*"));
-    for (group, plural, namespace, name) in &plan.uses.objects {
+    for ((group, plural, namespaced), objects) in &plan.uses.resources {
         let matches = rules.iter().any(|r| {
             let op = any_operation || listed(&r["operations"], "CREATE");
             let scope_ok = match r["scope"].as_str().unwrap_or("*") {
-                "Namespaced" => !namespace.is_empty(),
-                "Cluster" => namespace.is_empty(),
+                "Namespaced" => *namespaced,
+                "Cluster" => !*namespaced,
                 _ => true,
             };
             op && scope_ok && listed(&r["apiGroups"], group) && listed(&r["resources"], plural)
         });
         if matches {
-            sample.add(if namespace.is_empty() { format!("{plural} {name}") } else { format!("{plural} {namespace}/{name}") });
+            sample.count += objects.count;
+            for name in &objects.names {
+                if sample.names.len() < Sample::KEPT {
+                    sample.names.push(name.clone());
+                }
+            }
         }
     }
     sample
