@@ -53,9 +53,6 @@ impl Normalizer {
     pub fn normalize(&self, mut object: Value) -> Value {
         crate::manifests::strip_server_fields(&mut object);
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-            for f in ["uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink"] {
-                meta.remove(f);
-            }
             if let Some(ann) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
                 ann.remove(crate::restore::RESTORED_FROM_ANNOTATION);
                 if ann.is_empty() {

@@ -146,6 +146,22 @@ pub struct ObjectVersion {
 /// A readable object: its size and a stream of its bytes.
 pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;
 
+/// The size and SHA-256 of what `reader` yields, read to its end.
+pub async fn sha256(reader: &mut ObjectReader) -> std::io::Result<(u64, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            return Ok((total, ctx.finish().as_ref().to_vec()));
+        }
+        total += n as u64;
+        ctx.update(&buf[..n]);
+    }
+}
+
 /// Objects opened for reading by this process, at any location: what a restore reports as
 /// its reads of the point, and what the benchmarks count as downloads.
 static OBJECTS_OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -656,16 +656,8 @@ async fn open_archive(location: &Location, manifest: &Manifest) -> Result<(u64, 
     if versions.len() > 1 {
         for version in versions.iter().filter(|v| v.size == manifest.archive.stored_bytes) {
             let Ok((_, mut reader)) = location.open_version(&key, version).await else { continue };
-            let mut sha = digest::Context::new(&digest::SHA256);
-            let mut buf = vec![0u8; 1 << 20];
-            let hashed = loop {
-                match tokio::io::AsyncReadExt::read(&mut reader, &mut buf).await {
-                    Ok(0) => break true,
-                    Ok(n) => sha.update(&buf[..n]),
-                    Err(_) => break false,
-                }
-            };
-            if hashed && hex::encode(sha.finish().as_ref()) == manifest.archive.sha256 {
+            let hashed = crate::location::sha256(&mut reader).await.ok().map(|(_, sum)| hex::encode(sum));
+            if hashed.as_deref() == Some(manifest.archive.sha256.as_str()) {
                 if version.id != versions.last().expect("not empty").id {
                     tracing::warn!(
                         point = %point,
@@ -877,7 +869,16 @@ pub async fn verify_point(
 /// Decrypts the archive a (decrypted) manifest describes in full and checks it against the
 /// manifest's counts; returns its object count.
 pub async fn verify_entries(location: &Location, manifest: &Manifest, unlocker: &Arc<Unlocker>) -> Result<u64, PointError> {
-    let counts = read_entries(location, manifest, unlocker, |_| Ok(())).await?;
+    read_checked_entries(location, manifest, unlocker, |_| Ok(())).await
+}
+
+/// [`read_entries`], then the counts checked against the manifest's; returns the object count.
+/// The caller may use what it was handed only once this succeeds.
+pub async fn read_checked_entries<F>(location: &Location, manifest: &Manifest, unlocker: &Arc<Unlocker>, on_entry: F) -> Result<u64, PointError>
+where
+    F: FnMut(Entry) -> Result<(), String> + Send + 'static,
+{
+    let counts = read_entries(location, manifest, unlocker, on_entry).await?;
     if counts != manifest.counts {
         return Err(PointError::CountMismatch { point: manifest.point_id.clone(), expected: manifest.counts.total, found: counts.total });
     }

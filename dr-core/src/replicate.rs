@@ -128,18 +128,7 @@ async fn copy_point(from: &Location, to: &Location, check: &Location, cluster_id
 /// Size and SHA-256 of an object.
 async fn sha256_of(location: &Location, key: &str) -> Result<(u64, Vec<u8>), LocationError> {
     let (_, mut reader) = location.open(key).await?;
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    let mut buf = vec![0u8; CHUNK];
-    let mut total = 0u64;
-    loop {
-        let n = reader.read(&mut buf).await.map_err(|e| LocationError::Io { action: "reading", path: key.into(), source: e })?;
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
-        ctx.update(&buf[..n]);
-    }
-    Ok((total, ctx.finish().as_ref().to_vec()))
+    crate::location::sha256(&mut reader).await.map_err(|e| LocationError::Io { action: "reading", path: key.into(), source: e })
 }
 
 /// Streams one object across; returns the size and SHA-256 of what was read and written.

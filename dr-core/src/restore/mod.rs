@@ -156,13 +156,14 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
     check_mode(&manifest, settings.quick_mode)?;
     tracing::info!(point = %manifest.point_id, objects = manifest.counts.total, mode = manifest.mode.as_str(), location = %location.describe(), passphrase = %source.describe(), "reading and planning the restore point");
     let inputs = plan_inputs(client, settings, &manifest).await?;
+    let served = inputs.served.clone();
     // The one read of the point: the whole of it is decrypted and checked before the first write.
     let opened_before = crate::location::objects_opened();
     let (plan, spill) = plan::make_plan(&location, &manifest, &unlocker, settings, inputs).await?;
     drop(unlocker);
     // What would stop or block the restore, before it writes: all checks for a dry-run or
     // a preflight, the blocking webhooks always (as warnings).
-    let findings = preflight::check(client, &plan, settings.dry_run || settings.preflight).await;
+    let findings = preflight::check(client, &plan, &served, settings.dry_run || settings.preflight).await;
     for f in &findings {
         // A dry-run's caller prints the findings; a restore's log is where they are read.
         if settings.dry_run {

@@ -281,7 +281,7 @@ impl Plan {
         Ok(Some(tier))
     }
 
-    fn note_uses(&mut self, entry: &Entry, plural: Option<String>) {
+    fn note_uses(&mut self, entry: &mut Entry, plural: Option<String>) {
         let uses = &mut self.uses;
         let o = &entry.object;
         let who = format!("{} {}", entry.kind_key(), object_path(o));
@@ -322,14 +322,14 @@ impl Plan {
             }
             _ => {}
         }
-        let mut copy = o.clone();
-        crate::restore::mapping::for_each_pod_spec(&mut copy, &mut |spec| {
-            refer("PriorityClass", spec.get("priorityClassName").and_then(Value::as_str));
-            refer("RuntimeClass", spec.get("runtimeClassName").and_then(Value::as_str));
-        });
         if is_admission_kind(&entry.kind_key()) && entry.kind().ends_with("WebhookConfiguration") {
             uses.webhooks.push(o.clone());
         }
+        // The walker hands out `&mut` pod specs (the mappings rewrite them); only read here.
+        crate::restore::mapping::for_each_pod_spec(&mut entry.object, &mut |spec| {
+            refer("PriorityClass", spec.get("priorityClassName").and_then(Value::as_str));
+            refer("RuntimeClass", spec.get("runtimeClassName").and_then(Value::as_str));
+        });
     }
 
     /// Orders the owned objects into rounds, once every object has been added.

@@ -27,10 +27,11 @@ use super::plan::{Plan, Sample};
 use super::report::{Finding, RestoreReport};
 
 /// Runs the checks: all of them, or only the webhooks (`all` false).
-pub async fn check(client: &Client, plan: &Plan, all: bool) -> Vec<Finding> {
+/// `served` is what the target serves, as the plan read it.
+pub async fn check(client: &Client, plan: &Plan, served: &ServedApis, all: bool) -> Vec<Finding> {
     let mut findings = Vec::new();
     if all {
-        apis(client, plan, &mut findings).await;
+        apis(plan, served, &mut findings);
         classes(client, plan, &mut findings).await;
         quotas(client, plan, &mut findings).await;
     }
@@ -46,14 +47,7 @@ fn finding(check: &str, message: String, objects: &Sample) -> Finding {
     Finding { check: check.into(), message, objects: objects_named }
 }
 
-async fn apis(client: &Client, plan: &Plan, findings: &mut Vec<Finding>) {
-    let served = match ServedApis::discover(client).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %crate::error_text(&e), "preflight: cannot discover what this cluster serves");
-            return;
-        }
-    };
+fn apis(plan: &Plan, served: &ServedApis, findings: &mut Vec<Finding>) {
     for ((api_version, kind), objects) in &plan.uses.kinds {
         if served.serves(api_version, kind) || plan.planned_kind(api_version, kind).is_some_and(|k| k.is_ok()) {
             continue;

@@ -60,14 +60,11 @@ async fn read(location: &Location, cluster_id: &str, points: &[PointSummary], id
     let manifest = point::open_manifest(location, cluster_id, points, chosen, unlocker).await?;
     let entries = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = entries.clone();
-    let counts = point::read_entries(location, &manifest, unlocker, move |e| {
+    point::read_checked_entries(location, &manifest, unlocker, move |e| {
         sink.lock().expect("not poisoned").push(e);
         Ok(())
     })
     .await?;
-    if counts != manifest.counts {
-        return Err(point::PointError::CountMismatch { point: manifest.point_id.clone(), expected: manifest.counts.total, found: counts.total }.into());
-    }
     let entries = std::mem::take(&mut *entries.lock().expect("not poisoned"));
     Ok((manifest, entries))
 }

@@ -64,8 +64,9 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
 
     let mut values = chart_values(args, &profile);
     let controls = serde_json::to_value(&settings.controls).expect("controls serialize");
+    let defaults = serde_json::to_value(restore::RestoreControls::default()).expect("controls serialize");
     for key in ["select", "mapping", "resourceModifiers", "existing"] {
-        if controls[key] != serde_json::to_value(restore::RestoreControls::default()).expect("controls serialize")[key] {
+        if controls[key] != defaults[key] {
             values[key] = controls[key].clone();
         }
     }
