@@ -77,6 +77,26 @@ pub fn next_after(schedule: &str, after: OffsetDateTime) -> Option<OffsetDateTim
     None
 }
 
+/// The longest time between two runs of `schedule` over the year after `from`, in seconds:
+/// what "a backup is overdue" is measured against (an hourly schedule that skips nights
+/// has a longest gap of hours, not one). `None` if the schedule is invalid.
+pub fn longest_gap(schedule: &str, from: OffsetDateTime) -> Option<u64> {
+    let horizon = from + Duration::days(366);
+    let mut previous = next_after(schedule, from)?;
+    let mut longest = 0i64;
+    // Enough runs to see a whole week of a minutely schedule's pattern, and a whole year of
+    // anything coarser than every ten minutes.
+    for _ in 0..60_000 {
+        let Some(next) = next_after(schedule, previous) else { break };
+        longest = longest.max((next - previous).whole_seconds());
+        if next > horizon {
+            break;
+        }
+        previous = next;
+    }
+    Some(longest.max(60) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +111,19 @@ mod tests {
         assert_eq!(next_after("30 2 * * 1-5", t), Some(datetime!(2026-11-23 02:30 UTC))); // Saturday -> Monday
         assert_eq!(next_after("0 0 29 2 *", t), Some(datetime!(2028-02-29 00:00 UTC)));
         assert_eq!(next_after("@weekly", t), Some(datetime!(2026-11-22 00:00 UTC))); // Sunday
+    }
+
+    #[test]
+    fn the_longest_gap_is_the_widest_space_between_runs() {
+        let t = datetime!(2026-11-21 09:35:12 UTC);
+        assert_eq!(longest_gap("@hourly", t), Some(3600));
+        assert_eq!(longest_gap("0 3 * * *", t), Some(86_400));
+        // Weekdays only: Friday to Monday.
+        assert_eq!(longest_gap("30 2 * * 1-5", t), Some(3 * 86_400));
+        // Every 15 minutes between 08:00 and 17:45: the night is the gap.
+        assert_eq!(longest_gap("*/15 8-17 * * *", t), Some((24 - 17) * 3600 + 8 * 3600 - 45 * 60));
+        assert_eq!(longest_gap("@monthly", t), Some(31 * 86_400));
+        assert_eq!(longest_gap("@often", t), None);
     }
 
     #[test]

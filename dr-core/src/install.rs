@@ -299,7 +299,15 @@ pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<Enable
     policy.metadata.namespace = Some(ns.clone());
     policy.metadata.labels = Some(labels());
     // Apply leaves status (the run history the jobs write) alone.
-    apply(&Api::<Policy>::namespaced(client.clone(), ns), policy).await?;
+    let policies = Api::<Policy>::namespaced(client.clone(), ns);
+    apply(&policies, policy).await?;
+    // How overdue a backup may be before monitoring says so, from the first moment: a
+    // CronJob whose pods never start writes no run.
+    let gap = crate::cron::longest_gap(&settings.frequency, time::OffsetDateTime::now_utc());
+    policies
+        .patch_status(DR_POLICY_NAME, &PatchParams::default(), &Patch::Merge(json!({"status": {"backupIntervalSeconds": gap}})))
+        .await
+        .map_err(api_err("writing the DR policy's backup interval"))?;
 
     let mut sa = ServiceAccount::default();
     sa.metadata.name = Some(SERVICE_ACCOUNT.into());

@@ -246,9 +246,12 @@ async fn record_run(client: &Client, settings: &BackupSettings, record: RunRecor
     let policies: Api<Policy> = Api::namespaced(client.clone(), &settings.namespace);
     let current = policies.get_status(&settings.policy).await?;
     let uid = current.metadata.uid.clone().unwrap_or_default();
-    let status = current.status.unwrap_or_default();
+    let status = current.status.clone().unwrap_or_default();
     let succeeded = record.result == "Succeeded";
     let mut patch = json!({"status": {}});
+    if let Some(gap) = crate::cron::longest_gap(&current.spec.frequency, time::OffsetDateTime::now_utc()) {
+        patch["status"]["backupIntervalSeconds"] = json!(gap);
+    }
     if succeeded {
         patch["status"]["lastSuccessfulBackup"] = json!(record.finished_at);
         patch["status"]["lastSuccessfulRestorePoint"] = json!(record.restore_point);

@@ -175,6 +175,11 @@ pub struct PolicyStatus {
     pub last_successful_backup: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_restore_point: Option<String>,
+    /// The longest time between two scheduled runs of `spec.frequency`, in seconds (written
+    /// by `enable` and by every run), so monitoring can tell an overdue backup without
+    /// parsing cron (`deploy/monitoring`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_interval_seconds: Option<u64>,
 }
 
 /// A condition of the Policy, shaped like `metav1.Condition`.

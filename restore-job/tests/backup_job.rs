@@ -362,3 +362,137 @@ async fn the_job_runs_with_the_cronjobs_environment_and_least_privilege_service_
     assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("True"), Some("BackupSucceeded")), "{policy}");
     assert_eq!(policy["status"]["lastSuccessfulRestorePoint"], serde_json::from_str::<Value>(&message).unwrap()["restorePoint"]);
 }
+
+/// The series `deploy/monitoring/kube-state-metrics.yaml` makes of `object`, as
+/// kube-state-metrics' custom-resource-state gauges do (no kube-state-metrics binary is in a
+/// package registry): `metricNamePrefix` + `_` + name; the resource's `labelsFromPath`; a
+/// path to a list gives one series per element, with the metric's `labelsFromPath` and
+/// `valueFrom` relative to it; values are numbers, booleans, "True"/"False" (any case) or
+/// RFC 3339 times (Unix seconds). A path that is absent gives no series.
+fn kube_state_metrics_series(config: &Value, object: &Value) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
+    fn at<'a>(v: &'a Value, path: &Value) -> Option<&'a Value> {
+        path.as_array().unwrap().iter().try_fold(v, |v, k| v.get(k.as_str().unwrap()))
+    }
+    fn number(v: &Value) -> f64 {
+        match v {
+            Value::Number(n) => n.as_f64().unwrap(),
+            Value::Bool(b) => f64::from(u8::from(*b)),
+            Value::String(s) if s.eq_ignore_ascii_case("true") => 1.0,
+            Value::String(s) if s.eq_ignore_ascii_case("false") => 0.0,
+            Value::String(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map(|t| t.unix_timestamp() as f64).unwrap_or_else(|_| s.parse().unwrap()),
+            other => panic!("kube-state-metrics cannot make a value of {other}"),
+        }
+    }
+    let mut series = Vec::new();
+    for resource in config["spec"]["resources"].as_array().unwrap() {
+        let gvk = &resource["groupVersionKind"];
+        assert_eq!(object["apiVersion"], format!("{}/{}", gvk["group"].as_str().unwrap(), gvk["version"].as_str().unwrap()));
+        assert_eq!(object["kind"], gvk["kind"]);
+        let mut common = std::collections::BTreeMap::new();
+        for (label, path) in resource["labelsFromPath"].as_object().unwrap() {
+            common.insert(label.clone(), at(object, path).unwrap().as_str().unwrap().to_owned());
+        }
+        for metric in resource["metrics"].as_array().unwrap() {
+            let name = format!("{}_{}", resource["metricNamePrefix"].as_str().unwrap(), metric["name"].as_str().unwrap());
+            let gauge = &metric["each"]["gauge"];
+            assert_eq!(metric["each"]["type"], "Gauge");
+            let Some(found) = at(object, &gauge["path"]) else { continue };
+            let elements = found.as_array().cloned().unwrap_or_else(|| vec![found.clone()]);
+            for element in elements {
+                let mut labels = common.clone();
+                for (label, path) in gauge["labelsFromPath"].as_object().into_iter().flatten() {
+                    labels.insert(label.clone(), at(&element, path).unwrap().as_str().unwrap().to_owned());
+                }
+                let value = match gauge.get("valueFrom") {
+                    Some(path) => at(&element, path).unwrap(),
+                    None => &element,
+                };
+                series.push((name.clone(), labels, number(value)));
+            }
+        }
+    }
+    series
+}
+
+/// The monitoring kit end to end, as far as one machine can take it: the Policy status that
+/// real backup runs leave goes through the kube-state-metrics configuration, and Prometheus'
+/// rule checker (promtool) evaluates the alert rules on those series: the failed run raises
+/// KubectlDrLastBackupFailed at once, and once twice the hourly schedule has gone by without
+/// a good backup, KubectlDrNoRecentBackup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policys_status_feeds_the_monitoring_configuration_and_its_alerts_fire() {
+    let monitoring = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/monitoring");
+    let api = source_cluster(json!({"file": {"claimName": "dr-nfs"}})).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("mnt")).unwrap();
+    let (out, _) = run_job(&api, dir.path(), &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The next run fails: the passphrase secret is gone.
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(api.client(), NS);
+    secrets.delete("k10-dr-secret", &Default::default()).await.unwrap();
+    let (out, _) = run_job(&api, dir.path(), &[]);
+    assert!(!out.status.success());
+
+    let policy = api.objects("dr.kubectl-dr.io", "policies").pop().unwrap();
+    let config: Value = serde_yaml::from_str(&std::fs::read_to_string(monitoring.join("kube-state-metrics.yaml")).unwrap()).unwrap();
+    let series = kube_state_metrics_series(&config, &policy);
+    let value = |name: &str, label: Option<(&str, &str)>| {
+        series.iter().find(|(n, l, _)| n == name && label.is_none_or(|(k, v)| l.get(k).map(String::as_str) == Some(v))).map(|s| s.2)
+    };
+    assert_eq!(value("kubectl_dr_policy_backup_interval_seconds", None), Some(3600.0), "{series:?}");
+    assert_eq!(value("kubectl_dr_policy_condition", Some(("type", "LastBackupSucceeded"))), Some(0.0), "{series:?}");
+    assert_eq!(value("kubectl_dr_policy_condition", Some(("type", "Ready"))), Some(0.0), "{series:?}");
+    let last_good = value("kubectl_dr_policy_last_successful_backup_timestamp_seconds", None).expect("the good run's time");
+    let created = value("kubectl_dr_policy_created_timestamp_seconds", None).unwrap();
+    assert!(last_good >= created && last_good - created < 600.0, "{series:?}");
+
+    // promtool's clock starts at 0: times are shifted so that the good backup is at 0.
+    let mut input = Vec::new();
+    for (name, labels, v) in &series {
+        let v = if name.ends_with("_timestamp_seconds") { v - last_good } else { *v };
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        input.push(json!({"series": format!("{name}{{{}}}", labels.join(",")), "values": format!("{v}x300")}));
+    }
+    let alert = |name: &str, labels: Value, annotations: Value| json!({"alertname": name, "exp_labels": labels, "exp_annotations": annotations});
+    let stale = |at: &str| {
+        alert(
+            "KubectlDrNoRecentBackup",
+            json!({"severity": "critical", "namespace": NS, "policy": "k10-disaster-recovery-policy"}),
+            json!({"summary": format!("No good DR backup of {NS}/k10-disaster-recovery-policy within twice its schedule"),
+                   "description": format!("The last good backup finished {at} ago (or the policy never backed up since its creation that long ago). Check `kubectl dr status -n {NS}` and the policy's Events.")}),
+        )
+    };
+    let failed = alert(
+        "KubectlDrLastBackupFailed",
+        json!({"severity": "warning", "namespace": NS, "policy": "k10-disaster-recovery-policy", "reason": "BackupFailed"}),
+        json!({"summary": format!("The last DR backup of {NS}/k10-disaster-recovery-policy failed (BackupFailed)"),
+               "description": format!("`kubectl describe policy -n {NS} k10-disaster-recovery-policy` shows the error; `kubectl dr backup -n {NS}` runs it again.")}),
+    );
+    let case = |at: &str, name: &str, expected: Vec<Value>| {
+        let alerts: Vec<Value> = expected.into_iter().map(|mut a| {
+            a.as_object_mut().unwrap().remove("alertname");
+            a
+        }).collect();
+        json!({"eval_time": at, "alertname": name, "exp_alerts": alerts})
+    };
+    let tests = json!({
+        "rule_files": [monitoring.join("prometheus-rules.yaml")],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": input, "alert_rule_test": [
+            case("10m", "KubectlDrLastBackupFailed", vec![failed.clone()]),
+            case("1h", "KubectlDrNoRecentBackup", vec![]),
+            case("2h", "KubectlDrNoRecentBackup", vec![]),
+            case("2h10m", "KubectlDrNoRecentBackup", vec![stale("2h 10m 0s")]),
+        ]}],
+    });
+    let file = dir.path().join("alerts-test.yaml");
+    std::fs::write(&file, serde_yaml::to_string(&tests).unwrap()).unwrap();
+    let promtool = Command::new("promtool").args(["test", "rules"]).arg(&file).output().expect("promtool (Debian's prometheus package; scripts/test installs it)");
+    assert!(
+        promtool.status.success(),
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&promtool.stdout),
+        String::from_utf8_lossy(&promtool.stderr),
+        std::fs::read_to_string(&file).unwrap()
+    );
+}
