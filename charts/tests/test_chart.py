@@ -161,6 +161,11 @@ out = setup("file profile", "--set", "fileProfile.claimName=dr-nfs")
 pod = job_of(out)["spec"]["template"]["spec"]
 check("file profile: PVC mounted read-only", any(v.get("persistentVolumeClaim", {}).get("claimName") == "dr-nfs" for v in pod["volumes"]))
 
+# monitoring.pushgatewayURL reaches the Job; unset, nothing is pushed.
+out = setup("pushgateway", "--set", "monitoring.pushgatewayURL=http://pushgateway.monitoring:9091")
+check("pushgateway: DR_PUSHGATEWAY_URL set", env_of(out).get("DR_PUSHGATEWAY_URL") == "http://pushgateway.monitoring:9091", env_of(out))
+check("no pushgateway: nothing pushed", "DR_PUSHGATEWAY_URL" not in env_of(setup("no pushgateway")))
+
 # The schema rejects what would fail later, before anything is installed.
 def rejected(name, args, needle):
     values = values_from_args(list(args))
@@ -173,6 +178,7 @@ def rejected(name, args, needle):
 
 
 rejected("a missing sourceClusterID", ["--set", "profile.name=offsite"], "sourceClusterID")
+rejected("a Pushgateway that is not a URL", BASE + ["--set", "monitoring.pushgatewayURL=pushgateway:9091"], "pushgatewayURL")
 rejected("a missing profile.name", ["--set", "sourceClusterID=abc"], "profile")
 rejected("a pointInTime that is not RFC3339", BASE + ["--set", "pointInTime=2022-01-02 15:04"], "pointInTime")
 rejected("a date without time", BASE + ["--set", "pointInTime=2022-01-02"], "pointInTime")

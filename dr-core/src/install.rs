@@ -96,6 +96,8 @@ pub struct EnableSettings {
     pub vault_role: Option<String>,
     /// PEM bundle of the CA that signed Vault's certificate (kept in [`VAULT_CA_CONFIG_MAP`]).
     pub vault_ca_bundle: Option<String>,
+    /// A Prometheus Pushgateway the backup Job pushes each run's metrics to.
+    pub pushgateway_url: Option<String>,
 }
 
 /// What `enable` did.
@@ -219,6 +221,9 @@ pub fn cronjob(settings: &EnableSettings, profile: &Profile) -> CronJob {
         json!({"name": env::POLICY, "value": DR_POLICY_NAME}),
         json!({"name": env::LOCATION_MOUNT, "value": FILE_LOCATION_MOUNT}),
     ];
+    if let Some(url) = &settings.pushgateway_url {
+        envs.push(json!({"name": env::PUSHGATEWAY_URL, "value": url}));
+    }
     let mut volumes = vec![json!({"name": "tmp", "emptyDir": {}})];
     let mut mounts = vec![json!({"name": "tmp", "mountPath": "/tmp"})];
     if let Some(address) = &settings.vault_address {

@@ -69,6 +69,9 @@ pub mod env {
     pub const RESTORE_CONTROLS: &str = "DR_RESTORE_CONTROLS";
     /// `true` (the chart's `fips.enabled`): refuse to run unless the crypto module is in FIPS mode.
     pub const REQUIRE_FIPS: &str = "DR_REQUIRE_FIPS";
+    /// A Prometheus Pushgateway to push each run's metrics to (`dr_core::metrics`); unset:
+    /// nothing is pushed.
+    pub const PUSHGATEWAY_URL: &str = "DR_PUSHGATEWAY_URL";
     /// The restore's cluster-wide ClusterRoleBinding, which the Job deletes when the restore
     /// is over (the chart grants that delete by name).
     pub const RBAC_BINDING: &str = "DR_RBAC_BINDING";

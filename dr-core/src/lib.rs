@@ -32,6 +32,7 @@ mod insecure_http;
 pub mod images;
 pub mod location;
 pub mod manifests;
+pub mod metrics;
 pub mod passphrase;
 pub mod point;
 pub mod replicate;

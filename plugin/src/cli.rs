@@ -205,6 +205,10 @@ pub struct RestoreArgs {
     /// Registry mirroring the job image (air-gapped clusters).
     #[arg(long)]
     pub airgapped_repository: Option<String>,
+    /// A Prometheus Pushgateway (http://host:9091) the restore Job pushes its outcome to
+    /// (kubectl_dr_restore_*; the chart's monitoring.pushgatewayURL).
+    #[arg(long, value_parser = pushgateway_url)]
+    pub pushgateway_url: Option<String>,
     /// Use the FIPS image; the Job refuses to run unless its crypto module is in FIPS mode.
     #[arg(long)]
     pub fips: bool,
@@ -492,6 +496,19 @@ pub struct EnableArgs {
     /// Secret (key vault_token) the job logs in to Vault with; or use --vault-role.
     #[arg(long)]
     pub vault_token_secret: Option<String>,
+    /// A Prometheus Pushgateway (http://host:9091) each backup run pushes its metrics to
+    /// (kubectl_dr_backup_*; deploy/monitoring alerts on them).
+    #[arg(long, value_parser = pushgateway_url)]
+    pub pushgateway_url: Option<String>,
+}
+
+/// A Pushgateway address: http(s)://host[:port][/path].
+pub fn pushgateway_url(s: &str) -> Result<String, String> {
+    let rest = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://")).ok_or("give an http:// or https:// URL, such as http://pushgateway.monitoring:9091")?;
+    if rest.is_empty() || rest.starts_with('/') || rest.chars().any(|c| c.is_whitespace() || "\"'{}".contains(c)) {
+        return Err("give an http:// or https:// URL with a host, such as http://pushgateway.monitoring:9091".into());
+    }
+    Ok(s.to_owned())
 }
 
 #[derive(Args, Debug)]

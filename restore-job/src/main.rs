@@ -51,23 +51,41 @@ async fn main() -> std::process::ExitCode {
             }
         }
         Command::Restore => restore().await,
-        Command::Backup => match backup().await {
-            Ok(summary) => {
-                let json = serde_json::to_string(&summary).expect("summary serializes");
-                tracing::info!(summary = %json, "backup complete");
-                println!("{json}");
-                dr_core::job::write_termination_message(&json);
-                std::process::ExitCode::SUCCESS
+        Command::Backup => {
+            let started = std::time::Instant::now();
+            let result = backup().await;
+            push_backup_metrics(result.as_ref().ok(), started.elapsed().as_secs_f64()).await;
+            match result {
+                Ok(summary) => {
+                    let json = serde_json::to_string(&summary).expect("summary serializes");
+                    tracing::info!(summary = %json, "backup complete");
+                    println!("{json}");
+                    dr_core::job::write_termination_message(&json);
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    let text = dr_core::error_text(e.as_ref());
+                    let kind = dr_core::failure::kind_of(e.as_ref());
+                    tracing::error!(error = %text, kind = kind.as_str(), "backup failed");
+                    dr_core::job::write_termination_message(&format!("backup failed: {text}"));
+                    std::process::ExitCode::from(kind.exit_code())
+                }
             }
-            Err(e) => {
-                let text = dr_core::error_text(e.as_ref());
-                let kind = dr_core::failure::kind_of(e.as_ref());
-                tracing::error!(error = %text, kind = kind.as_str(), "backup failed");
-                dr_core::job::write_termination_message(&format!("backup failed: {text}"));
-                std::process::ExitCode::from(kind.exit_code())
-            }
-        },
+        }
     }
+}
+
+/// The Pushgateway named by `DR_PUSHGATEWAY_URL`, if any.
+fn pushgateway() -> Option<String> {
+    std::env::var(dr_core::job::env::PUSHGATEWAY_URL).ok().filter(|u| !u.is_empty())
+}
+
+async fn push_backup_metrics(summary: Option<&dr_core::job::BackupSummary>, seconds: f64) {
+    let Some(url) = pushgateway() else { return };
+    let namespace = std::env::var(dr_core::job::env::NAMESPACE).unwrap_or_default();
+    let policy = std::env::var(dr_core::job::env::POLICY).unwrap_or_else(|_| dr_core::catalog::DR_POLICY_NAME.into());
+    let gauges = dr_core::metrics::backup_gauges(summary, seconds);
+    dr_core::metrics::push(&url, "kubectl_dr_backup", &[("namespace", &namespace), ("policy", &policy)], &gauges).await;
 }
 
 async fn backup() -> anyhow::Result<dr_core::job::BackupSummary> {
@@ -104,6 +122,7 @@ async fn restore() -> std::process::ExitCode {
         }
         (Ok(_), Err(e)) => return failed(&e),
     };
+    let started = std::time::Instant::now();
     let outcome = match dr_core::restore::run_restore(&client, &settings).await {
         Ok(report) => {
             println!("{}", serde_json::to_string(&report).expect("report serializes"));
@@ -117,6 +136,10 @@ async fn restore() -> std::process::ExitCode {
         }
     };
     dr_core::restore::job_event(&client, &settings, &outcome).await;
+    if let Some(url) = pushgateway() {
+        let gauges = dr_core::metrics::restore_gauges(outcome.kind.is_none(), outcome.report.as_ref(), started.elapsed().as_secs_f64());
+        dr_core::metrics::push(&url, "kubectl_dr_restore", &[("namespace", &settings.namespace), ("release", &settings.holder)], &gauges).await;
+    }
     // Last, since nothing after it needs the grant.
     end_grant(&client, outcome.kind).await;
     finish(&outcome)

@@ -281,6 +281,7 @@ async fn the_job_runs_with_the_cronjobs_environment_and_least_privilege_service_
     api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}}));
     api.enforce_rbac();
     let settings = |mode| dr_core::install::EnableSettings {
+        pushgateway_url: None,
         namespace: NS.into(),
         profile: "offsite".into(),
         source: dr_core::passphrase::PassphraseSource::Raw(Passphrase::new(PASS.into()).unwrap()),
@@ -495,4 +496,50 @@ async fn the_policys_status_feeds_the_monitoring_configuration_and_its_alerts_fi
         String::from_utf8_lossy(&promtool.stderr),
         std::fs::read_to_string(&file).unwrap()
     );
+}
+
+/// With `DR_PUSHGATEWAY_URL` (the CronJob's, from `enable --pushgateway-url`) each run pushes
+/// its metrics to a real Pushgateway; a failed run says so and keeps the last good run's time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_run_pushes_its_metrics_to_the_pushgateway() {
+    dr_core::init_crypto_provider();
+    let gateway = support::pushgateway();
+    let api = source_cluster(json!({"file": {"claimName": "dr-nfs"}})).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("mnt")).unwrap();
+    let env = [("DR_PUSHGATEWAY_URL", gateway.url.clone())];
+    let scrape = || async { reqwest::get(format!("{}/metrics", gateway.url)).await.unwrap().text().await.unwrap() };
+    let one = |text: &str, metric: &str| {
+        let found = support::samples(text, metric);
+        assert_eq!(found.len(), 1, "{metric} in:\n{text}");
+        let (labels, value) = found[0].clone();
+        assert!(labels.contains(&format!("namespace=\"{NS}\"")) && labels.contains("policy=\"k10-disaster-recovery-policy\"") && labels.contains("job=\"kubectl_dr_backup\""), "{labels}");
+        value
+    };
+
+    let (out, message) = run_job(&api, dir.path(), &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_str(&message).unwrap();
+    let text = scrape().await;
+    assert_eq!(one(&text, "kubectl_dr_backup_success"), 1.0);
+    assert_eq!(one(&text, "kubectl_dr_backup_objects"), summary["objects"].as_f64().unwrap());
+    assert_eq!(one(&text, "kubectl_dr_backup_stored_bytes"), summary["storedBytes"].as_f64().unwrap());
+    let good = one(&text, "kubectl_dr_backup_last_success_timestamp_seconds");
+    assert!((good - time::OffsetDateTime::now_utc().unix_timestamp() as f64).abs() < 120.0, "{good}");
+
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(api.client(), NS);
+    secrets.delete("k10-dr-secret", &Default::default()).await.unwrap();
+    let (out, _) = run_job(&api, dir.path(), &env);
+    assert!(!out.status.success());
+    let text = scrape().await;
+    assert_eq!(one(&text, "kubectl_dr_backup_success"), 0.0);
+    assert_eq!(one(&text, "kubectl_dr_backup_last_success_timestamp_seconds"), good, "the last good run's time stays");
+    assert!(one(&text, "kubectl_dr_backup_last_run_timestamp_seconds") >= good);
+
+    // A Pushgateway that is not there never fails a backup.
+    let gone = format!("http://127.0.0.1:{}", support::free_port());
+    api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k10-dr-secret", "namespace": NS}, "data": {"key": b64(PASS)}}));
+    let (out, _) = run_job(&api, dir.path(), &[("DR_PUSHGATEWAY_URL", gone)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("could not push metrics"));
 }

@@ -423,9 +423,23 @@ async fn an_unreachable_location_is_transient_and_objects_that_fail_make_the_res
     let cluster_id = "5a1d-incomplete";
     support::write_point(&location, cluster_id, &Passphrase::new(PASS.into()).unwrap(), &entries).await;
     let target = target_cluster(raw_secret(PASS)).await;
-    let run = restore(&target, &values(cluster_id, json!({})), loc.path());
+    // The chart's monitoring.pushgatewayURL: the Job pushes its outcome to a real Pushgateway.
+    dr_core::init_crypto_provider();
+    let gateway = support::pushgateway();
+    let run = restore(&target, &values(cluster_id, json!({"monitoring": {"pushgatewayURL": gateway.url}})), loc.path());
     assert_eq!(run.outcome.kind, Some(ErrorKind::Incomplete));
     assert_eq!(run.out.status.code(), Some(7));
+    let metrics = reqwest::get(format!("{}/metrics", gateway.url)).await.unwrap().text().await.unwrap();
+    let value = |metric: &str| {
+        let found = support::samples(&metrics, metric);
+        assert!(found.len() == 1 && found[0].0.contains(&format!("release=\"{RELEASE}\"")) && found[0].0.contains(&format!("namespace=\"{NS}\"")), "{metric}: {found:?}");
+        found[0].1
+    };
+    let pushed = run.outcome.report.as_ref().unwrap();
+    assert_eq!(value("kubectl_dr_restore_success"), 0.0);
+    assert_eq!((value("kubectl_dr_restore_failed_objects"), value("kubectl_dr_restore_restored_objects")), (pushed.failed as f64, pushed.restored as f64));
+    assert!(pushed.failed >= 1 && pushed.restored >= 1, "{pushed:?}");
+    assert_eq!(value("kubectl_dr_restore_objects"), pushed.objects as f64);
     // Another pod would fail the same way: the restore is over, and so is the grant.
     assert!(find(&target, "rbac.authorization.k8s.io", "clusterrolebindings", "", &format!("{RELEASE}-{NS}")).is_none());
     let report = run.outcome.report.unwrap();

@@ -292,6 +292,31 @@ pub fn registry() -> Server {
     server
 }
 
+/// A Prometheus Pushgateway (Debian's prometheus-pushgateway) on a free loopback port, with no
+/// persistence.
+pub fn pushgateway() -> Server {
+    let port = free_port();
+    let program = PathBuf::from("/usr/bin/prometheus-pushgateway");
+    assert!(program.exists(), "{} not found: install Debian's prometheus-pushgateway package (scripts/test does)", program.display());
+    start(program, &[format!("--web.listen-address=127.0.0.1:{port}"), "--persistence.file=".into()], &[], port, "/-/ready")
+}
+
+/// The samples of `metric` a Prometheus text exposition holds: (labels as written, value).
+pub fn samples(exposition: &str, metric: &str) -> Vec<(String, f64)> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, labels) = series.split_once('{').map(|(n, l)| (n, l.trim_end_matches('}'))).unwrap_or((series, ""));
+            if name != metric {
+                return None;
+            }
+            Some((labels.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
 /// An OpenBao dev server (in memory, unsealed, KV v2 at `secret/`).
 pub fn openbao() -> Server {
     let port = free_port();

@@ -93,6 +93,7 @@ pub async fn run(global: &GlobalArgs, args: &EnableArgs) -> Result<ExitStatus> {
             (Some(file), true) => Some(input::ca_bundle_file(file)?),
             _ => None,
         },
+        pushgateway_url: args.pushgateway_url.clone(),
     };
     let report = install::enable(&client, &settings).await?;
     println!("DR is enabled in namespace {} (policy k10-disaster-recovery-policy, {}).", report.namespace, report.schedule);

@@ -277,6 +277,9 @@ fn chart_values(args: &RestoreArgs, profile: &resources::Profile) -> Value {
     if let Some(r) = &args.airgapped_repository {
         v["airgapped"] = json!({"repository": r});
     }
+    if let Some(url) = &args.pushgateway_url {
+        v["monitoring"] = json!({"pushgatewayURL": url});
+    }
     if !args.image_pull_secrets.is_empty() {
         v["imagePullSecrets"] = args.image_pull_secrets.iter().map(|n| json!({"name": n})).collect();
     }
