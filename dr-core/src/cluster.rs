@@ -258,7 +258,12 @@ pub async fn backup(
     let targets = targets(&groups, selection, mode);
     let mut writer = PointWriter::begin(location, cluster_id, passphrase, mode, DR_POLICY_NAME).await?;
     let mut skipped = Skipped { unavailable_groups, ..Default::default() };
-    let result = write_all(client, &mut writer, &targets, dr_namespace, mode, selection, &mut skipped).await;
+    // Logged for `kubectl dr backup` to show (crate::progress): the resource being read, and
+    // the objects written so far (a backup cannot know its total before it has listed all).
+    let progress = crate::progress::Tracker::new("backup");
+    let _ticks = progress.tick(crate::progress::TICK);
+    let result = write_all(client, &mut writer, &targets, dr_namespace, mode, selection, &mut skipped, &progress).await;
+    progress.phase("done", 0, 0);
     match result {
         Ok(()) => Ok(BackupReport { manifest: writer.finish().await?, skipped }),
         Err(e) => {
@@ -276,11 +281,13 @@ async fn write_all(
     mode: Mode,
     selection: &Selection,
     skipped: &mut Skipped,
+    progress: &crate::progress::Tracker,
 ) -> Result<(), ClusterError> {
     let default_excluded: Vec<String> = DEFAULT_EXCLUDED_NAMESPACES.iter().map(|s| s.to_string()).collect();
     let excluded = selection.exclude_namespaces.as_ref().unwrap_or(&default_excluded);
     let label_filter = selection.label_selector.as_deref().map(parse_equality_selector);
-    for target in targets {
+    for (step, target) in (1..).zip(targets) {
+        progress.phase(&target.key, step, targets.len() as u64);
         writer.note_resource(&target.key, &target.resource.plural);
         let namespaced = target.caps.scope == Scope::Namespaced;
         // List per selected namespace when the policy names them, else cluster-wide once;
@@ -336,6 +343,7 @@ async fn write_all(
                     // the user names (`--restore-status`), and drops it otherwise.
                     strip_server_fields(&mut object);
                     writer.add(&Entry { category, object, source_uid }).await?;
+                    progress.add_done(1);
                 }
                 match page.metadata.continue_.filter(|c| !c.is_empty()) {
                     Some(token) => params = params.continue_token(&token),

@@ -35,6 +35,7 @@ pub mod manifests;
 pub mod metrics;
 pub mod passphrase;
 pub mod point;
+pub mod progress;
 pub mod replicate;
 pub mod resources;
 pub mod restore;

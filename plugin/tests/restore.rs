@@ -162,6 +162,11 @@ async fn restore_onto_an_empty_cluster_then_take_ownership() {
     assert!(stdout.contains("already on this cluster, left as they were: ") && stdout.contains("Profile.dr.kubectl-dr.io kasten-io/offsite"), "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("succeeded") && !stderr.contains(PASS), "{stderr}");
+    // Live progress from the Job's log, as plain lines (stderr is not a terminal): each tier
+    // as it starts, objects done of the point's total.
+    let progress: Vec<&str> = stderr.lines().filter(|l| l.starts_with("restore: ")).collect();
+    assert!(progress.iter().any(|l| l.starts_with("restore: workloads (5/7): ") && l.contains("objects")), "{stderr}");
+    assert!(progress.last().is_some_and(|l| l.starts_with("restore: done: ")), "{stderr}");
     assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "EUR");
     assert!(find(&target, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").is_some());
     let cron = find(&target, "batch", "cronjobs", NS, "k10-disaster-recovery-policy").unwrap();
@@ -492,4 +497,155 @@ async fn points_replicated_off_site_are_write_once_verified_and_restore_with_rea
     assert_eq!(job.await.unwrap(), 0, "{}", String::from_utf8_lossy(&out.stderr));
     ok(&out);
     assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "EUR");
+}
+
+/// What a person sees on a terminal (tmux, from Debian): while the Job runs, one redrawn line
+/// with a bar, objects done of the point's total, the tier, the rate, elapsed time and ETA,
+/// from the Job's own log; at the end the per-kind table, whole, with the Job's state on
+/// lines of their own. The test API server answers each request after 15 ms, so 3000 objects
+/// take a few seconds, as a real cluster's would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_on_a_terminal_shows_a_live_progress_bar_then_the_whole_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("nfs");
+    std::fs::create_dir_all(&loc).unwrap();
+    let location = dr_core::location::Location::connect(&dr_core::location::LocationConfig::File { path: loc.clone() }).await.unwrap();
+    let mut entries = support::sample_entries(3000, 16);
+    for e in &mut entries {
+        if e.object["kind"] == "ConfigMap" {
+            e.object["metadata"]["namespace"] = json!("app-0");
+        }
+    }
+    let cluster_id = "7c1e-terminal";
+    support::write_point(&location, cluster_id, &dr_core::crypto::Passphrase::new(PASS.into()).unwrap(), &entries).await;
+    let (target, kc) = target(dir.path()).await;
+    target.set_latency(std::time::Duration::from_millis(15));
+    let job = kubelet(&target, &loc);
+
+    let pass_file = dir.path().join("passphrase");
+    std::fs::write(&pass_file, PASS).unwrap();
+    let script = dir.path().join("restore.sh");
+    let path = format!("{}:{}", support::venv_bin("python").parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexport KUBECONFIG='{}' PATH='{path}' DR_HELM='{}' AWS_EC2_METADATA_DISABLED=true\n'{}' restore --cluster-id {cluster_id} --profile offsite --passphrase-file '{}' --path '{}'\necho \"EXIT=$?\"\nsleep 600\n",
+            kc.display(),
+            support::workspace_root().join("charts/tests/helm").display(),
+            env!("CARGO_BIN_EXE_kubectl-dr"),
+            pass_file.display(),
+            loc.display()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&script).unwrap().permissions(), 0o755);
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let socket = format!("kubectl-dr-test-{}", std::process::id());
+    let tmux = |args: &[&str]| Command::new("tmux").arg("-L").arg(&socket).args(args).output().expect("tmux (Debian's tmux; scripts/test installs it)");
+    let started = tmux(&["new-session", "-d", "-s", "dr", "-x", "160", "-y", "50", script.to_str().unwrap()]);
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+
+    // The screen, a few times a second, until the command has ended.
+    let mut screens: Vec<String> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let screen = String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", "dr"]).stdout).into_owned();
+        let done = screen.contains("EXIT=");
+        screens.push(screen);
+        if done || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    tmux(&["kill-server"]);
+    assert_eq!(job.await.unwrap(), 0);
+    let last = screens.last().unwrap().clone();
+    assert!(last.contains("EXIT=0"), "{last}");
+
+    // While it ran: the bar, part way, on one line of its own.
+    let bars: Vec<String> = screens
+        .iter()
+        .flat_map(|s| s.lines().filter(|l| l.starts_with("restore [")).map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    let part_way = bars.iter().find(|l| {
+        let percent: u32 = l.split('%').next().and_then(|h| h.rsplit(' ').next()).and_then(|p| p.parse().ok()).unwrap_or(0);
+        (1..100).contains(&percent) && l.contains("/3004 objects") && l.contains("/s") && l.contains("ETA")
+    });
+    assert!(part_way.is_some(), "no bar part way through; screens:\n{}", screens.join("\n-----\n"));
+    // At the end: the bar's last state, the Job's verdict on its own line, the whole table.
+    assert!(last.lines().any(|l| l.starts_with("job k10-restore: succeeded")), "{last}");
+    assert!(last.lines().any(|l| l.starts_with("restore [########################] 100%  3004/3004 objects")), "{last}");
+    assert!(last.lines().any(|l| l.starts_with("ConfigMap") && l.split_whitespace().nth(1) == Some("3000")), "{last}");
+    assert!(last.contains("Restored."), "{last}");
+}
+
+/// A report larger than the 4 KiB a termination message keeps still comes back whole, from
+/// the Job's log: here 60 kinds the target does not serve, each with its reason, which the
+/// termination message can only carry as totals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_larger_than_the_termination_message_is_shown_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("nfs");
+    std::fs::create_dir_all(&loc).unwrap();
+    let location = dr_core::location::Location::connect(&dr_core::location::LocationConfig::File { path: loc.clone() }).await.unwrap();
+    let mut entries = support::sample_entries(3, 16);
+    for i in 0..60 {
+        entries.push(dr_core::catalog::Entry {
+            category: dr_core::catalog::Category::Cluster,
+            object: json!({"apiVersion": format!("gone{i}.example.com/v1"), "kind": "Gadget", "metadata": {"name": format!("gadget-{i}")}}),
+            source_uid: None,
+        });
+    }
+    let cluster_id = "9b2d-large-report";
+    support::write_point(&location, cluster_id, &dr_core::crypto::Passphrase::new(PASS.into()).unwrap(), &entries).await;
+    let (target, kc) = target(dir.path()).await;
+    let job = kubelet(&target, &loc);
+    let out = dr(&kc, &["restore", "--cluster-id", cluster_id, "--profile", "offsite", "--passphrase-file", "-", "--path", loc.to_str().unwrap()], PASS, &[]);
+    assert_eq!(job.await.unwrap(), 7, "incomplete: the kinds are not served");
+    assert_eq!(out.status.code(), Some(7));
+    // The termination message could not hold the kinds...
+    let pods = target.objects("", "pods");
+    let message = pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]["message"].as_str().unwrap();
+    assert!(message.len() <= 4096 && !message.contains("gone59.example.com"), "{message}");
+    // ...the command shows every one, with its reason.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for i in 0..60 {
+        let row = stdout.lines().find(|l| l.starts_with(&format!("Gadget.gone{i}.example.com "))).unwrap_or_else(|| panic!("no row for gone{i}:\n{stdout}"));
+        assert_eq!(row.split_whitespace().nth(4), Some("1"), "{row}");
+    }
+    assert!(stdout.contains("not served by this cluster"), "{stdout}");
+}
+
+/// `kubectl dr backup` (Run Once) follows the Job's own log: the resource it reads, step of
+/// steps, and objects written so far, then the summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_run_shows_its_progress_from_the_jobs_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("nfs");
+    std::fs::create_dir_all(&loc).unwrap();
+    let (source, _cluster_id) = source(dir.path(), &loc).await;
+    let kc = dir.path().join("source.kubeconfig");
+    // The kubelet: runs the Job Run Once creates, with the CronJob's pod template.
+    let kubelet = {
+        let api = source.clone();
+        let loc = loc.clone();
+        tokio::spawn(async move {
+            for _ in 0..600 {
+                if let Some(job) = api.objects("batch", "jobs").pop() {
+                    return support::kubelet::run_job(&api, &job, &dr_job(), &loc).await;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("no backup Job was created");
+        })
+    };
+    let out = dr(&kc, &["backup", "--timeout", "120s"], "", &[]);
+    assert_eq!(kubelet.await.unwrap(), 0);
+    let stdout = ok(&out);
+    let summary: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let progress: Vec<&str> = stderr.lines().filter(|l| l.starts_with("backup: ")).collect();
+    assert!(progress.iter().any(|l| l.contains("ConfigMap") && l.contains(" objects, ")), "{stderr}");
+    let last = progress.last().unwrap_or_else(|| panic!("no progress: {stderr}"));
+    assert!(last.starts_with(&format!("backup: done: {} objects", summary["objects"])), "{last}\n{stderr}");
 }

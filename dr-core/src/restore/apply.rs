@@ -69,6 +69,8 @@ pub(super) struct Ctx {
     /// apiVersion/kind → how to reach it; `None` if this cluster does not serve it.
     kinds: tokio::sync::Mutex<HashMap<(String, String), Option<Served>>>,
     pub(super) report: Mutex<RestoreReport>,
+    /// Live progress, which the Job logs (`crate::progress`).
+    progress: Arc<crate::progress::Tracker>,
     /// CRDs written (or found) in the first tier, by name: the names to wait for until Established.
     crds_written: Mutex<Vec<String>>,
 }
@@ -95,7 +97,7 @@ struct Notes {
 }
 
 impl Ctx {
-    pub(super) fn new(client: &Client, settings: &RestoreSettings, plan: Plan, report: RestoreReport) -> Self {
+    pub(super) fn new(client: &Client, settings: &RestoreSettings, plan: Plan, report: RestoreReport, progress: Arc<crate::progress::Tracker>) -> Self {
         let mut report = report;
         for (kind, reasons) in &plan.skipped {
             let k = report.by_kind.entry(kind.clone()).or_default();
@@ -114,6 +116,8 @@ impl Ctx {
         for (kind, n) in &plan.modified {
             report.by_kind.entry(kind.clone()).or_default().modified = *n;
         }
+        // Objects the plan already decided about (left out, unservable) are done.
+        progress.add_done(report.total());
         Self {
             client: client.clone(),
             settings: settings.clone(),
@@ -123,24 +127,30 @@ impl Ctx {
             uids: Mutex::default(),
             kinds: tokio::sync::Mutex::default(),
             report: Mutex::new(report),
+            progress,
             crds_written: Mutex::default(),
         }
     }
 
     /// Writes every planned object: the tiers in order, then the owned objects in rounds.
     pub(super) async fn apply(self: &Arc<Self>, spill: &Arc<Spill>) -> Result<(), RestoreError> {
-        for tier in Tier::ORDERED {
+        // The tiers, the owned objects and the webhooks: one step each.
+        let steps = Tier::ORDERED.len() as u64 + 2;
+        for (step, tier) in (1..).zip(Tier::ORDERED) {
+            self.progress.phase(tier.file(), step, steps);
             self.pass(spill, tier, |_| true, false).await?;
             tracing::info!(tier = ?tier, "tier done");
             if tier == Tier::Crds {
                 self.wait_established().await;
             }
         }
+        self.progress.phase(Tier::Owned.file(), steps - 1, steps);
         for round in self.plan.rounds() {
             let ctx = self.clone();
             self.pass(spill, Tier::Owned, move |e| ctx.plan.round_of(e) == round, true).await?;
             tracing::info!(round, "owned round done");
         }
+        self.progress.phase(Tier::Webhooks.file(), steps, steps);
         self.pass(spill, Tier::Webhooks, |_| true, true).await?;
         Ok(())
     }
@@ -172,6 +182,7 @@ impl Ctx {
     }
 
     fn record(&self, kind: &str, outcome: Result<Outcome, String>, notes: Notes) {
+        self.progress.add_done(1);
         let mut report = self.report.lock().expect("not poisoned");
         let k = report.by_kind.entry(kind.to_owned()).or_default();
         if notes.dropped_refs {

@@ -155,6 +155,10 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
     let manifest = point::open_manifest(&location, &settings.source_cluster_id, &points, &chosen, &unlocker).await?;
     check_mode(&manifest, settings.quick_mode)?;
     tracing::info!(point = %manifest.point_id, objects = manifest.counts.total, mode = manifest.mode.as_str(), location = %location.describe(), passphrase = %source.describe(), "reading and planning the restore point");
+    let progress = crate::progress::Tracker::new("restore");
+    progress.set_total(manifest.counts.total);
+    progress.phase("reading the point", 0, 0);
+    let _ticks = progress.tick(crate::progress::TICK);
     let inputs = plan_inputs(client, settings, &manifest).await?;
     let served = inputs.served.clone();
     // The one read of the point: the whole of it is decrypted and checked before the first write.
@@ -182,7 +186,7 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
         findings,
         ..Default::default()
     };
-    let ctx = Arc::new(apply::Ctx::new(client, settings, plan, report));
+    let ctx = Arc::new(apply::Ctx::new(client, settings, plan, report, progress.clone()));
     *shared.lock().expect("not poisoned") = Some(ctx.clone());
     if !settings.dry_run {
         create_ownership_configmap(client, settings, &manifest).await?;
@@ -195,6 +199,7 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
     }
     report.archive_reads = crate::location::objects_opened() - opened_before;
     report.finish(started.elapsed().as_secs_f64());
+    progress.phase("done", 0, 0);
     for (kind, k) in &report.by_kind {
         tracing::info!(kind = %kind, restored = k.restored + k.already_restored, replaced = k.replaced, skipped = ?k.skipped, failed = k.failed, failures = ?k.failures, "restore result");
     }

@@ -14,7 +14,9 @@
 //! restore meets them (a create or update a Validating/MutatingWebhookConfiguration's rules
 //! match, whose failure policy is Fail and whose service has no ready EndpointSlice endpoint,
 //! is refused with the real server's 500 "no endpoints available for service"; a webhook with
-//! ready endpoints admits everything, as no webhook server runs here); throttling (429 with
+//! ready endpoints admits everything, as no webhook server runs here); pod logs (`pods/log`,
+//! with `follow` and `tailLines`, 400 while the container has not started), which
+//! `kubelet.rs` fills as its processes write; throttling (429 with
 //! Retry-After) and RBAC denials a test can inject. It is generic: no scripted sequence of expected calls.
 //! It runs no controllers: `kubelet.rs` plays the kubelet and the Job controller.
 //!
@@ -101,6 +103,11 @@ struct State {
     /// Whether requests bearing a service-account token are authorized by RBAC (requests
     /// without a token are the cluster admin: the tests and the plugin).
     enforce_rbac: bool,
+    /// Container logs by (namespace, pod): what the container wrote so far, and whether it
+    /// has ended (`kubelet.rs` writes them as its processes run).
+    pod_logs: BTreeMap<(String, String), (String, bool)>,
+    /// Added to every request before it is served, as a real server's storage round trip is.
+    latency: std::time::Duration,
 }
 
 impl State {
@@ -120,6 +127,8 @@ impl State {
             changes: tokio::sync::broadcast::channel(EVENT_LOG).0,
             enforce_rbac: false,
             unavailable_groups: BTreeSet::new(),
+            pod_logs: BTreeMap::new(),
+            latency: std::time::Duration::ZERO,
         }
     }
 
@@ -260,6 +269,21 @@ impl ApiServer {
             }
         });
         server
+    }
+
+    /// Every request from now on takes at least `latency` (requests still run concurrently).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.state.lock().unwrap().latency = latency;
+    }
+
+    /// Appends to a pod's container log (the kubelet's part): the container has started.
+    pub fn append_pod_log(&self, namespace: &str, pod: &str, text: &str) {
+        self.state.lock().unwrap().pod_logs.entry((namespace.into(), pod.into())).or_default().0.push_str(text);
+    }
+
+    /// The pod's container has ended: a follow of its log ends once it has read all of it.
+    pub fn end_pod_log(&self, namespace: &str, pod: &str) {
+        self.state.lock().unwrap().pod_logs.entry((namespace.into(), pod.into())).or_default().1 = true;
     }
 
     /// A kube client for this server, with no credentials (it does not authenticate).
@@ -539,6 +563,7 @@ fn forbidden(state: &State, verb: &str, t: &Target) -> Option<Response<Body>> {
 }
 
 async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let shared = state.clone();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query: BTreeMap<String, String> = req
@@ -554,6 +579,10 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
     let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let bearer = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_owned);
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let latency = state.lock().unwrap().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let mut state = state.lock().unwrap();
     state.requests += 1;
     if state.throttle > 0 {
@@ -572,6 +601,9 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
     }
     if method == Method::GET && query.get("watch").is_some_and(|w| w == "true" || w == "1") {
         return Ok(watch(&mut state, &path, &query));
+    }
+    if let (&Method::GET, ["", "api", "v1", "namespaces", ns, "pods", pod, "log"]) = (&method, path.split('/').collect::<Vec<_>>().as_slice()) {
+        return Ok(pod_log(&state, shared, ns, pod, &query));
     }
     Ok(route(&mut state, &method, &path, &query, &content_type, &body))
 }
@@ -819,6 +851,52 @@ fn authorize(state: &State, bearer: Option<&str>, method: &Method, path: &str, q
 /// A watch: the current objects (resourceVersion unset or 0) or the changes after the given
 /// resourceVersion (410 Gone when it is older than the event log), then every change, as
 /// newline-delimited JSON events, until `timeoutSeconds`.
+/// `GET pods/NAME/log` as the kubelet answers it through the API server: 404 for no such
+/// pod, 400 while its container has not started, the log so far (`tailLines` honoured), and
+/// with `follow=true` everything the container writes until it ends.
+fn pod_log(state: &State, shared: Arc<Mutex<State>>, namespace: &str, pod: &str, query: &BTreeMap<String, String>) -> Response<Body> {
+    let key = ("".to_owned(), "pods".to_owned(), namespace.to_owned(), pod.to_owned());
+    let Some(object) = state.objects.get(&key) else {
+        return status(404, "NotFound", format!("pods \"{pod}\" not found"));
+    };
+    let log_key = (namespace.to_owned(), pod.to_owned());
+    let Some((text, _)) = state.pod_logs.get(&log_key) else {
+        let container = object.pointer("/spec/containers/0/name").and_then(Value::as_str).unwrap_or("");
+        return status(400, "BadRequest", format!("container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"));
+    };
+    let start = match query.get("tailLines").and_then(|n| n.parse::<usize>().ok()) {
+        Some(n) => text.match_indices('\n').map(|(i, _)| i + 1).collect::<Vec<_>>().iter().rev().nth(n).copied().unwrap_or(0),
+        None => 0,
+    };
+    let follow = query.get("follow").is_some_and(|f| f == "true" || f == "1");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let mut sent = start;
+        loop {
+            let (chunk, ended) = {
+                let state = shared.lock().unwrap();
+                let (text, ended) = state.pod_logs.get(&log_key).cloned().unwrap_or_default();
+                (text[sent.min(text.len())..].to_owned(), ended)
+            };
+            sent += chunk.len();
+            if !chunk.is_empty() && tx.send(Bytes::from(chunk)).await.is_err() {
+                return;
+            }
+            if ended || !follow {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok(hyper::body::Frame::data(b)), rx)) });
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/plain")
+        .header("transfer-encoding", "chunked")
+        .body(BodyExt::boxed_unsync(StreamBody::new(stream)))
+        .unwrap()
+}
+
 fn watch(state: &mut State, path: &str, query: &BTreeMap<String, String>) -> Response<Body> {
     let Some(t) = parse_path(state, path) else {
         return status(404, "NotFound", "the server could not find the requested resource".into());

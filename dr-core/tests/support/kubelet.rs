@@ -29,6 +29,8 @@ pub fn exists(api: &ApiServer, m: &Value) -> bool {
 
 /// A pod, ready to run as a process.
 pub struct Pod {
+    /// The container's args (`restore`, `backup`).
+    pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub kubeconfig: PathBuf,
     pub termination: PathBuf,
@@ -37,7 +39,7 @@ pub struct Pod {
 impl Pod {
     pub fn spawn(&self, binary: &str) -> std::process::Child {
         Command::new(binary)
-            .arg("restore")
+            .args(&self.args)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("KUBECONFIG", &self.kubeconfig)
@@ -56,7 +58,7 @@ pub fn pod_for_job(api: &ApiServer, job: &Value, location: &Path, root: &Path) -
     let namespace = job["metadata"]["namespace"].as_str().unwrap().to_owned();
     let pod = &job["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
-    assert_eq!(container["args"], json!(["restore"]));
+    let args: Vec<String> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect();
     let sa = pod["serviceAccountName"].as_str().unwrap();
     let token = api.issue_token(&namespace, sa);
     // Volumes.
@@ -128,7 +130,7 @@ pub fn pod_for_job(api: &ApiServer, job: &Value, location: &Path, root: &Path) -
     }
     let kubeconfig = root.join("kubeconfig");
     api.write_token_kubeconfig(&kubeconfig, &namespace, &token);
-    Pod { env, kubeconfig, termination: root.join("termination-log") }
+    Pod { args, env, kubeconfig, termination: root.join("termination-log") }
 }
 
 
@@ -191,18 +193,31 @@ pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: 
                                           "labels": {"job-name": name, "batch.kubernetes.io/controller-uid": job["metadata"]["uid"]}},
                                    "spec": {"containers": [{"name": container, "image": "dr-job"}]},
                                    "status": {"phase": "Running", "containerStatuses": [{"name": container, "state": {"running": {"startedAt": now()}}}]}}));
+        // Its container has started: its log is there (empty), as a kubelet's is.
+        api.append_pod_log(&namespace, pod["metadata"]["name"].as_str().unwrap(), "");
         let fate = fates.get(codes.len()).copied().unwrap_or(PodFate::Runs);
         let (code, reason, message) = match fate {
-            PodFate::Killed => (137, "OOMKilled", String::new()),
+            PodFate::Killed => {
+                api.end_pod_log(&namespace, pod["metadata"]["name"].as_str().unwrap());
+                (137, "OOMKilled", String::new())
+            }
             PodFate::Runs => {
                 let root = tempfile::tempdir().unwrap();
                 let process = pod_for_job(api, job, location, root.path());
                 let child = process.spawn(binary);
-                // wait_with_output drains both pipes, so a chatty process never blocks.
-                let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
-                let code = out.status.code().unwrap_or(137);
+                let pod_name = pod["metadata"]["name"].as_str().unwrap().to_owned();
+                // The container's output becomes the pod's log as it is written, stdout and
+                // stderr interleaved line by line, as a kubelet keeps it.
+                let out = tokio::task::spawn_blocking({
+                    let api = api.clone();
+                    let namespace = namespace.clone();
+                    move || stream_output(child, &api, &namespace, &pod_name)
+                })
+                .await
+                .unwrap();
+                let code = out.0;
                 if code != 0 {
-                    eprintln!("job {name} pod exited {code}:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                    eprintln!("job {name} pod exited {code}:\n{}", out.1);
                 }
                 (code, if code == 0 { "Completed" } else { "Error" }, std::fs::read_to_string(&process.termination).unwrap_or_default())
             }
@@ -249,6 +264,39 @@ pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: 
             }
         }
     }
+}
+
+/// Waits for `child`, copying each line it writes (stdout and stderr) into the pod's log;
+/// returns its exit code (137 when killed) and everything it wrote.
+fn stream_output(mut child: std::process::Child, api: &ApiServer, namespace: &str, pod: &str) -> (i32, String) {
+    use std::io::BufRead;
+    api.append_pod_log(namespace, pod, "");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let readers: Vec<_> = [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)]
+        .into_iter()
+        .flatten()
+        .map(|stream| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut all = String::new();
+    for line in rx {
+        let line = format!("{line}\n");
+        api.append_pod_log(namespace, pod, &line);
+        all.push_str(&line);
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let code = child.wait().unwrap().code().unwrap_or(137);
+    api.end_pod_log(namespace, pod);
+    (code, all)
 }
 
 /// [`run_job_with`] where every pod runs: the exit code of the last pod.

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::ResourceExt;
 
-use super::jobs::{termination_message, watch_job};
+use super::jobs::{termination_message, watch_job_with_progress};
 use super::{human_bytes, ExitStatus};
 use crate::cli::{BackupArgs, GlobalArgs};
 use crate::input;
@@ -83,8 +83,8 @@ async fn run_once(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> 
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let resource_version = job.resource_version().unwrap_or_default();
-    let state = match tokio::time::timeout(args.timeout, watch_job(&jobs, &pods, &name, resource_version)).await {
-        Ok(state) => state?,
+    let state = match tokio::time::timeout(args.timeout, watch_job_with_progress(&jobs, &pods, &name, &uid, resource_version)).await {
+        Ok(result) => result?.0,
         Err(_) => bail!(
             "backup job {name} did not finish within {}s; it goes on running: follow it with `kubectl logs -n {ns} -f job/{name}`",
             args.timeout.as_secs()

@@ -1,4 +1,5 @@
-//! Following a Job to its end: a watch that resumes, and the container's termination message.
+//! Following a Job to its end: a watch that resumes, its pods' logs for live progress and
+//! the whole result, and the container's termination message.
 
 use std::time::Instant;
 
@@ -130,12 +131,12 @@ pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, mut resourc
                 // A pod ended and the controller will start another: say so, and keep following.
                 let attempts = job.spec.as_ref().and_then(|s| s.backoff_limit).unwrap_or(6) + 1;
                 let how = last_pod_end(pods, &job).await.unwrap_or_else(|| "failed".into());
-                eprintln!("job {name}: pod {failed} of {attempts} ended: {how}; the Job retries ({}s)", started.elapsed().as_secs());
+                super::progress::say(&format!("job {name}: pod {failed} of {attempts} ended: {how}; the Job retries ({}s)", started.elapsed().as_secs()));
                 failed_seen = failed;
             }
             if last_state.as_ref() != Some(&state) {
                 if state != JobState::Retrying {
-                    eprintln!("job {name}: {state} ({}s)", started.elapsed().as_secs());
+                    super::progress::say(&format!("job {name}: {state} ({}s)", started.elapsed().as_secs()));
                 }
                 last_state = Some(state.clone());
             }
@@ -151,4 +152,89 @@ pub async fn job_logs(pods: &Api<Pod>, job: &str, job_uid: &str, lines: i64) -> 
     let list = pods_of(pods, job, job_uid).await?;
     let pod = list.last()?;
     pods.logs(&pod.name_any(), &LogParams { tail_lines: Some(lines), ..Default::default() }).await.ok()
+}
+
+/// What a Job's logs held: the last result line its container printed on stdout (the
+/// restore's whole report, the backup's summary), which the 4 KiB termination message may
+/// only carry in part.
+#[derive(Default)]
+pub struct FollowedLogs {
+    pub result: Option<String>,
+}
+
+/// A log line that is the container's printed result: JSON that is not one of its tracing
+/// lines (those carry `level` and `fields`).
+fn is_result_line(line: &str) -> bool {
+    line.starts_with('{') && serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v.get("level").is_none() && v.get("fields").is_none())
+}
+
+/// Follows the logs of `job`'s pods, one after another as the Job retries, showing each
+/// progress line, until `finished` is set and the current pod's log has ended. Pods are
+/// found by the Job's UID; a pod whose container has not started is waited for.
+pub async fn follow_logs(pods: Api<Pod>, job: String, job_uid: String, finished: std::sync::Arc<std::sync::atomic::AtomicBool>) -> FollowedLogs {
+    use futures::AsyncBufReadExt;
+    use std::sync::atomic::Ordering;
+    let mut out = FollowedLogs::default();
+    let mut followed: std::collections::HashSet<String> = Default::default();
+    loop {
+        let next = pods_of(&pods, &job, &job_uid).await.unwrap_or_default().into_iter().find(|p| {
+            let started = p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|cs| {
+                cs.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some()))
+            });
+            started && !followed.contains(&p.name_any())
+        });
+        match next {
+            Some(pod) => {
+                let name = pod.name_any();
+                let params = LogParams { follow: true, ..Default::default() };
+                match pods.log_stream(&name, &params).await {
+                    Ok(stream) => {
+                        followed.insert(name.clone());
+                        let mut lines = stream.lines();
+                        while let Some(Ok(line)) = futures::StreamExt::next(&mut lines).await {
+                            if let Some(p) = dr_core::progress::Progress::from_log_line(&line) {
+                                super::progress::show(&p);
+                            } else if is_result_line(&line) {
+                                out.result = Some(line);
+                            }
+                        }
+                    }
+                    // No log yet (the container is starting), or none at all (logs not
+                    // allowed): try again shortly; the verdict and the termination message
+                    // come either way.
+                    Err(e) => {
+                        tracing::debug!(pod = %name, error = %e, "cannot follow the pod's log");
+                        if finished.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                }
+            }
+            None if finished.load(Ordering::Relaxed) => break,
+            None => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    }
+    super::progress::finish();
+    out
+}
+
+/// [`watch_job`] with the Job's progress shown from its pods' logs while it runs. Returns
+/// the Job's verdict and what the logs held.
+pub async fn watch_job_with_progress(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, job_uid: &str, resource_version: String) -> Result<(JobState, FollowedLogs)> {
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut follower = tokio::spawn(follow_logs(pods.clone(), name.to_owned(), job_uid.to_owned(), finished.clone()));
+    let state = watch_job(jobs, pods, name, resource_version).await;
+    finished.store(true, std::sync::atomic::Ordering::Relaxed);
+    // The last pod's log ends when its container does, before the verdict; allow the
+    // stream a moment to deliver its tail.
+    let logs = match tokio::time::timeout(std::time::Duration::from_secs(10), &mut follower).await {
+        Ok(Ok(logs)) => logs,
+        _ => {
+            follower.abort();
+            super::progress::finish();
+            FollowedLogs::default()
+        }
+    };
+    Ok((state?, logs))
 }

@@ -7,6 +7,7 @@ pub mod export;
 pub mod images;
 pub mod jobs;
 pub mod profile;
+pub mod progress;
 pub mod replicate;
 pub mod prune;
 pub mod restore;

@@ -19,7 +19,7 @@ use kube::api::{Api, DeleteParams};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
-use super::jobs::{job_logs, job_state, termination_message, watch_job, JobState};
+use super::jobs::{job_logs, job_state, termination_message, watch_job_with_progress, JobState};
 use super::ExitStatus;
 use crate::cli::{GlobalArgs, OutputFormat, RestoreArgs, SourceKind};
 use crate::{chart, input};
@@ -155,13 +155,19 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     // The Job bounds itself by --timeout; allow for image pulls and scheduling on top.
     let wait = args.timeout + Duration::from_secs(600);
-    let state = match tokio::time::timeout(wait, watch_job(&jobs, &pods, &args.release, job.resource_version().unwrap_or_default())).await {
+    let job_uid = job.uid().unwrap_or_default();
+    let (state, logs) = match tokio::time::timeout(wait, watch_job_with_progress(&jobs, &pods, &args.release, &job_uid, job.resource_version().unwrap_or_default())).await {
         Ok(state) => state?,
         Err(_) => bail!("restore job {} did not finish within {} minutes; follow it with `kubectl logs -n {ns} -f job/{}`", args.release, wait.as_secs() / 60, args.release),
     };
-    let message = termination_message(&pods, &args.release, &job.uid().unwrap_or_default()).await.unwrap_or_default();
+    let message = termination_message(&pods, &args.release, &job_uid).await.unwrap_or_default();
     let outcome = restore::RestoreOutcome::parse(&message);
-    if let Some(report) = &outcome.report {
+    // The whole report from the Job's log when it is there (the termination message keeps
+    // 4 KiB, so a large report comes back there without its names); else the message's.
+    let whole = logs.result.as_deref().and_then(|line| serde_json::from_str::<RestoreReport>(line).ok()).filter(|r| {
+        outcome.report.as_ref().is_none_or(|short| short.restore_point == r.restore_point && short.objects == r.objects)
+    });
+    if let Some(report) = whole.as_ref().or(outcome.report.as_ref()) {
         print_report(report, args.output, "")?;
     }
     if state == JobState::Succeeded {
