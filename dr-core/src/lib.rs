@@ -22,6 +22,7 @@ pub mod cluster;
 pub mod api_retry;
 pub mod cron;
 pub mod diff;
+pub mod drill;
 pub mod events;
 pub mod crypto;
 pub mod failure;

@@ -57,6 +57,11 @@ pub enum Command {
     /// What changed between two restore points, or between a point and this cluster (--live):
     /// objects added, removed and changed, field by field; Secret values only as keyed hashes.
     Diff(DiffArgs),
+    /// A DR drill: restore a point into sandbox namespaces of this cluster (--sandbox-prefix)
+    /// or onto a scratch cluster (--target-context), check every object against the point,
+    /// write a report (JSON, Markdown, HTML) with RPO, RTO and pass or fail, and remove the
+    /// sandbox.
+    Drill(DrillArgs),
     /// Restore a cluster's restore point onto this cluster: creates k10-dr-secret, installs the
     /// embedded dr-restore chart with helm, and follows its Job to the end.
     Restore(RestoreArgs),
@@ -644,4 +649,42 @@ pub struct ExportArgs {
     pub location: LocationArgs,
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("drill_target").required(true).args(["sandbox_prefix", "target_context"])))]
+pub struct DrillArgs {
+    /// The source cluster's ID.
+    #[arg(long, env = "DR_CLUSTER_ID")]
+    pub cluster_id: String,
+    /// The location profile (on the drill's target cluster) the source's DR policy writes to.
+    #[arg(long)]
+    pub profile: String,
+    /// Restore into namespaces PREFIX<ns> of this cluster (namespaced objects outside the DR
+    /// namespace only), removed after the check.
+    #[arg(long, value_name = "PREFIX")]
+    pub sandbox_prefix: Option<String>,
+    /// Restore the whole point onto this kubeconfig context (a scratch cluster with the
+    /// profile created), as a real restore would.
+    #[arg(long, value_name = "CONTEXT")]
+    pub target_context: Option<String>,
+    /// Drill the newest complete point at or before this RFC 3339 time (default: the newest).
+    #[arg(long, env = "DR_POINT_IN_TIME")]
+    pub point_in_time: Option<String>,
+    /// Leave the sandbox namespaces in place for a look (delete them yourself afterwards).
+    #[arg(long)]
+    pub keep: bool,
+    /// Where the reports go (drill.json, drill.md, drill.html); default dr-drill-<time>.
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// Where this machine sees a file profile's share.
+    #[arg(long, env = "DR_LOCATION_PATH")]
+    pub path: Option<PathBuf>,
+    /// How long the restore may take (whole minutes: 30m, 2h).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
 }

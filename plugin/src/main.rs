@@ -33,6 +33,7 @@ async fn main() -> std::process::ExitCode {
         cli::Command::Verify(args) => commands::verify::run(args).await,
         cli::Command::Export(args) => commands::export::run(args).await,
         cli::Command::Diff(args) => commands::diff::run(&cli.global, args).await,
+        cli::Command::Drill(args) => commands::drill::run(&cli.global, args).await,
         cli::Command::Replicate(args) => commands::replicate::run(&cli.global, args).await,
         cli::Command::Restore(args) => commands::restore::run(&cli.global, args).await,
         cli::Command::TakeOwnership(args) => commands::take_ownership::run(&cli.global, args).await,

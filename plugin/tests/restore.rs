@@ -649,3 +649,119 @@ async fn a_backup_run_shows_its_progress_from_the_jobs_log() {
     let last = progress.last().unwrap_or_else(|| panic!("no progress: {stderr}"));
     assert!(last.starts_with(&format!("backup: done: {} objects", summary["objects"])), "{last}\n{stderr}");
 }
+
+/// Renders `page` in headless Chromium (Debian's): the DOM after rendering, and a screenshot.
+fn chromium_render(page: &Path, out_dir: &Path) -> (String, Vec<u8>) {
+    let profile = tempfile::tempdir().unwrap();
+    let flags = |extra: &[String]| {
+        let mut args: Vec<String> = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend_from_slice(extra);
+        args.push(format!("file://{}", page.display()));
+        Command::new("chromium").args(&args).output().expect("chromium (Debian's chromium; scripts/test installs it)")
+    };
+    let dom = flags(&["--dump-dom".into()]);
+    assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
+    let png = out_dir.join("drill.png");
+    let shot = flags(&[format!("--screenshot={}", png.display()), "--window-size=1200,900".into()]);
+    assert!(shot.status.success(), "{}", String::from_utf8_lossy(&shot.stderr));
+    (String::from_utf8_lossy(&dom.stdout).into_owned(), std::fs::read(&png).unwrap())
+}
+
+/// A drill into sandbox namespaces of the source cluster itself: the point's namespaces come
+/// back as drill-<ns>, every object is checked, the report is written (the HTML page as
+/// Chromium renders it), the sandbox is removed, and the live cluster is left as it was (no
+/// ownership ConfigMap, which would stop its backups). A point that cannot be restored whole
+/// fails the drill, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_drill_restores_checks_reports_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("nfs");
+    std::fs::create_dir_all(&loc).unwrap();
+    let (api, cluster_id) = source_with(
+        dir.path(),
+        &loc,
+        &[
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"}, "data": {"password": "aHVudGVyMg=="}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
+                   "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}}),
+        ],
+    )
+    .await;
+    let kc = dir.path().join("source.kubeconfig");
+    let before = api.objects("", "configmaps").len();
+    let reports = dir.path().join("reports");
+    let drill = |extra: &[&str]| {
+        let mut args = vec!["drill", "--cluster-id", cluster_id.as_str(), "--profile", "offsite", "--sandbox-prefix", "drill-", "--passphrase-file", "-", "--path", loc.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        dr(&kc, &args, PASS, &[])
+    };
+    let out = drill(&["--report-dir", reports.to_str().unwrap()]);
+    let stdout = ok(&out);
+    assert!(stdout.starts_with("# DR drill: PASSED"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let removed = stderr.lines().find_map(|l| l.strip_prefix("removed the sandbox namespaces: ")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(removed.split(", ").any(|n| n == "drill-shop") && !removed.contains("kube-system"), "{removed}");
+    // The report, owner-only.
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(reports.join("drill.json")).unwrap()).unwrap();
+    assert_eq!(report["passed"], true, "{report}");
+    for kind in ["ConfigMap", "Secret", "Service", "Deployment.apps", "Namespace"] {
+        let k = &report["byKind"][kind];
+        assert!(k["matching"].as_u64() >= Some(1) && k["matching"] == k["inPoint"] && k["failed"] == 0, "{kind}: {report}");
+    }
+    assert!(report["rtoSeconds"].as_f64().unwrap() > 0.0 && report["rpoSeconds"].as_f64().unwrap() >= 0.0, "{report}");
+    assert!(report["byKind"].get("Profile.dr.kubectl-dr.io").is_none(), "the DR namespace is not part of a sandbox drill: {report}");
+    for name in ["drill.json", "drill.md", "drill.html"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(reports.join(name)).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+        assert!(!std::fs::read_to_string(reports.join(name)).unwrap().contains("hunter2"), "no Secret value in {name}");
+    }
+    // The sandbox is gone, the live cluster as it was.
+    assert!(api.objects("", "namespaces").iter().all(|n| !n["metadata"]["name"].as_str().unwrap().starts_with("drill-")));
+    assert!(api.objects("", "configmaps").iter().all(|c| c["metadata"]["namespace"] != "drill-shop"));
+    assert_eq!(api.objects("", "configmaps").len(), before);
+    assert!(find(&api, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").is_none(), "a drill never claims the location");
+    // The page as a person sees it.
+    let (dom, png) = chromium_render(&reports.join("drill.html"), dir.path());
+    assert!(dom.contains(r#"id="verdict">PASSED</span>"#), "{dom}");
+    assert!(dom.contains("<td>Deployment.apps</td>") && dom.contains("RTO (restore wall time)"), "{dom}");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a rendered page, {} bytes", png.len());
+
+    // A point with an object the cluster cannot take: the drill fails, says why, and still
+    // removes its sandbox.
+    let location = dr_core::location::Location::connect(&dr_core::location::LocationConfig::File { path: loc.clone() }).await.unwrap();
+    let entries = vec![
+        dr_core::catalog::Entry { category: dr_core::catalog::Category::Cluster, object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}), source_uid: None },
+        dr_core::catalog::Entry {
+            category: dr_core::catalog::Category::Applications,
+            object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"currency": "EUR"}}),
+            source_uid: None,
+        },
+        dr_core::catalog::Entry {
+            category: dr_core::catalog::Category::Applications,
+            object: json!({"apiVersion": "gone.example.com/v1", "kind": "Gadget", "metadata": {"name": "g", "namespace": "shop"}}),
+            source_uid: None,
+        },
+    ];
+    support::write_point(&location, &cluster_id, &dr_core::crypto::Passphrase::new(PASS.into()).unwrap(), &entries).await;
+    let failed_reports = dir.path().join("failed");
+    let out = drill(&["--report-dir", failed_reports.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(failed_reports.join("drill.json")).unwrap()).unwrap();
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["byKind"]["Gadget.gone.example.com"]["failed"], 1, "{report}");
+    assert!(report["reasons"][0].as_str().unwrap().contains("the restore failed"), "{report}");
+    assert!(api.objects("", "namespaces").iter().all(|n| !n["metadata"]["name"].as_str().unwrap().starts_with("drill-")));
+    let (dom, _) = chromium_render(&failed_reports.join("drill.html"), dir.path());
+    assert!(dom.contains(r#"id="verdict">FAILED</span>"#) && dom.contains("not served by this cluster"), "{dom}");
+
+    // A sandbox namespace that exists already is not clobbered.
+    api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "drill-shop"}}));
+    let out = drill(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sandbox namespace drill-shop already exists"));
+}

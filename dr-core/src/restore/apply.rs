@@ -535,7 +535,7 @@ impl Ctx {
 /// Whether an object on the cluster already is what the point says: every field the point
 /// gives (but its status and the restore's own annotation) has the same value there. Fields
 /// only the cluster has (defaults, its metadata) do not count.
-pub(super) fn equals_point(existing: &Value, desired: &Value) -> bool {
+pub(crate) fn equals_point(existing: &Value, desired: &Value) -> bool {
     fn subset(want: &Value, have: &Value) -> bool {
         match (want, have) {
             (Value::Null, _) => true,

@@ -41,6 +41,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 pub use lease::LEASE_NAME;
+pub(crate) use apply::equals_point;
 pub use controls::{Existing, RestoreControls};
 pub use report::{Finding, KindReport, RestoreOutcome, RestoreReport};
 pub use settings::{RestoreSettings, StatusKinds, DEFAULT_CONCURRENCY, DEFAULT_QPS, MAX_TIMEOUT_MINUTES};
@@ -188,7 +189,7 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
     };
     let ctx = Arc::new(apply::Ctx::new(client, settings, plan, report, progress.clone()));
     *shared.lock().expect("not poisoned") = Some(ctx.clone());
-    if !settings.dry_run {
+    if !settings.dry_run && settings.claim_location {
         create_ownership_configmap(client, settings, &manifest).await?;
     }
     ctx.apply(&Arc::new(spill)).await?;

@@ -106,6 +106,9 @@ pub struct RestoreSettings {
     /// of the ConfigMap `controls.resource_modifiers` names: the plugin's dry-run, which
     /// writes nothing.
     pub inline_modifiers: Option<(String, String)>,
+    /// Create the ownership ConfigMap (this cluster no longer maintains the location). A
+    /// drill into sandbox namespaces of the source cluster itself must not.
+    pub claim_location: bool,
 }
 
 impl RestoreSettings {
@@ -132,6 +135,7 @@ impl RestoreSettings {
             controls: RestoreControls::default(),
             preflight: false,
             inline_modifiers: None,
+            claim_location: true,
         }
     }
 

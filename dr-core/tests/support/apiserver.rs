@@ -16,7 +16,9 @@
 //! is refused with the real server's 500 "no endpoints available for service"; a webhook with
 //! ready endpoints admits everything, as no webhook server runs here); pod logs (`pods/log`,
 //! with `follow` and `tailLines`, 400 while the container has not started), which
-//! `kubelet.rs` fills as its processes write; throttling (429 with
+//! `kubelet.rs` fills as its processes write; namespace deletion as the namespace controller
+//! does it (Terminating at once, new content refused, emptied and gone 300 ms later);
+//! throttling (429 with
 //! Retry-After) and RBAC denials a test can inject. It is generic: no scripted sequence of expected calls.
 //! It runs no controllers: `kubelet.rs` plays the kubelet and the Job controller.
 //!
@@ -108,6 +110,8 @@ struct State {
     pod_logs: BTreeMap<(String, String), (String, bool)>,
     /// Added to every request before it is served, as a real server's storage round trip is.
     latency: std::time::Duration,
+    /// Namespaces being deleted, and when the namespace controller will have emptied them.
+    terminating: BTreeMap<String, std::time::Instant>,
 }
 
 impl State {
@@ -129,6 +133,7 @@ impl State {
             unavailable_groups: BTreeSet::new(),
             pod_logs: BTreeMap::new(),
             latency: std::time::Duration::ZERO,
+            terminating: BTreeMap::new(),
         }
     }
 
@@ -146,6 +151,21 @@ impl State {
         self.resource_version += 1;
         self.publish(Event { key: key.clone(), kind: "DELETED", object: object.clone(), resource_version: self.resource_version });
         Some(object)
+    }
+
+    /// The namespace controller's part: a namespace whose deletion is due loses its objects,
+    /// then goes itself.
+    fn finish_namespace_deletions(&mut self) {
+        let now = std::time::Instant::now();
+        let due: Vec<String> = self.terminating.iter().filter(|(_, at)| **at <= now).map(|(n, _)| n.clone()).collect();
+        for namespace in due {
+            self.terminating.remove(&namespace);
+            let inside: Vec<Key> = self.objects.keys().filter(|k| k.2 == namespace).cloned().collect();
+            for k in inside {
+                self.remove(&k);
+            }
+            self.remove(&("".into(), "namespaces".into(), String::new(), namespace));
+        }
     }
 
     fn publish(&mut self, event: Event) {
@@ -584,6 +604,7 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
         tokio::time::sleep(latency).await;
     }
     let mut state = state.lock().unwrap();
+    state.finish_namespace_deletions();
     state.requests += 1;
     if state.throttle > 0 {
         state.throttle -= 1;
@@ -1031,6 +1052,27 @@ fn route(state: &mut State, method: &Method, path: &str, query: &BTreeMap<String
             Some(o) => respond(200, o.clone()),
             None => not_found(&t.def, t.name.as_deref().unwrap()),
         },
+        // The real server refuses new content in a namespace being deleted.
+        "create" if t.def.namespaced && state.terminating.contains_key(&t.namespace) => status(
+            403,
+            "Forbidden",
+            format!("{} is forbidden: unable to create new content in namespace {} because it is being terminated", t.def.plural, t.namespace),
+        ),
+        // A Namespace is deleted as the namespace controller does it: Terminating at once,
+        // emptied and gone a moment later.
+        "delete" if t.def.kind == "Namespace" && t.def.group.is_empty() => {
+            let name = t.name.clone().unwrap();
+            let k = key(&t.def, "", &name);
+            let Some(mut ns) = state.objects.get(&k).cloned() else { return not_found(&t.def, &name) };
+            if !state.terminating.contains_key(&name) {
+                ns["metadata"]["deletionTimestamp"] = json!(now());
+                ns["status"] = json!({"phase": "Terminating"});
+                let ns = state.store(k, ns, "MODIFIED");
+                state.terminating.insert(name, std::time::Instant::now() + std::time::Duration::from_millis(300));
+                return respond(200, ns);
+            }
+            respond(200, ns)
+        }
         "create" => match parse(body) {
             Ok(mut obj) => {
                 let manager = query.get("fieldManager").map(String::as_str).unwrap_or("unknown");

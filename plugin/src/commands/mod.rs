@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod diff;
+pub mod drill;
 pub mod enable;
 pub mod export;
 pub mod images;
