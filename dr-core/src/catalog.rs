@@ -16,6 +16,8 @@ pub const DEFAULT_DR_NAMESPACE: &str = "kasten-io";
 pub const DR_SECRET_NAME: &str = "k10-dr-secret";
 /// The DR policy and its CronJob.
 pub const DR_POLICY_NAME: &str = "k10-disaster-recovery-policy";
+/// The CronJob that copies the DR policy's restore points off site (`spec.replication`).
+pub const REPLICATION_CRONJOB: &str = "k10-disaster-recovery-replication";
 /// While this ConfigMap exists in the DR namespace, the cluster does no maintenance.
 pub const OWNERSHIP_CONFIGMAP: &str = "k10-dr-remove-to-get-ownership";
 
@@ -189,7 +191,7 @@ pub fn classify(object: &Value, cluster_scoped: bool, dr_namespace: &str) -> Cat
         Category::Profiles
     } else if group == API_GROUP && kind == "Policy" {
         Category::Policies
-    } else if kind == "CronJob" && namespace == dr_namespace && name == DR_POLICY_NAME {
+    } else if kind == "CronJob" && namespace == dr_namespace && (name == DR_POLICY_NAME || name == REPLICATION_CRONJOB) {
         Category::Policies
     } else if kind == "Secret" && namespace == dr_namespace {
         Category::Secrets

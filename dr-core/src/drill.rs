@@ -188,6 +188,16 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -
         compiled.apply(&mut want, manifest.resources.get(&key).map(String::as_str));
         let k = by_kind.entry(key.clone()).or_default();
         k.in_point += 1;
+        // Left as it was on the target (it existed): the restore did not write it, so it says
+        // nothing about the restore; it counts as skipped.
+        let name = want.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let path = match want.pointer("/metadata/namespace").and_then(Value::as_str) {
+            Some(n) if !n.is_empty() => format!("{n}/{name}"),
+            _ => name.to_owned(),
+        };
+        if report.by_kind.get(&key).is_some_and(|r| r.existing.contains(&path)) {
+            continue;
+        }
         let live = read_back(client, &served, &want).await;
         match live {
             Some(live) => {

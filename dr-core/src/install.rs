@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::catalog::{Mode, DR_POLICY_NAME, DR_SECRET_NAME, OWNERSHIP_CONFIGMAP};
+use crate::catalog::{Mode, DR_POLICY_NAME, DR_SECRET_NAME, OWNERSHIP_CONFIGMAP, REPLICATION_CRONJOB};
 use crate::job::env;
 use crate::passphrase::PassphraseSource;
 use crate::resources::{Policy, PolicySpec, Profile, CA_BUNDLE_KEY, FILE_LOCATION_MOUNT};
@@ -43,6 +43,8 @@ pub enum InstallError {
     InvalidFrequency(String),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error("replication to profile {name}: {why}")]
+    Replication { name: String, why: String },
 }
 
 fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> InstallError {
@@ -279,6 +281,18 @@ pub fn cronjob(settings: &EnableSettings, profile: &Profile) -> CronJob {
     }))
 }
 
+/// The CronJob that copies the points off site: the DR CronJob's pod (same image, account,
+/// mounts and environment) running `replicate` on the replication's schedule.
+pub fn replication_cronjob(settings: &EnableSettings, profile: &Profile, frequency: &str) -> CronJob {
+    let mut cron = serde_json::to_value(cronjob(settings, profile)).expect("a CronJob serializes");
+    cron["metadata"]["name"] = json!(REPLICATION_CRONJOB);
+    cron["spec"]["schedule"] = json!(frequency);
+    let container = &mut cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    container["name"] = json!("replicate");
+    container["args"] = json!(["replicate"]);
+    from_json(cron)
+}
+
 /// Enables DR: CRDs, namespace, `k10-dr-secret`, the Policy, ServiceAccount, RBAC, CronJob.
 pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<EnableReport, InstallError> {
     let ns = &settings.namespace;
@@ -300,6 +314,24 @@ pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<Enable
         apply(&Api::namespaced(client.clone(), ns), map).await?;
     }
 
+    if let Some(r) = &settings.policy.replication {
+        if crate::cron::next_after(&r.frequency, time::OffsetDateTime::now_utc()).is_none() {
+            return Err(InstallError::InvalidFrequency(r.frequency.clone()));
+        }
+        for name in std::iter::once(&r.to).chain(r.verify_with.as_ref()) {
+            let p = profiles.get_opt(name).await.map_err(api_err(format!("reading profile {name}")))?;
+            let p = p.ok_or_else(|| InstallError::ProfileMissing { name: name.clone(), namespace: ns.clone() })?;
+            if p.spec.s3.is_none() {
+                return Err(InstallError::Replication {
+                    name: name.clone(),
+                    why: "the replication CronJob copies to S3 profiles only; for a file share, run `kubectl dr replicate` from a machine that mounts both".into(),
+                });
+            }
+        }
+        if r.to == settings.profile {
+            return Err(InstallError::Replication { name: r.to.clone(), why: "it is the policy's own profile: replicate to another location".into() });
+        }
+    }
     let mut policy = Policy::new(DR_POLICY_NAME, settings.policy.clone());
     policy.metadata.namespace = Some(ns.clone());
     policy.metadata.labels = Some(labels());
@@ -337,7 +369,19 @@ pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<Enable
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role_name}, "subjects": subject}));
     apply(&Api::<RoleBinding>::namespaced(client.clone(), ns), role_binding).await?;
     apply(&Api::<ClusterRoleBinding>::all(client.clone()), cluster_binding).await?;
-    apply(&Api::<CronJob>::namespaced(client.clone(), ns), cronjob(settings, &profile)).await?;
+    let crons = Api::<CronJob>::namespaced(client.clone(), ns);
+    apply(&crons, cronjob(settings, &profile)).await?;
+    match &settings.policy.replication {
+        Some(r) => {
+            apply(&crons, replication_cronjob(settings, &profile, &r.frequency)).await?;
+        }
+        // Enabled again without replication: its CronJob goes.
+        None => match crons.delete(REPLICATION_CRONJOB, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(api_err(format!("removing CronJob {REPLICATION_CRONJOB}"))(e)),
+        },
+    }
 
     let cluster_id = crate::cluster::cluster_id(client).await?;
     Ok(EnableReport {
@@ -365,6 +409,7 @@ pub async fn disable(client: &Client, namespace: &str, delete_secret: bool) -> R
     }
     let cluster_role = format!("{SERVICE_ACCOUNT}-{namespace}");
     remove!(Api::<CronJob>::namespaced(client.clone(), namespace), DR_POLICY_NAME, "cronjob");
+    remove!(Api::<CronJob>::namespaced(client.clone(), namespace), REPLICATION_CRONJOB, "cronjob");
     remove!(Api::<Policy>::namespaced(client.clone(), namespace), DR_POLICY_NAME, "policy");
     remove!(Api::<RoleBinding>::namespaced(client.clone(), namespace), SERVICE_ACCOUNT, "rolebinding");
     remove!(Api::<Role>::namespaced(client.clone(), namespace), SERVICE_ACCOUNT, "role");

@@ -99,6 +99,10 @@ pub enum JobError {
     Cluster(#[from] ClusterError),
     #[error("reading policy {name} failed: {source}")]
     Api { name: String, source: kube::Error },
+    #[error("DR policy {name} has no replication: enable it with `kubectl dr enable --replicate-to PROFILE`")]
+    NoReplication { name: String },
+    #[error(transparent)]
+    Replicate(#[from] crate::replicate::ReplicateError),
 }
 
 impl crate::failure::Classify for JobError {
@@ -109,6 +113,8 @@ impl crate::failure::Classify for JobError {
             JobError::Location(e) => e.kind(),
             JobError::Cluster(e) => e.kind(),
             JobError::Api { source, .. } => source.kind(),
+            JobError::Replicate(e) => e.kind(),
+            JobError::NoReplication { .. } => ErrorKind::BadInput,
             JobError::InvalidEnv { .. } | JobError::MissingEnv(_) | JobError::VaultTokenFile { .. } | JobError::PolicyNotFound { .. } => ErrorKind::BadInput,
         }
     }
@@ -241,6 +247,28 @@ async fn backup_once(client: &Client, settings: &BackupSettings) -> Result<Backu
         stored_bytes: manifest.archive.stored_bytes,
         skipped,
     })
+}
+
+/// The replication CronJob's run: copies this cluster's complete points from the policy's
+/// profile to `spec.replication.to`, each verified through `verifyWith` (or `to`).
+pub async fn run_replication(client: &Client, settings: &BackupSettings) -> Result<crate::replicate::ReplicateReport, JobError> {
+    let policies: Api<Policy> = Api::namespaced(client.clone(), &settings.namespace);
+    let policy = policies
+        .get_opt(&settings.policy)
+        .await
+        .map_err(|source| JobError::Api { name: settings.policy.clone(), source })?
+        .ok_or_else(|| JobError::PolicyNotFound { name: settings.policy.clone(), namespace: settings.namespace.clone() })?;
+    let replication = policy.spec.replication.clone().ok_or_else(|| JobError::NoReplication { name: settings.policy.clone() })?;
+    let mut locations = Vec::new();
+    let check = replication.verify_with.as_ref().unwrap_or(&replication.to);
+    for (name, mount) in [(&policy.spec.profile, settings.location_mount.as_deref()), (&replication.to, None), (check, None)] {
+        let profile = resources::get_profile(client, &settings.namespace, name).await?;
+        let config = resources::location_config(client, &settings.namespace, &profile, mount).await?;
+        locations.push(Location::connect(&config).await?);
+    }
+    let cluster_id = cluster::cluster_id(client).await?;
+    tracing::info!(cluster_id = %cluster_id, from = %locations[0].describe(), to = %locations[1].describe(), "replicating");
+    Ok(crate::replicate::replicate(&locations[0], &locations[1], &locations[2], &cluster_id, None).await?)
 }
 
 /// Keeps the ten most recent runs in the policy's status, with its conditions and the time

@@ -135,6 +135,34 @@ pub struct PolicySpec {
     pub mode: Mode,
     #[serde(default)]
     pub selection: Selection,
+    /// Off-site copies of the restore points, made by their own CronJob
+    /// (`k10-disaster-recovery-replication`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "empty_as_none")]
+    pub replication: Option<Replication>,
+}
+
+/// `replication: {}` reads as none: server-side apply may leave the empty map behind when
+/// `enable` stops applying the field (the test API server does; a real one may too).
+fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Replication>, D::Error> {
+    let v: Option<serde_json::Value> = Option::deserialize(d)?;
+    match v {
+        None => Ok(None),
+        Some(serde_json::Value::Object(m)) if m.is_empty() => Ok(None),
+        Some(v) => serde_json::from_value(v).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Where and when the DR policy copies its restore points (`kubectl dr replicate`, run in
+/// the cluster): to an S3 profile, each copy read back through `verifyWith` (a profile that
+/// may read) or through `to` itself.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Replication {
+    pub to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_with: Option<String>,
+    /// A cron schedule, or @hourly, @daily, ...
+    pub frequency: String,
 }
 
 /// How many restore points `prune` keeps per period (grandfather-father-son).

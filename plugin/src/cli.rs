@@ -505,6 +505,17 @@ pub struct EnableArgs {
     /// (kubectl_dr_backup_*; deploy/monitoring alerts on them).
     #[arg(long, value_parser = pushgateway_url)]
     pub pushgateway_url: Option<String>,
+    /// Copy every restore point to this S3 location profile, from a CronJob of the DR
+    /// policy (`kubectl dr replicate` in the cluster): write-once, each copy verified.
+    #[arg(long, value_name = "PROFILE")]
+    pub replicate_to: Option<String>,
+    /// Verify each copy through this profile (one that may read, when --replicate-to's
+    /// credentials may only write).
+    #[arg(long, value_name = "PROFILE", requires = "replicate_to")]
+    pub replicate_verify_with: Option<String>,
+    /// When the copies run (cron or @hourly...; default: --frequency).
+    #[arg(long, value_name = "SCHEDULE", requires = "replicate_to")]
+    pub replicate_frequency: Option<String>,
 }
 
 /// A Pushgateway address: http(s)://host[:port][/path].

@@ -443,7 +443,7 @@ async fn points_replicated_off_site_are_write_once_verified_and_restore_with_rea
     let dir = tempfile::tempdir().unwrap();
     let loc = dir.path().join("nfs");
     std::fs::create_dir_all(&loc).unwrap();
-    let (_source, cluster_id) = source(dir.path(), &loc).await;
+    let (source_api, cluster_id) = source(dir.path(), &loc).await;
     let kc = dir.path().join("source.kubeconfig");
     // The off-site bucket, with Object Lock; a writer that may only put objects, a reader.
     let s3 = support::moto_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "7".into())]);
@@ -488,6 +488,35 @@ async fn points_replicated_off_site_are_write_once_verified_and_restore_with_rea
     let mut remote = Vec::new();
     tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut remote).await.unwrap();
     assert_eq!(local, remote, "encrypted bytes copied as they are");
+
+    // As a CronJob of the DR policy: enabled with replication, a new backup, then the
+    // CronJob's pod (run by the kubelet stand-in with the CronJob's own pod template) copies
+    // it, reading the destination's credentials from their Secrets.
+    let file_dest = dr(&kc, &["enable", "--profile", "offsite", "--passphrase-file", "-", "--replicate-to", "offsite"], PASS, &[]);
+    assert_eq!(file_dest.status.code(), Some(2), "{}", String::from_utf8_lossy(&file_dest.stderr));
+    assert!(String::from_utf8_lossy(&file_dest.stderr).contains("S3 profiles only"), "{}", String::from_utf8_lossy(&file_dest.stderr));
+    ok(&dr(
+        &kc,
+        &["enable", "--profile", "offsite", "--passphrase-file", "-", "--replicate-to", "vault-copy", "--replicate-verify-with", "vault-reader", "--replicate-frequency", "30 * * * *"],
+        PASS,
+        &[],
+    ));
+    let cron = find(&source_api, "batch", "cronjobs", NS, "k10-disaster-recovery-replication").expect("the replication CronJob");
+    assert_eq!(cron["spec"]["schedule"], "30 * * * *");
+    assert_eq!(cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"], json!(["replicate"]));
+    ok(&dr(&kc, &["backup", "--local", "--path", loc.to_str().unwrap()], "", &[]));
+    let job = source_api.seed(json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "replication-run", "namespace": NS}, "spec": cron["spec"]["jobTemplate"]["spec"]}));
+    assert_eq!(support::kubelet::run_job(&source_api, &job, &dr_job(), &loc).await, 0);
+    assert_eq!(dr_core::point::list_points(&offsite, &cluster_id).await.unwrap().len(), 2, "the new point was copied");
+    let pod = source_api.objects("", "pods").into_iter().find(|p| p["metadata"]["labels"]["job-name"] == "replication-run").unwrap();
+    let message: Value = serde_json::from_str(pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"].as_str().unwrap()).unwrap();
+    // One point already there, the new one copied: [[id, {"present": ...}], [id, {"copied": ...}]].
+    let points = message["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2, "{message}");
+    assert!(points[1][1].get("copied").is_some() || points[0][1].get("copied").is_some(), "{message}");
+    // Enabled again without it, the replication CronJob goes.
+    ok(&dr(&kc, &["enable", "--profile", "offsite", "--passphrase-file", "-"], PASS, &[]));
+    assert!(find(&source_api, "batch", "cronjobs", NS, "k10-disaster-recovery-replication").is_none());
 
     // A new cluster restores from the off-site copy with read-only credentials.
     let (target, tkc) = target(dir.path()).await;
@@ -764,4 +793,42 @@ async fn a_sandbox_drill_restores_checks_reports_and_cleans_up() {
     let out = drill(&[]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sandbox namespace drill-shop already exists"));
+}
+
+/// A drill onto a scratch cluster (`--target-context`): the whole point, as a real restore,
+/// checked and reported; the source cluster is not touched. The scratch cluster's own
+/// Profile, which the point also holds, is left as it was and counts as skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_onto_a_scratch_cluster_restores_the_whole_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("nfs");
+    std::fs::create_dir_all(&loc).unwrap();
+    let (source_api, cluster_id) = source(dir.path(), &loc).await;
+    let (scratch, _) = target(dir.path()).await;
+    let kc = dir.path().join("both.kubeconfig");
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: source\n  cluster:\n    server: {}\n- name: scratch\n  cluster:\n    server: {}\nusers:\n- name: admin\n  user: {{}}\ncontexts:\n- name: source\n  context: {{cluster: source, user: admin}}\n- name: scratch\n  context: {{cluster: scratch, user: admin}}\ncurrent-context: source\n",
+            source_api.url, scratch.url
+        ),
+    )
+    .unwrap();
+    let source_objects = source_api.objects("", "configmaps").len();
+    let reports = dir.path().join("reports");
+    let out = dr(
+        &kc,
+        &["drill", "--cluster-id", &cluster_id, "--profile", "offsite", "--target-context", "scratch", "--passphrase-file", "-", "--path", loc.to_str().unwrap(), "--report-dir", reports.to_str().unwrap(), "-o", "json"],
+        PASS,
+        &[],
+    );
+    let report: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(report["target"], "cluster scratch");
+    assert_eq!(report["byKind"]["ConfigMap"]["matching"], report["byKind"]["ConfigMap"]["inPoint"], "{report}");
+    assert_eq!(report["byKind"]["Profile.dr.kubectl-dr.io"]["skipped"], 1, "{report}");
+    assert_eq!(find(&scratch, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "EUR");
+    assert!(find(&scratch, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").is_some(), "a scratch cluster restored as a real one is");
+    assert_eq!(source_api.objects("", "configmaps").len(), source_objects, "the source is not touched");
+    assert!(reports.join("drill.html").exists());
 }

@@ -27,6 +27,9 @@ enum Command {
     Backup,
     /// Restore a restore point onto this cluster (the `dr-restore` chart's Job).
     Restore,
+    /// Copy this cluster's restore points off site, as the DR policy's `replication` says
+    /// (the replication CronJob).
+    Replicate,
     /// Check this image works: the format's known-answer test, the CA certificates, FIPS
     /// mode. Prints JSON; exit status 1 when a check fails.
     SelfCheck,
@@ -51,6 +54,7 @@ async fn main() -> std::process::ExitCode {
             }
         }
         Command::Restore => restore().await,
+        Command::Replicate => replicate().await,
         Command::Backup => {
             let started = std::time::Instant::now();
             let result = backup().await;
@@ -86,6 +90,39 @@ async fn push_backup_metrics(summary: Option<&dr_core::job::BackupSummary>, seco
     let policy = std::env::var(dr_core::job::env::POLICY).unwrap_or_else(|_| dr_core::catalog::DR_POLICY_NAME.into());
     let gauges = dr_core::metrics::backup_gauges(summary, seconds);
     dr_core::metrics::push(&url, "kubectl_dr_backup", &[("namespace", &namespace), ("policy", &policy)], &gauges).await;
+}
+
+/// Copies the points; exit status 7 (incomplete) when a point was not copied or differs at
+/// the destination, as `kubectl dr replicate` does.
+async fn replicate() -> std::process::ExitCode {
+    let result = async {
+        dr_core::init_crypto_provider();
+        let settings = dr_core::job::BackupSettings::from_env()?;
+        let client = dr_core::kube_client(kube::Config::infer().await?)?;
+        Ok::<_, anyhow::Error>(dr_core::job::run_replication(&client, &settings).await?)
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            let json = serde_json::to_string(&report).expect("the report serializes");
+            println!("{json}");
+            if report.problems() > 0 {
+                tracing::error!(report = %json, problems = report.problems(), "replication incomplete");
+                dr_core::job::write_termination_message(&format!("replication incomplete: {} point(s) not copied; {json}", report.problems()));
+                return std::process::ExitCode::from(dr_core::failure::ErrorKind::Incomplete.exit_code());
+            }
+            tracing::info!(report = %json, "replication complete");
+            dr_core::job::write_termination_message(&json);
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let text = dr_core::error_text(e.as_ref());
+            let kind = dr_core::failure::kind_of(e.as_ref());
+            tracing::error!(error = %text, kind = kind.as_str(), "replication failed");
+            dr_core::job::write_termination_message(&format!("replication failed: {text}"));
+            std::process::ExitCode::from(kind.exit_code())
+        }
+    }
 }
 
 async fn backup() -> anyhow::Result<dr_core::job::BackupSummary> {

@@ -19,7 +19,7 @@ use super::settings::RestoreSettings;
 use super::spill::Spill;
 use super::controls::Existing;
 use super::{RestoreError, FIELD_MANAGER, RESTORED_FROM_ANNOTATION};
-use crate::catalog::{Entry, DR_POLICY_NAME};
+use crate::catalog::{Entry, DR_POLICY_NAME, REPLICATION_CRONJOB};
 
 /// How long a restored CRD may take to become Established.
 const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -312,8 +312,9 @@ impl Ctx {
             object["status"] = status.clone();
         }
         prepare_for_new_cluster(&mut object);
-        if object["kind"] == "CronJob" && namespace == self.settings.namespace && name == DR_POLICY_NAME {
-            // The restored cluster must not back up into the location until it takes ownership.
+        if object["kind"] == "CronJob" && namespace == self.settings.namespace && (name == DR_POLICY_NAME || name == REPLICATION_CRONJOB) {
+            // The restored cluster must not back up into (or copy from) the location until it
+            // takes ownership.
             object["spec"]["suspend"] = json!(true);
         }
         object["metadata"]["annotations"][RESTORED_FROM_ANNOTATION] = json!(self.point_id);

@@ -6,7 +6,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context, Result};
-use dr_core::catalog::{DR_POLICY_NAME, OWNERSHIP_CONFIGMAP};
+use dr_core::catalog::{DR_POLICY_NAME, OWNERSHIP_CONFIGMAP, REPLICATION_CRONJOB};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -62,6 +62,14 @@ pub async fn run(global: &GlobalArgs, args: &TakeOwnershipArgs) -> Result<ExitSt
             .await
             .with_context(|| format!("resuming CronJob {DR_POLICY_NAME}"))?;
         println!("resumed CronJob {DR_POLICY_NAME}");
+    }
+    // The restore suspended the replication CronJob too.
+    if crons.get_opt(REPLICATION_CRONJOB).await.with_context(|| format!("reading CronJob {REPLICATION_CRONJOB}"))?.is_some() {
+        crons
+            .patch(REPLICATION_CRONJOB, &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": false}})))
+            .await
+            .with_context(|| format!("resuming CronJob {REPLICATION_CRONJOB}"))?;
+        println!("resumed CronJob {REPLICATION_CRONJOB}");
     }
     println!("This cluster now owns the location.");
     Ok(ExitStatus::Success)
