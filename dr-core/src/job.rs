@@ -211,13 +211,17 @@ pub async fn run_backup(client: &Client, settings: &BackupSettings) -> Result<Ba
     result
 }
 
-async fn backup_once(client: &Client, settings: &BackupSettings) -> Result<BackupSummary, JobError> {
-    let policies: Api<Policy> = Api::namespaced(client.clone(), &settings.namespace);
-    let policy = policies
+/// The DR policy the Job runs, or what to do when it is not there.
+async fn read_policy(client: &Client, settings: &BackupSettings) -> Result<Policy, JobError> {
+    Api::<Policy>::namespaced(client.clone(), &settings.namespace)
         .get_opt(&settings.policy)
         .await
         .map_err(|source| JobError::Api { name: settings.policy.clone(), source })?
-        .ok_or_else(|| JobError::PolicyNotFound { name: settings.policy.clone(), namespace: settings.namespace.clone() })?;
+        .ok_or_else(|| JobError::PolicyNotFound { name: settings.policy.clone(), namespace: settings.namespace.clone() })
+}
+
+async fn backup_once(client: &Client, settings: &BackupSettings) -> Result<BackupSummary, JobError> {
+    let policy = read_policy(client, settings).await?;
     // Refuse before touching the location or the passphrase source.
     cluster::ensure_owner(client, &settings.namespace).await?;
     let profile = resources::get_profile(client, &settings.namespace, &policy.spec.profile).await?;
@@ -252,12 +256,7 @@ async fn backup_once(client: &Client, settings: &BackupSettings) -> Result<Backu
 /// The replication CronJob's run: copies this cluster's complete points from the policy's
 /// profile to `spec.replication.to`, each verified through `verifyWith` (or `to`).
 pub async fn run_replication(client: &Client, settings: &BackupSettings) -> Result<crate::replicate::ReplicateReport, JobError> {
-    let policies: Api<Policy> = Api::namespaced(client.clone(), &settings.namespace);
-    let policy = policies
-        .get_opt(&settings.policy)
-        .await
-        .map_err(|source| JobError::Api { name: settings.policy.clone(), source })?
-        .ok_or_else(|| JobError::PolicyNotFound { name: settings.policy.clone(), namespace: settings.namespace.clone() })?;
+    let policy = read_policy(client, settings).await?;
     let replication = policy.spec.replication.clone().ok_or_else(|| JobError::NoReplication { name: settings.policy.clone() })?;
     let mut locations = Vec::new();
     let check = replication.verify_with.as_ref().unwrap_or(&replication.to);

@@ -1,7 +1,8 @@
 //! `dr-job`: the in-cluster job image's binary. `backup` is what the DR policy's CronJob
-//! (and `kubectl dr backup`) runs; `restore` is the `dr-restore` chart's Job.
-//! Settings come from `DR_*` environment variables (see `dr_core::job::env`); logs are JSON
-//! on stderr; the result is also the container's termination message; the exit status is 0
+//! (and `kubectl dr backup`) runs; `replicate` is the replication CronJob's; `restore` is the
+//! `dr-restore` chart's Job. Settings come from `DR_*` environment variables (see
+//! `dr_core::job::env`); logs are JSON on stderr, with `progress` lines the plugin follows;
+//! the result is printed on stdout and is also the container's termination message; the exit status is 0
 //! or the failure's kind (`dr_core::failure`: 1 transient, 2 bad input, 3 wrong passphrase,
 //! 4 damaged point, 5 busy, 6 timed out, 7 objects failed), which the restore chart's
 //! `podFailurePolicy` and the plugin read.
@@ -67,16 +68,20 @@ async fn main() -> std::process::ExitCode {
                     dr_core::job::write_termination_message(&json);
                     std::process::ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    let text = dr_core::error_text(e.as_ref());
-                    let kind = dr_core::failure::kind_of(e.as_ref());
-                    tracing::error!(error = %text, kind = kind.as_str(), "backup failed");
-                    dr_core::job::write_termination_message(&format!("backup failed: {text}"));
-                    std::process::ExitCode::from(kind.exit_code())
-                }
+                Err(e) => job_failed("backup", &e),
             }
         }
     }
+}
+
+/// Logs a backup's or replication's failure once, writes it as the termination message
+/// ("backup failed: ..."), and exits with its kind.
+fn job_failed(what: &str, e: &anyhow::Error) -> std::process::ExitCode {
+    let text = dr_core::error_text(e.as_ref());
+    let kind = dr_core::failure::kind_of(e.as_ref());
+    tracing::error!(error = %text, kind = kind.as_str(), "{what} failed");
+    dr_core::job::write_termination_message(&format!("{what} failed: {text}"));
+    std::process::ExitCode::from(kind.exit_code())
 }
 
 /// The Pushgateway named by `DR_PUSHGATEWAY_URL`, if any.
@@ -115,13 +120,7 @@ async fn replicate() -> std::process::ExitCode {
             dr_core::job::write_termination_message(&json);
             std::process::ExitCode::SUCCESS
         }
-        Err(e) => {
-            let text = dr_core::error_text(e.as_ref());
-            let kind = dr_core::failure::kind_of(e.as_ref());
-            tracing::error!(error = %text, kind = kind.as_str(), "replication failed");
-            dr_core::job::write_termination_message(&format!("replication failed: {text}"));
-            std::process::ExitCode::from(kind.exit_code())
-        }
+        Err(e) => job_failed("replication", &e),
     }
 }
 
