@@ -11,7 +11,6 @@
 //! the live cluster's backups.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use kube::api::{Api, DeleteParams, DynamicObject};
@@ -21,10 +20,11 @@ use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::catalog::{kind_key, Entry};
+use crate::catalog::Entry;
 use crate::location::Location;
 use crate::point::{self, Unlocker};
 use crate::resources;
+use crate::restore::plan::object_path;
 use crate::restore::{self, RestoreError, RestoreSettings};
 
 /// Where the drill restores to.
@@ -125,15 +125,8 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -
     };
     let unlocker = Unlocker::new(source.resolve(&settings.resolve).await.map_err(resources::ResourceError::from)?);
     let manifest = point::open_manifest(&location, &settings.source_cluster_id, &points, &chosen, &unlocker).await?;
-    let entries = Arc::new(Mutex::new(Vec::new()));
-    let sink = entries.clone();
-    point::read_checked_entries(&location, &manifest, &unlocker, move |e| {
-        sink.lock().expect("not poisoned").push(e);
-        Ok(())
-    })
-    .await?;
+    let entries = point::read_all_entries(&location, &manifest, &unlocker).await?;
     drop(unlocker);
-    let entries: Vec<Entry> = std::mem::take(&mut *entries.lock().expect("not poisoned"));
 
     // The restore: exactly this point, into the target.
     let mut restore = settings.clone();
@@ -156,10 +149,7 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -
             restore.controls.select.include_namespaces = sandboxed.keys().cloned().collect();
             restore.controls.select.exclude_kinds = cluster_scoped_kinds(&entries);
             restore.claim_location = false;
-            Box::new(move |e: &Entry| match e.object.pointer("/metadata/namespace").and_then(Value::as_str) {
-                Some(n) if !n.is_empty() => sandboxed.contains_key(n),
-                _ => e.object["kind"] == "Namespace" && e.object["apiVersion"] == "v1" && e.object.pointer("/metadata/name").and_then(Value::as_str).is_some_and(|n| sandboxed.contains_key(n)),
-            })
+            Box::new(move |e: &Entry| namespace_of(e).is_some_and(|n| sandboxed.contains_key(n)))
         }
         Target::Cluster { .. } => Box::new(|_: &Entry| true),
     };
@@ -184,18 +174,13 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -
     let mut differences = Vec::new();
     for entry in entries.iter().filter(|e| in_scope(e)) {
         let mut want = entry.object.clone();
-        let key = kind_key(want["apiVersion"].as_str().unwrap_or_default(), want["kind"].as_str().unwrap_or_default());
+        let key = entry.kind_key();
         compiled.apply(&mut want, manifest.resources.get(&key).map(String::as_str));
         let k = by_kind.entry(key.clone()).or_default();
         k.in_point += 1;
         // Left as it was on the target (it existed): the restore did not write it, so it says
         // nothing about the restore; it counts as skipped.
-        let name = want.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-        let path = match want.pointer("/metadata/namespace").and_then(Value::as_str) {
-            Some(n) if !n.is_empty() => format!("{n}/{name}"),
-            _ => name.to_owned(),
-        };
-        if report.by_kind.get(&key).is_some_and(|r| r.existing.contains(&path)) {
+        if report.by_kind.get(&key).is_some_and(|r| r.existing.contains(&object_path(&want))) {
             continue;
         }
         let live = read_back(client, &served, &want).await;
@@ -207,7 +192,7 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -
                 } else {
                     k.differing += 1;
                     if differences.len() < DIFFERENCES_KEPT {
-                        differences.push(Difference { object: describe(&key, &want), fields });
+                        differences.push(Difference { object: format!("{key} {}", object_path(&want)), fields });
                     }
                 }
             }
@@ -274,19 +259,21 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -
     })
 }
 
+/// The namespace an object of the point lives in; for a Namespace, itself.
+fn namespace_of(e: &Entry) -> Option<&str> {
+    match e.namespace() {
+        "" if e.kind_key() == "Namespace" => Some(e.name()),
+        "" => None,
+        ns => Some(ns),
+    }
+}
+
 /// Every namespace of the point but the DR namespace, mapped to `<prefix><ns>`.
 fn sandbox_mapping(entries: &[Entry], dr_namespace: &str, prefix: &str) -> Result<BTreeMap<String, String>, DrillError> {
     if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || !prefix.starts_with(|c: char| c.is_ascii_lowercase()) {
         return Err(DrillError::Invalid(format!("--sandbox-prefix {prefix:?}: use lower-case letters, digits and '-', starting with a letter (drill-)")));
     }
-    let mut namespaces = BTreeSet::new();
-    for e in entries {
-        match e.object.pointer("/metadata/namespace").and_then(Value::as_str) {
-            Some(n) if !n.is_empty() => namespaces.insert(n.to_owned()),
-            _ if e.object["kind"] == "Namespace" => namespaces.insert(e.object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned()),
-            _ => false,
-        };
-    }
+    let mut namespaces: BTreeSet<&str> = entries.iter().filter_map(namespace_of).collect();
     namespaces.remove(dr_namespace);
     // The system namespaces' contents are never backed up: only their Namespace objects are
     // in the point, and a sandbox copy of kube-system would say nothing.
@@ -299,7 +286,7 @@ fn sandbox_mapping(entries: &[Entry], dr_namespace: &str, prefix: &str) -> Resul
         if sandbox.len() > 63 {
             return Err(DrillError::Invalid(format!("sandbox namespace {sandbox} is longer than 63 characters: use a shorter --sandbox-prefix")));
         }
-        mapping.insert(n, sandbox);
+        mapping.insert(n.to_owned(), sandbox);
     }
     if mapping.is_empty() {
         return Err(DrillError::Invalid("the point holds no namespace outside the DR namespace: nothing to restore into a sandbox".into()));
@@ -311,21 +298,12 @@ fn sandbox_mapping(entries: &[Entry], dr_namespace: &str, prefix: &str) -> Resul
 fn cluster_scoped_kinds(entries: &[Entry]) -> Vec<String> {
     let mut kinds = BTreeSet::new();
     for e in entries {
-        let namespaced = e.object.pointer("/metadata/namespace").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-        let key = kind_key(e.object["apiVersion"].as_str().unwrap_or_default(), e.object["kind"].as_str().unwrap_or_default());
-        if !namespaced && key != "Namespace" {
+        let key = e.kind_key();
+        if e.namespace().is_empty() && key != "Namespace" {
             kinds.insert(key);
         }
     }
     kinds.into_iter().collect()
-}
-
-fn describe(key: &str, object: &Value) -> String {
-    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-    match object.pointer("/metadata/namespace").and_then(Value::as_str) {
-        Some(ns) if !ns.is_empty() => format!("{key} {ns}/{name}"),
-        _ => format!("{key} {name}"),
-    }
 }
 
 /// The object as the target serves it now, `None` when it is not there (or its kind is not
@@ -494,13 +472,7 @@ impl DrillReport {
         h.push_str(&format!("<title>DR drill {} {}</title>\n", e(&self.restore_point), self.verdict()));
         h.push_str("<style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.3em .6em;text-align:left}td.n{text-align:right}.verdict{font-size:1.6em;font-weight:bold;padding:.3em .6em;display:inline-block;color:#fff}.PASSED{background:#1a7f37}.FAILED{background:#cf222e}tr.bad td{background:#ffebe9}</style>\n</head><body>\n");
         h.push_str(&format!("<h1>DR drill</h1>\n<p><span class=\"verdict {0}\" id=\"verdict\">{0}</span></p>\n", self.verdict()));
-        if !self.reasons.is_empty() {
-            h.push_str("<ul id=\"reasons\">");
-            for r in &self.reasons {
-                h.push_str(&format!("<li>{}</li>", e(r)));
-            }
-            h.push_str("</ul>\n");
-        }
+        html_list(&mut h, "reasons", self.reasons.iter().map(String::as_str));
         h.push_str("<table id=\"facts\">\n");
         for (k, v) in self.facts() {
             h.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>\n", e(k), e(&v)));
@@ -523,21 +495,24 @@ impl DrillReport {
         }
         h.push_str("</table>\n");
         if !self.differences.is_empty() {
-            h.push_str("<h2>Differences</h2>\n<p>Field paths only; values are not shown.</p>\n<ul id=\"differences\">");
-            for d in &self.differences {
-                h.push_str(&format!("<li>{}: {}</li>", e(&d.object), e(&d.fields.join(", "))));
-            }
-            h.push_str("</ul>\n");
+            h.push_str("<h2>Differences</h2>\n<p>Field paths only; values are not shown.</p>\n");
+            let lines: Vec<String> = self.differences.iter().map(|d| format!("{}: {}", d.object, d.fields.join(", "))).collect();
+            html_list(&mut h, "differences", lines.iter().map(String::as_str));
         }
         if !self.failures.is_empty() {
-            h.push_str("<h2>Failures</h2>\n<ul id=\"failures\">");
-            for f in &self.failures {
-                h.push_str(&format!("<li>{}</li>", e(f)));
-            }
-            h.push_str("</ul>\n");
+            h.push_str("<h2>Failures</h2>\n");
+            html_list(&mut h, "failures", self.failures.iter().map(String::as_str));
         }
         h.push_str("</body></html>\n");
         h
+    }
+}
+
+/// `<ul id="...">` of `items`, escaped; nothing when there are none.
+fn html_list<'a>(h: &mut String, id: &str, items: impl Iterator<Item = &'a str>) {
+    let items: String = items.map(|i| format!("<li>{}</li>", html_escape(i))).collect();
+    if !items.is_empty() {
+        h.push_str(&format!("<ul id=\"{id}\">{items}</ul>\n"));
     }
 }
 

@@ -872,6 +872,20 @@ pub async fn verify_entries(location: &Location, manifest: &Manifest, unlocker: 
     read_checked_entries(location, manifest, unlocker, |_| Ok(())).await
 }
 
+/// Every object of the point, in memory, once it has been read whole and checked
+/// ([`read_checked_entries`]): for `diff` and drills, which compare points as a whole.
+pub async fn read_all_entries(location: &Location, manifest: &Manifest, unlocker: &Arc<Unlocker>) -> Result<Vec<Entry>, PointError> {
+    let entries = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = entries.clone();
+    read_checked_entries(location, manifest, unlocker, move |e| {
+        sink.lock().expect("not poisoned").push(e);
+        Ok(())
+    })
+    .await?;
+    let entries = std::mem::take(&mut *entries.lock().expect("not poisoned"));
+    Ok(entries)
+}
+
 /// [`read_entries`], then the counts checked against the manifest's; returns the object count.
 /// The caller may use what it was handed only once this succeeds.
 pub async fn read_checked_entries<F>(location: &Location, manifest: &Manifest, unlocker: &Arc<Unlocker>, on_entry: F) -> Result<u64, PointError>

@@ -428,7 +428,7 @@ fn convert_owner_references(object: &mut Value, served: &ServedApis) {
     }
 }
 
-pub(super) fn object_path(object: &Value) -> String {
+pub(crate) fn object_path(object: &Value) -> String {
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
     match object["metadata"]["namespace"].as_str().filter(|n| !n.is_empty()) {
         Some(ns) => format!("{ns}/{name}"),

@@ -886,7 +886,7 @@ fn pod_log(state: &State, shared: Arc<Mutex<State>>, namespace: &str, pod: &str,
         return status(400, "BadRequest", format!("container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"));
     };
     let start = match query.get("tailLines").and_then(|n| n.parse::<usize>().ok()) {
-        Some(n) => text.match_indices('\n').map(|(i, _)| i + 1).collect::<Vec<_>>().iter().rev().nth(n).copied().unwrap_or(0),
+        Some(n) => text.match_indices('\n').rev().nth(n).map_or(0, |(i, _)| i + 1),
         None => 0,
     };
     let follow = query.get("follow").is_some_and(|f| f == "true" || f == "1");

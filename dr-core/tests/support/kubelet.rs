@@ -270,7 +270,6 @@ pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: 
 /// returns its exit code (137 when killed) and everything it wrote.
 fn stream_output(mut child: std::process::Child, api: &ApiServer, namespace: &str, pod: &str) -> (i32, String) {
     use std::io::BufRead;
-    api.append_pod_log(namespace, pod, "");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let readers: Vec<_> = [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)]
         .into_iter()

@@ -58,14 +58,7 @@ fn describe(m: &Manifest) -> String {
 async fn read(location: &Location, cluster_id: &str, points: &[PointSummary], id: &str, unlocker: &std::sync::Arc<Unlocker>) -> Result<(Manifest, Vec<Entry>)> {
     let chosen = point::find_point(points, id, cluster_id)?;
     let manifest = point::open_manifest(location, cluster_id, points, chosen, unlocker).await?;
-    let entries = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = entries.clone();
-    point::read_checked_entries(location, &manifest, unlocker, move |e| {
-        sink.lock().expect("not poisoned").push(e);
-        Ok(())
-    })
-    .await?;
-    let entries = std::mem::take(&mut *entries.lock().expect("not poisoned"));
+    let entries = point::read_all_entries(location, &manifest, unlocker).await?;
     Ok((manifest, entries))
 }
 
