@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use dr_core::catalog::{Category, Entry, Mode};
-use dr_core::crypto::{KdfParams, MasterKey, Passphrase};
+use dr_core::format::crypto::{KdfParams, MasterKey, Passphrase};
 use dr_core::format::{Binding, DecryptReader, EncryptWriter, Header, Role, DEFAULT_CHUNK_SIZE};
 use dr_core::location::{Location, LocationConfig};
 use dr_core::point::{self, PointWriter, Unlocker};
@@ -106,7 +106,7 @@ fn phase_pbkdf2() {
         std::hint::black_box(MasterKey::derive(&p, KdfParams::generate()));
     }
     let per = start.elapsed().as_secs_f64() / runs as f64;
-    report("pbkdf2", 0, per, json!({"iterations": dr_core::crypto::MIN_ITERATIONS, "msPerDerivation": per * 1e3}));
+    report("pbkdf2", 0, per, json!({"iterations": dr_core::format::crypto::MIN_ITERATIONS, "msPerDerivation": per * 1e3}));
 }
 
 struct Discard(u64);

@@ -23,8 +23,9 @@ mod measure;
 
 use dr_core::catalog::Mode;
 use measure::{cpu_seconds, proc_status};
-use dr_core::cluster::{self, Selection};
-use dr_core::crypto::Passphrase;
+use dr_core::backup;
+use dr_core::resources::Selection;
+use dr_core::format::crypto::Passphrase;
 use dr_core::location::{Location, LocationConfig};
 use serde_json::{json, Value};
 
@@ -58,7 +59,7 @@ async fn backup(url: &str) {
     let pass = Passphrase::new("benchmark passphrase".into()).unwrap();
     let cpu0 = cpu_seconds();
     let start = Instant::now();
-    let report = cluster::backup(&client, &loc, "bench", &pass, "kasten-io", Mode::Full, &Selection { cluster_scoped: true, ..Default::default() })
+    let report = backup::backup(&client, &loc, "bench", &pass, "kasten-io", Mode::Full, &Selection { cluster_scoped: true, ..Default::default() })
         .await
         .unwrap();
     let wall = start.elapsed().as_secs_f64();

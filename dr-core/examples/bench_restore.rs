@@ -29,7 +29,7 @@ use std::time::Instant;
 mod measure;
 
 use dr_core::catalog::{Category, Entry, Mode};
-use dr_core::crypto::Passphrase;
+use dr_core::format::crypto::Passphrase;
 use dr_core::location::{Location, LocationConfig, S3Config, StaticCredentials};
 use dr_core::point::PointWriter;
 use dr_core::restore::{self, RestoreSettings};

@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use dr_core::crypto::{KdfParams, MasterKey, Passphrase};
+use dr_core::format::crypto::{KdfParams, MasterKey, Passphrase};
 use dr_core::format::{seal_all, Binding, Role};
 use dr_core::location::{Location, LocationConfig};
 use serde_json::json;
@@ -68,5 +68,5 @@ async fn main() {
         "point": {"location": "location", "clusterId": CLUSTER, "pointId": manifest.point_id, "catalog": "point-catalog.ndjson"},
     });
     std::fs::write(root.join("vectors.json"), serde_json::to_string_pretty(&index).unwrap() + "\n").unwrap();
-    println!("wrote {} (format version {}, FIPS mode: {})", root.display(), dr_core::format::VERSION, dr_core::crypto::fips_mode());
+    println!("wrote {} (format version {}, FIPS mode: {})", root.display(), dr_core::format::VERSION, dr_core::format::crypto::fips_mode());
 }

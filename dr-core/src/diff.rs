@@ -35,7 +35,7 @@ impl Normalizer {
     /// `status`: compare status too (it changes all the time on a live cluster).
     pub fn new(status: bool) -> Self {
         let mut key = zeroize::Zeroizing::new([0u8; 32]);
-        crate::crypto::fill_random(key.as_mut());
+        crate::format::crypto::fill_random(key.as_mut());
         Normalizer { secret_key: hmac::Key::new(hmac::HMAC_SHA256, key.as_ref()), status }
     }
 
@@ -223,7 +223,7 @@ pub async fn live_snapshot(
                 let mut object = serde_json::to_value(&obj).expect("objects serialize");
                 object["apiVersion"] = Value::String(resource.api_version.clone());
                 object["kind"] = Value::String(kind.to_owned());
-                if crate::cluster::recreated_by_controller(&object) {
+                if crate::backup::recreated_by_controller(&object) {
                     continue;
                 }
                 normalizer.add(&mut snapshot, object);

@@ -277,7 +277,7 @@ fn sandbox_mapping(entries: &[Entry], dr_namespace: &str, prefix: &str) -> Resul
     namespaces.remove(dr_namespace);
     // The system namespaces' contents are never backed up: only their Namespace objects are
     // in the point, and a sandbox copy of kube-system would say nothing.
-    for system in crate::cluster::DEFAULT_EXCLUDED_NAMESPACES {
+    for system in crate::backup::DEFAULT_EXCLUDED_NAMESPACES {
         namespaces.remove(*system);
     }
     let mut mapping = BTreeMap::new();

@@ -184,13 +184,24 @@ impl Classify for crate::resources::ResourceError {
     }
 }
 
-impl Classify for crate::cluster::ClusterError {
+impl Classify for crate::ownership::OwnershipError {
     fn kind(&self) -> ErrorKind {
-        use crate::cluster::ClusterError as E;
+        use crate::ownership::OwnershipError as E;
         match self {
             E::NotOwner { .. } => ErrorKind::Busy,
-            E::ListForbidden { .. } | E::NoClusterId => ErrorKind::BadInput,
-            E::List { source, .. } | E::Discovery(source) | E::ClusterId(source) => source.kind(),
+            E::NoClusterId => ErrorKind::BadInput,
+            E::ClusterId(source) | E::Api { source, .. } => source.kind(),
+        }
+    }
+}
+
+impl Classify for crate::backup::BackupError {
+    fn kind(&self) -> ErrorKind {
+        use crate::backup::BackupError as E;
+        match self {
+            E::ListForbidden { .. } => ErrorKind::BadInput,
+            E::List { source, .. } | E::Discovery(source) => source.kind(),
+            E::Ownership(e) => e.kind(),
             E::Point(e) => e.kind(),
         }
     }
@@ -216,7 +227,8 @@ pub fn kind_of(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
             crate::location::LocationError,
             crate::resources::ResourceError,
             crate::passphrase::PassphraseError,
-            crate::cluster::ClusterError,
+            crate::backup::BackupError,
+            crate::ownership::OwnershipError,
             crate::format::FormatError,
             kube::Error
         );

@@ -10,7 +10,8 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::catalog::DR_POLICY_NAME;
-use crate::cluster::{self, BackupReport, ClusterError};
+use crate::backup::{self, BackupError, BackupReport};
+use crate::ownership::{self, OwnershipError};
 use crate::location::{Location, LocationError};
 use crate::passphrase::{ResolveOptions, VaultAuth, VaultConfig, DEFAULT_K8S_AUTH_MOUNT, DEFAULT_SA_TOKEN_PATH};
 use crate::point;
@@ -96,7 +97,9 @@ pub enum JobError {
     #[error(transparent)]
     Location(#[from] LocationError),
     #[error(transparent)]
-    Cluster(#[from] ClusterError),
+    Backup(#[from] BackupError),
+    #[error(transparent)]
+    Ownership(#[from] OwnershipError),
     #[error("reading policy {name} failed: {source}")]
     Api { name: String, source: kube::Error },
     #[error("DR policy {name} has no replication: enable it with `kubectl dr enable --replicate-to PROFILE`")]
@@ -111,7 +114,8 @@ impl crate::failure::Classify for JobError {
         match self {
             JobError::Resource(e) => e.kind(),
             JobError::Location(e) => e.kind(),
-            JobError::Cluster(e) => e.kind(),
+            JobError::Backup(e) => e.kind(),
+            JobError::Ownership(e) => e.kind(),
             JobError::Api { source, .. } => source.kind(),
             JobError::Replicate(e) => e.kind(),
             JobError::NoReplication { .. } => ErrorKind::BadInput,
@@ -179,7 +183,7 @@ pub struct BackupSummary {
     pub objects: u64,
     pub by_category: std::collections::BTreeMap<String, u64>,
     pub stored_bytes: u64,
-    pub skipped: cluster::Skipped,
+    pub skipped: backup::Skipped,
 }
 
 /// Runs the DR policy once: resolves the profile and passphrase, backs up, records the run.
@@ -223,16 +227,16 @@ async fn read_policy(client: &Client, settings: &BackupSettings) -> Result<Polic
 async fn backup_once(client: &Client, settings: &BackupSettings) -> Result<BackupSummary, JobError> {
     let policy = read_policy(client, settings).await?;
     // Refuse before touching the location or the passphrase source.
-    cluster::ensure_owner(client, &settings.namespace).await?;
+    ownership::ensure_owner(client, &settings.namespace).await?;
     let profile = resources::get_profile(client, &settings.namespace, &policy.spec.profile).await?;
     let config = resources::location_config(client, &settings.namespace, &profile, settings.location_mount.as_deref()).await?;
     let location = Location::connect(&config).await?;
     location.check_writable().await?;
     let source = resources::dr_secret_source(client, &settings.namespace).await?;
     let passphrase = source.resolve(&settings.resolve).await.map_err(ResourceError::from)?;
-    let cluster_id = cluster::cluster_id(client).await?;
+    let cluster_id = ownership::cluster_id(client).await?;
     tracing::info!(cluster_id = %cluster_id, location = %location.describe(), mode = policy.spec.mode.as_str(), passphrase = %source.describe(), "backing up");
-    let BackupReport { manifest, skipped } = cluster::backup(
+    let BackupReport { manifest, skipped } = backup::backup(
         client,
         &location,
         &cluster_id,
@@ -265,7 +269,7 @@ pub async fn run_replication(client: &Client, settings: &BackupSettings) -> Resu
         let config = resources::location_config(client, &settings.namespace, &profile, mount).await?;
         locations.push(Location::connect(&config).await?);
     }
-    let cluster_id = cluster::cluster_id(client).await?;
+    let cluster_id = ownership::cluster_id(client).await?;
     tracing::info!(cluster_id = %cluster_id, from = %locations[0].describe(), to = %locations[1].describe(), "replicating");
     Ok(crate::replicate::replicate(&locations[0], &locations[1], &locations[2], &cluster_id, None).await?)
 }

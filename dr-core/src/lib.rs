@@ -16,24 +16,23 @@
 //! - [`api_retry`]: the one retry layer under every Kubernetes API call
 //! - [`passphrase`]: where the DR passphrase comes from (`k10-dr-secret`: raw, Vault, AWS)
 
-pub mod blocks;
 pub mod catalog;
-pub mod cluster;
+pub mod backup;
 pub mod api_retry;
 pub mod cron;
 pub mod diff;
 pub mod drill;
 pub mod events;
-pub mod crypto;
 pub mod failure;
 pub mod format;
-pub mod install;
+pub mod dr_policy;
 pub mod job;
 mod insecure_http;
 pub mod images;
 pub mod location;
 pub mod manifests;
 pub mod metrics;
+pub mod ownership;
 pub mod passphrase;
 pub mod point;
 pub mod progress;

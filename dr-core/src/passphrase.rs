@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::Value;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::crypto::Passphrase;
+use crate::format::crypto::Passphrase;
 
 /// Default path of a pod's service-account token (Vault Kubernetes auth).
 pub const DEFAULT_SA_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";

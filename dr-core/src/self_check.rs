@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use crate::crypto::{MasterKey, Passphrase};
+use crate::format::crypto::{MasterKey, Passphrase};
 use crate::format::{open_all, Binding, Role};
 
 /// One vector per format version: the file and the index that says what it holds.
@@ -43,7 +43,7 @@ pub fn run() -> SelfCheck {
     SelfCheck {
         version: env!("CARGO_PKG_VERSION"),
         crypto: "aws-lc-rs",
-        fips_mode: crate::crypto::fips_mode(),
+        fips_mode: crate::format::crypto::fips_mode(),
         format_vector,
         ca_certificates,
         uid: process_uid(),

@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 
 use aws_lc_rs::digest;
-use dr_core::crypto::{KdfParams, MasterKey, Passphrase};
+use dr_core::format::crypto::{KdfParams, MasterKey, Passphrase};
 use dr_core::format::{self, Binding, DecryptReader, EncryptWriter, FormatError, Header, Role};
 
 /// Low iteration count keeps these tests fast; writers of real points always use 600,000
@@ -342,7 +342,7 @@ fn a_forged_header_asking_for_a_costly_key_derivation_is_refused_before_deriving
     let err = Header::read(&mut &ct[..]).unwrap_err();
     assert!(matches!(err, FormatError::HeaderInvalid { field: "iteration count" }), "{err}");
     // What writers use, and ten times it, are accepted.
-    ct[12..16].copy_from_slice(&dr_core::crypto::MAX_ITERATIONS.to_be_bytes());
+    ct[12..16].copy_from_slice(&dr_core::format::crypto::MAX_ITERATIONS.to_be_bytes());
     let sum = digest::digest(&digest::SHA256, &ct[..len - 32]);
     ct[len - 32..len].copy_from_slice(sum.as_ref());
     assert!(Header::read(&mut &ct[..]).is_ok());

@@ -139,7 +139,7 @@ async fn aws_secrets_manager_source() {
     let loc_dir = tempfile::tempdir().unwrap();
     let loc = dr_core::location::Location::connect(&dr_core::location::LocationConfig::File { path: loc_dir.path().into() }).await.unwrap();
     let m = support::write_point(&loc, "c1", &p, &support::sample_entries(2, 5)).await;
-    let same = dr_core::crypto::Passphrase::new(PASSPHRASE.into()).unwrap();
+    let same = dr_core::format::crypto::Passphrase::new(PASSPHRASE.into()).unwrap();
     dr_core::point::verify_point(&loc, "c1", &m.point_id, &dr_core::point::Unlocker::new(same)).await.unwrap();
 
     let err = source("us-east-1", "k10/dr/other").resolve(&opts).await.unwrap_err();
@@ -212,7 +212,7 @@ async fn vault_over_tls_is_trusted_through_its_ca_bundle() {
     let loc_dir = tempfile::tempdir().unwrap();
     let loc = dr_core::location::Location::connect(&dr_core::location::LocationConfig::File { path: loc_dir.path().into() }).await.unwrap();
     let m = support::write_point(&loc, "c1", &pass, &support::sample_entries(2, 5)).await;
-    let raw = dr_core::crypto::Passphrase::new(PASSPHRASE.into()).unwrap();
+    let raw = dr_core::format::crypto::Passphrase::new(PASSPHRASE.into()).unwrap();
     dr_core::point::verify_point(&loc, "c1", &m.point_id, &dr_core::point::Unlocker::new(raw)).await.unwrap();
 
     // A file that holds no certificate is named before Vault is asked anything.

@@ -6,7 +6,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use dr_core::catalog::Entry;
-use dr_core::crypto::{Passphrase, MIN_ITERATIONS};
+use dr_core::format::crypto::{Passphrase, MIN_ITERATIONS};
 use dr_core::format::{FormatError, Header};
 use dr_core::location::{Location, LocationConfig, LocationError};
 use dr_core::point::{self, PointError, Unlocker};

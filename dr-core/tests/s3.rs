@@ -3,7 +3,7 @@
 
 mod support;
 
-use dr_core::crypto::Passphrase;
+use dr_core::format::crypto::Passphrase;
 use dr_core::location::{Location, LocationConfig, LocationError, S3Config, StaticCredentials};
 use dr_core::point::{self, Unlocker};
 use support::{moto, moto_setup, moto_with, sample_entries, write_point};

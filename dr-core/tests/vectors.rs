@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use dr_core::catalog::Entry;
-use dr_core::crypto::{MasterKey, Passphrase, MIN_ITERATIONS};
+use dr_core::format::crypto::{MasterKey, Passphrase, MIN_ITERATIONS};
 use dr_core::format::{open_all, Binding, Header, Role};
 use dr_core::location::{Location, LocationConfig};
 use dr_core::point::{self, Unlocker};

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use dr_core::crypto::Passphrase;
+use dr_core::format::crypto::Passphrase;
 use dr_core::location::{CaBundle, Location, LocationConfig, S3Config};
 use dr_core::passphrase::{AwsSecret, KvVersion, PassphraseSource, ResolveOptions, VaultAuth, VaultConfig, VaultSecret};
 use time::format_description::well_known::Rfc3339;

@@ -49,7 +49,7 @@ async fn cluster(dir: &Path) -> Cluster {
             let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
             let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
             let mut tag = [0u8; 3];
-            dr_core::crypto::fill_random(&mut tag);
+            dr_core::format::crypto::fill_random(&mut tag);
             eprintln!("running against the real cluster in DR_E2E_KUBECONFIG ({})", config.cluster_url);
             Cluster { _target: Target::Real, kubeconfig, client: dr_core::kube_client(config).unwrap(), namespace: format!("dr-e2e-{}", hex::encode(tag)) }
         }

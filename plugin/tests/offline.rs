@@ -187,7 +187,7 @@ fn an_interrupted_export_removes_what_it_wrote() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let location = dr_core::location::Location::connect(&dr_core::location::LocationConfig::File { path: loc.clone() }).await.unwrap();
-        support::write_point(&location, cluster, &dr_core::crypto::Passphrase::new(PASS.into()).unwrap(), &support::sample_entries(60_000, 64)).await;
+        support::write_point(&location, cluster, &dr_core::format::crypto::Passphrase::new(PASS.into()).unwrap(), &support::sample_entries(60_000, 64)).await;
     });
     let out_dir = dir.path().join("exports").join("out");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-dr"))

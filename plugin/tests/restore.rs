@@ -546,7 +546,7 @@ async fn a_restore_on_a_terminal_shows_a_live_progress_bar_then_the_whole_report
         }
     }
     let cluster_id = "7c1e-terminal";
-    support::write_point(&location, cluster_id, &dr_core::crypto::Passphrase::new(PASS.into()).unwrap(), &entries).await;
+    support::write_point(&location, cluster_id, &dr_core::format::crypto::Passphrase::new(PASS.into()).unwrap(), &entries).await;
     let (target, kc) = target(dir.path()).await;
     target.set_latency(std::time::Duration::from_millis(15));
     let job = kubelet(&target, &loc);
@@ -626,7 +626,7 @@ async fn a_report_larger_than_the_termination_message_is_shown_whole() {
         });
     }
     let cluster_id = "9b2d-large-report";
-    support::write_point(&location, cluster_id, &dr_core::crypto::Passphrase::new(PASS.into()).unwrap(), &entries).await;
+    support::write_point(&location, cluster_id, &dr_core::format::crypto::Passphrase::new(PASS.into()).unwrap(), &entries).await;
     let (target, kc) = target(dir.path()).await;
     let job = kubelet(&target, &loc);
     let out = dr(&kc, &["restore", "--cluster-id", cluster_id, "--profile", "offsite", "--passphrase-file", "-", "--path", loc.to_str().unwrap()], PASS, &[]);
@@ -776,7 +776,7 @@ async fn a_sandbox_drill_restores_checks_reports_and_cleans_up() {
             source_uid: None,
         },
     ];
-    support::write_point(&location, &cluster_id, &dr_core::crypto::Passphrase::new(PASS.into()).unwrap(), &entries).await;
+    support::write_point(&location, &cluster_id, &dr_core::format::crypto::Passphrase::new(PASS.into()).unwrap(), &entries).await;
     let failed_reports = dir.path().join("failed");
     let out = drill(&["--report-dir", failed_reports.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));

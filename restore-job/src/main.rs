@@ -211,7 +211,7 @@ fn finish(outcome: &dr_core::restore::RestoreOutcome) -> std::process::ExitCode 
 /// module reports FIPS mode.
 fn require_fips() -> anyhow::Result<()> {
     let required = std::env::var(dr_core::job::env::REQUIRE_FIPS).is_ok_and(|v| v == "true");
-    let fips = dr_core::crypto::fips_mode();
+    let fips = dr_core::format::crypto::fips_mode();
     tracing::info!(fips_mode = fips, "crypto module aws-lc-rs");
     if required && !fips {
         anyhow::bail!("fips.enabled is set but this image's crypto module is not in FIPS mode: use the FIPS image (values-fips.yaml sets it)");

@@ -11,7 +11,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use dr_core::crypto::Passphrase;
+use dr_core::format::crypto::Passphrase;
 use dr_core::location::{Location, LocationConfig, S3Config, StaticCredentials};
 use dr_core::point::{self, Unlocker};
 use serde_json::{json, Value};
@@ -280,7 +280,7 @@ async fn the_job_runs_with_the_cronjobs_environment_and_least_privilege_service_
     api.seed(json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "offsite", "namespace": NS}, "spec": {"file": {"claimName": "dr-nfs"}}}));
     api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}}));
     api.enforce_rbac();
-    let settings = |mode| dr_core::install::EnableSettings {
+    let settings = |mode| dr_core::dr_policy::EnableSettings {
         pushgateway_url: None,
         namespace: NS.into(),
         profile: "offsite".into(),
@@ -294,7 +294,7 @@ async fn the_job_runs_with_the_cronjobs_environment_and_least_privilege_service_
         vault_role: None,
         vault_ca_bundle: None,
     };
-    dr_core::install::enable(&api.client(), &settings(dr_core::catalog::Mode::Quick)).await.unwrap();
+    dr_core::dr_policy::enable(&api.client(), &settings(dr_core::catalog::Mode::Quick)).await.unwrap();
 
     // Quick mode under quick-mode RBAC: works.
     let dir = tempfile::tempdir().unwrap();
@@ -316,7 +316,7 @@ async fn the_job_runs_with_the_cronjobs_environment_and_least_privilege_service_
     assert!(message.contains("may not list") && message.contains("kubectl dr enable"), "{message}");
 
     // Re-enabling in full mode grants what full mode reads: now it works.
-    dr_core::install::enable(&api.client(), &settings(dr_core::catalog::Mode::Full)).await.unwrap();
+    dr_core::dr_policy::enable(&api.client(), &settings(dr_core::catalog::Mode::Full)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (out, message) = run_as_cronjob(&api, dir.path());
     assert!(out.status.success(), "stderr: {}\nmessage: {message}", String::from_utf8_lossy(&out.stderr));
@@ -354,7 +354,7 @@ async fn the_job_runs_with_the_cronjobs_environment_and_least_privilege_service_
     let regarding_policy = |reason: &str| events.iter().filter(|e| e["reason"] == reason && e["regarding"]["kind"] == "Policy" && e["regarding"]["uid"] == policy["metadata"]["uid"]).count();
     assert!(regarding_policy("BackupSucceeded") >= 2 && regarding_policy("BackupFailed") >= 2, "{events:?}");
     assert!(events.iter().any(|e| e["type"] == "Warning" && e["note"].as_str().unwrap().contains("kubectl dr enable")), "{events:?}");
-    dr_core::install::enable(&api.client(), &settings(dr_core::catalog::Mode::Full)).await.unwrap();
+    dr_core::dr_policy::enable(&api.client(), &settings(dr_core::catalog::Mode::Full)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (out, message) = run_as_cronjob(&api, dir.path());
     assert!(out.status.success(), "stderr: {}\nmessage: {message}", String::from_utf8_lossy(&out.stderr));

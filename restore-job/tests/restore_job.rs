@@ -11,7 +11,7 @@ mod common;
 use common::support::kubelet;
 use common::*;
 use dr_core::catalog::Mode;
-use dr_core::crypto::Passphrase;
+use dr_core::format::crypto::Passphrase;
 use dr_core::failure::ErrorKind;
 use dr_core::location::{Location, LocationConfig};
 use dr_core::restore::RestoreOutcome;
@@ -379,7 +379,7 @@ async fn the_fips_values_make_a_non_fips_build_refuse_to_run() {
     let cluster_id = big_point(loc.path(), 1).await;
     let target = target_cluster(raw_secret(PASS)).await;
     let run = restore(&target, &values(&cluster_id, json!({"fips": {"enabled": true}})), loc.path());
-    if dr_core::crypto::fips_mode() {
+    if dr_core::format::crypto::fips_mode() {
         // Built with `--features fips` (scripts/build-fips): it runs.
         run.report();
     } else {

@@ -561,7 +561,7 @@ pub(crate) fn equals_point(existing: &Value, desired: &Value) -> bool {
 }
 
 /// The API server could not get an admission webhook's verdict (500 "failed calling webhook").
-pub(super) fn webhook_refused(e: &kube::Error) -> bool {
+pub(crate) fn webhook_refused(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 500 && s.message.contains("failed calling webhook"))
 }
 

@@ -29,16 +29,16 @@ pub mod preflight;
 pub mod report;
 pub mod select;
 pub mod settings;
+
+pub(crate) use apply::webhook_refused;
 mod spill;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::Client;
-use serde_json::json;
-use time::OffsetDateTime;
 
 pub use lease::LEASE_NAME;
 pub(crate) use apply::equals_point;
@@ -190,7 +190,9 @@ async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<
     let ctx = Arc::new(apply::Ctx::new(client, settings, plan, report, progress.clone()));
     *shared.lock().expect("not poisoned") = Some(ctx.clone());
     if !settings.dry_run && settings.claim_location {
-        create_ownership_configmap(client, settings, &manifest).await?;
+        crate::ownership::claim(client, &settings.namespace, &settings.source_cluster_id, &manifest.point_id)
+            .await
+            .map_err(|source| RestoreError::Api { what: format!("creating ConfigMap {OWNERSHIP_CONFIGMAP} in namespace {}", settings.namespace), source })?;
     }
     ctx.apply(&Arc::new(spill)).await?;
     let mut report = ctx.report.lock().expect("not poisoned").clone();
@@ -268,29 +270,6 @@ pub fn check_mode(manifest: &Manifest, quick_mode: bool) -> Result<(), RestoreEr
             fix: "leave quickMode.enabled unset (drop --quick-mode)",
         }),
         _ => Ok(()),
-    }
-}
-
-async fn create_ownership_configmap(client: &Client, settings: &RestoreSettings, manifest: &Manifest) -> Result<(), RestoreError> {
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &settings.namespace);
-    let cm: ConfigMap = serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": OWNERSHIP_CONFIGMAP, "namespace": settings.namespace, "labels": {"app.kubernetes.io/managed-by": "kubectl-dr"}},
-        "data": {
-            "sourceClusterID": settings.source_cluster_id,
-            "restorePoint": manifest.point_id,
-            "restoredAt": point::rfc3339(OffsetDateTime::now_utc()),
-            "README": "This cluster was restored by kubectl-dr. While this ConfigMap exists it does no maintenance on the location (no scheduled backups, no pruning). Delete it (kubectl dr take-ownership) only once the source cluster no longer uses the location.",
-        }
-    }))
-    .expect("a ConfigMap");
-    match cms.create(&PostParams::default(), &cm).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        // A re-run, with a ConfigMap webhook of the point restored and not running yet.
-        Err(e) if apply::webhook_refused(&e) && matches!(cms.get_opt(OWNERSHIP_CONFIGMAP).await, Ok(Some(_))) => Ok(()),
-        Err(e) => Err(RestoreError::Api { what: format!("creating ConfigMap {OWNERSHIP_CONFIGMAP} in namespace {}", settings.namespace), source: e }),
     }
 }
 

@@ -54,7 +54,7 @@ impl Spill {
         // Its owner only (tempfile leaves the umask's mode); the records are sealed anyway.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         let mut key = zeroize::Zeroizing::new([0u8; 32]);
-        crate::crypto::fill_random(key.as_mut());
+        crate::format::crypto::fill_random(key.as_mut());
         let key = LessSafeKey::new(UnboundKey::new(&aead::AES_256_GCM, key.as_ref()).expect("a 32-byte key"));
         Ok(Self { dir, sealer: Arc::new(Sealer { key, counter: AtomicU64::new(0) }), writers: Default::default(), bytes: 0 })
     }

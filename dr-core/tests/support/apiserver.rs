@@ -257,7 +257,7 @@ fn respond(code: u16, body: Value) -> Response<Body> {
 
 fn random_uid() -> String {
     let mut b = [0u8; 16];
-    dr_core::crypto::fill_random(&mut b);
+    dr_core::format::crypto::fill_random(&mut b);
     let h = hex::encode(b);
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
@@ -350,7 +350,7 @@ impl ApiServer {
             "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": service_account, "uid": uid}},
         });
         let mut sig = [0u8; 256];
-        dr_core::crypto::fill_random(&mut sig);
+        dr_core::format::crypto::fill_random(&mut sig);
         let token = format!("{}.{}.{}", b64(&header), b64(&claims), base64url(&sig));
         self.state.lock().unwrap().tokens.insert(token.clone(), (namespace.into(), service_account.into(), uid));
         token
@@ -1230,7 +1230,7 @@ fn create_as(state: &mut State, def: &ResourceDef, namespace: &str, obj_ref: &mu
         match meta.get("generateName").and_then(Value::as_str) {
             Some(prefix) => {
                 let mut tag = [0u8; 3];
-                dr_core::crypto::fill_random(&mut tag);
+                dr_core::format::crypto::fill_random(&mut tag);
                 name = format!("{prefix}{}", &hex::encode(tag)[..5]);
             }
             None => {
@@ -1326,7 +1326,7 @@ fn allocate_service(state: &State, name: &str, svc: &mut Value) -> Result<(), Re
             None => {
                 let ip = loop {
                     let mut b = [0u8; 2];
-                    dr_core::crypto::fill_random(&mut b);
+                    dr_core::format::crypto::fill_random(&mut b);
                     let ip = format!("{SERVICE_CIDR_PREFIX}{}.{}", b[0] % 16, b[1].max(1));
                     if !used_ips.contains(&ip) {
                         break ip;
@@ -1361,7 +1361,7 @@ fn allocate_service(state: &State, name: &str, svc: &mut Value) -> Result<(), Re
                 None => {
                     let p = loop {
                         let mut b = [0u8; 2];
-                        dr_core::crypto::fill_random(&mut b);
+                        dr_core::format::crypto::fill_random(&mut b);
                         let p = NODE_PORTS.start() + u64::from(u16::from_le_bytes(b)) % (NODE_PORTS.end() - NODE_PORTS.start() + 1);
                         if !used.contains(&p) {
                             break p;

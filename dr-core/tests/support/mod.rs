@@ -408,7 +408,7 @@ pub fn sample_entries(n: usize, blob: usize) -> Vec<dr_core::catalog::Entry> {
 pub async fn write_point(
     location: &dr_core::location::Location,
     cluster_id: &str,
-    passphrase: &dr_core::crypto::Passphrase,
+    passphrase: &dr_core::format::crypto::Passphrase,
     entries: &[dr_core::catalog::Entry],
 ) -> dr_core::point::Manifest {
     let mut w = dr_core::point::PointWriter::begin(location, cluster_id, passphrase, dr_core::catalog::Mode::Full, "k10-disaster-recovery-policy")

@@ -76,7 +76,7 @@ async fn local(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> {
 async fn run_once(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> {
     let client = input::kube_client(global).await?;
     let ns = &global.namespace;
-    let job = dr_core::install::run_once(&client, ns).await?;
+    let job = dr_core::dr_policy::run_once(&client, ns).await?;
     let name = job.name_any();
     let uid = job.uid().unwrap_or_default();
     eprintln!("started job {name} in namespace {ns} (Run Once of the DR policy)");

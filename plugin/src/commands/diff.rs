@@ -38,10 +38,10 @@ pub async fn run(global: &GlobalArgs, args: &DiffArgs) -> Result<ExitStatus> {
                     Default::default()
                 }
             };
-            let mut kinds = dr_core::cluster::backed_up_kinds(&client, &selection, before_manifest.mode).await?;
+            let mut kinds = dr_core::backup::backed_up_kinds(&client, &selection, before_manifest.mode).await?;
             kinds.extend(before_manifest.resources.clone());
             let dr_namespace = global.namespace.clone();
-            let reads = move |ns: &str| dr_core::cluster::reads_namespace(&selection, &dr_namespace, ns);
+            let reads = move |ns: &str| dr_core::backup::reads_namespace(&selection, &dr_namespace, ns);
             let live = diff::live_snapshot(&client, &kinds, &reads, &normalizer).await?;
             diff::compare(&describe(&before_manifest), &before, "this cluster now", &live)
         }

@@ -1,7 +1,7 @@
 //! `kubectl dr enable` and `kubectl dr disable`.
 
 use anyhow::{bail, Context, Result};
-use dr_core::install::{self, EnableSettings};
+use dr_core::dr_policy::{self, EnableSettings};
 use dr_core::passphrase::PassphraseSource;
 use dr_core::resources::{PolicySpec, Retention};
 
@@ -33,7 +33,7 @@ const MIN_STRENGTH: zxcvbn::Score = zxcvbn::Score::Four;
 
 /// Why a passphrase is weak, from a strength estimator (dictionaries, patterns, keyboard
 /// walks), not a length rule; `None` when it is strong enough.
-fn weakness(p: &dr_core::crypto::Passphrase) -> Option<String> {
+fn weakness(p: &dr_core::format::crypto::Passphrase) -> Option<String> {
     let estimate = zxcvbn::zxcvbn(p.as_str(), &["kubectl", "dr", "k10", "kubernetes", "backup", "restore", "passphrase"]);
     if estimate.score() >= MIN_STRENGTH {
         return None;
@@ -70,7 +70,7 @@ pub async fn run(global: &GlobalArgs, args: &EnableArgs) -> Result<ExitStatus> {
     if vault_job && args.vault_token_secret.is_none() && args.passphrase.vault_role.is_none() {
         bail!("the backup job needs a Vault login too: --vault-token-secret SECRET (key vault_token) or --vault-role ROLE (Kubernetes auth)");
     }
-    let selection = dr_core::cluster::Selection {
+    let selection = dr_core::resources::Selection {
         namespaces: args.include_namespaces.clone(),
         exclude_namespaces: args.exclude_namespaces.clone(),
         label_selector: args.label_selector.clone(),
@@ -106,7 +106,7 @@ pub async fn run(global: &GlobalArgs, args: &EnableArgs) -> Result<ExitStatus> {
         },
         pushgateway_url: args.pushgateway_url.clone(),
     };
-    let report = install::enable(&client, &settings).await?;
+    let report = dr_policy::enable(&client, &settings).await?;
     println!("DR is enabled in namespace {} (policy k10-disaster-recovery-policy, {}).", report.namespace, report.schedule);
     println!();
     println!("Cluster ID: {}", report.cluster_id);
@@ -120,7 +120,7 @@ pub async fn run(global: &GlobalArgs, args: &EnableArgs) -> Result<ExitStatus> {
 
 pub async fn disable(global: &GlobalArgs, args: &DisableArgs) -> Result<ExitStatus> {
     let client = input::kube_client(global).await?;
-    let removed = install::disable(&client, &global.namespace, args.delete_secret).await?;
+    let removed = dr_policy::disable(&client, &global.namespace, args.delete_secret).await?;
     if removed.is_empty() {
         println!("DR was not enabled in namespace {}: nothing to remove", global.namespace);
     } else {

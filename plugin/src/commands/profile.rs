@@ -145,15 +145,15 @@ async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Re
             }
         }
     }
-    dr_core::install::install_crds(client).await?;
+    dr_core::dr_policy::install_crds(client).await?;
     if let Some(map) = ca_bundle_config_map {
-        dr_core::install::apply(&Api::<ConfigMap>::namespaced(client.clone(), ns), map).await?;
+        dr_core::dr_policy::apply(&Api::<ConfigMap>::namespaced(client.clone(), ns), map).await?;
     }
     if let Some(mut secret) = credentials_secret {
         secret.metadata.namespace = Some(ns.into());
-        dr_core::install::apply(&Api::<Secret>::namespaced(client.clone(), ns), secret).await?;
+        dr_core::dr_policy::apply(&Api::<Secret>::namespaced(client.clone(), ns), secret).await?;
     }
-    dr_core::install::apply(&Api::<Profile>::namespaced(client.clone(), ns), profile).await?;
+    dr_core::dr_policy::apply(&Api::<Profile>::namespaced(client.clone(), ns), profile).await?;
     println!("profile {} saved", args.name);
     Ok(ExitStatus::Success)
 }

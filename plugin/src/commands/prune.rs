@@ -17,7 +17,7 @@ pub async fn run(global: &GlobalArgs, args: &PruneArgs) -> Result<ExitStatus> {
     let client = input::kube_client(global).await?;
     let ns = &global.namespace;
     // Two owners must never prune the same location.
-    dr_core::cluster::ensure_owner(&client, ns).await?;
+    dr_core::ownership::ensure_owner(&client, ns).await?;
     let policy = Api::<Policy>::namespaced(client.clone(), ns)
         .get_opt(DR_POLICY_NAME)
         .await?
@@ -28,7 +28,7 @@ pub async fn run(global: &GlobalArgs, args: &PruneArgs) -> Result<ExitStatus> {
         let profile = resources::get_profile(&client, ns, &policy.spec.profile).await?;
         Location::connect(&resources::location_config(&client, ns, &profile, None).await?).await?
     };
-    let cluster_id = dr_core::cluster::cluster_id(&client).await?;
+    let cluster_id = dr_core::ownership::cluster_id(&client).await?;
     // The passphrase: from --passphrase-file when given, otherwise as the backups get it,
     // from k10-dr-secret (with this machine's Vault or AWS login).
     let passphrase = if args.passphrase.passphrase_file.is_some() {

@@ -130,7 +130,7 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     clear_finished_job(&jobs, &args.release).await?;
 
-    dr_core::install::write_dr_secret(&client, ns, &source).await?;
+    dr_core::dr_policy::write_dr_secret(&client, ns, &source).await?;
     eprintln!("wrote {} ({})", dr_core::catalog::DR_SECRET_NAME, source.describe());
     if let Some((_, rules)) = &modifier_rules {
         let name = modifiers_config_map(&args.release);
@@ -140,12 +140,12 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
             "data": {dr_core::restore::modifiers::RULES_KEY: rules},
         }))
         .expect("a ConfigMap");
-        dr_core::install::apply(&Api::namespaced(client.clone(), ns), map).await?;
+        dr_core::dr_policy::apply(&Api::namespaced(client.clone(), ns), map).await?;
         eprintln!("wrote ConfigMap {name} (the resource modifier rules)");
     }
     if let (Some(file), true) = (&args.passphrase.vault_ca_bundle, vault) {
         let map = resources::ca_bundle_config_map(&vault_ca_config_map(&args.release), ns, input::ca_bundle_file(file)?);
-        dr_core::install::apply(&Api::namespaced(client.clone(), ns), map).await?;
+        dr_core::dr_policy::apply(&Api::namespaced(client.clone(), ns), map).await?;
     }
     drop(source);
     install_chart(global, args, &values)?;

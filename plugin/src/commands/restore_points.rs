@@ -1,7 +1,7 @@
 //! `kubectl dr restore-points`: the points of a cluster ID, newest first.
 
 use anyhow::Result;
-use dr_core::crypto::Passphrase;
+use dr_core::format::crypto::Passphrase;
 use dr_core::location::Location;
 use dr_core::point::{self, PointError, PointSummary, Unlocker};
 use serde::Serialize;

@@ -8,7 +8,7 @@ use crate::input;
 
 pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> Result<ExitStatus> {
     let client = input::kube_client(global).await?;
-    let s = dr_core::install::status(&client, &global.namespace).await?;
+    let s = dr_core::dr_policy::status(&client, &global.namespace).await?;
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&s)?),
         OutputFormat::Yaml => print!("{}", serde_yaml::to_string(&s)?),

@@ -1,16 +1,13 @@
 //! `kubectl dr take-ownership`: the restored cluster becomes the one that maintains the
-//! location. It deletes the ownership ConfigMap and resumes the DR policy's CronJob, after
-//! showing what it will do and getting a confirmation: two clusters that both own a location
-//! would both prune it.
+//! location. It shows what `dr_core::ownership::take_over` will do (delete the ownership
+//! ConfigMap, resume the DR policy's CronJobs) and asks for a confirmation first: two clusters
+//! that both own a location would both prune it.
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use anyhow::{bail, Context, Result};
-use dr_core::catalog::{DR_POLICY_NAME, OWNERSHIP_CONFIGMAP, REPLICATION_CRONJOB};
-use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use serde_json::json;
+use anyhow::{bail, Result};
+use dr_core::catalog::{DR_POLICY_NAME, OWNERSHIP_CONFIGMAP};
+use dr_core::ownership;
 
 use super::ExitStatus;
 use crate::cli::{GlobalArgs, TakeOwnershipArgs};
@@ -19,21 +16,16 @@ use crate::input;
 pub async fn run(global: &GlobalArgs, args: &TakeOwnershipArgs) -> Result<ExitStatus> {
     let ns = &global.namespace;
     let client = input::kube_client(global).await?;
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let crons: Api<CronJob> = Api::namespaced(client.clone(), ns);
-    let Some(cm) = cms.get_opt(OWNERSHIP_CONFIGMAP).await.with_context(|| format!("reading ConfigMap {OWNERSHIP_CONFIGMAP}"))? else {
+    let Some(restored) = ownership::restored_from(&client, ns).await? else {
         println!("This cluster already owns its location: ConfigMap {OWNERSHIP_CONFIGMAP} is not in namespace {ns}. Nothing to do.");
         return Ok(ExitStatus::Success);
     };
-    let cron = crons.get_opt(DR_POLICY_NAME).await.with_context(|| format!("reading CronJob {DR_POLICY_NAME}"))?;
-    let data = cm.data.unwrap_or_default();
-    let field = |k: &str| data.get(k).cloned().unwrap_or_else(|| "unknown".into());
-    println!("This cluster was restored from restore point {} of cluster {} ({}).", field("restorePoint"), field("sourceClusterID"), field("restoredAt"));
+    println!("This cluster was restored from restore point {} of cluster {} ({}).", restored.restore_point, restored.source_cluster_id, restored.restored_at);
     println!("Taking ownership will:");
     println!("  - delete ConfigMap {OWNERSHIP_CONFIGMAP} in namespace {ns}, so this cluster backs up and prunes the location;");
-    match &cron {
-        Some(c) if c.spec.as_ref().and_then(|s| s.suspend) == Some(true) => println!("  - resume CronJob {DR_POLICY_NAME} (scheduled backups start again)."),
-        Some(_) => println!("  - leave CronJob {DR_POLICY_NAME} running (it is not suspended)."),
+    match restored.backups_suspended {
+        Some(true) => println!("  - resume CronJob {DR_POLICY_NAME} (scheduled backups start again)."),
+        Some(false) => println!("  - leave CronJob {DR_POLICY_NAME} running (it is not suspended)."),
         None => println!("  - (no DR policy CronJob here: run `kubectl dr enable` to schedule backups)."),
     }
     println!("Do this only once the source cluster no longer uses the location: two owners would prune each other's restore points.");
@@ -50,26 +42,11 @@ pub async fn run(global: &GlobalArgs, args: &TakeOwnershipArgs) -> Result<ExitSt
             return Ok(ExitStatus::Failed(dr_core::failure::ErrorKind::BadInput));
         }
     }
-    match cms.delete(OWNERSHIP_CONFIGMAP, &DeleteParams::default()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(e) => return Err(e).with_context(|| format!("deleting ConfigMap {OWNERSHIP_CONFIGMAP}")),
-    }
+    // The restore suspended the DR CronJob and the replication CronJob; both resume.
+    let resumed = ownership::take_over(&client, ns).await?;
     println!("deleted ConfigMap {OWNERSHIP_CONFIGMAP}");
-    if cron.is_some() {
-        crons
-            .patch(DR_POLICY_NAME, &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": false}})))
-            .await
-            .with_context(|| format!("resuming CronJob {DR_POLICY_NAME}"))?;
-        println!("resumed CronJob {DR_POLICY_NAME}");
-    }
-    // The restore suspended the replication CronJob too.
-    if crons.get_opt(REPLICATION_CRONJOB).await.with_context(|| format!("reading CronJob {REPLICATION_CRONJOB}"))?.is_some() {
-        crons
-            .patch(REPLICATION_CRONJOB, &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": false}})))
-            .await
-            .with_context(|| format!("resuming CronJob {REPLICATION_CRONJOB}"))?;
-        println!("resumed CronJob {REPLICATION_CRONJOB}");
+    for name in resumed {
+        println!("resumed CronJob {name}");
     }
     println!("This cluster now owns the location.");
     Ok(ExitStatus::Success)

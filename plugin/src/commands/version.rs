@@ -10,7 +10,7 @@ use crate::release;
 pub fn run(args: &VersionArgs) -> Result<ExitStatus> {
     let image = release::job_image(false);
     let fips_image = release::job_image(true);
-    let fips = dr_core::crypto::fips_mode();
+    let fips = dr_core::format::crypto::fips_mode();
     match args.output {
         OutputFormat::Table => {
             println!("kubectl-dr {}{}", release::VERSION, release::REVISION.map(|r| format!(" ({r})")).unwrap_or_default());

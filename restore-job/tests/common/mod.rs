@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::Output;
 
 use dr_core::catalog::Mode;
-use dr_core::cluster::Selection;
-use dr_core::crypto::Passphrase;
+use dr_core::resources::Selection;
+use dr_core::format::crypto::Passphrase;
 use dr_core::location::{Location, LocationConfig};
 use dr_core::restore::RestoreOutcome;
 use serde_json::{json, Value};
@@ -65,8 +65,8 @@ pub async fn source_cluster() -> ApiServer {
 pub async fn backup(api: &ApiServer, location: &Path, mode: Mode) -> (String, String) {
     let loc = Location::connect(&LocationConfig::File { path: location.into() }).await.unwrap();
     let client = api.client();
-    let cluster_id = dr_core::cluster::cluster_id(&client).await.unwrap();
-    let report = dr_core::cluster::backup(&client, &loc, &cluster_id, &Passphrase::new(PASS.into()).unwrap(), NS, mode, &Selection { cluster_scoped: true, ..Default::default() })
+    let cluster_id = dr_core::ownership::cluster_id(&client).await.unwrap();
+    let report = dr_core::backup::backup(&client, &loc, &cluster_id, &Passphrase::new(PASS.into()).unwrap(), NS, mode, &Selection { cluster_scoped: true, ..Default::default() })
         .await
         .unwrap();
     (cluster_id, report.manifest.point_id)

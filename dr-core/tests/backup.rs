@@ -6,8 +6,10 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use dr_core::catalog::{Category, Entry, Mode};
-use dr_core::cluster::{self, ClusterError, Selection};
-use dr_core::crypto::Passphrase;
+use dr_core::backup::{self, BackupError};
+use dr_core::ownership::{self, OwnershipError};
+use dr_core::resources::Selection;
+use dr_core::format::crypto::Passphrase;
 use dr_core::location::{Location, LocationConfig};
 use dr_core::point::{self, Unlocker};
 use serde_json::{json, Value};
@@ -72,7 +74,7 @@ async fn setup() -> (ApiServer, tempfile::TempDir, Location, kube::Client, Strin
     let api = cluster().await;
     let (dir, loc) = location().await;
     let client = api.client();
-    let id = cluster::cluster_id(&client).await.unwrap();
+    let id = ownership::cluster_id(&client).await.unwrap();
     (api, dir, loc, client, id)
 }
 
@@ -98,7 +100,7 @@ fn find<'a>(entries: &'a [Entry], kind: &str, name: &str) -> Option<&'a Entry> {
 #[tokio::test]
 async fn the_cluster_id_is_the_default_namespace_uid() {
     let api = ApiServer::start().await;
-    let id = cluster::cluster_id(&api.client()).await.unwrap();
+    let id = ownership::cluster_id(&api.client()).await.unwrap();
     let default = api.objects("", "namespaces").into_iter().find(|n| n["metadata"]["name"] == "default").unwrap();
     assert_eq!(id, default["metadata"]["uid"].as_str().unwrap());
 }
@@ -106,7 +108,7 @@ async fn the_cluster_id_is_the_default_namespace_uid() {
 #[tokio::test]
 async fn a_full_backup_takes_what_the_policy_selects_across_pages() {
     let (api, _dir, loc, client, id) = setup().await;
-    let report = cluster::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap();
+    let report = backup::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap();
     let m = &report.manifest;
     let got = entries(&loc, &id, &m.point_id).await;
 
@@ -154,7 +156,7 @@ async fn a_full_backup_takes_what_the_policy_selects_across_pages() {
 #[tokio::test]
 async fn quick_mode_keeps_only_the_dr_platform() {
     let (_api, _dir, loc, client, id) = setup().await;
-    let report = cluster::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Quick, &full()).await.unwrap();
+    let report = backup::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Quick, &full()).await.unwrap();
     let got = entries(&loc, &id, &report.manifest.point_id).await;
     let mut names: Vec<String> = got.iter().map(|e| format!("{}/{}", e.kind(), e.name())).collect();
     names.sort();
@@ -172,7 +174,7 @@ async fn namespaces_labels_and_kinds_narrow_a_full_backup() {
         cluster_scoped: false,
         ..Default::default()
     };
-    let report = cluster::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &selection).await.unwrap();
+    let report = backup::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &selection).await.unwrap();
     let got = entries(&loc, &id, &report.manifest.point_id).await;
     assert!(find(&got, "ConfigMap", "settings").is_some());
     assert!(find(&got, "ConfigMap", "other").is_none(), "label app=db does not match");
@@ -187,8 +189,8 @@ async fn namespaces_labels_and_kinds_narrow_a_full_backup() {
 async fn a_kind_that_may_not_be_listed_fails_the_backup_and_leaves_no_complete_point() {
     let (api, _dir, loc, client, id) = setup().await;
     api.forbid("list", "shop.example.com", "carts");
-    let err = cluster::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap_err();
-    assert!(matches!(err, ClusterError::ListForbidden { .. }), "{err}");
+    let err = backup::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap_err();
+    assert!(matches!(err, BackupError::ListForbidden { .. }), "{err}");
     let msg = err.to_string();
     assert!(msg.contains("carts.shop.example.com") && msg.contains("kubectl dr enable") && msg.contains("exclude the kind"), "{msg}");
     let points = point::list_points(&loc, &id).await.unwrap();
@@ -199,8 +201,8 @@ async fn a_kind_that_may_not_be_listed_fails_the_backup_and_leaves_no_complete_p
 async fn a_restored_cluster_does_not_back_up_until_it_owns_the_location() {
     let (api, _dir, loc, client, id) = setup().await;
     api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "k10-dr-remove-to-get-ownership", "namespace": "kasten-io"}}));
-    let err = cluster::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap_err();
-    assert!(matches!(err, ClusterError::NotOwner { .. }), "{err}");
+    let err = backup::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap_err();
+    assert!(matches!(err, BackupError::Ownership(OwnershipError::NotOwner { .. })), "{err}");
     assert!(err.to_string().contains("take-ownership"), "{err}");
     assert!(point::list_points(&loc, &id).await.unwrap().is_empty(), "nothing was written");
 }
@@ -211,7 +213,7 @@ async fn a_throttling_api_server_slows_the_backup_down_but_does_not_fail_it() {
     // Three 429s with Retry-After: 1 in a row, in the middle of discovery and listing.
     api.throttle(3);
     let started = std::time::Instant::now();
-    let report = cluster::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap();
+    let report = backup::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap();
     assert_eq!(api.throttled(), 3);
     // Retry-After was honoured: three waits of a second each.
     assert!(started.elapsed() >= std::time::Duration::from_secs(3), "{:?}", started.elapsed());
@@ -222,7 +224,7 @@ async fn a_throttling_api_server_slows_the_backup_down_but_does_not_fail_it() {
 async fn an_unavailable_aggregated_api_is_reported_not_fatal() {
     let (api, _dir, loc, client, id) = setup().await;
     api.break_group("metrics.k8s.io", "v1beta1", "PodMetrics", "pods");
-    let report = cluster::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap();
+    let report = backup::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap();
     assert_eq!(report.skipped.unavailable_groups, vec!["metrics.k8s.io/v1beta1".to_owned()]);
     assert_eq!(report.manifest.counts.by_kind["Cart.shop.example.com"], 1234, "everything else is backed up");
 }

@@ -8,15 +8,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::{Api, Client, CustomResource, CustomResourceExt};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use kube::{Api, Client, CustomResourceExt};
 use zeroize::Zeroizing;
 
-use crate::catalog::{Mode, DR_SECRET_NAME};
-use crate::cluster::Selection;
+use crate::catalog::DR_SECRET_NAME;
 use crate::location::{CaBundle, LocationConfig, S3Config, StaticCredentials};
 use crate::passphrase::{PassphraseError, PassphraseSource};
+
+mod policy;
+mod profile;
+
+pub use policy::*;
+pub use profile::*;
 
 /// Keys of a profile's S3 credentials Secret.
 pub const ACCESS_KEY_ID_KEY: &str = "aws_access_key_id";
@@ -24,221 +27,6 @@ pub const SECRET_ACCESS_KEY_KEY: &str = "aws_secret_access_key";
 pub const SESSION_TOKEN_KEY: &str = "aws_session_token";
 /// Where the job mounts a file profile's volume.
 pub const FILE_LOCATION_MOUNT: &str = "/mnt/dr-location";
-
-/// A location profile: where restore points go.
-#[derive(CustomResource, Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
-#[kube(
-    group = "dr.kubectl-dr.io",
-    version = "v1alpha1",
-    kind = "Profile",
-    namespaced,
-    status = "ProfileStatus",
-    shortname = "drprofile",
-    printcolumn = r#"{"name":"Bucket","type":"string","jsonPath":".spec.s3.bucket"}"#,
-    printcolumn = r#"{"name":"Claim","type":"string","jsonPath":".spec.file.claimName"}"#,
-    printcolumn = r#"{"name":"Immutable days","type":"integer","jsonPath":".spec.immutability.protectionDays"}"#
-)]
-#[serde(rename_all = "camelCase")]
-pub struct ProfileSpec {
-    /// An S3 or S3-compatible bucket.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3: Option<S3ProfileSpec>,
-    /// An NFS share or other volume, through a PersistentVolumeClaim.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<FileProfileSpec>,
-    /// Write every object with an Object Lock retention (S3 only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub immutability: Option<Immutability>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct S3ProfileSpec {
-    pub bucket: String,
-    /// Key prefix inside the bucket.
-    #[serde(default)]
-    pub prefix: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// Endpoint URL of an S3-compatible store.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub path_style: bool,
-    #[serde(default, rename = "skipTLSVerify")]
-    pub skip_tls_verify: bool,
-    /// Secret in the DR namespace with aws_access_key_id and aws_secret_access_key (and
-    /// optionally aws_session_token); the default AWS chain (IRSA) when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_secret: Option<String>,
-    /// ConfigMap in the DR namespace whose key `ca.crt` holds extra CA certificates (PEM) to
-    /// trust for the endpoint: a private CA in front of the store.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_bundle_config_map: Option<String>,
-}
-
-/// The key of a profile's `caBundleConfigMap` that holds the PEM bundle.
-pub const CA_BUNDLE_KEY: &str = "ca.crt";
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FileProfileSpec {
-    /// PersistentVolumeClaim in the DR namespace (an NFS share, ReadWriteMany).
-    pub claim_name: String,
-    /// Directory inside the volume.
-    #[serde(default)]
-    pub path: String,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Immutability {
-    /// Protection period in days: 1 to 90.
-    #[schemars(range(min = 1, max = 90))]
-    pub protection_days: u32,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ProfileStatus {
-    /// Whether the last validation reached the location (and found Object Lock when asked).
-    #[serde(default)]
-    pub valid: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validated_at: Option<String>,
-}
-
-/// The DR policy: what to back up, how often, how long to keep it.
-#[derive(CustomResource, Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
-#[kube(
-    group = "dr.kubectl-dr.io",
-    version = "v1alpha1",
-    kind = "Policy",
-    namespaced,
-    status = "PolicyStatus",
-    shortname = "drpolicy",
-    printcolumn = r#"{"name":"Profile","type":"string","jsonPath":".spec.profile"}"#,
-    printcolumn = r#"{"name":"Frequency","type":"string","jsonPath":".spec.frequency"}"#,
-    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#
-)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicySpec {
-    /// The location profile restore points go to.
-    pub profile: String,
-    /// A cron schedule, or @hourly, @daily, @weekly, @monthly, @yearly.
-    pub frequency: String,
-    #[serde(default)]
-    pub retention: Retention,
-    #[serde(default)]
-    pub mode: Mode,
-    #[serde(default)]
-    pub selection: Selection,
-    /// Off-site copies of the restore points, made by their own CronJob
-    /// (`k10-disaster-recovery-replication`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "empty_as_none")]
-    pub replication: Option<Replication>,
-}
-
-/// `replication: {}` reads as none: server-side apply may leave the empty map behind when
-/// `enable` stops applying the field (the test API server does; a real one may too).
-fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Replication>, D::Error> {
-    let v: Option<serde_json::Value> = Option::deserialize(d)?;
-    match v {
-        None => Ok(None),
-        Some(serde_json::Value::Object(m)) if m.is_empty() => Ok(None),
-        Some(v) => serde_json::from_value(v).map(Some).map_err(serde::de::Error::custom),
-    }
-}
-
-/// Where and when the DR policy copies its restore points (`kubectl dr replicate`, run in
-/// the cluster): to an S3 profile, each copy read back through `verifyWith` (a profile that
-/// may read) or through `to` itself.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Replication {
-    pub to: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verify_with: Option<String>,
-    /// A cron schedule, or @hourly, @daily, ...
-    pub frequency: String,
-}
-
-/// How many restore points `prune` keeps per period (grandfather-father-son).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Retention {
-    #[serde(default)]
-    pub hourly: u32,
-    #[serde(default)]
-    pub daily: u32,
-    #[serde(default)]
-    pub weekly: u32,
-    #[serde(default)]
-    pub monthly: u32,
-    #[serde(default)]
-    pub yearly: u32,
-}
-
-impl Default for Retention {
-    /// 24 hourly, 7 daily, 4 weekly, 12 monthly, 1 yearly.
-    fn default() -> Self {
-        Retention { hourly: 24, daily: 7, weekly: 4, monthly: 12, yearly: 1 }
-    }
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicyStatus {
-    /// The most recent runs, newest first (at most 10).
-    #[serde(default)]
-    pub last_runs: Vec<RunRecord>,
-    /// `LastBackupSucceeded` (the last run) and `Ready` (the last run succeeded; false with
-    /// reason `NoGoodBackup` until one has), as Kubernetes conditions, for monitoring.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<PolicyCondition>,
-    /// When the last good backup finished (RFC 3339), and its restore point.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_successful_backup: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_successful_restore_point: Option<String>,
-    /// The longest time between two scheduled runs of `spec.frequency`, in seconds (written
-    /// by `enable` and by every run), so monitoring can tell an overdue backup without
-    /// parsing cron (`deploy/monitoring`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup_interval_seconds: Option<u64>,
-}
-
-/// A condition of the Policy, shaped like `metav1.Condition`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicyCondition {
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// True or False.
-    pub status: String,
-    pub reason: String,
-    #[serde(default)]
-    pub message: String,
-    pub last_transition_time: String,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RunRecord {
-    pub started_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
-    /// Succeeded or Failed.
-    pub result: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore_point: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub objects: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
 
 /// The CRD manifests, as `(file name, YAML)`.
 pub fn crd_manifests() -> Vec<(String, String)> {

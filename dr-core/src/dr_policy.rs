@@ -42,7 +42,9 @@ pub enum InstallError {
     #[error("invalid --frequency {0:?}: use a cron schedule (\"0 * * * *\") or @hourly, @daily, @weekly, @monthly, @yearly")]
     InvalidFrequency(String),
     #[error(transparent)]
-    Cluster(#[from] crate::cluster::ClusterError),
+    Backup(#[from] crate::backup::BackupError),
+    #[error(transparent)]
+    Ownership(#[from] crate::ownership::OwnershipError),
     #[error("replication to profile {name}: {why}")]
     Replication { name: String, why: String },
 }
@@ -353,7 +355,7 @@ pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<Enable
     apply(&Api::<ServiceAccount>::namespaced(client.clone(), ns), sa).await?;
     // The kinds a full backup reads, as the cluster serves them now.
     let read = match settings.policy.mode {
-        Mode::Full => crate::cluster::backed_up_resources(client, &settings.policy.selection, Mode::Full).await?,
+        Mode::Full => crate::backup::backed_up_resources(client, &settings.policy.selection, Mode::Full).await?,
         Mode::Quick => Vec::new(),
     };
     let (role, cluster_role) = rbac(ns, settings.policy.mode, &read);
@@ -383,7 +385,7 @@ pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<Enable
         },
     }
 
-    let cluster_id = crate::cluster::cluster_id(client).await?;
+    let cluster_id = crate::ownership::cluster_id(client).await?;
     Ok(EnableReport {
         cluster_id,
         namespace: ns.clone(),
@@ -441,7 +443,7 @@ pub struct StatusReport {
 }
 
 pub async fn status(client: &Client, namespace: &str) -> Result<StatusReport, InstallError> {
-    let cluster_id = crate::cluster::cluster_id(client).await?;
+    let cluster_id = crate::ownership::cluster_id(client).await?;
     let policy = Api::<Policy>::namespaced(client.clone(), namespace).get_opt(DR_POLICY_NAME).await.map_err(api_err("reading the DR policy"));
     // Without the CRD installed, the policy cannot exist.
     let policy = match policy {

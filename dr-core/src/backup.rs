@@ -10,14 +10,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::discovery::{verbs, ApiCapabilities, ApiGroup, Scope};
 use kube::Client;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::catalog::{classify, kind_key, Entry, Mode, API_GROUP, DR_POLICY_NAME, OWNERSHIP_CONFIGMAP};
-use crate::crypto::Passphrase;
+use crate::catalog::{classify, kind_key, Entry, Mode, API_GROUP, DR_POLICY_NAME};
+use crate::format::crypto::Passphrase;
 use crate::location::Location;
 use crate::manifests::strip_server_fields;
+use crate::ownership::{self, OwnershipError};
 use crate::point::{Manifest, PointError, PointWriter};
+use crate::resources::Selection;
 
 /// Objects per list request: large enough to keep request counts low, small enough that a
 /// page of big Secrets stays a few MiB.
@@ -34,69 +36,18 @@ const NEVER_BACKED_UP: &[&str] = &[
     "ComponentStatus", "PodMetrics.metrics.k8s.io", "NodeMetrics.metrics.k8s.io",
 ];
 
-/// What a DR policy protects (the `selection` of a `Policy`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Selection {
-    /// Namespaces whose resources are backed up; empty means every namespace except
-    /// `excludeNamespaces`.
-    #[serde(default)]
-    pub namespaces: Vec<String>,
-    /// Namespaces left out when `namespaces` is empty (default: kube-system, kube-public,
-    /// kube-node-lease).
-    #[serde(default)]
-    pub exclude_namespaces: Option<Vec<String>>,
-    /// A label selector every namespaced application object must match.
-    #[serde(default)]
-    pub label_selector: Option<String>,
-    /// Only these kinds (`Kind` or `Kind.group`); empty means all.
-    #[serde(default)]
-    pub include_kinds: Vec<String>,
-    /// Never these kinds.
-    #[serde(default)]
-    pub exclude_kinds: Vec<String>,
-    /// Whether cluster-scoped resources (CRDs, ClusterRoles, ...) are backed up.
-    #[serde(default = "yes")]
-    pub cluster_scoped: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
 #[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    #[error("this cluster has the ConfigMap {OWNERSHIP_CONFIGMAP} in namespace {namespace}: it was restored from another cluster and does no maintenance until it owns the location. If the original cluster is gone, run `kubectl dr take-ownership` (or delete the ConfigMap), then back up again")]
-    NotOwner { namespace: String },
+pub enum BackupError {
     #[error("the DR service account may not list {resource}{scope}: its RBAC names each kind the policy reads, as discovered when DR was enabled, so a kind installed since needs `kubectl dr enable` again (or exclude the kind from the DR policy)")]
     ListForbidden { resource: String, scope: String },
     #[error("listing {resource} failed: {source}")]
     List { resource: String, source: kube::Error },
     #[error("cannot discover the cluster's resources: {0}. Check that the API server is reachable and the credentials are valid")]
     Discovery(kube::Error),
-    #[error("cannot read namespace default to get the cluster ID: {0}")]
-    ClusterId(kube::Error),
-    #[error("namespace default has no UID, so this cluster has no cluster ID: is this a real API server?")]
-    NoClusterId,
+    #[error(transparent)]
+    Ownership(#[from] OwnershipError),
     #[error(transparent)]
     Point(#[from] PointError),
-}
-
-/// The cluster ID: the UID of the `default` namespace.
-pub async fn cluster_id(client: &Client) -> Result<String, ClusterError> {
-    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let default = ns.get("default").await.map_err(ClusterError::ClusterId)?;
-    default.metadata.uid.ok_or(ClusterError::NoClusterId)
-}
-
-/// Fails while the ownership ConfigMap exists in the DR namespace.
-pub async fn ensure_owner(client: &Client, dr_namespace: &str) -> Result<(), ClusterError> {
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), dr_namespace);
-    match cms.get_opt(OWNERSHIP_CONFIGMAP).await {
-        Ok(Some(_)) => Err(ClusterError::NotOwner { namespace: dr_namespace.into() }),
-        Ok(None) => Ok(()),
-        Err(e) => Err(ClusterError::List { resource: "configmaps".into(), source: e }),
-    }
 }
 
 /// One resource to list, as discovery describes it.
@@ -112,10 +63,10 @@ struct Target {
 /// kind an older cluster serves only in a non-preferred version (CronJob in batch/v1beta1
 /// next to batch/v1 Jobs, before 1.21) is backed up too, once, in the first version that
 /// serves it (`targets`).
-async fn discover(client: &Client) -> Result<(Vec<ApiGroup>, Vec<String>), ClusterError> {
+async fn discover(client: &Client) -> Result<(Vec<ApiGroup>, Vec<String>), BackupError> {
     use kube::core::GroupVersion;
-    let listed = client.list_api_groups().await.map_err(ClusterError::Discovery)?;
-    let mut groups = vec![kube::discovery::pinned_group(client, &GroupVersion::gv("", "v1")).await.map_err(ClusterError::Discovery)?];
+    let listed = client.list_api_groups().await.map_err(BackupError::Discovery)?;
+    let mut groups = vec![kube::discovery::pinned_group(client, &GroupVersion::gv("", "v1")).await.map_err(BackupError::Discovery)?];
     let mut unavailable = Vec::new();
     for g in listed.groups {
         let Some(preferred) = g.preferred_version.map(|v| v.version).or_else(|| g.versions.first().map(|v| v.version.clone())) else { continue };
@@ -139,7 +90,7 @@ async fn discover(client: &Client) -> Result<(Vec<ApiGroup>, Vec<String>), Clust
 /// The resources a backup of `mode` and `selection` reads on this cluster now, as (API group,
 /// plural): what the DR policy's RBAC grants by name (never `*`, which would include
 /// subresources such as `nodes/proxy` or `pods/exec`).
-pub async fn backed_up_resources(client: &Client, selection: &Selection, mode: Mode) -> Result<Vec<(String, String)>, ClusterError> {
+pub async fn backed_up_resources(client: &Client, selection: &Selection, mode: Mode) -> Result<Vec<(String, String)>, BackupError> {
     let (groups, _) = discover(client).await?;
     let mut out: Vec<(String, String)> = targets(&groups, selection, mode).into_iter().map(|t| (t.resource.group, t.resource.plural)).collect();
     out.sort();
@@ -149,7 +100,7 @@ pub async fn backed_up_resources(client: &Client, selection: &Selection, mode: M
 
 /// The kinds a backup of `mode` and `selection` reads on this cluster now, as kind key
 /// (`Deployment.apps`) → plural (`kubectl dr diff --live` compares them).
-pub async fn backed_up_kinds(client: &Client, selection: &Selection, mode: Mode) -> Result<BTreeMap<String, String>, ClusterError> {
+pub async fn backed_up_kinds(client: &Client, selection: &Selection, mode: Mode) -> Result<BTreeMap<String, String>, BackupError> {
     let (groups, _) = discover(client).await?;
     Ok(targets(&groups, selection, mode).into_iter().map(|t| (t.key, t.resource.plural)).collect())
 }
@@ -252,8 +203,8 @@ pub async fn backup(
     dr_namespace: &str,
     mode: Mode,
     selection: &Selection,
-) -> Result<BackupReport, ClusterError> {
-    ensure_owner(client, dr_namespace).await?;
+) -> Result<BackupReport, BackupError> {
+    ownership::ensure_owner(client, dr_namespace).await?;
     let (groups, unavailable_groups) = discover(client).await?;
     let targets = targets(&groups, selection, mode);
     let mut writer = PointWriter::begin(location, cluster_id, passphrase, mode, DR_POLICY_NAME).await?;
@@ -282,7 +233,7 @@ async fn write_all(
     selection: &Selection,
     skipped: &mut Skipped,
     progress: &crate::progress::Tracker,
-) -> Result<(), ClusterError> {
+) -> Result<(), BackupError> {
     let default_excluded: Vec<String> = DEFAULT_EXCLUDED_NAMESPACES.iter().map(|s| s.to_string()).collect();
     let excluded = selection.exclude_namespaces.as_ref().unwrap_or(&default_excluded);
     let label_filter = selection.label_selector.as_deref().map(parse_equality_selector);
@@ -356,14 +307,14 @@ async fn write_all(
     Ok(())
 }
 
-fn list_error(e: kube::Error, resource: &ApiResource, namespace: Option<&str>) -> ClusterError {
+fn list_error(e: kube::Error, resource: &ApiResource, namespace: Option<&str>) -> BackupError {
     let name = if resource.group.is_empty() { resource.plural.clone() } else { format!("{}.{}", resource.plural, resource.group) };
     match &e {
-        kube::Error::Api(status) if status.code == 403 => ClusterError::ListForbidden {
+        kube::Error::Api(status) if status.code == 403 => BackupError::ListForbidden {
             resource: name,
             scope: namespace.map(|ns| format!(" in namespace {ns}")).unwrap_or_else(|| " cluster-wide".into()),
         },
-        _ => ClusterError::List { resource: name, source: e },
+        _ => BackupError::List { resource: name, source: e },
     }
 }
 

@@ -1,0 +1,193 @@
+//! A directory location: an NFS share mounted in the Job, or any local directory for the plugin.
+//! Objects are written to a hidden temporary file and hard-linked into place, so a name is never
+//! overwritten.
+
+use super::*;
+use std::path::{Path, PathBuf};
+
+use tokio::io::AsyncWriteExt;
+
+/// A directory location.
+#[derive(Clone, Debug)]
+pub struct FileLocation {
+    pub(super) root: PathBuf,
+}
+
+impl FileLocation {
+    pub(super) fn path_of(&self, key: &str) -> Result<PathBuf, LocationError> {
+        // Keys are built by this crate from validated IDs; refuse anything that could escape.
+        if key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+            return Err(LocationError::Invalid(format!("unsafe object key {key:?}")));
+        }
+        Ok(self.root.join(key))
+    }
+
+    pub(super) async fn check_root(&self) -> Result<(), LocationError> {
+        match tokio::fs::metadata(&self.root).await {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(LocationError::Invalid(format!("{} is not a directory", self.root.display()))),
+            Err(_) => Err(LocationError::DirectoryMissing { path: self.root.clone() }),
+        }
+    }
+
+    pub(super) fn not_found_or(&self, key: &str, path: &Path, e: std::io::Error) -> LocationError {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            LocationError::NotFound { location: format!("file://{}", self.root.display()), key: key.into() }
+        } else {
+            LocationError::Io { action: "cannot read", path: path.to_owned(), source: e }
+        }
+    }
+
+    pub(super) async fn create(&self, key: &str) -> Result<ObjectUpload, LocationError> {
+        self.check_root().await?;
+        let path = self.path_of(key)?;
+        let dir = path.parent().expect("keys have a directory").to_owned();
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|source| LocationError::Io { action: "cannot create directory", path: dir.clone(), source })?;
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Err(LocationError::AlreadyExists { location: format!("file://{}", self.root.display()), key: key.into() });
+        }
+        let mut tag = [0u8; 6];
+        crate::format::crypto::fill_random(&mut tag);
+        let name = path.file_name().expect("keys name a file").to_string_lossy();
+        let temp = dir.join(format!(".{name}.partial-{}", hex::encode(tag)));
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .await
+            .map_err(|source| LocationError::Io { action: "cannot create", path: temp.clone(), source })?;
+        Ok(ObjectUpload::File(FileUpload {
+            file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)),
+            temp,
+            path,
+            location: format!("file://{}", self.root.display()),
+            key: key.into(),
+        }))
+    }
+
+    pub(super) async fn list(&self, prefix: &str) -> Result<Vec<StoredObject>, LocationError> {
+        self.check_root().await?;
+        let root = self.root.clone();
+        let prefix = prefix.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            // Start from the deepest directory the prefix names, not the whole tree.
+            let start_rel = prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            let start = root.join(start_rel);
+            if start.is_dir() {
+                walk(&root, &start, &prefix, &mut out)?;
+            }
+            Ok(out)
+        })
+        .await
+        .expect("listing task panicked")
+    }
+
+    /// Opens a regular file only: not through a symbolic link (a link to `/dev/zero` would be
+    /// read forever), and without blocking on a FIFO (which would wait for a writer forever).
+    pub(super) async fn open(&self, key: &str) -> Result<(u64, ObjectReader), LocationError> {
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        let path = self.path_of(key)?;
+        let opened = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path))
+                .await
+                .expect("open task panicked")
+        };
+        let file = match opened {
+            Ok(f) => f,
+            // O_NOFOLLOW on a link: ELOOP.
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(LocationError::NotARegularFile { path, what: "a symbolic link" }),
+            Err(e) => return Err(self.not_found_or(key, &path, e)),
+        };
+        let meta = file.metadata().map_err(|e| self.not_found_or(key, &path, e))?;
+        let t = meta.file_type();
+        if !t.is_file() {
+            let what = if t.is_fifo() { "a FIFO" } else if t.is_dir() { "a directory" } else if t.is_socket() { "a socket" } else { "a device" };
+            return Err(LocationError::NotARegularFile { path, what });
+        }
+        Ok((meta.len(), Box::new(tokio::io::BufReader::with_capacity(1 << 20, tokio::fs::File::from_std(file)))))
+    }
+}
+
+fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<StoredObject>) -> Result<(), LocationError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|source| LocationError::Io { action: "cannot list", path: dir.to_owned(), source })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| LocationError::Io { action: "cannot list", path: dir.to_owned(), source })?;
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue; // uploads in progress and editor/OS litter
+        }
+        let meta = entry
+            .metadata()
+            .map_err(|source| LocationError::Io { action: "cannot stat", path: path.clone(), source })?;
+        let rel = path.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
+        if meta.is_dir() {
+            let as_dir = format!("{rel}/");
+            if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                walk(root, &path, prefix, out)?;
+            }
+        } else if rel.starts_with(prefix) {
+            out.push(StoredObject { key: rel, size: meta.len() });
+        }
+    }
+    Ok(())
+}
+
+
+/// Writes to a hidden temporary file, then fsyncs and links it into place.
+pub struct FileUpload {
+    pub(super) file: Option<tokio::io::BufWriter<tokio::fs::File>>,
+    pub(super) temp: PathBuf,
+    path: PathBuf,
+    location: String,
+    key: String,
+}
+
+impl FileUpload {
+    pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<(), LocationError> {
+        let file = self.file.as_mut().expect("upload not finished");
+        file.write_all(bytes)
+            .await
+            .map_err(|source| LocationError::Io { action: "cannot write", path: self.temp.clone(), source })
+    }
+
+    pub(super) async fn finish(mut self) -> Result<(), LocationError> {
+        let mut file = self.file.take().expect("upload not finished");
+        fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LocationError {
+            let path = path.to_owned();
+            move |source| LocationError::Io { action, path, source }
+        }
+        file.flush().await.map_err(io("cannot write", &self.temp))?;
+        let file = file.into_inner();
+        file.sync_all().await.map_err(io("cannot fsync", &self.temp))?;
+        drop(file);
+        // A hard link fails if the name exists, so even a racing writer cannot overwrite.
+        let linked = tokio::fs::hard_link(&self.temp, &self.path).await;
+        let _ = tokio::fs::remove_file(&self.temp).await;
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(LocationError::AlreadyExists { location: self.location.clone(), key: self.key.clone() })
+            }
+            Err(e) => return Err(io("cannot link into place", &self.path)(e)),
+        }
+        let dir = self.path.parent().expect("has a parent").to_owned();
+        if let Ok(d) = tokio::fs::File::open(&dir).await {
+            d.sync_all().await.map_err(io("cannot fsync directory", &dir))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FileUpload {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}

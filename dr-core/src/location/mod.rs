@@ -1,0 +1,352 @@
+//! Where restore points live: a directory (an NFS share in-cluster, any local directory for
+//! the plugin) or an S3 bucket.
+//!
+//! Writing is create-only: a backup creates objects and never lists, reads, overwrites or
+//! deletes, so it works with PutObject-only credentials and under Object Lock. On S3 every
+//! write carries `If-None-Match: *`, so no key this code writes is ever given a second
+//! version by it; a second version is someone else's write (see [`Location::versions`]).
+//! Keys passed here are relative to the location's root
+//! (`<cluster-id>/restore-points/<point>/<file>`).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use time::OffsetDateTime;
+use tokio::io::AsyncRead;
+use zeroize::Zeroizing;
+
+mod file;
+mod s3;
+mod s3_error;
+
+pub use file::{FileLocation, FileUpload};
+pub use s3::{S3Location, S3Upload};
+
+/// S3 multipart part size; also the most a backup holds in memory before uploading.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Protection periods an immutable profile may ask for, in days.
+pub const IMMUTABLE_DAYS: std::ops::RangeInclusive<u32> = 1..=90;
+
+/// How to reach a location.
+#[derive(Clone, Debug)]
+pub enum LocationConfig {
+    File { path: PathBuf },
+    S3(S3Config),
+}
+
+/// An S3 or S3-compatible bucket.
+#[derive(Clone, Debug, Default)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Key prefix inside the bucket, without leading or trailing slashes.
+    pub prefix: String,
+    pub region: Option<String>,
+    /// Endpoint URL for S3-compatible stores (MinIO, Ceph, ...); AWS when unset.
+    pub endpoint: Option<String>,
+    pub path_style: bool,
+    /// Extra CA certificates to trust (a private CA in front of the store).
+    pub ca_bundle: Option<CaBundle>,
+    /// Do not verify the endpoint's TLS certificate (a lab store with a self-signed one).
+    pub skip_tls_verify: bool,
+    /// Static credentials; the default AWS chain (environment, web identity/IRSA, instance
+    /// profile) when unset.
+    pub credentials: Option<StaticCredentials>,
+    /// Protection period in days: every object is written with a COMPLIANCE retention.
+    pub immutable_days: Option<u32>,
+}
+
+/// Extra CA certificates (PEM) to trust for an endpoint.
+#[derive(Clone, Debug)]
+pub enum CaBundle {
+    /// A file on this machine (`--s3-ca-bundle`).
+    File(PathBuf),
+    /// PEM read from elsewhere (a profile's `caBundleConfigMap`); `from` names it in messages.
+    Pem { from: String, pem: Vec<u8> },
+}
+
+impl CaBundle {
+    async fn read(&self) -> Result<Vec<u8>, LocationError> {
+        let (pem, from) = match self {
+            CaBundle::File(path) => (
+                tokio::fs::read(path).await.map_err(|source| LocationError::Io { action: "cannot read CA bundle", path: path.clone(), source })?,
+                path.display().to_string(),
+            ),
+            CaBundle::Pem { from, pem } => (pem.clone(), from.clone()),
+        };
+        crate::tls::certificates_in(&pem, &from).map_err(LocationError::Invalid)?;
+        Ok(pem)
+    }
+}
+
+/// An access key pair. Never printed.
+#[derive(Clone)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: Zeroizing<String>,
+    pub session_token: Option<Zeroizing<String>>,
+}
+
+impl fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StaticCredentials {{ access_key_id: {}, secret: [redacted] }}", self.access_key_id)
+    }
+}
+
+/// What went wrong at a location, with what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum LocationError {
+    #[error("location directory {path} does not exist: create it, or check that the NFS share is mounted there")]
+    DirectoryMissing { path: PathBuf },
+    #[error("{action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{key} already exists at {location}: restore points are write-once and are never overwritten")]
+    AlreadyExists { location: String, key: String },
+    #[error("{key} not found at {location}")]
+    NotFound { location: String, key: String },
+    #[error("cannot reach S3 bucket {bucket} at {endpoint}: {detail}. Check the endpoint URL, the network path and the region")]
+    Unreachable { bucket: String, endpoint: String, detail: String },
+    #[error("the TLS certificate of {endpoint} is not trusted ({detail}): give the CA that signed it (--s3-ca-bundle FILE; for a profile, `kubectl dr profile create ... --s3-ca-bundle FILE` or its caBundleConfigMap), or turn TLS verification off (--s3-skip-tls-verify) if you accept the risk")]
+    TlsUntrusted { endpoint: String, detail: String },
+    #[error("S3 bucket {bucket} does not exist{region}: check the bucket name and region")]
+    NoSuchBucket { bucket: String, region: String },
+    #[error("access denied: {operation} on s3://{bucket}/{key} was refused. Check that the credentials are right and their policy allows {permission}")]
+    AccessDenied { operation: &'static str, permission: &'static str, bucket: String, key: String },
+    #[error("no AWS credentials were found for bucket {bucket}: give the profile a credentials Secret, set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or use a web identity (IRSA)")]
+    NoCredentials { bucket: String },
+    #[error("S3 bucket {bucket} does not have Object Lock enabled, so immutable restore points cannot be written: use a bucket created with Object Lock, or turn immutability off for this profile")]
+    ObjectLockDisabled { bucket: String },
+    #[error("invalid location: {0}")]
+    Invalid(String),
+    #[error("{path} is not a regular file ({what}): restore points are plain files; the location was altered, so do not trust this point")]
+    NotARegularFile { path: PathBuf, what: &'static str },
+    #[error("{operation} on s3://{bucket}/{key} failed: {detail}")]
+    S3 { operation: &'static str, bucket: String, key: String, detail: String },
+}
+
+/// One stored object, as listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Key relative to the location root.
+    pub key: String,
+    pub size: u64,
+}
+
+/// What `head` tells about one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+    /// COMPLIANCE or GOVERNANCE retention and its end, when Object Lock protects the object.
+    pub retention: Option<(String, OffsetDateTime)>,
+}
+
+/// One stored version of an object, on a versioned bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub id: String,
+    pub size: u64,
+}
+
+/// A readable object: its size and a stream of its bytes.
+pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// The size and SHA-256 of what `reader` yields, read to its end.
+pub async fn sha256(reader: &mut ObjectReader) -> std::io::Result<(u64, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            return Ok((total, ctx.finish().as_ref().to_vec()));
+        }
+        total += n as u64;
+        ctx.update(&buf[..n]);
+    }
+}
+
+/// Objects opened for reading by this process, at any location: what a restore reports as
+/// its reads of the point, and what the benchmarks count as downloads.
+static OBJECTS_OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many objects this process has opened for reading so far.
+pub fn objects_opened() -> u64 {
+    OBJECTS_OPENED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A connected location.
+#[derive(Clone, Debug)]
+pub enum Location {
+    File(FileLocation),
+    S3(S3Location),
+}
+
+impl Location {
+    /// Builds clients for `config`. Nothing is sent yet; [`Location::validate`] checks reachability.
+    pub async fn connect(config: &LocationConfig) -> Result<Self, LocationError> {
+        match config {
+            LocationConfig::File { path } => Ok(Location::File(FileLocation { root: path.clone() })),
+            LocationConfig::S3(cfg) => S3Location::connect(cfg).await.map(Location::S3),
+        }
+    }
+
+    /// Where this is, for messages: `file:///path` or `s3://bucket/prefix`.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::File(f) => format!("file://{}", f.root.display()),
+            Location::S3(s) => s.describe(),
+        }
+    }
+
+    /// Checks the location is usable: the directory exists, or the bucket answers and, when the
+    /// profile is immutable, has Object Lock enabled. Needs read (ListBucket) rights on S3.
+    pub async fn validate(&self) -> Result<(), LocationError> {
+        match self {
+            Location::File(f) => f.check_root().await,
+            Location::S3(s) => s.validate().await,
+        }
+    }
+
+    /// The checks a backup can make without read rights: the directory exists. On S3 nothing
+    /// is sent (write-only credentials cannot list); a refused PutObject says what is wrong.
+    pub async fn check_writable(&self) -> Result<(), LocationError> {
+        match self {
+            Location::File(f) => f.check_root().await,
+            Location::S3(_) => Ok(()),
+        }
+    }
+
+    /// Whether objects written here get an Object Lock retention.
+    pub fn immutable_days(&self) -> Option<u32> {
+        match self {
+            Location::File(_) => None,
+            Location::S3(s) => s.immutable_days,
+        }
+    }
+
+    /// Starts writing a new object; it becomes visible only when [`ObjectUpload::finish`] succeeds.
+    pub async fn create(&self, key: &str) -> Result<ObjectUpload, LocationError> {
+        match self {
+            Location::File(f) => f.create(key).await,
+            Location::S3(s) => Ok(ObjectUpload::S3(S3Upload::new(s.clone(), key))),
+        }
+    }
+
+    /// Writes a small object in one request.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), LocationError> {
+        let mut upload = self.create(key).await?;
+        upload.write(&bytes).await?;
+        upload.finish().await
+    }
+
+    /// Lists every object whose key starts with `prefix`, in key order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<StoredObject>, LocationError> {
+        let mut objects = match self {
+            Location::File(f) => f.list(prefix).await?,
+            Location::S3(s) => s.list(prefix).await?,
+        };
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+
+    /// Opens an object for reading (on S3: starts its download).
+    pub async fn open(&self, key: &str) -> Result<(u64, ObjectReader), LocationError> {
+        OBJECTS_OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self {
+            Location::File(f) => f.open(key).await,
+            Location::S3(s) => s.open(key, None).await,
+        }
+    }
+
+    /// Opens one stored version of an object (see [`Location::versions`]).
+    pub async fn open_version(&self, key: &str, version: &ObjectVersion) -> Result<(u64, ObjectReader), LocationError> {
+        OBJECTS_OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self {
+            Location::File(f) => f.open(key).await,
+            Location::S3(s) => s.open(key, Some(&version.id)).await,
+        }
+    }
+
+    /// The stored versions of `key`, oldest first. Empty where the location keeps no
+    /// versions (a directory) and where the credentials may not list them
+    /// (s3:ListBucketVersions): the caller then has only the current version. Since writes
+    /// here never overwrite, the oldest version is the one this code wrote.
+    pub async fn versions(&self, key: &str) -> Vec<ObjectVersion> {
+        match self {
+            Location::File(_) => Vec::new(),
+            Location::S3(s) => match s.versions(key).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::debug!(key, error = %e, "cannot list the object's versions; reading the current one only");
+                    Vec::new()
+                }
+            },
+        }
+    }
+
+    /// Deletes one object (prune only; a backup never deletes). On a versioned S3 bucket this
+    /// adds a delete marker; the bucket's lifecycle rules expire the old versions.
+    pub async fn delete(&self, key: &str) -> Result<(), LocationError> {
+        match self {
+            Location::File(f) => {
+                let path = f.path_of(key)?;
+                tokio::fs::remove_file(&path).await.map_err(|e| f.not_found_or(key, &path, e))?;
+                // Remove the point's directory once it is empty; ignore it if it is not.
+                if let Some(dir) = path.parent() {
+                    let _ = tokio::fs::remove_dir(dir).await;
+                }
+                Ok(())
+            }
+            Location::S3(s) => s.delete(key).await,
+        }
+    }
+
+    /// Size and Object Lock retention of one object.
+    pub async fn head(&self, key: &str) -> Result<ObjectInfo, LocationError> {
+        match self {
+            Location::File(f) => {
+                let path = f.path_of(key)?;
+                let meta = tokio::fs::metadata(&path).await.map_err(|e| f.not_found_or(key, &path, e))?;
+                Ok(ObjectInfo { size: meta.len(), retention: None })
+            }
+            Location::S3(s) => s.head(key).await,
+        }
+    }
+}
+
+
+/// An object being written. Dropping it without `finish` leaves nothing visible.
+pub enum ObjectUpload {
+    File(FileUpload),
+    S3(S3Upload),
+}
+
+impl ObjectUpload {
+    /// Appends bytes; uploads a part whenever [`PART_SIZE`] bytes are pending.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), LocationError> {
+        match self {
+            ObjectUpload::File(f) => f.write(bytes).await,
+            ObjectUpload::S3(s) => s.write(bytes).await,
+        }
+    }
+
+    /// Makes the object durable and visible under its key.
+    pub async fn finish(self) -> Result<(), LocationError> {
+        match self {
+            ObjectUpload::File(f) => f.finish().await,
+            ObjectUpload::S3(s) => s.finish().await,
+        }
+    }
+
+    /// Gives up: removes what was written where the credentials allow it.
+    pub async fn abort(self) {
+        match self {
+            ObjectUpload::File(mut f) => {
+                f.file.take();
+                let _ = tokio::fs::remove_file(&f.temp).await;
+            }
+            ObjectUpload::S3(s) => s.abort().await,
+        }
+    }
+}
+

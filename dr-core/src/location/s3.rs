@@ -1,0 +1,369 @@
+//! An S3 or S3-compatible bucket: create-only writes (`If-None-Match: *`), Object Lock
+//! retention on every write when the profile is immutable, multipart for large objects.
+
+use super::*;
+use super::s3_error::S3Op;
+use std::fmt;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ObjectLockEnabled, ObjectLockMode};
+use time::OffsetDateTime;
+
+/// An S3 bucket and prefix with a client.
+#[derive(Clone)]
+pub struct S3Location {
+    pub(super) client: aws_sdk_s3::Client,
+    pub(super) bucket: String,
+    pub(super) prefix: String,
+    pub(super) endpoint: String,
+    pub(super) region: String,
+    pub(super) immutable_days: Option<u32>,
+}
+
+impl fmt::Debug for S3Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl S3Location {
+    pub(super) async fn connect(cfg: &S3Config) -> Result<Self, LocationError> {
+        crate::init_crypto_provider();
+        if cfg.bucket.is_empty() {
+            return Err(LocationError::Invalid("an S3 location needs a bucket name".into()));
+        }
+        if let Some(days) = cfg.immutable_days {
+            if !IMMUTABLE_DAYS.contains(&days) {
+                return Err(LocationError::Invalid(format!(
+                    "protection period {days} days is out of range: choose 1 to 90 days"
+                )));
+            }
+        }
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &cfg.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(c) = &cfg.credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                c.access_key_id.clone(),
+                c.secret_access_key.as_str().to_owned(),
+                c.session_token.as_ref().map(|t| t.as_str().to_owned()),
+                None,
+                "kubectl-dr-profile",
+            ));
+        }
+        if cfg.skip_tls_verify {
+            if cfg.ca_bundle.is_some() {
+                return Err(LocationError::Invalid("give either a CA bundle or skip-TLS-verify, not both".into()));
+            }
+            tracing::warn!(bucket = %cfg.bucket, "TLS certificates of the S3 endpoint are not verified (skip-TLS-verify)");
+            loader = loader.http_client(crate::insecure_http::client().map_err(LocationError::Invalid)?);
+        } else if let Some(ca) = &cfg.ca_bundle {
+            loader = loader.http_client(crate::tls::aws_https_client_with_ca(ca.read().await?));
+        }
+        let sdk = loader.load().await;
+        let region = sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+        let mut builder = aws_sdk_s3::config::Builder::from(&sdk)
+            .region(aws_config::Region::new(region.clone()))
+            .force_path_style(cfg.path_style)
+            // Throttling (503 SlowDown) and 5xx are retried with jittered exponential backoff;
+            // the cap keeps an unreachable endpoint from stalling a command for long.
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(6)
+                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_backoff(Duration::from_secs(5)),
+            )
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(Duration::from_secs(300))
+                    .build(),
+            );
+        if let Some(endpoint) = &cfg.endpoint {
+            builder = builder.endpoint_url(endpoint.clone());
+        }
+        Ok(Self {
+            client: aws_sdk_s3::Client::from_conf(builder.build()),
+            bucket: cfg.bucket.clone(),
+            prefix: cfg.prefix.trim_matches('/').to_owned(),
+            endpoint: cfg.endpoint.clone().unwrap_or_else(|| format!("AWS S3 ({region})")),
+            region,
+            immutable_days: cfg.immutable_days,
+        })
+    }
+
+    pub(super) fn describe(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    pub(super) fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+
+    pub(super) fn strip(&self, full: &str) -> String {
+        if self.prefix.is_empty() {
+            full.to_owned()
+        } else {
+            full.strip_prefix(&format!("{}/", self.prefix)).unwrap_or(full).to_owned()
+        }
+    }
+
+    pub(super) async fn validate(&self) -> Result<(), LocationError> {
+        // A one-key listing of our prefix: it needs s3:ListBucket, like HeadBucket on AWS, but
+        // every S3 implementation authorizes it the same way and it proves the prefix is readable.
+        self.client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.full_key(""))
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| self.error(e, S3Op::ListObjects, ""))?;
+        if self.immutable_days.is_some() {
+            let lock = self
+                .client
+                .get_object_lock_configuration()
+                .bucket(&self.bucket)
+                .send()
+                .await
+                .map_err(|e| self.error(e, S3Op::GetObjectLockConfiguration, ""))?;
+            let enabled = lock
+                .object_lock_configuration()
+                .and_then(|c| c.object_lock_enabled())
+                .is_some_and(|e| *e == ObjectLockEnabled::Enabled);
+            if !enabled {
+                return Err(LocationError::ObjectLockDisabled { bucket: self.bucket.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn retain_until(&self) -> Option<aws_smithy_types::DateTime> {
+        self.immutable_days.map(|days| {
+            let until = OffsetDateTime::now_utc() + time::Duration::days(days as i64);
+            aws_smithy_types::DateTime::from_secs(until.unix_timestamp())
+        })
+    }
+
+    pub(super) async fn list(&self, prefix: &str) -> Result<Vec<StoredObject>, LocationError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.full_key(prefix))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error(e, S3Op::ListObjects, prefix))?;
+            for obj in page.contents() {
+                if let Some(key) = obj.key() {
+                    out.push(StoredObject { key: self.strip(key), size: obj.size().unwrap_or(0).max(0) as u64 });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts the download of `key`: its current version, or the `version` given.
+    pub(super) async fn open(&self, key: &str, version: Option<&str>) -> Result<(u64, ObjectReader), LocationError> {
+        let op = if version.is_some() { S3Op::GetObjectVersion } else { S3Op::GetObject };
+        let resp = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .set_version_id(version.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| self.error(e, op, key))?;
+        let len = resp.content_length().unwrap_or(0).max(0) as u64;
+        Ok((len, Box::new(resp.body.into_async_read())))
+    }
+
+    pub(super) async fn versions(&self, key: &str) -> Result<Vec<ObjectVersion>, LocationError> {
+        let full = self.full_key(key);
+        let mut out = Vec::new();
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        // Pages of up to 1,000 versions; a key with more than 100,000 is not ours to read.
+        for _ in 0..100 {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(&full)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.error(e, S3Op::ListObjectVersions, key))?;
+            for v in page.versions().iter().filter(|v| v.key() == Some(full.as_str())) {
+                out.push(ObjectVersion {
+                    id: v.version_id().unwrap_or("null").to_owned(),
+                    size: v.size().unwrap_or(0).max(0) as u64,
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+        }
+        // S3 lists a key's versions newest first.
+        out.reverse();
+        Ok(out)
+    }
+
+    pub(super) async fn delete(&self, key: &str) -> Result<(), LocationError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| self.error(e, S3Op::DeleteObject, key))?;
+        Ok(())
+    }
+
+    pub(super) async fn head(&self, key: &str) -> Result<ObjectInfo, LocationError> {
+        let resp = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| self.error(e, S3Op::HeadObject, key))?;
+        // Read retention from HeadObject's x-amz-object-lock-* headers: it is what every
+        // S3 implementation returns consistently (GetObjectRetention is not, in moto).
+        let retention = match (resp.object_lock_mode(), resp.object_lock_retain_until_date()) {
+            (Some(mode), Some(until)) => OffsetDateTime::from_unix_timestamp(until.secs())
+                .ok()
+                .map(|t| (mode.as_str().to_owned(), t)),
+            _ => None,
+        };
+        Ok(ObjectInfo { size: resp.content_length().unwrap_or(0).max(0) as u64, retention })
+    }
+}
+
+
+/// Buffers up to one part; small objects go up in one PutObject, large ones as a multipart
+/// upload. Every request carries the retention when the location is immutable.
+pub struct S3Upload {
+    loc: S3Location,
+    key: String,
+    pending: Vec<u8>,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+    retain_until: Option<aws_smithy_types::DateTime>,
+}
+
+impl S3Upload {
+    pub(super) fn new(loc: S3Location, key: &str) -> Self {
+        let retain_until = loc.retain_until();
+        Self { key: key.to_owned(), loc, pending: Vec::new(), upload_id: None, parts: Vec::new(), retain_until }
+    }
+
+    pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<(), LocationError> {
+        self.pending.extend_from_slice(bytes);
+        while self.pending.len() >= PART_SIZE {
+            let rest = self.pending.split_off(PART_SIZE);
+            let part = std::mem::replace(&mut self.pending, rest);
+            self.upload_part(part).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn upload_part(&mut self, part: Vec<u8>) -> Result<(), LocationError> {
+        let loc = &self.loc;
+        let full_key = loc.full_key(&self.key);
+        if self.upload_id.is_none() {
+            let mut req = loc.client.create_multipart_upload().bucket(&loc.bucket).key(&full_key);
+            if let Some(until) = self.retain_until {
+                req = req.object_lock_mode(ObjectLockMode::Compliance).object_lock_retain_until_date(until);
+            }
+            let created = req.send().await.map_err(|e| loc.error(e, S3Op::CreateMultipartUpload, &self.key))?;
+            self.upload_id = created.upload_id().map(str::to_owned);
+        }
+        let number = self.parts.len() as i32 + 1;
+        let resp = loc
+            .client
+            .upload_part()
+            .bucket(&loc.bucket)
+            .key(&full_key)
+            .upload_id(self.upload_id.as_deref().unwrap_or_default())
+            .part_number(number)
+            .body(ByteStream::from(part))
+            .send()
+            .await
+            .map_err(|e| loc.error(e, S3Op::UploadPart, &self.key))?;
+        self.parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(resp.e_tag().map(str::to_owned))
+                .set_checksum_crc32(resp.checksum_crc32().map(str::to_owned))
+                .build(),
+        );
+        Ok(())
+    }
+
+    pub(super) async fn finish(mut self) -> Result<(), LocationError> {
+        let pending = std::mem::take(&mut self.pending);
+        if self.upload_id.is_none() {
+            let loc = &self.loc;
+            let mut req = loc
+                .client
+                .put_object()
+                .bucket(&loc.bucket)
+                .key(loc.full_key(&self.key))
+                .if_none_match("*")
+                .body(ByteStream::from(pending));
+            if let Some(until) = self.retain_until {
+                req = req.object_lock_mode(ObjectLockMode::Compliance).object_lock_retain_until_date(until);
+            }
+            req.send().await.map_err(|e| loc.error(e, S3Op::PutObject, &self.key))?;
+            return Ok(());
+        }
+        if !pending.is_empty() {
+            self.upload_part(pending).await?;
+        }
+        let loc = &self.loc;
+        loc.client
+            .complete_multipart_upload()
+            .bucket(&loc.bucket)
+            .key(loc.full_key(&self.key))
+            .upload_id(self.upload_id.as_deref().unwrap_or_default())
+            .if_none_match("*")
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.parts))).build())
+            .send()
+            .await
+            .map_err(|e| loc.error(e, S3Op::CompleteMultipartUpload, &self.key))?;
+        Ok(())
+    }
+
+    pub(super) async fn abort(self) {
+        if let Some(id) = &self.upload_id {
+            // Needs s3:AbortMultipartUpload, which write-only credentials may lack; a bucket
+            // lifecycle rule for incomplete uploads cleans up what this cannot.
+            let _ = self
+                .loc
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.loc.bucket)
+                .key(self.loc.full_key(&self.key))
+                .upload_id(id)
+                .send()
+                .await;
+        }
+    }
+}

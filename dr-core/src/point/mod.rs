@@ -1,0 +1,239 @@
+//! Restore points: names, the manifest, and writing, listing, selecting and reading whole
+//! points at a location.
+//!
+//! A point is `<cluster-id>/restore-points/<point-id>/` holding `archive.kdr` (the catalog:
+//! one JSON [`Entry`] per line, compressed in zstd blocks, then encrypted) and `manifest.kdr` (a small
+//! encrypted JSON [`Manifest`]). The manifest is written last: a point without one is
+//! incomplete and never restored from.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::catalog::{Category, Entry, Mode};
+use crate::format::crypto::{KdfParams, MasterKey, Passphrase};
+use crate::format::FormatError;
+use crate::location::LocationError;
+
+mod list;
+mod read;
+mod write;
+
+pub use list::*;
+pub use read::*;
+pub use write::*;
+
+pub const ARCHIVE_OBJECT: &str = "archive.kdr";
+pub const MANIFEST_OBJECT: &str = "manifest.kdr";
+/// Version of the manifest's JSON schema.
+pub const MANIFEST_VERSION: u32 = 1;
+/// A manifest is a few KiB; anything far larger is not one.
+const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+/// One catalog line is one object; the API server refuses objects over ~1.5 MiB (etcd's
+/// request limit), so a line this long is not one.
+pub const MAX_CATALOG_LINE: usize = 16 * 1024 * 1024;
+
+/// What is wrong with a point or with finding one, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum PointError {
+    #[error("invalid cluster ID {0:?}: it is the UID of the source cluster's default namespace (kubectl get namespace default -o jsonpath='{{.metadata.uid}}')")]
+    InvalidClusterId(String),
+    #[error("invalid restore point ID {0:?}: IDs look like 20261121T093000.123Z-0a1b2c3d; list them with `kubectl dr restore-points`")]
+    InvalidPointId(String),
+    #[error(transparent)]
+    Location(#[from] LocationError),
+    #[error("no restore points for cluster ID {cluster_id} at {location}: check the cluster ID (the UID of the source cluster's default namespace) and that this is the location the DR policy wrote to")]
+    NoPoints { cluster_id: String, location: String },
+    #[error("no complete restore point at or before {at} for cluster ID {cluster_id}; the points there are: {available}")]
+    NoneAtOrBefore { cluster_id: String, at: String, available: String },
+    #[error("restore point {point} not found for cluster ID {cluster_id}; the points there are: {available}")]
+    NotFound { cluster_id: String, point: String, available: String },
+    #[error("restore point {point} is incomplete (it has no manifest): its backup did not finish; pick another point")]
+    Incomplete { point: String },
+    #[error("restore point {point} does not open with this passphrase, but point {opens} does: {point} is damaged or was forged (anyone who can write to the location can add points), so it is not used. Restore {opens} with --point-in-time {at} (chart value pointInTime)")]
+    DoesNotOpen { point: String, opens: String, at: String },
+    #[error("restore point {point} has a manifest but its archive is missing: the point was damaged after its backup finished (the archive is written first); pick another point")]
+    ArchiveMissing { point: String },
+    #[error("restore point {point}: catalog line {line} is longer than {MAX_CATALOG_LINE} bytes, which no Kubernetes object is: the point was written by a faulty writer; pick another point")]
+    LineTooLong { point: String, line: u64 },
+    #[error("restore point {point}, {file}: {source}")]
+    Format { point: String, file: &'static str, source: FormatError },
+    #[error("restore point {point} is truncated: its archive has {found} of {expected} bytes; pick another point")]
+    ArchiveTruncated { point: String, expected: u64, found: u64 },
+    #[error("restore point {point} has {extra} bytes appended to its archive (expected {expected} bytes): it was altered; pick another point")]
+    ArchiveAppended { point: String, expected: u64, extra: u64 },
+    #[error("restore point {point}: the archive's SHA-256 does not match its manifest: the archive was replaced; pick another point")]
+    ArchiveHashMismatch { point: String },
+    #[error("restore point {point} holds {found} objects but its manifest lists {expected}: pick another point")]
+    CountMismatch { point: String, expected: u64, found: u64 },
+    #[error("restore point {point} authenticated but its content is unreadable ({detail}): it was written by a faulty or newer kubectl-dr")]
+    Unreadable { point: String, detail: String },
+    #[error("restore point {point} says it has manifest version {version}, this kubectl-dr reads version {MANIFEST_VERSION}: upgrade kubectl-dr")]
+    UnsupportedManifest { point: String, version: u32 },
+    #[error("{0}")]
+    Callback(String),
+}
+
+/// Checks a cluster ID is usable as one path segment.
+pub fn validate_cluster_id(id: &str) -> Result<(), PointError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(PointError::InvalidClusterId(id.to_owned()))
+    }
+}
+
+const ID_TIME: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:3]Z");
+
+/// A new point ID: the UTC time to the millisecond, then 8 random hex digits
+/// (`20261121T093000.123Z-0a1b2c3d`), so IDs sort by time and never collide.
+pub fn new_point_id(now: OffsetDateTime) -> String {
+    let mut tag = [0u8; 4];
+    crate::format::crypto::fill_random(&mut tag);
+    format!("{}-{}", now.to_offset(time::UtcOffset::UTC).format(ID_TIME).expect("formats"), hex::encode(tag))
+}
+
+/// The time a point ID names.
+pub fn point_time(id: &str) -> Result<OffsetDateTime, PointError> {
+    let bad = || PointError::InvalidPointId(id.to_owned());
+    let (stamp, tag) = id.split_once('-').ok_or_else(bad)?;
+    if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(bad());
+    }
+    time::PrimitiveDateTime::parse(stamp, ID_TIME).map(|t| t.assume_utc()).map_err(|_| bad())
+}
+
+/// Key prefix of all points of a cluster.
+pub fn points_prefix(cluster_id: &str) -> String {
+    format!("{cluster_id}/restore-points/")
+}
+
+/// Key of one file of a point.
+pub fn object_key(cluster_id: &str, point_id: &str, object: &str) -> String {
+    format!("{cluster_id}/restore-points/{point_id}/{object}")
+}
+
+/// RFC 3339 in UTC (with milliseconds when there are any).
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    let ms = t.millisecond() as u32 * 1_000_000;
+    t.to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(ms)
+        .expect("valid nanoseconds")
+        .format(&Rfc3339)
+        .expect("formats")
+}
+
+/// The manifest: what a point holds, readable without decrypting the archive.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub format_version: u32,
+    pub cluster_id: String,
+    pub point_id: String,
+    pub created_at: String,
+    pub completed_at: String,
+    pub mode: Mode,
+    pub policy: String,
+    /// The tool and version that wrote the point.
+    pub written_by: String,
+    pub archive: ArchiveInfo,
+    pub counts: Counts,
+    /// End of the Object Lock retention, when the location is immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_until: Option<String>,
+    /// The resource (plural) of each kind the point holds, keyed like `counts.byKind`, as
+    /// the source cluster served it: what a restore's RBAC names. Empty in points written
+    /// before it was recorded and in points made from files.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveInfo {
+    pub object: String,
+    /// Size of the stored (encrypted) archive.
+    pub stored_bytes: u64,
+    /// Size after compression, before encryption.
+    pub compressed_bytes: u64,
+    /// Size of the catalog before compression.
+    pub catalog_bytes: u64,
+    /// SHA-256 of the stored archive, hex.
+    pub sha256: String,
+    pub chunk_size: u32,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    pub total: u64,
+    pub by_category: BTreeMap<Category, u64>,
+    /// Keyed by `Kind` or `Kind.group`.
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+impl Counts {
+    pub fn add(&mut self, entry: &Entry) {
+        self.total += 1;
+        *self.by_category.entry(entry.category).or_default() += 1;
+        *self.by_kind.entry(entry.kind_key()).or_default() += 1;
+    }
+}
+
+/// Derives each point's key once per process: a point's two files share its salt.
+pub struct Unlocker {
+    passphrase: Passphrase,
+    keys: Mutex<HashMap<KdfParams, Arc<MasterKey>>>,
+}
+
+impl std::hash::Hash for KdfParams {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.iterations.hash(state);
+        self.salt.hash(state);
+    }
+}
+
+impl Unlocker {
+    pub fn new(passphrase: Passphrase) -> Arc<Self> {
+        Arc::new(Self { passphrase, keys: Mutex::new(HashMap::new()) })
+    }
+
+    /// The key for `params`, running PBKDF2 (on a blocking thread) the first time.
+    pub async fn key(self: &Arc<Self>, params: KdfParams) -> Arc<MasterKey> {
+        if let Some(k) = self.keys.lock().expect("not poisoned").get(&params) {
+            return k.clone();
+        }
+        let me = self.clone();
+        let key = tokio::task::spawn_blocking(move || Arc::new(MasterKey::derive(&me.passphrase, params)))
+            .await
+            .expect("key derivation panicked");
+        self.keys.lock().expect("not poisoned").insert(params, key.clone());
+        key
+    }
+
+    fn key_blocking(&self, params: KdfParams) -> Arc<MasterKey> {
+        let mut keys = self.keys.lock().expect("not poisoned");
+        keys.entry(params).or_insert_with(|| Arc::new(MasterKey::derive(&self.passphrase, params))).clone()
+    }
+}
+
+fn io_unreadable(point: &str) -> impl Fn(io::Error) -> PointError + '_ {
+    move |e| PointError::Unreadable { point: point.to_owned(), detail: e.to_string() }
+}
+
+impl PointError {
+    /// Whether this says the passphrase is wrong (as opposed to the point being damaged).
+    pub fn is_wrong_passphrase(&self) -> bool {
+        matches!(self, PointError::Format { source: FormatError::WrongPassphrase, .. })
+    }
+}
