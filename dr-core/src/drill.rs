@@ -21,8 +21,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::catalog::Entry;
-use crate::location::Location;
-use crate::point::{self, Unlocker};
+use crate::point;
 use crate::resources;
 use crate::restore::plan::object_path;
 use crate::restore::{self, RestoreError, RestoreSettings};
@@ -114,17 +113,8 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -
     let started_at = OffsetDateTime::now_utc();
     let ns = &settings.namespace;
     // The point, read whole: the objects to check the restore against.
-    let profile = resources::get_profile(client, ns, &settings.profile).await?;
-    let config = resources::location_config(client, ns, &profile, settings.location_mount.as_deref()).await?;
-    let location = Location::connect(&config).await?;
-    let points = point::list_points(&location, &settings.source_cluster_id).await?;
-    let chosen = point::select_point(&points, settings.point_in_time, &settings.source_cluster_id, &location)?.clone();
-    let source = match &settings.passphrase_source {
-        Some(s) => s.clone(),
-        None => resources::dr_secret_source(client, ns).await?,
-    };
-    let unlocker = Unlocker::new(source.resolve(&settings.resolve).await.map_err(resources::ResourceError::from)?);
-    let manifest = point::open_manifest(&location, &settings.source_cluster_id, &points, &chosen, &unlocker).await?;
+    let restore::OpenedPoint { location, chosen, manifest, unlocker, .. } = restore::open_point(client, settings).await?;
+    let chosen = chosen.point;
     let entries = point::read_all_entries(&location, &manifest, &unlocker).await?;
     drop(unlocker);
 

@@ -20,10 +20,12 @@ use crate::format::FormatError;
 use crate::location::LocationError;
 
 mod list;
+mod open;
 mod read;
 mod write;
 
 pub use list::*;
+pub use open::{choose, Chosen, Which};
 pub use read::*;
 pub use write::*;
 

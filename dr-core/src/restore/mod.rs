@@ -141,19 +141,36 @@ pub async fn run_restore(client: &Client, settings: &RestoreSettings) -> Result<
     }
 }
 
-async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<Option<Arc<apply::Ctx>>>>, started: Instant) -> Result<RestoreReport, RestoreError> {
+/// The point a restore's settings select, opened: its location (the settings' profile), the
+/// cluster's points with the one chosen, its manifest, and the key to read it with.
+pub struct OpenedPoint {
+    pub location: Location,
+    pub chosen: point::Chosen,
+    pub manifest: Manifest,
+    pub unlocker: Arc<Unlocker>,
+    /// Where the passphrase came from (for the log: never the passphrase).
+    pub source: crate::passphrase::PassphraseSource,
+}
+
+/// Opens the point `settings` select (profile, source cluster, `pointInTime`), with the
+/// passphrase from `settings` or else `k10-dr-secret`: the restore and drills open points so.
+pub async fn open_point(client: &Client, settings: &RestoreSettings) -> Result<OpenedPoint, RestoreError> {
     let profile = resources::get_profile(client, &settings.namespace, &settings.profile).await?;
     let config = resources::location_config(client, &settings.namespace, &profile, settings.location_mount.as_deref()).await?;
     let location = Location::connect(&config).await?;
-    let points = point::list_points(&location, &settings.source_cluster_id).await?;
-    let chosen = point::select_point(&points, settings.point_in_time, &settings.source_cluster_id, &location)?.clone();
+    let which = settings.point_in_time.map_or(point::Which::Newest, point::Which::AtOrBefore);
+    let chosen = point::choose(&location, &settings.source_cluster_id, which).await?;
     let source = match &settings.passphrase_source {
         Some(source) => source.clone(),
         None => resources::dr_secret_source(client, &settings.namespace).await?,
     };
-    let passphrase = source.resolve(&settings.resolve).await.map_err(ResourceError::from)?;
-    let unlocker = Unlocker::new(passphrase);
-    let manifest = point::open_manifest(&location, &settings.source_cluster_id, &points, &chosen, &unlocker).await?;
+    let unlocker = Unlocker::new(source.resolve(&settings.resolve).await.map_err(ResourceError::from)?);
+    let manifest = chosen.open(&location, &unlocker).await?;
+    Ok(OpenedPoint { location, chosen, manifest, unlocker, source })
+}
+
+async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<Option<Arc<apply::Ctx>>>>, started: Instant) -> Result<RestoreReport, RestoreError> {
+    let OpenedPoint { location, manifest, unlocker, source, .. } = open_point(client, settings).await?;
     check_mode(&manifest, settings.quick_mode)?;
     tracing::info!(point = %manifest.point_id, objects = manifest.counts.total, mode = manifest.mode.as_str(), location = %location.describe(), passphrase = %source.describe(), "reading and planning the restore point");
     let progress = crate::progress::Tracker::new("restore");

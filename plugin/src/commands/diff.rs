@@ -2,10 +2,8 @@
 //! live cluster (`dr_core::diff`).
 
 use anyhow::Result;
-use dr_core::catalog::Entry;
 use dr_core::diff::{self, Diff, FieldChange, Normalizer};
-use dr_core::location::Location;
-use dr_core::point::{self, Manifest, PointSummary, Unlocker};
+use dr_core::point::{self, Manifest, Unlocker};
 use serde_json::Value;
 
 use super::ExitStatus;
@@ -15,14 +13,16 @@ use crate::input;
 pub async fn run(global: &GlobalArgs, args: &DiffArgs) -> Result<ExitStatus> {
     point::validate_cluster_id(&args.cluster_id)?;
     let location = input::location(&args.location, false).await?;
-    let points = point::list_points(&location, &args.cluster_id).await?;
+    let chosen = point::choose(&location, &args.cluster_id, point::Which::Id(&args.point)).await?;
     let unlocker = Unlocker::new(input::passphrase(&args.passphrase, false).await?);
     let normalizer = Normalizer::new(args.status);
-    let (before_manifest, before_entries) = read(&location, &args.cluster_id, &points, &args.point, &unlocker).await?;
+    let before_manifest = chosen.open(&location, &unlocker).await?;
+    let before_entries = point::read_all_entries(&location, &before_manifest, &unlocker).await?;
     let before = diff::point_snapshot(before_entries.clone(), &normalizer);
     let result = match &args.other {
         Some(other) => {
-            let (after_manifest, after_entries) = read(&location, &args.cluster_id, &points, other, &unlocker).await?;
+            let after_manifest = chosen.open_other(&location, other, &unlocker).await?;
+            let after_entries = point::read_all_entries(&location, &after_manifest, &unlocker).await?;
             let after = diff::point_snapshot(after_entries, &normalizer);
             diff::compare(&describe(&before_manifest), &before, &describe(&after_manifest), &after)
         }
@@ -52,14 +52,6 @@ pub async fn run(global: &GlobalArgs, args: &DiffArgs) -> Result<ExitStatus> {
 
 fn describe(m: &Manifest) -> String {
     format!("{} ({})", m.point_id, m.created_at)
-}
-
-/// A point's manifest and objects, read whole and verified (hash and counts) before use.
-async fn read(location: &Location, cluster_id: &str, points: &[PointSummary], id: &str, unlocker: &std::sync::Arc<Unlocker>) -> Result<(Manifest, Vec<Entry>)> {
-    let chosen = point::find_point(points, id, cluster_id)?;
-    let manifest = point::open_manifest(location, cluster_id, points, chosen, unlocker).await?;
-    let entries = point::read_all_entries(location, &manifest, unlocker).await?;
-    Ok((manifest, entries))
 }
 
 fn show(v: &Option<Value>) -> String {

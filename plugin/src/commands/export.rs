@@ -27,16 +27,9 @@ pub async fn run(args: &ExportArgs) -> Result<ExitStatus> {
     }
     let at = input::point_in_time(&args.point_in_time)?;
     let location = input::location(&args.location, false).await?;
-    let points = point::list_points(&location, &args.cluster_id).await?;
-    let chosen = match &args.point {
-        Some(id) => point::find_point(&points, id, &args.cluster_id)?,
-        None => point::select_point(&points, at, &args.cluster_id, &location)?,
-    };
-    if !chosen.complete {
-        return Err(point::PointError::Incomplete { point: chosen.id.clone() }.into());
-    }
+    let chosen = point::choose(&location, &args.cluster_id, point::Which::from_args(args.point.as_deref(), at)).await?;
     let unlocker = Unlocker::new(input::passphrase(&args.passphrase, false).await?);
-    let manifest = point::open_manifest(&location, &args.cluster_id, &points, chosen, &unlocker).await?;
+    let manifest = chosen.open(&location, &unlocker).await?;
     // Export into a hidden sibling and rename at the end, so a point that fails its final
     // checks leaves no directory that looks like a good export.
     let parent = args.output_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));

@@ -212,9 +212,8 @@ async fn check_point(
         Err(e) => return Err(e.into()),
     };
     let location = Location::connect(&config).await?;
-    let points = point::list_points(&location, &args.cluster_id).await?;
-    let chosen = point::select_point(&points, at, &args.cluster_id, &location)?;
-    eprintln!("restore point {} at {}", chosen.id, location.describe());
+    let chosen = point::choose(&location, &args.cluster_id, at.map_or(point::Which::Newest, point::Which::AtOrBefore)).await?;
+    eprintln!("restore point {} at {}", chosen.point.id, location.describe());
     let passphrase = match source {
         PassphraseSource::Raw(p) => p.clone(),
         // Vault or AWS: the Job resolves it in the cluster; from here only if this machine's
@@ -227,7 +226,7 @@ async fn check_point(
             }
         },
     };
-    let manifest = point::open_manifest(&location, &args.cluster_id, &points, chosen, &Unlocker::new(passphrase)).await?;
+    let manifest = chosen.open(&location, &Unlocker::new(passphrase)).await?;
     restore::check_mode(&manifest, args.quick_mode)?;
     eprintln!("  {} mode, {} objects, written by policy {}", manifest.mode.as_str(), manifest.counts.total, manifest.policy);
     Ok(Some(manifest))
