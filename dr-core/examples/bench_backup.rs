@@ -5,9 +5,7 @@
 //! full backup into a directory location and reports wall time, the backup's own CPU time
 //! (the product's overhead: the API server runs in another process) and its peak RSS.
 
-#[path = "../tests/support/apiserver.rs"]
-#[allow(dead_code)]
-mod apiserver;
+use dr_test_support::apiserver;
 
 // As the shipped static binaries do (restore-job/src/main.rs), so a musl run measures them.
 #[cfg(target_env = "musl")]

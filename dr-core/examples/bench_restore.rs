@@ -12,9 +12,7 @@
 //! objects: the point is read once into a sealed spill, never held whole), and how many
 //! times the point's archive was opened (downloaded, on S3).
 
-#[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
-mod support;
+use dr_test_support as support;
 
 // As the shipped static binaries do (restore-job/src/main.rs), so a musl run measures them.
 #[cfg(target_env = "musl")]

@@ -77,7 +77,7 @@ mod tests {
     fn a_bundle_without_certificates_is_refused_by_name() {
         let err = super::certificates_in(b"not a certificate\n", "configmap/x").unwrap_err();
         assert!(err.contains("configmap/x") && err.contains("no certificate"), "{err}");
-        let pem = include_bytes!("../tests/support/unused-ca.pem");
+        let pem = include_bytes!("../../test-support/unused-ca.pem");
         assert_eq!(super::certificates_in(pem, "unused-ca.pem").unwrap().len(), 1);
     }
 }

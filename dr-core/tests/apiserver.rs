@@ -1,7 +1,7 @@
 //! The test API server itself behaves like the real one where the product relies on it:
 //! server-side apply with field managers, and watch resuming from a resourceVersion.
 
-mod support;
+use dr_test_support as support;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;

@@ -1,7 +1,7 @@
 //! The backup engine against the in-process API server: what it selects, strips and keeps,
 //! pagination, and the errors that must leave no complete point.
 
-mod support;
+use dr_test_support as support;
 
 use std::sync::{Arc, Mutex};
 

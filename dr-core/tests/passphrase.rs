@@ -1,7 +1,7 @@
 //! Passphrase sources against real servers: OpenBao (the Vault API) for KV v1, KV v2 and
 //! token auth; moto for AWS Secrets Manager. Every failure names what it looked for.
 
-mod support;
+use dr_test_support as support;
 
 use dr_core::passphrase::{AwsSecret, KvVersion, PassphraseError, PassphraseSource, ResolveOptions, VaultAuth, VaultConfig, VaultSecret};
 use reqwest::Method;

@@ -1,7 +1,7 @@
 //! Whole restore points at a directory location: write, list, select, verify, and a clear,
 //! distinct error for every way a point can be wrong.
 
-mod support;
+use dr_test_support as support;
 
 use std::sync::{Arc, Mutex};
 

@@ -1,7 +1,7 @@
 //! Restore points in S3, against a real S3 implementation (moto): Object Lock retention,
 //! multipart uploads, PutObject-only credentials, and clear errors.
 
-mod support;
+use dr_test_support as support;
 
 use dr_core::format::crypto::Passphrase;
 use dr_core::location::{Location, LocationConfig, LocationError, S3Config, StaticCredentials};

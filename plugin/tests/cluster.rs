@@ -4,8 +4,7 @@
 //! controllers): it checks the Job is the CronJob's template and reports a result the way a
 //! kubelet does, through the pod's termination message.
 
-#[path = "../../dr-core/tests/support/mod.rs"]
-mod support;
+use dr_test_support as support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

@@ -14,8 +14,7 @@
 //! the cluster, and takes ownership. On a real cluster it exercises the real API server's
 //! create, server-side apply, discovery, Lease and status handling.
 
-#[path = "../../dr-core/tests/support/mod.rs"]
-mod support;
+use dr_test_support as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -3,8 +3,7 @@
 //! byte for byte under the digest the archive holds, and the chart rendered with
 //! `airgapped.repository` names a manifest that registry serves.
 
-#[path = "../../dr-core/tests/support/mod.rs"]
-mod support;
+use dr_test_support as support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

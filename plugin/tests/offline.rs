@@ -2,8 +2,7 @@
 //! list it, verify it, export it — on a directory and on S3 (moto) with Object Lock and
 //! PutObject-only credentials for the backup.
 
-#[path = "../../dr-core/tests/support/mod.rs"]
-mod support;
+use dr_test_support as support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

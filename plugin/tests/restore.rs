@@ -4,8 +4,7 @@
 //! helm built on the Helm v4 library, `charts/tests/helm`) and follows the Job, which the test's
 //! kubelet stand-in runs as the real `dr-job` process with the chart's environment.
 
-#[path = "../../dr-core/tests/support/mod.rs"]
-mod support;
+use dr_test_support as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -5,8 +5,7 @@
 //! Against a real cluster the job uses its service account; here `KUBECONFIG` points at the
 //! test API server (which serves plain HTTP), the one variable a pod would not have.
 
-#[path = "../../dr-core/tests/support/mod.rs"]
-mod support;
+use dr_test_support as support;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -3,8 +3,7 @@
 
 #![allow(dead_code)]
 
-#[path = "../../../dr-core/tests/support/mod.rs"]
-pub mod support;
+pub use dr_test_support as support;
 
 use std::path::Path;
 use std::process::Output;

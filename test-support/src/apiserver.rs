@@ -24,8 +24,6 @@
 //!
 //! Not served: strategic merge patch, protobuf.
 
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};

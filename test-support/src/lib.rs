@@ -3,8 +3,6 @@
 //! from the Python virtual environment `scripts/test` creates (`.venv`, or `DR_TEST_VENV`).
 //! A server that cannot start fails the test with a message; nothing is skipped.
 
-#![allow(dead_code)]
-
 pub mod apiserver;
 pub mod kubelet;
 
@@ -169,11 +167,11 @@ pub fn moto_tls() -> Server {
     server
 }
 
-/// Runs `tests/support/moto_setup.py` with the venv's Python (boto3 comes with moto) and
+/// Runs `test-support/moto_setup.py` with the venv's Python (boto3 comes with moto) and
 /// returns its stdout, parsed as JSON.
 pub fn moto_setup(server: &Server, args: &[&str], stdin: Option<&str>) -> serde_json::Value {
     use std::io::Write;
-    let script = workspace_root().join("dr-core/tests/support/moto_setup.py");
+    let script = workspace_root().join("test-support/moto_setup.py");
     let mut child = Command::new(venv_bin("python"))
         .arg(script)
         .arg(&server.url)
@@ -346,7 +344,7 @@ pub async fn vault_with_kubernetes_auth(api: &apiserver::ApiServer, passphrase: 
     bao(&server, reqwest::Method::POST, "auth/kubernetes/config", Some(serde_json::json!({
         "kubernetes_host": api.url,
         "disable_local_ca_jwt": true,
-        "kubernetes_ca_cert": std::fs::read_to_string(workspace_root().join("dr-core/tests/support/unused-ca.pem")).unwrap(),
+        "kubernetes_ca_cert": std::fs::read_to_string(workspace_root().join("test-support/unused-ca.pem")).unwrap(),
     }))).await;
     bao(&server, reqwest::Method::POST, "auth/kubernetes/role/dr", Some(serde_json::json!({
         "bound_service_account_names": ["kubectl-dr-backup", "k10-restore"], "bound_service_account_namespaces": ["kasten-io"], "token_policies": ["dr-read"],
