@@ -1,6 +1,9 @@
 //! The command line: every clap type lives here. Flags that name a location, a passphrase
 //! source or a cluster can also be set from environment variables (`DR_*`, or the usual
 //! `AWS_*` / `VAULT_*`), as `--help` shows.
+//!
+//! One file on purpose, about 700 lines: the whole command-line interface reads in one place,
+//! and `docs/cli.md` is generated from it (`reference.rs`).
 
 use std::path::PathBuf;
 

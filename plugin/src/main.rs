@@ -4,6 +4,8 @@ mod chart;
 mod cli;
 mod commands;
 mod input;
+#[cfg(test)]
+mod reference;
 mod release;
 
 use clap::Parser;

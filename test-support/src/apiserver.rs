@@ -23,6 +23,11 @@
 //! It runs no controllers: `kubelet.rs` plays the kubelet and the Job controller.
 //!
 //! Not served: strategic merge patch, protobuf.
+//!
+//! Why one module of about 1,500 lines: it is one server over one store, and every handler
+//! (discovery, CRUD, apply, watch, status, RBAC, webhooks, namespaces) reads and writes that
+//! store under one lock with the same resourceVersion counter; the kubelet stand-in, the only
+//! other actor, is in `kubelet.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;

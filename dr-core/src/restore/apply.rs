@@ -1,6 +1,11 @@
 //! The apply: writes the planned objects tier by tier, from the plan's spill. Within a tier
 //! objects are written concurrently under the restore's own rate limit; API retries are the
 //! client's one retry layer (`api_retry`), so a failure here is final for the object.
+//!
+//! Why one module of about 640 lines (and its tests): the write path of an object (create,
+//! conflict, update, status, the waits for webhooks, the UID map for owner references) is
+//! one sequence over one shared context (`Ctx`: rate limit, counters, progress); split, each
+//! half would need the other's internals.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
