@@ -99,6 +99,11 @@ impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for ApiRetry {
     }
 }
 
+/// The API server could not get an admission webhook's verdict (500 "failed calling webhook").
+pub fn webhook_refused(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 500 && s.message.contains("failed calling webhook"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

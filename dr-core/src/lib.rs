@@ -1,47 +1,56 @@
 //! kubectl-dr's library: everything the `kubectl-dr` plugin and the in-cluster job share.
+//! `docs/architecture.md` shows how the parts fit and the flow of a backup and a restore.
 //!
-//! - [`crypto`], [`format`]: passphrases, keys and the encrypted stream format (pure, sync)
-//! - [`blocks`]: the catalog's compression (zstd frames decoded on every core)
-//! - [`catalog`]: what a point holds — resource categories and entries
-//! - [`cluster`]: reading a live cluster into a point (the backup engine)
-//! - [`restore`]: writing a point back onto a cluster: plan (one read of the point), then apply
-//! - [`point`]: restore points — naming, manifest, writing, listing and reading whole points
+//! The parts, each owning one thing:
+//! - [`format`]: the encrypted file format and its crypto and compression (pure, sync)
 //! - [`location`]: where points live (a directory or an S3 bucket)
-//! - [`manifests`]: manifests on disk — reading a directory, exporting a point as YAML
-//! - [`install`]: enable, status, disable and Run Once on a cluster; [`cron`]: schedules
-//! - [`job`]: what the in-cluster job runs, and the `DR_*` variables that configure it
-//! - [`resources`]: the Profile and Policy custom resources, resolved into locations
-//! - [`retention`]: which points a retention keeps, and pruning the rest
-//! - [`failure`]: what kind each error is, and the exit status and retry that follow from it
-//! - [`api_retry`]: the one retry layer under every Kubernetes API call
+//! - [`point`]: restore points: naming, manifest, writing, listing, and the one way to
+//!   choose and open a point ([`point::choose`])
+//! - [`catalog`]: what a point holds, resource categories and the fixed names
 //! - [`passphrase`]: where the DR passphrase comes from (`k10-dr-secret`: raw, Vault, AWS)
+//! - [`resources`]: the Profile and Policy custom resources, and a profile's location
+//! - [`ownership`]: the cluster ID and the ownership ConfigMap (gate, claim, take-over)
+//! - [`failure`]: what kind each error is, and the exit status and retry that follow from it
+//! - [`api_retry`]: the one retry layer under every Kubernetes API call; [`events`],
+//!   [`progress`], [`metrics`]: what runs report; [`cron`]: schedules; [`tls`]: CA bundles
+//!
+//! The workflows, built on the parts:
+//! - [`backup`]: reading a live cluster into a point (the backup engine)
+//! - [`restore`]: writing a point back onto a cluster: plan (one read of the point), then apply
+//! - [`dr_policy`]: enable, status, disable and Run Once on a cluster
+//! - [`job`]: what the in-cluster job runs, and the `DR_*` variables its pod sets
+//! - [`retention`] (prune), [`replicate`], [`diff`], [`drill`], [`manifests`] (YAML in and
+//!   out), [`images`] (mirroring the job image), [`self_check`]
 
-pub mod catalog;
-pub mod backup;
+// The parts.
 pub mod api_retry;
+pub mod catalog;
 pub mod cron;
-pub mod diff;
-pub mod drill;
 pub mod events;
 pub mod failure;
 pub mod format;
-pub mod dr_policy;
-pub mod job;
 mod insecure_http;
-pub mod images;
 pub mod location;
-pub mod manifests;
 pub mod metrics;
 pub mod ownership;
 pub mod passphrase;
 pub mod point;
 pub mod progress;
-pub mod replicate;
 pub mod resources;
+pub mod tls;
+
+// The workflows.
+pub mod backup;
+pub mod diff;
+pub mod dr_policy;
+pub mod drill;
+pub mod images;
+pub mod job;
+pub mod manifests;
+pub mod replicate;
 pub mod restore;
 pub mod retention;
 pub mod self_check;
-pub mod tls;
 
 /// An error and its causes on one line, each said once. Many of the product's errors already
 /// name their cause in their own message (`"...: {source}"`), so walking the chain as

@@ -72,7 +72,7 @@ pub async fn claim(client: &Client, namespace: &str, source_cluster_id: &str, po
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         // A re-run, with a ConfigMap webhook of the point restored and not running yet.
-        Err(e) if crate::restore::webhook_refused(&e) && matches!(cms.get_opt(OWNERSHIP_CONFIGMAP).await, Ok(Some(_))) => Ok(()),
+        Err(e) if crate::api_retry::webhook_refused(&e) && matches!(cms.get_opt(OWNERSHIP_CONFIGMAP).await, Ok(Some(_))) => Ok(()),
         Err(e) => Err(e),
     }
 }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
+
+use crate::api_retry::webhook_refused;
 use kube::discovery::Scope;
 use kube::Client;
 use serde_json::{json, Value};
@@ -563,11 +565,6 @@ pub(crate) fn equals_point(existing: &Value, desired: &Value) -> bool {
         }),
         _ => subset(want, &existing[key.as_str()]),
     })
-}
-
-/// The API server could not get an admission webhook's verdict (500 "failed calling webhook").
-pub(crate) fn webhook_refused(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 500 && s.message.contains("failed calling webhook"))
 }
 
 fn has_status(object: &Value) -> bool {

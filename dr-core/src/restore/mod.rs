@@ -30,7 +30,6 @@ pub mod report;
 pub mod select;
 pub mod settings;
 
-pub(crate) use apply::webhook_refused;
 mod spill;
 
 use std::sync::{Arc, Mutex};

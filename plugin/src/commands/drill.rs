@@ -38,12 +38,22 @@ pub async fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<ExitStatus> {
         format!("dr-drill-{:04}{:02}{:02}T{:02}{:02}{:02}Z", now.year(), u8::from(now.month()), now.day(), now.hour(), now.minute(), now.second()).into()
     });
     // Before the drill: a report that cannot be written is found out now.
+    let existed = dir.exists();
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).with_context(|| format!("cannot create the report directory {}", dir.display()))?;
     eprintln!("drill: restoring point of cluster {} into {}", args.cluster_id, match &target {
         Target::Sandbox { prefix, .. } => format!("sandbox namespaces {prefix}* of this cluster"),
         Target::Cluster { name } => format!("the cluster of context {name}"),
     });
-    let report = drill::run(&client, &settings, &target).await?;
+    let report = match drill::run(&client, &settings, &target).await {
+        Ok(report) => report,
+        Err(e) => {
+            // No report: leave no empty report directory behind (remove_dir keeps a non-empty one).
+            if !existed {
+                let _ = std::fs::remove_dir(&dir);
+            }
+            return Err(e.into());
+        }
+    };
     // Owner-only: the report names the point's objects.
     for (name, body) in [
         ("drill.json", serde_json::to_string_pretty(&report).expect("the report serializes") + "\n"),
