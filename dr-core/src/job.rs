@@ -1,5 +1,7 @@
-//! What the in-cluster job does, configured by `DR_*` environment variables. Every variable
-//! the CronJob (and, later, the restore chart) sets is named here and nowhere else.
+//! What the in-cluster job runs (a backup, a replication; the restore is `restore::run_restore`)
+//! and the names of the `DR_*` variables its pod sets: the DR CronJob's pod spec
+//! (`dr_policy.rs`) and `dr-job`'s arguments use these names; the chart's templates spell the
+//! same names.
 
 use std::path::PathBuf;
 
@@ -7,15 +9,13 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
 use serde::Serialize;
 use serde_json::json;
-use zeroize::Zeroizing;
 
-use crate::catalog::DR_POLICY_NAME;
 use crate::backup::{self, BackupError, BackupReport};
 use crate::ownership::{self, OwnershipError};
 use crate::location::{Location, LocationError};
-use crate::passphrase::{ResolveOptions, VaultAuth, VaultConfig, DEFAULT_K8S_AUTH_MOUNT, DEFAULT_SA_TOKEN_PATH};
+use crate::passphrase::ResolveOptions;
 use crate::point;
-use crate::resources::{self, Policy, PolicyCondition, ResourceError, RunRecord, FILE_LOCATION_MOUNT};
+use crate::resources::{self, Policy, PolicyCondition, ResourceError, RunRecord};
 
 /// The environment variables of the job image.
 pub mod env {
@@ -84,12 +84,6 @@ fn var(name: &str) -> Option<String> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("{name}={value:?} is invalid: {why}")]
-    InvalidEnv { name: &'static str, value: String, why: String },
-    #[error("{0} is not set: the job's pod spec must set it")]
-    MissingEnv(&'static str),
-    #[error("cannot read the Vault token file {path}: {detail}")]
-    VaultTokenFile { path: PathBuf, detail: String },
     #[error("DR policy {name} not found in namespace {namespace}: run `kubectl dr enable`")]
     PolicyNotFound { name: String, namespace: String },
     #[error(transparent)]
@@ -119,39 +113,13 @@ impl crate::failure::Classify for JobError {
             JobError::Api { source, .. } => source.kind(),
             JobError::Replicate(e) => e.kind(),
             JobError::NoReplication { .. } => ErrorKind::BadInput,
-            JobError::InvalidEnv { .. } | JobError::MissingEnv(_) | JobError::VaultTokenFile { .. } | JobError::PolicyNotFound { .. } => ErrorKind::BadInput,
+            JobError::PolicyNotFound { .. } => ErrorKind::BadInput,
         }
     }
 }
 
-/// How to reach Vault, from the environment.
-pub fn vault_from_env() -> Result<Option<VaultConfig>, JobError> {
-    let Some(address) = var(env::VAULT_ADDRESS) else { return Ok(None) };
-    let auth = if let Some(role) = var(env::VAULT_ROLE) {
-        VaultAuth::Kubernetes {
-            role,
-            token_path: var(env::VAULT_SA_TOKEN_PATH).unwrap_or_else(|| DEFAULT_SA_TOKEN_PATH.into()).into(),
-            mount: var(env::VAULT_AUTH_MOUNT).unwrap_or_else(|| DEFAULT_K8S_AUTH_MOUNT.into()),
-        }
-    } else {
-        let path: PathBuf = var(env::VAULT_TOKEN_FILE).ok_or(JobError::MissingEnv(env::VAULT_TOKEN_FILE))?.into();
-        let token = std::fs::read_to_string(&path).map_err(|e| JobError::VaultTokenFile { path: path.clone(), detail: e.to_string() })?;
-        VaultAuth::Token(Zeroizing::new(token.trim().to_owned()))
-    };
-    Ok(Some(VaultConfig { address, auth, namespace: var("VAULT_NAMESPACE"), ca_bundle: var(env::VAULT_CA_BUNDLE).map(PathBuf::from) }))
-}
-
-/// Where a file profile's volume is mounted in the job's pod.
-fn location_mount_from_env() -> PathBuf {
-    var(env::LOCATION_MOUNT).unwrap_or_else(|| FILE_LOCATION_MOUNT.into()).into()
-}
-
-/// How the job reaches the passphrase sources that are not in the cluster.
-fn resolve_from_env() -> Result<ResolveOptions, JobError> {
-    Ok(ResolveOptions { vault: vault_from_env()?, aws_endpoint: var(env::AWS_SECRETS_ENDPOINT) })
-}
-
-/// What the backup job needs, read from the environment.
+/// What a backup or replication run needs (`dr-job` reads it from its `DR_*` arguments;
+/// `kubectl dr backup --local` from its flags).
 #[derive(Clone, Debug)]
 pub struct BackupSettings {
     pub namespace: String,
@@ -159,17 +127,6 @@ pub struct BackupSettings {
     /// Where a file profile's volume is mounted; `None` where none is (the plugin).
     pub location_mount: Option<PathBuf>,
     pub resolve: ResolveOptions,
-}
-
-impl BackupSettings {
-    pub fn from_env() -> Result<Self, JobError> {
-        Ok(Self {
-            namespace: var(env::NAMESPACE).ok_or(JobError::MissingEnv(env::NAMESPACE))?,
-            policy: var(env::POLICY).unwrap_or_else(|| DR_POLICY_NAME.into()),
-            location_mount: Some(location_mount_from_env()),
-            resolve: resolve_from_env()?,
-        })
-    }
 }
 
 /// What a backup run reports (logged, written as the termination message, kept in the
@@ -336,58 +293,4 @@ pub fn write_termination_message(message: &str) {
     if let Err(e) = std::fs::write(&path, truncated) {
         tracing::debug!(path, error = %e, "no termination log");
     }
-}
-
-fn flag(name: &'static str) -> Result<bool, JobError> {
-    match var(name).as_deref() {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(other) => Err(JobError::InvalidEnv { name, value: other.into(), why: "use true or false".into() }),
-    }
-}
-
-fn number<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, JobError> {
-    match var(name) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| JobError::InvalidEnv { name, value: v, why: "expected a positive whole number".into() }),
-    }
-}
-
-/// The restore Job's settings from its environment (what the `dr-restore` chart sets). Every
-/// value is checked here, before the cluster or the location is touched.
-pub fn restore_settings_from_env() -> Result<crate::restore::RestoreSettings, JobError> {
-    use time::format_description::well_known::Rfc3339;
-    let namespace = var(env::NAMESPACE).ok_or(JobError::MissingEnv(env::NAMESPACE))?;
-    let cluster = var(env::SOURCE_CLUSTER_ID).ok_or(JobError::MissingEnv(env::SOURCE_CLUSTER_ID))?;
-    let profile = var(env::PROFILE).ok_or(JobError::MissingEnv(env::PROFILE))?;
-    let mut s = crate::restore::RestoreSettings::new(&namespace, &cluster, &profile);
-    if let Some(t) = var(env::POINT_IN_TIME) {
-        s.point_in_time = Some(time::OffsetDateTime::parse(&t, &Rfc3339).map_err(|e| JobError::InvalidEnv {
-            name: env::POINT_IN_TIME,
-            value: t.clone(),
-            why: format!("pointInTime must be RFC3339, like 2022-01-02T15:04:05Z ({e})"),
-        })?);
-    }
-    if let Some(list) = var(env::SKIP_RESOURCE) {
-        s.skip = crate::catalog::parse_categories(&list)
-            .map_err(|e| JobError::InvalidEnv { name: env::SKIP_RESOURCE, value: list.clone(), why: e.to_string() })?;
-    }
-    let minutes: u64 = number(env::RESTORE_TIMEOUT_MINUTES, 30)?;
-    // Saturating, so a huge value cannot wrap into a short one: `RestoreSettings::check`
-    // refuses anything over the maximum.
-    s.timeout = std::time::Duration::from_secs(minutes.saturating_mul(60));
-    if let Some(list) = var(env::RESTORE_STATUS) {
-        s.restore_status = crate::restore::StatusKinds::parse(&list).map_err(|why| JobError::InvalidEnv { name: env::RESTORE_STATUS, value: list.clone(), why })?;
-    }
-    if let Some(json) = var(env::RESTORE_CONTROLS) {
-        s.controls = serde_json::from_str(&json).map_err(|e| JobError::InvalidEnv { name: env::RESTORE_CONTROLS, value: json.clone(), why: e.to_string() })?;
-    }
-    s.quick_mode = flag(env::QUICK_MODE)?;
-    s.override_resources = flag(env::OVERRIDE_RESOURCES)?;
-    s.concurrency = number(env::RESTORE_CONCURRENCY, crate::restore::DEFAULT_CONCURRENCY)?;
-    s.qps = number(env::RESTORE_QPS, crate::restore::DEFAULT_QPS)?;
-    s.holder = var(env::RESTORE_HOLDER).or_else(|| var("HOSTNAME")).unwrap_or_else(|| "dr-restore".into());
-    s.location_mount = Some(location_mount_from_env());
-    s.resolve = resolve_from_env()?;
-    Ok(s)
 }

@@ -1,13 +1,17 @@
 //! `dr-job`: the in-cluster job image's binary. `backup` is what the DR policy's CronJob
 //! (and `kubectl dr backup`) runs; `replicate` is the replication CronJob's; `restore` is the
-//! `dr-restore` chart's Job. Settings come from `DR_*` environment variables (see
-//! `dr_core::job::env`); logs are JSON on stderr, with `progress` lines the plugin follows;
+//! `dr-restore` chart's Job. Settings come from `DR_*` environment variables, read as clap
+//! arguments (`settings.rs`; `dr-job <command> --help` lists them); logs are JSON on stderr, with `progress` lines the plugin follows;
 //! the result is printed on stdout and is also the container's termination message; the exit status is 0
 //! or the failure's kind (`dr_core::failure`: 1 transient, 2 bad input, 3 wrong passphrase,
 //! 4 damaged point, 5 busy, 6 timed out, 7 objects failed), which the restore chart's
 //! `podFailurePolicy` and the plugin read.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+mod settings;
+
+use settings::{BackupArgs, RestoreArgs};
 
 // The static (musl) build: musl's allocator takes one lock for every allocation, which the
 // restore's parallel decrypt, decompress and writes contend on.
@@ -25,25 +29,39 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the DR policy once: back up into a new restore point.
-    Backup,
+    Backup(BackupArgs),
     /// Restore a restore point onto this cluster (the `dr-restore` chart's Job).
-    Restore,
+    Restore(Box<RestoreArgs>),
     /// Copy this cluster's restore points off site, as the DR policy's `replication` says
     /// (the replication CronJob).
-    Replicate,
+    Replicate(BackupArgs),
     /// Check this image works: the format's known-answer test, the CA certificates, FIPS
     /// mode. Prints JSON; exit status 1 when a check fails.
     SelfCheck,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    // An empty variable is an unset one, as the chart renders an unset value (clap would
+    // parse the empty string). Done before the runtime starts threads: changing the
+    // environment is sound only while one thread runs.
+    for (name, value) in std::env::vars_os() {
+        if value.is_empty() && name.to_str().is_some_and(|n| n.starts_with("DR_") || n.starts_with("VAULT_") || n.starts_with("AWS_")) {
+            std::env::remove_var(&name);
+        }
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime").block_on(run())
+}
+
+async fn run() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .json()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DR_LOG").unwrap_or_else(|_| dr_core::default_log_filter("info").into()))
         .init();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(e) => return refused(e).await,
+    };
     match cli.command {
         Command::SelfCheck => {
             let check = dr_core::self_check::run();
@@ -54,12 +72,12 @@ async fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         }
-        Command::Restore => restore().await,
-        Command::Replicate => replicate().await,
-        Command::Backup => {
+        Command::Restore(args) => restore(&args).await,
+        Command::Replicate(args) => replicate(&args).await,
+        Command::Backup(args) => {
             let started = std::time::Instant::now();
-            let result = backup().await;
-            push_backup_metrics(result.as_ref().ok(), started.elapsed().as_secs_f64()).await;
+            let result = backup(&args).await;
+            push_backup_metrics(&args, result.as_ref().ok(), started.elapsed().as_secs_f64()).await;
             match result {
                 Ok(summary) => {
                     let json = serde_json::to_string(&summary).expect("summary serializes");
@@ -84,25 +102,69 @@ fn job_failed(what: &str, e: &anyhow::Error) -> std::process::ExitCode {
     std::process::ExitCode::from(kind.exit_code())
 }
 
-/// The Pushgateway named by `DR_PUSHGATEWAY_URL`, if any.
-fn pushgateway() -> Option<String> {
-    std::env::var(dr_core::job::env::PUSHGATEWAY_URL).ok().filter(|u| !u.is_empty())
+/// The arguments, from the command line and the `DR_*` variables. `--help` names each
+/// argument's variable but never shows its value.
+fn parse() -> Result<Cli, clap::Error> {
+    fn hide_env_values(cmd: clap::Command) -> clap::Command {
+        let cmd = cmd.mut_args(|a| a.hide_env_values(true));
+        let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+        names.into_iter().fold(cmd, |cmd, name| cmd.mut_subcommand(name, hide_env_values))
+    }
+    let matches = hide_env_values(Cli::command()).try_get_matches()?;
+    Cli::from_arg_matches(&matches)
 }
 
-async fn push_backup_metrics(summary: Option<&dr_core::job::BackupSummary>, seconds: f64) {
-    let Some(url) = pushgateway() else { return };
-    let namespace = std::env::var(dr_core::job::env::NAMESPACE).unwrap_or_default();
-    let policy = std::env::var(dr_core::job::env::POLICY).unwrap_or_else(|_| dr_core::catalog::DR_POLICY_NAME.into());
+/// Settings that do not parse (a variable missing or invalid): help and version are printed
+/// as clap prints them; anything else is bad input, reported as the command's own failures
+/// are (the termination message, the exit status). A refused restore is over, so its
+/// cluster-wide grant ends too: another pod would be refused the same way.
+async fn refused(e: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind as Clap;
+    if matches!(e.kind(), Clap::DisplayHelp | Clap::DisplayVersion | Clap::DisplayHelpOnMissingArgumentOrSubcommand) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    // clap's error, up to the usage and the hint meant for a terminal, on one line.
+    let error: Vec<&str> = text.lines().take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information")).map(str::trim).filter(|l| !l.is_empty()).collect();
+    let mut error = error.join(" ").trim_start_matches("error: ").to_owned();
+    // The pod spec sets variables, not flags: name the variable.
+    if let Some(sub) = std::env::args().nth(1).and_then(|name| Cli::command().find_subcommand(&name).cloned()) {
+        for arg in sub.get_arguments() {
+            if let (Some(long), Some(var)) = (arg.get_long(), arg.get_env()) {
+                let value = arg.get_value_names().and_then(|v| v.first()).map(|v| v.to_string()).unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
+                error = error.replace(&format!("--{long} <{value}>"), &var.to_string_lossy());
+            }
+        }
+    }
+    let bad = anyhow::anyhow!("{error}: the Job's pod spec sets these (dr-job <command> --help lists them)");
+    match std::env::args().nth(1).as_deref() {
+        Some("restore") => {
+            dr_core::init_crypto_provider();
+            if let Ok(client) = kube::Config::infer().await.map_err(kube::Error::InferConfig).and_then(dr_core::kube_client) {
+                let binding = std::env::var(dr_core::job::env::RBAC_BINDING).ok().filter(|b| !b.is_empty());
+                end_grant(&client, binding.as_deref(), Some(dr_core::failure::ErrorKind::BadInput)).await;
+            }
+            let outcome = dr_core::restore::RestoreOutcome { error: dr_core::error_text(bad.as_ref()), kind: Some(dr_core::failure::ErrorKind::BadInput), report: None };
+            finish(&outcome)
+        }
+        Some("backup") => job_failed("backup", &bad),
+        Some("replicate") => job_failed("replication", &bad),
+        _ => e.exit(),
+    }
+}
+
+async fn push_backup_metrics(args: &BackupArgs, summary: Option<&dr_core::job::BackupSummary>, seconds: f64) {
+    let Some(url) = &args.common.pushgateway_url else { return };
     let gauges = dr_core::metrics::backup_gauges(summary, seconds);
-    dr_core::metrics::push(&url, "kubectl_dr_backup", &[("namespace", &namespace), ("policy", &policy)], &gauges).await;
+    dr_core::metrics::push(url, "kubectl_dr_backup", &[("namespace", &args.common.namespace), ("policy", &args.policy)], &gauges).await;
 }
 
 /// Copies the points; exit status 7 (incomplete) when a point was not copied or differs at
 /// the destination, as `kubectl dr replicate` does.
-async fn replicate() -> std::process::ExitCode {
+async fn replicate(args: &BackupArgs) -> std::process::ExitCode {
     let result = async {
         dr_core::init_crypto_provider();
-        let settings = dr_core::job::BackupSettings::from_env()?;
+        let settings = args.settings()?;
         let client = dr_core::kube_client(kube::Config::infer().await?)?;
         Ok::<_, anyhow::Error>(dr_core::job::run_replication(&client, &settings).await?)
     }
@@ -124,24 +186,25 @@ async fn replicate() -> std::process::ExitCode {
     }
 }
 
-async fn backup() -> anyhow::Result<dr_core::job::BackupSummary> {
+async fn backup(args: &BackupArgs) -> anyhow::Result<dr_core::job::BackupSummary> {
     dr_core::init_crypto_provider();
-    let settings = dr_core::job::BackupSettings::from_env()?;
+    let settings = args.settings()?;
     // In a pod: the service account; elsewhere: KUBECONFIG.
     let client = dr_core::kube_client(kube::Config::infer().await?)?;
     Ok(dr_core::job::run_backup(&client, &settings).await?)
 }
 
-async fn restore() -> std::process::ExitCode {
+async fn restore(args: &RestoreArgs) -> std::process::ExitCode {
     use dr_core::failure::{kind_of, Classify};
     use dr_core::restore::RestoreOutcome;
     let failed = |error: &(dyn std::error::Error + 'static)| {
         let outcome = RestoreOutcome { error: dr_core::error_text(error), kind: Some(kind_of(error)), report: None };
         finish(&outcome)
     };
-    let settings = dr_core::job::restore_settings_from_env().map_err(anyhow::Error::from).and_then(|s| {
+    let binding = args.rbac_binding.as_deref();
+    let settings = args.settings().and_then(|s| {
         s.check()?;
-        require_fips()?;
+        require_fips(args.require_fips)?;
         Ok(s)
     });
     dr_core::init_crypto_provider();
@@ -152,7 +215,7 @@ async fn restore() -> std::process::ExitCode {
             // Refused before it started (bad input: another pod would refuse too), so the
             // restore is over: end its grant if the cluster can be reached at all.
             if let Ok(client) = client {
-                end_grant(&client, Some(kind_of(e.as_ref()))).await;
+                end_grant(&client, binding, Some(kind_of(e.as_ref()))).await;
             }
             return failed(e.as_ref());
         }
@@ -172,22 +235,22 @@ async fn restore() -> std::process::ExitCode {
         }
     };
     dr_core::restore::job_event(&client, &settings, &outcome).await;
-    if let Some(url) = pushgateway() {
+    if let Some(url) = &args.common.pushgateway_url {
         let gauges = dr_core::metrics::restore_gauges(outcome.kind.is_none(), outcome.report.as_ref(), started.elapsed().as_secs_f64());
-        dr_core::metrics::push(&url, "kubectl_dr_restore", &[("namespace", &settings.namespace), ("release", &settings.holder)], &gauges).await;
+        dr_core::metrics::push(url, "kubectl_dr_restore", &[("namespace", &settings.namespace), ("release", &settings.holder)], &gauges).await;
     }
     // Last, since nothing after it needs the grant.
-    end_grant(&client, outcome.kind).await;
+    end_grant(&client, binding, outcome.kind).await;
     finish(&outcome)
 }
 
 /// Ends the restore's cluster-wide grant (`DR_RBAC_BINDING`, set by the chart for a full
 /// restore) when the restore is over: it succeeded, or failed in a way the Job's next pod
 /// would not fix. A transient failure keeps it for that pod.
-async fn end_grant(client: &kube::Client, failure: Option<dr_core::failure::ErrorKind>) {
-    let Ok(binding) = std::env::var(dr_core::job::env::RBAC_BINDING) else { return };
+async fn end_grant(client: &kube::Client, binding: Option<&str>, failure: Option<dr_core::failure::ErrorKind>) {
+    let Some(binding) = binding else { return };
     if failure.is_none_or(|kind| !kind.retry_in_job()) {
-        dr_core::restore::end_cluster_grant(client, &binding).await;
+        dr_core::restore::end_cluster_grant(client, binding).await;
     }
 }
 
@@ -209,8 +272,7 @@ fn finish(outcome: &dr_core::restore::RestoreOutcome) -> std::process::ExitCode 
 
 /// With `DR_REQUIRE_FIPS=true` (the chart's FIPS values), refuses to run unless the crypto
 /// module reports FIPS mode.
-fn require_fips() -> anyhow::Result<()> {
-    let required = std::env::var(dr_core::job::env::REQUIRE_FIPS).is_ok_and(|v| v == "true");
+fn require_fips(required: bool) -> anyhow::Result<()> {
     let fips = dr_core::format::crypto::fips_mode();
     tracing::info!(fips_mode = fips, "crypto module aws-lc-rs");
     if required && !fips {

@@ -66,7 +66,7 @@ impl StatusKinds {
     }
 }
 
-/// What a restore needs; the Job reads it from `DR_*` variables (`job::restore_settings_from_env`),
+/// What a restore needs; the Job reads it from its `DR_*` variables (`dr-job`'s `settings.rs`),
 /// the plugin's `--dry-run` from its flags.
 #[derive(Clone, Debug)]
 pub struct RestoreSettings {

@@ -1,0 +1,214 @@
+//! The Job's settings: clap arguments, each read from the `DR_*` variable the pod spec sets
+//! (`dr_core::job::env` names them; the DR CronJob and the chart set them), so
+//! `dr-job <command> --help` documents the Job's interface. Every value is checked here,
+//! before the cluster or the location is touched.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{ArgAction, Args};
+use dr_core::catalog::Category;
+use dr_core::job::env;
+use dr_core::passphrase::{ResolveOptions, VaultAuth, VaultConfig, DEFAULT_K8S_AUTH_MOUNT, DEFAULT_SA_TOKEN_PATH};
+use dr_core::resources::FILE_LOCATION_MOUNT;
+use dr_core::restore::{RestoreSettings, StatusKinds, DEFAULT_CONCURRENCY, DEFAULT_QPS};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+/// What every run needs: its namespace, where a file location is mounted, how to reach the
+/// passphrase sources outside the cluster, and where to push metrics.
+#[derive(Args, Debug)]
+pub struct Common {
+    /// The DR namespace (the pod's own, through the downward API).
+    #[arg(long, env = env::NAMESPACE)]
+    pub namespace: String,
+    /// Where a file profile's volume is mounted.
+    #[arg(long, env = env::LOCATION_MOUNT, default_value = FILE_LOCATION_MOUNT)]
+    pub location_mount: PathBuf,
+    /// A Prometheus Pushgateway to push the run's metrics to; unset: nothing is pushed.
+    #[arg(long, env = env::PUSHGATEWAY_URL)]
+    pub pushgateway_url: Option<String>,
+    #[command(flatten)]
+    pub vault: Vault,
+    /// Endpoint override for AWS Secrets Manager.
+    #[arg(long, env = env::AWS_SECRETS_ENDPOINT)]
+    pub aws_secrets_endpoint: Option<String>,
+}
+
+/// Vault, when the passphrase is there (`vault.enabled`).
+#[derive(Args, Debug)]
+pub struct Vault {
+    /// Vault's address.
+    #[arg(long, env = env::VAULT_ADDRESS)]
+    pub vault_address: Option<String>,
+    /// Token auth: a file holding the token (the mounted `vault_token` key of `vault.secretName`).
+    #[arg(long, env = env::VAULT_TOKEN_FILE)]
+    pub vault_token_file: Option<PathBuf>,
+    /// Kubernetes auth: the role (`vault.role`); token auth when unset.
+    #[arg(long, env = env::VAULT_ROLE)]
+    pub vault_role: Option<String>,
+    /// Kubernetes auth: the service-account token to log in with.
+    #[arg(long, env = env::VAULT_SA_TOKEN_PATH, default_value = DEFAULT_SA_TOKEN_PATH)]
+    pub vault_sa_token_path: PathBuf,
+    /// Kubernetes auth: the auth method's mount.
+    #[arg(long, env = env::VAULT_AUTH_MOUNT, default_value = DEFAULT_K8S_AUTH_MOUNT)]
+    pub vault_auth_mount: String,
+    /// PEM file with the CA that signed Vault's certificate (the mounted `vault.caBundle`).
+    #[arg(long, env = env::VAULT_CA_BUNDLE)]
+    pub vault_ca_bundle: Option<PathBuf>,
+    /// Vault Enterprise namespace.
+    #[arg(long, env = "VAULT_NAMESPACE")]
+    pub vault_namespace: Option<String>,
+}
+
+/// `dr-job backup` and `dr-job replicate`: the DR policy to run.
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The DR policy.
+    #[arg(long, env = env::POLICY, default_value = dr_core::catalog::DR_POLICY_NAME)]
+    pub policy: String,
+}
+
+/// `dr-job restore`: one setting per value of the `dr-restore` chart.
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// `sourceClusterID`: the UID of the source cluster's `default` namespace.
+    #[arg(long, env = env::SOURCE_CLUSTER_ID)]
+    pub source_cluster_id: String,
+    /// `profile.name`: the location profile the source cluster wrote to.
+    #[arg(long, env = env::PROFILE)]
+    pub profile: String,
+    /// `pointInTime` (RFC3339); unset: the newest complete point.
+    #[arg(long, env = env::POINT_IN_TIME, value_parser = point_in_time)]
+    pub point_in_time: Option<OffsetDateTime>,
+    /// `skipResource`: a comma list of categories left out.
+    #[arg(long, env = env::SKIP_RESOURCE, value_parser = categories)]
+    pub skip_resource: Option<BTreeSet<Category>>,
+    /// `restore.timeout`, in minutes.
+    #[arg(long, env = env::RESTORE_TIMEOUT_MINUTES, default_value_t = 30)]
+    pub restore_timeout_minutes: u64,
+    /// `restore.status`: kinds whose status is written back (`all`, or a comma list).
+    #[arg(long, env = env::RESTORE_STATUS, value_parser = status_kinds)]
+    pub restore_status: Option<StatusKinds>,
+    /// The restore controls (`select`, `mapping`, `resourceModifiers`, `existing`) as one
+    /// JSON object, exactly the chart's values.
+    #[arg(long, env = env::RESTORE_CONTROLS, value_parser = controls)]
+    pub restore_controls: Option<dr_core::restore::RestoreControls>,
+    /// `quickMode.enabled`.
+    #[arg(long, env = env::QUICK_MODE, action = ArgAction::Set, default_value_t = false, value_parser = true_or_false)]
+    pub quick_mode: bool,
+    /// `quickMode.overrideResources`.
+    #[arg(long, env = env::OVERRIDE_RESOURCES, action = ArgAction::Set, default_value_t = false, value_parser = true_or_false)]
+    pub override_resources: bool,
+    /// `restore.concurrency`: objects written at once.
+    #[arg(long, env = env::RESTORE_CONCURRENCY, default_value_t = DEFAULT_CONCURRENCY)]
+    pub restore_concurrency: usize,
+    /// `restore.qps`: the restore's own request rate limit.
+    #[arg(long, env = env::RESTORE_QPS, default_value_t = DEFAULT_QPS)]
+    pub restore_qps: u32,
+    /// Who holds the restore Lease (the Job's name), so a new pod of the same Job may take
+    /// over; unset: the pod's host name.
+    #[arg(long, env = env::RESTORE_HOLDER)]
+    pub restore_holder: Option<String>,
+    /// `fips.enabled`: refuse to run unless the crypto module is in FIPS mode.
+    #[arg(long, env = env::REQUIRE_FIPS, action = ArgAction::Set, default_value_t = false, value_parser = true_or_false)]
+    pub require_fips: bool,
+    /// The restore's cluster-wide ClusterRoleBinding, deleted when the restore is over.
+    #[arg(long, env = env::RBAC_BINDING)]
+    pub rbac_binding: Option<String>,
+}
+
+fn point_in_time(v: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(v, &Rfc3339).map_err(|e| format!("pointInTime must be RFC3339, like 2022-01-02T15:04:05Z ({e})"))
+}
+
+fn categories(v: &str) -> Result<BTreeSet<Category>, String> {
+    dr_core::catalog::parse_categories(v).map_err(|e| e.to_string())
+}
+
+fn status_kinds(v: &str) -> Result<StatusKinds, String> {
+    StatusKinds::parse(v)
+}
+
+fn controls(v: &str) -> Result<dr_core::restore::RestoreControls, String> {
+    serde_json::from_str(v).map_err(|e| e.to_string())
+}
+
+fn true_or_false(v: &str) -> Result<bool, String> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("use true or false".into()),
+    }
+}
+
+impl Common {
+    /// How the job reaches the passphrase sources that are not in the cluster. A token file
+    /// is read now, so a missing one fails before anything else.
+    pub fn resolve_options(&self) -> anyhow::Result<ResolveOptions> {
+        let v = &self.vault;
+        let vault = match &v.vault_address {
+            None => None,
+            Some(address) => {
+                let auth = match (&v.vault_role, &v.vault_token_file) {
+                    (Some(role), _) => VaultAuth::Kubernetes { role: role.clone(), token_path: v.vault_sa_token_path.clone(), mount: v.vault_auth_mount.clone() },
+                    (None, Some(path)) => {
+                        let token = std::fs::read_to_string(path).with_context(|| format!("cannot read the Vault token file {}", path.display()))?;
+                        VaultAuth::Token(Zeroizing::new(token.trim().to_owned()))
+                    }
+                    (None, None) => anyhow::bail!("{} is set but neither {} nor {} is: the job's pod spec must set one", env::VAULT_ADDRESS, env::VAULT_ROLE, env::VAULT_TOKEN_FILE),
+                };
+                Some(VaultConfig { address: address.clone(), auth, namespace: v.vault_namespace.clone(), ca_bundle: v.vault_ca_bundle.clone() })
+            }
+        };
+        Ok(ResolveOptions { vault, aws_endpoint: self.aws_secrets_endpoint.clone() })
+    }
+}
+
+impl BackupArgs {
+    pub fn settings(&self) -> anyhow::Result<dr_core::job::BackupSettings> {
+        Ok(dr_core::job::BackupSettings {
+            namespace: self.common.namespace.clone(),
+            policy: self.policy.clone(),
+            location_mount: Some(self.common.location_mount.clone()),
+            resolve: self.common.resolve_options()?,
+        })
+    }
+}
+
+impl RestoreArgs {
+    pub fn settings(&self) -> anyhow::Result<RestoreSettings> {
+        let mut s = RestoreSettings::new(&self.common.namespace, &self.source_cluster_id, &self.profile);
+        s.point_in_time = self.point_in_time;
+        if let Some(skip) = &self.skip_resource {
+            s.skip = skip.clone();
+        }
+        // Saturating, so a huge value cannot wrap into a short one: `RestoreSettings::check`
+        // refuses anything over the maximum.
+        s.timeout = std::time::Duration::from_secs(self.restore_timeout_minutes.saturating_mul(60));
+        if let Some(kinds) = &self.restore_status {
+            s.restore_status = kinds.clone();
+        }
+        if let Some(controls) = &self.restore_controls {
+            s.controls = controls.clone();
+        }
+        s.quick_mode = self.quick_mode;
+        s.override_resources = self.override_resources;
+        s.concurrency = self.restore_concurrency;
+        s.qps = self.restore_qps;
+        s.holder = self
+            .restore_holder
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| "dr-restore".into());
+        s.location_mount = Some(self.common.location_mount.clone());
+        s.resolve = self.common.resolve_options()?;
+        Ok(s)
+    }
+}
