@@ -178,6 +178,7 @@ impl Classify for crate::resources::ResourceError {
         use crate::resources::ResourceError as E;
         match self {
             E::Passphrase(e) => e.kind(),
+            E::Location(e) => e.kind(),
             E::Api { source, .. } => source.kind(),
             _ => ErrorKind::BadInput,
         }

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::backup::{self, BackupError, BackupReport};
 use crate::ownership::{self, OwnershipError};
-use crate::location::{Location, LocationError};
+use crate::location::LocationError;
 use crate::passphrase::ResolveOptions;
 use crate::point;
 use crate::resources::{self, Policy, PolicyCondition, ResourceError, RunRecord};
@@ -185,9 +185,7 @@ async fn backup_once(client: &Client, settings: &BackupSettings) -> Result<Backu
     let policy = read_policy(client, settings).await?;
     // Refuse before touching the location or the passphrase source.
     ownership::ensure_owner(client, &settings.namespace).await?;
-    let profile = resources::get_profile(client, &settings.namespace, &policy.spec.profile).await?;
-    let config = resources::location_config(client, &settings.namespace, &profile, settings.location_mount.as_deref()).await?;
-    let location = Location::connect(&config).await?;
+    let location = resources::connect_profile(client, &settings.namespace, &policy.spec.profile, settings.location_mount.as_deref()).await?;
     location.check_writable().await?;
     let source = resources::dr_secret_source(client, &settings.namespace).await?;
     let passphrase = source.resolve(&settings.resolve).await.map_err(ResourceError::from)?;
@@ -222,9 +220,7 @@ pub async fn run_replication(client: &Client, settings: &BackupSettings) -> Resu
     let mut locations = Vec::new();
     let check = replication.verify_with.as_ref().unwrap_or(&replication.to);
     for (name, mount) in [(&policy.spec.profile, settings.location_mount.as_deref()), (&replication.to, None), (check, None)] {
-        let profile = resources::get_profile(client, &settings.namespace, name).await?;
-        let config = resources::location_config(client, &settings.namespace, &profile, mount).await?;
-        locations.push(Location::connect(&config).await?);
+        locations.push(resources::connect_profile(client, &settings.namespace, name, mount).await?);
     }
     let cluster_id = ownership::cluster_id(client).await?;
     tracing::info!(cluster_id = %cluster_id, from = %locations[0].describe(), to = %locations[1].describe(), "replicating");

@@ -536,3 +536,48 @@ async fn a_forged_newest_point_stops_the_restore_and_names_the_point_to_use() {
     let report = restore(&target, &values(&cluster_id, json!({"pointInTime": at})), loc.path()).report();
     assert_eq!(report["restorePoint"], point_id.as_str());
 }
+
+/// The Job's settings are clap arguments read from `DR_*` variables: one that does not parse
+/// refuses the restore as bad input before anything is read or written, names the variable
+/// (not a flag the pod spec never sets), ends the restore's cluster-wide grant, and an empty
+/// variable counts as unset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_that_do_not_parse_refuse_the_restore_and_name_the_variable() {
+    let target = target_cluster(raw_secret(PASS)).await;
+    let binding = "k10-restore-kasten-io";
+    target.seed(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": binding},
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"}, "subjects": []}));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    target.write_kubeconfig(&kubeconfig, NS);
+    let termination = dir.path().join("termination-log");
+    let run = |extra: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(common::support::workspace_binary("dr-job"));
+        cmd.arg("restore")
+            .env_clear()
+            .env("KUBECONFIG", &kubeconfig)
+            .env("DR_TERMINATION_LOG", &termination)
+            .env("DR_NAMESPACE", NS)
+            .env("DR_SOURCE_CLUSTER_ID", "00000000-0000-0000-0000-000000000000")
+            .env("DR_PROFILE", "offsite")
+            // Empty: unset, as the chart renders an unset value.
+            .env("DR_POINT_IN_TIME", "")
+            .env("DR_RBAC_BINDING", binding);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), std::fs::read_to_string(&termination).unwrap_or_default())
+    };
+    let (code, message) = run(&[("DR_QUICK_MODE", "maybe")]);
+    assert_eq!(code, Some(i32::from(ErrorKind::BadInput.exit_code())), "{message}");
+    let outcome = RestoreOutcome::parse(&message);
+    assert_eq!(outcome.kind, Some(ErrorKind::BadInput), "{message}");
+    assert!(outcome.error.contains("DR_QUICK_MODE") && outcome.error.contains("use true or false") && !outcome.error.contains("--quick-mode"), "{message}");
+    assert!(find(&target, "rbac.authorization.k8s.io", "clusterrolebindings", "", binding).is_none(), "a refused restore ends its grant");
+    assert!(find(&target, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").is_none(), "nothing was written");
+
+    let (code, message) = run(&[("DR_SOURCE_CLUSTER_ID", "")]);
+    assert_eq!(code, Some(i32::from(ErrorKind::BadInput.exit_code())), "{message}");
+    assert!(message.contains("DR_SOURCE_CLUSTER_ID"), "an empty variable is a missing one: {message}");
+}

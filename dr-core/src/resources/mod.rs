@@ -12,7 +12,7 @@ use kube::{Api, Client, CustomResourceExt};
 use zeroize::Zeroizing;
 
 use crate::catalog::DR_SECRET_NAME;
-use crate::location::{CaBundle, LocationConfig, S3Config, StaticCredentials};
+use crate::location::{CaBundle, Location, LocationConfig, LocationError, S3Config, StaticCredentials};
 use crate::passphrase::{PassphraseError, PassphraseSource};
 
 mod policy;
@@ -55,6 +55,8 @@ pub enum ResourceError {
     CaBundle { profile: String, config_map: String, namespace: String, problem: String },
     #[error(transparent)]
     Passphrase(#[from] PassphraseError),
+    #[error(transparent)]
+    Location(#[from] LocationError),
     #[error("reading {what} failed: {source}")]
     Api { what: String, source: kube::Error },
 }
@@ -138,6 +140,14 @@ pub async fn profile_ca_bundle(client: &Client, namespace: &str, profile: &Profi
     let from = format!("configmap/{name}");
     crate::tls::certificates_in(&pem, &from).map_err(|e| problem(format!("is not usable ({e})")))?;
     Ok(Some(CaBundle::Pem { from, pem }))
+}
+
+/// The location profile `name` names, connected: the one way from a profile's name to a
+/// [`Location`] (nothing is sent yet; [`Location::validate`] checks reachability).
+pub async fn connect_profile(client: &Client, namespace: &str, name: &str, mount: Option<&Path>) -> Result<Location, ResourceError> {
+    let profile = get_profile(client, namespace, name).await?;
+    let config = location_config(client, namespace, &profile, mount).await?;
+    Ok(Location::connect(&config).await?)
 }
 
 /// The location a profile describes. `mount` is where a file profile's volume is mounted

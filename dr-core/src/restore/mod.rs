@@ -154,9 +154,7 @@ pub struct OpenedPoint {
 /// Opens the point `settings` select (profile, source cluster, `pointInTime`), with the
 /// passphrase from `settings` or else `k10-dr-secret`: the restore and drills open points so.
 pub async fn open_point(client: &Client, settings: &RestoreSettings) -> Result<OpenedPoint, RestoreError> {
-    let profile = resources::get_profile(client, &settings.namespace, &settings.profile).await?;
-    let config = resources::location_config(client, &settings.namespace, &profile, settings.location_mount.as_deref()).await?;
-    let location = Location::connect(&config).await?;
+    let location = resources::connect_profile(client, &settings.namespace, &settings.profile, settings.location_mount.as_deref()).await?;
     let which = settings.point_in_time.map_or(point::Which::Newest, point::Which::AtOrBefore);
     let chosen = point::choose(&location, &settings.source_cluster_id, which).await?;
     let source = match &settings.passphrase_source {

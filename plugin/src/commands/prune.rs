@@ -3,7 +3,6 @@
 
 use anyhow::{Context, Result};
 use dr_core::catalog::DR_POLICY_NAME;
-use dr_core::location::Location;
 use dr_core::point::Unlocker;
 use dr_core::resources::{self, Policy};
 use dr_core::retention::{self, Pruned};
@@ -25,8 +24,7 @@ pub async fn run(global: &GlobalArgs, args: &PruneArgs) -> Result<ExitStatus> {
     let location = if args.location.path.is_some() || args.location.s3_bucket.is_some() {
         input::location(&args.location, false).await?
     } else {
-        let profile = resources::get_profile(&client, ns, &policy.spec.profile).await?;
-        Location::connect(&resources::location_config(&client, ns, &profile, None).await?).await?
+        resources::connect_profile(&client, ns, &policy.spec.profile, None).await?
     };
     let cluster_id = dr_core::ownership::cluster_id(&client).await?;
     // The passphrase: from --passphrase-file when given, otherwise as the backups get it,

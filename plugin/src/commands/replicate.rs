@@ -2,7 +2,6 @@
 //! they are (`dr_core::replicate`).
 
 use anyhow::Result;
-use dr_core::location::Location;
 use dr_core::replicate::{self, PointCopy};
 use dr_core::resources;
 
@@ -17,9 +16,7 @@ pub async fn run(global: &GlobalArgs, args: &ReplicateArgs) -> Result<ExitStatus
     let mut locations = Vec::new();
     let check = args.verify_with.as_ref().unwrap_or(&args.to);
     for (name, path) in [(&args.from, &args.from_path), (&args.to, &args.to_path), (check, &args.to_path)] {
-        let profile = resources::get_profile(&client, ns, name).await?;
-        let config = resources::location_config(&client, ns, &profile, path.as_deref()).await?;
-        locations.push(Location::connect(&config).await?);
+        locations.push(resources::connect_profile(&client, ns, name, path.as_deref()).await?);
     }
     let (from, to, check) = (&locations[0], &locations[1], &locations[2]);
     let report = replicate::replicate(from, to, check, &args.cluster_id, args.point.as_deref()).await?;
