@@ -128,7 +128,8 @@ async fn refused(e: clap::Error) -> std::process::ExitCode {
     let error: Vec<&str> = text.lines().take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information")).map(str::trim).filter(|l| !l.is_empty()).collect();
     let mut error = error.join(" ").trim_start_matches("error: ").to_owned();
     // The pod spec sets variables, not flags: name the variable.
-    if let Some(sub) = std::env::args().nth(1).and_then(|name| Cli::command().find_subcommand(&name).cloned()) {
+    let command = std::env::args().nth(1);
+    if let Some(sub) = command.as_deref().and_then(|name| Cli::command().find_subcommand(name).cloned()) {
         for arg in sub.get_arguments() {
             if let (Some(long), Some(var)) = (arg.get_long(), arg.get_env()) {
                 let value = arg.get_value_names().and_then(|v| v.first()).map(|v| v.to_string()).unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
@@ -137,20 +138,31 @@ async fn refused(e: clap::Error) -> std::process::ExitCode {
         }
     }
     let bad = anyhow::anyhow!("{error}: the Job's pod spec sets these (dr-job <command> --help lists them)");
-    match std::env::args().nth(1).as_deref() {
+    match command.as_deref() {
         Some("restore") => {
-            dr_core::init_crypto_provider();
-            if let Ok(client) = kube::Config::infer().await.map_err(kube::Error::InferConfig).and_then(dr_core::kube_client) {
-                let binding = std::env::var(dr_core::job::env::RBAC_BINDING).ok().filter(|b| !b.is_empty());
-                end_grant(&client, binding.as_deref(), Some(dr_core::failure::ErrorKind::BadInput)).await;
-            }
-            let outcome = dr_core::restore::RestoreOutcome { error: dr_core::error_text(bad.as_ref()), kind: Some(dr_core::failure::ErrorKind::BadInput), report: None };
-            finish(&outcome)
+            let binding = std::env::var(dr_core::job::env::RBAC_BINDING).ok().filter(|b| !b.is_empty());
+            refuse_restore(cluster_client().await.as_ref().ok(), binding.as_deref(), bad.as_ref()).await
         }
         Some("backup") => job_failed("backup", &bad),
         Some("replicate") => job_failed("replication", &bad),
         _ => e.exit(),
     }
+}
+
+/// In a pod: the service account; elsewhere: KUBECONFIG.
+async fn cluster_client() -> Result<kube::Client, kube::Error> {
+    kube::Config::infer().await.map_err(kube::Error::InferConfig).and_then(dr_core::kube_client)
+}
+
+/// A restore that did not start: reported with its kind. Refused settings are bad input
+/// (another pod would refuse too), so the restore is over and its grant ends, when `client`
+/// can reach the cluster at all.
+async fn refuse_restore(client: Option<&kube::Client>, binding: Option<&str>, error: &(dyn std::error::Error + 'static)) -> std::process::ExitCode {
+    let kind = dr_core::failure::kind_of(error);
+    if let Some(client) = client {
+        end_grant(client, binding, Some(kind)).await;
+    }
+    finish(&dr_core::restore::RestoreOutcome { error: dr_core::error_text(error), kind: Some(kind), report: None })
 }
 
 async fn push_backup_metrics(args: &BackupArgs, summary: Option<&dr_core::job::BackupSummary>, seconds: f64) {
@@ -195,31 +207,19 @@ async fn backup(args: &BackupArgs) -> anyhow::Result<dr_core::job::BackupSummary
 }
 
 async fn restore(args: &RestoreArgs) -> std::process::ExitCode {
-    use dr_core::failure::{kind_of, Classify};
+    use dr_core::failure::Classify;
     use dr_core::restore::RestoreOutcome;
-    let failed = |error: &(dyn std::error::Error + 'static)| {
-        let outcome = RestoreOutcome { error: dr_core::error_text(error), kind: Some(kind_of(error)), report: None };
-        finish(&outcome)
-    };
     let binding = args.rbac_binding.as_deref();
     let settings = args.settings().and_then(|s| {
         s.check()?;
         require_fips(args.require_fips)?;
         Ok(s)
     });
-    dr_core::init_crypto_provider();
-    let client = kube::Config::infer().await.map_err(kube::Error::InferConfig).and_then(dr_core::kube_client);
+    let client = cluster_client().await;
     let (settings, client) = match (settings, client) {
         (Ok(s), Ok(c)) => (s, c),
-        (Err(e), client) => {
-            // Refused before it started (bad input: another pod would refuse too), so the
-            // restore is over: end its grant if the cluster can be reached at all.
-            if let Ok(client) = client {
-                end_grant(&client, binding, Some(kind_of(e.as_ref()))).await;
-            }
-            return failed(e.as_ref());
-        }
-        (Ok(_), Err(e)) => return failed(&e),
+        (Err(e), client) => return refuse_restore(client.as_ref().ok(), binding, e.as_ref()).await,
+        (Ok(_), Err(e)) => return refuse_restore(None, binding, &e).await,
     };
     let started = std::time::Instant::now();
     let outcome = match dr_core::restore::run_restore(&client, &settings).await {

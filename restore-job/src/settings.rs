@@ -159,7 +159,8 @@ impl Common {
                 let auth = match (&v.vault_role, &v.vault_token_file) {
                     (Some(role), _) => VaultAuth::Kubernetes { role: role.clone(), token_path: v.vault_sa_token_path.clone(), mount: v.vault_auth_mount.clone() },
                     (None, Some(path)) => {
-                        let token = std::fs::read_to_string(path).with_context(|| format!("cannot read the Vault token file {}", path.display()))?;
+                        // Wiped after use, like the trimmed copy the login keeps.
+                        let token = Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("cannot read the Vault token file {}", path.display()))?);
                         VaultAuth::Token(Zeroizing::new(token.trim().to_owned()))
                     }
                     (None, None) => anyhow::bail!("{} is set but neither {} nor {} is: the job's pod spec must set one", env::VAULT_ADDRESS, env::VAULT_ROLE, env::VAULT_TOKEN_FILE),

@@ -155,7 +155,7 @@ pub struct OpenedPoint {
 /// passphrase from `settings` or else `k10-dr-secret`: the restore and drills open points so.
 pub async fn open_point(client: &Client, settings: &RestoreSettings) -> Result<OpenedPoint, RestoreError> {
     let location = resources::connect_profile(client, &settings.namespace, &settings.profile, settings.location_mount.as_deref()).await?;
-    let which = settings.point_in_time.map_or(point::Which::Newest, point::Which::AtOrBefore);
+    let which = point::Which::from_args(None, settings.point_in_time);
     let chosen = point::choose(&location, &settings.source_cluster_id, which).await?;
     let source = match &settings.passphrase_source {
         Some(source) => source.clone(),

@@ -212,7 +212,7 @@ async fn check_point(
         Err(e) => return Err(e.into()),
     };
     let location = Location::connect(&config).await?;
-    let chosen = point::choose(&location, &args.cluster_id, at.map_or(point::Which::Newest, point::Which::AtOrBefore)).await?;
+    let chosen = point::choose(&location, &args.cluster_id, point::Which::from_args(None, at)).await?;
     eprintln!("restore point {} at {}", chosen.point.id, location.describe());
     let passphrase = match source {
         PassphraseSource::Raw(p) => p.clone(),
