@@ -24,16 +24,17 @@ pub const FILES: &[(&str, &str)] = chart_files!(
     "templates/serviceaccount.yaml",
 );
 
-/// The chart's default `image.repository` in the source tree.
-const SOURCE_REPOSITORY_LINE: &str = "  repository: localhost/kubectl-dr/dr-job\n";
 
 /// The chart's files as this build ships them: `values.yaml` names the job image repository
 /// this build was made for (`crate::release`), as `scripts/dist` writes it into the packaged chart.
 pub fn files() -> impl Iterator<Item = (&'static str, std::borrow::Cow<'static, str>)> {
     FILES.iter().map(|(path, text)| {
         let text = if *path == "values.yaml" {
-            assert!(text.contains(SOURCE_REPOSITORY_LINE), "values.yaml names the image repository on one line");
-            text.replace(SOURCE_REPOSITORY_LINE, &format!("  repository: {}\n", crate::release::IMAGE_REPOSITORY)).into()
+            // values.yaml is generated from dr_core::restore::chart, which names the source
+            // tree's repository on one line.
+            let source_line = format!("  repository: {}\n", dr_core::restore::chart::SOURCE_IMAGE_REPOSITORY);
+            assert!(text.contains(&source_line), "values.yaml names the image repository on one line");
+            text.replace(&source_line, &format!("  repository: {}\n", crate::release::IMAGE_REPOSITORY)).into()
         } else {
             (*text).into()
         };

@@ -15,7 +15,7 @@ use super::select::{Select, Selection};
 
 /// What a restore does with an object the target already has (not one an earlier run of this
 /// restore wrote).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Existing {
     /// Leave it as it is (the report says whether it equals the point).
@@ -35,10 +35,13 @@ impl Existing {
     }
 }
 
-/// `resourceModifiers`: the ConfigMap (in the DR namespace) holding the rules.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+/// Rewrites applied to objects before they are written (`resourceModifiers`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct ModifiersRef {
+    /// A ConfigMap in the release namespace with rules (key rules.yaml: JSON patches and regex
+    /// substitutions per kind/namespace/name), checked before anything is written.
+    #[schemars(pattern(super::chart::patterns::NAME_OR_EMPTY))]
     pub config_map: String,
 }
 

@@ -16,19 +16,27 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::chart::patterns::{KIND, LABEL, NAME, REGISTRY};
 use super::select::{is_dns_label, names_kind};
 
-/// The chart's `mapping` values.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+/// The chart's `mapping` values. (The field comments are the chart's documentation:
+/// `restore::chart` generates values.yaml and its schema from them.)
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Mapping {
-    /// Source namespace → target namespace.
+    /// source: target. Every reference the product knows moves too (binding subjects, PV
+    /// claimRefs, webhook and APIService services); see hostNameKinds for host names.
+    #[schemars(extend("propertyNames" = {"pattern": LABEL}, "additionalProperties" = {"type": "string", "pattern": LABEL}))]
     pub namespaces: BTreeMap<String, String>,
-    /// Source StorageClass → target StorageClass (PVCs, StatefulSet claim templates, PVs).
+    /// source: target, for PVCs, StatefulSet claim templates and PVs.
+    #[schemars(extend("propertyNames" = {"pattern": NAME}, "additionalProperties" = {"type": "string", "pattern": NAME}))]
     pub storage_classes: BTreeMap<String, String>,
-    /// Source registry (or registry/path prefix) → target, in every pod template's images.
+    /// source registry (or registry/path): target, in every pod template's images.
+    #[schemars(extend("propertyNames" = {"pattern": REGISTRY}, "additionalProperties" = {"type": "string", "pattern": REGISTRY}))]
     pub image_registries: BTreeMap<String, String>,
-    /// Kinds whose strings get `<svc>.<old>.svc` host names rewritten (`ConfigMap`, `Deployment.apps`).
+    /// Kinds in whose strings <service>.<namespace>.svc[.cluster.local] host names follow the
+    /// namespace mapping (ConfigMap, Deployment.apps, ...).
+    #[schemars(inner(pattern(KIND)))]
     pub host_name_kinds: Vec<String>,
 }
 

@@ -19,6 +19,7 @@
 //! The result is one typed value (`report`), written by the Job and read by the plugin.
 
 mod apply;
+pub mod chart;
 pub mod controls;
 pub mod convert;
 mod lease;

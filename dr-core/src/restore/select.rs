@@ -12,20 +12,32 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::chart::patterns::{KIND, LABEL, OBJECT, SELECTOR};
 use crate::catalog::Entry;
 
-/// The chart's `select` values, as they are given.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+/// The chart's `select` values, as they are given. (The field comments are the chart's
+/// documentation: `restore::chart` generates values.yaml and its schema from them.)
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Select {
+    /// Namespaces whose objects (and the Namespaces themselves) come back; empty: all.
+    #[schemars(inner(pattern(LABEL)))]
     pub include_namespaces: Vec<String>,
+    /// Namespaces whose objects do not come back.
+    #[schemars(inner(pattern(LABEL)))]
     pub exclude_namespaces: Vec<String>,
-    /// `Kind`, `Kind.group`, `plural` or `plural.group`, without case.
+    /// Kinds that come back: Kind (Deployment), Kind.group (Deployment.apps), plural or
+    /// plural.group (deployments.apps), without case; empty: all.
+    #[schemars(inner(pattern(KIND)))]
     pub include_kinds: Vec<String>,
+    /// Kinds that do not come back, named as in includeKinds.
+    #[schemars(inner(pattern(KIND)))]
     pub exclude_kinds: Vec<String>,
-    /// A label selector, as kubectl takes it: `app=web,tier in (front,back),!legacy`.
+    /// A label selector, as kubectl takes it: "app=web,tier in (front,back),!legacy".
+    #[schemars(pattern(SELECTOR))]
     pub selector: String,
-    /// `KIND/NAMESPACE/NAME`, or `KIND/NAME` for a cluster-scoped object.
+    /// One object each: KIND/NAMESPACE/NAME, or KIND/NAME for a cluster-scoped object.
+    #[schemars(inner(pattern(OBJECT)))]
     pub objects: Vec<String>,
 }
 

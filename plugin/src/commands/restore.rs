@@ -12,6 +12,7 @@ use dr_core::location::Location;
 use dr_core::passphrase::PassphraseSource;
 use dr_core::point::{self, Unlocker};
 use dr_core::resources::{self, ResourceError};
+use dr_core::restore::chart::{ChartValues, PullSecret, RbacResource};
 use dr_core::restore::{self, RestoreReport, RestoreSettings};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -62,22 +63,18 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     let source = input::passphrase_source(&args.passphrase, false)?;
     let manifest = check_point(&client, ns, &profile, args, settings.point_in_time, &source).await?;
 
-    let mut values = chart_values(args, &profile);
-    let controls = serde_json::to_value(&settings.controls).expect("controls serialize");
-    let defaults = serde_json::to_value(restore::RestoreControls::default()).expect("controls serialize");
-    for key in ["select", "mapping", "resourceModifiers", "existing"] {
-        if controls[key] != defaults[key] {
-            values[key] = controls[key].clone();
-        }
-    }
+    let mut chart = chart_values(args, &profile, &settings.controls);
     if !args.quick_mode {
         match manifest.as_ref().and_then(rbac_resources) {
-            Some(resources) => values["rbac"] = json!({"resources": resources}),
+            Some(resources) => chart.rbac.resources = resources,
             None => eprintln!(
                 "note: the point's resources are not known here (the manifest was not opened, or the point predates their record): the restore Job may write every resource until it ends"
             ),
         }
     }
+    // Only what differs from the chart's defaults, so values-fips.yaml and values-hardened.yaml
+    // (passed before it) keep what they set.
+    let values = chart.overrides();
     if args.dry_run || args.preflight {
         settings.dry_run = true;
         settings.preflight = true;
@@ -188,8 +185,8 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
 }
 
 /// The chart's `rbac.resources` for a point (`restore::written_resources`).
-fn rbac_resources(manifest: &point::Manifest) -> Option<Vec<Value>> {
-    Some(restore::written_resources(manifest)?.into_iter().map(|(group, resource)| json!({"group": group, "resource": resource})).collect())
+fn rbac_resources(manifest: &point::Manifest) -> Option<Vec<RbacResource>> {
+    Some(restore::written_resources(manifest)?.into_iter().map(|(group, resource)| RbacResource { group, resource }).collect())
 }
 
 /// Finds the point the Job will restore, and, when the passphrase resolves from here, opens
@@ -232,76 +229,55 @@ async fn check_point(
     Ok(Some(manifest))
 }
 
-/// The chart's values for the flags. The passphrase is never among them.
-fn chart_values(args: &RestoreArgs, profile: &resources::Profile) -> Value {
-    let mut v = json!({
-        "sourceClusterID": args.cluster_id,
-        "profile": {"name": args.profile},
-        "restore": {"timeout": args.timeout.as_secs() / 60},
-        "quickMode": {"enabled": args.quick_mode, "overrideResources": args.override_resources},
-    });
-    if let Some(t) = &args.point_in_time {
-        v["pointInTime"] = json!(t);
-    }
-    if !args.restore_status.is_empty() {
-        v["restore"]["status"] = json!(args.restore_status);
-    }
-    if !args.skip_resource.is_empty() {
-        v["skipResource"] = json!(args.skip_resource.replace("\\,", ","));
-    }
+/// The chart's values for the flags and the checked controls. The passphrase is never among them.
+fn chart_values(args: &RestoreArgs, profile: &resources::Profile, controls: &restore::RestoreControls) -> ChartValues {
+    let mut v = ChartValues { source_cluster_id: args.cluster_id.clone(), ..Default::default() };
+    v.profile.name = args.profile.clone();
+    v.restore.timeout = u32::try_from(args.timeout.as_secs() / 60).unwrap_or(u32::MAX);
+    v.restore.status = args.restore_status.clone();
+    v.quick_mode.enabled = args.quick_mode;
+    v.quick_mode.override_resources = args.override_resources;
+    v.point_in_time = args.point_in_time.clone().unwrap_or_default();
+    v.skip_resource = args.skip_resource.replace("\\,", ",");
+    v.set_controls(controls.clone());
     if let Some(file) = &profile.spec.file {
-        v["fileProfile"] = json!({"claimName": file.claim_name});
+        v.file_profile.claim_name = file.claim_name.clone();
     }
     let p = &args.passphrase;
     if p.passphrase_source == SourceKind::Vault {
-        let mut vault = json!({"enabled": true, "address": p.vault_address});
+        v.vault.enabled = true;
+        v.vault.address = p.vault_address.clone().unwrap_or_default();
         if let Some(role) = &p.vault_role {
-            vault["role"] = json!(role);
-            vault["authMount"] = json!(p.vault_auth_mount);
+            v.vault.role = role.clone();
+            v.vault.auth_mount = p.vault_auth_mount.clone();
             if p.vault_sa_token_path.as_os_str() != dr_core::passphrase::DEFAULT_SA_TOKEN_PATH {
-                vault["serviceAccountTokenPath"] = json!(p.vault_sa_token_path);
+                v.vault.service_account_token_path = p.vault_sa_token_path.display().to_string();
             }
         } else {
-            vault["secretName"] = json!(args.vault_token_secret);
+            v.vault.secret_name = args.vault_token_secret.clone().unwrap_or_default();
         }
         if p.vault_ca_bundle.is_some() {
-            vault["caBundle"] = json!({"configMap": vault_ca_config_map(&args.release), "key": resources::CA_BUNDLE_KEY});
+            v.vault.ca_bundle.config_map = vault_ca_config_map(&args.release);
+            v.vault.ca_bundle.key = resources::CA_BUNDLE_KEY.into();
         }
-        v["vault"] = vault;
     }
     if p.passphrase_source == SourceKind::Aws {
-        let mut aws = json!({});
-        if let Some(s) = &args.aws_credentials_secret {
-            aws["credentialsSecret"] = json!(s);
-        }
-        if let Some(e) = &p.aws_endpoint {
-            aws["secretsManagerEndpoint"] = json!(e);
-        }
-        v["aws"] = aws;
+        v.aws.credentials_secret = args.aws_credentials_secret.clone().unwrap_or_default();
+        v.aws.secrets_manager_endpoint = p.aws_endpoint.clone().unwrap_or_default();
     }
-    if let Some(r) = &args.airgapped_repository {
-        v["airgapped"] = json!({"repository": r});
+    v.airgapped.repository = args.airgapped_repository.clone().unwrap_or_default();
+    v.monitoring.pushgateway_url = args.pushgateway_url.clone().unwrap_or_default();
+    v.image_pull_secrets = args.image_pull_secrets.iter().map(|name| PullSecret { name: name.clone() }).collect();
+    if let Some(repository) = &args.image_repository {
+        v.image.repository = repository.clone();
     }
-    if let Some(url) = &args.pushgateway_url {
-        v["monitoring"] = json!({"pushgatewayURL": url});
-    }
-    if !args.image_pull_secrets.is_empty() {
-        v["imagePullSecrets"] = args.image_pull_secrets.iter().map(|n| json!({"name": n})).collect();
-    }
-    let mut image = json!({});
-    for (key, value) in [("repository", &args.image_repository), ("tag", &args.image_tag), ("digest", &args.image_digest)] {
-        if let Some(value) = value {
-            image[key] = json!(value);
-        }
-    }
-    if image.as_object().is_some_and(|o| o.is_empty()) {
+    v.image.tag = args.image_tag.clone().unwrap_or_default();
+    v.image.digest = args.image_digest.clone().unwrap_or_default();
+    if args.image_repository.is_none() && args.image_tag.is_none() && args.image_digest.is_none() {
         // This build's own image, pinned by digest when the build knows it (scripts/dist).
         if let Some(digest) = crate::release::job_image(args.fips).digest {
-            image["digest"] = json!(digest);
+            v.image.digest = digest.to_string();
         }
-    }
-    if image.as_object().is_some_and(|o| !o.is_empty()) {
-        v["image"] = image;
     }
     v
 }
@@ -480,8 +456,8 @@ mod tests {
     fn the_grant_names_each_resource_of_the_point_or_falls_back_when_one_is_unknown() {
         let m = manifest(json!({"ConfigMap": "configmaps", "Deployment.apps": "deployments", "Widget.shop.example.com": "widgets"}));
         assert_eq!(
-            rbac_resources(&m).unwrap(),
-            vec![json!({"group": "", "resource": "configmaps"}), json!({"group": "apps", "resource": "deployments"}), json!({"group": "shop.example.com", "resource": "widgets"})]
+            serde_json::to_value(rbac_resources(&m).unwrap()).unwrap(),
+            json!([{"group": "", "resource": "configmaps"}, {"group": "apps", "resource": "deployments"}, {"group": "shop.example.com", "resource": "widgets"}])
         );
         // A point that does not record one of its kinds (an older writer): no scoped grant.
         assert!(rbac_resources(&manifest(json!({"ConfigMap": "configmaps"}))).is_none());
