@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::catalog::{Mode, DR_POLICY_NAME, DR_SECRET_NAME, OWNERSHIP_CONFIGMAP, REPLICATION_CRONJOB};
 use crate::job::env;
+use crate::job::pod::JobPod;
 use crate::passphrase::PassphraseSource;
 use crate::resources::{Policy, PolicySpec, Profile, CA_BUNDLE_KEY, FILE_LOCATION_MOUNT};
 
@@ -26,8 +27,6 @@ pub const SERVICE_ACCOUNT: &str = "kubectl-dr-backup";
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kubectl-dr");
 /// The ConfigMap (key `ca.crt`) holding the CA that signed Vault's certificate, for the job.
 pub const VAULT_CA_CONFIG_MAP: &str = "kubectl-dr-vault-ca";
-/// Where the job's pod mounts it.
-const VAULT_CA_MOUNT: &str = "/etc/kubectl-dr/vault-ca";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
@@ -217,40 +216,31 @@ fn rbac(namespace: &str, mode: Mode, read: &[(String, String)]) -> (Role, Cluste
     (role, cluster_role)
 }
 
-/// The DR policy's CronJob: the job image's `backup`, hardened, one run at a time.
+/// The DR policy's CronJob: the job pod (`job::pod`) running `backup`, one run at a time.
 pub fn cronjob(settings: &EnableSettings, profile: &Profile) -> CronJob {
     let ns = &settings.namespace;
-    let mut envs = vec![
-        json!({"name": env::NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
-        json!({"name": env::POLICY, "value": DR_POLICY_NAME}),
-        json!({"name": env::LOCATION_MOUNT, "value": FILE_LOCATION_MOUNT}),
-    ];
+    let mut pod = JobPod::new("backup", "backup");
+    pod.env(env::POLICY, DR_POLICY_NAME).env(env::LOCATION_MOUNT, FILE_LOCATION_MOUNT);
     if let Some(url) = &settings.pushgateway_url {
-        envs.push(json!({"name": env::PUSHGATEWAY_URL, "value": url}));
+        pod.env(env::PUSHGATEWAY_URL, url);
     }
-    let mut volumes = vec![json!({"name": "tmp", "emptyDir": {}})];
-    let mut mounts = vec![json!({"name": "tmp", "mountPath": "/tmp"})];
     if let Some(address) = &settings.vault_address {
-        envs.push(json!({"name": env::VAULT_ADDRESS, "value": address}));
+        pod.env(env::VAULT_ADDRESS, address);
         if let Some(role) = &settings.vault_role {
-            envs.push(json!({"name": env::VAULT_ROLE, "value": role}));
+            pod.env(env::VAULT_ROLE, role);
         }
         if let Some(secret) = &settings.vault_token_secret {
-            envs.push(json!({"name": env::VAULT_TOKEN_FILE, "value": "/var/run/secrets/vault/vault_token"}));
-            volumes.push(json!({"name": "vault-token", "secret": {"secretName": secret, "items": [{"key": "vault_token", "path": "vault_token"}]}}));
-            mounts.push(json!({"name": "vault-token", "mountPath": "/var/run/secrets/vault", "readOnly": true}));
+            pod.vault_token_secret(secret);
         }
         if settings.vault_ca_bundle.is_some() {
-            envs.push(json!({"name": env::VAULT_CA_BUNDLE, "value": format!("{VAULT_CA_MOUNT}/{CA_BUNDLE_KEY}")}));
-            volumes.push(json!({"name": "vault-ca", "configMap": {"name": VAULT_CA_CONFIG_MAP, "items": [{"key": CA_BUNDLE_KEY, "path": CA_BUNDLE_KEY}]}}));
-            mounts.push(json!({"name": "vault-ca", "mountPath": VAULT_CA_MOUNT, "readOnly": true}));
+            pod.vault_ca_config_map(VAULT_CA_CONFIG_MAP, CA_BUNDLE_KEY);
         }
     }
     if let Some(file) = &profile.spec.file {
-        volumes.push(json!({"name": "location", "persistentVolumeClaim": {"claimName": file.claim_name}}));
-        mounts.push(json!({"name": "location", "mountPath": FILE_LOCATION_MOUNT}));
+        pod.location_claim(&file.claim_name, false);
     }
-    let pull_secrets: Vec<Value> = settings.image_pull_secrets.iter().map(|n| json!({"name": n})).collect();
+    let resources = from_json(json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}));
+    let pod_spec = pod.spec(&settings.image, SERVICE_ACCOUNT, &settings.image_pull_secrets, resources);
     from_json(json!({
         "apiVersion": "batch/v1", "kind": "CronJob",
         "metadata": {"name": DR_POLICY_NAME, "namespace": ns, "labels": labels()},
@@ -261,23 +251,7 @@ pub fn cronjob(settings: &EnableSettings, profile: &Profile) -> CronJob {
             "failedJobsHistoryLimit": 3,
             "jobTemplate": {"metadata": {"labels": labels()}, "spec": {
                 "backoffLimit": 1,
-                "template": {"metadata": {"labels": labels()}, "spec": {
-                    "serviceAccountName": SERVICE_ACCOUNT,
-                    "restartPolicy": "Never",
-                    "imagePullSecrets": pull_secrets,
-                    "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [{
-                        "name": "backup",
-                        "image": settings.image,
-                        "args": ["backup"],
-                        "env": envs,
-                        "volumeMounts": mounts,
-                        "terminationMessagePolicy": "FallbackToLogsOnError",
-                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-                        "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}}
-                    }],
-                    "volumes": volumes
-                }}
+                "template": {"metadata": {"labels": labels()}, "spec": pod_spec}
             }}
         }
     }))

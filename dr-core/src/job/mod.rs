@@ -1,7 +1,7 @@
-//! What the in-cluster job runs (a backup, a replication; the restore is `restore::run_restore`)
-//! and the names of the `DR_*` variables its pod sets: the DR CronJob's pod spec
-//! (`dr_policy.rs`) and `dr-job`'s arguments use these names; the chart's templates spell the
-//! same names.
+//! What the in-cluster job runs (a backup, a replication; the restore is `restore::run_restore`),
+//! the names of the `DR_*` variables its pod sets, and the pod itself (`pod.rs`): the DR
+//! CronJobs are built from that definition and `dr-job`'s arguments read these names; the
+//! chart's templates spell the same pod and names, and a test holds them to it.
 
 use std::path::PathBuf;
 
@@ -16,6 +16,8 @@ use crate::location::LocationError;
 use crate::passphrase::ResolveOptions;
 use crate::point;
 use crate::resources::{self, Policy, PolicyCondition, ResourceError, RunRecord};
+
+pub mod pod;
 
 /// The environment variables of the job image.
 pub mod env {
