@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::discovery::{verbs, ApiCapabilities, ApiGroup, Scope};
 use kube::Client;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::catalog::{classify, kind_key, Entry, Mode, API_GROUP, DR_POLICY_NAME};
@@ -175,8 +175,8 @@ pub(crate) fn recreated_by_controller(obj: &Value) -> bool {
 }
 
 /// Counts of what a backup left out, for its report.
-#[derive(Debug, Default, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Skipped {
     pub namespace_excluded: u64,
     pub label_mismatch: u64,

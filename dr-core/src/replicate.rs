@@ -13,7 +13,7 @@
 //!   is; restores and prunes authenticate every point wherever it is read.
 
 use aws_lc_rs::digest;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 use crate::location::{Location, LocationError};
@@ -42,7 +42,7 @@ impl crate::failure::Classify for ReplicateError {
 }
 
 /// What happened to one point.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub enum PointCopy {
     /// Copied now, and verified at the destination.
@@ -56,8 +56,8 @@ pub enum PointCopy {
     Failed { reason: String },
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ReplicateReport {
     pub from: String,
     pub to: String,

@@ -136,7 +136,7 @@ async fn enable_status_backup_and_disable_on_a_cluster() {
     assert_eq!(job["spec"]["template"]["spec"], cron_pod_spec(&api), "the Job runs the CronJob's pod template");
     api.seed(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("{name}-abcde"), "namespace": NS, "labels": {"job-name": name, "batch.kubernetes.io/controller-uid": job_uid}},
                     "spec": {"containers": [{"name": "backup", "image": "x"}]},
-                    "status": {"containerStatuses": [{"name": "backup", "state": {"terminated": {"exitCode": 0, "message": "{\"restorePoint\":\"20261121T100000.000Z-feedbeef\",\"objects\":7}"}}}]}}));
+                    "status": {"containerStatuses": [{"name": "backup", "state": {"terminated": {"exitCode": 0, "message": "{\"report\":{\"restorePoint\":\"20261121T100000.000Z-feedbeef\",\"objects\":7}}"}}}]}}));
     // What the Job controller writes when the pod succeeded: the count, then the conditions
     // that are its verdict.
     let complete = |ty: &str| json!({"type": ty, "status": "True", "reason": "CompletionsReached"});

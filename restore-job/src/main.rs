@@ -2,7 +2,8 @@
 //! (and `kubectl dr backup`) runs; `replicate` is the replication CronJob's; `restore` is the
 //! `dr-restore` chart's Job. Settings come from `DR_*` environment variables, read as clap
 //! arguments (`settings.rs`; `dr-job <command> --help` lists them); logs are JSON on stderr, with `progress` lines the plugin follows;
-//! the result is printed on stdout and is also the container's termination message; the exit status is 0
+//! the result is printed on stdout, and the container's termination message is the run's
+//! outcome (`dr_core::job::outcome`: the report, or why it failed); the exit status is 0
 //! or the failure's kind (`dr_core::failure`: 1 transient, 2 bad input, 3 wrong passphrase,
 //! 4 damaged point, 5 busy, 6 timed out, 7 objects failed), which the restore chart's
 //! `podFailurePolicy` and the plugin read.
@@ -11,6 +12,10 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod settings;
 
+use dr_core::job::outcome::{JobOutcome, Report};
+use dr_core::job::{BackupOutcome, BackupSummary, ReplicationOutcome};
+use dr_core::replicate::ReplicateReport;
+use dr_core::restore::RestoreOutcome;
 use settings::{BackupArgs, RestoreArgs};
 
 // The static (musl) build: musl's allocator takes one lock for every allocation, which the
@@ -80,26 +85,18 @@ async fn run() -> std::process::ExitCode {
             push_backup_metrics(&args, result.as_ref().ok(), started.elapsed().as_secs_f64()).await;
             match result {
                 Ok(summary) => {
-                    let json = serde_json::to_string(&summary).expect("summary serializes");
-                    tracing::info!(summary = %json, "backup complete");
-                    println!("{json}");
-                    dr_core::job::write_termination_message(&json);
-                    std::process::ExitCode::SUCCESS
+                    println!("{}", serde_json::to_string(&summary).expect("summary serializes"));
+                    finish(&BackupOutcome::succeeded(summary))
                 }
-                Err(e) => job_failed("backup", &e),
+                Err(e) => job_failed::<BackupSummary>(&e),
             }
         }
     }
 }
 
-/// Logs a backup's or replication's failure once, writes it as the termination message
-/// ("backup failed: ..."), and exits with its kind.
-fn job_failed(what: &str, e: &anyhow::Error) -> std::process::ExitCode {
-    let text = dr_core::error_text(e.as_ref());
-    let kind = dr_core::failure::kind_of(e.as_ref());
-    tracing::error!(error = %text, kind = kind.as_str(), "{what} failed");
-    dr_core::job::write_termination_message(&format!("{what} failed: {text}"));
-    std::process::ExitCode::from(kind.exit_code())
+/// A backup or replication that failed: its outcome says why, with the error's kind.
+fn job_failed<R: Report>(e: &anyhow::Error) -> std::process::ExitCode {
+    finish(&JobOutcome::<R>::failed(dr_core::error_text(e.as_ref()), dr_core::failure::kind_of(e.as_ref()), None))
 }
 
 /// The arguments, from the command line and the `DR_*` variables. `--help` names each
@@ -143,8 +140,8 @@ async fn refused(e: clap::Error) -> std::process::ExitCode {
             let binding = std::env::var(dr_core::job::env::RBAC_BINDING).ok().filter(|b| !b.is_empty());
             refuse_restore(cluster_client().await.as_ref().ok(), binding.as_deref(), bad.as_ref()).await
         }
-        Some("backup") => job_failed("backup", &bad),
-        Some("replicate") => job_failed("replication", &bad),
+        Some("backup") => job_failed::<BackupSummary>(&bad),
+        Some("replicate") => job_failed::<ReplicateReport>(&bad),
         _ => e.exit(),
     }
 }
@@ -162,7 +159,7 @@ async fn refuse_restore(client: Option<&kube::Client>, binding: Option<&str>, er
     if let Some(client) = client {
         end_grant(client, binding, Some(kind)).await;
     }
-    finish(&dr_core::restore::RestoreOutcome { error: dr_core::error_text(error), kind: Some(kind), report: None })
+    finish(&RestoreOutcome::failed(dr_core::error_text(error), kind, None))
 }
 
 async fn push_backup_metrics(args: &BackupArgs, summary: Option<&dr_core::job::BackupSummary>, seconds: f64) {
@@ -186,15 +183,12 @@ async fn replicate(args: &BackupArgs) -> std::process::ExitCode {
             let json = serde_json::to_string(&report).expect("the report serializes");
             println!("{json}");
             if report.problems() > 0 {
-                tracing::error!(report = %json, problems = report.problems(), "replication incomplete");
-                dr_core::job::write_termination_message(&format!("replication incomplete: {} point(s) not copied; {json}", report.problems()));
-                return std::process::ExitCode::from(dr_core::failure::ErrorKind::Incomplete.exit_code());
+                let error = format!("{} point(s) not copied", report.problems());
+                return finish(&ReplicationOutcome::failed(error, dr_core::failure::ErrorKind::Incomplete, Some(report)));
             }
-            tracing::info!(report = %json, "replication complete");
-            dr_core::job::write_termination_message(&json);
-            std::process::ExitCode::SUCCESS
+            finish(&ReplicationOutcome::succeeded(report))
         }
-        Err(e) => job_failed("replication", &e),
+        Err(e) => job_failed::<ReplicateReport>(&e),
     }
 }
 
@@ -208,7 +202,6 @@ async fn backup(args: &BackupArgs) -> anyhow::Result<dr_core::job::BackupSummary
 
 async fn restore(args: &RestoreArgs) -> std::process::ExitCode {
     use dr_core::failure::Classify;
-    use dr_core::restore::RestoreOutcome;
     let binding = args.rbac_binding.as_deref();
     let settings = args.settings().and_then(|s| {
         s.check()?;
@@ -225,13 +218,13 @@ async fn restore(args: &RestoreArgs) -> std::process::ExitCode {
     let outcome = match dr_core::restore::run_restore(&client, &settings).await {
         Ok(report) => {
             println!("{}", serde_json::to_string(&report).expect("report serializes"));
-            RestoreOutcome { report: Some(report), ..Default::default() }
+            RestoreOutcome::succeeded(report)
         }
         Err(e) => {
             if let Some(report) = e.report() {
                 println!("{}", serde_json::to_string(report).expect("report serializes"));
             }
-            RestoreOutcome { error: dr_core::error_text(&e), kind: Some(e.kind()), report: e.report().cloned() }
+            RestoreOutcome::failed(dr_core::error_text(&e), e.kind(), e.report().cloned())
         }
     };
     dr_core::restore::job_event(&client, &settings, &outcome).await;
@@ -255,16 +248,15 @@ async fn end_grant(client: &kube::Client, binding: Option<&str>, failure: Option
 }
 
 /// Logs the outcome once, writes it as the termination message, and exits with its kind.
-fn finish(outcome: &dr_core::restore::RestoreOutcome) -> std::process::ExitCode {
+fn finish<R: Report>(outcome: &JobOutcome<R>) -> std::process::ExitCode {
+    dr_core::job::write_termination_message(&outcome.termination_message());
     match outcome.kind {
         None => {
-            tracing::info!(summary = %serde_json::to_string(&outcome.report).expect("report serializes"), "restore complete");
-            dr_core::job::write_termination_message(&outcome.termination_message());
+            tracing::info!(summary = %serde_json::to_string(&outcome.report).expect("report serializes"), "{} complete", R::COMMAND);
             std::process::ExitCode::SUCCESS
         }
         Some(kind) => {
-            tracing::error!(error = %outcome.error, kind = kind.as_str(), retried = kind.retry_in_job(), "restore failed");
-            dr_core::job::write_termination_message(&outcome.termination_message());
+            tracing::error!(error = %outcome.error, kind = kind.as_str(), retried = kind.retry_in_job(), "{} failed", R::COMMAND);
             std::process::ExitCode::from(kind.exit_code())
         }
     }

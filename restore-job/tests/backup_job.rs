@@ -60,6 +60,13 @@ fn run_job(api: &ApiServer, dir: &Path, extra_env: &[(&str, String)]) -> (Output
     (out, message)
 }
 
+/// The report of a successful run's termination message (`dr_core::job::outcome`).
+fn report_of(message: &str) -> Value {
+    let outcome: Value = serde_json::from_str(message).unwrap_or_else(|e| panic!("{e}: {message}"));
+    assert!(outcome.get("error").is_none() && outcome.get("kind").is_none(), "{outcome}");
+    outcome["report"].clone()
+}
+
 fn last_run(api: &ApiServer) -> Value {
     let policy = api.objects("dr.kubectl-dr.io", "policies").pop().unwrap();
     policy["status"]["lastRuns"][0].clone()
@@ -74,7 +81,7 @@ async fn the_job_backs_up_to_a_file_profile_and_records_the_run() {
     let (out, message) = run_job(&api, dir.path(), &[]);
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&message).unwrap(), summary, "the termination message is the summary");
+    assert_eq!(report_of(&message), summary, "the termination message is the outcome, with the summary as its report");
     let cluster_id = summary["clusterId"].as_str().unwrap();
     let point_id = summary["restorePoint"].as_str().unwrap();
     // The point is where the file profile says, and sound.
@@ -299,7 +306,7 @@ async fn the_job_runs_with_the_cronjobs_environment_and_least_privilege_service_
     let dir = tempfile::tempdir().unwrap();
     let (out, message) = run_as_cronjob(&api, dir.path());
     assert!(out.status.success(), "stderr: {}\nmessage: {message}", String::from_utf8_lossy(&out.stderr));
-    let summary: Value = serde_json::from_str(&message).unwrap();
+    let summary = report_of(&message);
     assert!(summary["byCategory"].get("applications").is_none(), "{summary}");
 
     // Full mode still under quick-mode RBAC: the account may not list application kinds,
@@ -319,7 +326,7 @@ async fn the_job_runs_with_the_cronjobs_environment_and_least_privilege_service_
     let dir = tempfile::tempdir().unwrap();
     let (out, message) = run_as_cronjob(&api, dir.path());
     assert!(out.status.success(), "stderr: {}\nmessage: {message}", String::from_utf8_lossy(&out.stderr));
-    let summary: Value = serde_json::from_str(&message).unwrap();
+    let summary = report_of(&message);
     // The shop ConfigMap, and the DR namespace's own ServiceAccount, Role and RoleBinding.
     assert_eq!(summary["byCategory"]["applications"].as_u64(), Some(4), "{summary}");
 
@@ -360,7 +367,7 @@ async fn the_job_runs_with_the_cronjobs_environment_and_least_privilege_service_
     let policy = api.objects("dr.kubectl-dr.io", "policies").pop().unwrap();
     let ready = policy["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
     assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("True"), Some("BackupSucceeded")), "{policy}");
-    assert_eq!(policy["status"]["lastSuccessfulRestorePoint"], serde_json::from_str::<Value>(&message).unwrap()["restorePoint"]);
+    assert_eq!(policy["status"]["lastSuccessfulRestorePoint"], report_of(&message)["restorePoint"]);
 }
 
 /// The series `deploy/monitoring/kube-state-metrics.yaml` makes of `object`, as
@@ -518,7 +525,7 @@ async fn each_run_pushes_its_metrics_to_the_pushgateway() {
 
     let (out, message) = run_job(&api, dir.path(), &env);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summary: Value = serde_json::from_str(&message).unwrap();
+    let summary = report_of(&message);
     let text = scrape().await;
     assert_eq!(one(&text, "kubectl_dr_backup_success"), 1.0);
     assert_eq!(one(&text, "kubectl_dr_backup_objects"), summary["objects"].as_f64().unwrap());

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::backup::{self, BackupError, BackupReport};
@@ -17,6 +17,7 @@ use crate::passphrase::ResolveOptions;
 use crate::point;
 use crate::resources::{self, Policy, PolicyCondition, ResourceError, RunRecord};
 
+pub mod outcome;
 pub mod pod;
 
 /// The environment variables of the job image.
@@ -131,10 +132,10 @@ pub struct BackupSettings {
     pub resolve: ResolveOptions,
 }
 
-/// What a backup run reports (logged, written as the termination message, kept in the
-/// policy's status).
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// What a backup run reports (logged, the report of its termination message, kept in the
+/// policy's status). Read back leniently: a field an older Job did not write is empty.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
 pub struct BackupSummary {
     pub cluster_id: String,
     pub restore_point: String,
@@ -143,6 +144,20 @@ pub struct BackupSummary {
     pub by_category: std::collections::BTreeMap<String, u64>,
     pub stored_bytes: u64,
     pub skipped: backup::Skipped,
+}
+
+/// What the backup Job says when it ends (`outcome`): its summary, or why it failed.
+pub type BackupOutcome = outcome::JobOutcome<BackupSummary>;
+
+impl outcome::Report for BackupSummary {
+    const COMMAND: &'static str = "backup";
+}
+
+/// What the replication Job says when it ends: what happened to each point, or why it failed.
+pub type ReplicationOutcome = outcome::JobOutcome<crate::replicate::ReplicateReport>;
+
+impl outcome::Report for crate::replicate::ReplicateReport {
+    const COMMAND: &'static str = "replication";
 }
 
 /// Runs the DR policy once: resolves the profile and passphrase, backs up, records the run.

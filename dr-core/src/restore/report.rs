@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::failure::ErrorKind;
 
 /// Failure messages kept per kind (the counts are always complete).
 pub(super) const REASONS_KEPT: usize = 5;
@@ -160,49 +159,22 @@ impl RestoreReport {
     }
 }
 
-/// What the restore Job says when it ends: its report, and when it failed, why and of what
-/// kind. The Job writes it as its termination message; the plugin reads it back.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", default)]
-pub struct RestoreOutcome {
-    /// Empty when the restore succeeded.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub error: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kind: Option<ErrorKind>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub report: Option<RestoreReport>,
-}
+/// What the restore Job says when it ends (`job::outcome`): its report, and when it failed,
+/// why and of what kind.
+pub type RestoreOutcome = crate::job::outcome::JobOutcome<RestoreReport>;
 
-impl RestoreOutcome {
-    /// The termination message: one JSON line, under the 4 KiB Kubernetes keeps.
-    pub fn termination_message(&self) -> String {
-        const LIMIT: usize = 4000;
-        let short = RestoreOutcome { error: self.error.chars().take(1000).collect(), kind: self.kind, report: None };
-        let mut message = serde_json::to_value(&short).expect("the outcome serializes");
-        if let Some(report) = &self.report {
-            message["report"] = serde_json::from_str(&report.compact()).expect("the compact report is JSON");
-        }
-        let text = message.to_string();
-        if text.len() <= LIMIT {
-            return text;
-        }
-        serde_json::to_string(&short).expect("the outcome serializes")
-    }
+impl crate::job::outcome::Report for RestoreReport {
+    const COMMAND: &'static str = "restore";
 
-    /// Reads a termination message back: this type, or (from an older Job) the plain text it
-    /// wrote, as the error.
-    pub fn parse(message: &str) -> Self {
-        serde_json::from_str(message.trim()).unwrap_or_else(|_| RestoreOutcome {
-            error: message.lines().next().unwrap_or_default().trim_start_matches("restore failed: ").to_owned(),
-            ..Default::default()
-        })
+    fn compact(&self) -> String {
+        RestoreReport::compact(self)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failure::ErrorKind;
 
     #[test]
     fn a_large_report_still_fits_the_termination_message_and_reads_back() {
