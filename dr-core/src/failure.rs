@@ -208,6 +208,42 @@ impl Classify for crate::backup::BackupError {
     }
 }
 
+impl Classify for crate::retention::PruneError {
+    fn kind(&self) -> ErrorKind {
+        use crate::retention::PruneError as E;
+        match self {
+            E::NotEnabled { .. } => ErrorKind::BadInput,
+            E::Ownership(e) => e.kind(),
+            E::Resource(e) => e.kind(),
+            E::Passphrase(e) => e.kind(),
+            E::Api(e) => e.kind(),
+            E::Prune { source, .. } => source.kind(),
+        }
+    }
+}
+
+impl Classify for crate::dr_policy::InstallError {
+    fn kind(&self) -> ErrorKind {
+        use crate::dr_policy::InstallError as E;
+        match self {
+            E::Api { source, .. } => source.kind(),
+            E::Backup(e) => e.kind(),
+            E::Ownership(e) => e.kind(),
+            E::Resource(e) => e.kind(),
+            E::Location(e) | E::Unusable { source: e, .. } => e.kind(),
+            // The watch behind a wait: what the API server answered.
+            E::Wait { source, .. } => match source {
+                kube::runtime::wait::Error::ProbeFailed(
+                    kube::runtime::watcher::Error::InitialListFailed(e) | kube::runtime::watcher::Error::WatchStartFailed(e) | kube::runtime::watcher::Error::WatchFailed(e),
+                ) => e.kind(),
+                _ => ErrorKind::Transient,
+            },
+            E::CrdNotEstablished(_) => ErrorKind::Transient,
+            E::ProfileMissing { .. } | E::NotEnabled(_) | E::InvalidFrequency(_) | E::Replication { .. } | E::ClaimMissing { .. } => ErrorKind::BadInput,
+        }
+    }
+}
+
 /// The kind of any error the binaries meet: the first error in the chain whose type knows
 /// its kind decides; anything else is bad input (a message that says what to fix).
 pub fn kind_of(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
@@ -230,6 +266,8 @@ pub fn kind_of(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
             crate::passphrase::PassphraseError,
             crate::backup::BackupError,
             crate::ownership::OwnershipError,
+            crate::retention::PruneError,
+            crate::dr_policy::InstallError,
             crate::format::FormatError,
             kube::Error
         );

@@ -174,6 +174,81 @@ async fn delete_all(location: &Location, keys: &[String]) -> Result<(), Location
     Ok(())
 }
 
+/// `kubectl dr prune`: the DR policy's retention applied to where its backups go.
+pub struct PolicyPrune {
+    pub namespace: String,
+    /// A location given from here instead of the policy's profile (the same points, reached
+    /// with credentials that may delete).
+    pub location: Option<Location>,
+    /// The passphrase given from here; `None`: `k10-dr-secret`'s, resolved with `resolve`, as
+    /// the backups get it.
+    pub passphrase: Option<crate::format::crypto::Passphrase>,
+    pub resolve: crate::passphrase::ResolveOptions,
+    pub dry_run: bool,
+}
+
+/// What a prune kept and did.
+#[derive(Clone, Debug, Serialize)]
+pub struct PruneReport {
+    #[serde(skip)]
+    pub location: String,
+    pub kept: BTreeSet<String>,
+    pub pruned: Vec<Pruned>,
+}
+
+impl PruneReport {
+    pub fn failed(&self) -> bool {
+        self.pruned.iter().any(|o| matches!(o, Pruned::Failed { .. }))
+    }
+
+    pub fn untrusted(&self) -> usize {
+        self.pruned.iter().filter(|o| matches!(o, Pruned::Untrusted { .. })).count()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    #[error("DR is not enabled in namespace {namespace}: there is no retention to apply")]
+    NotEnabled { namespace: String },
+    #[error(transparent)]
+    Ownership(#[from] crate::ownership::OwnershipError),
+    #[error(transparent)]
+    Resource(#[from] crate::resources::ResourceError),
+    #[error(transparent)]
+    Passphrase(#[from] crate::passphrase::PassphraseError),
+    #[error("reading the DR policy failed: {0}")]
+    Api(#[source] kube::Error),
+    #[error("pruning {location} (prune needs credentials that may list, read and delete): {source}")]
+    Prune { location: String, source: point::PointError },
+}
+
+/// Applies the DR policy's retention to this cluster's points: at the policy profile's
+/// location (or `request.location`), with the passphrase that authenticates them. Refused on
+/// a cluster that does not own the location: two owners must never prune the same points.
+pub async fn prune_policy(client: &kube::Client, request: PolicyPrune) -> Result<PruneReport, PruneError> {
+    let ns = &request.namespace;
+    crate::ownership::ensure_owner(client, ns).await?;
+    let policy = kube::Api::<crate::resources::Policy>::namespaced(client.clone(), ns)
+        .get_opt(crate::catalog::DR_POLICY_NAME)
+        .await
+        .map_err(PruneError::Api)?
+        .ok_or_else(|| PruneError::NotEnabled { namespace: ns.clone() })?;
+    let location = match request.location {
+        Some(location) => location,
+        None => crate::resources::connect_profile(client, ns, &policy.spec.profile, None).await?,
+    };
+    let cluster_id = crate::ownership::cluster_id(client).await?;
+    let passphrase = match request.passphrase {
+        Some(p) => p,
+        None => crate::resources::dr_secret_source(client, ns).await?.resolve(&request.resolve).await?,
+    };
+    let now = OffsetDateTime::now_utc();
+    let (kept, pruned) = prune(&location, &cluster_id, &policy.spec.retention, &Unlocker::new(passphrase), now, request.dry_run)
+        .await
+        .map_err(|source| PruneError::Prune { location: location.describe(), source })?;
+    Ok(PruneReport { location: location.describe(), kept, pruned })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -511,7 +511,9 @@ async fn points_replicated_off_site_are_write_once_verified_and_restore_with_rea
     assert_eq!(support::kubelet::run_job(&source_api, &job, &dr_job(), &loc).await, 0);
     assert_eq!(dr_core::point::list_points(&offsite, &cluster_id).await.unwrap().len(), 2, "the new point was copied");
     let pod = source_api.objects("", "pods").into_iter().find(|p| p["metadata"]["labels"]["job-name"] == "replication-run").unwrap();
-    let message: Value = serde_json::from_str(pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"].as_str().unwrap()).unwrap();
+    let outcome: Value = serde_json::from_str(pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"].as_str().unwrap()).unwrap();
+    assert!(outcome.get("error").is_none(), "{outcome}");
+    let message = &outcome["report"];
     // One point already there, the new one copied: [[id, {"present": ...}], [id, {"copied": ...}]].
     let points = message["points"].as_array().unwrap();
     assert_eq!(points.len(), 2, "{message}");

@@ -279,6 +279,16 @@ impl ApiServer {
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             server.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
         }
+        // The namespace controller runs on its own, as the real one does: a watch waiting for
+        // a namespace to go sees it go without any other request coming in.
+        let controller = Arc::downgrade(&state);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let Some(state) = controller.upgrade() else { return };
+                state.lock().unwrap().finish_namespace_deletions();
+            }
+        });
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use kube::api::{Api, DeleteParams, DynamicObject};
 use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::wait::await_condition;
 use kube::Client;
 use serde::Serialize;
 use serde_json::Value;
@@ -105,6 +106,8 @@ pub enum DrillError {
     Invalid(String),
     #[error("{what}: {source}")]
     Api { what: String, source: kube::Error },
+    #[error("{what}: {source}")]
+    Wait { what: String, source: kube::runtime::wait::Error },
 }
 
 const DIFFERENCES_KEPT: usize = 50;
@@ -379,13 +382,13 @@ async fn remove_namespaces(client: &Client, names: &[String]) -> Result<Vec<Stri
             Err(source) => return Err(DrillError::Api { what: format!("deleting sandbox namespace {n}"), source }),
         }
     }
-    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
     for n in names {
-        while api.get_opt(n).await.map_err(|source| DrillError::Api { what: format!("reading namespace {n}"), source })?.is_some() {
-            if Instant::now() > deadline {
-                return Err(DrillError::Invalid(format!("sandbox namespace {n} is still terminating after five minutes: check its finalizers")));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let gone = |ns: Option<&k8s_openapi::api::core::v1::Namespace>| ns.is_none();
+        match tokio::time::timeout_at(deadline, await_condition(api.clone(), n, gone)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(source)) => return Err(DrillError::Wait { what: format!("watching namespace {n} go"), source }),
+            Err(_) => return Err(DrillError::Invalid(format!("sandbox namespace {n} is still terminating after five minutes: check its finalizers"))),
         }
     }
     Ok(names.to_vec())

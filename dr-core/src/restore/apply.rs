@@ -16,7 +16,9 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams}
 use kube::core::GroupVersionKind;
 
 use crate::api_retry::webhook_refused;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::discovery::Scope;
+use kube::runtime::wait::{await_condition, conditions, Condition};
 use kube::Client;
 use serde_json::{json, Value};
 
@@ -507,32 +509,15 @@ impl Ctx {
         if names.is_empty() || self.settings.dry_run {
             return;
         }
-        let crds: Api<DynamicObject> = Api::all_with(
-            self.client.clone(),
-            &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"), "customresourcedefinitions"),
-        );
-        let deadline = Instant::now() + ESTABLISH_TIMEOUT;
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        // A CRD that is not there failed to be created: its own failure is already in the report.
+        let established_or_gone = |crd: Option<&CustomResourceDefinition>| crd.is_none() || conditions::is_crd_established().matches_object(crd);
+        let deadline = tokio::time::Instant::now() + ESTABLISH_TIMEOUT;
         for name in names {
-            loop {
-                let established = match crds.get_opt(&name).await {
-                    Ok(Some(crd)) => crd.data["status"]["conditions"]
-                        .as_array()
-                        .is_some_and(|c| c.iter().any(|c| c["type"] == "Established" && c["status"] == "True")),
-                    // Failed to be created: its own failure is already in the report.
-                    Ok(None) => true,
-                    Err(e) => {
-                        tracing::warn!(crd = %name, error = %e, "reading CRD status");
-                        false
-                    }
-                };
-                if established {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    tracing::warn!(crd = %name, "CRD not Established in time; its custom resources may fail");
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
+            match tokio::time::timeout_at(deadline, await_condition(crds.clone(), &name, established_or_gone)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(crd = %name, error = %e, "cannot watch the CRD's status; its custom resources may fail"),
+                Err(_) => tracing::warn!(crd = %name, "CRD not Established in time; its custom resources may fail"),
             }
         }
         // Kinds looked up before their CRDs existed must be asked again.

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use dr_core::catalog::DR_POLICY_NAME;
-use dr_core::job::{BackupOutcome, BackupSummary};
+use dr_core::job::BackupOutcome;
 use dr_core::point::PointWriter;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -62,7 +62,15 @@ async fn local(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> {
         location_mount: args.location.path.clone(),
         resolve: input::resolve_options(&args.passphrase)?,
     };
-    print_summary(&dr_core::job::run_backup(&client, &settings).await?);
+    let summary = dr_core::job::run_backup(&client, &settings).await?;
+    println!(
+        "restore point {} written to {}: {} objects, {} stored (cluster ID {})",
+        summary.restore_point,
+        summary.location,
+        summary.objects,
+        human_bytes(summary.stored_bytes),
+        summary.cluster_id
+    );
     Ok(ExitStatus::Success)
 }
 
@@ -86,8 +94,9 @@ async fn run_once(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> 
     // The Job's outcome (dr_core::job::outcome), from its pod's termination message.
     let outcome = termination_message(&pods, &name, &uid).await.map(|message| BackupOutcome::parse(&message));
     if state == super::jobs::JobState::Succeeded {
+        // The summary as the Job wrote it, JSON on stdout, for scripts.
         match outcome.and_then(|o| o.report) {
-            Some(summary) => print_summary(&summary),
+            Some(summary) => println!("{}", serde_json::to_string(&summary)?),
             None => eprintln!("the job left no summary: see `kubectl logs -n {ns} job/{name}`"),
         }
         return Ok(ExitStatus::Success);
@@ -96,15 +105,4 @@ async fn run_once(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> 
         Some(outcome) => bail!("backup job {name} failed: {}", outcome.error),
         None => bail!("backup job {name} failed: see `kubectl logs -n {ns} job/{name}`"),
     }
-}
-
-fn print_summary(summary: &BackupSummary) {
-    println!(
-        "restore point {} written to {}: {} objects, {} stored (cluster ID {})",
-        summary.restore_point,
-        summary.location,
-        summary.objects,
-        human_bytes(summary.stored_bytes),
-        summary.cluster_id
-    );
 }

@@ -1,11 +1,12 @@
-//! `kubectl dr profile create|list|delete`.
+//! `kubectl dr profile create|list|delete`: the flags and credential files become a
+//! `NewProfile`, which the library checks and saves (`dr_core::dr_policy::profile`).
 
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
-use dr_core::location::{Location, LocationConfig, StaticCredentials};
-use dr_core::resources::{self, FileProfileSpec, Immutability, Profile, ProfileSpec, S3ProfileSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use dr_core::dr_policy::profile::{GivenCaBundle, NewProfile};
+use dr_core::location::StaticCredentials;
+use dr_core::resources::{FileProfileSpec, Immutability, Profile, ProfileSpec, S3ProfileSpec};
 use kube::api::{Api, DeleteParams};
 use kube::ResourceExt;
 use zeroize::Zeroizing;
@@ -64,16 +65,8 @@ fn file_credentials(path: &std::path::Path) -> Result<StaticCredentials> {
 async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Result<ExitStatus> {
     let loc = &args.location;
     let mut spec = ProfileSpec::default();
-    let mut credentials_secret = None;
-    let mut ca_bundle_config_map = None;
-    // Credentials given for a Secret this command creates (from a file or the environment).
-    let given = match (&args.s3_credentials_file, args.s3_credentials_from_env) {
-        (Some(file), _) => Some(file_credentials(file)?),
-        (None, true) => Some(env_credentials()?),
-        (None, false) => None,
-    };
     if let Some(bucket) = &loc.s3_bucket {
-        let mut s3 = S3ProfileSpec {
+        spec.s3 = Some(S3ProfileSpec {
             bucket: bucket.clone(),
             prefix: loc.s3_prefix.clone(),
             region: loc.s3_region.clone(),
@@ -82,78 +75,30 @@ async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Re
             skip_tls_verify: loc.s3_skip_tls_verify,
             credentials_secret: args.s3_credentials_secret.clone(),
             ca_bundle_config_map: args.s3_ca_bundle_configmap.clone(),
-        };
-        // A CA bundle file becomes a ConfigMap the in-cluster jobs read it from.
-        if let Some(file) = &loc.s3_ca_bundle {
-            let name = format!("{}-ca-bundle", args.name);
-            ca_bundle_config_map = Some(resources::ca_bundle_config_map(&name, ns, input::ca_bundle_file(file)?));
-            s3.ca_bundle_config_map = Some(name);
-        }
-        if let Some(creds) = given.clone() {
-            let name = format!("{}-credentials", args.name);
-            let mut data = BTreeMap::from([
-                (resources::ACCESS_KEY_ID_KEY.to_owned(), k8s_openapi::ByteString(creds.access_key_id.clone().into_bytes())),
-                (resources::SECRET_ACCESS_KEY_KEY.to_owned(), k8s_openapi::ByteString(creds.secret_access_key.as_bytes().to_vec())),
-            ]);
-            if let Some(t) = &creds.session_token {
-                data.insert(resources::SESSION_TOKEN_KEY.to_owned(), k8s_openapi::ByteString(t.as_bytes().to_vec()));
-            }
-            let mut secret = Secret { data: Some(data), ..Default::default() };
-            secret.metadata.name = Some(name.clone());
-            s3.credentials_secret = Some(name);
-            credentials_secret = Some(secret);
-        }
-        spec.s3 = Some(s3);
+        });
         spec.immutability = loc.immutable_days.map(|d| Immutability { protection_days: d });
     } else if let Some(pvc) = &args.pvc {
         spec.file = Some(FileProfileSpec { claim_name: pvc.clone(), path: args.pvc_path.clone() });
     } else {
         bail!("a profile needs a location: --s3-bucket BUCKET (with its flags) or --pvc CLAIM for an NFS share");
     }
-    let mut profile = Profile::new(&args.name, spec);
-    profile.metadata.namespace = Some(ns.into());
-
-    // Check the location before saving a profile that cannot work.
-    if !args.skip_validation {
-        if profile.spec.s3.is_some() {
-            // Credentials given here go into a Secret that does not exist yet; an existing
-            // Secret is read the way the job reads it.
-            // A bundle given as a file is not in its ConfigMap yet: check with the file itself.
-            let mut checked = profile.clone();
-            if loc.s3_ca_bundle.is_some() {
-                checked.spec.s3.as_mut().expect("an S3 profile").ca_bundle_config_map = None;
-            }
-            let mut config = match &given {
-                Some(creds) => {
-                    let mut c = resources::s3_config(&checked, Some(creds.clone())).expect("an S3 profile");
-                    c.ca_bundle = resources::profile_ca_bundle(client, ns, &checked).await?;
-                    LocationConfig::S3(c)
-                }
-                None => resources::location_config(client, ns, &checked, None).await?,
-            };
-            if let (LocationConfig::S3(c), Some(file)) = (&mut config, &loc.s3_ca_bundle) {
-                c.ca_bundle = Some(dr_core::location::CaBundle::File(file.clone()));
-            }
-            let location = Location::connect(&config).await?;
-            location.validate().await.with_context(|| {
-                format!("location {} is not usable (give --skip-validation for write-only credentials, which cannot list)", location.describe())
-            })?;
-        } else if let Some(file) = &profile.spec.file {
-            let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-            if pvcs.get_opt(&file.claim_name).await?.is_none() {
-                bail!("PersistentVolumeClaim {} not found in namespace {ns}: create it (ReadWriteMany, on the NFS share) first", file.claim_name);
-            }
-        }
-    }
-    dr_core::dr_policy::install_crds(client).await?;
-    if let Some(map) = ca_bundle_config_map {
-        dr_core::dr_policy::apply(&Api::<ConfigMap>::namespaced(client.clone(), ns), map).await?;
-    }
-    if let Some(mut secret) = credentials_secret {
-        secret.metadata.namespace = Some(ns.into());
-        dr_core::dr_policy::apply(&Api::<Secret>::namespaced(client.clone(), ns), secret).await?;
-    }
-    dr_core::dr_policy::apply(&Api::<Profile>::namespaced(client.clone(), ns), profile).await?;
+    let new = NewProfile {
+        name: args.name.clone(),
+        namespace: ns.to_owned(),
+        spec,
+        // Credentials given for a Secret the library creates (from a file or the environment).
+        credentials: match (&args.s3_credentials_file, args.s3_credentials_from_env) {
+            (Some(file), _) => Some(file_credentials(file)?),
+            (None, true) => Some(env_credentials()?),
+            (None, false) => None,
+        },
+        ca_bundle: match &loc.s3_ca_bundle {
+            Some(file) => Some(GivenCaBundle { from: format!("--s3-ca-bundle {}", file.display()), pem: input::ca_bundle_file(file)? }),
+            None => None,
+        },
+        validate: !args.skip_validation,
+    };
+    dr_core::dr_policy::profile::create_profile(client, new).await?;
     println!("profile {} saved", args.name);
     Ok(ExitStatus::Success)
 }

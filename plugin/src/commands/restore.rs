@@ -17,6 +17,7 @@ use dr_core::restore::{self, RestoreReport, RestoreSettings};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
+use kube::runtime::wait::{await_condition, conditions};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
@@ -325,14 +326,15 @@ async fn clear_finished_job(jobs: &Api<Job>, name: &str) -> Result<()> {
         bail!("restore job {name} is still {state}: follow it with `kubectl logs -f job/{name}`, or delete it to start over");
     }
     jobs.delete(name, &DeleteParams::background()).await.with_context(|| format!("deleting the earlier restore job {name}"))?;
-    for _ in 0..120 {
-        if jobs.get_opt(name).await?.is_none() {
+    let uid = job.metadata.uid.unwrap_or_default();
+    match tokio::time::timeout(Duration::from_secs(60), await_condition(jobs.clone(), name, conditions::is_deleted(&uid))).await {
+        Ok(result) => {
+            result.with_context(|| format!("watching the earlier restore job {name} go"))?;
             eprintln!("removed the earlier restore job {name} ({state})");
-            return Ok(());
+            Ok(())
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        Err(_) => bail!("the earlier restore job {name} is still being deleted; try again in a minute"),
     }
-    bail!("the earlier restore job {name} is still being deleted; try again in a minute")
 }
 
 fn install_chart(global: &GlobalArgs, args: &RestoreArgs, values: &Value) -> Result<()> {

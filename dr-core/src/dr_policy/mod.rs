@@ -10,6 +10,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBind
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -20,6 +21,8 @@ use crate::job::env;
 use crate::job::pod::JobPod;
 use crate::passphrase::PassphraseSource;
 use crate::resources::{Policy, PolicySpec, Profile, CA_BUNDLE_KEY, FILE_LOCATION_MOUNT};
+
+pub mod profile;
 
 /// The ServiceAccount the DR policy's jobs run as.
 pub const SERVICE_ACCOUNT: &str = "kubectl-dr-backup";
@@ -38,6 +41,8 @@ pub enum InstallError {
     NotEnabled(String),
     #[error("CustomResourceDefinition {0} did not become Established in time: check the API server's logs")]
     CrdNotEstablished(String),
+    #[error("{what}: {source}")]
+    Wait { what: String, source: kube::runtime::wait::Error },
     #[error("invalid --frequency {0:?}: use a cron schedule (\"0 * * * *\") or @hourly, @daily, @weekly, @monthly, @yearly")]
     InvalidFrequency(String),
     #[error(transparent)]
@@ -46,6 +51,14 @@ pub enum InstallError {
     Ownership(#[from] crate::ownership::OwnershipError),
     #[error("replication to profile {name}: {why}")]
     Replication { name: String, why: String },
+    #[error(transparent)]
+    Resource(#[from] crate::resources::ResourceError),
+    #[error(transparent)]
+    Location(#[from] crate::location::LocationError),
+    #[error("location {location} is not usable (give --skip-validation for write-only credentials, which cannot list): {source}")]
+    Unusable { location: String, source: crate::location::LocationError },
+    #[error("PersistentVolumeClaim {claim} not found in namespace {namespace}: create it (ReadWriteMany, on the NFS share) first")]
+    ClaimMissing { claim: String, namespace: String },
 }
 
 fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> InstallError {
@@ -114,6 +127,9 @@ pub struct EnableReport {
     pub schedule: String,
 }
 
+/// How long `enable` waits for a CRD to be Established (the API server does it in a moment).
+const CRD_ESTABLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Installs the CRDs (if missing or older) and waits until they are Established.
 pub async fn install_crds(client: &Client) -> Result<(), InstallError> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -121,22 +137,11 @@ pub async fn install_crds(client: &Client) -> Result<(), InstallError> {
         let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("generated CRDs parse");
         let name = crd.name_any();
         apply(&crds, crd).await?;
-        let mut established = false;
-        for _ in 0..60 {
-            let current = crds.get(&name).await.map_err(api_err(format!("reading CRD {name}")))?;
-            established = current
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            if established {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
-        if !established {
-            return Err(InstallError::CrdNotEstablished(name));
+        let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
+        match tokio::time::timeout(CRD_ESTABLISH_TIMEOUT, established).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(source)) => return Err(InstallError::Wait { what: format!("watching CRD {name}"), source }),
+            Err(_) => return Err(InstallError::CrdNotEstablished(name)),
         }
     }
     Ok(())
