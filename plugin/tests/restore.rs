@@ -3,6 +3,10 @@
 //! cluster `kubectl dr restore --cluster-id ...` installs the embedded chart with helm (here a
 //! helm built on the Helm v4 library, `charts/tests/helm`) and follows the Job, which the test's
 //! kubelet stand-in runs as the real `dr-job` process with the chart's environment.
+//!
+//! One file past 500 lines on purpose: each test is one user journey through the same harness
+//! (two test API servers, the binary, helm, the kubelet stand-in), and a journey reads best
+//! whole, next to the harness it runs on.
 
 use dr_test_support as support;
 

@@ -4,6 +4,9 @@
 //!
 //! Against a real cluster the job uses its service account; here `KUBECONFIG` points at the
 //! test API server (which serves plain HTTP), the one variable a pod would not have.
+//!
+//! One file past 500 lines on purpose: every test runs the one process the CronJob runs,
+//! through the same two helpers (`run_job`, `run_as_cronjob`).
 
 use dr_test_support as support;
 
