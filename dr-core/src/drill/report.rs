@@ -1,7 +1,7 @@
 //! The drill's report for people: Markdown and a self-contained HTML page (no scripts, no external
 //! resources), from the same [`DrillReport`] the JSON is.
 
-use super::*;
+use super::DrillReport;
 
 
 

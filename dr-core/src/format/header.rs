@@ -2,7 +2,7 @@
 //! belongs to, the key derivation's parameters and a key check, authenticated as the first
 //! chunk's associated data.
 
-use super::*;
+use super::{Binding, FIXED_LEN, FormatError, KDF_PBKDF2_SHA256, MAGIC, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, NONCE_PREFIX_LEN, READ_VERSIONS, Role, VERSION};
 use std::io::{self, Read};
 
 use aws_lc_rs::{constant_time, digest, hmac};

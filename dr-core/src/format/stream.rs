@@ -1,7 +1,8 @@
 //! The chunked AES-256-GCM stream after the header: [`EncryptWriter`] and [`DecryptReader`], and
 //! whole-buffer helpers for small files.
 
-use super::*;
+use super::header::Header;
+use super::{Binding, FormatError, IV_LEN, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, MISPLACED_SEARCH, NONCE_PREFIX_LEN, TAG_LEN, VERSION};
 use std::io::{self, Read, Write};
 
 use aws_lc_rs::aead;

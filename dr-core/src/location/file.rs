@@ -2,7 +2,7 @@
 //! Objects are written to a hidden temporary file and hard-linked into place, so a name is never
 //! overwritten.
 
-use super::*;
+use super::{LocationError, ObjectReader, ObjectUpload, StoredObject};
 use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncWriteExt;

@@ -1,7 +1,7 @@
 //! An S3 or S3-compatible bucket: create-only writes (`If-None-Match: *`), Object Lock
 //! retention on every write when the profile is immutable, multipart for large objects.
 
-use super::*;
+use super::{IMMUTABLE_DAYS, LocationError, ObjectInfo, ObjectReader, ObjectVersion, PART_SIZE, S3Config, StoredObject};
 use super::s3_error::S3Op;
 use std::fmt;
 use std::time::Duration;

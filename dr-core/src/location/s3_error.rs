@@ -1,7 +1,8 @@
 //! What an S3 failure means for the user: which operation failed, which permission it needs,
 //! and whether the bucket or the object is at fault.
 
-use super::*;
+use super::s3::S3Location;
+use super::LocationError;
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 

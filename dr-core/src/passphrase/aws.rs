@@ -1,7 +1,7 @@
 //! AWS Secrets Manager: the passphrase is a secret's string value, read with the default
 //! credential chain (IRSA in the cluster).
 
-use super::*;
+use super::{AwsSecret, PassphraseError};
 use std::time::Duration;
 
 

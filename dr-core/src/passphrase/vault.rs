@@ -1,7 +1,7 @@
 //! HashiCorp Vault (and OpenBao): token or Kubernetes auth, then a KV v1 or v2 read of the field
 //! that holds the passphrase. Vault's own error messages are passed on; tokens never are.
 
-use super::*;
+use super::{KvVersion, PassphraseError, VaultAuth, VaultConfig, VaultSecret, WipedJson};
 use std::time::Duration;
 
 use serde_json::Value;

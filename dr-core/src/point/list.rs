@@ -1,7 +1,7 @@
 //! Listing a cluster's points and choosing one (newest, by time or by name), before anything is
 //! decrypted.
 
-use super::*;
+use super::{ARCHIVE_OBJECT, MANIFEST_OBJECT, PointError, point_time, points_prefix, rfc3339, validate_cluster_id};
 use std::collections::BTreeMap;
 
 use time::OffsetDateTime;

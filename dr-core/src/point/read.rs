@@ -1,7 +1,7 @@
 //! Reading a point: its manifest (telling a forged point from a wrong passphrase), then its
 //! catalog, decrypted and decompressed on their own threads, checked against the manifest.
 
-use super::*;
+use super::{PointSummary, Counts, MANIFEST_OBJECT, MANIFEST_VERSION, MAX_CATALOG_LINE, MAX_MANIFEST_BYTES, Manifest, PointError, Unlocker, object_key, rfc3339};
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;
 

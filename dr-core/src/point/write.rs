@@ -1,7 +1,7 @@
 //! Writing a point: the catalog compressed, encrypted and uploaded as it is produced, then the
 //! manifest, last, so that a point without one is incomplete.
 
-use super::*;
+use super::{ARCHIVE_OBJECT, ArchiveInfo, Counts, MANIFEST_OBJECT, MANIFEST_VERSION, Manifest, PointError, io_unreadable, new_point_id, object_key, rfc3339, validate_cluster_id};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::sync::Arc;
