@@ -17,10 +17,13 @@
 //! ready endpoints admits everything, as no webhook server runs here); pod logs (`pods/log`,
 //! with `follow` and `tailLines`, 400 while the container has not started), which
 //! `kubelet.rs` fills as its processes write; namespace deletion as the namespace controller
-//! does it (Terminating at once, new content refused, emptied and gone 300 ms later);
+//! does it (Terminating at once, new content refused, emptied and gone 300 ms later, on the
+//! server's own timer: a watch waiting for the namespace to go sees it go with no other
+//! request coming in);
 //! throttling (429 with
 //! Retry-After) and RBAC denials a test can inject. It is generic: no scripted sequence of expected calls.
-//! It runs no controllers: `kubelet.rs` plays the kubelet and the Job controller.
+//! Apart from that part of the namespace controller it runs no controllers: `kubelet.rs`
+//! plays the kubelet and the Job controller.
 //!
 //! Not served: strategic merge patch, protobuf.
 //!
