@@ -1,11 +1,13 @@
 //! The test API server itself behaves like the real one where the product relies on it:
-//! server-side apply with field managers, and watch resuming from a resourceVersion.
+//! server-side apply with field managers, watch resuming from a resourceVersion, deletes
+//! with finalizers and propagation policies, and the garbage collector; and the kubelet
+//! stand-in keeps of a termination message what a kubelet keeps.
 
 use dr_test_support as support;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 use support::apiserver::ApiServer;
 
@@ -73,4 +75,118 @@ async fn watch_resumes_after_a_resource_version_and_expires_old_ones() {
     // Deleting ends with DELETED.
     cms.delete("cfg", &Default::default()).await.unwrap();
     assert!(matches!(events.try_next().await.unwrap(), Some(WatchEvent::Deleted(_))));
+}
+
+fn named(api: &ApiServer, group: &str, plural: &str, name: &str) -> Option<serde_json::Value> {
+    api.objects(group, plural).into_iter().find(|o| o["metadata"]["name"] == name)
+}
+
+fn owned_by(owner: &serde_json::Value, block: bool) -> serde_json::Value {
+    json!([{"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
+            "controller": true, "blockOwnerDeletion": block}])
+}
+
+#[tokio::test]
+async fn the_garbage_collector_deletes_what_no_owner_here_holds() {
+    let api = ApiServer::start().await;
+    let deploy = api.seed(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"}, "spec": {}}));
+    let rs = api.seed(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-1", "namespace": "default", "ownerReferences": owned_by(&deploy, true)}}));
+    api.seed(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1-a", "namespace": "default", "ownerReferences": owned_by(&rs, true)}}));
+    // An owner named right but with another UID (a restore that kept the source's UID) is not
+    // its owner: the dependent goes. One with an owner here only loses the stale reference.
+    let mut stale = deploy.clone();
+    stale["metadata"]["uid"] = json!("0000-from-another-cluster");
+    api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "orphaned", "namespace": "default", "ownerReferences": owned_by(&stale, false)}}));
+    let both = [owned_by(&stale, false)[0].clone(), owned_by(&deploy, false)[0].clone()];
+    api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "namespace": "default", "ownerReferences": both}}));
+    // An owner of a kind this server does not serve cannot be checked: left alone.
+    api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unmapped", "namespace": "default",
+                    "ownerReferences": [{"apiVersion": "example.com/v1", "kind": "Nothing", "name": "x", "uid": "1"}]}}));
+    assert!(api.collect_garbage());
+    assert!(named(&api, "", "configmaps", "orphaned").is_none());
+    let shared = named(&api, "", "configmaps", "shared").unwrap();
+    assert_eq!(shared["metadata"]["ownerReferences"], owned_by(&deploy, false), "{shared}");
+    assert!(named(&api, "", "configmaps", "unmapped").is_some());
+    assert!(!api.collect_garbage(), "a second pass finds nothing to do");
+
+    // Background (the default for a Deployment): it goes at once, its chain soon after.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(api.client(), "default");
+    deployments.delete("web", &DeleteParams::default()).await.unwrap();
+    assert!(named(&api, "apps", "deployments", "web").is_none());
+    api.collect_garbage();
+    assert!(named(&api, "apps", "replicasets", "web-1").is_none());
+    assert!(named(&api, "", "pods", "web-1-a").is_none());
+    assert!(named(&api, "", "configmaps", "shared").is_none(), "its last owner is gone");
+}
+
+#[tokio::test]
+async fn deletes_honour_finalizers_and_the_propagation_policy() {
+    let api = ApiServer::start().await;
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(api.client(), "default");
+    let pod_of = |job: &serde_json::Value, name: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "ownerReferences": owned_by(job, true)}})
+    };
+    // A Job deleted without a policy orphans its pods (batch/v1's default): they stay, unowned.
+    let job = api.seed(json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "a", "namespace": "default"}, "spec": {}}));
+    api.seed(pod_of(&job, "a-1"));
+    let marked = jobs.delete("a", &DeleteParams::default()).await.unwrap().left().expect("still there, being deleted");
+    assert_eq!(marked.metadata.finalizers, Some(vec!["orphan".to_owned()]));
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    api.collect_garbage();
+    assert!(named(&api, "batch", "jobs", "a").is_none());
+    let pod = named(&api, "", "pods", "a-1").expect("orphaned, not deleted");
+    assert!(pod["metadata"].get("ownerReferences").is_none(), "{pod}");
+
+    // Foreground: the Job stays until its pods are gone.
+    let job = api.seed(json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "b", "namespace": "default"}, "spec": {}}));
+    let mut held = pod_of(&job, "b-1");
+    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    api.seed(held);
+    jobs.delete("b", &DeleteParams::foreground()).await.unwrap();
+    api.collect_garbage();
+    assert!(named(&api, "batch", "jobs", "b").is_some(), "a pod that blocks its deletion is still there");
+    let pod = named(&api, "", "pods", "b-1").unwrap();
+    assert!(pod["metadata"]["deletionTimestamp"].is_string(), "the pod is being deleted: {pod}");
+    // Its finalizer removed, the pod goes, and with it the Job.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(api.client(), "default");
+    pods.patch("b-1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
+    assert!(named(&api, "", "pods", "b-1").is_none());
+    api.collect_garbage();
+    assert!(named(&api, "batch", "jobs", "b").is_none());
+
+    // Background, asked for: the Job goes at once and its pods with the next pass.
+    let job = api.seed(json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "c", "namespace": "default"}, "spec": {}}));
+    api.seed(pod_of(&job, "c-1"));
+    jobs.delete("c", &DeleteParams::background()).await.unwrap();
+    assert!(named(&api, "batch", "jobs", "c").is_none());
+    api.collect_garbage();
+    assert!(named(&api, "", "pods", "c-1").is_none());
+
+    // A create cannot set a deletionTimestamp.
+    let cms: Api<ConfigMap> = Api::namespaced(api.client(), "default");
+    let mut doomed = cm(json!({}));
+    doomed["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let created = cms.create(&PostParams::default(), &serde_json::from_value(doomed).unwrap()).await.unwrap();
+    assert!(created.metadata.deletion_timestamp.is_none());
+}
+
+#[test]
+fn the_kubelet_keeps_the_last_4_kib_of_a_termination_message() {
+    use support::kubelet::{termination_message, TERMINATION_MESSAGE_LIMIT};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("termination-log");
+    let long = format!("{}{}", "a".repeat(5000), "the end");
+    std::fs::write(&file, &long).unwrap();
+    let kept = termination_message(&file, 1, true, "log");
+    assert_eq!(kept.len(), TERMINATION_MESSAGE_LIMIT);
+    assert!(kept.ends_with("the end"), "the kubelet reads the file's end");
+    // An empty file: the log's last 80 lines, at most 2 KiB, if the policy falls back to it.
+    std::fs::write(&file, "").unwrap();
+    let log: String = (0..100).map(|i| format!("line {i}\n")).collect();
+    let fallback = termination_message(&file, 1, true, &log);
+    assert!(fallback.starts_with("line 20\n") && fallback.ends_with("line 99"), "{fallback}");
+    assert_eq!(termination_message(&file, 1, false, &log), "");
+    assert_eq!(termination_message(&file, 0, true, &log), "", "only a failed container falls back");
+    let wide: String = (0..10).map(|i| format!("{i}{}\n", "x".repeat(400))).collect();
+    assert_eq!(termination_message(&file, 1, true, &wide).len(), 2048);
 }

@@ -131,6 +131,9 @@ rules:
     assert_eq!(web["metadata"]["labels"]["drill"], "yes");
     assert_eq!(find(&target, "", "configmaps", "shop-dr", "settings").unwrap()["data"]["currency"], "CHF");
     assert_eq!(report["byKind"]["Deployment.apps"]["modified"], 1, "{report}");
+    // The garbage collector has had its pass: an ownerReference left at a source UID would
+    // have had its object deleted, as on a real cluster.
+    target.collect_garbage();
     // Owned objects are relinked in their new namespace.
     let widget = find(&target, "shop.example.com", "widgets", "shop-dr", "w1").unwrap();
     let owned = find(&target, "", "configmaps", "shop-dr", "w1-config").unwrap();

@@ -19,11 +19,10 @@
 //! `kubelet.rs` fills as its processes write; namespace deletion as the namespace controller
 //! does it (Terminating at once, new content refused, emptied and gone 300 ms later, on the
 //! server's own timer: a watch waiting for the namespace to go sees it go with no other
-//! request coming in);
-//! throttling (429 with
-//! Retry-After) and RBAC denials a test can inject. It is generic: no scripted sequence of expected calls.
-//! Apart from that part of the namespace controller it runs no controllers: `kubelet.rs`
-//! plays the kubelet and the Job controller.
+//! request coming in); throttling (429 with Retry-After) and RBAC denials a test can
+//! inject. It is generic: no scripted sequence of expected calls. Apart from that part of
+//! the namespace controller it runs no controllers: `kubelet.rs` plays the kubelet and the
+//! Job controller.
 //!
 //! Not served: strategic merge patch, protobuf.
 //!
@@ -143,8 +142,14 @@ impl State {
         }
     }
 
-    /// Stores an object with a new resourceVersion and tells the watches.
+    /// Stores an object with a new resourceVersion and tells the watches. An object being
+    /// deleted whose last finalizer is gone goes, as on the real server (a Namespace's
+    /// deletion is the namespace controller's part).
     fn store(&mut self, key: Key, mut object: Value, kind: &'static str) -> Value {
+        if object["metadata"].get("deletionTimestamp").is_some() && finalizers(&object).is_empty() && key.1 != "namespaces" {
+            self.objects.insert(key.clone(), object);
+            return self.remove(&key).expect("just stored");
+        }
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
         self.objects.insert(key.clone(), object.clone());
@@ -157,6 +162,138 @@ impl State {
         self.resource_version += 1;
         self.publish(Event { key: key.clone(), kind: "DELETED", object: object.clone(), resource_version: self.resource_version });
         Some(object)
+    }
+
+    /// A delete as the API server does it: an object with finalizers (or deleted with
+    /// `Orphan` or `Foreground`, which add the garbage collector's `orphan` or
+    /// `foregroundDeletion` finalizer) is marked with a deletionTimestamp and stays until its
+    /// finalizers are gone; any other object goes at once, and the garbage collector deletes
+    /// its dependents (`Background`). A second delete returns the object as it is.
+    fn delete(&mut self, key: &Key, policy: Propagation) -> Option<Value> {
+        let mut object = self.objects.get(key)?.clone();
+        if object["metadata"].get("deletionTimestamp").is_some() {
+            return Some(object);
+        }
+        let mut held = finalizers(&object);
+        let added = match policy {
+            Propagation::Orphan => Some("orphan"),
+            Propagation::Foreground => Some("foregroundDeletion"),
+            Propagation::Background => None,
+        };
+        if let Some(f) = added {
+            if !held.iter().any(|h| h == f) {
+                held.push(f.to_owned());
+            }
+        }
+        if held.is_empty() {
+            return self.remove(key);
+        }
+        object["metadata"]["deletionTimestamp"] = json!(now());
+        object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        object["metadata"]["finalizers"] = json!(held);
+        Some(self.store(key.clone(), object, "MODIFIED"))
+    }
+
+    /// Where the object an ownerReference names would be stored, if this server serves its
+    /// kind (the real collector, unable to map a kind, leaves the dependent alone).
+    fn owner_key(&self, reference: &Value, dependent_namespace: &str) -> Option<Key> {
+        let group = reference["apiVersion"].as_str()?.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+        let kind = reference["kind"].as_str()?;
+        let def = self.resources.iter().find(|r| r.group == group && r.kind == kind)?;
+        Some(key(def, if def.namespaced { dependent_namespace } else { "" }, reference["name"].as_str()?))
+    }
+
+    /// The garbage collector's part, as the real controller does it: an owner deleted with
+    /// `orphan` has the references to it removed from its dependents; one deleted with
+    /// `foregroundDeletion` has its dependents deleted, and goes once none that blocks its
+    /// deletion is left; a dependent none of whose owners is here (by name and UID) is
+    /// deleted, and one with an owner still here loses the references to owners that are not.
+    /// Runs until nothing changes. Returns whether anything did.
+    fn collect_garbage(&mut self) -> bool {
+        let mut changed_any = false;
+        loop {
+            let mut changed = false;
+            let owners: Vec<(Key, Value)> = self
+                .objects
+                .iter()
+                .filter(|(_, o)| o["metadata"].get("deletionTimestamp").is_some())
+                .filter(|(_, o)| finalizers(o).iter().any(|f| f == "orphan" || f == "foregroundDeletion"))
+                .map(|(k, o)| (k.clone(), o.clone()))
+                .collect();
+            for (owner_key, owner) in owners {
+                let uid = owner["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+                let dependents: Vec<Key> = self.objects.iter().filter(|(_, o)| owner_uids(o).contains(&uid)).map(|(k, _)| k.clone()).collect();
+                let mut held = finalizers(&owner);
+                if held.iter().any(|f| f == "orphan") {
+                    for k in &dependents {
+                        let mut dependent = self.objects[k].clone();
+                        retain_owners(&mut dependent, |r| r["uid"] != uid.as_str());
+                        self.store(k.clone(), dependent, "MODIFIED");
+                    }
+                    held.retain(|f| f != "orphan");
+                } else {
+                    for k in &dependents {
+                        if self.objects.get(k).is_some_and(|o| o["metadata"].get("deletionTimestamp").is_none()) {
+                            self.delete(k, Propagation::Background);
+                            changed = true;
+                        }
+                    }
+                    let blocking = self.objects.values().any(|o| {
+                        owner_refs(o).iter().any(|r| r["uid"] == uid.as_str() && r["blockOwnerDeletion"] == true)
+                    });
+                    if blocking {
+                        continue;
+                    }
+                    held.retain(|f| f != "foregroundDeletion");
+                }
+                let mut owner = self.objects[&owner_key].clone();
+                owner["metadata"]["finalizers"] = json!(held);
+                self.store(owner_key, owner, "MODIFIED");
+                changed = true;
+            }
+            let dependents: Vec<(Key, Value)> = self
+                .objects
+                .iter()
+                .filter(|(_, o)| !owner_refs(o).is_empty() && o["metadata"].get("deletionTimestamp").is_none())
+                .map(|(k, o)| (k.clone(), o.clone()))
+                .collect();
+            for (k, mut dependent) in dependents {
+                let mut solid = 0;
+                let mut gone: BTreeSet<String> = BTreeSet::new();
+                for r in owner_refs(&dependent) {
+                    let Some(owner_key) = self.owner_key(&r, &k.2) else {
+                        solid += 1;
+                        continue;
+                    };
+                    match self.objects.get(&owner_key) {
+                        Some(owner) if owner["metadata"]["uid"] == r["uid"] => {
+                            if finalizers(owner).iter().any(|f| f == "foregroundDeletion") {
+                                gone.insert(r["uid"].as_str().unwrap_or_default().to_owned());
+                            } else {
+                                solid += 1;
+                            }
+                        }
+                        _ => {
+                            gone.insert(r["uid"].as_str().unwrap_or_default().to_owned());
+                        }
+                    }
+                }
+                if gone.is_empty() {
+                    continue;
+                }
+                if solid > 0 {
+                    retain_owners(&mut dependent, |r| !gone.contains(r["uid"].as_str().unwrap_or_default()));
+                    self.store(k, dependent, "MODIFIED");
+                } else {
+                    self.delete(&k, Propagation::Background);
+                }
+                changed = true;
+            }
+            if !changed {
+                return changed_any;
+            }
+            changed_any = true;
+        }
     }
 
     /// The namespace controller's part: a namespace whose deletion is due loses its objects,
@@ -272,6 +409,37 @@ fn now() -> String {
     dr_core::point::rfc3339(time::OffsetDateTime::now_utc().replace_millisecond(0).unwrap())
 }
 
+/// What a delete does to the objects the deleted one owns (DeleteOptions' `propagationPolicy`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Propagation {
+    Orphan,
+    Background,
+    Foreground,
+}
+
+fn finalizers(object: &Value) -> Vec<String> {
+    object["metadata"]["finalizers"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect()
+}
+
+fn owner_refs(object: &Value) -> Vec<Value> {
+    object["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default()
+}
+
+fn owner_uids(object: &Value) -> Vec<String> {
+    owner_refs(object).iter().filter_map(|r| r["uid"].as_str()).map(str::to_owned).collect()
+}
+
+/// Keeps the ownerReferences `keep` accepts; the field goes when none is left.
+fn retain_owners(object: &mut Value, keep: impl Fn(&Value) -> bool) {
+    let kept: Vec<Value> = owner_refs(object).into_iter().filter(|r| keep(r)).collect();
+    let meta = object["metadata"].as_object_mut().expect("metadata is an object");
+    if kept.is_empty() {
+        meta.remove("ownerReferences");
+    } else {
+        meta.insert("ownerReferences".into(), Value::Array(kept));
+    }
+}
+
 impl ApiServer {
     /// Starts a server with the built-in kinds and the namespaces a new cluster has.
     pub async fn start() -> Self {
@@ -282,14 +450,17 @@ impl ApiServer {
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             server.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
         }
-        // The namespace controller runs on its own, as the real one does: a watch waiting for
-        // a namespace to go sees it go without any other request coming in.
+        // The namespace controller and the garbage collector run on their own, as the real
+        // ones do: a watch waiting for a namespace or a Job to go sees it go without any other
+        // request coming in, and a test sees what a real collector would have deleted.
         let controller = Arc::downgrade(&state);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 let Some(state) = controller.upgrade() else { return };
-                state.lock().unwrap().finish_namespace_deletions();
+                let mut state = state.lock().unwrap();
+                state.finish_namespace_deletions();
+                state.collect_garbage();
             }
         });
         tokio::spawn(async move {
@@ -305,6 +476,13 @@ impl ApiServer {
             }
         });
         server
+    }
+
+    /// Runs the garbage collector now, rather than waiting for its next pass (it runs every
+    /// 100 ms): what a real cluster would have deleted by the time anyone looks is gone.
+    /// Returns whether it changed anything.
+    pub fn collect_garbage(&self) -> bool {
+        self.state.lock().unwrap().collect_garbage()
     }
 
     /// Every request from now on takes at least `latency` (requests still run concurrently).
@@ -1114,10 +1292,16 @@ fn route(state: &mut State, method: &Method, path: &str, query: &BTreeMap<String
             Ok(_) => status(415, "UnsupportedMediaType", format!("the test API server does not support patch type {content_type}")),
             Err(r) => r,
         },
-        "delete" => match state.remove(&key(&t.def, &t.namespace, t.name.as_deref().unwrap())) {
-            Some(o) => respond(200, o),
-            None => not_found(&t.def, t.name.as_deref().unwrap()),
-        },
+        "delete" => {
+            let policy = match propagation(&t.def, query, body) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            match state.delete(&key(&t.def, &t.namespace, t.name.as_deref().unwrap()), policy) {
+                Some(o) => respond(200, o),
+                None => not_found(&t.def, t.name.as_deref().unwrap()),
+            }
+        }
         _ => status(405, "MethodNotAllowed", format!("{verb} is not served by the test API server")),
     }
 }
@@ -1231,6 +1415,24 @@ fn create(state: &mut State, def: &ResourceDef, namespace: &str, mut obj: Value)
 }
 
 /// Creates `obj`; a `manager` (the fieldManager of a plain create) owns every field it set.
+/// The delete's propagation policy, from the query or the DeleteOptions body, defaulted as
+/// the real server does: `batch/v1` Jobs orphan their Pods unless told otherwise (kept for
+/// compatibility; kubectl asks for Background), everything else is Background.
+fn propagation(def: &ResourceDef, query: &BTreeMap<String, String>, body: &[u8]) -> Result<Propagation, Response<Body>> {
+    let options: Value = if body.is_empty() { json!({}) } else { serde_json::from_slice(body).unwrap_or(json!({})) };
+    let asked = query.get("propagationPolicy").cloned().or_else(|| options["propagationPolicy"].as_str().map(str::to_owned));
+    match asked.as_deref() {
+        Some("Orphan") => Ok(Propagation::Orphan),
+        Some("Background") => Ok(Propagation::Background),
+        Some("Foreground") => Ok(Propagation::Foreground),
+        Some(other) => Err(status(422, "Invalid", format!("DeleteOptions.propagationPolicy: Unsupported value: \"{other}\""))),
+        None if options["orphanDependents"] == true => Ok(Propagation::Orphan),
+        None if options["orphanDependents"] == false => Ok(Propagation::Background),
+        None if def.group == "batch" && def.kind == "Job" => Ok(Propagation::Orphan),
+        None => Ok(Propagation::Background),
+    }
+}
+
 fn create_as(state: &mut State, def: &ResourceDef, namespace: &str, obj_ref: &mut Value, manager: Option<&str>) -> Result<(), Response<Body>> {
     if let Some(manager) = manager {
         let paths = applied_paths(obj_ref);
@@ -1286,6 +1488,9 @@ fn create_as(state: &mut State, def: &ResourceDef, namespace: &str, obj_ref: &mu
     }
     md.insert("uid".into(), json!(random_uid()));
     md.insert("creationTimestamp".into(), json!(now()));
+    // Set by a delete only, as on the real server.
+    md.remove("deletionTimestamp");
+    md.remove("deletionGracePeriodSeconds");
     md.insert("generation".into(), json!(1));
     md.remove("generateName");
     obj["apiVersion"] = json!(def.api_version());
@@ -1444,7 +1649,7 @@ fn update(state: &mut State, t: &Target, mut obj: Value) -> Response<Body> {
         let what = if t.def.group.is_empty() { t.def.plural.clone() } else { format!("{}.{}", t.def.plural, t.def.group) };
         return status(409, "Conflict", format!("Operation cannot be fulfilled on {what} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"));
     }
-    for f in ["uid", "creationTimestamp", "namespace", "name"] {
+    for f in ["uid", "creationTimestamp", "namespace", "name", "deletionTimestamp", "deletionGracePeriodSeconds"] {
         if let Some(v) = current["metadata"].get(f) {
             obj["metadata"][f] = v.clone();
         }

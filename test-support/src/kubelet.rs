@@ -27,6 +27,32 @@ pub fn exists(api: &ApiServer, m: &Value) -> bool {
     api.objects(group, &plural).iter().any(|o| o["metadata"]["name"] == m["metadata"]["name"])
 }
 
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// What a kubelet keeps of a container's termination message file.
+pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
+/// What `FallbackToLogsOnError` takes from the log instead: its last 80 lines, at most 2 KiB.
+const FALLBACK_LOG_LINES: usize = 80;
+const FALLBACK_LOG_LIMIT: usize = 2048;
+
+/// The message a kubelet reports for a container that ended with `code`: the last 4096
+/// bytes of its termination message file (the kubelet reads at most that much, from the
+/// end); when that is empty, the container failed and its policy is
+/// `FallbackToLogsOnError`, the tail of its log.
+pub fn termination_message(file: &Path, code: i32, fallback_to_logs: bool, log: &str) -> String {
+    let bytes = std::fs::read(file).unwrap_or_default();
+    let kept = &bytes[bytes.len().saturating_sub(TERMINATION_MESSAGE_LIMIT)..];
+    if !kept.is_empty() || code == 0 || !fallback_to_logs {
+        return String::from_utf8_lossy(kept).into_owned();
+    }
+    let lines: Vec<&str> = log.lines().collect();
+    let tail = lines[lines.len().saturating_sub(FALLBACK_LOG_LINES)..].join("\n");
+    let start = tail.len().saturating_sub(FALLBACK_LOG_LIMIT);
+    String::from_utf8_lossy(&tail.as_bytes()[start..]).into_owned()
+}
+
 /// A pod, ready to run as a process.
 pub struct Pod {
     /// The container's args (`restore`, `backup`).
@@ -179,7 +205,11 @@ pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: 
         let jobs = jobs.clone();
         let name = name.clone();
         async move {
-            jobs.patch_status(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(json!({"status": status}))).await.unwrap();
+            let written = jobs.patch_status(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(json!({"status": status}))).await;
+            // A Job deleted meanwhile has no status to write, as for the real controller.
+            if let Err(e) = written {
+                assert!(is_not_found(&e), "writing job {name}'s status: {e}");
+            }
         }
     };
     let condition = |ty: &str, reason: &str, message: &str| json!({"type": ty, "status": "True", "reason": reason, "message": message, "lastProbeTime": now(), "lastTransitionTime": now()});
@@ -189,8 +219,14 @@ pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: 
     let mut delay = JOB_BACKOFF;
     loop {
         set_status(json!({"startTime": start, "active": 1, "ready": 0, "failed": failed})).await;
+        if jobs.get_opt(&name).await.unwrap().is_none() {
+            // Deleted (a CronJob's Jobs go with it): the controller makes no more pods.
+            return codes;
+        }
         let pod = api.seed(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": format!("{name}-"), "namespace": namespace,
-                                          "labels": {"job-name": name, "batch.kubernetes.io/controller-uid": job["metadata"]["uid"]}},
+                                          "labels": {"job-name": name, "batch.kubernetes.io/controller-uid": job["metadata"]["uid"]},
+                                          "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job["metadata"]["uid"],
+                                                               "controller": true, "blockOwnerDeletion": true}]},
                                    "spec": {"containers": [{"name": container, "image": "dr-job"}]},
                                    "status": {"phase": "Running", "containerStatuses": [{"name": container, "state": {"running": {"startedAt": now()}}}]}}));
         // Its container has started: its log is there (empty), as a kubelet's is.
@@ -219,7 +255,8 @@ pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: 
                 if code != 0 {
                     eprintln!("job {name} pod exited {code}:\n{}", out.1);
                 }
-                (code, if code == 0 { "Completed" } else { "Error" }, std::fs::read_to_string(&process.termination).unwrap_or_default())
+                let fallback = job["spec"]["template"]["spec"]["containers"][0]["terminationMessagePolicy"] == "FallbackToLogsOnError";
+                (code, if code == 0 { "Completed" } else { "Error" }, termination_message(&process.termination, code, fallback, &out.1))
             }
         };
         codes.push(code);
@@ -234,7 +271,8 @@ pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: 
                                                        "containerStatuses": [{"name": container, "state": {"terminated": terminated}}]}})),
         )
         .await
-        .unwrap();
+        .or_else(|e| if is_not_found(&e) { Ok(Default::default()) } else { Err(e) })
+        .expect("the pod's status is written unless the pod was deleted");
         if code == 0 {
             set_status(json!({"active": 0, "ready": 0, "succeeded": 1, "failed": failed, "completionTime": now(),
                               "conditions": [condition("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods"),
