@@ -4,7 +4,9 @@
 //! served only once it exists); get, list (`limit`/`continue` pagination, label and field
 //! selectors), watch (resuming from a resourceVersion, 410 when too old), create (with
 //! `generateName`), update (resourceVersion conflicts), merge patch, server-side apply
-//! (field managers, conflicts, force), delete; status subresources (status is dropped on
+//! (field managers, conflicts, force), delete (finalizers keep an object, marked with a
+//! deletionTimestamp, until they are gone; the propagation policy is honoured and defaulted
+//! as the real server does, Orphan for `batch/v1` Jobs); status subresources (status is dropped on
 //! create and kept on update of the main resource, written only through `/status`); Service
 //! cluster IPs and node ports allocated as the real allocator does (a requested port is kept
 //! when free and in range, else 422 "provided port is already allocated"); namespaced and
@@ -20,9 +22,12 @@
 //! does it (Terminating at once, new content refused, emptied and gone 300 ms later, on the
 //! server's own timer: a watch waiting for the namespace to go sees it go with no other
 //! request coming in); throttling (429 with Retry-After) and RBAC denials a test can
-//! inject. It is generic: no scripted sequence of expected calls. Apart from that part of
-//! the namespace controller it runs no controllers: `kubelet.rs` plays the kubelet and the
-//! Job controller.
+//! inject; the garbage collector, on the same timer (orphaning, foreground deletion, and
+//! deleting a dependent none of whose owners is here by name and UID, as a restore that
+//! kept a source UID would see). It is generic: no scripted sequence of expected calls.
+//! Apart from those two controllers' parts it runs none: `kubelet.rs` plays the kubelet and
+//! the Job controller. Pods are deleted at once (no grace period: no kubelet has to stop
+//! them).
 //!
 //! Not served: strategic merge patch, protobuf.
 //!

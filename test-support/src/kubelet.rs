@@ -4,8 +4,9 @@
 //! the location directory, Secret and ConfigMap volumes and projected service-account tokens
 //! are files) and
 //! service account (a token the test API server accepts), and reports the result back the way
-//! a kubelet and the Job controller do: a Pod with the container's termination message, and
-//! the Job's status.
+//! a kubelet and the Job controller do: a Pod owned by its Job, with the container's
+//! termination message as a kubelet keeps it (its last 4 KiB, or the log's tail when empty
+//! under `FallbackToLogsOnError`), and the Job's status.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
