@@ -102,8 +102,11 @@ async fn the_garbage_collector_deletes_what_no_owner_here_holds() {
     // An owner of a kind this server does not serve cannot be checked: left alone.
     api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unmapped", "namespace": "default",
                     "ownerReferences": [{"apiVersion": "example.com/v1", "kind": "Nothing", "name": "x", "uid": "1"}]}}));
+    // A cluster-scoped dependent naming a namespaced owner: unresolvable, left alone.
+    api.seed(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "crossed", "ownerReferences": owned_by(&stale, false)}}));
     assert!(api.collect_garbage());
     assert!(named(&api, "", "configmaps", "orphaned").is_none());
+    assert!(named(&api, "rbac.authorization.k8s.io", "clusterroles", "crossed").is_some());
     let shared = named(&api, "", "configmaps", "shared").unwrap();
     assert_eq!(shared["metadata"]["ownerReferences"], owned_by(&deploy, false), "{shared}");
     assert!(named(&api, "", "configmaps", "unmapped").is_some());

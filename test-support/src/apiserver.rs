@@ -199,12 +199,18 @@ impl State {
         Some(self.store(key.clone(), object, "MODIFIED"))
     }
 
-    /// Where the object an ownerReference names would be stored, if this server serves its
-    /// kind (the real collector, unable to map a kind, leaves the dependent alone).
+    /// Where the object an ownerReference names would be stored, if the reference can be
+    /// resolved: the real collector leaves a dependent alone when it cannot map the owner's
+    /// kind, or when a cluster-scoped dependent names a namespaced owner (it only reports
+    /// `OwnerRefInvalidNamespace`). A namespaced owner is looked for in the dependent's
+    /// namespace only.
     fn owner_key(&self, reference: &Value, dependent_namespace: &str) -> Option<Key> {
         let group = reference["apiVersion"].as_str()?.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
         let kind = reference["kind"].as_str()?;
         let def = self.resources.iter().find(|r| r.group == group && r.kind == kind)?;
+        if def.namespaced && dependent_namespace.is_empty() {
+            return None;
+        }
         Some(key(def, if def.namespaced { dependent_namespace } else { "" }, reference["name"].as_str()?))
     }
 
