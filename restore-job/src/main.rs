@@ -174,7 +174,7 @@ async fn replicate(args: &BackupArgs) -> std::process::ExitCode {
     let result = async {
         dr_core::init_crypto_provider();
         let settings = args.settings()?;
-        let client = dr_core::kube_client(kube::Config::infer().await?)?;
+        let client = cluster_client().await?;
         Ok::<_, anyhow::Error>(dr_core::job::run_replication(&client, &settings).await?)
     }
     .await;
@@ -195,8 +195,7 @@ async fn replicate(args: &BackupArgs) -> std::process::ExitCode {
 async fn backup(args: &BackupArgs) -> anyhow::Result<dr_core::job::BackupSummary> {
     dr_core::init_crypto_provider();
     let settings = args.settings()?;
-    // In a pod: the service account; elsewhere: KUBECONFIG.
-    let client = dr_core::kube_client(kube::Config::infer().await?)?;
+    let client = cluster_client().await?;
     Ok(dr_core::job::run_backup(&client, &settings).await?)
 }
 
