@@ -16,11 +16,8 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-#[path = "common/measure.rs"]
-mod measure;
-
 use dr_core::catalog::Mode;
-use measure::{cpu_seconds, proc_status};
+use dr_test_support::measure::{self, cpu_seconds, proc_status};
 use dr_core::backup;
 use dr_core::resources::Selection;
 use dr_core::format::crypto::Passphrase;

@@ -23,16 +23,13 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-#[path = "common/measure.rs"]
-mod measure;
-
 use dr_core::catalog::{Category, Entry, Mode};
 use dr_core::format::crypto::Passphrase;
 use dr_core::location::{Location, LocationConfig, S3Config, StaticCredentials};
 use dr_core::point::PointWriter;
 use dr_core::restore::{self, RestoreSettings};
 use futures::StreamExt;
-use measure::{cpu_seconds, proc_status};
+use dr_test_support::measure::{self, cpu_seconds, proc_status};
 use serde_json::{json, Value};
 use support::apiserver;
 

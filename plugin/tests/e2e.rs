@@ -29,7 +29,7 @@ const PASS: &str = "e2e passphrase: correct horse battery staple";
 /// Where the tests run: the in-process API server, or a real cluster.
 enum Target {
     /// Held so the in-process server lives as long as the test.
-    Local(#[allow(dead_code)] support::apiserver::ApiServer),
+    Local { _server: support::apiserver::ApiServer },
     Real,
 }
 
@@ -58,7 +58,7 @@ async fn cluster(dir: &Path) -> Cluster {
             let kubeconfig = dir.join("kubeconfig");
             api.write_kubeconfig(&kubeconfig, "default");
             let client = api.client();
-            Cluster { _target: Target::Local(api), kubeconfig, client, namespace: "kasten-io".into() }
+            Cluster { _target: Target::Local { _server: api }, kubeconfig, client, namespace: "kasten-io".into() }
         }
     }
 }

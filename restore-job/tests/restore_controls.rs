@@ -2,10 +2,10 @@
 //! restore Job as it runs in the cluster: a source cluster is backed up, an empty (or not so
 //! empty) target gets it back, and the test looks at the objects on the target.
 
-mod common;
+use dr_test_support as support;
 
-use common::support::apiserver::ApiServer;
-use common::*;
+use support::apiserver::ApiServer;
+use support::restore_fixture::*;
 use dr_core::catalog::Mode;
 use dr_core::failure::ErrorKind;
 use serde_json::{json, Value};

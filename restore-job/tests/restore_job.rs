@@ -6,13 +6,12 @@
 //! process's environment, files and credentials.
 //!
 //! One file past 500 lines on purpose: every test runs the one process the chart's Job runs,
-//! through the same harness (`tests/common`), one restore behaviour each.
+//! through the same harness (`dr_test_support::restore_fixture`), one restore behaviour each.
 
+use dr_test_support as support;
 
-mod common;
-
-use common::support::kubelet;
-use common::*;
+use support::kubelet;
+use support::restore_fixture::*;
 use dr_core::catalog::Mode;
 use dr_core::format::crypto::Passphrase;
 use dr_core::failure::ErrorKind;
@@ -558,7 +557,7 @@ async fn settings_that_do_not_parse_refuse_the_restore_and_name_the_variable() {
     target.write_kubeconfig(&kubeconfig, NS);
     let termination = dir.path().join("termination-log");
     let run = |extra: &[(&str, &str)]| {
-        let mut cmd = std::process::Command::new(common::support::workspace_binary("dr-job"));
+        let mut cmd = std::process::Command::new(support::workspace_binary("dr-job"));
         cmd.arg("restore")
             .env_clear()
             .env("KUBECONFIG", &kubeconfig)

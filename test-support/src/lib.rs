@@ -1,10 +1,15 @@
-//! Real servers for the tests: moto (S3 with Object Lock, IAM, Secrets Manager) and OpenBao
-//! (the Vault API), each started on a free loopback port and killed when dropped. They come
-//! from the Python virtual environment `scripts/test` creates (`.venv`, or `DR_TEST_VENV`).
-//! A server that cannot start fails the test with a message; nothing is skipped.
+//! What the tests and benchmarks share: the in-process test API server (`apiserver`), the
+//! kubelet and Job controller stand-in (`kubelet`), the restore Job tests' clusters and chart
+//! install (`restore_fixture`), the benchmarks' own measurements (`measure`), and here the
+//! real servers: moto (S3 with Object Lock, IAM, Secrets Manager) and OpenBao (the Vault API),
+//! each started on a free loopback port and killed when dropped. They come from the Python
+//! virtual environment `scripts/test` creates (`.venv`, or `DR_TEST_VENV`). A server that
+//! cannot start fails the test with a message; nothing is skipped.
 
 pub mod apiserver;
 pub mod kubelet;
+pub mod measure;
+pub mod restore_fixture;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! What the cluster benchmarks share: measuring their own process (from /proc), and serving
+//! What the cluster benchmarks (`dr-core/examples/bench_*.rs`) share: measuring their own process (from /proc), and serving
 //! the test API server from a child process.
 
 /// A field of /proc/self/status in MiB (VmHWM: peak RSS).

@@ -1,9 +1,5 @@
-//! What the restore Job tests share: a source cluster, its backup, an empty target, and the
-//! restore run as the chart's container.
-
-#![allow(dead_code)]
-
-pub use dr_test_support as support;
+//! What the restore Job tests (`restore-job/tests`) share: a source cluster, its backup, an
+//! empty target, and the restore run as the chart's container.
 
 use std::path::Path;
 use std::process::Output;
@@ -14,15 +10,15 @@ use dr_core::format::crypto::Passphrase;
 use dr_core::location::{Location, LocationConfig};
 use dr_core::restore::RestoreOutcome;
 use serde_json::{json, Value};
-use support::apiserver::ApiServer;
-use support::kubelet::{self, Pod};
+use crate::apiserver::ApiServer;
+use crate::kubelet::{self, Pod};
 
 pub const NS: &str = "kasten-io";
 pub const PASS: &str = "correct horse battery staple";
 pub const RELEASE: &str = "k10-restore";
 
 pub fn b64(s: &str) -> String {
-    support::apiserver::base64(s.as_bytes(), false)
+    crate::apiserver::base64(s.as_bytes(), false)
 }
 
 /// The source cluster: the DR platform (profile, policy, its CronJob, k10-dr-secret) and an
@@ -88,7 +84,7 @@ pub fn raw_secret(pass: &str) -> Value {
 
 /// Renders the chart with the Helm library; Err is Helm's message (schema, template).
 pub fn render(values: &Value) -> Result<Value, String> {
-    support::render_chart(NS, RELEASE, values)
+    crate::render_chart(NS, RELEASE, values)
 }
 
 /// The chart's values for this test's restore.
@@ -145,7 +141,7 @@ impl Run {
 /// `DR_RESTORE_JOB_BIN` names one (`scripts/fips-interop`: points this test process wrote
 /// with one build's library, restored by the other build's binary).
 pub fn spawn(pod: &Pod) -> std::process::Child {
-    let bin = std::env::var("DR_RESTORE_JOB_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_dr-job").to_owned());
+    let bin = std::env::var("DR_RESTORE_JOB_BIN").unwrap_or_else(|_| crate::workspace_binary("dr-job"));
     pod.spawn(&bin)
 }
 
