@@ -233,7 +233,8 @@ impl State {
                 .collect();
             for (owner_key, owner) in owners {
                 let uid = owner["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
-                let dependents: Vec<Key> = self.objects.iter().filter(|(_, o)| owner_uids(o).contains(&uid)).map(|(k, _)| k.clone()).collect();
+                let owned = |o: &Value| owner_refs(o).iter().any(|r| r["uid"] == uid.as_str());
+                let dependents: Vec<Key> = self.objects.iter().filter(|(_, o)| owned(o)).map(|(k, _)| k.clone()).collect();
                 let mut held = finalizers(&owner);
                 if held.iter().any(|f| f == "orphan") {
                     for k in &dependents {
@@ -434,10 +435,6 @@ fn finalizers(object: &Value) -> Vec<String> {
 
 fn owner_refs(object: &Value) -> Vec<Value> {
     object["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default()
-}
-
-fn owner_uids(object: &Value) -> Vec<String> {
-    owner_refs(object).iter().filter_map(|r| r["uid"].as_str()).map(str::to_owned).collect()
 }
 
 /// Keeps the ownerReferences `keep` accepts; the field goes when none is left.
@@ -1425,7 +1422,6 @@ fn create(state: &mut State, def: &ResourceDef, namespace: &str, mut obj: Value)
     Ok(obj)
 }
 
-/// Creates `obj`; a `manager` (the fieldManager of a plain create) owns every field it set.
 /// The delete's propagation policy, from the query or the DeleteOptions body, defaulted as
 /// the real server does: `batch/v1` Jobs orphan their Pods unless told otherwise (kept for
 /// compatibility; kubectl asks for Background), everything else is Background.
@@ -1444,6 +1440,7 @@ fn propagation(def: &ResourceDef, query: &BTreeMap<String, String>, body: &[u8])
     }
 }
 
+/// Creates `obj`; a `manager` (the fieldManager of a plain create) owns every field it set.
 fn create_as(state: &mut State, def: &ResourceDef, namespace: &str, obj_ref: &mut Value, manager: Option<&str>) -> Result<(), Response<Body>> {
     if let Some(manager) = manager {
         let paths = applied_paths(obj_ref);

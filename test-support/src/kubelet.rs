@@ -206,10 +206,12 @@ pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: 
         let jobs = jobs.clone();
         let name = name.clone();
         async move {
-            let written = jobs.patch_status(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(json!({"status": status}))).await;
-            // A Job deleted meanwhile has no status to write, as for the real controller.
-            if let Err(e) = written {
-                assert!(is_not_found(&e), "writing job {name}'s status: {e}");
+            // A Job deleted meanwhile (a CronJob's Jobs go with it) has no status to write, as
+            // for the real controller: whether it is still there.
+            match jobs.patch_status(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(json!({"status": status}))).await {
+                Ok(_) => true,
+                Err(e) if is_not_found(&e) => false,
+                Err(e) => panic!("writing job {name}'s status: {e}"),
             }
         }
     };
@@ -219,9 +221,8 @@ pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: 
     let mut failed = 0u64;
     let mut delay = JOB_BACKOFF;
     loop {
-        set_status(json!({"startTime": start, "active": 1, "ready": 0, "failed": failed})).await;
-        if jobs.get_opt(&name).await.unwrap().is_none() {
-            // Deleted (a CronJob's Jobs go with it): the controller makes no more pods.
+        if !set_status(json!({"startTime": start, "active": 1, "ready": 0, "failed": failed})).await {
+            // Deleted: the controller makes no more pods.
             return codes;
         }
         let pod = api.seed(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": format!("{name}-"), "namespace": namespace,
