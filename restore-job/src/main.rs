@@ -248,7 +248,7 @@ async fn end_grant(client: &kube::Client, binding: Option<&str>, failure: Option
 
 /// Logs the outcome once, writes it as the termination message, and exits with its kind.
 fn finish<R: Report>(outcome: &JobOutcome<R>) -> std::process::ExitCode {
-    dr_core::job::write_termination_message(&outcome.termination_message());
+    dr_core::job::write_termination_message(outcome);
     match outcome.kind {
         None => {
             tracing::info!(summary = %serde_json::to_string(&outcome.report).expect("report serializes"), "{} complete", R::COMMAND);

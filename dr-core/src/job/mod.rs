@@ -298,12 +298,12 @@ async fn policy_event(client: &Client, settings: &BackupSettings, uid: &str, suc
     crate::events::record(client, &settings.namespace, regarding, "Backup", reason, !succeeded, note).await
 }
 
-/// Writes the container's termination message (Kubernetes keeps the first 4 KiB), so
-/// `kubectl dr backup` and `status` can show the result without reading logs.
-pub fn write_termination_message(message: &str) {
+/// Writes the run's outcome as the container's termination message, so the plugin can show
+/// the result without reading logs. The outcome keeps it under the 4 KiB a kubelet keeps
+/// (`JobOutcome::termination_message`).
+pub fn write_termination_message<R: outcome::Report>(outcome: &outcome::JobOutcome<R>) {
     let path = var(env::TERMINATION_LOG).unwrap_or_else(|| "/dev/termination-log".into());
-    let truncated: String = message.chars().take(4000).collect();
-    if let Err(e) = std::fs::write(&path, truncated) {
+    if let Err(e) = std::fs::write(&path, outcome.termination_message()) {
         tracing::debug!(path, error = %e, "no termination log");
     }
 }

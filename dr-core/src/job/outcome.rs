@@ -56,9 +56,10 @@ impl<R: Report> JobOutcome<R> {
     }
 
     /// The termination message: one JSON line under the limit. The report is compacted, and
-    /// left out when even that does not fit; the error is cut to 1000 characters.
+    /// left out when even that does not fit; the error is cut to 1000 characters, and shorter
+    /// still if its escaped JSON would not fit (control characters take six bytes each).
     pub fn termination_message(&self) -> String {
-        let short: JobOutcome<R> = JobOutcome { error: self.error.chars().take(1000).collect(), kind: self.kind, report: None };
+        let mut short: JobOutcome<R> = JobOutcome { error: self.error.chars().take(1000).collect(), kind: self.kind, report: None };
         let mut message = serde_json::to_value(&short).expect("outcomes serialize");
         if let Some(report) = &self.report {
             message["report"] = serde_json::from_str(&report.compact()).expect("a compact report is JSON");
@@ -67,7 +68,15 @@ impl<R: Report> JobOutcome<R> {
         if text.len() <= TERMINATION_MESSAGE_LIMIT {
             return text;
         }
-        serde_json::to_string(&short).expect("outcomes serialize")
+        // Without the report, the error halved until the line fits.
+        loop {
+            let text = serde_json::to_string(&short).expect("outcomes serialize");
+            if text.len() <= TERMINATION_MESSAGE_LIMIT {
+                return text;
+            }
+            let keep = short.error.chars().count() / 2;
+            short.error = short.error.chars().take(keep).collect();
+        }
     }
 
     /// Reads a termination message back. Older Jobs wrote a backup's report bare, and a
@@ -127,5 +136,11 @@ mod tests {
         assert!(message.len() <= TERMINATION_MESSAGE_LIMIT, "{}", message.len());
         let back = JobOutcome::<Counted>::parse(&message);
         assert_eq!((back.error.len(), back.kind, back.report), (1000, Some(ErrorKind::Incomplete), None));
+        // An error whose JSON escapes outgrow the limit is cut further, and still reads back.
+        let escaped = JobOutcome::<Counted>::failed("\u{1}".repeat(1000), ErrorKind::BadInput, None).termination_message();
+        assert!(escaped.len() <= TERMINATION_MESSAGE_LIMIT, "{}", escaped.len());
+        let back = JobOutcome::<Counted>::parse(&escaped);
+        assert_eq!(back.kind, Some(ErrorKind::BadInput));
+        assert!(!back.error.is_empty() && back.error.chars().all(|c| c == '\u{1}'), "{back:?}");
     }
 }

@@ -1,7 +1,7 @@
 //! The job pod: what every pod running the job image has, whichever command it runs. The DR
 //! CronJob (`backup`) and the replication CronJob (`replicate`) are built from it here; the
 //! restore chart's Job template spells the same pod in Go templates, and a test renders the
-//! chart and checks it against this definition (`restore-job/tests/restore_job.rs`,
+//! chart and checks it against this definition (`restore-job/tests/job_pod.rs`,
 //! `the_charts_pod_is_the_job_pod`).
 //!
 //! The hardening is the restricted Pod Security Standard and more: non-root 65532 (the image's
