@@ -72,24 +72,26 @@ pub async fn create_profile(client: &Client, new: NewProfile) -> Result<Profile,
 
     if new.validate {
         if profile.spec.s3.is_some() {
-            // What is given here is not in the cluster yet: check with it as given; what the
-            // profile names in the cluster is read the way the Job reads it.
+            // What is given here is not in the cluster yet: the check uses it as given; what
+            // the profile names in the cluster is read the way the Job reads it.
             let mut checked = profile.clone();
+            let s3 = checked.spec.s3.as_mut().expect("an S3 profile");
+            if new.credentials.is_some() {
+                s3.credentials_secret = None;
+            }
             if new.ca_bundle.is_some() {
-                checked.spec.s3.as_mut().expect("an S3 profile").ca_bundle_config_map = None;
+                s3.ca_bundle_config_map = None;
             }
-            let mut config = match &new.credentials {
-                Some(creds) => {
-                    let mut c = resources::s3_config(&checked, Some(creds.clone())).expect("an S3 profile");
-                    c.ca_bundle = resources::profile_ca_bundle(client, ns, &checked).await?;
-                    LocationConfig::S3(c)
-                }
-                None => resources::location_config(client, ns, &checked, None).await?,
+            let LocationConfig::S3(mut config) = resources::location_config(client, ns, &checked, None).await? else {
+                unreachable!("an S3 profile maps to an S3 location")
             };
-            if let (LocationConfig::S3(c), Some(bundle)) = (&mut config, &new.ca_bundle) {
-                c.ca_bundle = Some(CaBundle::Pem { from: bundle.from.clone(), pem: bundle.pem.clone().into_bytes() });
+            if let Some(creds) = &new.credentials {
+                config.credentials = Some(creds.clone());
             }
-            let location = Location::connect(&config).await?;
+            if let Some(bundle) = &new.ca_bundle {
+                config.ca_bundle = Some(CaBundle::Pem { from: bundle.from.clone(), pem: bundle.pem.clone().into_bytes() });
+            }
+            let location = Location::connect(&LocationConfig::S3(config)).await?;
             location.validate().await.map_err(|source| InstallError::Unusable { location: location.describe(), source })?;
         } else if let Some(file) = &profile.spec.file {
             let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
