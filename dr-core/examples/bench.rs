@@ -103,7 +103,7 @@ fn phase_pbkdf2() {
     let runs = 5;
     let start = Instant::now();
     for _ in 0..runs {
-        std::hint::black_box(MasterKey::derive(&p, KdfParams::generate()));
+        std::hint::black_box(MasterKey::derive(&p, KdfParams::generate(CLUSTER)));
     }
     let per = start.elapsed().as_secs_f64() / runs as f64;
     report("pbkdf2", 0, per, json!({"iterations": dr_core::format::crypto::MIN_ITERATIONS, "msPerDerivation": per * 1e3}));
@@ -122,7 +122,7 @@ impl Write for Discard {
 
 fn phase_aead_encrypt(dir: &Path) {
     let total = mib() << 20;
-    let key = MasterKey::derive(&pass(), KdfParams::generate());
+    let key = MasterKey::derive(&pass(), KdfParams::generate(CLUSTER));
     let mut block = vec![0u8; 1 << 20];
     Noise(7).fill(&mut block);
     // Measured into a sink that discards, so storage speed does not count.
@@ -203,7 +203,7 @@ async fn phase_point_decrypt(dir: &Path) {
     let loc = location(dir).await;
     let id = std::fs::read_to_string(dir.join("point-id")).unwrap();
     let unlocker = Unlocker::new(pass());
-    let manifest = point::read_manifest(&loc, CLUSTER, &id, &unlocker).await.unwrap();
+    let manifest = point::choose(&loc, CLUSTER, point::Which::Id(&id), &unlocker).await.unwrap().manifest;
     let path = dir.join("location").join(point::object_key(CLUSTER, &id, point::ARCHIVE_OBJECT));
     let (total, secs) = best_of(|| {
         let mut file = std::fs::File::open(&path).unwrap();
@@ -222,7 +222,7 @@ async fn phase_point_read(dir: &Path) {
     let loc = location(dir).await;
     let id = std::fs::read_to_string(dir.join("point-id")).unwrap();
     let unlocker = Unlocker::new(pass());
-    let manifest = point::read_manifest(&loc, CLUSTER, &id, &unlocker).await.unwrap();
+    let manifest = point::choose(&loc, CLUSTER, point::Which::Id(&id), &unlocker).await.unwrap().manifest;
     let start = Instant::now();
     let counts = point::read_entries(&loc, &manifest, &unlocker, |e| {
         std::hint::black_box(e);

@@ -29,7 +29,7 @@ async fn main() {
 
     // Streams: the format alone, at the writer's iteration count, with a small chunk size so
     // a short vector spans several chunks.
-    let key = MasterKey::derive(&pass, KdfParams::generate());
+    let key = MasterKey::derive(&pass, KdfParams::generate(CLUSTER));
     let mut streams = Vec::new();
     for (name, plain, role) in [
         ("empty", Vec::new(), Role::Archive),

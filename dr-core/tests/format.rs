@@ -1,24 +1,45 @@
-//! The stream format: round trips, and a distinct, clear error for every kind of damage.
+//! The stream format: round trips, and a distinct, clear error for every kind of damage;
+//! version 3's per-cluster key derivation (a forged header costs no PBKDF2 to reject) and
+//! the legacy per-point one of versions 1 and 2.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_lc_rs::digest;
-use dr_core::format::crypto::{KdfParams, MasterKey, Passphrase};
+use dr_core::format::crypto::{cluster_salt, ClusterKey, KdfParams, MasterKey, Passphrase, CLUSTER_ITERATIONS};
 use dr_core::format::{self, Binding, DecryptReader, EncryptWriter, FormatError, Header, Role};
+use dr_core::point::Unlocker;
 
-/// Low iteration count keeps these tests fast; writers of real points always use 600,000
-/// (see `point` tests and the committed vectors).
-const TEST_KDF: KdfParams = KdfParams { iterations: 1_000, salt: [7; 16] };
+/// Legacy (version 2) files at a low iteration count keep those tests fast; version 3 always
+/// runs 600,000 iterations, once per cluster and passphrase here ([`derive`]).
+const LEGACY_KDF: KdfParams = KdfParams { iterations: 1_000, salt: [7; 16], cluster_salt: None };
 const SMALL_CHUNK: u32 = 64;
+const CLUSTER: &str = "c0ffee00-1111-2222-3333-444455556666";
 
 fn pass(s: &str) -> Passphrase {
     Passphrase::new(s.into()).unwrap()
 }
 fn binding() -> Binding {
-    Binding { cluster_id: "c0ffee00-1111-2222-3333-444455556666".into(), point_id: "20261121T093000Z-0a1b2c3d".into(), role: Role::Archive }
+    Binding { cluster_id: CLUSTER.into(), point_id: "20261121T093000Z-0a1b2c3d".into(), role: Role::Archive }
 }
+/// A point key from the passphrase, as `MasterKey::derive` makes it, with each version 3
+/// cluster master derived once per test binary (as the `Unlocker` does per process).
+fn derive(passphrase: &str, kdf: KdfParams) -> MasterKey {
+    let Some(salt) = kdf.cluster_salt else { return MasterKey::derive(&pass(passphrase), kdf) };
+    static CLUSTERS: OnceLock<Mutex<HashMap<(String, [u8; 16], u32), Arc<ClusterKey>>>> = OnceLock::new();
+    let cluster = CLUSTERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry((passphrase.to_owned(), salt, kdf.iterations))
+        .or_insert_with(|| Arc::new(ClusterKey::derive_for(&pass(passphrase), kdf)))
+        .clone();
+    cluster.point_key(kdf).unwrap()
+}
+/// A fresh version 3 point key (its own random point salt) for [`CLUSTER`].
 fn key() -> MasterKey {
-    MasterKey::derive(&pass("correct horse battery staple"), TEST_KDF)
+    derive("correct horse battery staple", KdfParams::generate(CLUSTER))
 }
 fn data(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
@@ -49,9 +70,8 @@ fn sealed(len: usize) -> Sealed {
 
 /// Decrypts with the right passphrase, returning what was released before any error.
 fn decrypt(ct: &[u8], expected: &Binding, passphrase: &str) -> (Vec<u8>, Result<(), FormatError>) {
-    let p = pass(passphrase);
     let mut out = Vec::new();
-    let mut reader = match DecryptReader::open(ct, expected, |kdf| MasterKey::derive(&p, kdf)) {
+    let mut reader = match DecryptReader::open(ct, expected, |kdf| derive(passphrase, kdf)) {
         Ok(r) => r,
         Err(e) => return (out, Err(e)),
     };
@@ -75,6 +95,9 @@ fn round_trips_at_every_size_boundary() {
     for len in [0, 1, c - 1, c, c + 1, 2 * c, 2 * c + 1, 100 * c + 17] {
         let plain = data(len);
         let ct = encrypt(&plain, SMALL_CHUNK);
+        let header = Header::read(&mut &ct[..]).unwrap();
+        assert_eq!((header.version(), header.is_legacy_kdf()), (format::VERSION, false));
+        assert_eq!(header.kdf().cluster_salt, Some(cluster_salt(CLUSTER)));
         let chunks = if len == 0 { 1 } else { len.div_ceil(c) };
         assert_eq!(ct.len(), header_len(&ct) + len + chunks * (format::IV_LEN + format::TAG_LEN), "len {len}");
         assert_eq!(decrypt_ok(&ct).unwrap(), plain, "len {len}");
@@ -150,9 +173,8 @@ fn multi_gib_stream_round_trips_without_being_held_in_memory() {
         w.finish().unwrap();
         sha.finish()
     });
-    let p = pass("correct horse battery staple");
     let mut r = DecryptReader::open(PipeReader { rx, cur: Vec::new(), pos: 0 }, &binding(), |kdf| {
-        MasterKey::derive(&p, kdf)
+        derive("correct horse battery staple", kdf)
     })
     .unwrap();
     let mut sha = digest::Context::new(&digest::SHA256);
@@ -331,8 +353,8 @@ fn error_messages_say_what_to_do_and_never_contain_the_passphrase() {
 }
 
 #[test]
-fn a_forged_header_asking_for_a_costly_key_derivation_is_refused_before_deriving() {
-    let mut ct = encrypt(&data(100), SMALL_CHUNK);
+fn a_forged_legacy_header_asking_for_a_costly_key_derivation_is_refused_before_deriving() {
+    let mut ct = format::seal_all(&data(100), &MasterKey::derive(&pass("p"), LEGACY_KDF), &binding(), SMALL_CHUNK);
     let len = header_len(&ct);
     // A forger rewrites the iteration count and recomputes the (unkeyed) checksum.
     ct[12..16].copy_from_slice(&50_000_000u32.to_be_bytes());
@@ -346,4 +368,134 @@ fn a_forged_header_asking_for_a_costly_key_derivation_is_refused_before_deriving
     let sum = digest::digest(&digest::SHA256, &ct[..len - 32]);
     ct[len - 32..len].copy_from_slice(sum.as_ref());
     assert!(Header::read(&mut &ct[..]).is_ok());
+}
+
+/// Recomputes the unkeyed header checksum after a forger's edit.
+fn rechecksum(ct: &mut [u8]) {
+    let len = header_len_unchecked(ct);
+    let sum = digest::digest(&digest::SHA256, &ct[..len - 32]);
+    ct[len - 32..len].copy_from_slice(sum.as_ref());
+}
+/// Header length from its two ID length bytes (the checksum may not match yet).
+fn header_len_unchecked(ct: &[u8]) -> usize {
+    let n = ct[43] as usize;
+    let m = ct[44 + n] as usize;
+    125 + n + m
+}
+
+/// What a forger without the passphrase writes: a version 3 header for this cluster and
+/// point with a fresh random salt, KCV and MAC, and a correct checksum, then some bytes.
+fn forged_like(genuine: &[u8]) -> Vec<u8> {
+    let len = header_len(genuine);
+    let mut forged = genuine[..len].to_vec();
+    format::crypto::fill_random(&mut forged[16..32]);
+    format::crypto::fill_random(&mut forged[len - 80..len - 32]);
+    rechecksum(&mut forged);
+    forged.extend_from_slice(&data(200));
+    forged
+}
+
+/// Opens `ct` through the unlocker as a point reader does: header, binding, key, KCV and MAC.
+async fn open_with(unlocker: &Arc<Unlocker>, ct: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let header = Header::read(&mut &ct[..])?;
+    header.check_binding(&binding())?;
+    let key = unlocker.key(header.kdf()).await;
+    let mut out = Vec::new();
+    DecryptReader::new(&ct[header.len()..], &header, &key)?.read_to_end(&mut out).map_err(FormatError::from_io)?;
+    Ok(out)
+}
+
+#[tokio::test]
+async fn forged_version_3_headers_with_random_salts_are_rejected_without_a_pbkdf2() {
+    let plain = data(300);
+    let genuine = encrypt(&plain, SMALL_CHUNK);
+    let forged: Vec<Vec<u8>> = (0..200).map(|_| forged_like(&genuine)).collect();
+    assert!(forged.iter().all(|f| Header::read(&mut &f[..]).is_ok()), "the forgeries pass the checksum");
+
+    let unlocker = Unlocker::new(pass("correct horse battery staple"));
+    let started = std::time::Instant::now();
+    for f in &forged {
+        let r = open_with(&unlocker, f).await;
+        // Nothing tells a forgery from a wrong passphrase at one point: the point layer does,
+        // from the cluster's other points.
+        assert!(matches!(r, Err(FormatError::WrongPassphrase)), "{r:?}");
+    }
+    assert_eq!(open_with(&unlocker, &genuine).await.unwrap(), plain);
+    // One PBKDF2 for the cluster, none for the 200 forgeries: each cost an HKDF and the KCV.
+    assert_eq!(unlocker.pbkdf2_runs(), 1);
+    let spent = started.elapsed();
+    assert!(spent < std::time::Duration::from_secs(5), "200 forgeries and one genuine file took {spent:?}");
+
+    // A wrong passphrase is still called one, and still costs one derivation per cluster.
+    let wrong = Unlocker::new(pass("Tr0ub4dor&3"));
+    assert!(matches!(open_with(&wrong, &genuine).await, Err(FormatError::WrongPassphrase)));
+    for f in forged.iter().take(20) {
+        assert!(matches!(open_with(&wrong, f).await, Err(FormatError::WrongPassphrase)));
+    }
+    assert_eq!(wrong.pbkdf2_runs(), 1);
+}
+
+#[test]
+fn a_version_3_header_with_other_kdf_parameters_is_refused_before_deriving() {
+    let genuine = encrypt(&data(100), SMALL_CHUNK);
+    let no_derivation = |_: KdfParams| -> MasterKey { panic!("a refused header must not be derived") };
+    // Another iteration count, higher or lower (lower would still cost a second cluster master).
+    for count in [CLUSTER_ITERATIONS + 1, CLUSTER_ITERATIONS - 1, 1_000, dr_core::format::crypto::MAX_ITERATIONS] {
+        let mut ct = genuine.clone();
+        ct[12..16].copy_from_slice(&count.to_be_bytes());
+        rechecksum(&mut ct);
+        let r = DecryptReader::open(&ct[..], &binding(), no_derivation);
+        let Err(e) = r else { panic!("{count} iterations were accepted") };
+        assert!(matches!(e, FormatError::KdfNotWriters { .. }), "{count}: {e}");
+        assert!(e.to_string().contains("forged"), "{e}");
+    }
+    // A version 3 header claiming the legacy KDF (a downgrade to one PBKDF2 per point).
+    let mut ct = genuine.clone();
+    ct[10] = 1;
+    rechecksum(&mut ct);
+    assert!(matches!(Header::read(&mut &ct[..]), Err(FormatError::KdfNotWriters { .. })));
+    // And a legacy version claiming version 3's KDF.
+    let mut ct = genuine.clone();
+    ct[8] = 2;
+    rechecksum(&mut ct);
+    assert!(matches!(Header::read(&mut &ct[..]), Err(FormatError::HeaderInvalid { field: "key derivation function" })));
+}
+
+#[test]
+fn a_version_3_header_of_another_cluster_is_refused_before_deriving() {
+    // Written for another cluster (its cluster salt is that cluster's) and planted here.
+    let other = Binding { cluster_id: "another-cluster".into(), ..binding() };
+    let key = derive("correct horse battery staple", KdfParams::generate("another-cluster"));
+    let planted = format::seal_all(&data(100), &key, &other, SMALL_CHUNK);
+    let r = DecryptReader::open(&planted[..], &binding(), |_| -> MasterKey { panic!("a refused header must not be derived") });
+    assert!(matches!(r, Err(FormatError::WrongCluster { .. })), "{:?}", r.err());
+    // A cluster master never serves another cluster's salt (or another count): refused
+    // before the HKDF, so a caller holding the wrong master cannot mistake it for a wrong
+    // passphrase.
+    let header = Header::read(&mut &planted[..]).unwrap();
+    assert_eq!(header.kdf().cluster_salt, Some(cluster_salt("another-cluster")));
+    let ours = ClusterKey::derive_for(&pass("correct horse battery staple"), KdfParams::generate(CLUSTER));
+    assert!(matches!(ours.point_key(header.kdf()), Err(FormatError::KdfNotWriters { .. })));
+}
+
+#[tokio::test]
+async fn legacy_version_2_files_still_open_with_one_pbkdf2_each() {
+    let plain = data(150);
+    let p = pass("correct horse battery staple");
+    let seal = |salt: u8| format::seal_all(&plain, &MasterKey::derive(&p, KdfParams::legacy(1_000, [salt; 16])), &binding(), SMALL_CHUNK);
+    let (a, b) = (seal(1), seal(2));
+    let header = Header::read(&mut &a[..]).unwrap();
+    assert_eq!((header.version(), header.is_legacy_kdf()), (format::LEGACY_VERSION, true));
+    assert_eq!(header.kdf(), KdfParams::legacy(1_000, [1; 16]));
+    // Sealed as version 2 was: a random IV per chunk.
+    assert_eq!(a.len(), header.len() + plain.len() + 3 * (format::IV_LEN + format::TAG_LEN));
+
+    let unlocker = Unlocker::new(p.clone());
+    assert_eq!(open_with(&unlocker, &a).await.unwrap(), plain);
+    assert_eq!(open_with(&unlocker, &b).await.unwrap(), plain);
+    assert_eq!(open_with(&unlocker, &a).await.unwrap(), plain);
+    // Each legacy point has a PBKDF2 of its own (a point's two files share it).
+    assert_eq!(unlocker.pbkdf2_runs(), 2);
+    let wrong = Unlocker::new(pass("Tr0ub4dor&3"));
+    assert!(matches!(open_with(&wrong, &a).await, Err(FormatError::WrongPassphrase)));
 }

@@ -2,12 +2,12 @@
 //! belongs to, the key derivation's parameters and a key check, authenticated as the first
 //! chunk's associated data.
 
-use super::{Binding, FIXED_LEN, FormatError, KDF_PBKDF2_SHA256, MAGIC, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, NONCE_PREFIX_LEN, READ_VERSIONS, Role, VERSION};
+use super::{Binding, FIXED_LEN, FormatError, KDF_CLUSTER_PBKDF2_HKDF_SHA256, KDF_PBKDF2_SHA256, LEGACY_VERSION, MAGIC, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, NONCE_PREFIX_LEN, READ_VERSIONS, Role, VERSION};
 use std::io::{self, Read};
 
 use aws_lc_rs::{constant_time, digest, hmac};
 
-use super::crypto::{FileKeys, KdfParams, MasterKey, KEY_CHECK_LEN, MAX_ITERATIONS, SALT_LEN};
+use super::crypto::{cluster_salt, FileKeys, KdfParams, MasterKey, CLUSTER_ITERATIONS, KEY_CHECK_LEN, MAX_ITERATIONS, SALT_LEN};
 
 /// A parsed header. Parsing checks structure and checksum only; the key checks happen in
 /// [`DecryptReader::new`].
@@ -27,13 +27,22 @@ pub struct Header {
 impl Header {
     pub(super) fn build(binding: &Binding, key: &MasterKey, keys: &FileKeys, chunk_size: u32) -> Self {
         let kdf = key.params();
+        // The key decides the version: version 3 for a cluster master's point key (what
+        // kubectl-dr writes), version 2 for legacy per-point parameters (tests and vectors).
+        let (version, kdf_byte) = match kdf.cluster_salt {
+            Some(salt) => {
+                assert!(salt == cluster_salt(&binding.cluster_id), "a version 3 key is bound to the cluster it was derived for");
+                (VERSION, KDF_CLUSTER_PBKDF2_HKDF_SHA256)
+            }
+            None => (LEGACY_VERSION, KDF_PBKDF2_SHA256),
+        };
         // Random per file. Version 2 uses it as the file's identity only (through the header
         // digest every chunk authenticates), so two files under one key never swap chunks.
         let mut nonce_prefix = [0u8; NONCE_PREFIX_LEN];
         crate::format::crypto::fill_random(&mut nonce_prefix);
         let mut raw = Vec::with_capacity(256);
         raw.extend_from_slice(&MAGIC);
-        raw.extend_from_slice(&[VERSION, binding.role as u8, KDF_PBKDF2_SHA256, 0]);
+        raw.extend_from_slice(&[version, binding.role as u8, kdf_byte, 0]);
         raw.extend_from_slice(&kdf.iterations.to_be_bytes());
         raw.extend_from_slice(&kdf.salt);
         raw.extend_from_slice(&chunk_size.to_be_bytes());
@@ -51,7 +60,7 @@ impl Header {
         raw.extend_from_slice(sum.as_ref());
         Header {
             raw,
-            version: VERSION,
+            version,
             role: binding.role,
             kdf,
             chunk_size,
@@ -94,12 +103,23 @@ impl Header {
         }
         // The checksum matched, so the fields are as written: anything odd now was forged.
         let role = Role::from_byte(raw[9]).ok_or(FormatError::HeaderInvalid { field: "role" })?;
-        if raw[10] != KDF_PBKDF2_SHA256 {
-            return Err(FormatError::HeaderInvalid { field: "key derivation function" });
-        }
         let iterations = u32::from_be_bytes(raw[12..16].try_into().expect("4 bytes"));
-        if iterations == 0 || iterations > MAX_ITERATIONS {
-            return Err(FormatError::HeaderInvalid { field: "iteration count" });
+        if version >= 3 {
+            // Exactly what a version 3 writer writes, or nothing is derived: another count
+            // would cost a second cluster master (or a slower one) per forged header.
+            if raw[10] != KDF_CLUSTER_PBKDF2_HKDF_SHA256 {
+                return Err(FormatError::KdfNotWriters { detail: "the key derivation function is not version 3's" });
+            }
+            if iterations != CLUSTER_ITERATIONS {
+                return Err(FormatError::KdfNotWriters { detail: "the iteration count is not 600,000" });
+            }
+        } else {
+            if raw[10] != KDF_PBKDF2_SHA256 {
+                return Err(FormatError::HeaderInvalid { field: "key derivation function" });
+            }
+            if iterations == 0 || iterations > MAX_ITERATIONS {
+                return Err(FormatError::HeaderInvalid { field: "iteration count" });
+            }
         }
         let mut salt = [0u8; SALT_LEN];
         salt.copy_from_slice(&raw[16..32]);
@@ -114,10 +134,14 @@ impl Header {
         };
         let cluster_id = text(ids[0].clone(), "cluster ID")?;
         let point_id = text(ids[1].clone(), "restore point ID")?;
+        // Version 3's cluster salt is not stored: it is the cluster ID's, so a header can
+        // only name the cluster master of the cluster it claims to belong to, which
+        // `check_binding` holds to the cluster being read.
+        let cluster_salt = (version >= 3).then(|| cluster_salt(&cluster_id));
         Ok(Header {
             version,
             role,
-            kdf: KdfParams { iterations, salt },
+            kdf: KdfParams { iterations, salt, cluster_salt },
             chunk_size,
             nonce_prefix,
             cluster_id,
@@ -127,9 +151,18 @@ impl Header {
         })
     }
 
-    /// The KDF parameters a reader needs to derive the key.
+    /// The KDF parameters a reader needs to derive the key. Check the binding first
+    /// ([`Header::check_binding`]): a version 3 header's cluster salt is that of the cluster
+    /// ID it names.
     pub fn kdf(&self) -> KdfParams {
         self.kdf
+    }
+    /// Whether the file's key is a PBKDF2 of its own (versions 1 and 2), costing a full
+    /// derivation to accept or reject, rather than version 3's HKDF of the cluster master.
+    /// Known before deriving anything, so a reader can refuse a legacy header where a
+    /// version 3 point says the writer had upgraded (`docs/format.md`, "Upgrading").
+    pub fn is_legacy_kdf(&self) -> bool {
+        self.kdf.is_legacy()
     }
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id

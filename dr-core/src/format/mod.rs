@@ -1,9 +1,14 @@
 //! The encrypted file format of restore points: an authenticated header followed by
 //! AES-256-GCM chunks (a STREAM construction). Pure and synchronous.
 //!
-//! Version 2 (written) stores a random IV drawn by the crypto module in front of every
+//! Version 3 (written) derives one PBKDF2 master per cluster (its salt comes from the
+//! cluster ID) and each point's key from it by HKDF under the point's random salt, so a
+//! reader pays one PBKDF2 per cluster, not per point: a forged header costs an HKDF and an
+//! HMAC to reject. Its chunks are sealed as in version 2.
+//! Version 2 (read only) stores a random IV drawn by the crypto module in front of every
 //! chunk and binds the chunk's index and last-chunk flag as associated data, so encryption
-//! is the module's approved randomized-nonce service (FIPS builds can write backups).
+//! is the module's approved randomized-nonce service (FIPS builds can write backups); its
+//! key is a PBKDF2 of its own per point, as in version 1.
 //! Version 1 (read only) built each nonce from a per-file prefix, the index and the flag.
 //!
 //! `docs/format.md` is the specification; keep the two in step.
@@ -24,10 +29,13 @@ pub use stream::{open_all, seal_all, DecryptReader, EncryptWriter};
 /// First bytes of every file; the CR LF catches text-mode mangling.
 pub const MAGIC: [u8; 8] = *b"KDR-RP\r\n";
 /// The format version this code writes.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
+/// The last version whose key is a PBKDF2 of its own per point (written only from legacy
+/// KDF parameters, which kubectl-dr's point writer no longer uses).
+pub const LEGACY_VERSION: u8 = 2;
 /// The format versions this code reads.
-pub const READ_VERSIONS: std::ops::RangeInclusive<u8> = 1..=2;
-/// Length of the random IV in front of every version 2 chunk.
+pub const READ_VERSIONS: std::ops::RangeInclusive<u8> = 1..=3;
+/// Length of the random IV in front of every version 2 and 3 chunk.
 pub const IV_LEN: usize = aead::NONCE_LEN;
 /// Plaintext bytes per chunk that writers use.
 pub const DEFAULT_CHUNK_SIZE: u32 = 256 * 1024;
@@ -41,7 +49,11 @@ pub const TAG_LEN: usize = 16;
 pub const NONCE_PREFIX_LEN: usize = 7;
 /// How far from its position a chunk is looked for when it fails to authenticate.
 const MISPLACED_SEARCH: u32 = 64;
+/// The header's KDF byte in versions 1 and 2: PBKDF2-HMAC-SHA256 per point.
 const KDF_PBKDF2_SHA256: u8 = 1;
+/// The header's KDF byte in version 3: PBKDF2-HMAC-SHA256 per cluster, then HKDF-SHA256 per
+/// point.
+const KDF_CLUSTER_PBKDF2_HKDF_SHA256: u8 = 2;
 /// Fixed part of the header up to the cluster ID's length byte.
 const FIXED_LEN: usize = 43;
 
@@ -83,7 +95,7 @@ pub struct Binding {
 pub enum FormatError {
     #[error("not a kubectl-dr restore point file (bad magic bytes): the object was replaced or is not a restore point")]
     NotARestorePoint,
-    #[error("restore point format version {0} is not supported by this kubectl-dr (it reads versions 1 and 2): upgrade kubectl-dr")]
+    #[error("restore point format version {0} is not supported by this kubectl-dr (it reads versions 1 to 3): upgrade kubectl-dr")]
     UnsupportedVersion(u8),
     #[error("the restore point header is cut short: the file is truncated")]
     HeaderTruncated,
@@ -97,6 +109,8 @@ pub enum FormatError {
     WrongPoint { found: String, expected: String },
     #[error("this file is the {found} of its restore point, expected the {expected}: the point's files were swapped")]
     WrongRole { found: &'static str, expected: &'static str },
+    #[error("the restore point header's key derivation parameters are not the ones kubectl-dr writes ({detail}): the file was forged, or written by another version of kubectl-dr; it is not used, pick another restore point")]
+    KdfNotWriters { detail: &'static str },
     #[error("wrong passphrase: this restore point was encrypted with a different DR passphrase; use the passphrase (or passphrase source) given when DR was enabled on the source cluster")]
     WrongPassphrase,
     #[error("the restore point header failed authentication although the passphrase is right: the header was altered; do not trust this point")]

@@ -2,7 +2,7 @@
 //! whole-buffer helpers for small files.
 
 use super::header::Header;
-use super::{Binding, FormatError, IV_LEN, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, MISPLACED_SEARCH, NONCE_PREFIX_LEN, TAG_LEN, VERSION};
+use super::{Binding, FormatError, IV_LEN, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, MISPLACED_SEARCH, NONCE_PREFIX_LEN, TAG_LEN};
 use std::io::{self, Read, Write};
 
 use aws_lc_rs::aead;
@@ -20,7 +20,7 @@ fn nonce(prefix: &[u8; NONCE_PREFIX_LEN], counter: u32, last: bool) -> aead::Non
 }
 
 /// Associated data of a chunk. Version 1: the header's digest (the index and flag are in the
-/// nonce). Version 2: the digest, the index (big-endian) and the last-chunk flag.
+/// nonce). Versions 2 and 3: the digest, the index (big-endian) and the last-chunk flag.
 fn chunk_aad(version: u8, header_digest: &[u8; 32], counter: u32, last: bool) -> ([u8; 37], usize) {
     let mut aad = [0u8; 37];
     aad[..32].copy_from_slice(header_digest);
@@ -47,6 +47,8 @@ pub struct EncryptWriter<W: Write> {
     /// Always `Some` until `finish` takes it.
     inner: Option<W>,
     keys: FileKeys,
+    /// The header's version (3, or 2 under legacy KDF parameters): chunks are sealed alike.
+    version: u8,
     header_digest: [u8; 32],
     counter: u32,
     chunk_size: usize,
@@ -63,6 +65,7 @@ impl<W: Write> EncryptWriter<W> {
         Ok(Self {
             inner: Some(inner),
             keys,
+            version: header.version,
             header_digest: header.digest(),
             counter: 0,
             chunk_size: chunk_size as usize,
@@ -71,7 +74,7 @@ impl<W: Write> EncryptWriter<W> {
     }
 
     fn seal(&mut self, last: bool) -> io::Result<()> {
-        let (aad, aad_len) = chunk_aad(VERSION, &self.header_digest, self.counter, last);
+        let (aad, aad_len) = chunk_aad(self.version, &self.header_digest, self.counter, last);
         // The module draws the IV (its approved randomized-nonce AES-GCM).
         let (iv, tag) = self
             .keys
@@ -177,7 +180,8 @@ impl<R: Read> DecryptReader<R> {
     }
 
     /// Reads the header from `inner`, checks where it belongs, derives the key with `derive`
-    /// (called with the header's KDF parameters) and returns the reader.
+    /// (called with the header's KDF parameters, only once the header's fields and binding
+    /// passed) and returns the reader.
     pub fn open(
         mut inner: R,
         expected: &Binding,

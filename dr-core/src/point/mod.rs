@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -15,7 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::catalog::{Category, Entry, Mode};
-use crate::format::crypto::{KdfParams, MasterKey, Passphrase};
+use crate::format::crypto::{ClusterKey, KdfParams, MasterKey, Passphrase, SALT_LEN};
 use crate::format::FormatError;
 use crate::location::LocationError;
 
@@ -192,31 +193,55 @@ impl Counts {
     }
 }
 
-/// Derives each point's key once per process: a point's two files share its salt.
+/// Derives keys once per process. Version 3: one PBKDF2 per cluster (cached by cluster salt
+/// and iteration count), then one HKDF per point, so a forged header costs microseconds to
+/// reject. Legacy (version 1 and 2) points: one PBKDF2 per point (its two files share a salt).
 pub struct Unlocker {
     passphrase: Passphrase,
+    /// Legacy per-point keys.
     keys: Mutex<HashMap<KdfParams, Arc<MasterKey>>>,
-}
-
-impl std::hash::Hash for KdfParams {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.iterations.hash(state);
-        self.salt.hash(state);
-    }
+    /// Version 3 cluster masters. Each slot is filled once, so points read at the same
+    /// time (`open_manifests` reads four) wait for one derivation instead of each running
+    /// their own.
+    clusters: Mutex<HashMap<([u8; SALT_LEN], u32), Arc<tokio::sync::OnceCell<Arc<ClusterKey>>>>>,
+    pbkdf2_runs: AtomicU64,
 }
 
 impl Unlocker {
     pub fn new(passphrase: Passphrase) -> Arc<Self> {
-        Arc::new(Self { passphrase, keys: Mutex::new(HashMap::new()) })
+        Arc::new(Self { passphrase, keys: Mutex::new(HashMap::new()), clusters: Mutex::new(HashMap::new()), pbkdf2_runs: AtomicU64::new(0) })
     }
 
-    /// The key for `params`, running PBKDF2 (on a blocking thread) the first time.
+    /// How many PBKDF2 derivations this unlocker has run: what reading costs (tests and
+    /// benchmarks count them; a forged version 3 point must not add one).
+    pub fn pbkdf2_runs(&self) -> u64 {
+        self.pbkdf2_runs.load(Ordering::Relaxed)
+    }
+
+    /// The key for `params`, running PBKDF2 (on a blocking thread) the first time a point
+    /// (legacy) or cluster (version 3) is met.
     pub async fn key(self: &Arc<Self>, params: KdfParams) -> Arc<MasterKey> {
+        if params.is_legacy() {
+            return self.legacy_key(params).await;
+        }
+        let slot = self.cluster_slot(params);
+        let me = self.clone();
+        let cluster = slot
+            .get_or_init(|| async move {
+                tokio::task::spawn_blocking(move || Arc::new(me.derive_cluster(params)))
+                    .await
+                    .expect("key derivation panicked")
+            })
+            .await;
+        Arc::new(Self::point_key(cluster, params))
+    }
+
+    async fn legacy_key(self: &Arc<Self>, params: KdfParams) -> Arc<MasterKey> {
         if let Some(k) = self.keys.lock().expect("not poisoned").get(&params) {
             return k.clone();
         }
         let me = self.clone();
-        let key = tokio::task::spawn_blocking(move || Arc::new(MasterKey::derive(&me.passphrase, params)))
+        let key = tokio::task::spawn_blocking(move || Arc::new(me.derive_legacy(params)))
             .await
             .expect("key derivation panicked");
         self.keys.lock().expect("not poisoned").insert(params, key.clone());
@@ -224,8 +249,43 @@ impl Unlocker {
     }
 
     fn key_blocking(&self, params: KdfParams) -> Arc<MasterKey> {
-        let mut keys = self.keys.lock().expect("not poisoned");
-        keys.entry(params).or_insert_with(|| Arc::new(MasterKey::derive(&self.passphrase, params))).clone()
+        if params.is_legacy() {
+            let mut keys = self.keys.lock().expect("not poisoned");
+            return keys.entry(params).or_insert_with(|| Arc::new(self.derive_legacy(params))).clone();
+        }
+        let slot = self.cluster_slot(params);
+        let cluster = match slot.get() {
+            Some(cluster) => cluster.clone(),
+            // The manifest (read first, through `key`) has almost always filled it; if
+            // another thread fills it meanwhile, its key is the same one.
+            None => {
+                let derived = Arc::new(self.derive_cluster(params));
+                let _ = slot.set(derived.clone());
+                derived
+            }
+        };
+        Arc::new(Self::point_key(&cluster, params))
+    }
+
+    fn cluster_slot(&self, params: KdfParams) -> Arc<tokio::sync::OnceCell<Arc<ClusterKey>>> {
+        let id = (params.cluster_salt.expect("version 3 parameters"), params.iterations);
+        self.clusters.lock().expect("not poisoned").entry(id).or_default().clone()
+    }
+
+    fn derive_cluster(&self, params: KdfParams) -> ClusterKey {
+        self.pbkdf2_runs.fetch_add(1, Ordering::Relaxed);
+        ClusterKey::derive_for(&self.passphrase, params)
+    }
+
+    fn derive_legacy(&self, params: KdfParams) -> MasterKey {
+        self.pbkdf2_runs.fetch_add(1, Ordering::Relaxed);
+        MasterKey::derive(&self.passphrase, params)
+    }
+
+    /// The point's HKDF. The slot was chosen by these parameters' cluster salt and count,
+    /// so the cluster key cannot refuse them.
+    fn point_key(cluster: &ClusterKey, params: KdfParams) -> MasterKey {
+        cluster.point_key(params).expect("the cluster slot is keyed by these parameters")
     }
 }
 

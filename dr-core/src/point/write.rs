@@ -73,7 +73,8 @@ pub struct PointWriter {
 }
 
 impl PointWriter {
-    /// Starts a new point for `cluster_id` with a fresh salt (PBKDF2 at 600,000 iterations).
+    /// Starts a new point for `cluster_id` with a fresh salt under the cluster's master
+    /// (format version 3: PBKDF2 at 600,000 iterations, then HKDF).
     pub async fn begin(
         location: &Location,
         cluster_id: &str,
@@ -85,7 +86,8 @@ impl PointWriter {
         let created_at = OffsetDateTime::now_utc();
         let point_id = new_point_id(created_at);
         let pass = passphrase.clone();
-        let key = tokio::task::spawn_blocking(move || Arc::new(MasterKey::derive(&pass, KdfParams::generate())))
+        let params = KdfParams::generate(cluster_id);
+        let key = tokio::task::spawn_blocking(move || Arc::new(MasterKey::derive(&pass, params)))
             .await
             .expect("key derivation panicked");
         let binding = Binding { cluster_id: cluster_id.into(), point_id: point_id.clone(), role: Role::Archive };
