@@ -2,7 +2,8 @@
 //! built image with `buildah run`; an operator can run it with `kubectl run`).
 //!
 //! - the crypto module opens a committed test vector of each version of the restore-point
-//!   format (a known-answer test: the image reads points every other build wrote);
+//!   format, 1 to 3 (a known-answer test of PBKDF2, HKDF, HMAC, SHA-256 and AES-GCM: the
+//!   image reads points every other build wrote);
 //! - the system's CA certificates load (without them S3, AWS Secrets Manager, STS and a
 //!   public Vault cannot be reached over TLS from a `scratch` image);
 //! - whether the crypto module runs in FIPS mode.
@@ -16,6 +17,8 @@ use crate::format::{open_all, Binding, Role};
 const VECTORS: &[(&[u8], &str)] = &[
     (include_bytes!("../tests/vectors/v1/three-chunks.kdr"), include_str!("../tests/vectors/v1/vectors.json")),
     (include_bytes!("../tests/vectors/v2/three-chunks.kdr"), include_str!("../tests/vectors/v2/vectors.json")),
+    // Version 3 adds the per-cluster PBKDF2 and the point's HKDF under it.
+    (include_bytes!("../tests/vectors/v3/three-chunks.kdr"), include_str!("../tests/vectors/v3/vectors.json")),
 ];
 
 #[derive(Debug, Serialize)]
@@ -79,8 +82,26 @@ fn process_uid() -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_known_answer_test_passes_here() {
-        assert_eq!(super::known_answer(), Ok(()));
+        assert_eq!(known_answer(), Ok(()));
+    }
+
+    #[test]
+    fn every_version_a_reader_reads_has_a_vector() {
+        let versions: Vec<u8> = VECTORS.iter().map(|(v, _)| crate::format::Header::read(&mut &v[..]).unwrap().version()).collect();
+        assert_eq!(versions, crate::format::READ_VERSIONS.collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_damaged_vector_fails_the_check() {
+        for (vector, index) in VECTORS {
+            let mut bad = vector.to_vec();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            assert!(known_answer_of(&bad, index).is_err());
+        }
     }
 }

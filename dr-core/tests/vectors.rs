@@ -1,11 +1,12 @@
-//! The committed test vectors (tests/vectors/v1, v2, see docs/format.md) decrypt to their
+//! The committed test vectors (tests/vectors/v1, v2, v3, see docs/format.md) decrypt to their
 //! expected content: every reader must always open every version.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use dr_core::catalog::Entry;
-use dr_core::format::crypto::{MasterKey, Passphrase, MIN_ITERATIONS};
+use aws_lc_rs::digest;
+use dr_core::format::crypto::{MasterKey, Passphrase, CLUSTER_ITERATIONS, MIN_ITERATIONS};
 use dr_core::format::{open_all, Binding, Header, Role};
 use dr_core::location::{Location, LocationConfig};
 use dr_core::point::{self, Unlocker};
@@ -16,7 +17,7 @@ use serde_json::Value;
 /// vectors read by the standard build).
 fn vector_dirs() -> Vec<PathBuf> {
     let committed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
-    let mut dirs = vec![committed.join("v1"), committed.join("v2")];
+    let mut dirs = vec![committed.join("v1"), committed.join("v2"), committed.join("v3")];
     dirs.extend(std::env::var_os("DR_EXTRA_VECTORS").map(PathBuf::from));
     dirs
 }
@@ -45,6 +46,19 @@ fn stream_vectors_of(dir: &std::path::Path) {
             assert_eq!(header.version().to_string(), version, "{}", dir.display());
         }
         assert!(header.kdf().iterations >= MIN_ITERATIONS);
+        if header.version() >= 3 {
+            // Version 3: the cluster's PBKDF2 at exactly the writer's count, under the salt
+            // docs/format.md gives, computed here from its text.
+            assert!(!header.is_legacy_kdf());
+            assert_eq!(header.kdf().iterations, CLUSTER_ITERATIONS);
+            let mut documented = digest::Context::new(&digest::SHA256);
+            documented.update(b"kubectl-dr v3 cluster salt\0");
+            documented.update(v["clusterId"].as_str().unwrap().as_bytes());
+            assert_eq!(header.kdf().cluster_salt.as_ref().map(|s| &s[..]), Some(&documented.finish().as_ref()[..16]));
+        } else {
+            assert!(header.is_legacy_kdf());
+            assert_eq!(header.kdf().cluster_salt, None);
+        }
         let role = if v["role"] == "manifest" { Role::Manifest } else { Role::Archive };
         let binding = Binding { cluster_id: v["clusterId"].as_str().unwrap().into(), point_id: v["pointId"].as_str().unwrap().into(), role };
         let plain = open_all(&bytes, &binding, |kdf| MasterKey::derive(&pass, kdf)).unwrap();
@@ -69,7 +83,7 @@ async fn point_vector_of(dir: &std::path::Path) {
     assert_eq!(points.len(), 1);
     assert_eq!(points[0].id, p["pointId"].as_str().unwrap());
     let unlocker = Unlocker::new(pass);
-    let manifest = point::read_manifest(&loc, cluster, &points[0].id, &unlocker).await.unwrap();
+    let manifest = point::read_manifest(&loc, cluster, &points[0], &unlocker).await.unwrap();
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
     point::read_entries(&loc, &manifest, &unlocker, move |e| {
