@@ -65,21 +65,40 @@ impl Normalizer {
                 o.remove("status");
             }
         }
-        if object["kind"] == "Secret" && object["apiVersion"] == "v1" {
-            use base64::Engine;
-            if let Some(data) = object.get_mut("data").and_then(Value::as_object_mut) {
-                for v in data.values_mut() {
-                    let raw = v.as_str().and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok()).unwrap_or_default();
-                    *v = self.hide(&raw);
-                }
-            }
-            if let Some(data) = object.get_mut("stringData").and_then(Value::as_object_mut) {
-                for v in data.values_mut() {
-                    *v = self.hide(v.as_str().unwrap_or_default().as_bytes());
-                }
-            }
+        // Any kind spelled Secret, whatever its apiVersion: hiding too much costs nothing.
+        if object["kind"].as_str().is_some_and(|k| k.eq_ignore_ascii_case("Secret")) {
+            self.hide_secret_values(&mut object);
         }
         object
+    }
+
+    /// Replaces every value of a Secret's `data` and `stringData` by its keyed hash, whatever
+    /// their shape: a map's values one by one (so a changed key shows as that key), anything
+    /// else (a string, a list, a number: a malformed Secret, which a point made from manifests
+    /// may hold) as one value. Nothing under either field is ever left as it was.
+    fn hide_secret_values(&self, object: &mut Value) {
+        use base64::Engine;
+        for (field, base64_values) in [("data", true), ("stringData", false)] {
+            let Some(value) = object.get_mut(field) else { continue };
+            match value {
+                Value::Null => {}
+                Value::Object(map) => {
+                    for v in map.values_mut() {
+                        let hidden = match &*v {
+                            // `data` holds base64: equal bytes compare equal however encoded.
+                            Value::String(s) if base64_values => match base64::engine::general_purpose::STANDARD.decode(s.as_bytes()) {
+                                Ok(raw) => self.hide(&zeroize::Zeroizing::new(raw)),
+                                Err(_) => self.hide(s.as_bytes()),
+                            },
+                            Value::String(s) => self.hide(s.as_bytes()),
+                            other => self.hide(zeroize::Zeroizing::new(other.to_string()).as_bytes()),
+                        };
+                        *v = hidden;
+                    }
+                }
+                other => *other = self.hide(zeroize::Zeroizing::new(other.to_string()).as_bytes()),
+            }
+        }
     }
 
     pub fn add(&self, snapshot: &mut Snapshot, object: Value) {
@@ -286,5 +305,37 @@ mod tests {
         // Another comparison uses another key: its hashes cannot be matched with these.
         let other = Normalizer::new(false).normalize(secret(json!({"password": b64("hunter2")})));
         assert_ne!(other["data"]["password"], a.values().next().unwrap()["data"]["password"]);
+    }
+
+    #[test]
+    fn malformed_secret_values_are_hidden_whatever_their_shape() {
+        let n = Normalizer::new(false);
+        let secret = |field: &str, data: Value| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"}, field: data});
+        let shapes = [
+            json!("hunter2-as-a-string"),
+            json!(["hunter2-in-a-list", {"nested": "hunter2-nested"}]),
+            json!(42424242),
+            json!({"password": ["hunter2-list-value"], "token": {"deep": "hunter2-deep"}, "bad": "hunter2-not-base64!"}),
+        ];
+        for field in ["data", "stringData"] {
+            for (i, before) in shapes.iter().enumerate() {
+                let after = &shapes[(i + 1) % shapes.len()];
+                let mut a = Snapshot::new();
+                let mut b = Snapshot::new();
+                n.add(&mut a, secret(field, before.clone()));
+                n.add(&mut b, secret(field, after.clone()));
+                let d = compare("a", &a, "b", &b);
+                let text = serde_json::to_string(&d).unwrap();
+                assert_eq!(d.changed.len(), 1, "a changed value shows as changed: {text}");
+                assert!(!text.contains("hunter2") && !text.contains("42424242"), "{field}: {text}");
+                // Equal malformed values still compare equal.
+                let same = compare("a", &a, "a", &a);
+                assert!(same.is_empty(), "{same:?}");
+            }
+        }
+        // Two different values that are not base64 or not strings do not compare equal.
+        let x = n.normalize(secret("data", json!({"k": "not base64!"})));
+        let y = n.normalize(secret("data", json!({"k": "other not base64!"})));
+        assert_ne!(x, y);
     }
 }

@@ -30,6 +30,7 @@ pub mod events;
 pub mod failure;
 pub mod format;
 mod insecure_http;
+pub mod local_file;
 pub mod location;
 pub mod metrics;
 pub mod ownership;

@@ -1,16 +1,21 @@
 //! Kubernetes manifests on disk: reading a directory of YAML/JSON into catalog entries (to
 //! make a point without a cluster) and writing a point back out as one YAML file per object.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use crate::catalog::{classify, is_cluster_scoped_kind, Entry};
+use crate::local_file::{LocalFileError, Links};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// A manifest that is not a regular file, or too large.
+    #[error(transparent)]
+    File(#[from] LocalFileError),
     #[error("{path}: document {doc} is not valid YAML or JSON: {detail}")]
     Parse { path: PathBuf, doc: usize, detail: String },
     #[error("{path}: document {doc} is not a Kubernetes object (it needs apiVersion, kind and metadata.name)")]
@@ -40,16 +45,30 @@ pub fn strip_server_fields(object: &mut Value) {
     }
 }
 
+/// The most read from one manifest file (16 MiB, as a point's manifest): a Kubernetes object
+/// is at most about 1.5 MiB, so only a mistake or a planted file comes near it.
+pub const MAX_MANIFEST_FILE_BYTES: u64 = crate::local_file::MAX_FILE_BYTES;
+
 /// Reads every `*.yaml`, `*.yml` and `*.json` file under `dir` (recursively, in path order)
 /// into catalog entries. Objects without a namespace get `default_namespace` unless their
 /// kind is cluster-scoped; `List` objects are expanded.
+///
+/// Each file is read once, only when it is a regular file of at most
+/// [`MAX_MANIFEST_FILE_BYTES`]; a symbolic link is followed only when it stays inside `dir`
+/// and does not lead back into a directory being read (see [`manifest_files`]).
 pub fn read_dir(dir: &Path, dr_namespace: &str, default_namespace: &str) -> Result<Vec<Entry>, ManifestError> {
-    let mut files = Vec::new();
-    collect_files(dir, &mut files)?;
-    files.sort();
     let mut entries = Vec::new();
-    for path in &files {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+    for file in manifest_files(dir)? {
+        let path = &file.path;
+        // Opened where the walk resolved it to, refusing links: the walker has judged them.
+        let bytes = crate::local_file::read(&file.open, "manifest", MAX_MANIFEST_FILE_BYTES, Links::Refuse).map_err(|e| match e {
+            // Named as found in the directory (a link's target is named by the walk's warning).
+            LocalFileError::Io { what, source, .. } => LocalFileError::Io { what, path: path.clone(), source },
+            LocalFileError::NotRegular { what, kind, .. } => LocalFileError::NotRegular { what, path: path.clone(), kind },
+            LocalFileError::TooLarge { what, limit, .. } => LocalFileError::TooLarge { what, path: path.clone(), limit },
+        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| ManifestError::Parse { path: path.clone(), doc: 1, detail: format!("it is not UTF-8 text ({})", e.utf8_error()) })?;
         for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
             let value: Value = serde::Deserialize::deserialize(doc)
                 .map_err(|e| ManifestError::Parse { path: path.clone(), doc: i + 1, detail: e.to_string() })?;
@@ -88,18 +107,125 @@ pub fn read_dir(dir: &Path, dr_namespace: &str, default_namespace: &str) -> Resu
     Ok(entries)
 }
 
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
-    let rd = std::fs::read_dir(dir).map_err(|source| ManifestError::Io { path: dir.to_owned(), source })?;
-    for entry in rd {
-        let entry = entry.map_err(|source| ManifestError::Io { path: dir.to_owned(), source })?;
-        let path = entry.path();
-        if path.is_dir() {
-            collect_files(&path, out)?;
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
-            out.push(path);
+/// One manifest file found under the directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestFile {
+    /// As found: under the directory given, through any links.
+    pub path: PathBuf,
+    /// Where it is: the path without links, inside the directory.
+    pub open: PathBuf,
+}
+
+/// The manifest files under `dir`, in path order, each file once.
+///
+/// Symbolic links (docs/decisions.md, "Links in --from-manifests"): a link is followed only
+/// when its target is inside `dir`; a link that leaves `dir` (`up -> ..`, `zero.yaml ->
+/// /dev/zero`), that leads back into a directory being read (`me -> .`, a loop), or that
+/// leads nowhere is skipped with a warning naming why. A file reached by two ways (a link
+/// to another manifest, a directory link next to its target) is read once, so every object
+/// is in the point once.
+pub fn manifest_files(dir: &Path) -> Result<Vec<ManifestFile>, ManifestError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ManifestError::Io { path, source }
+    };
+    let root = std::fs::canonicalize(dir).map_err(io(dir))?;
+    let mut walk = Walk { given: dir.to_owned(), root: root.clone(), dirs: HashSet::new(), files: Vec::new() };
+    let id = file_id(&std::fs::metadata(&root).map_err(io(dir))?);
+    walk.dirs.insert(id);
+    walk.dir(dir, &root, false, &mut vec![id])?;
+    // Each file once: found directly rather than through a link, then first in path order.
+    walk.files.sort_by(|a, b| (a.via_link, &a.file.path).cmp(&(b.via_link, &b.file.path)));
+    let mut seen = HashSet::new();
+    let mut files: Vec<ManifestFile> = walk.files.into_iter().filter(|f| seen.insert(f.id)).map(|f| f.file).collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+/// (device, inode): what a file is, whatever the path to it.
+fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+struct Found {
+    file: ManifestFile,
+    id: (u64, u64),
+    via_link: bool,
+}
+
+struct Walk {
+    given: PathBuf,
+    root: PathBuf,
+    /// Every directory read so far: a second link to one adds nothing.
+    dirs: HashSet<(u64, u64)>,
+    files: Vec<Found>,
+}
+
+impl Walk {
+    /// Reads the directory `real` (a path without links), found as `shown`; `ancestors` are
+    /// the directories on the way to it, which a link must not lead back into.
+    /// `via_link`: a link led here.
+    fn dir(&mut self, shown: &Path, real: &Path, via_link: bool, ancestors: &mut Vec<(u64, u64)>) -> Result<(), ManifestError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ManifestError::Io { path, source }
+        };
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(real).map_err(io(shown))? {
+            names.push(entry.map_err(io(shown))?.file_name());
         }
+        names.sort();
+        for name in names {
+            let shown = shown.join(&name);
+            let mut real = real.join(&name);
+            let mut meta = std::fs::symlink_metadata(&real).map_err(io(&shown))?;
+            let mut linked = via_link;
+            if meta.file_type().is_symlink() {
+                let target = match std::fs::canonicalize(&real) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!("{}: skipped: a symbolic link that leads nowhere readable ({e})", shown.display());
+                        continue;
+                    }
+                };
+                if !target.starts_with(&self.root) {
+                    tracing::warn!(
+                        "{}: skipped: a symbolic link to {}, which is outside {}",
+                        shown.display(),
+                        target.display(),
+                        self.given.display()
+                    );
+                    continue;
+                }
+                meta = std::fs::symlink_metadata(&target).map_err(io(&shown))?;
+                real = target;
+                linked = true;
+            }
+            if meta.is_dir() {
+                let id = file_id(&meta);
+                if ancestors.contains(&id) {
+                    tracing::warn!(
+                        "{}: skipped: a symbolic link to {}, a directory it is inside (a loop)",
+                        shown.display(),
+                        real.display()
+                    );
+                    continue;
+                }
+                // A directory reached again through a link has been read (or is read on
+                // its own way); its files would only be read twice.
+                if !self.dirs.insert(id) && linked {
+                    continue;
+                }
+                ancestors.push(id);
+                self.dir(&shown, &real, linked, ancestors)?;
+                ancestors.pop();
+            } else if matches!(Path::new(&name).extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+                self.files.push(Found { id: file_id(&meta), file: ManifestFile { path: shown, open: real }, via_link: linked });
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Where `export` puts an object, relative to the output directory:

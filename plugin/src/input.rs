@@ -33,7 +33,12 @@ pub async fn location(args: &LocationArgs, create_default: bool) -> Result<Locat
             region: args.s3_region.clone(),
             endpoint: args.s3_endpoint.clone(),
             path_style: args.s3_path_style,
-            ca_bundle: args.s3_ca_bundle.clone().map(CaBundle::File),
+            // Read here, bounded and only from a regular file (the location would read the
+            // whole file, whatever it is).
+            ca_bundle: match &args.s3_ca_bundle {
+                Some(path) => Some(CaBundle::Pem { from: path.display().to_string(), pem: ca_bundle_file(path)?.into_bytes() }),
+                None => None,
+            },
             skip_tls_verify: args.s3_skip_tls_verify,
             credentials: None,
             immutable_days: args.immutable_days,
@@ -52,12 +57,17 @@ pub async fn location(args: &LocationArgs, create_default: bool) -> Result<Locat
 
 /// A CA bundle file given on the command line, read and checked to hold PEM certificates.
 pub fn ca_bundle_file(path: &std::path::Path) -> Result<String> {
-    let pem = std::fs::read_to_string(path).with_context(|| format!("cannot read the CA bundle {}", path.display()))?;
+    let pem = dr_core::local_file::read_to_string(path, "the CA bundle", dr_core::local_file::MAX_FILE_BYTES, dr_core::local_file::Links::Follow)?;
     dr_core::tls::certificates_in(pem.as_bytes(), &path.display().to_string()).map_err(anyhow::Error::msg)?;
     Ok(pem)
 }
 
 /// Parses an RFC 3339 time given on the command line.
+/// `--point ID`: a restore point ID as `kubectl dr restore-points` lists it (a clap value parser).
+pub fn point_id(value: &str) -> Result<String, String> {
+    dr_core::point::point_time(value).map(|_| value.to_owned()).map_err(|e| e.to_string())
+}
+
 pub fn point_in_time(value: &Option<String>) -> Result<Option<OffsetDateTime>> {
     value
         .as_deref()
@@ -68,22 +78,29 @@ pub fn point_in_time(value: &Option<String>) -> Result<Option<OffsetDateTime>> {
         .transpose()
 }
 
-fn read_secret_file(path: &PathBuf) -> Result<Vec<u8>> {
-    // Room for any passphrase up front: a growing Vec would leave unwiped copies behind.
-    const MAX: usize = 64 * 1024;
-    let mut bytes = Vec::with_capacity(MAX + 1);
-    if path.as_os_str() == "-" {
-        let read = std::io::stdin().take(MAX as u64 + 1).read_to_end(&mut bytes);
-        if let Err(e) = read {
-            zeroize::Zeroize::zeroize(&mut bytes);
-            return Err(e).context("cannot read the passphrase from stdin");
-        }
-        if bytes.len() > MAX {
-            zeroize::Zeroize::zeroize(&mut bytes);
-            bail!("stdin holds more than {MAX} bytes, which is not a passphrase: give the passphrase alone");
-        }
+/// A secret (a passphrase, a token) from a file or, for `-`, stdin; both bounded the same
+/// way, and a file only when it is a regular file (a FIFO would block, `/dev/zero` would
+/// never end).
+fn read_secret_file(path: &PathBuf, what: &'static str) -> Result<Vec<u8>> {
+    use dr_core::local_file::{self, Links, MAX_SECRET_BYTES as MAX};
+    let (reader, from): (Box<dyn Read>, String) = if path.as_os_str() == "-" {
+        (Box::new(std::io::stdin()), "stdin".into())
     } else {
-        bytes = std::fs::read(path).with_context(|| format!("cannot read the passphrase file {}", path.display()))?;
+        let (file, len) = local_file::open_regular(path, what, Links::Follow)?;
+        if len > MAX as u64 {
+            return Err(local_file::LocalFileError::TooLarge { what, path: path.clone(), limit: MAX as u64 }.into());
+        }
+        (Box::new(file), format!("{what} {}", path.display()))
+    };
+    // Room for any passphrase up front: a growing Vec would leave unwiped copies behind.
+    let mut bytes = Vec::with_capacity(MAX + 1);
+    if let Err(e) = reader.take(MAX as u64 + 1).read_to_end(&mut bytes) {
+        zeroize::Zeroize::zeroize(&mut bytes);
+        return Err(e).with_context(|| format!("cannot read {from}"));
+    }
+    if bytes.len() > MAX {
+        zeroize::Zeroize::zeroize(&mut bytes);
+        bail!("{from} is too large: it holds more than {} KiB, which is not a secret: give the secret alone", MAX / 1024);
     }
     Ok(bytes)
 }
@@ -94,13 +111,35 @@ pub async fn kube_client(global: &GlobalArgs) -> Result<kube::Client> {
     let options = kube::config::KubeConfigOptions { context: global.context.clone(), ..Default::default() };
     let config = match &global.kubeconfig {
         Some(path) => {
+            // kube reads the file itself: it must be a regular file of bounded size first.
+            dr_core::local_file::check(path, "the kubeconfig", dr_core::local_file::MAX_FILE_BYTES)?;
             let kc = kube::config::Kubeconfig::read_from(path).with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
             kube::Config::from_custom_kubeconfig(kc, &options).await?
         }
-        None if global.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
-        None => kube::Config::infer().await.context("no cluster: give --kubeconfig, set KUBECONFIG, or run in a pod")?,
+        None if global.context.is_some() => {
+            check_kubeconfig_env()?;
+            kube::Config::from_kubeconfig(&options).await?
+        }
+        None => {
+            check_kubeconfig_env()?;
+            kube::Config::infer().await.context("no cluster: give --kubeconfig, set KUBECONFIG, or run in a pod")?
+        }
     };
     Ok(dr_core::kube_client(config)?)
+}
+
+/// The kubeconfig files kube would read without --kubeconfig (each of KUBECONFIG, else
+/// ~/.kube/config when it exists), checked as --kubeconfig is.
+fn check_kubeconfig_env() -> Result<()> {
+    let files: Vec<PathBuf> = match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        Some(list) => std::env::split_paths(&list).filter(|p| !p.as_os_str().is_empty()).collect(),
+        None => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config")).into_iter().collect(),
+    };
+    // A missing file is kube's to report (or to pass over for the in-cluster config).
+    for file in files.into_iter().filter(|p| p.exists()) {
+        dr_core::local_file::check(&file, "the kubeconfig", dr_core::local_file::MAX_FILE_BYTES)?;
+    }
+    Ok(())
 }
 
 /// Resolves the passphrase. `confirm` asks twice at a prompt (when writing a new point).
@@ -119,7 +158,7 @@ pub fn passphrase_source(args: &PassphraseArgs, confirm: bool) -> Result<Passphr
     let source = match args.passphrase_source {
         SourceKind::Raw => {
             let p = if let Some(file) = &args.passphrase_file {
-                Passphrase::from_bytes(read_secret_file(file)?)?
+                Passphrase::from_bytes(read_secret_file(file, "the passphrase file")?)?
             } else if std::io::stdin().is_terminal() {
                 let first = Zeroizing::new(rpassword::prompt_password("DR passphrase: ")?);
                 if confirm {
@@ -167,7 +206,7 @@ pub fn vault_login(args: &PassphraseArgs) -> Result<VaultConfig> {
     let auth = if let Some(role) = &args.vault_role {
         VaultAuth::Kubernetes { role: role.clone(), token_path: args.vault_sa_token_path.clone(), mount: args.vault_auth_mount.clone() }
     } else if let Some(file) = &args.vault_token_file {
-        let bytes = Zeroizing::new(read_secret_file(file)?);
+        let bytes = Zeroizing::new(read_secret_file(file, "the Vault token file")?);
         VaultAuth::Token(Zeroizing::new(String::from_utf8_lossy(&bytes).trim().to_owned()))
     } else if let Ok(token) = std::env::var("VAULT_TOKEN") {
         VaultAuth::Token(Zeroizing::new(token))

@@ -7,6 +7,7 @@ mod input;
 #[cfg(test)]
 mod reference;
 mod release;
+mod stdout;
 
 use clap::Parser;
 
@@ -18,6 +19,7 @@ use commands::ExitStatus;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    stdout::install_panic_hook();
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -44,6 +46,10 @@ async fn main() -> std::process::ExitCode {
         cli::Command::Completion(args) => commands::version::completion(args),
     };
     let status = result.unwrap_or_else(|e| {
+        // The reader of stdout has gone (`| head`): it asked for no more, which is no failure.
+        if e.downcast_ref::<stdout::StdoutClosed>().is_some() {
+            return ExitStatus::Success;
+        }
         eprintln!("error: {}", dr_core::error_text(e.as_ref()));
         ExitStatus::Failed(dr_core::failure::kind_of(e.as_ref()))
     });

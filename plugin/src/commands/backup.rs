@@ -14,6 +14,7 @@ use super::jobs::{termination_message, watch_job_with_progress};
 use super::{human_bytes, ExitStatus};
 use crate::cli::{BackupArgs, GlobalArgs};
 use crate::input;
+use crate::stdout::outln;
 
 pub async fn run(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> {
     match (&args.from_manifests, args.local) {
@@ -44,12 +45,12 @@ async fn from_manifests(global: &GlobalArgs, args: &BackupArgs, dir: &std::path:
         }
     }
     let manifest = writer.finish().await?;
-    println!("restore point {} written: {} objects, {} stored", manifest.point_id, manifest.counts.total, human_bytes(manifest.archive.stored_bytes));
+    outln!("restore point {} written: {} objects, {} stored", manifest.point_id, manifest.counts.total, human_bytes(manifest.archive.stored_bytes))?;
     for (category, n) in &manifest.counts.by_category {
-        println!("  {category:<13} {n}");
+        outln!("  {category:<13} {n}")?;
     }
     if skipped > 0 {
-        println!("  ({skipped} objects outside {} mode were left out)", args.mode.as_str());
+        outln!("  ({skipped} objects outside {} mode were left out)", args.mode.as_str())?;
     }
     Ok(ExitStatus::Success)
 }

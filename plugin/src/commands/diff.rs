@@ -9,14 +9,15 @@ use serde_json::Value;
 use super::ExitStatus;
 use crate::cli::{DiffArgs, GlobalArgs, OutputFormat};
 use crate::input;
+use crate::stdout::{out, outln};
 
 pub async fn run(global: &GlobalArgs, args: &DiffArgs) -> Result<ExitStatus> {
     point::validate_cluster_id(&args.cluster_id)?;
     let location = input::location(&args.location, false).await?;
-    let chosen = point::choose(&location, &args.cluster_id, point::Which::Id(&args.point)).await?;
     let unlocker = Unlocker::new(input::passphrase(&args.passphrase, false).await?);
+    let chosen = point::choose(&location, &args.cluster_id, point::Which::Id(&args.point), &unlocker).await?;
     let normalizer = Normalizer::new(args.status);
-    let before_manifest = chosen.open(&location, &unlocker).await?;
+    let before_manifest = chosen.manifest.clone();
     let before_entries = point::read_all_entries(&location, &before_manifest, &unlocker).await?;
     let before = diff::point_snapshot(before_entries.clone(), &normalizer);
     let result = match &args.other {
@@ -70,23 +71,23 @@ fn name(kind: &str, namespace: &str, name: &str) -> String {
 
 fn print(d: &Diff, output: OutputFormat) -> Result<()> {
     match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(d)?),
-        OutputFormat::Yaml => print!("{}", serde_yaml::to_string(d)?),
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(d)?)?,
+        OutputFormat::Yaml => out!("{}", serde_yaml::to_string(d)?)?,
         OutputFormat::Table => {
-            println!("from {}\n  to {}", d.before, d.after);
+            outln!("from {}\n  to {}", d.before, d.after)?;
             for o in &d.added {
-                println!("+ {}", name(&o.kind, &o.namespace, &o.name));
+                outln!("+ {}", name(&o.kind, &o.namespace, &o.name))?;
             }
             for o in &d.removed {
-                println!("- {}", name(&o.kind, &o.namespace, &o.name));
+                outln!("- {}", name(&o.kind, &o.namespace, &o.name))?;
             }
             for o in &d.changed {
-                println!("~ {}", name(&o.kind, &o.namespace, &o.name));
+                outln!("~ {}", name(&o.kind, &o.namespace, &o.name))?;
                 for FieldChange { path, before, after } in &o.fields {
-                    println!("    {path}: {} -> {}", show(before), show(after));
+                    outln!("    {path}: {} -> {}", show(before), show(after))?;
                 }
             }
-            println!("{} added, {} removed, {} changed, {} unchanged", d.added.len(), d.removed.len(), d.changed.len(), d.unchanged);
+            outln!("{} added, {} removed, {} changed, {} unchanged", d.added.len(), d.removed.len(), d.changed.len(), d.unchanged)?;
         }
     }
     Ok(())
