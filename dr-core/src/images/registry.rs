@@ -228,7 +228,7 @@ fn registry_credentials(registry: &str) -> Option<String> {
     let keys = [registry.to_owned(), format!("https://{registry}"), format!("http://{registry}")];
     let hub = ["https://index.docker.io/v1/".to_owned(), "index.docker.io".to_owned()];
     files.iter().find_map(|f| {
-        let config: Value = serde_json::from_slice(&std::fs::read(f).ok()?).ok()?;
+        let config: Value = serde_json::from_slice(&crate::local_file::read(f, "registry credentials", crate::local_file::MAX_FILE_BYTES, crate::local_file::Links::Follow).ok()?).ok()?;
         let auths = config["auths"].as_object()?;
         let entry = keys.iter().chain(if registry == "docker.io" { &hub[..] } else { &[] }).find_map(|k| auths.get(k))?;
         let decoded = base64::engine::general_purpose::STANDARD.decode(entry["auth"].as_str()?).ok()?;

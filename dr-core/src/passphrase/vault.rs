@@ -78,9 +78,16 @@ impl<'a> VaultClient<'a> {
             VaultAuth::Token(t) => Ok(t.clone()),
             VaultAuth::Kubernetes { role, token_path, mount } => {
                 let jwt = Zeroizing::new(
-                    tokio::fs::read_to_string(token_path)
-                        .await
-                        .map_err(|e| PassphraseError::TokenFile { path: token_path.clone(), detail: e.to_string() })?
+                    crate::local_file::read_to_string(token_path, "the service account token", crate::local_file::MAX_SECRET_BYTES as u64, crate::local_file::Links::Follow)
+                        .map_err(|e| PassphraseError::TokenFile {
+                            path: token_path.clone(),
+                            // The message names the path already.
+                            detail: match e {
+                                crate::local_file::LocalFileError::Io { source, .. } => source.to_string(),
+                                crate::local_file::LocalFileError::NotRegular { kind, .. } => format!("it is {kind}, not a regular file"),
+                                crate::local_file::LocalFileError::TooLarge { .. } => "it is too large to be a token".into(),
+                            },
+                        })?
                         .trim()
                         .to_owned(),
                 );

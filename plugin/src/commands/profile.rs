@@ -42,7 +42,7 @@ fn env_credentials() -> Result<StaticCredentials> {
 /// Reads `aws_access_key_id` / `aws_secret_access_key` (/ `aws_session_token`) from one
 /// section of an AWS shared credentials file.
 fn file_credentials(path: &std::path::Path) -> Result<StaticCredentials> {
-    let text = Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("cannot read credentials file {}", path.display()))?);
+    let text = Zeroizing::new(dr_core::local_file::read_to_string(path, "the credentials file", dr_core::local_file::MAX_FILE_BYTES, dr_core::local_file::Links::Follow)?);
     let section = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
     let mut current = String::new();
     let mut values: BTreeMap<String, Zeroizing<String>> = BTreeMap::new();
