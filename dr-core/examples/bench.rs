@@ -6,7 +6,13 @@
 //! - `point-write`: a 1 GiB catalog of Kubernetes-like objects written as a restore point
 //!   (JSON, zstd, AES-GCM, file location);
 //! - `point-decrypt`: that point's archive decrypted and decompressed, discarding the output;
-//! - `point-read`: the same plus parsing every catalog entry (what verify and restore do).
+//! - `point-read`: the same plus parsing every catalog entry (what verify and restore do);
+//! - `forged-points`: one genuine point beside 1,000 forged format 3 points (headers with a
+//!   random salt and a correct checksum, what anyone with the write credentials can plant)
+//!   at a directory location: how long judging every manifest (`point::judge_all`, what a
+//!   listing, `verify` and `prune` do) and choosing the newest point (a restore) take, and
+//!   how many PBKDF2 runs they cost; then the same with 1,000 forged format 2 headers dated
+//!   after the genuine point added (refused unread by the upgrade rule, docs/format.md).
 //!
 //! Sizes are in the catalog's (uncompressed) bytes unless the phase says otherwise.
 //! `DR_BENCH_MIB` sets the size (default 1024).
@@ -26,6 +32,7 @@ use dr_core::format::crypto::{KdfParams, MasterKey, Passphrase};
 use dr_core::format::{Binding, DecryptReader, EncryptWriter, Header, Role, DEFAULT_CHUNK_SIZE};
 use dr_core::location::{Location, LocationConfig};
 use dr_core::point::{self, PointWriter, Unlocker};
+use aws_lc_rs::digest;
 use serde_json::{json, Value};
 
 const CLUSTER: &str = "bench-cluster";
@@ -233,6 +240,112 @@ async fn phase_point_read(dir: &Path) {
     report("point-read", manifest.archive.catalog_bytes, start.elapsed().as_secs_f64(), json!({"objects": counts.total}));
 }
 
+/// Forged points beside the genuine one, and the forged format 2 points of the second round.
+const FORGED: usize = 1000;
+
+/// A header as a forger without the passphrase writes it (docs/format.md, Header): the right
+/// cluster and point, the writer's KDF parameters with a random salt, random key check and
+/// MAC, and a correct checksum; then 200 random bytes where the chunks would be.
+fn forged_file(version: u8, role: u8, point_id: &str) -> Vec<u8> {
+    let (kdf, iterations) = if version >= 3 { (2u8, dr_core::format::crypto::CLUSTER_ITERATIONS) } else { (1, dr_core::format::crypto::MIN_ITERATIONS) };
+    let mut raw = b"KDR-RP\r\n".to_vec();
+    raw.extend_from_slice(&[version, role, kdf, 0]);
+    raw.extend_from_slice(&iterations.to_be_bytes());
+    let mut random = [0u8; 16 + 7];
+    dr_core::format::crypto::fill_random(&mut random);
+    raw.extend_from_slice(&random[..16]);
+    raw.extend_from_slice(&DEFAULT_CHUNK_SIZE.to_be_bytes());
+    raw.extend_from_slice(&random[16..]);
+    for id in [CLUSTER, point_id] {
+        raw.push(id.len() as u8);
+        raw.extend_from_slice(id.as_bytes());
+    }
+    let mut kcv_and_mac = [0u8; 16 + 32];
+    dr_core::format::crypto::fill_random(&mut kcv_and_mac);
+    raw.extend_from_slice(&kcv_and_mac);
+    let sum = digest::digest(&digest::SHA256, &raw);
+    raw.extend_from_slice(sum.as_ref());
+    let mut body = [0u8; 200];
+    dr_core::format::crypto::fill_random(&mut body);
+    raw.extend_from_slice(&body);
+    raw
+}
+
+/// Forged format 2 points dated before the genuine point: the upgrade rule cannot refuse
+/// those unread, so each costs a PBKDF2 (few, to keep the run short).
+const FORGED_BEFORE: usize = 20;
+
+/// Plants `count` points of `version`, dated one millisecond apart from `from` on.
+fn plant(root: &Path, version: u8, from: time::OffsetDateTime, count: usize) {
+    for i in 0..count {
+        let id = point::new_point_id(from + time::Duration::milliseconds(i as i64));
+        let dir = root.join(point::points_prefix(CLUSTER)).join(&id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(point::ARCHIVE_OBJECT), forged_file(version, 1, &id)).unwrap();
+        std::fs::write(dir.join(point::MANIFEST_OBJECT), forged_file(version, 2, &id)).unwrap();
+    }
+}
+
+/// Times judging every point and choosing the newest, each with a fresh unlocker (a process
+/// of its own would have one). Returns (points, judge seconds, its PBKDF2 runs, choose
+/// seconds, its PBKDF2 runs, genuine points found).
+async fn judge_and_choose(loc: &Location, genuine: &str) -> (usize, f64, u64, f64, u64, usize) {
+    let unlocker = Unlocker::new(pass());
+    let start = Instant::now();
+    let points = point::list_points(loc, CLUSTER).await.unwrap();
+    let judged = point::judge_all(loc, CLUSTER, &points, &unlocker).await.unwrap();
+    let judge_secs = start.elapsed().as_secs_f64();
+    let opened = judged.iter().filter(|j| j.standing.manifest().is_some()).count();
+    let judge_runs = unlocker.pbkdf2_runs();
+    let unlocker = Unlocker::new(pass());
+    let start = Instant::now();
+    let chosen = point::choose(loc, CLUSTER, point::Which::Newest, &unlocker).await.unwrap();
+    let choose_secs = start.elapsed().as_secs_f64();
+    assert_eq!(chosen.point.id, genuine, "the restore chooses the one genuine point");
+    (points.len(), judge_secs, judge_runs, choose_secs, unlocker.pbkdf2_runs(), opened)
+}
+
+async fn phase_forged_points(dir: &Path) {
+    let root = dir.join("forged");
+    std::fs::create_dir_all(&root).unwrap();
+    let loc = Location::connect(&LocationConfig::File { path: root.clone() }).await.unwrap();
+    let mut w = PointWriter::begin(&loc, CLUSTER, &pass(), Mode::Full, "bench").await.unwrap();
+    let mut noise = Noise(3);
+    for i in 0..100 {
+        w.add(&Entry { category: Category::Applications, object: object(i, &mut noise), source_uid: None }).await.unwrap();
+    }
+    let genuine = w.finish().await.unwrap().point_id;
+    let genuine_time = point::point_time(&genuine).unwrap();
+    // Newer than the genuine point, so the restore's choice meets every forgery first.
+    plant(&root, dr_core::format::VERSION, genuine_time + time::Duration::milliseconds(1), FORGED);
+    let (points, judge_secs, judge_runs, choose_secs, choose_runs, opened) = judge_and_choose(&loc, &genuine).await;
+    assert_eq!((points, opened), (FORGED + 1, 1));
+    report(
+        "forged-points",
+        0,
+        judge_secs,
+        json!({"points": points, "forgedV3": FORGED, "judgeAllSeconds": judge_secs, "judgeAllPbkdf2Runs": judge_runs, "chooseNewestSeconds": choose_secs, "chooseNewestPbkdf2Runs": choose_runs}),
+    );
+    plant(&root, dr_core::format::LEGACY_VERSION, genuine_time + time::Duration::milliseconds(1 + FORGED as i64), FORGED);
+    let (points, judge_secs, judge_runs, choose_secs, choose_runs, opened) = judge_and_choose(&loc, &genuine).await;
+    assert_eq!((points, opened), (2 * FORGED + 1, 1));
+    report(
+        "forged-points-and-legacy",
+        0,
+        judge_secs,
+        json!({"points": points, "forgedV3": FORGED, "forgedV2AfterUpgrade": FORGED, "judgeAllSeconds": judge_secs, "judgeAllPbkdf2Runs": judge_runs, "chooseNewestSeconds": choose_secs, "chooseNewestPbkdf2Runs": choose_runs}),
+    );
+    plant(&root, dr_core::format::LEGACY_VERSION, genuine_time - time::Duration::hours(1), FORGED_BEFORE);
+    let (points, judge_secs, judge_runs, choose_secs, choose_runs, opened) = judge_and_choose(&loc, &genuine).await;
+    assert_eq!((points, opened), (2 * FORGED + FORGED_BEFORE + 1, 1));
+    report(
+        "forged-legacy-before-upgrade",
+        0,
+        judge_secs,
+        json!({"points": points, "forgedV3": FORGED, "forgedV2AfterUpgrade": FORGED, "forgedV2BeforeUpgrade": FORGED_BEFORE, "judgeAllSeconds": judge_secs, "judgeAllPbkdf2Runs": judge_runs, "chooseNewestSeconds": choose_secs, "chooseNewestPbkdf2Runs": choose_runs}),
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 4 && args[1] == "--phase" {
@@ -245,6 +358,7 @@ fn main() {
             "point-write" => rt.block_on(phase_point_write(&dir)),
             "point-decrypt" => rt.block_on(phase_point_decrypt(&dir)),
             "point-read" => rt.block_on(phase_point_read(&dir)),
+            "forged-points" => rt.block_on(phase_forged_points(&dir)),
             other => panic!("unknown phase {other}"),
         }
         return;
@@ -252,22 +366,45 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let me = std::env::current_exe().unwrap();
     let mut results = Vec::new();
-    for phase in ["pbkdf2", "aead-encrypt", "aead-decrypt", "point-write", "point-decrypt", "point-read"] {
+    // DR_BENCH_PHASES=pbkdf2,forged-points runs only those.
+    let only = std::env::var("DR_BENCH_PHASES").ok();
+    let phases = ["pbkdf2", "aead-encrypt", "aead-decrypt", "point-write", "point-decrypt", "point-read", "forged-points"];
+    for phase in phases.into_iter().filter(|p| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == *p))) {
         let out = Command::new(&me).args(["--phase", phase]).arg(dir.path()).output().unwrap();
         assert!(out.status.success(), "{phase} failed: {}", String::from_utf8_lossy(&out.stderr));
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        eprintln!("{v}");
-        results.push(v);
+        // A phase may report more than one line.
+        for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with('{')) {
+            let v: Value = serde_json::from_str(line).unwrap();
+            eprintln!("{v}");
+            results.push(v);
+        }
     }
-    let get = |p: &str| results.iter().find(|r| r["phase"] == p).unwrap();
+    let get = |p: &str| results.iter().find(|r| r["phase"] == p);
     println!("\n| phase | size | time | throughput | peak RSS |\n| --- | --- | --- | --- | --- |");
     for r in &results {
         let size = if r["bytes"].as_u64().unwrap() > 0 { format!("{} MiB", r["bytes"].as_u64().unwrap() >> 20) } else { "-".into() };
         let tput = if r["bytes"].as_u64().unwrap() > 0 { format!("{:.0} MB/s", r["mbPerSec"].as_f64().unwrap()) } else { "-".into() };
         println!("| {} | {size} | {:.3} s | {tput} | {:.1} MiB |", r["phase"].as_str().unwrap(), r["seconds"].as_f64().unwrap(), r["peakRssMib"].as_f64().unwrap());
     }
-    let ratio = get("aead-decrypt")["mbPerSec"].as_f64().unwrap() / get("point-decrypt")["mbPerSec"].as_f64().unwrap();
-    println!("\nPBKDF2-HMAC-SHA256 600k: {:.1} ms", get("pbkdf2")["extra"]["msPerDerivation"].as_f64().unwrap());
-    println!("compression ratio: {:.1}:1", get("point-write")["extra"]["compressionRatio"].as_f64().unwrap());
-    println!("raw AES-GCM decrypt is {ratio:.2}x the speed of decrypt+decompress (target: <= 2x)");
+    if let Some(p) = get("pbkdf2") {
+        println!("\nPBKDF2-HMAC-SHA256 600k: {:.1} ms", p["extra"]["msPerDerivation"].as_f64().unwrap());
+    }
+    if let Some(w) = get("point-write") {
+        println!("compression ratio: {:.1}:1", w["extra"]["compressionRatio"].as_f64().unwrap());
+    }
+    if let (Some(raw), Some(point)) = (get("aead-decrypt"), get("point-decrypt")) {
+        let ratio = raw["mbPerSec"].as_f64().unwrap() / point["mbPerSec"].as_f64().unwrap();
+        println!("raw AES-GCM decrypt is {ratio:.2}x the speed of decrypt+decompress (target: <= 2x)");
+    }
+    for phase in ["forged-points", "forged-points-and-legacy", "forged-legacy-before-upgrade"] {
+        let Some(f) = get(phase) else { continue };
+        let x = &f["extra"];
+        let mut legacy = x["forgedV2AfterUpgrade"].as_u64().map(|n| format!(", {n} forged format 2 points dated after it")).unwrap_or_default();
+        legacy += &x["forgedV2BeforeUpgrade"].as_u64().map(|n| format!(", {n} forged format 2 points dated before it")).unwrap_or_default();
+        println!(
+            "one genuine point beside {} forged format 3 points{legacy}: judging every manifest {:.2} s ({} PBKDF2), choosing the newest {:.2} s ({} PBKDF2){}",
+            x["forgedV3"], x["judgeAllSeconds"].as_f64().unwrap(), x["judgeAllPbkdf2Runs"], x["chooseNewestSeconds"].as_f64().unwrap(), x["chooseNewestPbkdf2Runs"],
+            get("pbkdf2").map(|p| format!("; one PBKDF2 is {:.1} ms (target: at most a few seconds for 1,000 forgeries)", p["extra"]["msPerDerivation"].as_f64().unwrap())).unwrap_or_default(),
+        );
+    }
 }
