@@ -6,17 +6,19 @@
 //! outcome (`dr_core::job::outcome`: the report, or why it failed); the exit status is 0
 //! or the failure's kind (`dr_core::failure`: 1 transient, 2 bad input, 3 wrong passphrase,
 //! 4 damaged point, 5 busy, 6 timed out, 7 objects failed), which the restore chart's
-//! `podFailurePolicy` and the plugin read.
+//! `podFailurePolicy` and the plugin read. `grant-keeper` is the restore pod's native sidecar
+//! (`grant.rs`): it ends the restore's cluster-wide grant when the restore container could not.
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod grant;
 mod settings;
 
 use dr_core::job::outcome::{JobOutcome, Report};
 use dr_core::job::{BackupOutcome, BackupSummary, ReplicationOutcome};
 use dr_core::replicate::ReplicateReport;
 use dr_core::restore::RestoreOutcome;
-use settings::{BackupArgs, RestoreArgs};
+use settings::{BackupArgs, GrantKeeperArgs, RestoreArgs};
 
 // The static (musl) build: musl's allocator takes one lock for every allocation, which the
 // restore's parallel decrypt, decompress and writes contend on.
@@ -43,6 +45,10 @@ enum Command {
     /// Check this image works: the format's known-answer test, the CA certificates, FIPS
     /// mode. Prints JSON; exit status 1 when a check fails.
     SelfCheck,
+    /// The restore pod's sidecar: waits for the pod's end (SIGTERM), then ends the restore's
+    /// cluster-wide grant if the restore is over (succeeded, failed for good, last attempt,
+    /// Job deadline), also when the restore container was killed.
+    GrantKeeper(GrantKeeperArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -78,6 +84,7 @@ async fn run() -> std::process::ExitCode {
             }
         }
         Command::Restore(args) => restore(&args).await,
+        Command::GrantKeeper(args) => grant::keep(&args).await,
         Command::Replicate(args) => replicate(&args).await,
         Command::Backup(args) => {
             let started = std::time::Instant::now();
@@ -201,6 +208,9 @@ async fn backup(args: &BackupArgs) -> anyhow::Result<dr_core::job::BackupSummary
 
 async fn restore(args: &RestoreArgs) -> std::process::ExitCode {
     use dr_core::failure::Classify;
+    // Listening from the start: the kubelet's SIGTERM (the pod deleted, the Job at its
+    // deadline) must not end the process before the grant is decided.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
     let binding = args.rbac_binding.as_deref();
     let settings = args.settings().and_then(|s| {
         s.check()?;
@@ -208,13 +218,27 @@ async fn restore(args: &RestoreArgs) -> std::process::ExitCode {
         Ok(s)
     });
     let client = cluster_client().await;
-    let (settings, client) = match (settings, client) {
+    let (mut settings, client) = match (settings, client) {
         (Ok(s), Ok(c)) => (s, c),
         (Err(e), client) => return refuse_restore(client.as_ref().ok(), binding, e.as_ref()).await,
         (Ok(_), Err(e)) => return refuse_restore(None, binding, &e).await,
     };
+    // The Job's deadline counts from its start, across every pod: a later pod has less of it
+    // than restore.timeout. Bounded so, the restore stops in time to end the grant itself.
+    let bounded = match grant::job(&client, &settings.namespace, &settings.holder).await.and_then(|job| dr_core::restore::grant::time_left(&job, time::OffsetDateTime::now_utc())) {
+        Some(left) if left < settings.timeout => {
+            tracing::warn!(seconds = left.as_secs(), "the Job's activeDeadlineSeconds leaves less than restore.timeout: the restore stops in time to end its grant");
+            settings.timeout = left.max(std::time::Duration::from_secs(1));
+            true
+        }
+        _ => false,
+    };
     let started = std::time::Instant::now();
-    let outcome = match dr_core::restore::run_restore(&client, &settings).await {
+    let result = tokio::select! {
+        result = dr_core::restore::run_restore(&client, &settings) => result,
+        _ = terminate.recv() => return grant::terminated(&client, binding, &settings.namespace, &settings.holder, args.pod_name.as_deref()).await,
+    };
+    let outcome = match result {
         Ok(report) => {
             println!("{}", serde_json::to_string(&report).expect("report serializes"));
             RestoreOutcome::succeeded(report)
@@ -223,22 +247,28 @@ async fn restore(args: &RestoreArgs) -> std::process::ExitCode {
             if let Some(report) = e.report() {
                 println!("{}", serde_json::to_string(report).expect("report serializes"));
             }
-            RestoreOutcome::failed(dr_core::error_text(&e), e.kind(), e.report().cloned())
+            let mut error = dr_core::error_text(&e);
+            if bounded && e.kind() == dr_core::failure::ErrorKind::TimedOut {
+                error.push_str(" (restore.timeout was cut to what the Job's activeDeadlineSeconds left)");
+            }
+            RestoreOutcome::failed(error, e.kind(), e.report().cloned())
         }
     };
+    // First, since nothing after it needs the grant, and a Job near its deadline may not
+    // leave time for more.
+    let code = outcome.kind.map_or(0, |k| i32::from(k.exit_code()));
+    grant::end_if_over(&client, binding, &settings.namespace, &settings.holder, args.pod_name.as_deref(), code).await;
     dr_core::restore::job_event(&client, &settings, &outcome).await;
     if let Some(url) = &args.common.pushgateway_url {
         let gauges = dr_core::metrics::restore_gauges(outcome.kind.is_none(), outcome.report.as_ref(), started.elapsed().as_secs_f64());
         dr_core::metrics::push(url, "kubectl_dr_restore", &[("namespace", &settings.namespace), ("release", &settings.holder)], &gauges).await;
     }
-    // Last, since nothing after it needs the grant.
-    end_grant(&client, binding, outcome.kind).await;
     finish(&outcome)
 }
 
 /// Ends the restore's cluster-wide grant (`DR_RBAC_BINDING`, set by the chart for a full
-/// restore) when the restore is over: it succeeded, or failed in a way the Job's next pod
-/// would not fix. A transient failure keeps it for that pod.
+/// restore) for a restore that did not start: refused (bad input), which another pod would
+/// be too. A transient failure keeps it for the next pod.
 async fn end_grant(client: &kube::Client, binding: Option<&str>, failure: Option<dr_core::failure::ErrorKind>) {
     let Some(binding) = binding else { return };
     if failure.is_none_or(|kind| !kind.retry_in_job()) {

@@ -122,6 +122,32 @@ pub struct RestoreArgs {
     /// The restore's cluster-wide ClusterRoleBinding, deleted when the restore is over.
     #[arg(long, env = env::RBAC_BINDING)]
     pub rbac_binding: Option<String>,
+    /// This pod's name (the downward API), to tell a disruption from a failure when the pod is
+    /// terminated; unset: not known.
+    #[arg(long, env = env::POD_NAME)]
+    pub pod_name: Option<String>,
+}
+
+/// `dr-job grant-keeper`: the restore pod's native sidecar, which ends the cluster-wide grant
+/// when the restore container ended in a way it could not report itself (killed).
+#[derive(Args, Debug)]
+pub struct GrantKeeperArgs {
+    /// The DR namespace (the pod's own, through the downward API).
+    #[arg(long, env = env::NAMESPACE)]
+    pub namespace: String,
+    /// The restore Job's name (the Lease holder the chart sets).
+    #[arg(long, env = env::RESTORE_HOLDER)]
+    pub restore_holder: String,
+    /// This pod's name (the downward API): its restore container's end is read from it.
+    #[arg(long, env = env::POD_NAME)]
+    pub pod_name: String,
+    /// The restore's cluster-wide ClusterRoleBinding; unset (quick mode): nothing to end.
+    #[arg(long, env = env::RBAC_BINDING)]
+    pub rbac_binding: Option<String>,
+}
+
+fn point_id(v: &str) -> Result<String, String> {
+    dr_core::point::point_time(v).map(|_| v.to_owned()).map_err(|e| format!("restorePointID: {e}"))
 }
 
 fn point_in_time(v: &str) -> Result<OffsetDateTime, String> {

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use dr_core::dr_policy::{cronjob, replication_cronjob, EnableSettings};
-use dr_core::job::pod::{container_security_context, pod_security_context, JobPod, TERMINATION_MESSAGE_POLICY};
+use dr_core::job::pod::{container_security_context, grant_keeper, pod_security_context, JobPod, TERMINATION_MESSAGE_POLICY};
 use dr_core::resources::{FileProfileSpec, Profile, ProfileSpec};
 use dr_test_support as support;
 use serde_json::{json, Value};
@@ -66,8 +66,13 @@ fn assert_matches(setup: &str, chart_pod: &Value, definition: &JobPod) {
 #[test]
 fn the_charts_pod_is_the_job_pod() {
     let read = read_by("restore");
+    let read_keeper = read_by("grant-keeper");
     let base = json!({"sourceClusterID": "0b6bd9b4-2c4a-4d1e-9a3e-3b7f0f6a1c2d", "profile": {"name": "offsite"}});
-    let restore_pod = || JobPod::new("restore", "restore");
+    let restore_pod = || {
+        let mut pod = JobPod::new("restore", "restore");
+        pod.pod_name();
+        pod
+    };
     let vault = json!({"enabled": true, "address": "https://vault:8200"});
     let setups: Vec<(&str, Value, JobPod)> = vec![
         ("an S3 profile", json!({}), restore_pod()),
@@ -107,6 +112,15 @@ fn the_charts_pod_is_the_job_pod() {
         let job = rendered["manifests"].as_array().unwrap().iter().find(|m| m["kind"] == "Job").unwrap();
         let pod = &job["spec"]["template"]["spec"];
         assert_matches(setup, pod, &definition);
+        // The grant keeper, a native sidecar, is the definition's too (a full restore on 1.29+).
+        let keeper = serde_json::to_value(grant_keeper("image", "k10-restore", "k10-restore-kasten-io", Default::default())).unwrap();
+        let sidecar = named(&pod["initContainers"], "grant-keeper").unwrap_or_else(|| panic!("{setup}: no grant-keeper sidecar"));
+        for field in ["args", "restartPolicy", "env", "securityContext", "terminationMessagePolicy"] {
+            assert_eq!(sidecar[field], keeper[field], "{setup}: the grant keeper's {field}");
+        }
+        for name in container_env_names(sidecar) {
+            assert!(read_keeper.contains(&name), "{setup}: the chart sets {name}, which dr-job grant-keeper does not read");
+        }
         for name in container_env_names(&pod["containers"][0]) {
             assert!(read.contains(&name), "{setup}: the chart sets {name}, which dr-job restore does not read");
         }

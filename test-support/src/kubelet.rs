@@ -6,7 +6,11 @@
 //! service account (a token the test API server accepts), and reports the result back the way
 //! a kubelet and the Job controller do: a Pod owned by its Job, with the container's
 //! termination message as a kubelet keeps it (its last 4 KiB, or the log's tail when empty
-//! under `FallbackToLogsOnError`), and the Job's status.
+//! under `FallbackToLogsOnError`), and the Job's status. It keeps what the restore's grant
+//! depends on (`run_job_with`): `backoffLimit`, the `podFailurePolicy`'s `FailJob` exit codes,
+//! `activeDeadlineSeconds` (SIGTERM, then SIGKILL after the grace period), a pod killed with
+//! SIGKILL (`OOMKilled`), and native sidecars (started first, stopped after the main
+//! container has exited).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -65,32 +69,54 @@ pub struct Pod {
 
 impl Pod {
     pub fn spawn(&self, binary: &str) -> std::process::Child {
-        Command::new(binary)
+        self.command(binary).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    /// A sidecar's process: its output goes to `log` (a container's own log; the pod's log the
+    /// tests follow is its main container's).
+    pub fn spawn_logged(&self, binary: &str, log: &Path) -> std::process::Child {
+        let file = std::fs::File::create(log).unwrap();
+        self.command(binary).stdout(Stdio::from(file.try_clone().unwrap())).stderr(Stdio::from(file)).spawn().unwrap()
+    }
+
+    /// The same pod's environment and files, for another command.
+    fn clone_paths(&self) -> Pod {
+        Pod { args: self.args.clone(), env: self.env.clone(), kubeconfig: self.kubeconfig.clone(), termination: self.termination.clone() }
+    }
+
+    fn command(&self, binary: &str) -> Command {
+        let mut command = Command::new(binary);
+        command
             .args(&self.args)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("KUBECONFIG", &self.kubeconfig)
             .env("DR_TERMINATION_LOG", &self.termination)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        command
     }
 }
 
 /// The process a kubelet would run for `job`'s pod: env resolved, volumes materialised under
-/// `root` (the PVC claim is `location`), a token for the pod's service account.
+/// `root` (the PVC claim is `location`), a token for the pod's service account. The pod's
+/// name (`metadata.name` through the downward API) is `<job>-manual`: no Pod object stands
+/// for it.
 pub fn pod_for_job(api: &ApiServer, job: &Value, location: &Path, root: &Path) -> Pod {
+    let name = format!("{}-manual", job["metadata"]["name"].as_str().unwrap());
+    pod_for_container(api, job, &job["spec"]["template"]["spec"]["containers"][0], &name, location, root)
+}
+
+/// [`pod_for_job`] for one `container` of the Job's pod template (a main container or an init
+/// container) in the pod named `pod_name`.
+pub fn pod_for_container(api: &ApiServer, job: &Value, container: &Value, pod_name: &str, location: &Path, root: &Path) -> Pod {
     let namespace = job["metadata"]["namespace"].as_str().unwrap().to_owned();
     let pod = &job["spec"]["template"]["spec"];
-    let container = &pod["containers"][0];
     let args: Vec<String> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect();
     let sa = pod["serviceAccountName"].as_str().unwrap();
     let token = api.issue_token(&namespace, sa);
     // Volumes.
     let mut mounts: Vec<(String, PathBuf)> = Vec::new();
-    for m in container["volumeMounts"].as_array().unwrap() {
+    for m in container["volumeMounts"].as_array().into_iter().flatten() {
         let mount_path = m["mountPath"].as_str().unwrap();
         let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == m["name"]).unwrap();
         let host = root.join(mount_path.trim_start_matches('/'));
@@ -143,6 +169,8 @@ pub fn pod_for_job(api: &ApiServer, job: &Value, location: &Path, root: &Path) -
             remap(v)
         } else if e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace" {
             namespace.clone()
+        } else if e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name" {
+            pod_name.to_owned()
         } else if let Some(r) = e["valueFrom"].get("secretKeyRef") {
             let s = api.objects("", "secrets").into_iter().find(|s| s["metadata"]["name"] == r["name"]).expect("the referenced Secret exists");
             unb64(s["data"][r["key"].as_str().unwrap()].as_str().unwrap())
@@ -161,31 +189,88 @@ pub fn pod_for_job(api: &ApiServer, job: &Value, location: &Path, root: &Path) -
 }
 
 
-/// What happens to one pod of a Job: it runs the binary, or it is killed (OOM, a lost node)
-/// before it can finish.
+/// What happens to one pod of a Job: it runs the binary; it is killed with SIGKILL (the
+/// OOM killer, exit 137, reason `OOMKilled`) before it can finish; or its main container
+/// hangs (a process that never ends by itself, as a restore stuck in I/O) until the pod is
+/// deleted.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum PodFate {
     Runs,
     Killed,
+    Hangs,
 }
 
 /// The Job controller's first retry delay; each further one doubles, up to six minutes.
 const JOB_BACKOFF: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Plays a Job to the end, as the kubelet and the Job controller do: one pod at a time runs
-/// `binary` with the pod's environment (each gets a Pod object with the container's exit code,
-/// reason and termination message); a failed pod is replaced after the controller's backoff
-/// (10 s, doubling) until `backoffLimit` failures, unless a `podFailurePolicy` rule with
-/// `FailJob` matches its exit code; the Job's status carries `active`, `failed`, `succeeded` and
-/// the conditions a real controller sets (`SuccessCriteriaMet` then `Complete`; `FailureTarget`
-/// then `Failed`, with reason `PodFailurePolicy` or `BackoffLimitExceeded`). Between a failed pod
-/// and its replacement the Job has `failed > 0`, `active == 0` and no terminal condition, as on
-/// a real cluster. Returns the exit code of each pod, in order.
+/// A pod's grace period when its spec sets none.
+const DEFAULT_GRACE: u64 = 30;
+
+/// Sends `signal` (`TERM`, `KILL`) to a process, as the container runtime does.
+fn signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
+}
+
+/// A running container's process: its output collected on a blocking thread.
+struct Running {
+    pid: u32,
+    done: tokio::task::JoinHandle<(i32, String)>,
+}
+
+impl Running {
+    /// Waits for it to exit; past `deadline`, stops it as a kubelet stops a container of a pod
+    /// being deleted: SIGTERM, then SIGKILL after the grace period. Returns its exit code and
+    /// output, and whether it had to be stopped.
+    async fn wait(mut self, deadline: Option<tokio::time::Instant>, grace: std::time::Duration) -> ((i32, String), bool) {
+        let stop = async move {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            out = &mut self.done => (out.unwrap(), false),
+            _ = stop => (self.stop(grace).await, true),
+        }
+    }
+
+    async fn stop(mut self, grace: std::time::Duration) -> (i32, String) {
+        signal(self.pid, "TERM");
+        match tokio::time::timeout(grace, &mut self.done).await {
+            Ok(out) => out.unwrap(),
+            Err(_) => {
+                signal(self.pid, "KILL");
+                self.done.await.unwrap()
+            }
+        }
+    }
+}
+
+/// Plays a Job to the end, as the kubelet and the Job controller do: one pod at a time, its
+/// native sidecars (init containers with `restartPolicy: Always`) started first, then its
+/// main container running `binary` with the pod's environment; once the main container has
+/// exited (its terminated state written to the Pod), each sidecar gets SIGTERM and, after the
+/// grace period, SIGKILL; then the pod's phase. A failed pod is replaced after the
+/// controller's backoff (10 s, doubling) until `backoffLimit` failures, unless a
+/// `podFailurePolicy` rule with `FailJob` matches its exit code; past `activeDeadlineSeconds`
+/// (from the Job's start) the Job fails with `DeadlineExceeded` and its running pod is
+/// deleted (SIGTERM to the main container, SIGKILL after the grace period, then the
+/// sidecars). The Job's status carries `active`, `failed`, `succeeded` and the conditions a
+/// real controller sets (`SuccessCriteriaMet` then `Complete`; `FailureTarget` then `Failed`,
+/// with reason `PodFailurePolicy`, `BackoffLimitExceeded` or `DeadlineExceeded`). Between a
+/// failed pod and its replacement the Job has `failed > 0`, `active == 0` and no terminal
+/// condition, as on a real cluster. Returns the exit code of each pod's main container, in
+/// order.
 pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: &Path, fates: &[PodFate]) -> Vec<i32> {
     let name = job["metadata"]["name"].as_str().unwrap().to_owned();
     let namespace = job["metadata"]["namespace"].as_str().unwrap().to_owned();
-    let container = job["spec"]["template"]["spec"]["containers"][0]["name"].as_str().unwrap().to_owned();
+    let template = &job["spec"]["template"]["spec"];
+    let container = template["containers"][0]["name"].as_str().unwrap().to_owned();
+    let sidecars: Vec<Value> = template["initContainers"].as_array().into_iter().flatten().filter(|c| c["restartPolicy"] == "Always").cloned().collect();
+    let grace = std::time::Duration::from_secs(template["terminationGracePeriodSeconds"].as_u64().unwrap_or(DEFAULT_GRACE));
     let backoff_limit = job["spec"]["backoffLimit"].as_u64().unwrap_or(6);
+    let started = tokio::time::Instant::now();
+    let deadline = job["spec"]["activeDeadlineSeconds"].as_u64().map(|s| started + std::time::Duration::from_secs(s));
     let fail_job_codes: Vec<i64> = job["spec"]["podFailurePolicy"]["rules"]
         .as_array()
         .into_iter()
@@ -215,7 +300,17 @@ pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: 
             }
         }
     };
+    let set_pod_status = |pod: String, status: Value| {
+        let pods = pods.clone();
+        async move {
+            pods.patch_status(&pod, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(json!({"status": status})))
+                .await
+                .or_else(|e| if is_not_found(&e) { Ok(Default::default()) } else { Err(e) })
+                .expect("the pod's status is written unless the pod was deleted");
+        }
+    };
     let condition = |ty: &str, reason: &str, message: &str| json!({"type": ty, "status": "True", "reason": reason, "message": message, "lastProbeTime": now(), "lastTransitionTime": now()});
+    let deadline_exceeded = "Job was active longer than specified deadline";
     let start = now();
     let mut codes = Vec::new();
     let mut failed = 0u64;
@@ -225,57 +320,98 @@ pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: 
             // Deleted: the controller makes no more pods.
             return codes;
         }
+        let sidecar_specs: Vec<Value> = sidecars.iter().map(|c| json!({"name": c["name"], "image": "dr-job", "restartPolicy": "Always"})).collect();
         let pod = api.seed(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": format!("{name}-"), "namespace": namespace,
                                           "labels": {"job-name": name, "batch.kubernetes.io/controller-uid": job["metadata"]["uid"]},
                                           "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job["metadata"]["uid"],
                                                                "controller": true, "blockOwnerDeletion": true}]},
-                                   "spec": {"containers": [{"name": container, "image": "dr-job"}]},
-                                   "status": {"phase": "Running", "containerStatuses": [{"name": container, "state": {"running": {"startedAt": now()}}}]}}));
-        // Its container has started: its log is there (empty), as a kubelet's is.
-        api.append_pod_log(&namespace, pod["metadata"]["name"].as_str().unwrap(), "");
-        let fate = fates.get(codes.len()).copied().unwrap_or(PodFate::Runs);
-        let (code, reason, message) = match fate {
-            PodFate::Killed => {
-                api.end_pod_log(&namespace, pod["metadata"]["name"].as_str().unwrap());
-                (137, "OOMKilled", String::new())
+                                   "spec": {"initContainers": sidecar_specs, "containers": [{"name": container, "image": "dr-job"}]},
+                                   "status": {"phase": "Pending"}}));
+        let pod_name = pod["metadata"]["name"].as_str().unwrap().to_owned();
+        let root = tempfile::tempdir().unwrap();
+        // Native sidecars first: each is started (and running) before the main container.
+        let mut running_sidecars = Vec::new();
+        for sidecar in &sidecars {
+            let dir = root.path().join(sidecar["name"].as_str().unwrap());
+            std::fs::create_dir_all(&dir).unwrap();
+            let process = pod_for_container(api, job, sidecar, &pod_name, location, &dir);
+            let log = dir.join("log");
+            let mut child = process.spawn_logged(binary, &log);
+            let pid = child.id();
+            let done = tokio::task::spawn_blocking(move || {
+                let status = child.wait().unwrap();
+                (exit_code(status), std::fs::read_to_string(&log).unwrap_or_default())
+            });
+            // Started: the kubelet runs the next container once a sidecar's has started; the
+            // process has when it says so (its first log line), as a runtime's start takes far
+            // longer than dr-job's getting ready for SIGTERM.
+            for _ in 0..100 {
+                if std::fs::metadata(dir.join("log")).is_ok_and(|m| m.len() > 0) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
-            PodFate::Runs => {
-                let root = tempfile::tempdir().unwrap();
-                let process = pod_for_job(api, job, location, root.path());
-                let child = process.spawn(binary);
-                let pod_name = pod["metadata"]["name"].as_str().unwrap().to_owned();
+            running_sidecars.push((sidecar["name"].as_str().unwrap().to_owned(), Running { pid, done }));
+        }
+        let sidecar_states = |state: Value| -> Vec<Value> { sidecars.iter().map(|c| json!({"name": c["name"], "restartCount": 0, "state": state.clone()})).collect() };
+        set_pod_status(pod_name.clone(), json!({"phase": "Running", "initContainerStatuses": sidecar_states(json!({"running": {"startedAt": now()}})),
+                                                "containerStatuses": [{"name": container, "state": {"running": {"startedAt": now()}}}]})).await;
+        // Its container has started: its log is there (empty), as a kubelet's is.
+        api.append_pod_log(&namespace, &pod_name, "");
+        let fate = fates.get(codes.len()).copied().unwrap_or(PodFate::Runs);
+        let dir = root.path().join(&container);
+        std::fs::create_dir_all(&dir).unwrap();
+        let process = pod_for_container(api, job, &template["containers"][0], &pod_name, location, &dir);
+        let mut child = match fate {
+            PodFate::Hangs => Pod { args: vec!["3600".into()], ..process.clone_paths() }.spawn("sleep"),
+            _ => process.spawn(binary),
+        };
+        if fate == PodFate::Killed {
+            // The OOM killer: SIGKILL, no chance to clean up.
+            child.kill().unwrap();
+        }
+        let running = Running {
+            pid: child.id(),
+            done: tokio::task::spawn_blocking({
+                let api = api.clone();
+                let namespace = namespace.clone();
+                let pod_name = pod_name.clone();
                 // The container's output becomes the pod's log as it is written, stdout and
                 // stderr interleaved line by line, as a kubelet keeps it.
-                let out = tokio::task::spawn_blocking({
-                    let api = api.clone();
-                    let namespace = namespace.clone();
-                    move || stream_output(child, &api, &namespace, &pod_name)
-                })
-                .await
-                .unwrap();
-                let code = out.0;
-                if code != 0 {
-                    eprintln!("job {name} pod exited {code}:\n{}", out.1);
-                }
-                let fallback = job["spec"]["template"]["spec"]["containers"][0]["terminationMessagePolicy"] == "FallbackToLogsOnError";
-                (code, if code == 0 { "Completed" } else { "Error" }, termination_message(&process.termination, code, fallback, &out.1))
-            }
+                move || stream_output(child, &api, &namespace, &pod_name)
+            }),
         };
+        let ((code, output), stopped) = running.wait(deadline, grace).await;
+        if stopped {
+            // At the deadline the controller marks the verdict, then deletes the pod, whose
+            // containers the kubelet stops.
+            set_status(json!({"conditions": [condition("FailureTarget", "DeadlineExceeded", deadline_exceeded)]})).await;
+        }
         codes.push(code);
+        if code != 0 {
+            eprintln!("job {name} pod exited {code}:\n{output}");
+        }
+        let fallback = template["containers"][0]["terminationMessagePolicy"] == "FallbackToLogsOnError";
+        let reason = match (fate, code) {
+            (PodFate::Killed, _) => "OOMKilled",
+            (_, 0) => "Completed",
+            _ => "Error",
+        };
+        let message = termination_message(&process.termination, code, fallback, &output);
         let mut terminated = json!({"exitCode": code, "reason": reason, "startedAt": start, "finishedAt": now()});
         if !message.is_empty() {
             terminated["message"] = json!(message);
         }
-        pods.patch_status(
-            pod["metadata"]["name"].as_str().unwrap(),
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({"status": {"phase": if code == 0 { "Succeeded" } else { "Failed" },
-                                                       "containerStatuses": [{"name": container, "state": {"terminated": terminated}}]}})),
-        )
-        .await
-        .or_else(|e| if is_not_found(&e) { Ok(Default::default()) } else { Err(e) })
-        .expect("the pod's status is written unless the pod was deleted");
-        if code == 0 {
+        // The main container's end is in the pod's status before the sidecars are stopped:
+        // the pod is still Running while they run.
+        set_pod_status(pod_name.clone(), json!({"containerStatuses": [{"name": container, "state": {"terminated": terminated}}]})).await;
+        for (sidecar, running) in running_sidecars {
+            let (sidecar_code, sidecar_log) = running.stop(grace).await;
+            eprintln!("job {name} pod {pod_name} sidecar {sidecar} exited {sidecar_code}:\n{sidecar_log}");
+        }
+        set_pod_status(pod_name.clone(), json!({"phase": if code == 0 { "Succeeded" } else { "Failed" },
+                                                "initContainerStatuses": sidecar_states(json!({"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": now()}}))})).await;
+        if code == 0 && !stopped {
             set_status(json!({"active": 0, "ready": 0, "succeeded": 1, "failed": failed, "completionTime": now(),
                               "conditions": [condition("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods"),
                                              condition("Complete", "CompletionsReached", "Reached expected number of succeeded pods")]}))
@@ -283,31 +419,51 @@ pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: 
             return codes;
         }
         failed += 1;
-        let verdict = if fail_job_codes.contains(&i64::from(code)) {
-            Some(("PodFailurePolicy", format!("Container {container} for pod {namespace}/{} failed with exit code {code} matching FailJob rule at index 0", pod["metadata"]["name"].as_str().unwrap())))
+        let verdict = if stopped {
+            Some(("DeadlineExceeded", deadline_exceeded.to_owned()))
+        } else if fail_job_codes.contains(&i64::from(code)) {
+            Some(("PodFailurePolicy", format!("Container {container} for pod {namespace}/{pod_name} failed with exit code {code} matching FailJob rule at index 0")))
         } else if failed > backoff_limit {
             Some(("BackoffLimitExceeded", "Job has reached the specified backoff limit".to_owned()))
         } else {
             None
         };
-        match verdict {
-            Some((reason, message)) => {
+        let fail = |reason: &'static str, message: String| {
+            let set_status = &set_status;
+            async move {
                 // The controller marks the verdict first and the Job Failed once its pods are gone.
                 set_status(json!({"active": 0, "ready": 0, "failed": failed, "conditions": [condition("FailureTarget", reason, &message)]})).await;
                 set_status(json!({"conditions": [condition("FailureTarget", reason, &message), condition("Failed", reason, &message)]})).await;
+            }
+        };
+        match verdict {
+            Some((reason, message)) => {
+                fail(reason, message).await;
                 return codes;
             }
             None => {
                 set_status(json!({"active": 0, "ready": 0, "failed": failed})).await;
-                tokio::time::sleep(delay).await;
+                let wake = tokio::time::Instant::now() + delay;
+                if deadline.is_some_and(|d| d <= wake) {
+                    tokio::time::sleep_until(deadline.unwrap()).await;
+                    fail("DeadlineExceeded", deadline_exceeded.to_owned()).await;
+                    return codes;
+                }
+                tokio::time::sleep_until(wake).await;
                 delay = (delay * 2).min(std::time::Duration::from_secs(360));
             }
         }
     }
 }
 
+/// A process's exit code as a container runtime reports it: 128 + the signal that ended it.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(9))
+}
+
 /// Waits for `child`, copying each line it writes (stdout and stderr) into the pod's log;
-/// returns its exit code (137 when killed) and everything it wrote.
+/// returns its exit code (128 + the signal when one ended it) and everything it wrote.
 fn stream_output(mut child: std::process::Child, api: &ApiServer, namespace: &str, pod: &str) -> (i32, String) {
     use std::io::BufRead;
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -333,7 +489,7 @@ fn stream_output(mut child: std::process::Child, api: &ApiServer, namespace: &st
     for r in readers {
         let _ = r.join();
     }
-    let code = child.wait().unwrap().code().unwrap_or(137);
+    let code = exit_code(child.wait().unwrap());
     api.end_pod_log(namespace, pod);
     (code, all)
 }

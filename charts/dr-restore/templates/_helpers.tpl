@@ -37,3 +37,15 @@ The job image. With airgapped.repository every reference is rewritten to that re
 {{- end -}}
 {{- $claim -}}
 {{- end -}}
+
+{{/*
+"true" when the pod gets the grant keeper: a full restore (quick mode has no cluster-wide
+grant), grantKeeper.enabled, and a cluster with native sidecars (init containers with
+restartPolicy Always, Kubernetes 1.29+; kubeVersion overrides what Helm reports).
+*/}}
+{{- define "dr-restore.grantKeeper" -}}
+{{- $version := .Values.kubeVersion | default .Capabilities.KubeVersion.Version -}}
+{{- if and .Values.grantKeeper.enabled (not .Values.quickMode.enabled) (semverCompare ">=1.29-0" $version) -}}
+true
+{{- end -}}
+{{- end -}}

@@ -79,6 +79,9 @@ pub mod env {
     /// The restore's cluster-wide ClusterRoleBinding, which the Job deletes when the restore
     /// is over (the chart grants that delete by name).
     pub const RBAC_BINDING: &str = "DR_RBAC_BINDING";
+    /// The pod's own name (the downward API): the restore and its grant keeper read their pod
+    /// to tell a disruption (the Job makes another pod) and how the restore container ended.
+    pub const POD_NAME: &str = "DR_POD_NAME";
 }
 
 fn var(name: &str) -> Option<String> {

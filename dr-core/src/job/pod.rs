@@ -50,6 +50,39 @@ pub fn container_security_context() -> SecurityContext {
     }
 }
 
+/// A variable from the downward API: a field of the pod itself.
+fn pod_field(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource { field_ref: Some(ObjectFieldSelector { field_path: field_path.into(), ..Default::default() }), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// The restore pod's grant keeper (`dr-job grant-keeper`), a native sidecar: an init container
+/// with `restartPolicy: Always` (Kubernetes 1.29+), which the kubelet starts before the main
+/// container and stops with SIGTERM after it, so it can end the restore's cluster-wide grant
+/// (`binding`) when the restore container was killed. It needs no volume: it only talks to
+/// the API server, as the pod's service account.
+pub fn grant_keeper(image: &str, job: &str, binding: &str, resources: ResourceRequirements) -> Container {
+    Container {
+        name: "grant-keeper".into(),
+        image: Some(image.into()),
+        args: Some(vec!["grant-keeper".into()]),
+        restart_policy: Some("Always".into()),
+        env: Some(vec![
+            pod_field(env::NAMESPACE, "metadata.namespace"),
+            pod_field(env::POD_NAME, "metadata.name"),
+            EnvVar { name: env::RESTORE_HOLDER.into(), value: Some(job.into()), ..Default::default() },
+            EnvVar { name: env::RBAC_BINDING.into(), value: Some(binding.into()), ..Default::default() },
+        ]),
+        termination_message_policy: Some(TERMINATION_MESSAGE_POLICY.into()),
+        resources: Some(resources),
+        security_context: Some(container_security_context()),
+        ..Default::default()
+    }
+}
+
 /// A job pod being put together: its container's command, environment and mounts.
 #[derive(Clone, Debug)]
 pub struct JobPod {
@@ -68,14 +101,7 @@ impl JobPod {
     /// `dr-job <command>` in a container named `container`, with `/tmp` and the pod's
     /// namespace (`DR_NAMESPACE`, through the downward API).
     pub fn new(container: &str, command: &str) -> Self {
-        let namespace = EnvVar {
-            name: env::NAMESPACE.into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector { field_path: "metadata.namespace".into(), ..Default::default() }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let namespace = pod_field(env::NAMESPACE, "metadata.namespace");
         JobPod {
             container: container.into(),
             command: command.into(),
@@ -83,6 +109,12 @@ impl JobPod {
             mounts: vec![mount("tmp", TMP_MOUNT, false)],
             volumes: vec![Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() }],
         }
+    }
+
+    /// The pod's own name as `DR_POD_NAME` (the restore reads its pod when it is terminated).
+    pub fn pod_name(&mut self) -> &mut Self {
+        self.env.push(pod_field(env::POD_NAME, "metadata.name"));
+        self
     }
 
     pub fn env(&mut self, name: &str, value: impl Into<String>) -> &mut Self {

@@ -22,6 +22,7 @@ mod apply;
 pub mod chart;
 pub mod controls;
 pub mod convert;
+pub mod grant;
 mod lease;
 pub mod mapping;
 pub mod modifiers;
@@ -315,6 +316,13 @@ pub async fn end_cluster_grant(client: &kube::Client, name: &str) -> bool {
             true
         }
         Err(kube::Error::Api(e)) if e.code == 404 => true,
+        // The delete is granted by name through this very binding, so once it is deleted (by
+        // the restore, its sidecar or the plugin, whichever came first) the next delete is
+        // forbidden rather than not found: the grant is gone either way.
+        Err(kube::Error::Api(e)) if e.code == 403 => {
+            tracing::debug!(binding = name, "the restore's cluster-wide grant was already ended (its delete is no longer granted)");
+            true
+        }
         Err(e) => {
             tracing::warn!(binding = name, error = %crate::error_text(&e), "cannot end the restore's cluster-wide grant: delete ClusterRoleBinding {name} (or helm uninstall the release)");
             false

@@ -86,6 +86,11 @@ pub struct ChartValues {
     /// it equals the point) or update (server-side apply, forced).
     pub existing: Existing,
     pub restore: RestoreValues,
+    pub grant_keeper: GrantKeeperValues,
+    /// The Kubernetes version the templates assume ("v1.30.0"); empty: the cluster's (with
+    /// `helm template`, Helm's default). Set it when rendering offline for an older cluster.
+    #[schemars(pattern("^$|^v?[0-9]+\\.[0-9]+(\\.[0-9]+)?([-+][0-9A-Za-z.-]+)?$"))]
+    pub kube_version: String,
     pub quick_mode: QuickModeValues,
     pub vault: VaultValues,
     pub aws: AwsValues,
@@ -153,6 +158,26 @@ pub struct RestoreValues {
 impl Default for RestoreValues {
     fn default() -> Self {
         RestoreValues { timeout: 30, concurrency: 16, qps: 2000, backoff_limit: 3, status: String::new() }
+    }
+}
+
+/// The restore pod's native sidecar (Kubernetes 1.29 and later), which ends a full restore's
+/// cluster-wide grant when the restore container cannot: killed (OOM) on the Job's last
+/// attempt, or stopped at the Job's deadline. Without it (older clusters, or turned off) the
+/// restore container, on its own end or SIGTERM, and `kubectl dr restore` end the grant.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct GrantKeeperValues {
+    /// Run the grant keeper (a full restore on Kubernetes 1.29+ only; quick mode has no
+    /// cluster-wide grant).
+    pub enabled: bool,
+    /// The sidecar's resource requests and limits.
+    pub resources: ContainerResources,
+}
+
+impl Default for GrantKeeperValues {
+    fn default() -> Self {
+        GrantKeeperValues { enabled: true, resources: ContainerResources(serde_json::json!({"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}})) }
     }
 }
 
