@@ -308,6 +308,26 @@ mod tests {
     }
 
     #[test]
+    fn links_between_sibling_directories_are_read_once_and_never_loop() {
+        // x/to-y -> ../y and y/to-x -> ../x: neither target is an ancestor of its link in
+        // the tree, but following both would walk x/to-y/to-x/to-y/... without end.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["x", "y"] {
+            std::fs::create_dir(root.join(d)).unwrap();
+            std::fs::write(root.join(d).join(format!("{d}.yaml")), "kind: ConfigMap").unwrap();
+        }
+        std::os::unix::fs::symlink("../y", root.join("x/to-y")).unwrap();
+        std::os::unix::fs::symlink("../x", root.join("y/to-x")).unwrap();
+        std::os::unix::fs::symlink("x/x.yaml", root.join("same.yaml")).unwrap();
+        let files = manifest_files(root).unwrap();
+        let found: Vec<PathBuf> = files.iter().map(|f| f.path.strip_prefix(root).unwrap().to_owned()).collect();
+        assert_eq!(found, [PathBuf::from("x/x.yaml"), PathBuf::from("y/y.yaml")], "each file once, by its own path");
+        let canonical = root.canonicalize().unwrap();
+        assert!(files.iter().all(|f| f.open.starts_with(&canonical)), "{files:?}");
+    }
+
+    #[test]
     fn server_fields_are_stripped() {
         let mut o = json!({"metadata": {"name": "x", "uid": "u", "resourceVersion": "1", "managedFields": [], "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}}});
         strip_server_fields(&mut o);
