@@ -104,16 +104,7 @@ impl Header {
         // The checksum matched, so the fields are as written: anything odd now was forged.
         let role = Role::from_byte(raw[9]).ok_or(FormatError::HeaderInvalid { field: "role" })?;
         let iterations = u32::from_be_bytes(raw[12..16].try_into().expect("4 bytes"));
-        if version >= 3 {
-            // Exactly what a version 3 writer writes, or nothing is derived: another count
-            // would cost a second cluster master (or a slower one) per forged header.
-            if raw[10] != KDF_CLUSTER_PBKDF2_HKDF_SHA256 {
-                return Err(FormatError::KdfNotWriters { detail: "the key derivation function is not version 3's" });
-            }
-            if iterations != CLUSTER_ITERATIONS {
-                return Err(FormatError::KdfNotWriters { detail: "the iteration count is not 600,000" });
-            }
-        } else {
+        if version < 3 {
             if raw[10] != KDF_PBKDF2_SHA256 {
                 return Err(FormatError::HeaderInvalid { field: "key derivation function" });
             }
@@ -134,6 +125,16 @@ impl Header {
         };
         let cluster_id = text(ids[0].clone(), "cluster ID")?;
         let point_id = text(ids[1].clone(), "restore point ID")?;
+        if version >= 3 {
+            // Exactly what a version 3 writer writes, or nothing is derived: another count
+            // would cost a second cluster master (or a slower one) per forged header.
+            if raw[10] != KDF_CLUSTER_PBKDF2_HKDF_SHA256 {
+                return Err(FormatError::KdfNotWriters { detail: "the key derivation function is not version 3's" });
+            }
+            if iterations != CLUSTER_ITERATIONS {
+                return Err(FormatError::KdfNotWriters { detail: "the iteration count is not 600,000" });
+            }
+        }
         // Version 3's cluster salt is not stored: it is the cluster ID's, so a header can
         // only name the cluster master of the cluster it claims to belong to, which
         // `check_binding` holds to the cluster being read.
