@@ -69,6 +69,31 @@ check("defaults: that binding is the chart's", crb["metadata"]["name"] == env.ge
 check("defaults: NOTES tell how to watch and take ownership", "take-ownership" in out["notes"] and "logs -f job/k10-restore" in out["notes"], out["notes"])
 hardened(out, "defaults")
 
+
+def keeper_of(out):
+    return next((c for c in job_of(out)["spec"]["template"]["spec"].get("initContainers", []) if c["name"] == "grant-keeper"), None)
+
+
+# The grant keeper: a native sidecar on 1.29+ (Helm's default version here), with the
+# hardening of the main container, reading its pod through the Role.
+keeper = keeper_of(out)
+check("grant keeper: a native sidecar on 1.29+", keeper is not None and keeper.get("restartPolicy") == "Always" and keeper["args"] == ["grant-keeper"], keeper)
+check("grant keeper: hardened like the restore container",
+      keeper is not None and keeper["securityContext"] == job_of(out)["spec"]["template"]["spec"]["containers"][0]["securityContext"], keeper)
+kenv = {e["name"]: e.get("value", e.get("valueFrom")) for e in (keeper or {}).get("env", [])}
+check("grant keeper: ends the chart's binding, knows its pod", kenv.get("DR_RBAC_BINDING") == "k10-restore-kasten-io"
+      and kenv.get("DR_POD_NAME") == {"fieldRef": {"fieldPath": "metadata.name"}}, kenv)
+role = next(m for m in out["manifests"] if m["kind"] == "Role")
+check("grant keeper: the Role reads pods (a Job's pods have generated names), nothing more on them",
+      any(r["resources"] == ["pods"] and r["verbs"] == ["get"] and "resourceNames" not in r for r in role["rules"]), role["rules"])
+for name, args in [("a 1.28 cluster", ["--set", "kubeVersion=v1.28.9"]),
+                   ("grantKeeper.enabled=false", ["--set", "grantKeeper.enabled=false"]),
+                   ("quick mode", ["--set", "quickMode.enabled=true", "--set", "quickMode.overrideResources=true"])]:
+    check(f"grant keeper: none with {name}", keeper_of(setup(f"keeper off: {name}", *args)) is None)
+check("grant keeper: on for 1.29.0", keeper_of(setup("keeper 1.29", "--set", "kubeVersion=v1.29.0")) is not None)
+lint_old = helm.lint(CHART, values_from_args(list(BASE)), strict=True, namespace=NS, kube_version="v1.28.0")
+check("grant keeper: the chart lints for a 1.28 cluster", not [m for m in lint_old["messages"] if m["severity"] >= 2] + lint_old.get("errors", []), lint_old)
+
 # Seed options: pointInTime, skipResource with the seed's escaped comma, timeout, quick mode.
 out = setup("options", "--set", "pointInTime=2022-01-02T15:04:05Z", "--set", "skipResource=profiles\\,policies",
             "--set", "restore.timeout=45", "--set", "quickMode.enabled=true", "--set", "quickMode.overrideResources=true")

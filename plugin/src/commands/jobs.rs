@@ -238,3 +238,24 @@ pub async fn watch_job_with_progress(jobs: &Api<Job>, pods: &Api<Pod>, name: &st
     };
     Ok((state?, logs))
 }
+
+/// Ends a restore's cluster-wide grant once its Job has ended (or is no longer followed):
+/// deletes the chart's ClusterRoleBinding, `<release>-<namespace>`. The Job's pod ends it
+/// itself; this covers the endings a pod cannot see (a cluster without native sidecars, a
+/// pod lost with its node). Idempotent: a binding already gone (or a quick-mode restore,
+/// which has none) is fine. Says whether it is gone.
+pub async fn end_restore_grant(client: &kube::Client, release: &str, namespace: &str) -> bool {
+    let binding = format!("{release}-{namespace}");
+    let api: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(client.clone());
+    match api.delete(&binding, &Default::default()).await {
+        Ok(_) => {
+            tracing::info!(binding, "deleted the restore's ClusterRoleBinding: its cluster-wide grant has ended");
+            true
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => true,
+        Err(e) => {
+            eprintln!("warning: cannot end the restore's cluster-wide grant ({}): delete ClusterRoleBinding {binding}, or helm uninstall {release} -n {namespace}", dr_core::error_text(&e));
+            false
+        }
+    }
+}

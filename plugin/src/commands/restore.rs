@@ -21,7 +21,7 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
-use super::jobs::{job_logs, job_state, termination_message, watch_job_with_progress, JobState};
+use super::jobs::{end_restore_grant, job_logs, job_state, termination_message, watch_job_with_progress, JobState};
 use super::ExitStatus;
 use crate::cli::{GlobalArgs, OutputFormat, RestoreArgs, SourceKind};
 use crate::{chart, input};
@@ -154,7 +154,14 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     // The Job bounds itself by --timeout; allow for image pulls and scheduling on top.
     let wait = args.timeout + Duration::from_secs(600);
     let job_uid = job.uid().unwrap_or_default();
-    let (state, logs) = match tokio::time::timeout(wait, watch_job_with_progress(&jobs, &pods, &args.release, &job_uid, job.resource_version().unwrap_or_default())).await {
+    let followed = tokio::time::timeout(wait, watch_job_with_progress(&jobs, &pods, &args.release, &job_uid, job.resource_version().unwrap_or_default())).await;
+    // The Job's verdict, or this wait (which outlasts the Job's own deadline) run out: the
+    // restore is over, and so is its cluster-wide grant. Not when following failed: the Job
+    // may still be running, and needs it.
+    if !matches!(followed, Ok(Err(_))) {
+        end_restore_grant(&client, &args.release, ns).await;
+    }
+    let (state, logs) = match followed {
         Ok(state) => state?,
         Err(_) => bail!("restore job {} did not finish within {} minutes; follow it with `kubectl logs -n {ns} -f job/{}`", args.release, wait.as_secs() / 60, args.release),
     };
