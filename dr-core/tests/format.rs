@@ -499,3 +499,23 @@ async fn legacy_version_2_files_still_open_with_one_pbkdf2_each() {
     let wrong = Unlocker::new(pass("Tr0ub4dor&3"));
     assert!(matches!(open_with(&wrong, &a).await, Err(FormatError::WrongPassphrase)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn points_of_one_cluster_read_at_once_share_one_derivation() {
+    // Readers open several manifests at a time: they wait for the one cluster master
+    // rather than each deriving it.
+    let unlocker = Unlocker::new(pass("correct horse battery staple"));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let unlocker = unlocker.clone();
+            tokio::spawn(async move { unlocker.key(KdfParams::generate(CLUSTER)).await.params() })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().cluster_salt, Some(cluster_salt(CLUSTER)));
+    }
+    assert_eq!(unlocker.pbkdf2_runs(), 1);
+    // Another cluster is another derivation.
+    unlocker.key(KdfParams::generate("another-cluster")).await;
+    assert_eq!(unlocker.pbkdf2_runs(), 2);
+}
