@@ -233,7 +233,7 @@ fn main() {
             rt.block_on(async {
                 let loc = Location::connect(&LocationConfig::S3(s3_config(s3_url.as_deref().unwrap()))).await.unwrap();
                 for o in loc.list("").await.unwrap() {
-                    loc.delete(&o.key).await.unwrap();
+                    loc.delete(&o.key, None).await.unwrap();
                 }
             });
         }

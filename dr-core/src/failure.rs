@@ -144,6 +144,8 @@ impl Classify for crate::point::PointError {
         use crate::point::PointError as E;
         match self {
             E::InvalidClusterId(_) | E::InvalidPointId(_) | E::NoPoints { .. } | E::NoneAtOrBefore { .. } | E::NotFound { .. } => ErrorKind::BadInput,
+            // Named by its ID while it is not to be trusted: the operator picks another.
+            E::Suspect { .. } => ErrorKind::BadInput,
             E::UnsupportedManifest { .. } => ErrorKind::BadInput,
             E::Location(e) => e.kind(),
             E::Format { source, .. } => source.kind(),
@@ -154,6 +156,11 @@ impl Classify for crate::point::PointError {
             | E::CountMismatch { .. }
             | E::ArchiveMissing { .. }
             | E::DoesNotOpen { .. }
+            | E::NamesAnotherCluster { .. }
+            | E::LegacyAfterUpgrade { .. }
+            | E::ManifestTooLarge { .. }
+            | E::Tampered { .. }
+            | E::NoneOpensAtOrBefore { .. }
             | E::LineTooLong { .. }
             | E::Unreadable { .. } => ErrorKind::DamagedPoint,
             // The restore stopped reading (it is failing for its own reason).

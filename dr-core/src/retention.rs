@@ -6,7 +6,8 @@
 //! any ID (an attacker who owned the source cluster does), so retention counts only points
 //! whose manifest authenticates with the passphrase, at the creation time that manifest
 //! states, and ignores points dated in the future. Points that do not authenticate are
-//! reported and left in place: deleting them is the operator's call.
+//! reported and left in place: deleting them is the operator's call. So are points whose
+//! dates disagree with each other or with the store ([`point::suspect_dates`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,14 +15,12 @@ use std::sync::Arc;
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
-use crate::location::{Location, LocationError};
+use crate::location::{Location, LocationError, ObjectVersion};
 use crate::point::{self, PointSummary, Unlocker};
 use crate::resources::Retention;
 
 /// Incomplete points younger than this may still be uploading; prune leaves them alone.
 pub const INCOMPLETE_GRACE: Duration = Duration::hours(24);
-/// Clock difference between the writer and the pruner that is still not "in the future".
-pub const CLOCK_SKEW: Duration = Duration::minutes(5);
 
 /// The IDs of the points `retention` keeps: for each period, the newest complete point of
 /// each of the most recent N hours / days / ISO weeks / months / years that have one. The
@@ -90,6 +89,11 @@ pub enum Pruned {
 /// Deletes the points of `cluster_id` that `retention` does not keep (or only says which,
 /// with `dry_run`). Needs the passphrase (to authenticate each manifest) and credentials that
 /// may list, read and delete. Fails, deleting nothing, when no point opens with the passphrase.
+///
+/// On a bucket whose versions it can list, prune acts on the versions kubectl-dr wrote: it
+/// checks *their* Object Lock, and deletes by version ID (never a bare DELETE, which would lay
+/// a delete marker over a locked version and hide the point), the versions written over a
+/// point first and kubectl-dr's own last, so a point it cannot finish deleting stays whole.
 pub async fn prune(
     location: &Location,
     cluster_id: &str,
@@ -99,24 +103,27 @@ pub async fn prune(
     dry_run: bool,
 ) -> Result<(BTreeSet<String>, Vec<Pruned>), point::PointError> {
     let listed = point::list_points(location, cluster_id).await?;
-    let manifests = point::open_manifests(location, cluster_id, &listed, unlocker).await?;
+    let judged = point::judge_all(location, cluster_id, &listed, unlocker).await?;
     let mut outcomes = Vec::new();
-    // What the retention may count: authenticated points at their authenticated time, and
-    // incomplete ones (no manifest: nothing to authenticate, removed only after the grace).
+    // What the retention may count: authenticated points whose dates agree, at the creation
+    // time their manifest states, and incomplete ones (no manifest: nothing to authenticate,
+    // removed only after the grace).
     let mut trusted = Vec::new();
-    for (p, manifest) in listed.into_iter().zip(manifests) {
-        match manifest {
-            None => trusted.push(p),
-            // The location failed, not the point: stop before deleting anything.
-            Some(Err(point::PointError::Location(e))) => return Err(e.into()),
-            Some(Err(e)) => {
+    for point::Judged { point: p, standing } in judged {
+        match standing {
+            point::Standing::Incomplete if !p.tampered.is_empty() => {
+                outcomes.push(Pruned::Untrusted { point: p.id, reason: format!("tampered with: {}", p.tampered.join("; ")) })
+            }
+            point::Standing::Incomplete => trusted.push(p),
+            point::Standing::Refused(e) => {
                 let reason = match e {
                     point::PointError::DoesNotOpen { .. } => "does not open with the passphrase while other points do: damaged or forged".to_owned(),
                     other => other.to_string(),
                 };
                 outcomes.push(Pruned::Untrusted { point: p.id, reason })
             }
-            Some(Ok(m)) => match trusted_time(&m.created_at, now) {
+            point::Standing::Suspect { reason, .. } => outcomes.push(Pruned::Untrusted { point: p.id, reason: format!("suspect: {reason}") }),
+            point::Standing::Genuine(m) => match trusted_time(&m.created_at, now) {
                 Ok(created) => trusted.push(PointSummary { time: created, ..p }),
                 Err(reason) => outcomes.push(Pruned::Untrusted { point: p.id, reason }),
             },
@@ -124,13 +131,13 @@ pub async fn prune(
     }
     let kept = keep(&trusted, retention, now);
     for p in trusted.iter().filter(|p| !kept.contains(&p.id)) {
-        let keys = [point::MANIFEST_OBJECT, point::ARCHIVE_OBJECT].map(|o| point::object_key(cluster_id, &p.id, o));
-        let outcome = match protected_until(location, &keys, now).await {
+        let files = [(point::MANIFEST_OBJECT, &p.manifest), (point::ARCHIVE_OBJECT, &p.archive)];
+        let outcome = match protected_until(location, cluster_id, p, &files, now).await {
             Err(e) => Pruned::Failed { point: p.id.clone(), error: e.to_string() },
             Ok(Some(until)) => Pruned::Protected { point: p.id.clone(), until: point::rfc3339(until) },
             Ok(None) if dry_run => Pruned::WouldDelete { point: p.id.clone() },
             // The manifest goes first: if the archive's delete fails, the point is incomplete.
-            Ok(None) => match delete_all(location, &keys).await {
+            Ok(None) => match delete_point(location, cluster_id, p).await {
                 Ok(()) => Pruned::Deleted { point: p.id.clone() },
                 Err(e) => Pruned::Failed { point: p.id.clone(), error: e.to_string() },
             },
@@ -145,17 +152,20 @@ pub async fn prune(
 fn trusted_time(created_at: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
     let created = OffsetDateTime::parse(created_at, &time::format_description::well_known::Rfc3339)
         .map_err(|e| format!("its manifest's creation time {created_at:?} does not parse: {e}"))?;
-    if created > now + CLOCK_SKEW {
+    if created > now + point::CLOCK_SKEW {
         return Err(format!("its manifest says it was created {created_at}, which is in the future"));
     }
     Ok(created)
 }
 
-/// The latest Object Lock retention still in force on any of `keys`: a delete would be refused.
-async fn protected_until(location: &Location, keys: &[String], now: OffsetDateTime) -> Result<Option<OffsetDateTime>, LocationError> {
+/// The latest Object Lock retention still in force on the versions kubectl-dr wrote of a
+/// point's files: a delete would be refused.
+async fn protected_until(location: &Location, cluster_id: &str, p: &PointSummary, files: &[(&str, &Option<ObjectVersion>)], now: OffsetDateTime) -> Result<Option<OffsetDateTime>, LocationError> {
     let mut latest = None;
-    for key in keys {
-        match location.head(key).await {
+    for (object, version) in files {
+        let Some(version) = version else { continue };
+        let key = point::object_key(cluster_id, &p.id, object);
+        match location.head(&key, Some(version).filter(|_| p.versions_seen)).await {
             Ok(info) => latest = latest.max(info.retention.map(|(_, until)| until).filter(|until| *until > now)),
             Err(LocationError::NotFound { .. }) => {}
             Err(e) => return Err(e),
@@ -164,11 +174,33 @@ async fn protected_until(location: &Location, keys: &[String], now: OffsetDateTi
     Ok(latest)
 }
 
-async fn delete_all(location: &Location, keys: &[String]) -> Result<(), LocationError> {
-    for key in keys {
-        match location.delete(key).await {
-            Ok(()) | Err(LocationError::NotFound { .. }) => {}
-            Err(e) => return Err(e),
+/// Deletes a point: the manifest first, then the archive. Where versions are listed, each
+/// file's every version by ID, those written over it first, kubectl-dr's own last.
+async fn delete_point(location: &Location, cluster_id: &str, p: &PointSummary) -> Result<(), LocationError> {
+    for object in [point::MANIFEST_OBJECT, point::ARCHIVE_OBJECT] {
+        let key = point::object_key(cluster_id, &p.id, object);
+        if !p.versions_seen {
+            match location.delete(&key, None).await {
+                Ok(()) | Err(LocationError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let (history, _) = location.history(&key).await?;
+        let Some(pinned) = history.pinned() else { continue };
+        let mut order: Vec<&ObjectVersion> = history.later().iter().rev().collect();
+        order.push(pinned);
+        order.extend(history.versions.iter().filter(|v| v.delete_marker && !history.later().contains(v)));
+        for version in order {
+            match location.delete(&key, Some(version)).await {
+                Ok(()) | Err(LocationError::NotFound { .. }) => {}
+                Err(e) if version != pinned => {
+                    return Err(LocationError::Invalid(format!(
+                        "{key}: version {} written over the one kubectl-dr wrote cannot be deleted ({e}); the point is left whole",
+                        version.id
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(())
@@ -254,12 +286,12 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
+    fn summary(id: String, time: OffsetDateTime, complete: bool) -> PointSummary {
+        PointSummary { id, time, complete, stored_bytes: 1, manifest: None, archive: None, tampered: Vec::new(), versions_seen: false }
+    }
+
     fn points(times: &[OffsetDateTime]) -> Vec<PointSummary> {
-        times
-            .iter()
-            .enumerate()
-            .map(|(i, t)| PointSummary { id: format!("{}-{i:08x}", t.unix_timestamp()), time: *t, complete: true, stored_bytes: 1 })
-            .collect()
+        times.iter().enumerate().map(|(i, t)| summary(format!("{}-{i:08x}", t.unix_timestamp()), *t, true)).collect()
     }
 
     #[test]
@@ -288,8 +320,8 @@ mod tests {
     fn the_newest_point_and_young_incomplete_points_are_always_kept() {
         let now = datetime!(2026-11-21 12:00 UTC);
         let mut pts = points(&[now - Duration::days(100), now - Duration::days(200)]);
-        pts.push(PointSummary { id: "young-incomplete".into(), time: now - Duration::hours(1), complete: false, stored_bytes: 0 });
-        pts.push(PointSummary { id: "old-incomplete".into(), time: now - Duration::days(3), complete: false, stored_bytes: 0 });
+        pts.push(summary("young-incomplete".into(), now - Duration::hours(1), false));
+        pts.push(summary("old-incomplete".into(), now - Duration::days(3), false));
         let none = Retention { hourly: 0, daily: 0, weekly: 0, monthly: 0, yearly: 0 };
         let kept = keep(&pts, &none, now);
         assert!(kept.contains(&pts[0].id), "newest complete");

@@ -80,7 +80,7 @@ async fn setup() -> (ApiServer, tempfile::TempDir, Location, kube::Client, Strin
 
 async fn entries(loc: &Location, cluster_id: &str, point_id: &str) -> Vec<Entry> {
     let unlocker = Unlocker::new(pass());
-    let manifest = point::read_manifest(loc, cluster_id, point_id, &unlocker).await.unwrap();
+    let manifest = point::choose(loc, cluster_id, point::Which::Id(point_id), &unlocker).await.unwrap().manifest;
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
     point::read_entries(loc, &manifest, &unlocker, move |e| {

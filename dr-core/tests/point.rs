@@ -26,7 +26,7 @@ async fn dir_location() -> (tempfile::TempDir, Location) {
 
 async fn read_all(loc: &Location, point_id: &str, passphrase: Passphrase) -> Result<Vec<Entry>, PointError> {
     let unlocker = Unlocker::new(passphrase);
-    let manifest = point::read_manifest(loc, CLUSTER, point_id, &unlocker).await?;
+    let manifest = point::choose(loc, CLUSTER, point::Which::Id(point_id), &unlocker).await?.manifest;
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
     point::read_entries(loc, &manifest, &unlocker, move |e| {
@@ -146,13 +146,14 @@ async fn a_point_moved_to_another_cluster_or_renamed_is_refused() {
     let other = "11111111-2222-3333-4444-555555555555";
     copy(&dir.path().join(other).join("restore-points").join(&m.point_id));
     let unlocker = Unlocker::new(pass());
-    let err = point::read_manifest(&loc, other, &m.point_id, &unlocker).await.unwrap_err();
-    assert!(matches!(&err, PointError::Format { source: FormatError::WrongCluster { found, .. }, .. } if found == CLUSTER), "{err}");
-    assert!(err.to_string().contains(&format!("--cluster-id {CLUSTER}")));
+    let err = point::choose(&loc, other, point::Which::Id(&m.point_id), &unlocker).await.unwrap_err();
+    assert!(matches!(&err, PointError::NamesAnotherCluster { found, .. } if found == CLUSTER), "{err}");
+    // Found under the other cluster's ID, it is not advice to restore this one.
+    assert!(!err.to_string().contains("--cluster-id"), "{err}");
     // Renamed to look newer.
     let renamed = "20991231T235959.000Z-deadbeef";
     copy(&dir.path().join(CLUSTER).join("restore-points").join(renamed));
-    let err = point::read_manifest(&loc, CLUSTER, renamed, &unlocker).await.unwrap_err();
+    let err = point::choose(&loc, CLUSTER, point::Which::Id(renamed), &unlocker).await.unwrap_err();
     assert!(matches!(err, PointError::Format { source: FormatError::WrongPoint { .. }, .. }), "{err}");
     // Another point's archive put in place of this one's.
     let m2 = write_point(&loc, CLUSTER, &pass(), &sample_entries(5, 10)).await;
@@ -161,7 +162,7 @@ async fn a_point_moved_to_another_cluster_or_renamed_is_refused() {
         dir.path().join(point::object_key(CLUSTER, &m.point_id, point::ARCHIVE_OBJECT)),
     )
     .unwrap();
-    let manifest = point::read_manifest(&loc, CLUSTER, &m.point_id, &unlocker).await.unwrap();
+    let manifest = point::choose(&loc, CLUSTER, point::Which::Id(&m.point_id), &unlocker).await.unwrap().manifest;
     let err = point::read_entries(&loc, &manifest, &unlocker, |_| Ok(())).await.unwrap_err();
     assert!(
         matches!(err, PointError::Format { source: FormatError::WrongPoint { .. }, .. } | PointError::ArchiveTruncated { .. } | PointError::ArchiveAppended { .. }),
@@ -200,26 +201,23 @@ fn cluster_ids_that_could_escape_the_location_are_refused() {
 }
 
 #[tokio::test]
-async fn a_forged_newest_point_is_not_taken_for_a_wrong_passphrase() {
+async fn a_forged_newest_point_is_passed_over_and_not_taken_for_a_wrong_passphrase() {
     let (_dir, loc) = dir_location().await;
     let genuine = write_point(&loc, CLUSTER, &pass(), &sample_entries(5, 10)).await;
     std::thread::sleep(std::time::Duration::from_millis(5));
     // Someone with write access adds a newer point under their own key.
     let forged = write_point(&loc, CLUSTER, &Passphrase::new("the attacker's own key".into()).unwrap(), &sample_entries(1, 10)).await;
-    let points = point::list_points(&loc, CLUSTER).await.unwrap();
-    let newest = point::select_point(&points, None, CLUSTER, &loc).unwrap();
-    assert_eq!(newest.id, forged.point_id);
-    let err = point::open_manifest(&loc, CLUSTER, &points, newest, &Unlocker::new(pass())).await.unwrap_err();
-    assert!(matches!(&err, PointError::DoesNotOpen { point, opens, .. } if *point == forged.point_id && *opens == genuine.point_id), "{err}");
+    // The newest point that authenticates is chosen; the forgery is passed over, and said.
+    let chosen = point::choose(&loc, CLUSTER, point::Which::Newest, &Unlocker::new(pass())).await.unwrap();
+    assert_eq!(chosen.point.id, genuine.point_id);
+    assert!(chosen.passed_over.iter().any(|(id, why)| *id == forged.point_id && why.contains("does not open")), "{:?}", chosen.passed_over);
+    // Named by its ID, the forgery is refused as damaged or forged, with the genuine one's ID as advice.
+    let err = point::choose(&loc, CLUSTER, point::Which::Id(&forged.point_id), &Unlocker::new(pass())).await.unwrap_err();
+    assert!(matches!(&err, PointError::DoesNotOpen { point, opens } if *point == forged.point_id && *opens == genuine.point_id), "{err}");
     assert!(!err.is_wrong_passphrase());
-    assert!(err.to_string().contains("--point-in-time"), "{err}");
-    // The time it suggests selects the genuine point.
-    let PointError::DoesNotOpen { at, .. } = &err else { unreachable!() };
-    let at = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).unwrap();
-    let chosen = point::select_point(&points, Some(at), CLUSTER, &loc).unwrap();
-    assert_eq!(point::open_manifest(&loc, CLUSTER, &points, chosen, &Unlocker::new(pass())).await.unwrap().point_id, genuine.point_id);
+    assert!(err.to_string().contains(&format!("--point {}", genuine.point_id)), "{err}");
     // When no point opens, the passphrase is wrong.
-    let err = point::open_manifest(&loc, CLUSTER, &points, newest, &Unlocker::new(Passphrase::new("neither".into()).unwrap())).await.unwrap_err();
+    let err = point::choose(&loc, CLUSTER, point::Which::Newest, &Unlocker::new(Passphrase::new("neither".into()).unwrap())).await.unwrap_err();
     assert!(err.is_wrong_passphrase(), "{err}");
 }
 

@@ -45,7 +45,7 @@ async fn immutable_points_are_written_with_compliance_retention_and_read_back() 
     let small = write_point(&loc, CLUSTER, &pass(), &sample_entries(100, 50)).await;
     assert!(small.retained_until.is_some());
     for object in [point::ARCHIVE_OBJECT, point::MANIFEST_OBJECT] {
-        let info = loc.head(&point::object_key(CLUSTER, &small.point_id, object)).await.unwrap();
+        let info = loc.head(&point::object_key(CLUSTER, &small.point_id, object), None).await.unwrap();
         let (mode, until) = info.retention.unwrap_or_else(|| panic!("{object} has no retention"));
         assert_eq!(mode, "COMPLIANCE");
         let hours = (until - before).whole_hours();
@@ -57,7 +57,7 @@ async fn immutable_points_are_written_with_compliance_retention_and_read_back() 
     let entries = sample_entries(30_000, 500);
     let big = write_point(&loc, CLUSTER, &pass(), &entries).await;
     assert!(big.archive.stored_bytes > dr_core::location::PART_SIZE as u64, "{}", big.archive.stored_bytes);
-    let manifest = loc.head(&point::object_key(CLUSTER, &big.point_id, point::MANIFEST_OBJECT)).await.unwrap();
+    let manifest = loc.head(&point::object_key(CLUSTER, &big.point_id, point::MANIFEST_OBJECT), None).await.unwrap();
     assert_eq!(manifest.retention.map(|r| r.0).as_deref(), Some("COMPLIANCE"));
     let points = point::list_points(&loc, CLUSTER).await.unwrap();
     assert_eq!(points.len(), 2);
@@ -227,10 +227,15 @@ async fn a_point_written_over_on_a_locked_bucket_is_read_from_its_locked_version
     moto_setup(&s3, &["put", "locked", &full(point::MANIFEST_OBJECT)], Some("KDR-RP\r\nnot a manifest"));
     let junk = "x".repeat(genuine.archive.stored_bytes as usize);
     moto_setup(&s3, &["put", "locked", &full(point::ARCHIVE_OBJECT)], Some(&junk));
-    assert_eq!(loc.versions(&key(point::ARCHIVE_OBJECT)).await.len(), 2);
+    assert_eq!(loc.history(&key(point::ARCHIVE_OBJECT)).await.unwrap().0.versions.len(), 2);
+    // The listing names both overwrites on the point.
+    let listed = point::list_points(&loc, CLUSTER).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].tampered.len(), 2, "{:?}", listed[0].tampered);
+    assert!(listed[0].tampered.iter().any(|t| t.starts_with("manifest.kdr has a later version")), "{:?}", listed[0].tampered);
     // The genuine versions, which Object Lock keeps, are read instead.
     let unlocker = Unlocker::new(pass());
-    let manifest = point::read_manifest(&loc, CLUSTER, &genuine.point_id, &unlocker).await.unwrap();
+    let manifest = point::choose(&loc, CLUSTER, point::Which::Newest, &unlocker).await.unwrap().manifest;
     assert_eq!(manifest, genuine);
     assert_eq!(point::verify_entries(&loc, &manifest, &unlocker).await.unwrap(), entries.len() as u64);
 }

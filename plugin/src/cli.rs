@@ -146,6 +146,10 @@ pub struct RestoreArgs {
     /// Restore the newest complete point at or before this RFC 3339 time (default: the newest).
     #[arg(long, env = "DR_POINT_IN_TIME")]
     pub point_in_time: Option<String>,
+    /// Restore this point, by its ID as `kubectl dr restore-points` lists it (instead of
+    /// --point-in-time): the one choice a point planted beside it cannot share.
+    #[arg(long, conflicts_with = "point_in_time", value_parser = crate::input::point_id)]
+    pub point: Option<String>,
     /// Categories not to restore (comma-separated): profiles, policies, secrets, cluster, applications.
     #[arg(long, default_value = "")]
     pub skip_resource: String,

@@ -488,7 +488,7 @@ async fn points_replicated_off_site_are_write_once_verified_and_restore_with_rea
     let points = dr_core::point::list_points(&offsite, &cluster_id).await.unwrap();
     assert_eq!(points.len(), 1);
     let key = dr_core::point::object_key(&cluster_id, &points[0].id, dr_core::point::MANIFEST_OBJECT);
-    assert!(offsite.head(&key).await.unwrap().retention.is_some(), "the copy is under Object Lock");
+    assert!(offsite.head(&key, None).await.unwrap().retention.is_some(), "the copy is under Object Lock");
     let local = std::fs::read(loc.join(&key)).unwrap();
     let (_, mut reader) = offsite.open(&key).await.unwrap();
     let mut remote = Vec::new();

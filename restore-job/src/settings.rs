@@ -87,6 +87,9 @@ pub struct RestoreArgs {
     /// `pointInTime` (RFC3339); unset: the newest complete point.
     #[arg(long, env = env::POINT_IN_TIME, value_parser = point_in_time)]
     pub point_in_time: Option<OffsetDateTime>,
+    /// `restorePointID`: the point by its ID; chosen over `pointInTime`.
+    #[arg(long, env = env::RESTORE_POINT_ID, value_parser = point_id)]
+    pub restore_point_id: Option<String>,
     /// `skipResource`: a comma list of categories left out.
     #[arg(long, env = env::SKIP_RESOURCE, value_parser = categories)]
     pub skip_resource: Option<BTreeSet<Category>>,
@@ -213,6 +216,7 @@ impl RestoreArgs {
     pub fn settings(&self) -> anyhow::Result<RestoreSettings> {
         let mut s = RestoreSettings::new(&self.common.namespace, &self.source_cluster_id, &self.profile);
         s.point_in_time = self.point_in_time;
+        s.point_id = self.restore_point_id.clone();
         if let Some(skip) = &self.skip_resource {
             s.skip = skip.clone();
         }

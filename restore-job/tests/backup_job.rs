@@ -208,7 +208,7 @@ async fn the_job_writes_to_an_immutable_bucket_with_put_object_only_credentials(
     let points = point::list_points(&reader, cluster_id).await.unwrap();
     assert_eq!(points.len(), 1);
     assert!(points[0].complete);
-    let head = reader.head(&point::object_key(cluster_id, &points[0].id, point::MANIFEST_OBJECT)).await.unwrap();
+    let head = reader.head(&point::object_key(cluster_id, &points[0].id, point::MANIFEST_OBJECT), None).await.unwrap();
     assert_eq!(head.retention.map(|r| r.0).as_deref(), Some("COMPLIANCE"));
 }
 

@@ -178,9 +178,8 @@ pub fn object_count(api: &ApiServer) -> usize {
 pub async fn scoped_rbac(location: &Path, cluster_id: &str) -> Value {
     use dr_core::point::{self, Unlocker};
     let loc = Location::connect(&LocationConfig::File { path: location.into() }).await.unwrap();
-    let points = point::list_points(&loc, cluster_id).await.unwrap();
-    let newest = points.iter().max_by_key(|p| p.id.clone()).unwrap();
-    let manifest = point::open_manifest(&loc, cluster_id, &points, newest, &Unlocker::new(Passphrase::new(PASS.into()).unwrap())).await.unwrap();
+    let unlocker = Unlocker::new(Passphrase::new(PASS.into()).unwrap());
+    let manifest = point::choose(&loc, cluster_id, point::Which::Newest, &unlocker).await.unwrap().manifest;
     let resources: Vec<Value> =
         dr_core::restore::written_resources(&manifest).unwrap().into_iter().map(|(group, resource)| json!({"group": group, "resource": resource})).collect();
     json!({"resources": resources})

@@ -125,7 +125,7 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -
 
     // The restore: exactly this point, into the target.
     let mut restore = settings.clone();
-    restore.point_in_time = Some(chosen.time);
+    restore.point_id = Some(chosen.id.clone());
     restore.dry_run = false;
     let in_scope: Box<dyn Fn(&Entry) -> bool + Send + Sync> = match target {
         Target::Sandbox { prefix, .. } => {

@@ -52,6 +52,7 @@ pub mod env {
     pub const PROFILE: &str = "DR_PROFILE";
     /// `pointInTime` (RFC3339); unset: the newest complete point.
     pub const POINT_IN_TIME: &str = "DR_POINT_IN_TIME";
+    pub const RESTORE_POINT_ID: &str = "DR_RESTORE_POINT_ID";
     /// `skipResource`: a comma list of categories.
     pub const SKIP_RESOURCE: &str = "DR_SKIP_RESOURCE";
     /// `restore.timeout`, in minutes.

@@ -2,7 +2,7 @@
 //! Objects are written to a hidden temporary file and hard-linked into place, so a name is never
 //! overwritten.
 
-use super::{LocationError, ObjectReader, ObjectUpload, StoredObject};
+use super::{Anomaly, History, Inventory, KeyHistory, LocationError, ObjectReader, ObjectUpload, ObjectVersion, StoredObject};
 use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncWriteExt;
@@ -68,18 +68,40 @@ impl FileLocation {
     }
 
     pub(super) async fn list(&self, prefix: &str) -> Result<Vec<StoredObject>, LocationError> {
+        Ok(self.walk(prefix).await?.0)
+    }
+
+    /// The files under `prefix` (one version each: a directory keeps no history), and what
+    /// is there that kubectl-dr never writes (links, FIFOs, directories named like files).
+    pub(super) async fn inventory(&self, prefix: &str) -> Result<Inventory, LocationError> {
+        let (objects, anomalies) = self.walk(prefix).await?;
+        let keys = objects
+            .into_iter()
+            .map(|o| {
+                // A file's mtime is no evidence: any writer sets it (touch), and a share copied
+                // without -t would make every point look dated back.
+                let version = ObjectVersion { id: String::new(), size: o.size, stored_at: None, delete_marker: false };
+                (o.key, KeyHistory { versions: vec![version] })
+            })
+            .collect();
+        let why = "a directory location keeps no versions, so an overwrite cannot be told from the original".to_owned();
+        Ok(Inventory { keys, history: History::CurrentOnly { why }, anomalies })
+    }
+
+    async fn walk(&self, prefix: &str) -> Result<(Vec<StoredObject>, Vec<Anomaly>), LocationError> {
         self.check_root().await?;
         let root = self.root.clone();
         let prefix = prefix.to_owned();
         tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
+            let mut found = Walked::default();
             // Start from the deepest directory the prefix names, not the whole tree.
             let start_rel = prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
             let start = root.join(start_rel);
-            if start.is_dir() {
-                walk(&root, &start, &prefix, &mut out)?;
+            // Not through a link: a planted link must not lead the walk elsewhere.
+            if std::fs::symlink_metadata(&start).is_ok_and(|m| m.is_dir()) {
+                walk(&root, &start, &prefix, &mut found)?;
             }
-            Ok(out)
+            Ok((found.objects, found.anomalies))
         })
         .await
         .expect("listing task panicked")
@@ -112,7 +134,17 @@ impl FileLocation {
     }
 }
 
-fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<StoredObject>) -> Result<(), LocationError> {
+#[derive(Default)]
+struct Walked {
+    objects: Vec<StoredObject>,
+    anomalies: Vec<Anomaly>,
+}
+
+/// Lists regular files, never following a link (the entry's own metadata, not its
+/// target's). Anything else under the prefix is an anomaly, and so is a directory whose name
+/// is an object's (`manifest.kdr` replaced by a directory must not read as "no manifest").
+fn walk(root: &Path, dir: &Path, prefix: &str, found: &mut Walked) -> Result<(), LocationError> {
+    use std::os::unix::fs::FileTypeExt;
     let entries = std::fs::read_dir(dir)
         .map_err(|source| LocationError::Io { action: "cannot list", path: dir.to_owned(), source })?;
     for entry in entries {
@@ -122,17 +154,27 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<StoredObject>) -> R
         if name.to_string_lossy().starts_with('.') {
             continue; // uploads in progress and editor/OS litter
         }
-        let meta = entry
-            .metadata()
+        let meta = std::fs::symlink_metadata(&path)
             .map_err(|source| LocationError::Io { action: "cannot stat", path: path.clone(), source })?;
         let rel = path.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
-        if meta.is_dir() {
+        let t = meta.file_type();
+        if t.is_dir() {
             let as_dir = format!("{rel}/");
             if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
-                walk(root, &path, prefix, out)?;
+                if name.to_string_lossy().ends_with(".kdr") {
+                    found.anomalies.push(Anomaly { key: rel, what: "a directory where a file belongs" });
+                } else {
+                    walk(root, &path, prefix, found)?;
+                }
             }
         } else if rel.starts_with(prefix) {
-            out.push(StoredObject { key: rel, size: meta.len() });
+            if t.is_file() {
+                let stored_at = meta.modified().ok().map(time::OffsetDateTime::from);
+                found.objects.push(StoredObject { key: rel, size: meta.len(), stored_at });
+            } else {
+                let what = if t.is_symlink() { "a symbolic link" } else if t.is_fifo() { "a FIFO" } else if t.is_socket() { "a socket" } else { "a device" };
+                found.anomalies.push(Anomaly { key: rel, what });
+            }
         }
     }
     Ok(())

@@ -129,6 +129,8 @@ pub struct StoredObject {
     /// Key relative to the location root.
     pub key: String,
     pub size: u64,
+    /// When the store received it (S3 `LastModified`, a file's mtime).
+    pub stored_at: Option<OffsetDateTime>,
 }
 
 /// What `head` tells about one object.
@@ -137,14 +139,81 @@ pub struct ObjectInfo {
     pub size: u64,
     /// COMPLIANCE or GOVERNANCE retention and its end, when Object Lock protects the object.
     pub retention: Option<(String, OffsetDateTime)>,
+    /// The object's user metadata (S3 `x-amz-meta-*`), lower-case names without the prefix.
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
-/// One stored version of an object, on a versioned bucket.
+/// One stored version of an object. A directory location keeps one version of each file
+/// (its `id` is empty); an S3 bucket lists every version, delete markers included.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectVersion {
+    /// The store's version ID (`null` on an S3 bucket that never had versioning on; empty
+    /// for a file).
     pub id: String,
     pub size: u64,
+    /// When the store received it (S3 `LastModified`, a file's mtime): evidence a writer
+    /// cannot choose on S3, only on a directory.
+    pub stored_at: Option<OffsetDateTime>,
+    /// An S3 delete marker: the key reads as gone, while its versions stay.
+    pub delete_marker: bool,
 }
+
+/// Every stored version of one key, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyHistory {
+    pub versions: Vec<ObjectVersion>,
+}
+
+impl KeyHistory {
+    /// The version kubectl-dr wrote: the oldest that is not a delete marker. Every write
+    /// carries `If-None-Match: *`, which the store admits only while the key has no current
+    /// version, and a point's key is new (its ID holds the time and random digits), so the
+    /// first version of a key is the writer's and any later one is someone else's.
+    pub fn pinned(&self) -> Option<&ObjectVersion> {
+        self.versions.iter().find(|v| !v.delete_marker)
+    }
+
+    /// Versions written after the pinned one (delete markers included): evidence of an
+    /// overwrite or of a hidden point.
+    pub fn later(&self) -> &[ObjectVersion] {
+        match self.versions.iter().position(|v| !v.delete_marker) {
+            Some(i) => &self.versions[i + 1..],
+            None => &[],
+        }
+    }
+}
+
+/// How much of a location's history a listing saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum History {
+    /// Every version of every key was listed (an S3 bucket, with s3:ListBucketVersions).
+    Versions,
+    /// Only what is current: a directory keeps no versions, or the credentials may not list
+    /// them. An overwrite cannot be told from the original here; `why` says which.
+    CurrentOnly { why: String },
+}
+
+/// Something at a location that kubectl-dr never writes there: a symbolic link, a directory
+/// where a file belongs, a FIFO. Listed so that it is reported, never silently dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Anomaly {
+    /// Key (relative to the location root) of what was found.
+    pub key: String,
+    pub what: &'static str,
+}
+
+/// What a location holds under a prefix: each key's versions, and anything that is not a
+/// plain object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inventory {
+    pub keys: std::collections::BTreeMap<String, KeyHistory>,
+    pub history: History,
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// How long listing a prefix's versions may take before it fails: a flood of versions must not
+/// hide the oldest (no page count cuts the listing short), nor stall a command for ever.
+pub const VERSION_LISTING_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A readable object: its size and a stream of its bytes.
 pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;
@@ -267,26 +336,28 @@ impl Location {
         }
     }
 
-    /// The stored versions of `key`, oldest first. Empty where the location keeps no
-    /// versions (a directory) and where the credentials may not list them
-    /// (s3:ListBucketVersions): the caller then has only the current version. Since writes
-    /// here never overwrite, the oldest version is the one this code wrote.
-    pub async fn versions(&self, key: &str) -> Vec<ObjectVersion> {
+    /// Every key under `prefix` with its stored versions, oldest first. On S3 this lists
+    /// versions (s3:ListBucketVersions) to the end, within [`VERSION_LISTING_LIMIT`]; where
+    /// the credentials may not, it lists current objects and says so in [`Inventory::history`].
+    pub async fn inventory(&self, prefix: &str) -> Result<Inventory, LocationError> {
         match self {
-            Location::File(_) => Vec::new(),
-            Location::S3(s) => match s.versions(key).await {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::debug!(key, error = %e, "cannot list the object's versions; reading the current one only");
-                    Vec::new()
-                }
-            },
+            Location::File(f) => f.inventory(prefix).await,
+            Location::S3(s) => s.inventory(prefix).await,
         }
     }
 
-    /// Deletes one object (prune only; a backup never deletes). On a versioned S3 bucket this
-    /// adds a delete marker; the bucket's lifecycle rules expire the old versions.
-    pub async fn delete(&self, key: &str) -> Result<(), LocationError> {
+    /// The stored versions of exactly `key` (see [`Location::inventory`]).
+    pub async fn history(&self, key: &str) -> Result<(KeyHistory, History), LocationError> {
+        let mut inventory = self.inventory(key).await?;
+        Ok((inventory.keys.remove(key).unwrap_or_default(), inventory.history))
+    }
+
+    /// Deletes one object (prune only; a backup never deletes). `version`: that stored
+    /// version, by its ID (on S3 a DELETE with a version ID removes it for good, and is
+    /// refused while Object Lock holds it); `None`: the current object (on a versioned bucket
+    /// that lays a delete marker, which hides the versions without removing them: prune never
+    /// does that on a bucket whose versions it can list).
+    pub async fn delete(&self, key: &str, version: Option<&ObjectVersion>) -> Result<(), LocationError> {
         match self {
             Location::File(f) => {
                 let path = f.path_of(key)?;
@@ -297,19 +368,20 @@ impl Location {
                 }
                 Ok(())
             }
-            Location::S3(s) => s.delete(key).await,
+            Location::S3(s) => s.delete(key, version.map(|v| v.id.as_str())).await,
         }
     }
 
-    /// Size and Object Lock retention of one object.
-    pub async fn head(&self, key: &str) -> Result<ObjectInfo, LocationError> {
+    /// Size and Object Lock retention of one object: of the stored `version` given, else of
+    /// the current one.
+    pub async fn head(&self, key: &str, version: Option<&ObjectVersion>) -> Result<ObjectInfo, LocationError> {
         match self {
             Location::File(f) => {
                 let path = f.path_of(key)?;
-                let meta = tokio::fs::metadata(&path).await.map_err(|e| f.not_found_or(key, &path, e))?;
-                Ok(ObjectInfo { size: meta.len(), retention: None })
+                let meta = tokio::fs::symlink_metadata(&path).await.map_err(|e| f.not_found_or(key, &path, e))?;
+                Ok(ObjectInfo { size: meta.len(), retention: None, metadata: Default::default() })
             }
-            Location::S3(s) => s.head(key).await,
+            Location::S3(s) => s.head(key, version.map(|v| v.id.as_str())).await,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! An S3 or S3-compatible bucket: create-only writes (`If-None-Match: *`), Object Lock
 //! retention on every write when the profile is immutable, multipart for large objects.
 
-use super::{IMMUTABLE_DAYS, LocationError, ObjectInfo, ObjectReader, ObjectVersion, PART_SIZE, S3Config, StoredObject};
+use super::{History, IMMUTABLE_DAYS, Inventory, KeyHistory, LocationError, ObjectInfo, ObjectReader, ObjectVersion, PART_SIZE, S3Config, StoredObject, VERSION_LISTING_LIMIT};
 use super::s3_error::S3Op;
 use std::fmt;
 use std::time::Duration;
@@ -168,7 +168,11 @@ impl S3Location {
             let page = page.map_err(|e| self.error(e, S3Op::ListObjects, prefix))?;
             for obj in page.contents() {
                 if let Some(key) = obj.key() {
-                    out.push(StoredObject { key: self.strip(key), size: obj.size().unwrap_or(0).max(0) as u64 });
+                    out.push(StoredObject {
+                        key: self.strip(key),
+                        size: obj.size().unwrap_or(0).max(0) as u64,
+                        stored_at: obj.last_modified().and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok()),
+                    });
                 }
             }
         }
@@ -183,7 +187,7 @@ impl S3Location {
             .get_object()
             .bucket(&self.bucket)
             .key(self.full_key(key))
-            .set_version_id(version.map(str::to_owned))
+            .set_version_id(addressed(version))
             .send()
             .await
             .map_err(|e| self.error(e, op, key))?;
@@ -191,56 +195,126 @@ impl S3Location {
         Ok((len, Box::new(resp.body.into_async_read())))
     }
 
-    pub(super) async fn versions(&self, key: &str) -> Result<Vec<ObjectVersion>, LocationError> {
-        let full = self.full_key(key);
-        let mut out = Vec::new();
+    /// Every version under `prefix`, paged to the end (a flood of versions must not hide the
+    /// oldest), within [`VERSION_LISTING_LIMIT`]. Without version rights (or on a store that
+    /// does not implement the call) the current objects, said in the history.
+    pub(super) async fn inventory(&self, prefix: &str) -> Result<Inventory, LocationError> {
+        let started = std::time::Instant::now();
+        let mut versions: std::collections::BTreeMap<String, Vec<ObjectVersion>> = Default::default();
+        let mut markers: std::collections::BTreeMap<String, Vec<ObjectVersion>> = Default::default();
         let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
-        // Pages of up to 1,000 versions; a key with more than 100,000 is not ours to read.
-        for _ in 0..100 {
-            let page = self
+        loop {
+            let sent = self
                 .client
                 .list_object_versions()
                 .bucket(&self.bucket)
-                .prefix(&full)
+                .prefix(self.full_key(prefix))
                 .set_key_marker(key_marker.take())
                 .set_version_id_marker(version_marker.take())
                 .send()
-                .await
-                .map_err(|e| self.error(e, S3Op::ListObjectVersions, key))?;
-            for v in page.versions().iter().filter(|v| v.key() == Some(full.as_str())) {
-                out.push(ObjectVersion {
-                    id: v.version_id().unwrap_or("null").to_owned(),
-                    size: v.size().unwrap_or(0).max(0) as u64,
-                });
+                .await;
+            let page = match sent {
+                Ok(page) => page,
+                Err(e) => {
+                    let code = aws_sdk_s3::error::ProvideErrorMetadata::code(&e).map(str::to_owned);
+                    let err = self.error(e, S3Op::ListObjectVersions, prefix);
+                    let unsupported = matches!(code.as_deref(), Some("NotImplemented" | "MethodNotAllowed"));
+                    if matches!(err, LocationError::AccessDenied { .. }) || unsupported {
+                        return self.current_only(prefix, &err).await;
+                    }
+                    return Err(err);
+                }
+            };
+            let to_version = |key: Option<&str>, id: Option<&str>, size: Option<i64>, at: Option<&aws_smithy_types::DateTime>, delete_marker: bool| {
+                key.map(|k| {
+                    (
+                        self.strip(k),
+                        ObjectVersion {
+                            id: id.unwrap_or("null").to_owned(),
+                            size: size.unwrap_or(0).max(0) as u64,
+                            stored_at: at.and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok()),
+                            delete_marker,
+                        },
+                    )
+                })
+            };
+            for v in page.versions() {
+                if let Some((key, version)) = to_version(v.key(), v.version_id(), v.size(), v.last_modified(), false) {
+                    versions.entry(key).or_default().push(version);
+                }
+            }
+            for m in page.delete_markers() {
+                if let Some((key, version)) = to_version(m.key(), m.version_id(), None, m.last_modified(), true) {
+                    markers.entry(key).or_default().push(version);
+                }
             }
             if page.is_truncated() != Some(true) {
                 break;
             }
+            if started.elapsed() > VERSION_LISTING_LIMIT {
+                return Err(LocationError::S3 {
+                    operation: S3Op::ListObjectVersions.name(),
+                    bucket: self.bucket.clone(),
+                    key: self.full_key(prefix),
+                    detail: format!(
+                        "listing the versions did not finish in {} s: the prefix holds far more versions than kubectl-dr writes (someone flooded it); the oldest of each key is the one kubectl-dr wrote",
+                        VERSION_LISTING_LIMIT.as_secs()
+                    ),
+                });
+            }
             key_marker = page.next_key_marker().map(str::to_owned);
             version_marker = page.next_version_id_marker().map(str::to_owned);
         }
-        // S3 lists a key's versions newest first.
-        out.reverse();
-        Ok(out)
+        let mut keys: std::collections::BTreeMap<String, KeyHistory> = Default::default();
+        for (key, mut list) in versions {
+            // S3 lists a key's versions newest first.
+            list.reverse();
+            keys.entry(key).or_default().versions = list;
+        }
+        // Delete markers after the versions they hide: whatever their order, each is later
+        // evidence than the version kubectl-dr wrote.
+        for (key, mut list) in markers {
+            list.reverse();
+            keys.entry(key).or_default().versions.extend(list);
+        }
+        Ok(Inventory { keys, history: History::Versions, anomalies: Vec::new() })
     }
 
-    pub(super) async fn delete(&self, key: &str) -> Result<(), LocationError> {
+    async fn current_only(&self, prefix: &str, why: &LocationError) -> Result<Inventory, LocationError> {
+        tracing::debug!(prefix, error = %why, "cannot list versions; listing current objects only");
+        let keys = self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .map(|o| {
+                let version = ObjectVersion { id: String::new(), size: o.size, stored_at: o.stored_at, delete_marker: false };
+                (o.key, KeyHistory { versions: vec![version] })
+            })
+            .collect();
+        let why = format!("these credentials may not list object versions (s3:ListBucketVersions on {}), so an overwrite cannot be told from the original", self.describe());
+        Ok(Inventory { keys, history: History::CurrentOnly { why }, anomalies: Vec::new() })
+    }
+
+    /// Deletes `key`: the stored `version` for good, or (without one) the current object.
+    pub(super) async fn delete(&self, key: &str, version: Option<&str>) -> Result<(), LocationError> {
         self.client
             .delete_object()
             .bucket(&self.bucket)
             .key(self.full_key(key))
+            .set_version_id(addressed(version))
             .send()
             .await
             .map_err(|e| self.error(e, S3Op::DeleteObject, key))?;
         Ok(())
     }
 
-    pub(super) async fn head(&self, key: &str) -> Result<ObjectInfo, LocationError> {
+    pub(super) async fn head(&self, key: &str, version: Option<&str>) -> Result<ObjectInfo, LocationError> {
         let resp = self
             .client
             .head_object()
             .bucket(&self.bucket)
             .key(self.full_key(key))
+            .set_version_id(addressed(version))
             .send()
             .await
             .map_err(|e| self.error(e, S3Op::HeadObject, key))?;
@@ -252,10 +326,18 @@ impl S3Location {
                 .map(|t| (mode.as_str().to_owned(), t)),
             _ => None,
         };
-        Ok(ObjectInfo { size: resp.content_length().unwrap_or(0).max(0) as u64, retention })
+        let metadata = resp.metadata().map(|m| m.iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect()).unwrap_or_default();
+        Ok(ObjectInfo { size: resp.content_length().unwrap_or(0).max(0) as u64, retention, metadata })
     }
 }
 
+
+/// The version ID to send: none for the current object, and none for `null`, the ID S3 lists
+/// for the one object of a bucket that never had versioning (moto refuses `versionId=null`,
+/// and there the current object is that version).
+fn addressed(version: Option<&str>) -> Option<String> {
+    version.filter(|v| !v.is_empty() && *v != "null").map(str::to_owned)
+}
 
 /// Buffers up to one part; small objects go up in one PutObject, large ones as a multipart
 /// upload. Every request carries the retention when the location is immutable.

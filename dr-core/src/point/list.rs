@@ -1,12 +1,16 @@
 //! Listing a cluster's points and choosing one (newest, by time or by name), before anything is
 //! decrypted.
+//!
+//! The listing is built from every stored version where the location keeps them: each file
+//! of a point is the version kubectl-dr wrote (the first), and anything written after it is
+//! evidence on the point, never what is read.
 
 use super::{ARCHIVE_OBJECT, MANIFEST_OBJECT, PointError, point_time, points_prefix, rfc3339, validate_cluster_id};
 use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
 
-use crate::location::Location;
+use crate::location::{History, Location, ObjectVersion};
 
 /// A point as listing shows it, before anything is decrypted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,39 +20,77 @@ pub struct PointSummary {
     /// Both the archive and the manifest exist.
     pub complete: bool,
     pub stored_bytes: u64,
+    /// The stored version of the manifest kubectl-dr wrote (the first; see
+    /// [`crate::location::KeyHistory::pinned`]): what every reader reads, whatever was written over it.
+    pub manifest: Option<ObjectVersion>,
+    /// The same for the archive.
+    pub archive: Option<ObjectVersion>,
+    /// What the store shows was done to the point after it was written: each later version,
+    /// delete marker or planted link, named. Never empty for a point someone wrote over
+    /// where versions can be listed.
+    pub tampered: Vec<String>,
+    /// Whether the listing saw every stored version (an S3 bucket with version rights). When
+    /// not, an overwrite cannot be told from the original.
+    pub versions_seen: bool,
 }
 
-/// Lists a cluster's points, newest first. Objects that are not points are ignored.
+/// Lists a cluster's points, newest first (by ID: time, then tag). Objects that are not points
+/// are ignored; links, directories and other things kubectl-dr never writes inside a point are
+/// reported on it as tampering.
 pub async fn list_points(location: &Location, cluster_id: &str) -> Result<Vec<PointSummary>, PointError> {
     validate_cluster_id(cluster_id)?;
     let prefix = points_prefix(cluster_id);
-    let mut points: BTreeMap<String, (bool, bool, u64)> = BTreeMap::new();
-    for obj in location.list(&prefix).await? {
-        let Some((point, file)) = obj.key[prefix.len()..].split_once('/') else { continue };
-        if point_time(point).is_err() {
-            continue;
+    let inventory = location.inventory(&prefix).await?;
+    let versions_seen = inventory.history == History::Versions;
+    let mut points: BTreeMap<String, PointSummary> = BTreeMap::new();
+    for (key, history) in &inventory.keys {
+        let Some((id, file)) = key[prefix.len()..].split_once('/') else { continue };
+        let Some(p) = point_entry(&mut points, id, versions_seen) else { continue };
+        let slot = match file {
+            ARCHIVE_OBJECT => &mut p.archive,
+            MANIFEST_OBJECT => &mut p.manifest,
+            _ => continue,
+        };
+        *slot = history.pinned().cloned();
+        p.stored_bytes += slot.as_ref().map_or(0, |v| v.size);
+        for later in history.later() {
+            p.tampered.push(if later.delete_marker {
+                format!("{file} is hidden by a delete marker (version {}) laid after kubectl-dr wrote it", later.id)
+            } else {
+                format!("{file} has a later version {} ({} bytes) written over the one kubectl-dr wrote; the first version is read", later.id, later.size)
+            });
         }
-        let p = points.entry(point.to_owned()).or_default();
-        match file {
-            ARCHIVE_OBJECT => p.0 = true,
-            MANIFEST_OBJECT => p.1 = true,
-            _ => {}
-        }
-        p.2 += obj.size;
+    }
+    for anomaly in &inventory.anomalies {
+        let rest = &anomaly.key[prefix.len().min(anomaly.key.len())..];
+        let (id, file) = rest.split_once('/').unwrap_or((rest, ""));
+        let Some(p) = point_entry(&mut points, id, versions_seen) else { continue };
+        let what = if file.is_empty() { "the point's directory".to_owned() } else { file.to_owned() };
+        p.tampered.push(format!("{what} is {}, which kubectl-dr never writes", anomaly.what));
     }
     let mut out: Vec<PointSummary> = points
-        .into_iter()
+        .into_values()
         // The manifest is written last, after the archive: a point with a manifest finished.
         // Its archive missing is damage (reading it says so), not an unfinished backup.
-        .map(|(id, (_archive, manifest, size))| PointSummary {
-            time: point_time(&id).expect("filtered above"),
-            id,
-            complete: manifest,
-            stored_bytes: size,
-        })
+        .map(|p| PointSummary { complete: p.manifest.is_some(), ..p })
         .collect();
     out.reverse();
     Ok(out)
+}
+
+/// The listed point `id`, added when first seen; `None` when `id` is not a point ID.
+fn point_entry<'a>(points: &'a mut BTreeMap<String, PointSummary>, id: &str, versions_seen: bool) -> Option<&'a mut PointSummary> {
+    let time = point_time(id).ok()?;
+    Some(points.entry(id.to_owned()).or_insert_with(|| PointSummary {
+        id: id.to_owned(),
+        time,
+        complete: false,
+        stored_bytes: 0,
+        manifest: None,
+        archive: None,
+        tampered: Vec::new(),
+        versions_seen,
+    }))
 }
 
 /// The newest complete point at or before `at` (the newest complete point when `at` is None).

@@ -26,7 +26,7 @@ mod read;
 mod write;
 
 pub use list::*;
-pub use open::{choose, Chosen, Which};
+pub use open::{choose, judge_all, suspect_dates, Chosen, Judged, Standing, Which, CLOCK_SKEW, SOURCE_STORED_AT, STORE_LAG};
 pub use read::*;
 pub use write::*;
 
@@ -57,8 +57,20 @@ pub enum PointError {
     NotFound { cluster_id: String, point: String, available: String },
     #[error("restore point {point} is incomplete (it has no manifest): its backup did not finish; pick another point")]
     Incomplete { point: String },
-    #[error("restore point {point} does not open with this passphrase, but point {opens} does: {point} is damaged or was forged (anyone who can write to the location can add points), so it is not used. Restore {opens} with --point-in-time {at} (chart value pointInTime)")]
-    DoesNotOpen { point: String, opens: String, at: String },
+    #[error("restore point {point} does not open with this passphrase, but point {opens} does: {point} is damaged or was forged (anyone who can write to the location can add points), so it is not used. Restore {opens} by its ID: --point {opens} (chart value restorePointID)")]
+    DoesNotOpen { point: String, opens: String },
+    #[error("restore point {point} has a format 1/2 header but is dated after point {v3_point}, which is format 3: a writer never goes back to the older format, so it was forged (refused without deriving its key)")]
+    LegacyAfterUpgrade { point: String, v3_point: String },
+    #[error("restore point {point} is filed under this cluster's ID but its header names cluster {found}: it was planted or moved here, so it is not used")]
+    NamesAnotherCluster { point: String, found: String },
+    #[error("restore point {point}: its manifest is larger than {MAX_MANIFEST_BYTES} bytes, which no manifest is (a few KiB): it was replaced; pick another point")]
+    ManifestTooLarge { point: String },
+    #[error("restore point {point} was tampered with at the location: {}", evidence.join("; "))]
+    Tampered { point: String, evidence: Vec<String> },
+    #[error("restore point {point} is suspect: {reason}; it is not chosen unless named by its ID (--point {point}, chart value restorePointID)")]
+    Suspect { point: String, reason: String },
+    #[error("no restore point of cluster ID {cluster_id} at or before {at} opens with this passphrase, while newer ones do ({newest_open}): the older points are damaged or forged")]
+    NoneOpensAtOrBefore { cluster_id: String, at: String, newest_open: String },
     #[error("restore point {point} has a manifest but its archive is missing: the point was damaged after its backup finished (the archive is written first); pick another point")]
     ArchiveMissing { point: String },
     #[error("restore point {point}: catalog line {line} is longer than {MAX_CATALOG_LINE} bytes, which no Kubernetes object is: the point was written by a faulty writer; pick another point")]

@@ -1,23 +1,50 @@
-//! The one way to open a point: list the cluster's points at a location, choose one
-//! ([`Which`]), then open its manifest with the passphrase. Every reader of points (restore,
-//! drill, export, diff, the plugin's pre-flight) goes through here, so they choose and refuse
-//! points alike.
+//! The one way to open a point: list the cluster's points at a location, then choose one
+//! ([`Which`]) among those that authenticate with the passphrase; or judge every point
+//! ([`judge_all`]) for a listing, `verify` or retention. Every reader of points (restore,
+//! drill, export, diff, the plugin's pre-flight, prune) goes through here, so they choose and
+//! refuse points alike.
+//!
+//! Anyone holding the backup's write credentials can add points with any name. So:
+//! - only points whose manifest authenticates are candidates; the others are passed over and
+//!   reported, never chosen, never advised, and never make a right passphrase look wrong
+//!   ("wrong passphrase" means no point of the cluster opens);
+//! - a point that authenticates but whose dates disagree with each other or with the store
+//!   ([`suspect_dates`]) is not chosen by time or as the newest, only by its ID;
+//! - rejecting a forged point costs no key derivation where the cluster's points use format
+//!   3's per-cluster key; a format 1 or 2 header (one derivation per point) dated after the
+//!   cluster's oldest authenticated format 3 point is refused without one, since a writer that
+//!   writes format 3 never goes back (`docs/format.md`).
 
 use std::sync::Arc;
 
-use time::OffsetDateTime;
+use futures::{stream, StreamExt};
+use time::{Duration, OffsetDateTime};
 
-use super::{find_point, list_points, open_manifest, select_point, Manifest, PointError, PointSummary, Unlocker};
+use super::read::{fetch_manifest, FetchedManifest};
+use super::{find_point, list_points, rfc3339, Manifest, PointError, PointSummary, Unlocker};
 use crate::location::Location;
+
+/// Clock difference between a writer, the store and a reader that is still "the same time".
+pub const CLOCK_SKEW: Duration = Duration::minutes(5);
+/// How long after its stated completion a point's manifest may reach the store: it is written
+/// right after, so this covers a slow upload with retries, not a point dated back.
+pub const STORE_LAG: Duration = Duration::hours(1);
+/// User metadata `kubectl dr replicate` sets on each copy: when the source store received the
+/// original (RFC 3339), so a copy is judged by the original's evidence, not by its copy time.
+pub const SOURCE_STORED_AT: &str = "kubectl-dr-source-stored-at";
+
+/// Manifests fetched at once (each one small GET).
+const FETCHES: usize = 16;
 
 /// Which point to open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Which<'a> {
-    /// The newest complete point.
+    /// The newest point that authenticates and is not suspect.
     Newest,
-    /// The newest complete point at or before this time (`pointInTime`).
+    /// The newest such point at or before this time (`pointInTime`).
     AtOrBefore(OffsetDateTime),
-    /// This point, by ID; an incomplete one is refused.
+    /// This point, by ID (`--point`, `restorePointID`); an incomplete one is refused, a suspect
+    /// one is opened with a warning (the operator named it).
     Id(&'a str),
 }
 
@@ -32,43 +59,368 @@ impl<'a> Which<'a> {
     }
 }
 
-/// A cluster's points at a location, and the one chosen among them.
+/// What a point turned out to be once its manifest was tried.
+#[derive(Debug)]
+pub enum Standing {
+    /// Authenticates, and its dates agree with each other and with the store.
+    Genuine(Manifest),
+    /// Authenticates, but its dates do not agree: not chosen by time, not counted by retention.
+    Suspect { manifest: Manifest, reason: String },
+    /// Does not authenticate (damaged or forged), or its header names another cluster or point.
+    Refused(PointError),
+    /// No manifest: its backup did not finish.
+    Incomplete,
+}
+
+impl Standing {
+    /// The manifest, when the point authenticates.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        match self {
+            Standing::Genuine(m) | Standing::Suspect { manifest: m, .. } => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// One listed point and its standing.
+#[derive(Debug)]
+pub struct Judged {
+    pub point: PointSummary,
+    pub standing: Standing,
+}
+
+/// A cluster's points at a location, the one chosen among them with its manifest, and the
+/// points passed over on the way (ID and why).
 #[derive(Clone, Debug)]
 pub struct Chosen {
     pub cluster_id: String,
     pub points: Vec<PointSummary>,
     pub point: PointSummary,
-}
-
-/// Lists `cluster_id`'s points at `location` and chooses one. Nothing is decrypted yet.
-pub async fn choose(location: &Location, cluster_id: &str, which: Which<'_>) -> Result<Chosen, PointError> {
-    let points = list_points(location, cluster_id).await?;
-    let point = match which {
-        Which::Newest => select_point(&points, None, cluster_id, location)?,
-        Which::AtOrBefore(at) => select_point(&points, Some(at), cluster_id, location)?,
-        Which::Id(id) => complete_by_id(&points, id, cluster_id)?,
-    }
-    .clone();
-    Ok(Chosen { cluster_id: cluster_id.to_owned(), points, point })
+    pub manifest: Manifest,
+    pub passed_over: Vec<(String, String)>,
 }
 
 impl Chosen {
-    /// Opens the chosen point's manifest ([`open_manifest`]: a point that does not open is
-    /// told apart from a wrong passphrase by the cluster's other points).
-    pub async fn open(&self, location: &Location, unlocker: &Arc<Unlocker>) -> Result<Manifest, PointError> {
-        open_manifest(location, &self.cluster_id, &self.points, &self.point, unlocker).await
-    }
-
-    /// Another of the same points, by ID, opened the same way (`kubectl dr diff A B`).
+    /// Another of the same points, by ID, opened as [`Which::Id`] opens one (`kubectl dr diff A B`).
     pub async fn open_other(&self, location: &Location, id: &str, unlocker: &Arc<Unlocker>) -> Result<Manifest, PointError> {
-        let other = complete_by_id(&self.points, id, &self.cluster_id)?;
-        open_manifest(location, &self.cluster_id, &self.points, other, unlocker).await
+        let other = complete_by_id(&self.points, id, &self.cluster_id)?.clone();
+        Ok(open_named(location, &self.cluster_id, &self.points, &other, unlocker).await?.1)
     }
+}
+
+/// Lists `cluster_id`'s points at `location` and chooses one among those that authenticate.
+pub async fn choose(location: &Location, cluster_id: &str, which: Which<'_>, unlocker: &Arc<Unlocker>) -> Result<Chosen, PointError> {
+    let points = list_points(location, cluster_id).await?;
+    if points.is_empty() {
+        return Err(PointError::NoPoints { cluster_id: cluster_id.into(), location: location.describe() });
+    }
+    let (point, manifest, passed_over) = match which {
+        Which::Id(id) => {
+            let point = complete_by_id(&points, id, cluster_id)?.clone();
+            let (warning, manifest) = open_named(location, cluster_id, &points, &point, unlocker).await?;
+            (point, manifest, warning.into_iter().map(|w| (id.to_owned(), w)).collect())
+        }
+        Which::Newest => choose_by_time(location, cluster_id, &points, None, unlocker).await?,
+        Which::AtOrBefore(at) => choose_by_time(location, cluster_id, &points, Some(at), unlocker).await?,
+    };
+    if !point.tampered.is_empty() {
+        tracing::warn!(point = %point.id, evidence = %point.tampered.join("; "), "this point was written over at the location; what kubectl-dr wrote is read");
+    }
+    if !point.versions_seen {
+        tracing::debug!(point = %point.id, "the location's versions cannot be listed, so an overwrite of this point could not be told from the original");
+    }
+    for (id, why) in &passed_over {
+        tracing::warn!(point = %id, reason = %why, "restore point passed over");
+    }
+    Ok(Chosen { cluster_id: cluster_id.to_owned(), points, point, manifest, passed_over })
+}
+
+/// A point named by ID: opened if it authenticates (a suspect one with a warning, returned);
+/// if it does not, told apart from a wrong passphrase by whether any other point opens.
+async fn open_named(location: &Location, cluster_id: &str, points: &[PointSummary], point: &PointSummary, unlocker: &Arc<Unlocker>) -> Result<(Option<String>, Manifest), PointError> {
+    let fetched = fetch_manifest(location, cluster_id, point).await?;
+    match judge(fetched.decrypt(unlocker).await, location, point, OffsetDateTime::now_utc()).await? {
+        Standing::Genuine(m) => Ok((None, m)),
+        Standing::Suspect { manifest, reason } => Ok((Some(format!("suspect, opened because it was named: {reason}")), manifest)),
+        Standing::Refused(e) if e.is_wrong_passphrase() => {
+            let others: Vec<&PointSummary> = points.iter().filter(|p| p.id != point.id).collect();
+            match first_that_opens(location, cluster_id, &others, unlocker).await? {
+                Some(opens) => Err(PointError::DoesNotOpen { point: point.id.clone(), opens }),
+                None => Err(e),
+            }
+        }
+        Standing::Refused(e) => Err(e),
+        Standing::Incomplete => Err(PointError::Incomplete { point: point.id.clone() }),
+    }
+}
+
+/// The newest point at or before `at` (any time when `None`) that authenticates and is not
+/// suspect. Format 3 points are tried first as they come (no derivation to reject one); format
+/// 1/2 ones are kept back, and refused unread when an authenticated format 3 point is older.
+async fn choose_by_time(
+    location: &Location,
+    cluster_id: &str,
+    points: &[PointSummary],
+    at: Option<OffsetDateTime>,
+    unlocker: &Arc<Unlocker>,
+) -> Result<(PointSummary, Manifest, Vec<(String, String)>), PointError> {
+    let now = OffsetDateTime::now_utc();
+    let candidates: Vec<&PointSummary> = points.iter().filter(|p| p.complete && at.is_none_or(|at| p.time <= at)).collect();
+    let mut passed_over: Vec<(String, String)> = Vec::new();
+    let mut wrong_passphrase: Option<PointError> = None;
+    let mut any_opened = false;
+    let mut legacy: Vec<(&PointSummary, FetchedManifest)> = Vec::new();
+    let mut fetches = stream::iter(candidates.iter().copied()).map(|p| async move { (p, fetch_manifest(location, cluster_id, p).await) }).buffered(FETCHES);
+    let mut found = None;
+    while let Some((p, fetched)) = fetches.next().await {
+        let fetched = match fetched {
+            Ok(f) => f,
+            Err(e @ PointError::Location(_)) => return Err(e),
+            Err(e) => {
+                passed_over.push((p.id.clone(), e.to_string()));
+                continue;
+            }
+        };
+        if fetched.legacy_kdf() {
+            legacy.push((p, fetched));
+            continue;
+        }
+        match judge(fetched.decrypt(unlocker).await, location, p, now).await? {
+            Standing::Genuine(m) => {
+                found = Some((p.clone(), m));
+                break;
+            }
+            other => note_passed_over(p, other, &mut passed_over, &mut wrong_passphrase, &mut any_opened),
+        }
+    }
+    drop(fetches);
+    match found {
+        Some((point, manifest)) => {
+            // Every format 1/2 point kept back is newer than this format 3 one.
+            for (p, _) in legacy {
+                passed_over.push((p.id.clone(), PointError::LegacyAfterUpgrade { point: p.id.clone(), v3_point: point.id.clone() }.to_string()));
+            }
+            Ok((point, manifest, passed_over))
+        }
+        None => {
+            for (p, fetched) in legacy {
+                match judge(fetched.decrypt(unlocker).await, location, p, now).await? {
+                    Standing::Genuine(m) => return Ok((p.clone(), m, passed_over)),
+                    other => note_passed_over(p, other, &mut passed_over, &mut wrong_passphrase, &mut any_opened),
+                }
+            }
+            Err(none_chosen(location, cluster_id, points, at, unlocker, passed_over, wrong_passphrase, any_opened).await?)
+        }
+    }
+}
+
+fn note_passed_over(p: &PointSummary, standing: Standing, passed_over: &mut Vec<(String, String)>, wrong_passphrase: &mut Option<PointError>, any_opened: &mut bool) {
+    match standing {
+        Standing::Suspect { reason, .. } => {
+            *any_opened = true;
+            passed_over.push((p.id.clone(), format!("suspect: {reason}")));
+        }
+        Standing::Refused(e) => {
+            passed_over.push((p.id.clone(), if e.is_wrong_passphrase() { "does not open with this passphrase: damaged or forged".to_owned() } else { e.to_string() }));
+            if e.is_wrong_passphrase() && wrong_passphrase.is_none() {
+                *wrong_passphrase = Some(e);
+            }
+        }
+        Standing::Genuine(_) | Standing::Incomplete => {}
+    }
+}
+
+/// Why no point was chosen: the passphrase is wrong only when no point of the cluster opens.
+#[allow(clippy::too_many_arguments)]
+async fn none_chosen(
+    location: &Location,
+    cluster_id: &str,
+    points: &[PointSummary],
+    at: Option<OffsetDateTime>,
+    unlocker: &Arc<Unlocker>,
+    passed_over: Vec<(String, String)>,
+    wrong_passphrase: Option<PointError>,
+    any_opened: bool,
+) -> Result<PointError, PointError> {
+    let at_text = at.map(rfc3339).unwrap_or_else(|| "now".into());
+    if !any_opened {
+        if let Some(at) = at {
+            let newer: Vec<&PointSummary> = points.iter().filter(|p| p.complete && p.time > at).collect();
+            if let Some(opens) = first_that_opens(location, cluster_id, &newer, unlocker).await? {
+                return Ok(PointError::NoneOpensAtOrBefore { cluster_id: cluster_id.into(), at: at_text, newest_open: opens });
+            }
+        }
+        if let Some(e) = wrong_passphrase {
+            return Ok(e);
+        }
+    }
+    let mut available: Vec<String> = passed_over.iter().take(10).map(|(id, why)| format!("{id} ({why})")).collect();
+    if passed_over.len() > 10 {
+        available.push(format!("and {} more", passed_over.len() - 10));
+    }
+    let incomplete = points.iter().filter(|p| !p.complete && at.is_none_or(|at| p.time <= at)).count();
+    if incomplete > 0 {
+        available.push(format!("{incomplete} incomplete"));
+    }
+    Ok(PointError::NoneAtOrBefore {
+        cluster_id: cluster_id.into(),
+        at: at_text,
+        available: if available.is_empty() { "none".into() } else { available.join(", ") },
+    })
+}
+
+/// The newest of `points` whose manifest authenticates (suspect or not): proof that the
+/// passphrase is right. Format 3 points first (cheap), then format 1/2.
+async fn first_that_opens(location: &Location, cluster_id: &str, points: &[&PointSummary], unlocker: &Arc<Unlocker>) -> Result<Option<String>, PointError> {
+    let mut legacy = Vec::new();
+    let mut fetches = stream::iter(points.iter().copied().filter(|p| p.complete)).map(|p| async move { (p, fetch_manifest(location, cluster_id, p).await) }).buffered(FETCHES);
+    while let Some((p, fetched)) = fetches.next().await {
+        match fetched {
+            Ok(f) if f.legacy_kdf() => legacy.push((p, f)),
+            Ok(f) => {
+                if f.decrypt(unlocker).await.is_ok() {
+                    return Ok(Some(p.id.clone()));
+                }
+            }
+            Err(e @ PointError::Location(_)) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    for (p, f) in legacy {
+        if f.decrypt(unlocker).await.is_ok() {
+            return Ok(Some(p.id.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// Judges every point of `points` (in their order) for listings, `verify` and retention. Fails
+/// when no point opens and one was refused for the passphrase (the passphrase is wrong), or the
+/// location fails; otherwise a point that does not open is `Refused` with `DoesNotOpen`.
+pub async fn judge_all(location: &Location, cluster_id: &str, points: &[PointSummary], unlocker: &Arc<Unlocker>) -> Result<Vec<Judged>, PointError> {
+    let now = OffsetDateTime::now_utc();
+    let fetched: Vec<Result<Option<FetchedManifest>, PointError>> = stream::iter(points)
+        .map(|p| async move {
+            if !p.complete {
+                return Ok(None);
+            }
+            fetch_manifest(location, cluster_id, p).await.map(Some)
+        })
+        .buffered(FETCHES)
+        .collect()
+        .await;
+    let mut standings: Vec<Option<Standing>> = Vec::with_capacity(points.len());
+    let mut legacy: Vec<(usize, FetchedManifest)> = Vec::new();
+    for (i, (p, f)) in points.iter().zip(fetched).enumerate() {
+        standings.push(match f {
+            Ok(None) => Some(Standing::Incomplete),
+            Err(e @ PointError::Location(_)) => return Err(e),
+            Err(e) => Some(Standing::Refused(e)),
+            Ok(Some(f)) if f.legacy_kdf() => {
+                legacy.push((i, f));
+                None
+            }
+            Ok(Some(f)) => Some(judge(f.decrypt(unlocker).await, location, p, now).await?),
+        });
+    }
+    // The oldest authenticated format 3 point: format 1/2 headers dated after it are forged.
+    let oldest_v3 = points.iter().zip(&standings).filter(|(_, s)| s.as_ref().is_some_and(|s| s.manifest().is_some())).map(|(p, _)| p).min_by_key(|p| p.time);
+    let mut derive = Vec::new();
+    for (i, f) in legacy {
+        match oldest_v3 {
+            Some(v3) if points[i].time > v3.time => standings[i] = Some(Standing::Refused(PointError::LegacyAfterUpgrade { point: points[i].id.clone(), v3_point: v3.id.clone() })),
+            _ => derive.push((i, f)),
+        }
+    }
+    let derived: Vec<(usize, Result<Standing, PointError>)> = stream::iter(derive)
+        .map(|(i, f)| async move { (i, judge(f.decrypt(unlocker).await, location, &points[i], now).await) })
+        .buffer_unordered(2)
+        .collect()
+        .await;
+    for (i, standing) in derived {
+        standings[i] = Some(standing?);
+    }
+    let mut judged: Vec<Judged> = points.iter().cloned().zip(standings).map(|(point, s)| Judged { point, standing: s.expect("every point judged") }).collect();
+    let newest_open = judged.iter().find(|j| j.standing.manifest().is_some()).map(|j| j.point.id.clone());
+    for j in judged.iter_mut() {
+        if !matches!(&j.standing, Standing::Refused(e) if e.is_wrong_passphrase()) {
+            continue;
+        }
+        let Standing::Refused(e) = std::mem::replace(&mut j.standing, Standing::Incomplete) else { unreachable!("matched above") };
+        match &newest_open {
+            Some(opens) => j.standing = Standing::Refused(PointError::DoesNotOpen { point: j.point.id.clone(), opens: opens.clone() }),
+            None => return Err(e),
+        }
+    }
+    Ok(judged)
+}
+
+/// The standing of a point from its manifest's decryption: its dates checked when it opened;
+/// a location failure stops the caller.
+async fn judge(opened: Result<Manifest, PointError>, location: &Location, point: &PointSummary, now: OffsetDateTime) -> Result<Standing, PointError> {
+    match opened {
+        Ok(manifest) => match suspect_dates(location, point, &manifest, now).await? {
+            None => Ok(Standing::Genuine(manifest)),
+            Some(reason) => Ok(Standing::Suspect { manifest, reason }),
+        },
+        Err(e @ PointError::Location(_)) => Err(e),
+        Err(PointError::Incomplete { .. }) => Ok(Standing::Incomplete),
+        Err(e) => Ok(Standing::Refused(e)),
+    }
+}
+
+/// Why an authenticated point's dates cannot be trusted, if they cannot: its ID's time, its
+/// manifest's `createdAt` and `completedAt`, the store's own receipt time of the manifest
+/// (which a writer does not choose on S3) and now must agree within [`CLOCK_SKEW`], the
+/// manifest reaching the store within [`STORE_LAG`] of completion. A copy made by `replicate`
+/// is judged by the source store's receipt time it carries ([`SOURCE_STORED_AT`]).
+pub async fn suspect_dates(location: &Location, point: &PointSummary, manifest: &Manifest, now: OffsetDateTime) -> Result<Option<String>, PointError> {
+    let parse = |t: &str| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339);
+    let (Ok(created), Ok(completed)) = (parse(&manifest.created_at), parse(&manifest.completed_at)) else {
+        return Ok(Some(format!("its manifest's times ({:?}, {:?}) do not parse", manifest.created_at, manifest.completed_at)));
+    };
+    if (created - point.time).abs() > CLOCK_SKEW {
+        return Ok(Some(format!("its ID says {} but its manifest says it was created {}", rfc3339(point.time), manifest.created_at)));
+    }
+    if created > now + CLOCK_SKEW {
+        return Ok(Some(format!("it says it was created {}, which is in the future", manifest.created_at)));
+    }
+    if completed < created - CLOCK_SKEW {
+        return Ok(Some(format!("it says it was completed ({}) before it was created ({})", manifest.completed_at, manifest.created_at)));
+    }
+    let Some(stored) = point.manifest.as_ref().and_then(|v| v.stored_at) else { return Ok(None) };
+    let check = |stored: OffsetDateTime| -> Option<String> {
+        if stored < created - CLOCK_SKEW {
+            Some(format!("the store received it at {}, before the time it says it was created ({})", rfc3339(stored), manifest.created_at))
+        } else if stored > completed + STORE_LAG {
+            Some(format!(
+                "the store received its manifest at {}, {} h after the completion it states ({}): it was written later and dated back",
+                rfc3339(stored),
+                (stored - completed).whole_hours(),
+                manifest.completed_at
+            ))
+        } else {
+            None
+        }
+    };
+    let Some(reason) = check(stored) else { return Ok(None) };
+    // A replica: the copy's own time is when it was copied; the source's is carried with it.
+    let key = super::object_key(&manifest.cluster_id, &point.id, super::MANIFEST_OBJECT);
+    let info = location.head(&key, point.manifest.as_ref().filter(|_| point.versions_seen)).await?;
+    if let Some(source) = info.metadata.get(SOURCE_STORED_AT).and_then(|t| parse(t).ok()) {
+        if source <= stored + CLOCK_SKEW && check(source).is_none() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(reason))
 }
 
 fn complete_by_id<'a>(points: &'a [PointSummary], id: &str, cluster_id: &str) -> Result<&'a PointSummary, PointError> {
     let p = find_point(points, id, cluster_id)?;
     if !p.complete {
+        if !p.tampered.is_empty() {
+            return Err(PointError::Tampered { point: p.id.clone(), evidence: p.tampered.clone() });
+        }
         return Err(PointError::Incomplete { point: p.id.clone() });
     }
     Ok(p)

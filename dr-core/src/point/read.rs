@@ -1,7 +1,7 @@
-//! Reading a point: its manifest (telling a forged point from a wrong passphrase), then its
+//! Reading a point: its manifest (the version kubectl-dr wrote), then its
 //! catalog, decrypted and decompressed on their own threads, checked against the manifest.
 
-use super::{PointSummary, Counts, MANIFEST_OBJECT, MANIFEST_VERSION, MAX_CATALOG_LINE, MAX_MANIFEST_BYTES, Manifest, PointError, Unlocker, object_key, rfc3339};
+use super::{PointSummary, Counts, MANIFEST_OBJECT, MANIFEST_VERSION, MAX_CATALOG_LINE, MAX_MANIFEST_BYTES, Manifest, PointError, Unlocker, object_key};
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;
 
@@ -11,116 +11,42 @@ use crate::format::blocks::{self};
 use crate::catalog::Entry;
 use crate::format::crypto::MasterKey;
 use crate::format::{self, Binding, DecryptReader, FormatError, Header, Role};
-use crate::location::{Location, LocationError};
+use crate::location::{History, Location, LocationError};
 
-/// Other points tried when a point does not open with the passphrase, before the
-/// passphrase is called wrong (each costs one key derivation, about 80 ms).
-const POINTS_TRIED: usize = 50;
-
-/// Reads the manifest of `chosen`, one of `points`. A point whose manifest does not open with
-/// this passphrase may be forged (a writer to the location can add points with any name and
-/// key) or the passphrase may be wrong: it is wrong only if no other point of the cluster
-/// opens either. When another does, the error names the newest older one that opens.
-pub async fn open_manifest(location: &Location, cluster_id: &str, points: &[PointSummary], chosen: &PointSummary, unlocker: &Arc<Unlocker>) -> Result<Manifest, PointError> {
-    let err = match read_manifest(location, cluster_id, &chosen.id, unlocker).await {
-        Ok(m) => return Ok(m),
-        Err(e) if e.is_wrong_passphrase() => e,
-        Err(e) => return Err(e),
-    };
-    // The older points first, newest first: the one to suggest; then the newer ones.
-    let older = points.iter().filter(|p| p.complete && p.id != chosen.id && p.time <= chosen.time);
-    let newer = points.iter().filter(|p| p.complete && p.id != chosen.id && p.time > chosen.time);
-    for other in older.chain(newer).take(POINTS_TRIED) {
-        if read_manifest(location, cluster_id, &other.id, unlocker).await.is_ok() {
-            tracing::warn!(point = %chosen.id, opens = %other.id, "a point does not open with the passphrase while another does: damaged or forged");
-            return Err(PointError::DoesNotOpen { point: chosen.id.clone(), opens: other.id.clone(), at: rfc3339(other.time) });
-        }
-    }
-    Err(err)
+/// Reads and decrypts the manifest of a listed point: the version kubectl-dr wrote (see
+/// [`PointSummary::manifest`]), whatever was written over it since. Where the listing could
+/// not see versions, the current object is all there is.
+pub async fn read_manifest(location: &Location, cluster_id: &str, point: &PointSummary, unlocker: &Arc<Unlocker>) -> Result<Manifest, PointError> {
+    let fetched = fetch_manifest(location, cluster_id, point).await?;
+    fetched.decrypt(unlocker).await
 }
 
-/// Opens the manifest of every complete point of `points` (4 at a time, one key derivation
-/// each), in their order; `None` for an incomplete point. As in [`open_manifest`], a point
-/// that does not open is the passphrase's fault only when none opens: then this fails with
-/// the wrong passphrase. Otherwise such a point is damaged or forged (`DoesNotOpen`, naming
-/// the newest point that opens) and only its entry carries the error.
-pub async fn open_manifests(
-    location: &Location,
-    cluster_id: &str,
-    points: &[PointSummary],
-    unlocker: &Arc<Unlocker>,
-) -> Result<Vec<Option<Result<Manifest, PointError>>>, PointError> {
-    use futures::{stream, StreamExt};
-    let mut opened: Vec<Option<Result<Manifest, PointError>>> = stream::iter(points)
-        .map(|p| async move {
-            if p.complete {
-                Some(read_manifest(location, cluster_id, &p.id, unlocker).await)
-            } else {
-                None
-            }
-        })
-        .buffered(4)
-        .collect()
-        .await;
-    let newest_open = points.iter().zip(&opened).find(|(_, m)| matches!(m, Some(Ok(_)))).map(|(p, _)| p);
-    for slot in opened.iter_mut() {
-        if !matches!(slot, Some(Err(e)) if e.is_wrong_passphrase()) {
-            continue;
-        }
-        let Some(Err(e)) = slot.take() else { unreachable!("matched above") };
-        let Some(opens) = newest_open else { return Err(e) };
-        let PointError::Format { point, .. } = e else { unreachable!("a wrong passphrase is a format error") };
-        *slot = Some(Err(PointError::DoesNotOpen { point, opens: opens.id.clone(), at: rfc3339(opens.time) }));
-    }
-    Ok(opened)
+/// A manifest's stored bytes and parsed header, before any key is derived: what a reader
+/// may check for free (the binding, the KDF scheme) before paying for a derivation.
+pub(super) struct FetchedManifest {
+    point_id: String,
+    cluster_id: String,
+    bytes: Vec<u8>,
+    pub(super) header: Header,
 }
 
-/// Reads and decrypts a point's manifest. When the current version does not authenticate and
-/// the location keeps versions (a versioned, Object Lock bucket), the older versions are
-/// tried, oldest first: kubectl-dr never overwrites, so a newer version is someone else's
-/// write over the genuine one, which Object Lock still holds.
-pub async fn read_manifest(
-    location: &Location,
-    cluster_id: &str,
-    point_id: &str,
-    unlocker: &Arc<Unlocker>,
-) -> Result<Manifest, PointError> {
+pub(super) async fn fetch_manifest(location: &Location, cluster_id: &str, point: &PointSummary) -> Result<FetchedManifest, PointError> {
+    let point_id = point.id.as_str();
     let key = object_key(cluster_id, point_id, MANIFEST_OBJECT);
-    let current = match location.open(&key).await {
+    let opened = match &point.manifest {
+        None => return Err(PointError::Incomplete { point: point_id.into() }),
+        Some(version) if point.versions_seen => location.open_version(&key, version).await,
+        Some(_) => location.open(&key).await,
+    };
+    let (len, mut reader) = match opened {
         Ok(r) => r,
         Err(LocationError::NotFound { .. }) => return Err(PointError::Incomplete { point: point_id.into() }),
         Err(e) => return Err(e.into()),
     };
-    let err = match open_manifest_bytes(current, cluster_id, point_id, unlocker).await {
-        Ok(m) => return Ok(m),
-        Err(e @ PointError::Location(_)) => return Err(e),
-        Err(e) => e,
-    };
-    let versions = location.versions(&key).await;
-    for version in versions.iter().take(versions.len().saturating_sub(1)) {
-        let Ok(reader) = location.open_version(&key, version).await else { continue };
-        if let Ok(m) = open_manifest_bytes(reader, cluster_id, point_id, unlocker).await {
-            tracing::warn!(
-                point = point_id,
-                version = %version.id,
-                newer_versions = versions.len() - 1,
-                "the current version of this point's manifest does not authenticate ({err}); it was overwritten, and the older version kubectl-dr wrote is read instead"
-            );
-            return Ok(m);
-        }
-    }
-    Err(err)
-}
-
-async fn open_manifest_bytes(
-    (len, mut reader): (u64, crate::location::ObjectReader),
-    cluster_id: &str,
-    point_id: &str,
-    unlocker: &Arc<Unlocker>,
-) -> Result<Manifest, PointError> {
     let fmt_err = |source| PointError::Format { point: point_id.into(), file: "manifest", source };
+    let too_large = || PointError::ManifestTooLarge { point: point_id.into() };
     if len > MAX_MANIFEST_BYTES {
-        return Err(fmt_err(FormatError::NotARestorePoint));
+        return Err(too_large());
     }
     let mut bytes = Vec::with_capacity(len as usize);
     // Read no more than the cap, whatever the size said.
@@ -128,54 +54,67 @@ async fn open_manifest_bytes(
         .await
         .map_err(|e| fmt_err(FormatError::Io(e)))?;
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(fmt_err(FormatError::NotARestorePoint));
+        return Err(too_large());
     }
-    let expected = Binding { cluster_id: cluster_id.into(), point_id: point_id.into(), role: Role::Manifest };
     let header = Header::read(&mut &bytes[..]).map_err(fmt_err)?;
-    header.check_binding(&expected).map_err(fmt_err)?;
-    let master = unlocker.key(header.kdf()).await;
-    let mut plain = Vec::new();
-    DecryptReader::new(&bytes[header.len()..], &header, &master)
-        .map_err(fmt_err)?
-        .read_to_end(&mut plain)
-        .map_err(|e| fmt_err(FormatError::from_io(e)))?;
-    let manifest: Manifest = serde_json::from_slice(&plain)
-        .map_err(|e| PointError::Unreadable { point: point_id.into(), detail: format!("manifest: {e}") })?;
-    zeroize::Zeroize::zeroize(&mut plain);
-    if manifest.format_version != MANIFEST_VERSION {
-        return Err(PointError::UnsupportedManifest { point: point_id.into(), version: manifest.format_version });
-    }
-    if manifest.cluster_id != cluster_id || manifest.point_id != point_id {
-        return Err(PointError::Unreadable { point: point_id.into(), detail: "manifest names another point".into() });
-    }
-    Ok(manifest)
+    let expected = Binding { cluster_id: cluster_id.into(), point_id: point_id.into(), role: Role::Manifest };
+    header.check_binding(&expected).map_err(|e| match e {
+        // Found under this cluster's ID but naming another: planted or moved. Never advice to
+        // restore the other cluster.
+        FormatError::WrongCluster { found, .. } => PointError::NamesAnotherCluster { point: point_id.into(), found },
+        e => fmt_err(e),
+    })?;
+    Ok(FetchedManifest { point_id: point_id.into(), cluster_id: cluster_id.into(), bytes, header })
 }
 
-/// Opens the archive a manifest describes. Where the location keeps versions and the archive
-/// has more than one, someone wrote over it: the oldest version whose SHA-256 is the
-/// manifest's is read (one extra download of each candidate), and the choice is logged.
+impl FetchedManifest {
+    /// Whether the header's key derivation is the per-point one of format versions 1 and 2
+    /// (one full PBKDF2 for this point alone), rather than version 3's per-cluster one.
+    pub(super) fn legacy_kdf(&self) -> bool {
+        self.header.version() < 3
+    }
+
+    pub(super) async fn decrypt(self, unlocker: &Arc<Unlocker>) -> Result<Manifest, PointError> {
+        let point_id = self.point_id.as_str();
+        let fmt_err = |source| PointError::Format { point: point_id.into(), file: "manifest", source };
+        let master = unlocker.key(self.header.kdf()).await;
+        let mut plain = Vec::new();
+        DecryptReader::new(&self.bytes[self.header.len()..], &self.header, &master)
+            .map_err(fmt_err)?
+            .read_to_end(&mut plain)
+            .map_err(|e| fmt_err(FormatError::from_io(e)))?;
+        let manifest: Result<Manifest, PointError> = serde_json::from_slice(&plain)
+            .map_err(|e| PointError::Unreadable { point: point_id.into(), detail: format!("manifest: {e}") });
+        zeroize::Zeroize::zeroize(&mut plain);
+        let manifest = manifest?;
+        if manifest.format_version != MANIFEST_VERSION {
+            return Err(PointError::UnsupportedManifest { point: point_id.into(), version: manifest.format_version });
+        }
+        if manifest.cluster_id != self.cluster_id || manifest.point_id != point_id {
+            return Err(PointError::Unreadable { point: point_id.into(), detail: "manifest names another point".into() });
+        }
+        Ok(manifest)
+    }
+}
+
+/// Opens the archive a manifest describes: the version kubectl-dr wrote, where the location
+/// lists versions (the first; any later one is someone else's write, reported by the
+/// listing), else the current object.
 async fn open_archive(location: &Location, manifest: &Manifest) -> Result<(u64, crate::location::ObjectReader), PointError> {
     let point = &manifest.point_id;
     let key = object_key(&manifest.cluster_id, point, &manifest.archive.object);
-    let versions = location.versions(&key).await;
-    if versions.len() > 1 {
-        for version in versions.iter().filter(|v| v.size == manifest.archive.stored_bytes) {
-            let Ok((_, mut reader)) = location.open_version(&key, version).await else { continue };
-            let hashed = crate::location::sha256(&mut reader).await.ok().map(|(_, sum)| hex::encode(sum));
-            if hashed.as_deref() == Some(manifest.archive.sha256.as_str()) {
-                if version.id != versions.last().expect("not empty").id {
-                    tracing::warn!(
-                        point = %point,
-                        version = %version.id,
-                        newer_versions = versions.len() - 1,
-                        "this point's archive was overwritten; the version whose hash its manifest names is read instead"
-                    );
-                }
-                return location.open_version(&key, version).await.map_err(Into::into);
+    let (history, seen) = location.history(&key).await?;
+    let opened = match history.pinned() {
+        Some(version) if seen == History::Versions => {
+            if let Some(later) = history.later().first() {
+                tracing::warn!(point = %point, object = %key, later_version = %later.id, "this point's archive was written over after kubectl-dr wrote it; the first version is read");
             }
+            location.open_version(&key, version).await
         }
-    }
-    match location.open(&key).await {
+        None if seen == History::Versions => return Err(PointError::ArchiveMissing { point: point.clone() }),
+        _ => location.open(&key).await,
+    };
+    match opened {
         Ok(r) => Ok(r),
         Err(LocationError::NotFound { .. }) => Err(PointError::ArchiveMissing { point: point.clone() }),
         Err(e) => Err(e.into()),
@@ -360,14 +299,10 @@ fn read_error(point: &str, e: io::Error) -> PointError {
     }
 }
 
-/// Decrypts a point in full and checks it against its manifest; returns its object count.
-pub async fn verify_point(
-    location: &Location,
-    cluster_id: &str,
-    point_id: &str,
-    unlocker: &Arc<Unlocker>,
-) -> Result<u64, PointError> {
-    let manifest = read_manifest(location, cluster_id, point_id, unlocker).await?;
+/// Decrypts a point, named by ID, in full and checks it against its manifest; returns its
+/// object count. The point is opened as [`super::Which::Id`] opens one.
+pub async fn verify_point(location: &Location, cluster_id: &str, point_id: &str, unlocker: &Arc<Unlocker>) -> Result<u64, PointError> {
+    let manifest = super::choose(location, cluster_id, super::Which::Id(point_id), unlocker).await?.manifest;
     verify_entries(location, &manifest, unlocker).await
 }
 

@@ -153,18 +153,18 @@ pub struct OpenedPoint {
     pub source: crate::passphrase::PassphraseSource,
 }
 
-/// Opens the point `settings` select (profile, source cluster, `pointInTime`), with the
+/// Opens the point `settings` select (profile, source cluster, `restorePointID` or `pointInTime`), with the
 /// passphrase from `settings` or else `k10-dr-secret`: the restore and drills open points so.
 pub async fn open_point(client: &Client, settings: &RestoreSettings) -> Result<OpenedPoint, RestoreError> {
     let location = resources::connect_profile(client, &settings.namespace, &settings.profile, settings.location_mount.as_deref()).await?;
-    let which = point::Which::from_args(None, settings.point_in_time);
-    let chosen = point::choose(&location, &settings.source_cluster_id, which).await?;
     let source = match &settings.passphrase_source {
         Some(source) => source.clone(),
         None => resources::dr_secret_source(client, &settings.namespace).await?,
     };
     let unlocker = Unlocker::new(source.resolve(&settings.resolve).await.map_err(ResourceError::from)?);
-    let manifest = chosen.open(&location, &unlocker).await?;
+    let which = point::Which::from_args(settings.point_id.as_deref(), settings.point_in_time);
+    let chosen = point::choose(&location, &settings.source_cluster_id, which, &unlocker).await?;
+    let manifest = chosen.manifest.clone();
     Ok(OpenedPoint { location, chosen, manifest, unlocker, source })
 }
 
@@ -305,7 +305,7 @@ pub async fn job_event(client: &kube::Client, settings: &RestoreSettings, outcom
 }
 
 /// Ends the restore's cluster-wide grant: deletes its ClusterRoleBinding (`name`). Called when
-/// the restore is over, so the broad RBAC a full restore needs does not outlive it. Says
+/// the restore is over (`grant::is_over`), so the broad RBAC a full restore needs does not outlive it. Says
 /// whether the grant is gone; a failure is logged with what to do, never fatal.
 pub async fn end_cluster_grant(client: &kube::Client, name: &str) -> bool {
     use k8s_openapi::api::rbac::v1::ClusterRoleBinding;

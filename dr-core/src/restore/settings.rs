@@ -74,6 +74,8 @@ pub struct RestoreSettings {
     pub namespace: String,
     pub source_cluster_id: String,
     pub profile: String,
+    /// The point to restore, by ID (`restorePointID`): chosen over `point_in_time`.
+    pub point_id: Option<String>,
     pub point_in_time: Option<OffsetDateTime>,
     pub skip: BTreeSet<Category>,
     pub quick_mode: bool,
@@ -118,6 +120,7 @@ impl RestoreSettings {
             namespace: namespace.into(),
             source_cluster_id: source_cluster_id.into(),
             profile: profile.into(),
+            point_id: None,
             point_in_time: None,
             skip: BTreeSet::new(),
             quick_mode: false,

@@ -31,6 +31,7 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     // Everything that can be wrong with the flags, before the cluster is asked anything.
     let mut settings = RestoreSettings::new(ns, &args.cluster_id, &args.profile);
     settings.point_in_time = input::point_in_time(&args.point_in_time)?;
+    settings.point_id = args.point.clone();
     settings.skip = parse_categories(&args.skip_resource).map_err(|e| anyhow::anyhow!("--skip-resource: {e}"))?;
     settings.quick_mode = args.quick_mode;
     settings.override_resources = args.override_resources;
@@ -217,8 +218,6 @@ async fn check_point(
         Err(e) => return Err(e.into()),
     };
     let location = Location::connect(&config).await?;
-    let chosen = point::choose(&location, &args.cluster_id, point::Which::from_args(None, at)).await?;
-    eprintln!("restore point {} at {}", chosen.point.id, location.describe());
     let passphrase = match source {
         PassphraseSource::Raw(p) => p.clone(),
         // Vault or AWS: the Job resolves it in the cluster; from here only if this machine's
@@ -231,7 +230,12 @@ async fn check_point(
             }
         },
     };
-    let manifest = chosen.open(&location, &Unlocker::new(passphrase)).await?;
+    let chosen = point::choose(&location, &args.cluster_id, point::Which::from_args(args.point.as_deref(), at), &Unlocker::new(passphrase)).await?;
+    eprintln!("restore point {} at {}", chosen.point.id, location.describe());
+    for (id, why) in &chosen.passed_over {
+        eprintln!("  passed over {id}: {why}");
+    }
+    let manifest = chosen.manifest;
     restore::check_mode(&manifest, args.quick_mode)?;
     eprintln!("  {} mode, {} objects, written by policy {}", manifest.mode.as_str(), manifest.counts.total, manifest.policy);
     Ok(Some(manifest))
@@ -246,6 +250,7 @@ fn chart_values(args: &RestoreArgs, profile: &resources::Profile, controls: &res
     v.quick_mode.enabled = args.quick_mode;
     v.quick_mode.override_resources = args.override_resources;
     v.point_in_time = args.point_in_time.clone().unwrap_or_default();
+    v.restore_point_id = args.point.clone().unwrap_or_default();
     v.skip_resource = args.skip_resource.replace("\\,", ",");
     v.set_controls(controls.clone());
     if let Some(file) = &profile.spec.file {

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use dr_core::format::crypto::Passphrase;
 use dr_core::location::Location;
-use dr_core::point::{self, PointError, PointSummary, Unlocker};
+use dr_core::point::{self, PointError, PointSummary, Standing, Unlocker};
 use serde::Serialize;
 
 use super::{human_bytes, ExitStatus};
@@ -16,7 +16,9 @@ use crate::input;
 pub struct Row {
     pub id: String,
     pub time: String,
-    /// complete, incomplete (no manifest: the backup did not finish) or damaged.
+    /// complete, incomplete (no manifest: the backup did not finish), damaged, forged (does
+    /// not open while other points do, or names another cluster), suspect (its dates disagree)
+    /// or tampered (written over at the location; `error` names each later version).
     pub status: String,
     pub mode: Option<String>,
     pub objects: Option<u64>,
@@ -29,16 +31,17 @@ pub struct Row {
 
 /// Builds the rows, decrypting each complete point's manifest. A wrong passphrase (no point
 /// opens) is an error for the whole listing; a point that does not open while others do is a
-/// damaged row.
+/// `forged` row (or `damaged`, when its header itself is broken), one whose dates disagree a
+/// `suspect` row, one written over at the location a `tampered` row naming each later
+/// version (what kubectl-dr wrote is still what is read).
 pub async fn rows(location: &Location, cluster_id: &str, points: &[PointSummary], passphrase: Passphrase) -> Result<Vec<Row>> {
     let unlocker = Unlocker::new(passphrase);
-    let manifests = point::open_manifests(location, cluster_id, points, &unlocker).await?;
-    let results = points.iter().cloned().zip(manifests);
+    let judged = point::judge_all(location, cluster_id, points, &unlocker).await?;
     let mut rows = Vec::new();
-    for (p, manifest) in results {
+    for point::Judged { point: p, standing } in judged {
         let mut row = Row {
             time: point::rfc3339(p.time),
-            id: p.id,
+            id: p.id.clone(),
             status: if p.complete { "complete" } else { "incomplete" }.into(),
             mode: None,
             objects: None,
@@ -46,17 +49,30 @@ pub async fn rows(location: &Location, cluster_id: &str, points: &[PointSummary]
             retained_until: None,
             error: None,
         };
-        match manifest {
-            Some(Ok(m)) => {
-                row.mode = Some(m.mode.as_str().into());
-                row.objects = Some(m.counts.total);
-                row.retained_until = m.retained_until;
-            }
-            Some(Err(e)) => {
-                row.status = "damaged".into();
+        if let Some(m) = standing.manifest() {
+            row.mode = Some(m.mode.as_str().into());
+            row.objects = Some(m.counts.total);
+            row.retained_until = m.retained_until.clone();
+        }
+        match standing {
+            Standing::Refused(e) => {
+                let forged = matches!(e, PointError::DoesNotOpen { .. } | PointError::NamesAnotherCluster { .. } | PointError::LegacyAfterUpgrade { .. });
+                row.status = if forged { "forged" } else { "damaged" }.into();
                 row.error = Some(e.to_string());
             }
-            None => {}
+            Standing::Suspect { reason, .. } => {
+                row.status = "suspect".into();
+                row.error = Some(reason);
+            }
+            Standing::Genuine(_) | Standing::Incomplete => {}
+        }
+        if !p.tampered.is_empty() {
+            row.status = "tampered".into();
+            let evidence = p.tampered.join("; ");
+            row.error = Some(match row.error.take() {
+                Some(e) => format!("{evidence}; {e}"),
+                None => evidence,
+            });
         }
         rows.push(row);
     }

@@ -1,7 +1,7 @@
 //! `kubectl dr verify`: every point (or one) decrypts in full and matches its manifest.
 
 use anyhow::Result;
-use dr_core::point::{self, PointError, Unlocker};
+use dr_core::point::{self, PointError, Standing, Unlocker};
 
 use super::ExitStatus;
 use crate::cli::VerifyArgs;
@@ -19,36 +19,54 @@ pub async fn run(args: &VerifyArgs) -> Result<ExitStatus> {
     }
     let unlocker = Unlocker::new(input::passphrase(&args.passphrase, false).await?);
     let (mut sound, mut failed, mut incomplete) = (0, 0, 0);
-    // Points that do not open with this passphrase: the passphrase is wrong only if none opens
-    // (a writer to the location can add points with another key).
-    let mut not_opening: Vec<(String, PointError)> = Vec::new();
-    for p in &points {
-        if !p.complete {
-            incomplete += 1;
-            println!("INCOMPLETE {}  no manifest: its backup did not finish; it is never restored from", p.id);
-            continue;
-        }
-        match point::verify_point(&location, &args.cluster_id, &p.id, &unlocker).await {
-            Ok(objects) => {
-                sound += 1;
-                println!("OK         {}  {objects} objects", p.id);
+    // A point that does not open with this passphrase while others do is damaged or forged;
+    // when none opens, the passphrase is wrong, and that is the error.
+    let judged = point::judge_all(&location, &args.cluster_id, &points, &unlocker).await?;
+    if points.iter().any(|p| !p.versions_seen) {
+        eprintln!("note: the versions at {} cannot be listed (a directory keeps none; on S3 the credentials need s3:ListBucketVersions), so an overwrite of a point cannot be told from the original", location.describe());
+    }
+    for point::Judged { point: p, standing } in judged {
+        let evidence = (!p.tampered.is_empty()).then(|| p.tampered.join("; "));
+        let manifest = match standing {
+            Standing::Incomplete => {
+                if let Some(evidence) = evidence {
+                    failed += 1;
+                    println!("TAMPERED   {}  {evidence}", p.id);
+                } else {
+                    incomplete += 1;
+                    println!("INCOMPLETE {}  no manifest: its backup did not finish; it is never restored from", p.id);
+                }
+                continue;
             }
-            Err(e) if e.is_wrong_passphrase() => not_opening.push((p.id.clone(), e)),
+            Standing::Refused(e) => {
+                failed += 1;
+                println!("FAILED     {}  {e}; do not restore it", p.id);
+                continue;
+            }
+            Standing::Suspect { manifest, reason } => {
+                failed += 1;
+                println!("SUSPECT    {}  {reason}; it is restored only when named by its ID", p.id);
+                manifest
+            }
+            Standing::Genuine(manifest) => manifest,
+        };
+        match point::verify_entries(&location, &manifest, &unlocker).await {
+            Err(e @ PointError::Location(_)) => return Err(e.into()),
             Err(e) => {
                 failed += 1;
                 println!("FAILED     {}  {e}", p.id);
             }
-        }
-    }
-    if sound == 0 {
-        if let Some((_, e)) = not_opening.into_iter().next() {
-            // None opens: the passphrase is wrong. Say it once.
-            return Err(e.into());
-        }
-    } else {
-        for (id, _) in &not_opening {
-            failed += 1;
-            println!("FAILED     {id}  does not open with this passphrase while other points do: damaged or forged; do not restore it");
+            Ok(objects) => match evidence {
+                // What kubectl-dr wrote is sound, but someone wrote over it: say so, and fail.
+                Some(evidence) => {
+                    failed += 1;
+                    println!("TAMPERED   {}  {objects} objects as written; {evidence}", p.id);
+                }
+                None => {
+                    sound += 1;
+                    println!("OK         {}  {objects} objects", p.id);
+                }
+            },
         }
     }
     eprintln!("{sound} sound, {failed} failed, {incomplete} incomplete, at {}", location.describe());

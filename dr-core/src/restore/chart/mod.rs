@@ -37,6 +37,8 @@ pub(crate) mod patterns {
     pub const REPOSITORY_OR_EMPTY: &str = "^$|^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$";
     pub const REGISTRY: &str = "^[A-Za-z0-9][A-Za-z0-9._:/-]*[A-Za-z0-9]$";
     pub const CLUSTER_ID: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$";
+    /// A restore point ID (`20261121T093000.123Z-0a1b2c3d`, as `kubectl dr restore-points` lists it), or nothing.
+    pub const POINT_ID_OR_EMPTY: &str = "^$|^[0-9]{8}T[0-9]{6}\\.[0-9]{3}Z-[A-Za-z0-9]+$";
     pub const RFC3339_OR_EMPTY: &str = "^$|^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
     /// `--set skipResource="profiles\,policies"` leaves the backslash in; the Job accepts it.
     pub const CATEGORIES_OR_EMPTY: &str = "^$|^ *(profiles|policies|secrets|cluster|applications) *(\\\\?, *(profiles|policies|secrets|cluster|applications) *)*$";
@@ -71,6 +73,12 @@ pub struct ChartValues {
     /// "2022-01-02T15:04:05Z"). Empty: the newest complete point.
     #[schemars(pattern(RFC3339_OR_EMPTY))]
     pub point_in_time: String,
+    /// Restore this restore point, by its ID as `kubectl dr restore-points` lists it
+    /// ("20261121T093000.123Z-0a1b2c3d"); chosen over pointInTime. Empty: chosen by time. A
+    /// point's ID names it exactly, where a time can also match a point planted beside it.
+    #[serde(rename = "restorePointID")]
+    #[schemars(pattern(POINT_ID_OR_EMPTY))]
+    pub restore_point_id: String,
     /// Comma list of categories not to restore: profiles, policies, secrets, cluster, applications
     /// (on Helm's command line, escape the commas: --set skipResource="profiles\,policies").
     #[schemars(pattern(CATEGORIES_OR_EMPTY))]
