@@ -243,34 +243,6 @@ async fn phase_point_read(dir: &Path) {
 /// Forged points beside the genuine one, and the forged format 2 points of the second round.
 const FORGED: usize = 1000;
 
-/// A header as a forger without the passphrase writes it (docs/format.md, Header): the right
-/// cluster and point, the writer's KDF parameters with a random salt, random key check and
-/// MAC, and a correct checksum; then 200 random bytes where the chunks would be.
-fn forged_file(version: u8, role: u8, point_id: &str) -> Vec<u8> {
-    let (kdf, iterations) = if version >= 3 { (2u8, dr_core::format::crypto::CLUSTER_ITERATIONS) } else { (1, dr_core::format::crypto::MIN_ITERATIONS) };
-    let mut raw = b"KDR-RP\r\n".to_vec();
-    raw.extend_from_slice(&[version, role, kdf, 0]);
-    raw.extend_from_slice(&iterations.to_be_bytes());
-    let mut random = [0u8; 16 + 7];
-    dr_core::format::crypto::fill_random(&mut random);
-    raw.extend_from_slice(&random[..16]);
-    raw.extend_from_slice(&DEFAULT_CHUNK_SIZE.to_be_bytes());
-    raw.extend_from_slice(&random[16..]);
-    for id in [CLUSTER, point_id] {
-        raw.push(id.len() as u8);
-        raw.extend_from_slice(id.as_bytes());
-    }
-    let mut kcv_and_mac = [0u8; 16 + 32];
-    dr_core::format::crypto::fill_random(&mut kcv_and_mac);
-    raw.extend_from_slice(&kcv_and_mac);
-    let sum = digest::digest(&digest::SHA256, &raw);
-    raw.extend_from_slice(sum.as_ref());
-    let mut body = [0u8; 200];
-    dr_core::format::crypto::fill_random(&mut body);
-    raw.extend_from_slice(&body);
-    raw
-}
-
 /// Forged format 2 points dated before the genuine point: the upgrade rule cannot refuse
 /// those unread, so each costs a PBKDF2 (few, to keep the run short).
 const FORGED_BEFORE: usize = 20;
@@ -279,10 +251,7 @@ const FORGED_BEFORE: usize = 20;
 fn plant(root: &Path, version: u8, from: time::OffsetDateTime, count: usize) {
     for i in 0..count {
         let id = point::new_point_id(from + time::Duration::milliseconds(i as i64));
-        let dir = root.join(point::points_prefix(CLUSTER)).join(&id);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(point::ARCHIVE_OBJECT), forged_file(version, 1, &id)).unwrap();
-        std::fs::write(dir.join(point::MANIFEST_OBJECT), forged_file(version, 2, &id)).unwrap();
+        dr_test_support::plant_forged_point(root, CLUSTER, version, &id);
     }
 }
 

@@ -423,6 +423,45 @@ pub async fn write_point(
     w.finish().await.unwrap()
 }
 
+/// A restore-point file as a forger without the passphrase writes it (docs/format.md, Header):
+/// the right cluster and point, the writer's KDF parameters for `version` with a random salt,
+/// a random key check and MAC and a correct checksum, then 200 random bytes where the chunks
+/// would be. `role`: 1 archive, 2 manifest.
+pub fn forged_point_file(cluster_id: &str, version: u8, role: u8, point_id: &str) -> Vec<u8> {
+    use dr_core::format::crypto::{fill_random, CLUSTER_ITERATIONS, MIN_ITERATIONS};
+    let (kdf, iterations) = if version >= 3 { (2u8, CLUSTER_ITERATIONS) } else { (1, MIN_ITERATIONS) };
+    let mut raw = b"KDR-RP\r\n".to_vec();
+    raw.extend_from_slice(&[version, role, kdf, 0]);
+    raw.extend_from_slice(&iterations.to_be_bytes());
+    let mut random = [0u8; 16 + 7];
+    fill_random(&mut random);
+    raw.extend_from_slice(&random[..16]);
+    raw.extend_from_slice(&dr_core::format::DEFAULT_CHUNK_SIZE.to_be_bytes());
+    raw.extend_from_slice(&random[16..]);
+    for id in [cluster_id, point_id] {
+        raw.push(id.len() as u8);
+        raw.extend_from_slice(id.as_bytes());
+    }
+    let mut kcv_and_mac = [0u8; 16 + 32];
+    fill_random(&mut kcv_and_mac);
+    raw.extend_from_slice(&kcv_and_mac);
+    let sum = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &raw);
+    raw.extend_from_slice(sum.as_ref());
+    let mut body = [0u8; 200];
+    fill_random(&mut body);
+    raw.extend_from_slice(&body);
+    raw
+}
+
+/// Plants a forged point (both files, [`forged_point_file`]) named `point_id` in the directory
+/// location at `root`.
+pub fn plant_forged_point(root: &std::path::Path, cluster_id: &str, version: u8, point_id: &str) {
+    let dir = root.join(dr_core::point::points_prefix(cluster_id)).join(point_id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(dr_core::point::ARCHIVE_OBJECT), forged_point_file(cluster_id, version, 1, point_id)).unwrap();
+    std::fs::write(dir.join(dr_core::point::MANIFEST_OBJECT), forged_point_file(cluster_id, version, 2, point_id)).unwrap();
+}
+
 /// A TCP proxy to `target` that answers the first `failures` connections with an S3
 /// `503 SlowDown` (and closes them), then forwards everything: throttling, as S3 does it.
 pub struct ThrottlingProxy {

@@ -26,8 +26,11 @@ use crate::location::Location;
 
 /// Clock difference between a writer, the store and a reader that is still "the same time".
 pub const CLOCK_SKEW: Duration = Duration::minutes(5);
-/// How long after its stated completion a point's manifest may reach the store: it is written
-/// right after, so this covers a slow upload with retries, not a point dated back.
+/// How long after its stated creation a point's manifest may reach the store. A backup of a
+/// cluster's objects takes seconds to minutes (1,000,000 objects in under a minute), so a point
+/// the store received an hour after the time it states was written later and dated back, which
+/// a writer holding the passphrase could do to crowd genuine points out of retention. A backup
+/// that really ran this long is listed as suspect and still restorable by its ID.
 pub const STORE_LAG: Duration = Duration::hours(1);
 /// User metadata `kubectl dr replicate` sets on each copy: when the source store received the
 /// original (RFC 3339), so a copy is judged by the original's evidence, not by its copy time.
@@ -372,7 +375,8 @@ async fn judge(opened: Result<Manifest, PointError>, location: &Location, point:
 /// Why an authenticated point's dates cannot be trusted, if they cannot: its ID's time, its
 /// manifest's `createdAt` and `completedAt`, the store's own receipt time of the manifest
 /// (which a writer does not choose on S3) and now must agree within [`CLOCK_SKEW`], the
-/// manifest reaching the store within [`STORE_LAG`] of completion. A copy made by `replicate`
+/// manifest reaching the store after the point's completion and within [`STORE_LAG`] of its
+/// creation. A copy made by `replicate`
 /// is judged by the source store's receipt time it carries ([`SOURCE_STORED_AT`]).
 pub async fn suspect_dates(location: &Location, point: &PointSummary, manifest: &Manifest, now: OffsetDateTime) -> Result<Option<String>, PointError> {
     let parse = |t: &str| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339);
@@ -390,14 +394,19 @@ pub async fn suspect_dates(location: &Location, point: &PointSummary, manifest: 
     }
     let Some(stored) = point.manifest.as_ref().and_then(|v| v.stored_at) else { return Ok(None) };
     let check = |stored: OffsetDateTime| -> Option<String> {
-        if stored < created - CLOCK_SKEW {
-            Some(format!("the store received it at {}, before the time it says it was created ({})", rfc3339(stored), manifest.created_at))
-        } else if stored > completed + STORE_LAG {
+        if stored < created.max(completed) - CLOCK_SKEW {
             Some(format!(
-                "the store received its manifest at {}, {} h after the completion it states ({}): it was written later and dated back",
+                "the store received it at {}, before the times it states (created {}, completed {})",
                 rfc3339(stored),
-                (stored - completed).whole_hours(),
+                manifest.created_at,
                 manifest.completed_at
+            ))
+        } else if stored > created + STORE_LAG {
+            Some(format!(
+                "the store received its manifest at {}, {} h after the creation it states ({}): it was written later and dated back",
+                rfc3339(stored),
+                (stored - created).whole_hours(),
+                manifest.created_at
             ))
         } else {
             None

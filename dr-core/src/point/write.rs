@@ -82,9 +82,24 @@ impl PointWriter {
         mode: Mode,
         policy: &str,
     ) -> Result<Self, PointError> {
-        validate_cluster_id(cluster_id)?;
         let created_at = OffsetDateTime::now_utc();
-        let point_id = new_point_id(created_at);
+        Self::begin_as(location, cluster_id, passphrase, mode, policy, new_point_id(created_at), created_at).await
+    }
+
+    /// [`PointWriter::begin`] with the point's ID and creation time given: what a writer holding
+    /// the passphrase can do to date a point as it likes. For tests of what readers make of
+    /// such points; the product's writers use `begin`.
+    #[doc(hidden)]
+    pub async fn begin_as(
+        location: &Location,
+        cluster_id: &str,
+        passphrase: &Passphrase,
+        mode: Mode,
+        policy: &str,
+        point_id: String,
+        created_at: OffsetDateTime,
+    ) -> Result<Self, PointError> {
+        validate_cluster_id(cluster_id)?;
         let pass = passphrase.clone();
         let params = KdfParams::generate(cluster_id);
         let key = tokio::task::spawn_blocking(move || Arc::new(MasterKey::derive(&pass, params)))
