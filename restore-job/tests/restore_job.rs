@@ -522,23 +522,34 @@ fn the_charts_pod_failure_policy_fails_the_job_on_exactly_the_final_kinds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forged_newest_point_stops_the_restore_and_names_the_point_to_use() {
+async fn a_forged_newest_point_is_passed_over_and_restorepointid_names_the_point_exactly() {
     let source = source_cluster().await;
     let loc = tempfile::tempdir().unwrap();
     let (cluster_id, point_id) = backup(&source, loc.path(), Mode::Full).await;
-    // A writer to the location (the source cluster's backup credentials) adds a newer point.
+    // A writer to the location (the source cluster's backup credentials) adds a newer point
+    // under its own key, and a header-only forgery at the genuine point's very millisecond.
     std::thread::sleep(std::time::Duration::from_millis(5));
     let location = Location::connect(&LocationConfig::File { path: loc.path().into() }).await.unwrap();
-    support::write_point(&location, &cluster_id, &Passphrase::new("the attacker's own key".into()).unwrap(), &support::sample_entries(3, 16)).await;
+    let newer = support::write_point(&location, &cluster_id, &Passphrase::new("the attacker's own key".into()).unwrap(), &support::sample_entries(3, 16)).await;
+    let (stamp, _) = point_id.split_once('-').unwrap();
+    let twin = format!("{stamp}-ffffffff");
+    support::plant_forged_point(loc.path(), &cluster_id, dr_core::format::VERSION, &twin);
+    // Unset, and at the genuine point's own time: the genuine point, restored.
     let target = target_cluster(raw_secret(PASS)).await;
-    let run = restore(&target, &values(&cluster_id, json!({})), loc.path());
-    // Before: "wrong passphrase", and no way forward named.
+    let report = restore(&target, &values(&cluster_id, json!({})), loc.path()).report();
+    assert_eq!(report["restorePoint"], point_id.as_str());
+    assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "EUR");
+    let at = dr_core::point::rfc3339(dr_core::point::point_time(&point_id).unwrap());
+    let target = target_cluster(raw_secret(PASS)).await;
+    assert_eq!(restore(&target, &values(&cluster_id, json!({"pointInTime": at})), loc.path()).report()["restorePoint"], point_id.as_str());
+    // The forgery named by ID: refused, nothing written, and the way out is the genuine ID.
+    let target = target_cluster(raw_secret(PASS)).await;
+    let run = restore(&target, &values(&cluster_id, json!({"restorePointID": newer.point_id})), loc.path());
     assert_eq!(run.outcome.kind, Some(ErrorKind::DamagedPoint), "{}", run.message);
-    assert!(run.message.contains(&point_id) && run.message.contains("--point-in-time"), "{}", run.message);
+    assert!(run.message.contains(&format!("--point {point_id}")) && run.message.contains("restorePointID"), "{}", run.message);
     assert!(find(&target, "", "configmaps", "shop", "settings").is_none(), "nothing was written");
-    // The time it names restores the genuine point.
-    let at = run.message.split("--point-in-time ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
-    let report = restore(&target, &values(&cluster_id, json!({"pointInTime": at})), loc.path()).report();
+    // The genuine point by its ID.
+    let report = restore(&target, &values(&cluster_id, json!({"restorePointID": point_id})), loc.path()).report();
     assert_eq!(report["restorePoint"], point_id.as_str());
 }
 

@@ -246,30 +246,34 @@ async fn none_chosen(
     any_opened: bool,
 ) -> Result<PointError, PointError> {
     let at_text = at.map(rfc3339).unwrap_or_else(|| "now".into());
-    if !any_opened {
+    // Candidates were refused for the passphrase and none opened: the passphrase is wrong,
+    // unless a point outside the selection opens.
+    if !any_opened && wrong_passphrase.is_some() {
         if let Some(at) = at {
             let newer: Vec<&PointSummary> = points.iter().filter(|p| p.complete && p.time > at).collect();
             if let Some(opens) = first_that_opens(location, cluster_id, &newer, unlocker).await? {
                 return Ok(PointError::NoneOpensAtOrBefore { cluster_id: cluster_id.into(), at: at_text, newest_open: opens });
             }
         }
-        if let Some(e) = wrong_passphrase {
-            return Ok(e);
+        return Ok(wrong_passphrase.expect("checked"));
+    }
+    // Every point, newest first, with why it was not taken.
+    let why = |p: &PointSummary| -> String {
+        if let Some((_, why)) = passed_over.iter().find(|(id, _)| *id == p.id) {
+            return why.clone();
         }
+        match at {
+            _ if !p.tampered.is_empty() => format!("tampered: {}", p.tampered.join("; ")),
+            _ if !p.complete => "incomplete".into(),
+            Some(at) if p.time > at => "later".into(),
+            _ => "complete".into(),
+        }
+    };
+    let mut available: Vec<String> = points.iter().take(10).map(|p| format!("{} ({})", p.id, why(p))).collect();
+    if points.len() > 10 {
+        available.push(format!("and {} older", points.len() - 10));
     }
-    let mut available: Vec<String> = passed_over.iter().take(10).map(|(id, why)| format!("{id} ({why})")).collect();
-    if passed_over.len() > 10 {
-        available.push(format!("and {} more", passed_over.len() - 10));
-    }
-    let incomplete = points.iter().filter(|p| !p.complete && at.is_none_or(|at| p.time <= at)).count();
-    if incomplete > 0 {
-        available.push(format!("{incomplete} incomplete"));
-    }
-    Ok(PointError::NoneAtOrBefore {
-        cluster_id: cluster_id.into(),
-        at: at_text,
-        available: if available.is_empty() { "none".into() } else { available.join(", ") },
-    })
+    Ok(PointError::NoneAtOrBefore { cluster_id: cluster_id.into(), at: at_text, available: available.join(", ") })
 }
 
 /// The newest of `points` whose manifest authenticates (suspect or not): proof that the
