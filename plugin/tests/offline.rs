@@ -132,16 +132,68 @@ fn the_offline_loop_on_a_local_directory() {
     std::fs::remove_file(&manifest).unwrap();
     std::os::unix::fs::symlink("/dev/zero", &manifest).unwrap();
     let out = failed(&run(&["verify", "--point", &quick_id], PASS), 4);
-    assert!(out.contains("not a regular file (a symbolic link)"), "{out}");
+    assert!(out.contains(&format!("TAMPERED   {quick_id}")) && out.contains("manifest.kdr is a symbolic link"), "{out}");
     std::fs::remove_file(&manifest).unwrap();
     assert!(std::process::Command::new("mkfifo").arg(&manifest).status().unwrap().success());
     let out = failed(&run(&["verify", "--point", &quick_id], PASS), 4);
-    assert!(out.contains("not a regular file (a FIFO)"), "{out}");
+    assert!(out.contains(&format!("TAMPERED   {quick_id}")) && out.contains("manifest.kdr is a FIFO"), "{out}");
     std::fs::remove_file(&manifest).unwrap();
     std::fs::write(&manifest, saved).unwrap();
     std::fs::remove_file(quick_dir.join("archive.kdr")).unwrap();
     let out = failed(&run(&["verify", "--point", &quick_id], PASS), 4);
     assert!(out.contains("archive is missing"), "{out}");
+}
+
+/// What an attacker with the backup's write credentials plants beside genuine points, as the
+/// operator's commands show it: a forged point (no passphrase needed) is listed `forged` and
+/// never chosen, a point directory made a link is `tampered`, and the genuine points stay
+/// listed, verified, exported and restorable by ID.
+#[test]
+fn planted_points_are_listed_as_what_they_are_and_never_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("location");
+    std::fs::create_dir(&loc).unwrap();
+    let loc_s = loc.display().to_string();
+    let run = |cmd: &[&str], pass: &str| on_directory(&loc_s, cmd, pass);
+    ok(&run(&["backup", "--from-manifests", &manifests()], PASS));
+    let json: serde_json::Value = serde_json::from_str(&ok(&run(&["restore-points", "-o", "json"], PASS))).unwrap();
+    let genuine = json[0]["id"].as_str().unwrap().to_owned();
+    // A forgery at the genuine point's millisecond, one newer, and a second genuine point
+    // whose directory is then replaced by a link to a copy of it.
+    let (stamp, _) = genuine.split_once('-').unwrap();
+    let twin = format!("{stamp}-ffffffff");
+    support::plant_forged_point(&loc, CLUSTER, dr_core::format::VERSION, &twin);
+    let newer = dr_core::point::new_point_id(time::OffsetDateTime::now_utc() + time::Duration::seconds(1));
+    support::plant_forged_point(&loc, CLUSTER, dr_core::format::VERSION, &newer);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ok(&run(&["backup", "--from-manifests", &manifests()], PASS));
+    let json: serde_json::Value = serde_json::from_str(&ok(&run(&["restore-points", "-o", "json"], PASS))).unwrap();
+    let status = |id: &str| json.as_array().unwrap().iter().find(|r| r["id"] == id).map(|r| r["status"].as_str().unwrap().to_owned());
+    let linked = json.as_array().unwrap().iter().find(|r| r["status"] == "complete" && r["id"] != genuine.as_str()).unwrap()["id"].as_str().unwrap().to_owned();
+    assert_eq!(status(&twin).as_deref(), Some("forged"), "{json}");
+    assert_eq!(status(&newer).as_deref(), Some("forged"), "{json}");
+    assert_eq!(status(&genuine).as_deref(), Some("complete"), "{json}");
+    let points = loc.join(CLUSTER).join("restore-points");
+    let copy = dir.path().join("copy");
+    std::fs::rename(points.join(&linked), &copy).unwrap();
+    std::os::unix::fs::symlink(&copy, points.join(&linked)).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&ok(&run(&["restore-points", "-o", "json"], PASS))).unwrap();
+    let row = json.as_array().unwrap().iter().find(|r| r["id"] == linked.as_str()).unwrap();
+    assert_eq!(row["status"], "tampered", "{json}");
+    assert!(row["error"].as_str().unwrap().contains("symbolic link"), "{row}");
+    // verify fails (damaged point, 4) and names each, while the genuine point verifies.
+    let out = failed(&run(&["verify"], PASS), 4);
+    assert!(out.contains(&format!("OK         {genuine}")), "{out}");
+    assert!(out.contains(&format!("FAILED     {twin}")) && out.contains(&format!("FAILED     {newer}")), "{out}");
+    assert!(out.contains(&format!("TAMPERED   {linked}")), "{out}");
+    // A wrong passphrase is still wrong (no point opens), whatever was planted.
+    let err = failed(&run(&["verify"], "not the passphrase"), 3);
+    assert!(err.contains("wrong passphrase"), "{err}");
+    // The newest point that authenticates is exported: the genuine one.
+    let export = dir.path().join("export");
+    ok(&run(&["export", "--output-dir", &export.display().to_string()], PASS));
+    let exported: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(export.join("restore-point.json")).unwrap()).unwrap();
+    assert_eq!(exported["pointId"], genuine.as_str(), "{exported}");
 }
 
 #[test]
@@ -236,7 +288,7 @@ fn a_forged_point_is_reported_as_such_and_the_genuine_ones_still_verify() {
     ok(&run(&["backup", "--from-manifests", &manifests()], "the attacker's own key"));
     // Before: "wrong passphrase" at the forged point, and nothing verified (exit 3).
     let out = failed(&run(&["verify"], PASS), 4);
-    assert!(out.contains("OK ") && out.contains("does not open with this passphrase while other points do"), "{out}");
+    assert!(out.contains("OK ") && out.contains("does not open with this passphrase, but point"), "{out}");
     // With a passphrase that opens nothing, it is the passphrase.
     let out = failed(&run(&["verify"], "neither"), 3);
     assert_eq!(out.matches("wrong passphrase").count(), 1, "{out}");
