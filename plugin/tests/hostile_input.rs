@@ -365,3 +365,34 @@ fn a_closed_stdout_ends_the_command_quietly() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("from "), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(!stderr.contains("panicked") && !stderr.contains("error"), "{stderr}");
 }
+
+#[test]
+fn every_other_file_flag_refuses_a_fifo_or_a_device_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let fifo_s = fifo.display().to_string();
+    let is_fifo = format!("{fifo_s} is a FIFO (named pipe), not a regular file");
+    // A kubeconfig kube would read whole (--kubeconfig, or KUBECONFIG).
+    let err = failed(&dr(&["status", "--kubeconfig", "/dev/zero"], ""), 2);
+    assert!(err.contains("the kubeconfig /dev/zero is a character device, not a regular file"), "{err}");
+    let mut cmd = command(&["status"]);
+    cmd.env("KUBECONFIG", &fifo);
+    let err = failed(&finish(cmd.spawn().unwrap(), "status with KUBECONFIG a FIFO"), 2);
+    assert!(err.contains(&format!("the kubeconfig {is_fifo}")), "{err}");
+    // --s3-ca-bundle, before any connection.
+    let err = failed(&dr(&["verify", "--cluster-id", CLUSTER, "--s3-bucket", "b", "--s3-endpoint", "https://127.0.0.1:1", "--s3-ca-bundle", &fifo_s, "--passphrase-file", "-"], PASS), 2);
+    assert!(err.contains(&format!("the CA bundle {is_fifo}")), "{err}");
+    // The image archive of `images mirror`, before any registry is asked.
+    let err = failed(&dr(&["images", "mirror", "--to", "127.0.0.1:1/m", "--from-archive", &fifo_s, "--plain-http"], ""), 2);
+    assert!(err.contains(&is_fifo), "{err}");
+    // --vault-token-file, a secret: bounded like the passphrase.
+    let m = manifests().display().to_string();
+    let loc = dir.path().display().to_string();
+    let args = [
+        "backup", "--from-manifests", &m, "--cluster-id", CLUSTER, "--path", &loc, "--passphrase-source", "vault", "--vault-address", "https://127.0.0.1:1",
+        "--vault-kv-version", "KVv2", "--vault-mount-path", "secret", "--vault-secret-path", "k10", "--vault-key", "passphrase", "--vault-token-file", "/dev/zero",
+    ];
+    let err = failed(&dr(&args, ""), 2);
+    assert!(err.contains("the Vault token file /dev/zero is a character device, not a regular file"), "{err}");
+}
