@@ -43,7 +43,7 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     settings.controls = controls(args)?;
     let modifier_rules = match &args.resource_modifiers {
         Some(file) => {
-            let rules = std::fs::read_to_string(file).with_context(|| format!("--resource-modifiers: cannot read {}", file.display()))?;
+            let rules = dr_core::local_file::read_to_string(file, "the --resource-modifiers file", dr_core::local_file::MAX_FILE_BYTES, dr_core::local_file::Links::Follow)?;
             let source = format!("--resource-modifiers {}", file.display());
             dr_core::restore::modifiers::Modifiers::parse(&source, &rules).map_err(|e| anyhow::anyhow!("{e}"))?;
             settings.controls.resource_modifiers.config_map = modifiers_config_map(&args.release);
