@@ -1,13 +1,14 @@
 """Test setup against a moto server: buckets, IAM users, Secrets Manager secrets.
 
-usage: moto_setup.py ENDPOINT bucket NAME [lock]
-       moto_setup.py ENDPOINT users BUCKET          -> {"writer": {...}, "reader": {...}}
+usage: moto_setup.py ENDPOINT bucket NAME [lock|versioned]
+       moto_setup.py ENDPOINT users BUCKET [ROLE...] -> {"writer": {...}, "reader": {...}, ROLE: {...}}
        moto_setup.py ENDPOINT secret REGION NAME    (the value is read from stdin)
        moto_setup.py ENDPOINT put BUCKET KEY        (a plain PutObject of stdin, as any
                                                      writer can send it: no If-None-Match)
 
-The `users` step makes exactly 6 requests, so a server started with
-INITIAL_NO_AUTH_ACTION_COUNT=7 (bucket + users) enforces IAM policies from then on.
+Each user the `users` step makes takes exactly 3 requests: with writer and reader alone, 6, so
+a server started with INITIAL_NO_AUTH_ACTION_COUNT=7 (bucket + users) enforces IAM policies from
+then on; each extra ROLE (pruner, lister) adds 3. A `versioned` bucket takes 2 requests.
 """
 import json
 import sys
@@ -32,9 +33,11 @@ if action == "bucket":
     if len(args) > 1 and args[1] == "lock":
         kwargs["ObjectLockEnabledForBucket"] = True
     client("s3").create_bucket(**kwargs)
+    if len(args) > 1 and args[1] == "versioned":
+        client("s3").put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     print("{}")
 elif action == "users":
-    bucket = args[0]
+    bucket, *extra = args
     iam = client("iam")
     out = {}
     policies = {
@@ -46,8 +49,19 @@ elif action == "users":
             {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketObjectLockConfiguration"], "Resource": f"arn:aws:s3:::{bucket}"},
             {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"], "Resource": f"arn:aws:s3:::{bucket}/*"},
         ]},
+        # What prune needs besides reading: each version's retention, and deleting by version.
+        "pruner": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketObjectLockConfiguration"], "Resource": f"arn:aws:s3:::{bucket}"},
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention", "s3:DeleteObject", "s3:DeleteObjectVersion"], "Resource": f"arn:aws:s3:::{bucket}/*"},
+        ]},
+        # A reader without version rights: lists and reads what is current, nothing older.
+        "lister": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketObjectLockConfiguration"], "Resource": f"arn:aws:s3:::{bucket}"},
+            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"arn:aws:s3:::{bucket}/*"},
+        ]},
     }
-    for user, policy in policies.items():
+    wanted = ["writer", "reader", *extra]
+    for user, policy in ((u, policies[u]) for u in wanted):
         iam.create_user(UserName=user)
         iam.put_user_policy(UserName=user, PolicyName=f"{user}-only", PolicyDocument=json.dumps(policy))
         key = iam.create_access_key(UserName=user)["AccessKey"]

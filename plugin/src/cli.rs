@@ -624,6 +624,10 @@ pub struct ReplicateArgs {
     pub to_path: Option<PathBuf>,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputFormat,
+    /// How to reach the DR passphrase the cluster's `k10-dr-secret` names (Vault, AWS), which
+    /// authenticates every point before it is copied and every copy after.
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
 #[derive(Args, Debug)]

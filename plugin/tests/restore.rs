@@ -466,10 +466,18 @@ async fn points_replicated_off_site_are_write_once_verified_and_restore_with_rea
     profile(&kc, "vault-reader", &["--s3-credentials-file", reader_file.to_str().unwrap()], &[]);
 
     let replicate = ["replicate", "--cluster-id", &cluster_id, "--from", "offsite", "--from-path", loc.to_str().unwrap(), "--to", "vault-copy", "--verify-with", "vault-reader"];
-    let out = ok(&dr(&kc, &replicate, "", &[]));
-    assert!(out.contains("copied (") && out.contains("verified at the destination"), "{out}");
+    // A point planted at the source by someone holding its write credentials (no passphrase).
+    let forged = dr_core::point::new_point_id(time::OffsetDateTime::now_utc());
+    support::plant_forged_point(&loc, &cluster_id, 3, &forged);
+    let run = dr(&kc, &replicate, "", &[]);
+    let (out, err) = (String::from_utf8_lossy(&run.stdout).into_owned(), String::from_utf8_lossy(&run.stderr).into_owned());
+    assert!(run.status.success(), "{out}\n{err}");
+    assert!(out.contains("copied (") && out.contains("authenticated at the destination"), "{out}");
+    assert!(out.contains(&format!("{forged}  NOT COPIED: ")), "{out}");
+    assert!(err.contains("1 point(s) at") && err.contains("were not copied"), "{err}");
     let again = ok(&dr(&kc, &replicate, "", &[]));
-    assert!(again.contains("already there, identical") && !again.contains("copied"), "{again}");
+    assert!(again.contains("already there, identical") && !again.contains("copied ("), "{again}");
+    std::fs::remove_dir_all(loc.join(dr_core::point::points_prefix(&cluster_id)).join(&forged)).unwrap();
     // Copied as they are (the same bytes), under the destination's Object Lock retention.
     let offsite = dr_core::location::Location::connect(&dr_core::location::LocationConfig::S3(dr_core::location::S3Config {
         bucket: "dr-offsite".into(),

@@ -244,8 +244,11 @@ pub async fn run_replication(client: &Client, settings: &BackupSettings) -> Resu
         locations.push(resources::connect_profile(client, &settings.namespace, name, mount).await?);
     }
     let cluster_id = ownership::cluster_id(client).await?;
-    tracing::info!(cluster_id = %cluster_id, from = %locations[0].describe(), to = %locations[1].describe(), "replicating");
-    Ok(crate::replicate::replicate(&locations[0], &locations[1], &locations[2], &cluster_id, None).await?)
+    // The passphrase authenticates each point before it is copied, and each copy after.
+    let source = resources::dr_secret_source(client, &settings.namespace).await?;
+    let unlocker = crate::point::Unlocker::new(source.resolve(&settings.resolve).await.map_err(ResourceError::from)?);
+    tracing::info!(cluster_id = %cluster_id, from = %locations[0].describe(), to = %locations[1].describe(), passphrase = %source.describe(), "replicating");
+    Ok(crate::replicate::replicate(&locations[0], &locations[1], &locations[2], &cluster_id, None, &unlocker).await?)
 }
 
 /// Keeps the ten most recent runs in the policy's status, with its conditions and the time

@@ -295,9 +295,16 @@ impl Location {
 
     /// Starts writing a new object; it becomes visible only when [`ObjectUpload::finish`] succeeds.
     pub async fn create(&self, key: &str) -> Result<ObjectUpload, LocationError> {
+        self.create_with_metadata(key, Default::default()).await
+    }
+
+    /// [`Location::create`] with user metadata on the object (S3 `x-amz-meta-*`, names in lower
+    /// case): what `replicate` carries from the source, such as [`crate::point::SOURCE_STORED_AT`].
+    /// A directory keeps none, and needs none: its readers take no store time as evidence.
+    pub async fn create_with_metadata(&self, key: &str, metadata: std::collections::BTreeMap<String, String>) -> Result<ObjectUpload, LocationError> {
         match self {
             Location::File(f) => f.create(key).await,
-            Location::S3(s) => Ok(ObjectUpload::S3(S3Upload::new(s.clone(), key))),
+            Location::S3(s) => Ok(ObjectUpload::S3(S3Upload::new(s.clone(), key).with_metadata(metadata))),
         }
     }
 

@@ -348,12 +348,25 @@ pub struct S3Upload {
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
     retain_until: Option<aws_smithy_types::DateTime>,
+    /// User metadata sent with the object (PutObject or CreateMultipartUpload).
+    metadata: std::collections::BTreeMap<String, String>,
 }
 
 impl S3Upload {
     pub(super) fn new(loc: S3Location, key: &str) -> Self {
         let retain_until = loc.retain_until();
-        Self { key: key.to_owned(), loc, pending: Vec::new(), upload_id: None, parts: Vec::new(), retain_until }
+        Self { key: key.to_owned(), loc, pending: Vec::new(), upload_id: None, parts: Vec::new(), retain_until, metadata: Default::default() }
+    }
+
+    /// The object gets this user metadata (`x-amz-meta-<name>`).
+    pub(super) fn with_metadata(mut self, metadata: std::collections::BTreeMap<String, String>) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// What to send as `x-amz-meta-*`: nothing when there is none (an empty map is no header).
+    fn metadata(&self) -> Option<std::collections::HashMap<String, String>> {
+        (!self.metadata.is_empty()).then(|| self.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
     pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<(), LocationError> {
@@ -370,7 +383,7 @@ impl S3Upload {
         let loc = &self.loc;
         let full_key = loc.full_key(&self.key);
         if self.upload_id.is_none() {
-            let mut req = loc.client.create_multipart_upload().bucket(&loc.bucket).key(&full_key);
+            let mut req = loc.client.create_multipart_upload().bucket(&loc.bucket).key(&full_key).set_metadata(self.metadata());
             if let Some(until) = self.retain_until {
                 req = req.object_lock_mode(ObjectLockMode::Compliance).object_lock_retain_until_date(until);
             }
@@ -409,6 +422,7 @@ impl S3Upload {
                 .bucket(&loc.bucket)
                 .key(loc.full_key(&self.key))
                 .if_none_match("*")
+                .set_metadata(self.metadata())
                 .body(ByteStream::from(pending));
             if let Some(until) = self.retain_until {
                 req = req.object_lock_mode(ObjectLockMode::Compliance).object_lock_retain_until_date(until);

@@ -32,8 +32,11 @@ pub const CLOCK_SKEW: Duration = Duration::minutes(5);
 /// a writer holding the passphrase could do to crowd genuine points out of retention. A backup
 /// that really ran this long is listed as suspect and still restorable by its ID.
 pub const STORE_LAG: Duration = Duration::hours(1);
-/// User metadata `kubectl dr replicate` sets on each copy: when the source store received the
-/// original (RFC 3339), so a copy is judged by the original's evidence, not by its copy time.
+/// User metadata `kubectl dr replicate` sets on each copy of a manifest: when the source store
+/// received the original (RFC 3339; from a directory, which keeps no such time, the completion
+/// the manifest states), so a copy is judged by the original's evidence, not by its copy time.
+/// Whoever can write at the destination can set it too: it is believed only when it fits the
+/// point's own dates and is no later than the copy itself (`docs/security.md`).
 pub const SOURCE_STORED_AT: &str = "kubectl-dr-source-stored-at";
 
 /// Manifests fetched at once (each one small GET).
@@ -380,8 +383,8 @@ async fn judge(opened: Result<Manifest, PointError>, location: &Location, point:
 /// manifest's `createdAt` and `completedAt`, the store's own receipt time of the manifest
 /// (which a writer does not choose on S3) and now must agree within [`CLOCK_SKEW`], the
 /// manifest reaching the store after the point's completion and within [`STORE_LAG`] of its
-/// creation. A copy made by `replicate`
-/// is judged by the source store's receipt time it carries ([`SOURCE_STORED_AT`]).
+/// creation. A copy made by `replicate` is judged by the source store's receipt time it
+/// carries ([`SOURCE_STORED_AT`]).
 pub async fn suspect_dates(location: &Location, point: &PointSummary, manifest: &Manifest, now: OffsetDateTime) -> Result<Option<String>, PointError> {
     let parse = |t: &str| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339);
     let (Ok(created), Ok(completed)) = (parse(&manifest.created_at), parse(&manifest.completed_at)) else {
@@ -395,6 +398,16 @@ pub async fn suspect_dates(location: &Location, point: &PointSummary, manifest: 
     }
     if completed < created - CLOCK_SKEW {
         return Ok(Some(format!("it says it was completed ({}) before it was created ({})", manifest.completed_at, manifest.created_at)));
+    }
+    // The same bound as the store's receipt below, from the point's own word: where the store
+    // keeps no receipt time (a directory), and for a copy judged by its source's.
+    if completed > created + STORE_LAG {
+        return Ok(Some(format!(
+            "it says it was completed {} h after it was created ({} to {}): it was written later and dated back",
+            (completed - created).whole_hours(),
+            manifest.created_at,
+            manifest.completed_at
+        )));
     }
     let Some(stored) = point.manifest.as_ref().and_then(|v| v.stored_at) else { return Ok(None) };
     let check = |stored: OffsetDateTime| -> Option<String> {

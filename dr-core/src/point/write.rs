@@ -61,6 +61,8 @@ pub struct PointWriter {
     cluster_id: String,
     point_id: String,
     created_at: OffsetDateTime,
+    /// The writer's clock against this machine's: zero but for [`PointWriter::begin_as`].
+    clock: time::Duration,
     mode: Mode,
     policy: String,
     key: Arc<MasterKey>,
@@ -87,8 +89,9 @@ impl PointWriter {
     }
 
     /// [`PointWriter::begin`] with the point's ID and creation time given: what a writer holding
-    /// the passphrase can do to date a point as it likes. For tests of what readers make of
-    /// such points; the product's writers use `begin`.
+    /// the passphrase can do to date a point as it likes (its clock set to `created_at`, so the
+    /// completion it states follows as long after). For tests of what readers make of such
+    /// points; the product's writers use `begin`.
     #[doc(hidden)]
     pub async fn begin_as(
         location: &Location,
@@ -114,6 +117,7 @@ impl PointWriter {
             location: location.clone(),
             cluster_id: cluster_id.into(),
             point_id,
+            clock: created_at - OffsetDateTime::now_utc(),
             created_at,
             mode,
             policy: policy.into(),
@@ -189,7 +193,7 @@ impl PointWriter {
             cluster_id: self.cluster_id.clone(),
             point_id: self.point_id.clone(),
             created_at: rfc3339(self.created_at),
-            completed_at: rfc3339(OffsetDateTime::now_utc()),
+            completed_at: rfc3339(OffsetDateTime::now_utc() + self.clock),
             mode: self.mode,
             policy: self.policy.clone(),
             written_by: concat!("kubectl-dr ", env!("CARGO_PKG_VERSION")).into(),

@@ -1,5 +1,6 @@
 //! `kubectl dr replicate`: a cluster's restore points copied to another location profile as
-//! they are (`dr_core::replicate`).
+//! they are (`dr_core::replicate`), each authenticated with the cluster's DR passphrase
+//! (`k10-dr-secret`, resolved from here as `backup --local` resolves it) before and after.
 
 use anyhow::Result;
 use dr_core::replicate::{self, PointCopy};
@@ -19,7 +20,9 @@ pub async fn run(global: &GlobalArgs, args: &ReplicateArgs) -> Result<ExitStatus
         locations.push(resources::connect_profile(&client, ns, name, path.as_deref()).await?);
     }
     let (from, to, check) = (&locations[0], &locations[1], &locations[2]);
-    let report = replicate::replicate(from, to, check, &args.cluster_id, args.point.as_deref()).await?;
+    let source = resources::dr_secret_source(&client, ns).await?;
+    let unlocker = dr_core::point::Unlocker::new(source.resolve(&input::resolve_options(&args.passphrase)?).await?);
+    let report = replicate::replicate(from, to, check, &args.cluster_id, args.point.as_deref(), &unlocker).await?;
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Yaml => print!("{}", serde_yaml::to_string(&report)?),
@@ -27,8 +30,9 @@ pub async fn run(global: &GlobalArgs, args: &ReplicateArgs) -> Result<ExitStatus
             println!("from {}\n  to {}", report.from, report.to);
             for (point, copy) in &report.points {
                 let what = match copy {
-                    PointCopy::Copied { bytes } => format!("copied ({}), verified at the destination", human_bytes(*bytes)),
-                    PointCopy::Present => "already there, identical".into(),
+                    PointCopy::Copied { bytes, tampered } => format!("copied ({}), authenticated at the destination{}", human_bytes(*bytes), tampered_note(tampered)),
+                    PointCopy::Present { tampered } => format!("already there, identical{}", tampered_note(tampered)),
+                    PointCopy::PassedOver { reason } => format!("NOT COPIED: {reason}"),
                     PointCopy::Differs { object } => format!("DIFFERS: {object} at the destination is not the source's; left as it is (write-once)"),
                     PointCopy::Failed { reason } => format!("FAILED: {reason}"),
                 };
@@ -39,9 +43,25 @@ pub async fn run(global: &GlobalArgs, args: &ReplicateArgs) -> Result<ExitStatus
             }
         }
     }
+    if report.passed_over() > 0 {
+        eprintln!(
+            "warning: {} point(s) at {} were not copied: they do not authenticate with the DR passphrase or their dates disagree. Someone who can write there may have planted them; `kubectl dr verify` lists them",
+            report.passed_over(),
+            report.from
+        );
+    }
     if report.problems() > 0 {
         eprintln!("error: {} point(s) not copied; a copy that failed continues when run again", report.problems());
         return Ok(ExitStatus::Failed(dr_core::failure::ErrorKind::Incomplete));
     }
     Ok(ExitStatus::Success)
+}
+
+/// What was written over a point at the source, when anything was: the copy is of the version
+/// kubectl-dr wrote.
+fn tampered_note(tampered: &[String]) -> String {
+    match tampered {
+        [] => String::new(),
+        t => format!("; TAMPERED at the source, the version kubectl-dr wrote was copied: {}", t.join("; ")),
+    }
 }
