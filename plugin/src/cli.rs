@@ -54,8 +54,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write one restore point's objects out as YAML files, one per object.
     Export(ExportArgs),
-    /// Copy restore points to another location profile as they are (encrypted; no key needed
-    /// at the destination), write-once, each copy read back and checked.
+    /// Copy the restore points that authenticate to another location profile as they are
+    /// (encrypted), write-once, each copy authenticated at the destination.
     Replicate(ReplicateArgs),
     /// What changed between two restore points, or between a point and this cluster (--live):
     /// objects added, removed and changed, field by field; Secret values only as keyed hashes.
@@ -624,8 +624,9 @@ pub struct ReplicateArgs {
     pub to_path: Option<PathBuf>,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputFormat,
-    /// How to reach the DR passphrase the cluster's `k10-dr-secret` names (Vault, AWS), which
-    /// authenticates every point before it is copied and every copy after.
+    /// The DR passphrase, which authenticates every point before it is copied and every copy
+    /// after: by default the one the cluster's `k10-dr-secret` names (these flags tell how to
+    /// reach its Vault or AWS source); --passphrase-file or --passphrase-source give another.
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
 }

@@ -1,6 +1,6 @@
 //! `kubectl dr replicate`: a cluster's restore points copied to another location profile as
-//! they are (`dr_core::replicate`), each authenticated with the cluster's DR passphrase
-//! (`k10-dr-secret`, resolved from here as `backup --local` resolves it) before and after.
+//! they are (`dr_core::replicate`), each authenticated with the DR passphrase before and after:
+//! the one given with the passphrase flags, else the one the cluster's `k10-dr-secret` names.
 
 use anyhow::Result;
 use dr_core::replicate::{self, PointCopy};
@@ -20,8 +20,15 @@ pub async fn run(global: &GlobalArgs, args: &ReplicateArgs) -> Result<ExitStatus
         locations.push(resources::connect_profile(&client, ns, name, path.as_deref()).await?);
     }
     let (from, to, check) = (&locations[0], &locations[1], &locations[2]);
-    let source = resources::dr_secret_source(&client, ns).await?;
-    let unlocker = dr_core::point::Unlocker::new(source.resolve(&input::resolve_options(&args.passphrase)?).await?);
+    // Given from here (a file, or a Vault or AWS source by flags), else the one the cluster's
+    // k10-dr-secret names, as the replication Job gets it.
+    let given = args.passphrase.passphrase_file.is_some() || args.passphrase.passphrase_source != crate::cli::SourceKind::Raw;
+    let passphrase = if given {
+        input::passphrase(&args.passphrase, false).await?
+    } else {
+        resources::dr_secret_source(&client, ns).await?.resolve(&input::resolve_options(&args.passphrase)?).await?
+    };
+    let unlocker = dr_core::point::Unlocker::new(passphrase);
     let report = replicate::replicate(from, to, check, &args.cluster_id, args.point.as_deref(), &unlocker).await?;
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
