@@ -3,8 +3,10 @@
 usage: moto_setup.py ENDPOINT bucket NAME [lock|versioned]
        moto_setup.py ENDPOINT users BUCKET [ROLE...] -> {"writer": {...}, "reader": {...}, ROLE: {...}}
        moto_setup.py ENDPOINT secret REGION NAME    (the value is read from stdin)
-       moto_setup.py ENDPOINT put BUCKET KEY        (a plain PutObject of stdin, as any
-                                                     writer can send it: no If-None-Match)
+       moto_setup.py ENDPOINT put BUCKET KEY [ACCESS_KEY_ID SECRET]
+                                                    (a plain PutObject of stdin, as any
+                                                     writer can send it: no If-None-Match;
+                                                     with those credentials, else the setup's)
 
 Each user the `users` step makes takes exactly 3 requests: with writer and reader alone, 6, so
 a server started with INITIAL_NO_AUTH_ACTION_COUNT=7 (bucket + users) enforces IAM policies from
@@ -73,8 +75,11 @@ elif action == "secret":
     client("secretsmanager", region).create_secret(Name=name, SecretString=value)
     print("{}")
 elif action == "put":
-    bucket, key = args
-    client("s3").put_object(Bucket=bucket, Key=key, Body=sys.stdin.buffer.read())
+    bucket, key, *creds = args
+    s3 = client("s3")
+    if creds:
+        s3 = boto3.session.Session(aws_access_key_id=creds[0], aws_secret_access_key=creds[1], region_name="us-east-1").client("s3", endpoint_url=endpoint, verify=False)
+    s3.put_object(Bucket=bucket, Key=key, Body=sys.stdin.buffer.read())
     print("{}")
 else:
     sys.exit(f"unknown action {action}")

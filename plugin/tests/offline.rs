@@ -227,6 +227,24 @@ fn the_loop_on_s3_with_object_lock_and_write_only_credentials() {
     let export = dir.path().join("out").display().to_string();
     ok(&run(&["export", "--output-dir", &export], &reader));
     assert!(Path::new(&export).join("namespaces/shop/configmap/shop-settings.yaml").exists());
+
+    // The writer puts junk over the point's manifest (a plain PutObject, no If-None-Match).
+    let listed: serde_json::Value = serde_json::from_str(&ok(&run(&["restore-points", "-o", "json"], &reader))).unwrap();
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    let key = format!("k10/{}", dr_core::point::object_key(CLUSTER, &id, dr_core::point::MANIFEST_OBJECT));
+    let w = &users["writer"];
+    support::moto_setup(&s3, &["put", "dr-offsite", &key, w["access_key_id"].as_str().unwrap(), w["secret_access_key"].as_str().unwrap()], Some("KDR-RP\r\njunk"));
+    // Listed and verified as tampered, naming the file and the version written over it…
+    let table = ok(&run(&["restore-points"], &reader));
+    assert!(table.contains("tampered") && table.contains("manifest.kdr has a later version"), "{table}");
+    let verify = run(&["verify"], &reader);
+    let said = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert_eq!(verify.status.code(), Some(4), "{said}");
+    assert!(said.contains(&format!("TAMPERED   {id}  9 objects as written; manifest.kdr has a later version")), "{said}");
+    // …and still exported as kubectl-dr wrote it.
+    std::fs::remove_dir_all(&export).unwrap();
+    ok(&run(&["export", "--output-dir", &export, "--point", &id], &reader));
+    assert!(Path::new(&export).join("namespaces/shop/configmap/shop-settings.yaml").exists());
 }
 
 #[test]

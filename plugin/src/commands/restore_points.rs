@@ -95,7 +95,16 @@ pub async fn run(args: &RestorePointsArgs) -> Result<ExitStatus> {
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         OutputFormat::Yaml => print!("{}", serde_yaml::to_string(&rows)?),
-        OutputFormat::Table => print!("{}", table(&rows)),
+        OutputFormat::Table => {
+            print!("{}", table(&rows));
+            // Why each point that is not plainly complete is what it is, under the table.
+            for r in rows.iter().filter(|r| r.error.is_some()) {
+                println!("{} {}: {}", r.id, r.status, r.error.as_deref().unwrap_or_default());
+            }
+        }
+    }
+    if points.iter().any(|p| !p.versions_seen) && matches!(location, Location::S3(_)) {
+        eprintln!("note: the versions at {} cannot be listed (s3:ListBucketVersions), so an overwrite of a point cannot be told from the original", location.describe());
     }
     Ok(ExitStatus::Success)
 }
