@@ -56,11 +56,18 @@ pub mod self_check;
 /// An error and its causes on one line, each said once. Many of the product's errors already
 /// name their cause in their own message (`"...: {source}"`), so walking the chain as
 /// anyhow's `{:#}` does would print it twice; a cause whose text is already there is skipped.
+///
+/// kube-rs displays an API error as `ApiError: <message>: <reason> (Status { … })`, the whole
+/// response as a debug dump; wherever it appears in the chain it is said as the API server's
+/// message and reason instead.
 pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
+    let mut text = plain(e).unwrap_or_else(|| e.to_string());
     let mut cause = e.source();
     while let Some(c) = cause {
-        let said = c.to_string();
+        if let Some(clean) = plain(c) {
+            text = text.replace(&c.to_string(), &clean);
+        }
+        let said = plain(c).unwrap_or_else(|| c.to_string());
         if !text.contains(&said) {
             text.push_str(": ");
             text.push_str(&said);
@@ -68,6 +75,24 @@ pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
         cause = c.source();
     }
     text
+}
+
+/// A kube API error as the API server said it: its message, then its reason and code.
+fn plain(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let status: &kube::core::Status = match e.downcast_ref::<kube::Error>() {
+        Some(kube::Error::Api(status)) => status,
+        // kube::Error::Api's source: the Status, boxed.
+        _ => match e.downcast_ref::<Box<kube::core::Status>>() {
+            Some(boxed) => boxed,
+            None => e.downcast_ref::<kube::core::Status>()?,
+        },
+    };
+    Some(match (status.reason.as_str(), status.code) {
+        ("", 0) => status.message.clone(),
+        (reason, 0) => format!("{} ({reason})", status.message),
+        ("", code) => format!("{} (HTTP {code})", status.message),
+        (reason, code) => format!("{} ({reason}, HTTP {code})", status.message),
+    })
 }
 
 /// The log filter both binaries use unless `DR_LOG` names another: `level`, except kube-rs's

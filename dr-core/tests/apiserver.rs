@@ -193,3 +193,83 @@ fn the_kubelet_keeps_the_last_4_kib_of_a_termination_message() {
     let wide: String = (0..10).map(|i| format!("{i}{}\n", "x".repeat(400))).collect();
     assert_eq!(termination_message(&file, 1, true, &wide).len(), 2048);
 }
+
+#[tokio::test]
+async fn names_and_generate_names_are_validated_as_the_real_server_validates_them() {
+    let api = ApiServer::start().await;
+    let client = api.client();
+    let events: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &kube::api::ApiResource::from_gvk_with_plural(&kube::core::GroupVersionKind::gvk("events.k8s.io", "v1", "Event"), "events"),
+    );
+    let event = |meta: serde_json::Value| -> kube::api::DynamicObject {
+        serde_json::from_value(json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": meta, "eventTime": "2026-12-04T10:00:00.000000Z",
+            "reportingController": "x/y", "reportingInstance": "i", "action": "A", "reason": "R", "type": "Normal", "regarding": {"kind": "Job", "name": "dr-restore"}}))
+        .unwrap()
+    };
+    // What a real 1.36 server answered the restore's Event with.
+    let err = events.create(&PostParams::default(), &event(json!({"generateName": "dr-restore."}))).await.unwrap_err();
+    let kube::Error::Api(status) = &err else { panic!("{err}") };
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert!(status.message.starts_with("Event.events.k8s.io \"dr-restore.\" is invalid: metadata.generateName: Invalid value: \"dr-restore.\": a lowercase RFC 1123 subdomain"), "{}", status.message);
+    // Said once, as the server said it, without kube's debug dump of the response.
+    let text = dr_core::error_text(&err);
+    assert!(!text.contains("Status {") && text.ends_with("(Invalid, HTTP 422)"), "{text}");
+    // A prefix may end in '-'; the generated name follows it, and generateName is kept.
+    let made = events.create(&PostParams::default(), &event(json!({"generateName": "dr-restore-"}))).await.unwrap();
+    let name = made.metadata.name.clone().unwrap();
+    assert!(name.starts_with("dr-restore-") && name.len() == "dr-restore-".len() + 5, "{name}");
+    assert_eq!(made.metadata.generate_name.as_deref(), Some("dr-restore-"));
+    // Names: a subdomain for most kinds, a label for Namespaces, any path segment for RBAC.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for bad in ["Upper", "ends-", "a..b", &"x".repeat(254)] {
+        let e = cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": bad}})).unwrap()).await.unwrap_err();
+        assert!(matches!(&e, kube::Error::Api(s) if s.code == 422 && s.message.contains("metadata.name: Invalid value")), "{bad}: {e}");
+    }
+    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "a.b-c"}})).unwrap()).await.unwrap();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let e = namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "a.b"}})).unwrap()).await.unwrap_err();
+    assert!(matches!(&e, kube::Error::Api(s) if s.code == 422 && s.message.contains("RFC 1123 label")), "{e}");
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
+    roles.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "system:controller:Mixed.Case"}})).unwrap()).await.unwrap();
+    // The product's own Events are accepted.
+    dr_core::events::record(&client, "default", json!({"apiVersion": "batch/v1", "kind": "Job", "name": "dr-restore", "namespace": "default"}), "Restore", "RestoreSucceeded", false, "ok")
+        .await
+        .unwrap();
+    let listed = events.list(&Default::default()).await.unwrap();
+    assert!(listed.items.iter().any(|e| e.metadata.name.as_deref().is_some_and(|n| n.starts_with("dr-restore."))), "{:?}", listed.items.iter().map(|e| e.metadata.name.clone()).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn every_namespace_gets_the_clusters_root_ca_config_map_and_keeps_it() {
+    let (one, two) = (ApiServer::start().await, ApiServer::start().await);
+    let ca = |api: &ApiServer, ns: &str| named_in(api, ns, support::apiserver::ROOT_CA_CONFIG_MAP).map(|cm| cm["data"]["ca.crt"].as_str().unwrap().to_owned());
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(one.client());
+    namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "shop"}})).unwrap()).await.unwrap();
+    let published = wait_for(|| ca(&one, "shop")).await;
+    assert!(published.starts_with("-----BEGIN CERTIFICATE-----"), "{published}");
+    assert_eq!(ca(&one, "default").as_deref(), Some(published.as_str()), "the same CA in every namespace");
+    assert_ne!(wait_for(|| ca(&two, "default")).await, published, "another cluster, another CA");
+    // Changed or deleted, the publisher puts it back.
+    let cms: Api<ConfigMap> = Api::namespaced(one.client(), "shop");
+    cms.patch(support::apiserver::ROOT_CA_CONFIG_MAP, &PatchParams::default(), &Patch::Merge(json!({"data": {"ca.crt": "not the CA"}}))).await.unwrap();
+    wait_for(|| ca(&one, "shop").filter(|c| *c == published)).await;
+    cms.delete(support::apiserver::ROOT_CA_CONFIG_MAP, &DeleteParams::default()).await.unwrap();
+    wait_for(|| ca(&one, "shop").filter(|c| *c == published)).await;
+}
+
+fn named_in(api: &ApiServer, namespace: &str, name: &str) -> Option<serde_json::Value> {
+    api.objects("", "configmaps").into_iter().find(|o| o["metadata"]["name"] == name && o["metadata"]["namespace"] == namespace)
+}
+
+/// `f` until it gives something, for at most 5 s (the server's controllers run every 100 ms).
+async fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..50 {
+        if let Some(v) = f() {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("not within 5 s")
+}

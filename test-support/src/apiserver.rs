@@ -2,8 +2,10 @@
 //! kubectl-dr touches: legacy discovery (`/api`, `/apis`, group-version resource lists) for
 //! built-in kinds and for CRDs once created (which then report `Established`; a CRD's API is
 //! served only once it exists); get, list (`limit`/`continue` pagination, label and field
-//! selectors), watch (resuming from a resourceVersion, 410 when too old), create (with
-//! `generateName`), update (resourceVersion conflicts), merge patch, server-side apply
+//! selectors), watch (resuming from a resourceVersion, 410 when too old), create (names and
+//! `generateName` validated as the real server validates them: a DNS-1123 label for Namespaces
+//! and Services, any path segment for RBAC objects, a DNS-1123 subdomain otherwise, a
+//! generateName as a prefix, kept on the object), update (resourceVersion conflicts), merge patch, server-side apply
 //! (field managers, conflicts, force), delete (finalizers keep an object, marked with a
 //! deletionTimestamp, until they are gone; the propagation policy is honoured and defaulted
 //! as the real server does, Orphan for `batch/v1` Jobs); status subresources (status is dropped on
@@ -24,8 +26,10 @@
 //! request coming in); throttling (429 with Retry-After) and RBAC denials a test can
 //! inject; the garbage collector, on the same timer (orphaning, foreground deletion, and
 //! deleting a dependent none of whose owners is here by name and UID, as a restore that
-//! kept a source UID would see). It is generic: no scripted sequence of expected calls.
-//! Apart from those two controllers' parts it runs none: `kubelet.rs` plays the kubelet and
+//! kept a source UID would see); the root-CA publisher, on the same timer (ConfigMap
+//! `kube-root-ca.crt` with this server's own CA in every namespace, put back when changed). It
+//! is generic: no scripted sequence of expected calls. Apart from those three controllers'
+//! parts it runs none (no ServiceAccount controller: no `default` ServiceAccounts): `kubelet.rs` plays the kubelet and
 //! the Job controller. Pods are deleted at once (no grace period: no kubelet has to stop
 //! them).
 //!
@@ -122,6 +126,9 @@ struct State {
     latency: std::time::Duration,
     /// Namespaces being deleted, and when the namespace controller will have emptied them.
     terminating: BTreeMap<String, std::time::Instant>,
+    /// This server's CA bundle (a stand-in PEM, different for every server, as two clusters'
+    /// CAs are), which the root-CA publisher writes into every namespace.
+    root_ca: String,
 }
 
 impl State {
@@ -144,6 +151,40 @@ impl State {
             pod_logs: BTreeMap::new(),
             latency: std::time::Duration::ZERO,
             terminating: BTreeMap::new(),
+            root_ca: {
+                let mut der = [0u8; 48];
+                dr_core::format::crypto::fill_random(&mut der);
+                format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", hex::encode(der))
+            },
+        }
+    }
+
+    /// The controller-manager's root-CA publisher: ConfigMap `kube-root-ca.crt` with this
+    /// cluster's CA in every active namespace, created when missing and put back when changed.
+    fn publish_root_ca(&mut self) {
+        let namespaces: Vec<String> = self
+            .objects
+            .iter()
+            .filter(|(k, v)| k.0.is_empty() && k.1 == "namespaces" && v["metadata"].get("deletionTimestamp").is_none())
+            .map(|(k, _)| k.3.clone())
+            .collect();
+        for ns in namespaces {
+            let k: Key = (String::new(), "configmaps".into(), ns.clone(), ROOT_CA_CONFIG_MAP.into());
+            match self.objects.get(&k) {
+                Some(cm) if cm["data"]["ca.crt"] == self.root_ca.as_str() => continue,
+                Some(cm) => {
+                    let mut cm = cm.clone();
+                    cm["data"] = json!({"ca.crt": self.root_ca});
+                    self.store(k, cm, "MODIFIED");
+                }
+                None => {
+                    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": ROOT_CA_CONFIG_MAP, "namespace": ns, "uid": random_uid(), "creationTimestamp": now(),
+                                     "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
+                        "data": {"ca.crt": self.root_ca}});
+                    self.store(k, cm, "ADDED");
+                }
+            }
         }
     }
 
@@ -332,6 +373,9 @@ impl State {
     }
 }
 
+/// The ConfigMap the controller-manager publishes in every namespace.
+pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
+
 /// A handle on the server; clones share it (the server runs until the test process ends).
 #[derive(Clone)]
 pub struct ApiServer {
@@ -469,6 +513,7 @@ impl ApiServer {
                 let mut state = state.lock().unwrap();
                 state.finish_namespace_deletions();
                 state.collect_garbage();
+                state.publish_root_ca();
             }
         });
         tokio::spawn(async move {
@@ -1422,6 +1467,54 @@ fn create(state: &mut State, def: &ResourceDef, namespace: &str, mut obj: Value)
     Ok(obj)
 }
 
+/// `Kind.group` as the real server names a kind in its messages (`Event.events.k8s.io`).
+fn kind_of(def: &ResourceDef) -> String {
+    if def.group.is_empty() {
+        def.kind.clone()
+    } else {
+        format!("{}.{}", def.kind, def.group)
+    }
+}
+
+/// Why `name` is not a valid name for `def`'s objects, as the real server's validation says
+/// it (`prefix`: a generateName, whose trailing '-' is allowed): RBAC objects take any path
+/// segment (`system:controller:…`), Namespaces and Services a DNS-1123 label, everything
+/// else a DNS-1123 subdomain.
+fn invalid_name(def: &ResourceDef, name: &str, prefix: bool) -> Option<String> {
+    if def.group == "rbac.authorization.k8s.io" {
+        return match name {
+            "." | ".." if !prefix => Some(format!("may not be '{name}'")),
+            _ if name.contains('/') => Some("may not contain '/'".into()),
+            _ if name.contains('%') => Some("may not contain '%'".into()),
+            _ => None,
+        };
+    }
+    // maskTrailingDash: a prefix may end in '-', the generated suffix follows it.
+    let checked = match name.strip_suffix('-') {
+        Some(rest) if prefix => format!("{rest}a"),
+        _ => name.to_owned(),
+    };
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && l.starts_with(alnum) && l.ends_with(alnum) && l.chars().all(|c| alnum(c) || c == '-');
+    let label = def.group.is_empty() && matches!(def.kind.as_str(), "Namespace" | "Service");
+    if label {
+        if checked.len() > 63 {
+            return Some("must be no more than 63 characters".into());
+        }
+        if !label_ok(&checked) {
+            return Some("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".into());
+        }
+        return None;
+    }
+    if checked.len() > 253 {
+        return Some("must be no more than 253 characters".into());
+    }
+    if !checked.split('.').all(label_ok) {
+        return Some("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into());
+    }
+    None
+}
+
 /// The delete's propagation policy, from the query or the DeleteOptions body, defaulted as
 /// the real server does: `batch/v1` Jobs orphan their Pods unless told otherwise (kept for
 /// compatibility; kubectl asks for Background), everything else is Background.
@@ -1452,12 +1545,23 @@ fn create_as(state: &mut State, def: &ResourceDef, namespace: &str, obj_ref: &mu
     }
     let meta = obj["metadata"].as_object().cloned().unwrap_or_default();
     let mut name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+    let generate = meta.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty());
+    // As ValidateObjectMeta: generateName is checked as a prefix (a trailing '-' allowed),
+    // whether or not a name was given.
+    if let Some(prefix) = generate {
+        if let Some(why) = invalid_name(def, prefix, true) {
+            return Err(invalid(&kind_of(def), prefix, "metadata.generateName", format!("Invalid value: \"{prefix}\": {why}")));
+        }
+    }
     if name.is_empty() {
-        match meta.get("generateName").and_then(Value::as_str) {
+        match generate {
             Some(prefix) => {
-                let mut tag = [0u8; 3];
+                // The real server cuts the prefix to 58 bytes and adds 5 random characters.
+                const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+                let mut tag = [0u8; 5];
                 dr_core::format::crypto::fill_random(&mut tag);
-                name = format!("{prefix}{}", &hex::encode(tag)[..5]);
+                let suffix: String = tag.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+                name = format!("{}{suffix}", &prefix[..prefix.len().min(58)]);
             }
             None => {
                 return Err(respond(
@@ -1468,6 +1572,9 @@ fn create_as(state: &mut State, def: &ResourceDef, namespace: &str, obj_ref: &mu
                 ))
             }
         }
+    }
+    if let Some(why) = invalid_name(def, &name, false) {
+        return Err(invalid(&kind_of(def), &name, "metadata.name", format!("Invalid value: \"{name}\": {why}")));
     }
     let ns = if def.namespaced {
         let ns = meta.get("namespace").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(namespace).to_owned();
@@ -1500,7 +1607,6 @@ fn create_as(state: &mut State, def: &ResourceDef, namespace: &str, obj_ref: &mu
     md.remove("deletionTimestamp");
     md.remove("deletionGracePeriodSeconds");
     md.insert("generation".into(), json!(1));
-    md.remove("generateName");
     obj["apiVersion"] = json!(def.api_version());
     obj["kind"] = json!(def.kind);
     if def.status_subresource {

@@ -50,6 +50,9 @@ pub struct KindResult {
     pub failed: u64,
     /// Restored objects that read back as the point says.
     pub matching: u64,
+    /// Objects the target cluster makes itself (its root CA ConfigMap, token Secrets, the
+    /// default ServiceAccount): not compared, listed in the report's `ignored`.
+    pub ignored: u64,
     /// Restored objects that read back differently, and objects not there at all that
     /// the restore did not skip.
     pub differing: u64,
@@ -79,12 +82,19 @@ pub struct DrillReport {
     pub finished_at: String,
     /// Age of the point when the drill started (seconds): the data a disaster now would lose.
     pub rpo_seconds: f64,
-    /// Wall time of the restore (seconds): how long recovery took.
+    /// From the start of the drill (the decision to restore) until the restored objects were
+    /// read back and compared (seconds): what recovering this point takes, verified. The
+    /// restore alone is `restore_seconds`.
     pub rto_seconds: f64,
+    /// Wall time of the restore itself (seconds): opening the point and writing its objects.
+    pub restore_seconds: f64,
     pub objects: u64,
     pub by_kind: BTreeMap<String, KindResult>,
     /// The first differing objects (at most 50), field paths only.
     pub differences: Vec<Difference>,
+    /// Objects of the point that were not compared because the target makes them itself
+    /// (at most 50 named, with why; `by_kind` counts them all).
+    pub ignored: Vec<String>,
     /// The restore's failure reasons (first few per kind).
     pub failures: Vec<String>,
     /// What the drill removed afterwards (sandbox namespaces).
@@ -116,6 +126,7 @@ const DIFFERENCES_KEPT: usize = 50;
 /// source, location mount) as a restore would use them.
 pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -> Result<DrillReport, DrillError> {
     let started_at = OffsetDateTime::now_utc();
+    let clock_started = Instant::now();
     let ns = &settings.namespace;
     // The point, read whole: the objects to check the restore against.
     let restore::OpenedPoint { location, chosen, manifest, unlocker, .. } = restore::open_point(client, settings).await?;
@@ -150,7 +161,7 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -
     };
     let clock = Instant::now();
     let outcome = restore::run_restore(client, &restore).await;
-    let rto = clock.elapsed().as_secs_f64();
+    let restore_seconds = clock.elapsed().as_secs_f64();
     let (report, failure) = match outcome {
         Ok(r) => (r, None),
         Err(e) => match e.report().cloned() {
@@ -167,12 +178,21 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -
     let served = restore::controls::ServedApis::discover(client).await.map_err(|source| DrillError::Api { what: "discovering what the cluster serves".into(), source })?;
     let mut by_kind: BTreeMap<String, KindResult> = BTreeMap::new();
     let mut differences = Vec::new();
+    let mut ignored = Vec::new();
     for entry in entries.iter().filter(|e| in_scope(e)) {
         let mut want = entry.object.clone();
         let key = entry.kind_key();
         compiled.apply(&mut want, manifest.resources.get(&key).map(String::as_str));
         let k = by_kind.entry(key.clone()).or_default();
         k.in_point += 1;
+        // What the target publishes itself holds the target's CA or tokens, not the point's.
+        if let Some(why) = made_by_the_target(entry) {
+            k.ignored += 1;
+            if ignored.len() < DIFFERENCES_KEPT {
+                ignored.push(format!("{key} {}: {why}", object_path(&want)));
+            }
+            continue;
+        }
         // Left as it was on the target (it existed): the restore did not write it, so it says
         // nothing about the restore; it counts as skipped.
         if report.by_kind.get(&key).is_some_and(|r| r.existing.contains(&object_path(&want))) {
@@ -201,7 +221,12 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -
         k.restored = r.restored + r.already_restored + r.replaced + r.updated;
         // Skipped by the restore itself; not what the drill's own scope left out (its
         // namespace and kind rules, `restore::select`).
-        k.skipped = r.skipped.iter().filter(|(why, _)| !why.contains("--include-") && !why.contains("--exclude-")).map(|(_, n)| n).sum();
+        k.skipped = r
+            .skipped
+            .iter()
+            .filter(|(why, _)| !why.contains("--include-") && !why.contains("--exclude-") && why.as_str() != restore::plan::MADE_BY_THE_CLUSTER)
+            .map(|(_, n)| n)
+            .sum();
         k.failed = r.failed;
         // Objects the restore skipped (the target manages them, a selection rule) are not
         // expected back; any other absence is a difference.
@@ -244,14 +269,30 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -
         started_at: point::rfc3339(started_at),
         finished_at: point::rfc3339(OffsetDateTime::now_utc()),
         rpo_seconds: (started_at - chosen.time).as_seconds_f64().max(0.0),
-        rto_seconds: rto,
+        rto_seconds: clock_started.elapsed().as_secs_f64(),
+        restore_seconds,
         objects: by_kind.values().map(|k| k.in_point).sum(),
         by_kind,
         differences,
+        ignored,
         failures,
         cleaned_up,
         written_by: format!("kubectl-dr {}", env!("CARGO_PKG_VERSION")),
     })
+}
+
+/// Why the target makes this object itself, if it does: what the restore leaves to it
+/// ([`restore::plan::made_by_the_cluster`]), and the `default` ServiceAccount, which the
+/// target's controller-manager creates in every namespace as it appears (the restore finds
+/// it there or writes it first, whichever is quicker).
+fn made_by_the_target(entry: &Entry) -> Option<&'static str> {
+    if restore::plan::made_by_the_cluster(entry) {
+        return Some("published by the target cluster's own controllers, with its own CA or tokens");
+    }
+    if entry.api_version() == "v1" && entry.kind() == "ServiceAccount" && entry.name() == "default" {
+        return Some("created by the target cluster in every namespace");
+    }
+    None
 }
 
 /// The namespace an object of the point lives in; for a Namespace, itself.
@@ -439,15 +480,17 @@ mod tests {
             finished_at: "f".into(),
             rpo_seconds: 3700.0,
             rto_seconds: 12.4,
+            restore_seconds: 0.5,
             objects: 1,
             by_kind: BTreeMap::new(),
             differences: vec![],
+            ignored: vec!["ConfigMap <b>/kube-root-ca.crt: published".into()],
             failures: vec![],
             cleaned_up: vec![],
             written_by: "w".into(),
         };
         let html = report.html();
-        assert!(!html.contains("<script>") && html.contains("&lt;script&gt;"));
+        assert!(!html.contains("<script>") && html.contains("&lt;script&gt;") && html.contains("&lt;b&gt;/kube-root-ca.crt"));
         assert!(html.contains("1 h 1 min") && html.contains("12 s") && html.contains("FAILED"));
         assert!(!html.contains("http://") && !html.contains("https://"), "self-contained");
     }

@@ -45,6 +45,12 @@ impl DrillReport {
                 md.push_str(&format!("- {}: {}\n", d.object, d.fields.join(", ")));
             }
         }
+        if !self.ignored.is_empty() {
+            md.push_str("\n## Not compared (the target cluster makes these itself)\n\n");
+            for i in &self.ignored {
+                md.push_str(&format!("- {i}\n"));
+            }
+        }
         if !self.failures.is_empty() {
             md.push_str("\n## Failures\n\n");
             for f in &self.failures {
@@ -64,7 +70,8 @@ impl DrillReport {
             ("Drill started", self.started_at.clone()),
             ("Drill finished", self.finished_at.clone()),
             ("RPO (age of the point at the start)", duration(self.rpo_seconds)),
-            ("RTO (restore wall time)", duration(self.rto_seconds)),
+            ("RTO (drill start to the restore verified)", duration(self.rto_seconds)),
+            ("Restore alone", duration(self.restore_seconds)),
             ("Objects checked", self.objects.to_string()),
             ("Cleaned up", if self.cleaned_up.is_empty() { "nothing".into() } else { self.cleaned_up.join(", ") }),
             ("Written by", self.written_by.clone()),
@@ -104,6 +111,10 @@ impl DrillReport {
             h.push_str("<h2>Differences</h2>\n<p>Field paths only; values are not shown.</p>\n");
             let lines: Vec<String> = self.differences.iter().map(|d| format!("{}: {}", d.object, d.fields.join(", "))).collect();
             html_list(&mut h, "differences", lines.iter().map(String::as_str));
+        }
+        if !self.ignored.is_empty() {
+            h.push_str("<h2>Not compared</h2>\n<p>The target cluster makes these itself.</p>\n");
+            html_list(&mut h, "ignored", self.ignored.iter().map(String::as_str));
         }
         if !self.failures.is_empty() {
             h.push_str("<h2>Failures</h2>\n");

@@ -108,14 +108,23 @@ pub fn skip_reason(entry: &Entry, skip: &BTreeSet<Category>) -> Option<&'static 
         return Some("skipResource");
     }
     // The new cluster makes these itself; the old ones would carry the old cluster's CA or tokens.
-    let o = &entry.object;
-    if entry.kind() == "ConfigMap" && entry.name() == "kube-root-ca.crt" {
-        return Some("made by the cluster");
-    }
-    if entry.kind() == "Secret" && o["type"] == "kubernetes.io/service-account-token" {
-        return Some("made by the cluster");
-    }
-    None
+    made_by_the_cluster(entry).then_some(MADE_BY_THE_CLUSTER)
+}
+
+/// Why an object the target cluster publishes itself is not restored.
+pub const MADE_BY_THE_CLUSTER: &str = "made by the cluster";
+
+/// ConfigMaps a cluster's own controllers publish in every namespace, with the cluster's CA:
+/// the controller-manager's root CA bundle, and OpenShift's service CA bundle.
+pub const PUBLISHED_CONFIG_MAPS: [&str; 2] = ["kube-root-ca.crt", "openshift-service-ca.crt"];
+
+/// Whether the target cluster makes this object itself, with its own CA or tokens: a
+/// ConfigMap of [`PUBLISHED_CONFIG_MAPS`], a service-account token Secret. The restore leaves
+/// them to the target, and a drill does not compare them.
+pub fn made_by_the_cluster(entry: &Entry) -> bool {
+    let core = entry.api_version() == "v1";
+    (core && entry.kind() == "ConfigMap" && PUBLISHED_CONFIG_MAPS.contains(&entry.name()))
+        || (core && entry.kind() == "Secret" && entry.object["type"] == "kubernetes.io/service-account-token")
 }
 
 /// What a CRD of the point will serve once it is restored.
