@@ -32,7 +32,6 @@ use dr_core::format::crypto::{KdfParams, MasterKey, Passphrase};
 use dr_core::format::{Binding, DecryptReader, EncryptWriter, Header, Role, DEFAULT_CHUNK_SIZE};
 use dr_core::location::{Location, LocationConfig};
 use dr_core::point::{self, PointWriter, Unlocker};
-use aws_lc_rs::digest;
 use serde_json::{json, Value};
 
 const CLUSTER: &str = "bench-cluster";

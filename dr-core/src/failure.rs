@@ -156,6 +156,7 @@ impl Classify for crate::point::PointError {
             | E::CountMismatch { .. }
             | E::ArchiveMissing { .. }
             | E::DoesNotOpen { .. }
+            | E::DoesNotOpenNoneGenuine { .. }
             | E::NamesAnotherCluster { .. }
             | E::LegacyAfterUpgrade { .. }
             | E::ManifestTooLarge { .. }

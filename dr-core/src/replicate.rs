@@ -219,16 +219,19 @@ async fn authenticate_copies(
     suspect_at_source: &BTreeSet<String>,
     report: &mut ReplicateReport,
 ) -> Result<(), ReplicateError> {
-    if !report.points.iter().any(|(_, c)| matches!(c, PointCopy::Copied { .. })) {
+    let there_now = |c: &PointCopy| matches!(c, PointCopy::Copied { .. } | PointCopy::Present { .. });
+    if !report.points.iter().any(|(_, c)| there_now(c)) {
         return Ok(());
     }
+    // The destination holds copies: their carried evidence counts there.
+    let check = &check.as_replica();
     let there = point::list_points(check, cluster_id).await?;
     let judged = match point::judge_all(check, cluster_id, &there, unlocker).await {
         Ok(j) => j,
         // Nothing at the destination opens with the passphrase the source's points open with.
         Err(e @ PointError::Format { .. }) => {
             let reason = format!("does not authenticate at {}: {e}", check.describe());
-            for (_, copy) in report.points.iter_mut().filter(|(_, c)| matches!(c, PointCopy::Copied { .. })) {
+            for (_, copy) in report.points.iter_mut().filter(|(_, c)| there_now(c)) {
                 *copy = PointCopy::Failed { reason: reason.clone() };
             }
             return Ok(());
@@ -236,10 +239,13 @@ async fn authenticate_copies(
         Err(e) => return Err(e.into()),
     };
     for (id, copy) in report.points.iter_mut() {
-        if !matches!(copy, PointCopy::Copied { .. }) {
+        if !there_now(copy) {
             continue;
         }
-        let failed = |why: String| PointCopy::Failed { reason: format!("the copy at {} {why}: run again, or check the destination", check.describe()) };
+        // A copy already there was put there before this run, perhaps by someone else with the
+        // destination's write credentials: it is write-once, so a run cannot mend it.
+        let advice = if matches!(copy, PointCopy::Present { .. }) { "it was there before this run and is write-once: check who wrote it" } else { "run again, or check the destination" };
+        let failed = |why: String| PointCopy::Failed { reason: format!("the copy at {} {why}: {advice}", check.describe()) };
         let Some(j) = judged.iter().find(|j| j.point.id == *id) else {
             *copy = failed("is not listed".into());
             continue;
@@ -261,6 +267,11 @@ async fn authenticate_copies(
                 continue;
             }
         };
+        // A copy already there matched the source's bytes file for file; one made now is
+        // decrypted whole.
+        if matches!(copy, PointCopy::Present { .. }) {
+            continue;
+        }
         if let Err(e) = point::verify_entries(check, manifest, unlocker).await {
             if let PointError::Location(e) = e {
                 return Err(e.into());

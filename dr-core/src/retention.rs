@@ -117,7 +117,7 @@ pub async fn prune(
             point::Standing::Incomplete => trusted.push(p),
             point::Standing::Refused(e) => {
                 let reason = match e {
-                    point::PointError::DoesNotOpen { .. } => "does not open with the passphrase while other points do: damaged or forged".to_owned(),
+                    point::PointError::DoesNotOpen { .. } | point::PointError::DoesNotOpenNoneGenuine { .. } => "does not open with the passphrase while other points do: damaged or forged".to_owned(),
                     other => other.to_string(),
                 };
                 outcomes.push(Pruned::Untrusted { point: p.id, reason })

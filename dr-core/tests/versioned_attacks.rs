@@ -385,9 +385,14 @@ async fn a_replica_of_an_old_point_from_a_directory_is_judged_by_the_evidence_it
     let unlocker = Unlocker::new(pass());
     let report = replicate::replicate(&nfs, &to, &check, CLUSTER, None, &unlocker).await.unwrap();
     assert!(matches!(report.points[..], [(_, PointCopy::Copied { .. })]), "{report:?}");
-    let chosen = point::choose(&check, CLUSTER, point::Which::Newest, &unlocker).await.unwrap();
+    // Read as what it is, a replication destination (profile create --s3-replica), the copy
+    // is judged by the evidence it carries…
+    let chosen = point::choose(&check.as_replica(), CLUSTER, point::Which::Newest, &unlocker).await.unwrap();
     assert_eq!(chosen.manifest, old);
     assert!(chosen.passed_over.is_empty(), "{:?}", chosen.passed_over);
+    // …and elsewhere the evidence is not believed (any writer can set metadata), with a hint.
+    let err = point::choose(&check, CLUSTER, point::Which::Newest, &unlocker).await.unwrap_err();
+    assert!(err.to_string().contains("dated back") && err.to_string().contains("--s3-replica"), "{err}");
 
     // The same bytes put there by another tool, without the evidence, are suspect.
     let other = Bucket::new("copied-by-hand", "lock");

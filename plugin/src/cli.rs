@@ -297,6 +297,10 @@ pub struct LocationArgs {
     /// Write every object with an Object Lock retention (COMPLIANCE) of this many days (1-90).
     #[arg(long, env = "DR_IMMUTABLE_DAYS", requires = "s3_bucket", value_parser = clap::value_parser!(u32).range(1..=90))]
     pub immutable_days: Option<u32>,
+    /// The bucket holds copies made by `kubectl dr replicate` (an off-site copy): judge each
+    /// copy's dates by the source store's receipt time it carries, not by when it was copied.
+    #[arg(long, env = "DR_S3_REPLICA", requires = "s3_bucket")]
+    pub s3_replica: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -42,6 +42,7 @@ pub async fn location(args: &LocationArgs, create_default: bool) -> Result<Locat
             skip_tls_verify: args.s3_skip_tls_verify,
             credentials: None,
             immutable_days: args.immutable_days,
+            replica: args.s3_replica,
         }),
         (None, None) => {
             let path = default_location_path();

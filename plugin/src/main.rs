@@ -23,6 +23,8 @@ async fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: piped or captured output gets no escape codes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DR_LOG").unwrap_or_else(|_| dr_core::default_log_filter("warn").into()))
         .without_time()
         .init();

@@ -168,7 +168,12 @@ pub fn find(api: &ApiServer, group: &str, plural: &str, namespace: &str, name: &
 pub fn object_count(api: &ApiServer) -> usize {
     [("", "configmaps"), ("", "secrets"), ("", "serviceaccounts"), ("apps", "deployments"), ("batch", "cronjobs"), ("dr.kubectl-dr.io", "policies"), ("dr.kubectl-dr.io", "profiles"), ("", "namespaces")]
         .iter()
-        .map(|(g, p)| api.objects(g, p).iter().filter(|o| o["metadata"]["name"] != RELEASE).count())
+        .map(|(g, p)| {
+            // Not the release's own objects, nor the root-CA ConfigMaps the server's publisher
+            // adds to each namespace on its own timer.
+            let made_here = |o: &&serde_json::Value| o["metadata"]["name"] == RELEASE || o["metadata"]["name"] == crate::apiserver::ROOT_CA_CONFIG_MAP;
+            api.objects(g, p).iter().filter(|o| !made_here(o)).count()
+        })
         .sum()
 }
 

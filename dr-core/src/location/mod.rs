@@ -53,6 +53,11 @@ pub struct S3Config {
     pub credentials: Option<StaticCredentials>,
     /// Protection period in days: every object is written with a COMPLIANCE retention.
     pub immutable_days: Option<u32>,
+    /// The bucket holds copies made by `kubectl dr replicate`: readers judge each copy's dates
+    /// by the source store's receipt time it carries ([`crate::point::SOURCE_STORED_AT`]).
+    /// Elsewhere that metadata is not believed (the store's own time is the evidence there,
+    /// and any writer can set metadata).
+    pub replica: bool,
 }
 
 /// Extra CA certificates (PEM) to trust for an endpoint.
@@ -290,6 +295,21 @@ impl Location {
         match self {
             Location::File(_) => None,
             Location::S3(s) => s.immutable_days,
+        }
+    }
+
+    /// Whether the location holds copies made by `replicate`, whose carried evidence readers
+    /// believe ([`S3Config::replica`]).
+    pub fn is_replica(&self) -> bool {
+        matches!(self, Location::S3(s) if s.replica)
+    }
+
+    /// The same location, read as a replication destination: what `replicate` checks its own
+    /// copies through.
+    pub fn as_replica(&self) -> Location {
+        match self {
+            Location::S3(s) => Location::S3(S3Location { replica: true, ..s.clone() }),
+            other => other.clone(),
         }
     }
 

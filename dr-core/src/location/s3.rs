@@ -19,6 +19,7 @@ pub struct S3Location {
     pub(super) endpoint: String,
     pub(super) region: String,
     pub(super) immutable_days: Option<u32>,
+    pub(super) replica: bool,
 }
 
 impl fmt::Debug for S3Location {
@@ -91,6 +92,7 @@ impl S3Location {
             endpoint: cfg.endpoint.clone().unwrap_or_else(|| format!("AWS S3 ({region})")),
             region,
             immutable_days: cfg.immutable_days,
+            replica: cfg.replica,
         })
     }
 
@@ -309,15 +311,16 @@ impl S3Location {
     }
 
     pub(super) async fn head(&self, key: &str, version: Option<&str>) -> Result<ObjectInfo, LocationError> {
-        let resp = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .set_version_id(addressed(version))
-            .send()
-            .await
-            .map_err(|e| self.error(e, S3Op::HeadObject, key))?;
+        let head = |version: Option<String>| self.client.head_object().bucket(&self.bucket).key(self.full_key(key)).set_version_id(version).send();
+        let resp = match head(addressed(version)).await {
+            Ok(resp) => resp,
+            // On a bucket that never had versioning, some stores (moto) refuse a HEAD of
+            // version `null` (400), and the current object is that version.
+            Err(e) if version == Some("null") && e.raw_response().is_some_and(|r| r.status().as_u16() == 400) => {
+                head(None).await.map_err(|e| self.error(e, S3Op::HeadObject, key))?
+            }
+            Err(e) => return Err(self.error(e, S3Op::HeadObject, key)),
+        };
         // Read retention from HeadObject's x-amz-object-lock-* headers: it is what every
         // S3 implementation returns consistently (GetObjectRetention is not, in moto).
         let retention = match (resp.object_lock_mode(), resp.object_lock_retain_until_date()) {
@@ -332,11 +335,11 @@ impl S3Location {
 }
 
 
-/// The version ID to send: none for the current object, and none for `null`, the ID S3 lists
-/// for the one object of a bucket that never had versioning (moto refuses `versionId=null`,
-/// and there the current object is that version).
+/// The version ID to send: none for the current object (an empty ID: a listing without
+/// version rights); `null` as it is: the version of an object written before versioning was
+/// turned on, which may since have later versions over it (so the current object is not it).
 fn addressed(version: Option<&str>) -> Option<String> {
-    version.filter(|v| !v.is_empty() && *v != "null").map(str::to_owned)
+    version.filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
 /// Buffers up to one part; small objects go up in one PutObject, large ones as a multipart

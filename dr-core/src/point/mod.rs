@@ -59,6 +59,8 @@ pub enum PointError {
     Incomplete { point: String },
     #[error("restore point {point} does not open with this passphrase, but point {opens} does: {point} is damaged or was forged (anyone who can write to the location can add points), so it is not used. Restore {opens} by its ID: --point {opens} (chart value restorePointID)")]
     DoesNotOpen { point: String, opens: String },
+    #[error("restore point {point} does not open with this passphrase, though other points of the cluster do: it is damaged or was forged, so it is not used. No point opens whose dates agree (see `kubectl dr restore-points`): restore one by its ID only if you trust it")]
+    DoesNotOpenNoneGenuine { point: String },
     #[error("restore point {point} has a format 1/2 header but is dated after point {v3_point}, which is format 3: a writer never goes back to the older format, so it was forged (refused without deriving its key)")]
     LegacyAfterUpgrade { point: String, v3_point: String },
     #[error("restore point {point} is filed under this cluster's ID but its header names cluster {found}: it was planted or moved here, so it is not used")]

@@ -151,8 +151,9 @@ async fn open_named(location: &Location, cluster_id: &str, points: &[PointSummar
         Standing::Refused(e) if e.is_wrong_passphrase() => {
             let others: Vec<&PointSummary> = points.iter().filter(|p| p.id != point.id).collect();
             match first_that_opens(location, cluster_id, &others, unlocker).await? {
-                Some(opens) => Err(PointError::DoesNotOpen { point: point.id.clone(), opens }),
-                None => Err(e),
+                Opens { genuine: Some(opens), .. } => Err(PointError::DoesNotOpen { point: point.id.clone(), opens }),
+                Opens { any: true, .. } => Err(PointError::DoesNotOpenNoneGenuine { point: point.id.clone() }),
+                Opens { any: false, .. } => Err(e),
             }
         }
         Standing::Refused(e) => Err(e),
@@ -178,12 +179,18 @@ async fn choose_by_time(
     let mut legacy: Vec<(&PointSummary, FetchedManifest)> = Vec::new();
     let mut fetches = stream::iter(candidates.iter().copied()).map(|p| async move { (p, fetch_manifest(location, cluster_id, p).await) }).buffered(FETCHES);
     let mut found = None;
+    let mut unreadable: Option<PointError> = None;
     while let Some((p, fetched)) = fetches.next().await {
         let fetched = match fetched {
             Ok(f) => f,
-            Err(e @ PointError::Location(_)) => return Err(e),
+            Err(e) if whole_location(&e) => return Err(e),
             Err(e) => {
                 passed_over.push((p.id.clone(), e.to_string()));
+                // One point's object that cannot be read (planted in an archive storage class,
+                // under a key the reader may not use) is that point's problem, not the walk's.
+                if matches!(e, PointError::Location(_)) && unreadable.is_none() {
+                    unreadable = Some(e);
+                }
                 continue;
             }
         };
@@ -214,6 +221,10 @@ async fn choose_by_time(
                     Standing::Genuine(m) => return Ok((p.clone(), m, passed_over)),
                     other => note_passed_over(p, other, &mut passed_over, &mut wrong_passphrase, &mut any_opened),
                 }
+            }
+            // Nothing opened and something could not be read: that is the error, not the passphrase.
+            if let (Some(e), false) = (unreadable, any_opened) {
+                return Err(e);
             }
             Err(none_chosen(location, cluster_id, points, at, unlocker, passed_over, wrong_passphrase, any_opened).await?)
         }
@@ -252,13 +263,20 @@ async fn none_chosen(
     // Candidates were refused for the passphrase and none opened: the passphrase is wrong,
     // unless a point outside the selection opens.
     if !any_opened && wrong_passphrase.is_some() {
+        let mut later_opens = false;
         if let Some(at) = at {
             let newer: Vec<&PointSummary> = points.iter().filter(|p| p.complete && p.time > at).collect();
-            if let Some(opens) = first_that_opens(location, cluster_id, &newer, unlocker).await? {
-                return Ok(PointError::NoneOpensAtOrBefore { cluster_id: cluster_id.into(), at: at_text, newest_open: opens });
+            let opens = first_that_opens(location, cluster_id, &newer, unlocker).await?;
+            if let Some(newest_open) = opens.genuine {
+                return Ok(PointError::NoneOpensAtOrBefore { cluster_id: cluster_id.into(), at: at_text, newest_open });
             }
+            later_opens = opens.any;
         }
-        return Ok(wrong_passphrase.expect("checked"));
+        // Only suspect later points open: the passphrase is right; the listing below says why
+        // each point was not taken.
+        if !later_opens {
+            return Ok(wrong_passphrase.expect("checked"));
+        }
     }
     // Every point, newest first, with why it was not taken.
     let why = |p: &PointSummary| -> String {
@@ -279,29 +297,67 @@ async fn none_chosen(
     Ok(PointError::NoneAtOrBefore { cluster_id: cluster_id.into(), at: at_text, available: available.join(", ") })
 }
 
-/// The newest of `points` whose manifest authenticates (suspect or not): proof that the
-/// passphrase is right. Format 3 points first (cheap), then format 1/2.
-async fn first_that_opens(location: &Location, cluster_id: &str, points: &[&PointSummary], unlocker: &Arc<Unlocker>) -> Result<Option<String>, PointError> {
+/// What [`first_that_opens`] found.
+struct Opens {
+    /// The newest point that authenticates and whose dates agree: what to advise.
+    genuine: Option<String>,
+    /// Whether any point authenticates (suspect or not): proof that the passphrase is right.
+    any: bool,
+}
+
+/// Tries `points` newest first until one authenticates with dates that agree, noting whether
+/// any authenticates at all. Format 3 points first (cheap), then format 1/2.
+async fn first_that_opens(location: &Location, cluster_id: &str, points: &[&PointSummary], unlocker: &Arc<Unlocker>) -> Result<Opens, PointError> {
+    let now = OffsetDateTime::now_utc();
+    let mut opens = Opens { genuine: None, any: false };
     let mut legacy = Vec::new();
     let mut fetches = stream::iter(points.iter().copied().filter(|p| p.complete)).map(|p| async move { (p, fetch_manifest(location, cluster_id, p).await) }).buffered(FETCHES);
     while let Some((p, fetched)) = fetches.next().await {
         match fetched {
             Ok(f) if f.legacy_kdf() => legacy.push((p, f)),
             Ok(f) => {
-                if f.decrypt(unlocker).await.is_ok() {
-                    return Ok(Some(p.id.clone()));
+                if note_opened(&judge(f.decrypt(unlocker).await, location, p, now).await?, p, &mut opens) {
+                    return Ok(opens);
                 }
             }
-            Err(e @ PointError::Location(_)) => return Err(e),
+            Err(e) if whole_location(&e) => return Err(e),
             Err(_) => {}
         }
     }
+    drop(fetches);
     for (p, f) in legacy {
-        if f.decrypt(unlocker).await.is_ok() {
-            return Ok(Some(p.id.clone()));
+        if note_opened(&judge(f.decrypt(unlocker).await, location, p, now).await?, p, &mut opens) {
+            return Ok(opens);
         }
     }
-    Ok(None)
+    Ok(opens)
+}
+
+/// Notes what a point's standing proves; true once a genuine point is found.
+fn note_opened(standing: &Standing, p: &PointSummary, opens: &mut Opens) -> bool {
+    match standing {
+        Standing::Genuine(_) => {
+            opens.any = true;
+            opens.genuine = Some(p.id.clone());
+            true
+        }
+        Standing::Suspect { .. } => {
+            opens.any = true;
+            false
+        }
+        Standing::Refused(_) | Standing::Incomplete => false,
+    }
+}
+
+/// Whether a failure concerns the whole location (it cannot be reached, or does not exist), so
+/// that nothing else there would read either; any other failure to read one point's object is
+/// that point's.
+fn whole_location(e: &PointError) -> bool {
+    use crate::location::LocationError as L;
+    matches!(
+        e,
+        PointError::Location(L::Unreachable { .. } | L::NoSuchBucket { .. } | L::NoCredentials { .. } | L::TlsUntrusted { .. } | L::DirectoryMissing { .. })
+    )
 }
 
 /// Judges every point of `points` (in their order) for listings, `verify` and retention. Fails
@@ -324,7 +380,7 @@ pub async fn judge_all(location: &Location, cluster_id: &str, points: &[PointSum
     for (i, (p, f)) in points.iter().zip(fetched).enumerate() {
         standings.push(match f {
             Ok(None) => Some(Standing::Incomplete),
-            Err(e @ PointError::Location(_)) => return Err(e),
+            Err(e) if whole_location(&e) => return Err(e),
             Err(e) => Some(Standing::Refused(e)),
             Ok(Some(f)) if f.legacy_kdf() => {
                 legacy.push((i, f));
@@ -333,8 +389,9 @@ pub async fn judge_all(location: &Location, cluster_id: &str, points: &[PointSum
             Ok(Some(f)) => Some(judge(f.decrypt(unlocker).await, location, p, now).await?),
         });
     }
-    // The oldest authenticated format 3 point: format 1/2 headers dated after it are forged.
-    let oldest_v3 = points.iter().zip(&standings).filter(|(_, s)| s.as_ref().is_some_and(|s| s.manifest().is_some())).map(|(p, _)| p).min_by_key(|p| p.time);
+    // The oldest genuine format 3 point: format 1/2 headers dated after it are forged. (Not a
+    // suspect one: a writer with the passphrase could date one back to discredit them.)
+    let oldest_v3 = points.iter().zip(&standings).filter(|(_, s)| matches!(s, Some(Standing::Genuine(_)))).map(|(p, _)| p).min_by_key(|p| p.time);
     let mut derive = Vec::new();
     for (i, f) in legacy {
         match oldest_v3 {
@@ -351,16 +408,27 @@ pub async fn judge_all(location: &Location, cluster_id: &str, points: &[PointSum
         standings[i] = Some(standing?);
     }
     let mut judged: Vec<Judged> = points.iter().cloned().zip(standings).map(|(point, s)| Judged { point, standing: s.expect("every point judged") }).collect();
-    let newest_open = judged.iter().find(|j| j.standing.manifest().is_some()).map(|j| j.point.id.clone());
+    let any_open = judged.iter().any(|j| j.standing.manifest().is_some());
+    // What to advise: the newest genuine point, never a suspect one.
+    let newest_genuine = judged.iter().find(|j| matches!(j.standing, Standing::Genuine(_))).map(|j| j.point.id.clone());
+    // Nothing opens, none was refused for the passphrase, and some point could not be read:
+    // that is the error (the reader's rights, the store), not the points.
+    if !any_open && judged.iter().all(|j| !matches!(&j.standing, Standing::Refused(e) if e.is_wrong_passphrase())) {
+        if let Some(i) = judged.iter().position(|j| matches!(&j.standing, Standing::Refused(PointError::Location(_)))) {
+            let Standing::Refused(e) = judged.swap_remove(i).standing else { unreachable!("found above") };
+            return Err(e);
+        }
+    }
     for j in judged.iter_mut() {
         if !matches!(&j.standing, Standing::Refused(e) if e.is_wrong_passphrase()) {
             continue;
         }
         let Standing::Refused(e) = std::mem::replace(&mut j.standing, Standing::Incomplete) else { unreachable!("matched above") };
-        match &newest_open {
-            Some(opens) => j.standing = Standing::Refused(PointError::DoesNotOpen { point: j.point.id.clone(), opens: opens.clone() }),
-            None => return Err(e),
-        }
+        j.standing = match (&newest_genuine, any_open) {
+            (Some(opens), _) => Standing::Refused(PointError::DoesNotOpen { point: j.point.id.clone(), opens: opens.clone() }),
+            (None, true) => Standing::Refused(PointError::DoesNotOpenNoneGenuine { point: j.point.id.clone() }),
+            (None, false) => return Err(e),
+        };
     }
     Ok(judged)
 }
@@ -369,9 +437,11 @@ pub async fn judge_all(location: &Location, cluster_id: &str, points: &[PointSum
 /// a location failure stops the caller.
 async fn judge(opened: Result<Manifest, PointError>, location: &Location, point: &PointSummary, now: OffsetDateTime) -> Result<Standing, PointError> {
     match opened {
-        Ok(manifest) => match suspect_dates(location, point, &manifest, now).await? {
-            None => Ok(Standing::Genuine(manifest)),
-            Some(reason) => Ok(Standing::Suspect { manifest, reason }),
+        Ok(manifest) => match suspect_dates(location, point, &manifest, now).await {
+            Ok(None) => Ok(Standing::Genuine(manifest)),
+            Ok(Some(reason)) => Ok(Standing::Suspect { manifest, reason }),
+            Err(e) if whole_location(&e) => Err(e),
+            Err(e) => Ok(Standing::Refused(e)),
         },
         Err(e @ PointError::Location(_)) => Err(e),
         Err(PointError::Incomplete { .. }) => Ok(Standing::Incomplete),
@@ -430,12 +500,21 @@ pub async fn suspect_dates(location: &Location, point: &PointSummary, manifest: 
         }
     };
     let Some(reason) = check(stored) else { return Ok(None) };
-    // A replica: the copy's own time is when it was copied; the source's is carried with it.
+    // A replica: the copy's own time is when it was copied; the source's is carried with it,
+    // and believed only where the location is a replication destination (elsewhere the
+    // store's own time is the evidence, and any writer can set metadata).
     let key = super::object_key(&manifest.cluster_id, &point.id, super::MANIFEST_OBJECT);
     let info = location.head(&key, point.manifest.as_ref().filter(|_| point.versions_seen)).await?;
     if let Some(source) = info.metadata.get(SOURCE_STORED_AT).and_then(|t| parse(t).ok()) {
-        if source <= stored + CLOCK_SKEW && check(source).is_none() {
+        let fits = source <= stored + CLOCK_SKEW && check(source).is_none();
+        if fits && location.is_replica() {
             return Ok(None);
+        }
+        if fits {
+            return Ok(Some(format!(
+                "{reason}; it carries a copy's evidence ({SOURCE_STORED_AT} {}), believed only at a location marked as holding copies made by kubectl dr replicate (profile create --s3-replica)",
+                rfc3339(source)
+            )));
         }
     }
     Ok(Some(reason))

@@ -109,6 +109,7 @@ pub fn s3_config(profile: &Profile, credentials: Option<StaticCredentials>) -> O
         skip_tls_verify: s3.skip_tls_verify,
         credentials,
         immutable_days: profile.spec.immutability.as_ref().map(|i| i.protection_days),
+        replica: s3.replica,
     })
 }
 

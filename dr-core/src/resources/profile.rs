@@ -47,6 +47,10 @@ pub struct S3ProfileSpec {
     pub endpoint: Option<String>,
     #[serde(default)]
     pub path_style: bool,
+    /// The bucket holds copies made by `kubectl dr replicate` (an off-site copy): a copy's dates
+    /// are judged by the source store's receipt time it carries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replica: bool,
     #[serde(default, rename = "skipTLSVerify")]
     pub skip_tls_verify: bool,
     /// Secret in the DR namespace with aws_access_key_id and aws_secret_access_key (and

@@ -72,6 +72,7 @@ async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Re
             region: loc.s3_region.clone(),
             endpoint: loc.s3_endpoint.clone(),
             path_style: loc.s3_path_style,
+            replica: loc.s3_replica,
             skip_tls_verify: loc.s3_skip_tls_verify,
             credentials_secret: args.s3_credentials_secret.clone(),
             ca_bundle_config_map: args.s3_ca_bundle_configmap.clone(),

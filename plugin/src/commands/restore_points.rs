@@ -56,7 +56,7 @@ pub async fn rows(location: &Location, cluster_id: &str, points: &[PointSummary]
         }
         match standing {
             Standing::Refused(e) => {
-                let forged = matches!(e, PointError::DoesNotOpen { .. } | PointError::NamesAnotherCluster { .. } | PointError::LegacyAfterUpgrade { .. });
+                let forged = matches!(e, PointError::DoesNotOpen { .. } | PointError::DoesNotOpenNoneGenuine { .. } | PointError::NamesAnotherCluster { .. } | PointError::LegacyAfterUpgrade { .. });
                 row.status = if forged { "forged" } else { "damaged" }.into();
                 row.error = Some(e.to_string());
             }
