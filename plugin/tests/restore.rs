@@ -780,7 +780,8 @@ async fn a_sandbox_drill_restores_checks_reports_and_cleans_up() {
     // The page as a person sees it.
     let (dom, png) = chromium_render(&reports.join("drill.html"), dir.path());
     assert!(dom.contains(r#"id="verdict">PASSED</span>"#), "{dom}");
-    assert!(dom.contains("<td>Deployment.apps</td>") && dom.contains("RTO (restore wall time)"), "{dom}");
+    assert!(dom.contains("<td>Deployment.apps</td>") && dom.contains("RTO (drill start to the restore verified)"), "{dom}");
+    assert!(dom.contains("<h2>Not compared</h2>") && dom.contains("drill-shop/kube-root-ca.crt"), "{dom}");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a rendered page, {} bytes", png.len());
 
     // A point with an object the cluster cannot take: the drill fails, says why, and still
