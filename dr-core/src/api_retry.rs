@@ -1,10 +1,13 @@
 //! The one retry layer under every Kubernetes API call the product makes (a tower layer in
 //! the client, so the backup, the restore, the plugin and the waits all get it): throttling
-//! (429), server errors (500, 502, 503, 504) and dropped connections are retried, 200 ms
-//! doubling to 10 s, six times, honouring the server's `Retry-After`. Nothing above it
-//! retries API calls again; what is left after six tries is a transient failure for the
-//! caller (`failure::ErrorKind::Transient`), which the restore Job answers by starting
-//! another pod.
+//! (429) and server errors (500, 502, 503, 504) are retried 200 ms doubling to 10 s, six
+//! times, honouring the server's `Retry-After`; a server that cannot be reached at all
+//! (connection refused or reset: an API server restarting, a link down) is retried for as
+//! long as [`UNREACHABLE_BUDGET`], every few seconds at most, so a restore rides out an API
+//! server restart instead of failing the objects it was writing. Delays carry jitter, so the
+//! restore's parallel writers do not come back in step. Nothing above it retries API calls
+//! again; what is left is a transient failure for the caller
+//! (`failure::ErrorKind::Transient`), which the restore Job answers by starting another pod.
 //!
 //! Retrying a create after a dropped connection is safe for the restore: if the first try
 //! reached the server, the retry gets 409 AlreadyExists, and the object carries the restore's
@@ -17,8 +20,17 @@ use kube::client::Body;
 use tower::retry::Policy;
 use tower::BoxError;
 
-/// Tries after the first.
+/// Tries after the first, for a server that answers with a retryable status.
 pub const RETRIES: u32 = 6;
+/// How long a request keeps trying a server it cannot reach (from its first failure), once
+/// this process has had an answer from it: an API server restarting under a restore.
+pub const UNREACHABLE_BUDGET: Duration = Duration::from_secs(90);
+/// The same before any answer: a wrong address or a cluster that is down fails in seconds.
+pub const FIRST_CONTACT_BUDGET: Duration = Duration::from_secs(5);
+/// Whether any API request of this process got an answer.
+static REACHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The longest wait between tries of a server that cannot be reached.
+const UNREACHABLE_MAX_DELAY: Duration = Duration::from_secs(3);
 const FIRST_DELAY: Duration = Duration::from_millis(200);
 const MAX_DELAY: Duration = Duration::from_secs(10);
 /// The longest `Retry-After` honoured; a server asking for more gets this.
@@ -28,6 +40,8 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug, Default)]
 pub struct ApiRetry {
     attempt: u32,
+    /// When the server was first found unreachable for this request.
+    unreachable_since: Option<std::time::Instant>,
 }
 
 /// Whether an HTTP status is worth trying again.
@@ -59,10 +73,35 @@ impl ApiRetry {
     }
 }
 
+/// `d` less up to a quarter, at random: writers that failed together do not retry together.
+fn jittered(d: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    crate::format::crypto::fill_random(&mut byte);
+    d - d.mul_f64(f64::from(byte[0]) / 255.0 / 4.0)
+}
+
 impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for ApiRetry {
     type Future = tokio::time::Sleep;
 
     fn retry(&mut self, req: &mut Request<Body>, result: &mut Result<Response<Res>, BoxError>) -> Option<Self::Future> {
+        // Unreachable: keep trying within the budget, whatever the count.
+        if let Err(e) = result {
+            if !is_tls_refusal(e.as_ref()) {
+                let since = *self.unreachable_since.get_or_insert_with(std::time::Instant::now);
+                let budget = if REACHED.load(std::sync::atomic::Ordering::Relaxed) { UNREACHABLE_BUDGET } else { FIRST_CONTACT_BUDGET };
+                if since.elapsed() >= budget {
+                    return None;
+                }
+                if self.attempt == 0 || self.attempt % 10 == 0 {
+                    tracing::debug!(error = %e, method = %req.method(), uri = %req.uri(), "the API server cannot be reached; retrying");
+                }
+                self.attempt += 1;
+                return Some(tokio::time::sleep(jittered(self.backoff().min(UNREACHABLE_MAX_DELAY))));
+            }
+        }
+        if result.is_ok() {
+            REACHED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if self.attempt >= RETRIES {
             return None;
         }
@@ -76,13 +115,10 @@ impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for ApiRetry {
             Ok(_) => return None,
             // A certificate that is not trusted will not become trusted: say so at once.
             Err(e) if is_tls_refusal(e.as_ref()) => return None,
-            Err(e) => {
-                tracing::debug!(error = %e, method = %req.method(), uri = %req.uri(), "API request failed; retrying");
-                None
-            }
+            Err(_) => None,
         };
         self.attempt += 1;
-        Some(tokio::time::sleep(server_wait.unwrap_or_else(|| self.backoff())))
+        Some(tokio::time::sleep(server_wait.unwrap_or_else(|| jittered(self.backoff()))))
     }
 
     fn clone_request(&mut self, req: &Request<Body>) -> Option<Request<Body>> {

@@ -381,6 +381,32 @@ pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
 pub struct ApiServer {
     pub url: String,
     state: Arc<Mutex<State>>,
+    /// The task accepting and serving connections: aborted, the port refuses connections and
+    /// every open one is cut, as when a kube-apiserver process stops ([`ApiServer::restart`]).
+    serving: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+/// Accepts and serves connections on `listener` until aborted (which drops the listener and
+/// every connection with it).
+fn serve(state: Arc<Mutex<State>>, listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { return };
+                    let state = state.clone();
+                    connections.spawn(async move {
+                        let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+    })
 }
 
 fn builtin(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool, status: bool) -> ResourceDef {
@@ -498,7 +524,7 @@ impl ApiServer {
         let state = Arc::new(Mutex::new(State::new()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let server = ApiServer { url, state: state.clone() };
+        let server = ApiServer { url, state: state.clone(), serving: Arc::new(Mutex::new(None)) };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             server.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
         }
@@ -516,19 +542,20 @@ impl ApiServer {
                 state.publish_root_ca();
             }
         });
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        *server.serving.lock().unwrap() = Some(serve(state, listener));
         server
+    }
+
+    /// The API server process stops for `down` and starts again on the same address with the
+    /// same store (etcd kept): connections are cut at once, new ones refused until it is back.
+    pub async fn restart(&self, down: std::time::Duration) {
+        if let Some(task) = self.serving.lock().unwrap().take() {
+            task.abort();
+        }
+        tokio::time::sleep(down).await;
+        let addr = self.url.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind(&addr).await.unwrap_or_else(|e| panic!("rebinding {addr}: {e}"));
+        *self.serving.lock().unwrap() = Some(serve(self.state.clone(), listener));
     }
 
     /// Runs the garbage collector now, rather than waiting for its next pass (it runs every
