@@ -16,18 +16,17 @@ use dr_test_support as support;
 use aws_sdk_s3::primitives::ByteStream;
 use dr_core::catalog::{Entry, Mode};
 use dr_core::format::crypto::Passphrase;
-use dr_core::location::{Location, LocationConfig, S3Config, StaticCredentials};
+use dr_core::location::{Location, LocationConfig};
 use dr_core::point::{self, PointError, PointWriter, Standing, Unlocker, Which, ARCHIVE_OBJECT, MANIFEST_OBJECT};
 use dr_core::replicate::{self, PointCopy};
 use dr_core::resources::Retention;
 use dr_core::retention::{prune, Pruned};
 use serde_json::{json, Value};
-use support::{moto_setup, moto_with, plant_forged_point, sample_entries, write_point, Server};
+use support::moto_bucket::{s3_location, sdk, MotoBucket as Bucket, PREFIX};
+use support::{moto_setup, plant_forged_point, sample_entries, write_point};
 use time::{Duration, OffsetDateTime};
-use zeroize::Zeroizing;
 
 const CLUSTER: &str = "3c9a1b2d-4e5f-4a6b-9c7d-8e9f0a1b2c3d";
-const PREFIX: &str = "dr/review";
 
 fn pass() -> Passphrase {
     Passphrase::new("correct horse battery staple".into()).unwrap()
@@ -49,88 +48,6 @@ fn evil_entries() -> Vec<Entry> {
         source_uid: None,
     });
     entries
-}
-
-/// A bucket on its own moto, IAM enforced once the bucket and the users exist.
-struct Bucket {
-    s3: Server,
-    name: String,
-    users: Value,
-}
-
-impl Bucket {
-    fn new(name: &str, kind: &str) -> Self {
-        let roles = ["pruner"];
-        let setup = if kind == "versioned" { 2 } else { 1 } + 3 * (2 + roles.len());
-        let s3 = moto_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", setup.to_string())]);
-        moto_setup(&s3, &["bucket", name, kind], None);
-        let users = moto_setup(&s3, &[&["users", name][..], &roles].concat(), None);
-        Bucket { s3, name: name.into(), users }
-    }
-
-    fn creds(&self, user: &str) -> (String, String) {
-        let u = &self.users[user];
-        (u["access_key_id"].as_str().unwrap().to_owned(), u["secret_access_key"].as_str().unwrap().to_owned())
-    }
-
-    async fn location(&self, user: &str, immutable_days: Option<u32>) -> Location {
-        let (id, secret) = self.creds(user);
-        s3_location(&self.s3, &self.name, &id, &secret, immutable_days).await
-    }
-
-    fn attacker(&self, user: &str) -> aws_sdk_s3::Client {
-        let (id, secret) = self.creds(user);
-        sdk(&self.s3, &id, &secret)
-    }
-
-    /// A plain PutObject over `key` (relative to the location), no `If-None-Match`.
-    async fn overwrite(&self, user: &str, key: &str, body: Vec<u8>) {
-        self.put(user, key, body, HashMap::new(), None).await
-    }
-
-    async fn put(&self, user: &str, key: &str, body: Vec<u8>, metadata: HashMap<String, String>, class: Option<aws_sdk_s3::types::StorageClass>) {
-        self.attacker(user)
-            .put_object()
-            .bucket(&self.name)
-            .key(format!("{PREFIX}/{key}"))
-            .set_metadata(Some(metadata).filter(|m| !m.is_empty()))
-            .set_storage_class(class)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .unwrap();
-    }
-
-    /// A plain DeleteObject (no version): on a versioned bucket, a delete marker.
-    async fn delete_marker(&self, user: &str, key: &str) {
-        self.attacker(user).delete_object().bucket(&self.name).key(format!("{PREFIX}/{key}")).send().await.unwrap();
-    }
-}
-
-async fn s3_location(s3: &Server, bucket: &str, id: &str, secret: &str, immutable_days: Option<u32>) -> Location {
-    Location::connect(&LocationConfig::S3(S3Config {
-        bucket: bucket.into(),
-        prefix: PREFIX.into(),
-        region: Some("us-east-1".into()),
-        endpoint: Some(s3.url.clone()),
-        path_style: true,
-        immutable_days,
-        credentials: Some(StaticCredentials { access_key_id: id.into(), secret_access_key: Zeroizing::new(secret.into()), session_token: None }),
-        ..Default::default()
-    }))
-    .await
-    .unwrap()
-}
-
-fn sdk(s3: &Server, id: &str, secret: &str) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version_latest()
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .endpoint_url(&s3.url)
-        .force_path_style(true)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(id, secret, None, None, "attacker"))
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
 }
 
 async fn dir_location(path: &Path) -> Location {

@@ -18,88 +18,21 @@ use std::sync::Arc;
 
 use dr_test_support as support;
 
-use aws_sdk_s3::primitives::ByteStream;
 use dr_core::catalog::{Entry, Mode};
 use dr_core::format::crypto::Passphrase;
-use dr_core::location::{History, Location, LocationConfig, S3Config, StaticCredentials};
+use dr_core::location::{History, Location, LocationConfig};
 use dr_core::point::{self, PointWriter, Standing, Unlocker, ARCHIVE_OBJECT, MANIFEST_OBJECT};
 use dr_core::replicate::{self, PointCopy};
 use dr_core::resources::Retention;
 use dr_core::retention::{prune, Pruned};
-use serde_json::{json, Value};
-use support::{moto_setup, moto_with, sample_entries, write_point, Server};
-use zeroize::Zeroizing;
+use serde_json::json;
+use support::moto_bucket::{MotoBucket as Bucket, PREFIX};
+use support::{sample_entries, write_point};
 
 const CLUSTER: &str = "7d1e2f3a-4b5c-4d6e-8f70-9a8b7c6d5e4f";
-const PREFIX: &str = "dr/prod";
 
 fn pass() -> Passphrase {
     Passphrase::new("correct horse battery staple".into()).unwrap()
-}
-
-/// A bucket on its own moto, IAM enforced once the bucket and the users exist.
-struct Bucket {
-    s3: Server,
-    name: String,
-    users: Value,
-}
-
-impl Bucket {
-    /// `kind`: "lock" (Object Lock, so versioned) or "versioned".
-    fn new(name: &str, kind: &str) -> Self {
-        Self::with_settings(name, kind, &[])
-    }
-
-    /// The same, moto started with `settings` too.
-    fn with_settings(name: &str, kind: &str, settings: &[(&str, String)]) -> Self {
-        let roles = ["pruner", "lister"];
-        // bucket (1, or 2 with versioning) + 3 requests per user.
-        let setup = if kind == "versioned" { 2 } else { 1 } + 3 * (2 + roles.len());
-        let s3 = moto_with(&[&[("INITIAL_NO_AUTH_ACTION_COUNT", setup.to_string())][..], settings].concat());
-        moto_setup(&s3, &["bucket", name, kind], None);
-        let users = moto_setup(&s3, &[&["users", name][..], &roles].concat(), None);
-        Bucket { s3, name: name.into(), users }
-    }
-
-    fn creds(&self, user: &str) -> (String, String) {
-        let u = &self.users[user];
-        (u["access_key_id"].as_str().unwrap().to_owned(), u["secret_access_key"].as_str().unwrap().to_owned())
-    }
-
-    /// kubectl-dr's view of the bucket with `user`'s credentials.
-    async fn location(&self, user: &str, immutable_days: Option<u32>) -> Location {
-        let (id, secret) = self.creds(user);
-        Location::connect(&LocationConfig::S3(S3Config {
-            bucket: self.name.clone(),
-            prefix: PREFIX.into(),
-            region: Some("us-east-1".into()),
-            endpoint: Some(self.s3.url.clone()),
-            path_style: true,
-            immutable_days,
-            credentials: Some(StaticCredentials { access_key_id: id, secret_access_key: Zeroizing::new(secret), session_token: None }),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-    }
-
-    /// The SDK with `user`'s credentials, as an attacker uses them.
-    fn attacker(&self, user: &str) -> aws_sdk_s3::Client {
-        let (id, secret) = self.creds(user);
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version_latest()
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(&self.s3.url)
-            .force_path_style(true)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(id, secret, None, None, "attacker"))
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
-    }
-
-    /// A plain PutObject over `key` (relative to the location), no `If-None-Match`.
-    async fn overwrite(&self, user: &str, key: &str, body: Vec<u8>) {
-        self.attacker(user).put_object().bucket(&self.name).key(format!("{PREFIX}/{key}")).body(ByteStream::from(body)).send().await.unwrap();
-    }
 }
 
 fn key(point_id: &str, object: &str) -> String {

@@ -9,6 +9,7 @@
 pub mod apiserver;
 pub mod kubelet;
 pub mod measure;
+pub mod moto_bucket;
 pub mod restore_fixture;
 
 use std::net::TcpListener;
