@@ -96,13 +96,13 @@ fn plain(e: &(dyn std::error::Error + 'static)) -> Option<String> {
 }
 
 /// The log filter both binaries use unless `DR_LOG` names another: `level`, except kube-rs's
-/// "Server cert bypassed", which it logs on every connection to a cluster whose kubeconfig
-/// says `insecure-skip-tls-verify` (the user chose that; kubectl says nothing), and its
-/// per-request "failed with error client error (Connect)" lines, which it logs as errors on
-/// every attempt while an API server restarts: the product's retries and its own messages
-/// say what failed and what it waits for.
+/// warnings ("Server cert bypassed" on every connection to a cluster whose kubeconfig says
+/// `insecure-skip-tls-verify`, which the user chose; "eof in poll" when a watch's connection
+/// is cut) and its per-request "failed with error client error (Connect)" lines, which it
+/// logs as errors on every attempt while an API server restarts: the product's retries and
+/// its own messages say what failed and what it waits for.
 pub fn default_log_filter(level: &str) -> String {
-    format!("{level},kube_client::client::tls=error,kube_client::client::builder=off")
+    format!("{level},kube_client=error,kube_client::client::builder=off")
 }
 
 /// Installs aws-lc-rs as rustls' process-wide crypto provider, once. reqwest is built without

@@ -246,6 +246,39 @@ async fn a_restore_whose_first_pod_is_killed_is_followed_to_the_jobs_verdict() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_the_job_rides_out_the_api_server_restarting_and_says_what_it_waits_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("nfs");
+    std::fs::create_dir_all(&loc).unwrap();
+    let (_source, cluster_id) = source(dir.path(), &loc).await;
+    let (target, kc) = target(dir.path()).await;
+    // The first pod is killed, so the Job controller waits its backoff before the next: the
+    // API server restarts (down 8 s) while the plugin follows the Job.
+    let job = kubelet_with(&target, &loc, &[support::kubelet::PodFate::Killed]);
+    let restarting = target.clone();
+    let outage = tokio::spawn(async move {
+        while restarting.objects("", "pods").is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        restarting.restart(std::time::Duration::from_secs(8)).await;
+    });
+    let kc2 = kc.clone();
+    let cluster = cluster_id.clone();
+    let out = tokio::task::spawn_blocking(move || dr(&kc2, &["restore", "--cluster-id", &cluster, "--profile", "offsite", "--passphrase-file", "-"], PASS, &[])).await.unwrap();
+    outage.await.unwrap();
+    assert_eq!(job.await.unwrap(), vec![137, 0]);
+    let stdout = ok(&out);
+    assert!(stdout.contains("Restored."), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Said once, plainly: no kube-client error lines, no terminal colour codes.
+    assert!(stderr.contains("the API server stopped answering") && stderr.contains("waiting for the API server to come back"), "{stderr}");
+    assert!(stderr.contains("the API server answers again after"), "{stderr}");
+    assert_eq!(stderr.matches("stopped answering").count(), 1, "{stderr}");
+    assert!(!stderr.contains("kube_client") && !stderr.contains('\x1b'), "{stderr}");
+    assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "EUR");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_plans_custom_resources_whose_crd_is_in_the_point() {
     let dir = tempfile::tempdir().unwrap();
     let loc = dir.path().join("nfs");

@@ -105,10 +105,50 @@ pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, mut resourc
     let started = Instant::now();
     let mut last_state = None;
     let mut failed_seen = 0;
+    // Since when the API server has not answered the watch, if it has not.
+    let mut lost: Option<Instant> = None;
     loop {
         let params = WatchParams::default().fields(&format!("metadata.name={name}")).timeout(60);
-        let mut events = jobs.watch(&params, &resource_version).await.with_context(|| format!("watching job {name}"))?.boxed();
-        while let Some(event) = events.try_next().await.with_context(|| format!("watching job {name}"))? {
+        // The client retries an API server it cannot reach for a while on its own: say what
+        // is waited for when the watch does not start at once.
+        let from = resource_version.clone();
+        let watched = {
+            let watch = jobs.watch(&params, &from);
+            tokio::pin!(watch);
+            tokio::select! {
+                w = &mut watch => w,
+                _ = tokio::time::sleep(SLOW_WATCH) => {
+                    note_lost(name, &mut lost, started);
+                    watch.await
+                }
+            }
+        };
+        let mut events = match watched {
+            Ok(events) => {
+                if let Some(since) = lost.take() {
+                    super::progress::say(&format!("job {name}: the API server answers again after {}s; following the Job", since.elapsed().as_secs()));
+                }
+                events.boxed()
+            }
+            Err(e) if unreachable(&e) => {
+                wait_for_api_server(name, &e, &mut lost, started).await?;
+                continue;
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("watching job {name}"))),
+        };
+        loop {
+            let event = match events.try_next().await {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                // The connection was cut (an API server restarting): the Job runs on in the
+                // cluster; watch again from where this one was.
+                Err(e) if unreachable(&e) => {
+                    wait_for_api_server(name, &e, &mut lost, started).await?;
+                    break;
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context(format!("watching job {name}"))),
+            };
+
             let job = match event {
                 WatchEvent::Added(job) | WatchEvent::Modified(job) => job,
                 WatchEvent::Deleted(_) => bail!("job {name} was deleted before it finished"),
@@ -145,6 +185,45 @@ pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, mut resourc
             }
         }
     }
+}
+
+/// How long `kubectl dr restore` keeps waiting for an API server that stopped answering while
+/// it followed the Job (which runs on in the cluster and rides out such outages itself).
+const FOLLOW_OUTAGE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// How long a watch may take to start before the API server counts as not answering.
+const SLOW_WATCH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Notes, and says once, that the API server stopped answering; returns since when.
+fn note_lost(name: &str, lost: &mut Option<Instant>, started: Instant) -> Instant {
+    *lost.get_or_insert_with(|| {
+        super::progress::say(&format!(
+            "job {name}: the API server stopped answering ({}s); the Job runs on in the cluster: waiting for the API server to come back",
+            started.elapsed().as_secs()
+        ));
+        Instant::now()
+    })
+}
+
+/// Whether a watch failed because the API server could not be reached (not an answer).
+fn unreachable(e: &kube::Error) -> bool {
+    !matches!(e, kube::Error::Api(_))
+}
+
+/// Says once that the API server stopped answering and what is waited for; fails once it has
+/// been gone for [`FOLLOW_OUTAGE`]. Pauses briefly before the next try (the client's own
+/// retries already waited).
+async fn wait_for_api_server(name: &str, e: &kube::Error, lost: &mut Option<Instant>, started: Instant) -> Result<()> {
+    let since = note_lost(name, lost, started);
+    if since.elapsed() >= FOLLOW_OUTAGE {
+        bail!(
+            "the API server has not answered for {} s while following job {name} ({}): the Job may still be running; see it with `kubectl get job {name}` once the cluster answers",
+            since.elapsed().as_secs(),
+            dr_core::error_text(e)
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    Ok(())
 }
 
 /// The last lines of a Job's pods' logs, for a failure report.
