@@ -166,16 +166,17 @@ async fn copy_or_fail(from: &Location, to: &Location, check: &Location, cluster_
 }
 
 /// Copies one point's files, archive first; the manifest's bytes are read back from the
-/// destination and compared (the archive is checked whole by [`authenticate_copies`]).
+/// destination and compared (the archive is checked whole by [`authenticate_copies`]). A file
+/// already at the destination is compared with the source's; a new one is read from the source
+/// once, as it is copied.
 async fn copy_point(from: &Location, to: &Location, check: &Location, cluster_id: &str, p: &PointSummary, manifest: &Manifest) -> Result<PointCopy, LocationError> {
     let mut copied = 0u64;
     let mut present = true;
     for (object, listed) in [(ARCHIVE_OBJECT, &p.archive), (MANIFEST_OBJECT, &p.manifest)] {
         let key = point::object_key(cluster_id, &p.id, object);
         let version = listed.as_ref().filter(|_| p.versions_seen);
-        let source = sha256_of(open_source(from, &key, version).await?).await?;
         match sha256_of_written(check, &key).await {
-            Ok(existing) if existing == source => continue,
+            Ok(existing) if existing == sha256_of(open_source(from, &key, version).await?).await? => continue,
             Ok(_) => return Ok(PointCopy::Differs { object: key }),
             Err(LocationError::NotFound { .. }) => {}
             Err(e) => return Err(e),
@@ -186,24 +187,21 @@ async fn copy_point(from: &Location, to: &Location, check: &Location, cluster_id
             _ => BTreeMap::new(),
         };
         let written = match copy_object(open_source(from, &key, version).await?, to, &key, metadata).await {
-            // Someone wrote it since we looked: what is there is compared below.
-            Err(LocationError::AlreadyExists { .. }) => None,
-            Err(e) => return Err(e),
-            Ok(w) => Some(w),
-        };
-        if written.as_ref().is_some_and(|w| *w != source) {
-            return Ok(PointCopy::Failed { reason: format!("{key} changed at {} while it was read: run again", from.describe()) });
-        }
-        if object == MANIFEST_OBJECT || written.is_none() {
-            let there = sha256_of_written(check, &key).await?;
-            if there != source {
-                return Ok(match written {
-                    None => PointCopy::Differs { object: key },
-                    Some(_) => PointCopy::Failed { reason: format!("{key} reads back from {} different from what was written: check the destination", to.describe()) },
-                });
+            Ok(w) => w,
+            // Someone wrote it since we looked: the same bytes are as good as ours.
+            Err(LocationError::AlreadyExists { .. }) => {
+                let source = sha256_of(open_source(from, &key, version).await?).await?;
+                if sha256_of_written(check, &key).await? != source {
+                    return Ok(PointCopy::Differs { object: key });
+                }
+                source
             }
+            Err(e) => return Err(e),
+        };
+        if object == MANIFEST_OBJECT && sha256_of_written(check, &key).await? != written {
+            return Ok(PointCopy::Failed { reason: format!("{key} reads back from {} different from what was written: check the destination", to.describe()) });
         }
-        copied += source.0;
+        copied += written.0;
     }
     let tampered = p.tampered.clone();
     Ok(if present { PointCopy::Present { tampered } } else { PointCopy::Copied { bytes: copied, tampered } })

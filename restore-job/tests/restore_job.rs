@@ -315,6 +315,20 @@ async fn big_point(location: &Path, n: usize) -> String {
     cluster_id.into()
 }
 
+/// The ConfigMaps in app-0, where the point's are restored (the ownership ConfigMap is elsewhere).
+fn restored_apps(target: &support::apiserver::ApiServer) -> usize {
+    target.objects("", "configmaps").iter().filter(|c| c["metadata"]["namespace"] == "app-0").count()
+}
+
+/// Waits (at most 60 s) until the restore running against `target` has written `n` of them.
+async fn wait_until_restored(target: &support::apiserver::ApiServer, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while restored_apps(target) < n {
+        assert!(std::time::Instant::now() < deadline, "restore made no progress");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_restore_finishes_when_run_again_without_duplicates() {
     let loc = tempfile::tempdir().unwrap();
@@ -325,13 +339,7 @@ async fn an_interrupted_restore_finishes_when_run_again_without_duplicates() {
     let root = tempfile::tempdir().unwrap();
     let pod = install_chart(&target, &vals, loc.path(), root.path());
     let mut child = spawn(&pod);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let restored_apps = || target.objects("", "configmaps").iter().filter(|c| c["metadata"]["namespace"] == "app-0").count();
-    // At least 300 of the point's ConfigMaps (not counting the ownership ConfigMap).
-    while restored_apps() < 300 {
-        assert!(std::time::Instant::now() < deadline, "restore made no progress");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until_restored(&target, 300).await;
     child.kill().unwrap(); // the node died
     child.wait().unwrap();
     let partial = target.objects("", "configmaps").len();
@@ -358,16 +366,11 @@ async fn a_restore_rides_out_its_api_server_restarting_for_30_seconds() {
     let root = tempfile::tempdir().unwrap();
     let pod = install_chart(&target, &vals, loc.path(), root.path());
     let child = spawn(&pod);
-    let restored_apps = || target.objects("", "configmaps").iter().filter(|c| c["metadata"]["namespace"] == "app-0").count();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while restored_apps() < 300 {
-        assert!(std::time::Instant::now() < deadline, "restore made no progress");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until_restored(&target, 300).await;
     // Connections cut, then refused for 30 s; then the same store answers again.
     let started = std::time::Instant::now();
     target.restart(std::time::Duration::from_secs(30)).await;
-    let during = restored_apps();
+    let during = restored_apps(&target);
     assert!(during < 1500, "the outage came mid-restore ({during})");
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
     let raw = std::fs::read_to_string(&pod.termination).unwrap_or_default();
