@@ -352,7 +352,12 @@ fn main() {
     for r in &results {
         let size = if r["bytes"].as_u64().unwrap() > 0 { format!("{} MiB", r["bytes"].as_u64().unwrap() >> 20) } else { "-".into() };
         let tput = if r["bytes"].as_u64().unwrap() > 0 { format!("{:.0} MB/s", r["mbPerSec"].as_f64().unwrap()) } else { "-".into() };
-        println!("| {} | {size} | {:.3} s | {tput} | {:.1} MiB |", r["phase"].as_str().unwrap(), r["seconds"].as_f64().unwrap(), r["peakRssMib"].as_f64().unwrap());
+        println!(
+            "| {} | {size} | {:.3} s | {tput} | {:.1} MiB |",
+            r["phase"].as_str().unwrap(),
+            r["seconds"].as_f64().unwrap(),
+            r["peakRssMib"].as_f64().unwrap()
+        );
     }
     if let Some(p) = get("pbkdf2") {
         println!("\nPBKDF2-HMAC-SHA256 600k: {:.1} ms", p["extra"]["msPerDerivation"].as_f64().unwrap());
@@ -371,8 +376,17 @@ fn main() {
         legacy += &x["forgedV2BeforeUpgrade"].as_u64().map(|n| format!(", {n} forged format 2 points dated before it")).unwrap_or_default();
         println!(
             "one genuine point beside {} forged format 3 points{legacy}: judging every manifest {:.2} s ({} PBKDF2), choosing the newest {:.2} s ({} PBKDF2){}",
-            x["forgedV3"], x["judgeAllSeconds"].as_f64().unwrap(), x["judgeAllPbkdf2Runs"], x["chooseNewestSeconds"].as_f64().unwrap(), x["chooseNewestPbkdf2Runs"],
-            get("pbkdf2").map(|p| format!("; one PBKDF2 is {:.1} ms (target: at most a few seconds for 1,000 forgeries)", p["extra"]["msPerDerivation"].as_f64().unwrap())).unwrap_or_default(),
+            x["forgedV3"],
+            x["judgeAllSeconds"].as_f64().unwrap(),
+            x["judgeAllPbkdf2Runs"],
+            x["chooseNewestSeconds"].as_f64().unwrap(),
+            x["chooseNewestPbkdf2Runs"],
+            get("pbkdf2")
+                .map(|p| format!(
+                    "; one PBKDF2 is {:.1} ms (target: at most a few seconds for 1,000 forgeries)",
+                    p["extra"]["msPerDerivation"].as_f64().unwrap()
+                ))
+                .unwrap_or_default(),
         );
     }
 }

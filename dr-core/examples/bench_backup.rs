@@ -16,12 +16,12 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use dr_core::catalog::Mode;
-use dr_test_support::measure::{self, cpu_seconds, proc_status};
 use dr_core::backup;
-use dr_core::resources::Selection;
+use dr_core::catalog::Mode;
 use dr_core::format::crypto::Passphrase;
 use dr_core::location::{Location, LocationConfig};
+use dr_core::resources::Selection;
+use dr_test_support::measure::{self, cpu_seconds, proc_status};
 use serde_json::{json, Value};
 
 async fn serve(n: usize) {
@@ -37,9 +37,15 @@ async fn serve(n: usize) {
     for i in 0..n {
         let ns = format!("ns-{}", i % 5);
         let obj = match i % 3 {
-            0 => json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}"), "namespace": ns, "labels": {"app": "shop"}}, "data": {"config": filler, "n": i.to_string()}}),
-            1 => json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("secret-{i}"), "namespace": ns}, "data": {"token": "c2VjcmV0LXZhbHVlLWZvci1iZW5jaG1hcmtz", "pad": filler}}),
-            _ => json!({"apiVersion": "shop.example.com/v1", "kind": "Cart", "metadata": {"name": format!("cart-{i}"), "namespace": ns}, "spec": {"items": [filler.clone()], "n": i}}),
+            0 => {
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}"), "namespace": ns, "labels": {"app": "shop"}}, "data": {"config": filler, "n": i.to_string()}})
+            }
+            1 => {
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("secret-{i}"), "namespace": ns}, "data": {"token": "c2VjcmV0LXZhbHVlLWZvci1iZW5jaG1hcmtz", "pad": filler}})
+            }
+            _ => {
+                json!({"apiVersion": "shop.example.com/v1", "kind": "Cart", "metadata": {"name": format!("cart-{i}"), "namespace": ns}, "spec": {"items": [filler.clone()], "n": i}})
+            }
         };
         api.seed(obj);
     }
@@ -54,12 +60,14 @@ async fn backup(url: &str) {
     let pass = Passphrase::new("benchmark passphrase".into()).unwrap();
     let cpu0 = cpu_seconds();
     let start = Instant::now();
-    let report = backup::backup(&client, &loc, "bench", &pass, "kasten-io", Mode::Full, &Selection { cluster_scoped: true, ..Default::default() })
-        .await
-        .unwrap();
+    let report =
+        backup::backup(&client, &loc, "bench", &pass, "kasten-io", Mode::Full, &Selection { cluster_scoped: true, ..Default::default() }).await.unwrap();
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
-    println!("{}", json!({"objects": report.manifest.counts.total, "wallSeconds": wall, "cpuSeconds": cpu, "peakRssMib": proc_status("VmHWM:"), "storedBytes": report.manifest.archive.stored_bytes}));
+    println!(
+        "{}",
+        json!({"objects": report.manifest.counts.total, "wallSeconds": wall, "cpuSeconds": cpu, "peakRssMib": proc_status("VmHWM:"), "storedBytes": report.manifest.archive.stored_bytes})
+    );
 }
 
 fn main() {

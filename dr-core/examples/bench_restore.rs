@@ -28,8 +28,8 @@ use dr_core::format::crypto::Passphrase;
 use dr_core::location::{Location, LocationConfig, S3Config, StaticCredentials};
 use dr_core::point::PointWriter;
 use dr_core::restore::{self, RestoreSettings};
-use futures::StreamExt;
 use dr_test_support::measure::{self, cpu_seconds, proc_status};
+use futures::StreamExt;
 use serde_json::{json, Value};
 use support::apiserver;
 
@@ -186,7 +186,8 @@ fn main() {
     // The default limit (2,000 requests/s) first; then without it, which compares the
     // engine itself with the server's limit (this test server creates faster than 2,000/s).
     const UNLIMITED: u32 = 1_000_000;
-    let mut runs: Vec<(&str, usize, u32)> = vec![("directory", 10_000, restore::DEFAULT_QPS), ("directory", 10_000, UNLIMITED), ("directory", 40_000, UNLIMITED)];
+    let mut runs: Vec<(&str, usize, u32)> =
+        vec![("directory", 10_000, restore::DEFAULT_QPS), ("directory", 10_000, UNLIMITED), ("directory", 40_000, UNLIMITED)];
     if moto.is_some() {
         runs.insert(2, ("S3 (moto)", 10_000, UNLIMITED));
     }

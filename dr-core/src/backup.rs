@@ -32,8 +32,15 @@ pub const DEFAULT_EXCLUDED_NAMESPACES: &[&str] = &["kube-system", "kube-public",
 /// Kinds never backed up: recreated by the API server or controllers, or not meaningful on
 /// another cluster.
 const NEVER_BACKED_UP: &[&str] = &[
-    "Event", "Event.events.k8s.io", "Endpoints", "EndpointSlice.discovery.k8s.io", "Node", "Lease.coordination.k8s.io",
-    "ComponentStatus", "PodMetrics.metrics.k8s.io", "NodeMetrics.metrics.k8s.io",
+    "Event",
+    "Event.events.k8s.io",
+    "Endpoints",
+    "EndpointSlice.discovery.k8s.io",
+    "Node",
+    "Lease.coordination.k8s.io",
+    "ComponentStatus",
+    "PodMetrics.metrics.k8s.io",
+    "NodeMetrics.metrics.k8s.io",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -164,14 +171,11 @@ fn is_platform_kind(r: &ApiResource) -> bool {
 /// Whether a workload controller recreates this object (a Deployment's ReplicaSet, a
 /// ReplicaSet's Pods, a CronJob's Jobs): restoring it would duplicate what the controller makes.
 pub(crate) fn recreated_by_controller(obj: &Value) -> bool {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter().any(|r| {
-                r["controller"].as_bool() == Some(true)
-                    && matches!(r["apiVersion"].as_str(), Some(v) if v.starts_with("apps/") || v.starts_with("batch/"))
-            })
+    obj.pointer("/metadata/ownerReferences").and_then(Value::as_array).is_some_and(|refs| {
+        refs.iter().any(|r| {
+            r["controller"].as_bool() == Some(true) && matches!(r["apiVersion"].as_str(), Some(v) if v.starts_with("apps/") || v.starts_with("batch/"))
         })
+    })
 }
 
 /// Counts of what a backup left out, for its report.
@@ -310,10 +314,9 @@ async fn write_all(
 fn list_error(e: kube::Error, resource: &ApiResource, namespace: Option<&str>) -> BackupError {
     let name = if resource.group.is_empty() { resource.plural.clone() } else { format!("{}.{}", resource.plural, resource.group) };
     match &e {
-        kube::Error::Api(status) if status.code == 403 => BackupError::ListForbidden {
-            resource: name,
-            scope: namespace.map(|ns| format!(" in namespace {ns}")).unwrap_or_else(|| " cluster-wide".into()),
-        },
+        kube::Error::Api(status) if status.code == 403 => {
+            BackupError::ListForbidden { resource: name, scope: namespace.map(|ns| format!(" in namespace {ns}")).unwrap_or_else(|| " cluster-wide".into()) }
+        }
         _ => BackupError::List { resource: name, source: e },
     }
 }

@@ -38,8 +38,7 @@ pub enum Category {
 }
 
 impl Category {
-    pub const ALL: [Category; 5] =
-        [Category::Profiles, Category::Policies, Category::Secrets, Category::Cluster, Category::Applications];
+    pub const ALL: [Category; 5] = [Category::Profiles, Category::Policies, Category::Secrets, Category::Cluster, Category::Applications];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -71,21 +70,14 @@ pub struct UnknownCategory(pub String);
 impl FromStr for Category {
     type Err = UnknownCategory;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Category::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s.trim())
-            .ok_or_else(|| UnknownCategory(s.trim().to_owned()))
+        Category::ALL.into_iter().find(|c| c.as_str() == s.trim()).ok_or_else(|| UnknownCategory(s.trim().to_owned()))
     }
 }
 
 /// Parses a `skipResource` value: `profiles,policies`. Helm users escape the comma
 /// (`profiles\,policies`), so a backslash before a comma is accepted too.
 pub fn parse_categories(list: &str) -> Result<BTreeSet<Category>, UnknownCategory> {
-    list.replace("\\,", ",")
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(Category::from_str)
-        .collect()
+    list.replace("\\,", ",").split(',').filter(|s| !s.trim().is_empty()).map(Category::from_str).collect()
 }
 
 /// Backup mode: `quick` keeps only the DR platform's own resources, `full` also the
@@ -168,11 +160,29 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
 /// Kinds that are cluster-scoped in every Kubernetes release, for classifying manifests read
 /// from files (a live backup asks discovery instead).
 const CLUSTER_SCOPED_KINDS: &[&str] = &[
-    "Namespace", "Node", "PersistentVolume", "StorageClass", "VolumeAttachment", "CSIDriver", "CSINode",
-    "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "APIService", "PriorityClass",
-    "RuntimeClass", "IngressClass", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
-    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "VolumeSnapshotClass",
-    "VolumeSnapshotContent", "CertificateSigningRequest", "FlowSchema", "PriorityLevelConfiguration",
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "StorageClass",
+    "VolumeAttachment",
+    "CSIDriver",
+    "CSINode",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "APIService",
+    "PriorityClass",
+    "RuntimeClass",
+    "IngressClass",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "VolumeSnapshotClass",
+    "VolumeSnapshotContent",
+    "CertificateSigningRequest",
+    "FlowSchema",
+    "PriorityLevelConfiguration",
 ];
 
 /// Whether `kind` is cluster-scoped, as far as a manifest without discovery can tell.

@@ -60,7 +60,11 @@ pub fn next_after(schedule: &str, after: OffsetDateTime) -> Option<OffsetDateTim
             let d = dom.allowed[t.day() as usize];
             let w = dow.allowed[t.weekday().number_days_from_sunday() as usize];
             // Standard cron: when both day fields are restricted, either may match.
-            if dom.any || dow.any { d && w } else { d || w }
+            if dom.any || dow.any {
+                d && w
+            } else {
+                d || w
+            }
         };
         if month.allowed[t.month() as usize] && day_ok && hour.allowed[t.hour() as usize] && minute.allowed[t.minute() as usize] {
             return Some(t);
@@ -110,7 +114,8 @@ mod tests {
         assert_eq!(next_after("*/15 * * * *", t), Some(datetime!(2026-11-21 09:45 UTC)));
         assert_eq!(next_after("30 2 * * 1-5", t), Some(datetime!(2026-11-23 02:30 UTC))); // Saturday -> Monday
         assert_eq!(next_after("0 0 29 2 *", t), Some(datetime!(2028-02-29 00:00 UTC)));
-        assert_eq!(next_after("@weekly", t), Some(datetime!(2026-11-22 00:00 UTC))); // Sunday
+        assert_eq!(next_after("@weekly", t), Some(datetime!(2026-11-22 00:00 UTC)));
+        // Sunday
     }
 
     #[test]

@@ -16,7 +16,11 @@ pub async fn record(client: &Client, namespace: &str, regarding: Value, action: 
     let events: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
     // MicroTime: six fractional digits, as the API server requires.
     let now = time::OffsetDateTime::now_utc();
-    let event_time = format!("{}.{:06}Z", now.format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]")).unwrap_or_default(), now.microsecond());
+    let event_time = format!(
+        "{}.{:06}Z",
+        now.format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]")).unwrap_or_default(),
+        now.microsecond()
+    );
     let event: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "events.k8s.io/v1", "kind": "Event",
         "metadata": {"name": event_name(regarding["name"].as_str().unwrap_or("dr"), now), "namespace": namespace},

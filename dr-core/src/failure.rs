@@ -102,7 +102,11 @@ impl Classify for kube::Error {
             kube::Error::Api(s) if s.code == 429 || s.code >= 500 || s.code == 408 => ErrorKind::Transient,
             kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict" => ErrorKind::Transient,
             kube::Error::Api(_) => ErrorKind::BadInput,
-            kube::Error::InferConfig(_) | kube::Error::InferKubeconfig(_) | kube::Error::Auth(_) | kube::Error::SerdeError(_) | kube::Error::BuildRequest(_) => ErrorKind::BadInput,
+            kube::Error::InferConfig(_)
+            | kube::Error::InferKubeconfig(_)
+            | kube::Error::Auth(_)
+            | kube::Error::SerdeError(_)
+            | kube::Error::BuildRequest(_) => ErrorKind::BadInput,
             _ => ErrorKind::Transient,
         }
     }
@@ -242,7 +246,9 @@ impl Classify for crate::dr_policy::InstallError {
             // The watch behind a wait: what the API server answered.
             E::Wait { source, .. } => match source {
                 kube::runtime::wait::Error::ProbeFailed(
-                    kube::runtime::watcher::Error::InitialListFailed(e) | kube::runtime::watcher::Error::WatchStartFailed(e) | kube::runtime::watcher::Error::WatchFailed(e),
+                    kube::runtime::watcher::Error::InitialListFailed(e)
+                    | kube::runtime::watcher::Error::WatchStartFailed(e)
+                    | kube::runtime::watcher::Error::WatchFailed(e),
                 ) => e.kind(),
                 _ => ErrorKind::Transient,
             },

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::catalog::{classify, is_cluster_scoped_kind, Entry};
-use crate::local_file::{LocalFileError, Links};
+use crate::local_file::{Links, LocalFileError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -67,18 +67,19 @@ pub fn read_dir(dir: &Path, dr_namespace: &str, default_namespace: &str) -> Resu
             LocalFileError::NotRegular { what, kind, .. } => LocalFileError::NotRegular { what, path: path.clone(), kind },
             LocalFileError::TooLarge { what, limit, .. } => LocalFileError::TooLarge { what, path: path.clone(), limit },
         })?;
-        let text = String::from_utf8(bytes)
-            .map_err(|e| ManifestError::Parse { path: path.clone(), doc: 1, detail: format!("it is not UTF-8 text ({})", e.utf8_error()) })?;
+        let text = String::from_utf8(bytes).map_err(|e| ManifestError::Parse {
+            path: path.clone(),
+            doc: 1,
+            detail: format!("it is not UTF-8 text ({})", e.utf8_error()),
+        })?;
         for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-            let value: Value = serde::Deserialize::deserialize(doc)
-                .map_err(|e| ManifestError::Parse { path: path.clone(), doc: i + 1, detail: e.to_string() })?;
+            let value: Value =
+                serde::Deserialize::deserialize(doc).map_err(|e| ManifestError::Parse { path: path.clone(), doc: i + 1, detail: e.to_string() })?;
             if value.is_null() {
                 continue;
             }
             let items = match value.get("kind").and_then(Value::as_str) {
-                Some(k) if k.ends_with("List") && value.get("items").is_some() => {
-                    value["items"].as_array().cloned().unwrap_or_default()
-                }
+                Some(k) if k.ends_with("List") && value.get("items").is_some() => value["items"].as_array().cloned().unwrap_or_default(),
                 _ => vec![value],
             };
             for mut object in items {
@@ -190,12 +191,7 @@ impl Walk {
                     }
                 };
                 if !target.starts_with(&self.root) {
-                    tracing::warn!(
-                        "{}: skipped: a symbolic link to {}, which is outside {}",
-                        shown.display(),
-                        target.display(),
-                        self.given.display()
-                    );
+                    tracing::warn!("{}: skipped: a symbolic link to {}, which is outside {}", shown.display(), target.display(), self.given.display());
                     continue;
                 }
                 meta = std::fs::symlink_metadata(&target).map_err(io(&shown))?;
@@ -205,11 +201,7 @@ impl Walk {
             if meta.is_dir() {
                 let id = file_id(&meta);
                 if ancestors.contains(&id) {
-                    tracing::warn!(
-                        "{}: skipped: a symbolic link to {}, a directory it is inside (a loop)",
-                        shown.display(),
-                        real.display()
-                    );
+                    tracing::warn!("{}: skipped: a symbolic link to {}, a directory it is inside (a loop)", shown.display(), real.display());
                     continue;
                 }
                 // A directory reached again through a link has been read (or is read on
@@ -247,8 +239,7 @@ const MAX_SEGMENT: usize = 200;
 /// form with `~` and a hash of `s`, so two names never share a file (`foo@bar` and `foo#bar`
 /// used to overwrite each other). `~` is never in a kept name, so the forms cannot meet.
 fn safe_segment(s: &str) -> String {
-    let cleaned: String =
-        s.chars().map(|c| if c.is_ascii_alphanumeric() || "._:-".contains(c) { c } else { '_' }).collect();
+    let cleaned: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || "._:-".contains(c) { c } else { '_' }).collect();
     if cleaned == s && s.len() <= MAX_SEGMENT && !matches!(s, "" | "." | "..") {
         return cleaned;
     }

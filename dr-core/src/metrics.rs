@@ -107,7 +107,10 @@ mod tests {
 
     #[test]
     fn group_urls_encode_what_a_path_cannot_carry() {
-        assert_eq!(group_url("http://pg:9091/", "kubectl_dr_backup", &[("namespace", "kasten-io"), ("policy", "p")]), "http://pg:9091/metrics/job/kubectl_dr_backup/namespace/kasten-io/policy/p");
+        assert_eq!(
+            group_url("http://pg:9091/", "kubectl_dr_backup", &[("namespace", "kasten-io"), ("policy", "p")]),
+            "http://pg:9091/metrics/job/kubectl_dr_backup/namespace/kasten-io/policy/p"
+        );
         assert_eq!(group_url("http://pg", "j", &[("release", "a/b")]), "http://pg/metrics/job/j/release@base64/YS9i");
         assert_eq!(group_url("http://pg", "j", &[("release", "")]), "http://pg/metrics/job/j/release@base64/=");
     }

@@ -136,7 +136,9 @@ pub async fn replicate(
             Standing::Incomplete if p.tampered.is_empty() => continue,
             Standing::Incomplete => PointCopy::PassedOver { reason: format!("tampered: {}", p.tampered.join("; ")) },
             Standing::Refused(e) => PointCopy::PassedOver { reason: e.to_string() },
-            Standing::Suspect { reason, .. } if only.is_none() => PointCopy::PassedOver { reason: format!("suspect: {reason}; copy it by naming it (--point {})", p.id) },
+            Standing::Suspect { reason, .. } if only.is_none() => {
+                PointCopy::PassedOver { reason: format!("suspect: {reason}; copy it by naming it (--point {})", p.id) }
+            }
             Standing::Suspect { manifest, .. } => {
                 suspect.insert(p.id.clone());
                 copy_or_fail(from, to, check, cluster_id, &p, &manifest).await?
@@ -157,10 +159,22 @@ pub async fn replicate(
 
 /// [`copy_point`], a failure that concerns this point alone reported on it; one of the
 /// destination (unreachable, refused) ends the run, as nothing else would go better.
-async fn copy_or_fail(from: &Location, to: &Location, check: &Location, cluster_id: &str, p: &PointSummary, manifest: &Manifest) -> Result<PointCopy, ReplicateError> {
+async fn copy_or_fail(
+    from: &Location,
+    to: &Location,
+    check: &Location,
+    cluster_id: &str,
+    p: &PointSummary,
+    manifest: &Manifest,
+) -> Result<PointCopy, ReplicateError> {
     match copy_point(from, to, check, cluster_id, p, manifest).await {
         Ok(c) => Ok(c),
-        Err(e @ (LocationError::Unreachable { .. } | LocationError::AccessDenied { .. } | LocationError::NoCredentials { .. } | LocationError::NoSuchBucket { .. })) => Err(e.into()),
+        Err(
+            e @ (LocationError::Unreachable { .. }
+            | LocationError::AccessDenied { .. }
+            | LocationError::NoCredentials { .. }
+            | LocationError::NoSuchBucket { .. }),
+        ) => Err(e.into()),
         Err(e) => Ok(PointCopy::Failed { reason: crate::error_text(&e) }),
     }
 }
@@ -169,7 +183,14 @@ async fn copy_or_fail(from: &Location, to: &Location, check: &Location, cluster_
 /// destination and compared (the archive is checked whole by [`authenticate_copies`]). A file
 /// already at the destination is compared with the source's; a new one is read from the source
 /// once, as it is copied.
-async fn copy_point(from: &Location, to: &Location, check: &Location, cluster_id: &str, p: &PointSummary, manifest: &Manifest) -> Result<PointCopy, LocationError> {
+async fn copy_point(
+    from: &Location,
+    to: &Location,
+    check: &Location,
+    cluster_id: &str,
+    p: &PointSummary,
+    manifest: &Manifest,
+) -> Result<PointCopy, LocationError> {
     let mut copied = 0u64;
     let mut present = true;
     for (object, listed) in [(ARCHIVE_OBJECT, &p.archive), (MANIFEST_OBJECT, &p.manifest)] {
@@ -242,7 +263,11 @@ async fn authenticate_copies(
         }
         // A copy already there was put there before this run, perhaps by someone else with the
         // destination's write credentials: it is write-once, so a run cannot mend it.
-        let advice = if matches!(copy, PointCopy::Present { .. }) { "it was there before this run and is write-once: check who wrote it" } else { "run again, or check the destination" };
+        let advice = if matches!(copy, PointCopy::Present { .. }) {
+            "it was there before this run and is write-once: check who wrote it"
+        } else {
+            "run again, or check the destination"
+        };
         let failed = |why: String| PointCopy::Failed { reason: format!("the copy at {} {why}: {advice}", check.describe()) };
         let Some(j) = judged.iter().find(|j| j.point.id == *id) else {
             *copy = failed("is not listed".into());
@@ -309,7 +334,13 @@ async fn sha256_of(mut reader: ObjectReader) -> Result<(u64, Vec<u8>), LocationE
 /// copy carries (a copy of a copy), else when the source store received it, else (a directory,
 /// which keeps no receipt time a reader may trust) the completion time the authenticated
 /// manifest states, so the copy is trusted as far as the source was and no further.
-async fn source_evidence(from: &Location, key: &str, listed: Option<&ObjectVersion>, version: Option<&ObjectVersion>, manifest: &Manifest) -> Result<BTreeMap<String, String>, LocationError> {
+async fn source_evidence(
+    from: &Location,
+    key: &str,
+    listed: Option<&ObjectVersion>,
+    version: Option<&ObjectVersion>,
+    manifest: &Manifest,
+) -> Result<BTreeMap<String, String>, LocationError> {
     let info = from.head(key, version).await?;
     let evidence = match info.metadata.get(point::SOURCE_STORED_AT) {
         Some(carried) => carried.clone(),

@@ -65,25 +65,34 @@ pub fn keep(points: &[PointSummary], retention: &Retention, now: OffsetDateTime)
 
 /// The smallest non-zero count of a retention; 1 when it names none.
 fn smallest_count(retention: &Retention) -> usize {
-    [retention.hourly, retention.daily, retention.weekly, retention.monthly, retention.yearly]
-        .into_iter()
-        .filter(|n| *n > 0)
-        .min()
-        .unwrap_or(1) as usize
+    [retention.hourly, retention.daily, retention.weekly, retention.monthly, retention.yearly].into_iter().filter(|n| *n > 0).min().unwrap_or(1) as usize
 }
 
 /// What happened to one point a prune did not keep.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase", tag = "outcome")]
 pub enum Pruned {
-    Deleted { point: String },
+    Deleted {
+        point: String,
+    },
     /// Object Lock still protects it; it can be deleted after `until`.
-    Protected { point: String, until: String },
-    WouldDelete { point: String },
-    Failed { point: String, error: String },
+    Protected {
+        point: String,
+        until: String,
+    },
+    WouldDelete {
+        point: String,
+    },
+    Failed {
+        point: String,
+        error: String,
+    },
     /// Its manifest does not authenticate, or it is dated in the future: not counted by the
     /// retention and left in place.
-    Untrusted { point: String, reason: String },
+    Untrusted {
+        point: String,
+        reason: String,
+    },
 }
 
 /// Deletes the points of `cluster_id` that `retention` does not keep (or only says which,
@@ -117,7 +126,9 @@ pub async fn prune(
             point::Standing::Incomplete => trusted.push(p),
             point::Standing::Refused(e) => {
                 let reason = match e {
-                    point::PointError::DoesNotOpen { .. } | point::PointError::DoesNotOpenNoneGenuine { .. } => "does not open with the passphrase while other points do: damaged or forged".to_owned(),
+                    point::PointError::DoesNotOpen { .. } | point::PointError::DoesNotOpenNoneGenuine { .. } => {
+                        "does not open with the passphrase while other points do: damaged or forged".to_owned()
+                    }
                     other => other.to_string(),
                 };
                 outcomes.push(Pruned::Untrusted { point: p.id, reason })
@@ -160,7 +171,13 @@ fn trusted_time(created_at: &str, now: OffsetDateTime) -> Result<OffsetDateTime,
 
 /// The latest Object Lock retention still in force on the versions kubectl-dr wrote of a
 /// point's files: a delete would be refused.
-async fn protected_until(location: &Location, cluster_id: &str, p: &PointSummary, files: &[(&str, &Option<ObjectVersion>)], now: OffsetDateTime) -> Result<Option<OffsetDateTime>, LocationError> {
+async fn protected_until(
+    location: &Location,
+    cluster_id: &str,
+    p: &PointSummary,
+    files: &[(&str, &Option<ObjectVersion>)],
+    now: OffsetDateTime,
+) -> Result<Option<OffsetDateTime>, LocationError> {
     let mut latest = None;
     for (object, version) in files {
         let Some(version) = version else { continue };

@@ -60,10 +60,7 @@ fn known_answer() -> Result<(), String> {
 
 fn known_answer_of(vector: &[u8], index: &str) -> Result<(), String> {
     let index: serde_json::Value = serde_json::from_str(index).map_err(|e| e.to_string())?;
-    let v = index["streams"]
-        .as_array()
-        .and_then(|s| s.iter().find(|v| v["file"] == "three-chunks.kdr"))
-        .ok_or("the vector index lacks three-chunks.kdr")?;
+    let v = index["streams"].as_array().and_then(|s| s.iter().find(|v| v["file"] == "three-chunks.kdr")).ok_or("the vector index lacks three-chunks.kdr")?;
     let pass = Passphrase::new(index["passphrase"].as_str().unwrap_or_default().into()).map_err(|e| e.to_string())?;
     let role = if v["role"] == "manifest" { Role::Manifest } else { Role::Archive };
     let binding = Binding { cluster_id: v["clusterId"].as_str().unwrap_or_default().into(), point_id: v["pointId"].as_str().unwrap_or_default().into(), role };

@@ -11,9 +11,7 @@ use rustls::pki_types::CertificateDer;
 /// The certificates of a PEM bundle; an error that names `from` when it holds none or does
 /// not parse, so a wrong file is reported before any connection is tried.
 pub fn certificates_in(pem: &[u8], from: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("the CA bundle {from} is not valid PEM ({e})"))?;
+    let certs = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|e| format!("the CA bundle {from} is not valid PEM ({e})"))?;
     if certs.is_empty() {
         return Err(format!("the CA bundle {from} holds no certificate (expected PEM blocks: -----BEGIN CERTIFICATE-----)"));
     }
@@ -65,10 +63,7 @@ pub(crate) fn aws_https_client_with_ca(pem: Vec<u8>) -> aws_sdk_s3::config::Shar
         .with_trust_store(tls::TrustStore::default().with_pem_certificate(pem))
         .build()
         .expect("a trust store with native roots and a PEM bundle that certificates_in accepted");
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
-        .tls_context(ctx)
-        .build_https()
+    aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc)).tls_context(ctx).build_https()
 }
 
 #[cfg(test)]

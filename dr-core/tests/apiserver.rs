@@ -96,7 +96,9 @@ async fn the_garbage_collector_deletes_what_no_owner_here_holds() {
     // its owner: the dependent goes. One with an owner here only loses the stale reference.
     let mut stale = deploy.clone();
     stale["metadata"]["uid"] = json!("0000-from-another-cluster");
-    api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "orphaned", "namespace": "default", "ownerReferences": owned_by(&stale, false)}}));
+    api.seed(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "orphaned", "namespace": "default", "ownerReferences": owned_by(&stale, false)}}),
+    );
     let both = [owned_by(&stale, false)[0].clone(), owned_by(&deploy, false)[0].clone()];
     api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "namespace": "default", "ownerReferences": both}}));
     // An owner of a kind this server does not serve cannot be checked: left alone.
@@ -126,9 +128,7 @@ async fn the_garbage_collector_deletes_what_no_owner_here_holds() {
 async fn deletes_honour_finalizers_and_the_propagation_policy() {
     let api = ApiServer::start().await;
     let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(api.client(), "default");
-    let pod_of = |job: &serde_json::Value, name: &str| {
-        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "ownerReferences": owned_by(job, true)}})
-    };
+    let pod_of = |job: &serde_json::Value, name: &str| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "ownerReferences": owned_by(job, true)}});
     // A Job deleted without a policy orphans its pods (batch/v1's default): they stay, unowned.
     let job = api.seed(json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "a", "namespace": "default"}, "spec": {}}));
     api.seed(pod_of(&job, "a-1"));
@@ -212,7 +212,13 @@ async fn names_and_generate_names_are_validated_as_the_real_server_validates_the
     let err = events.create(&PostParams::default(), &event(json!({"generateName": "dr-restore."}))).await.unwrap_err();
     let kube::Error::Api(status) = &err else { panic!("{err}") };
     assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
-    assert!(status.message.starts_with("Event.events.k8s.io \"dr-restore.\" is invalid: metadata.generateName: Invalid value: \"dr-restore.\": a lowercase RFC 1123 subdomain"), "{}", status.message);
+    assert!(
+        status.message.starts_with(
+            "Event.events.k8s.io \"dr-restore.\" is invalid: metadata.generateName: Invalid value: \"dr-restore.\": a lowercase RFC 1123 subdomain"
+        ),
+        "{}",
+        status.message
+    );
     // Said once, as the server said it, without kube's debug dump of the response.
     let text = dr_core::error_text(&err);
     assert!(!text.contains("Status {") && text.ends_with("(Invalid, HTTP 422)"), "{text}");
@@ -234,11 +240,23 @@ async fn names_and_generate_names_are_validated_as_the_real_server_validates_the
     let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
     roles.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "system:controller:Mixed.Case"}})).unwrap()).await.unwrap();
     // The product's own Events are accepted.
-    dr_core::events::record(&client, "default", json!({"apiVersion": "batch/v1", "kind": "Job", "name": "dr-restore", "namespace": "default"}), "Restore", "RestoreSucceeded", false, "ok")
-        .await
-        .unwrap();
+    dr_core::events::record(
+        &client,
+        "default",
+        json!({"apiVersion": "batch/v1", "kind": "Job", "name": "dr-restore", "namespace": "default"}),
+        "Restore",
+        "RestoreSucceeded",
+        false,
+        "ok",
+    )
+    .await
+    .unwrap();
     let listed = events.list(&Default::default()).await.unwrap();
-    assert!(listed.items.iter().any(|e| e.metadata.name.as_deref().is_some_and(|n| n.starts_with("dr-restore."))), "{:?}", listed.items.iter().map(|e| e.metadata.name.clone()).collect::<Vec<_>>());
+    assert!(
+        listed.items.iter().any(|e| e.metadata.name.as_deref().is_some_and(|n| n.starts_with("dr-restore."))),
+        "{:?}",
+        listed.items.iter().map(|e| e.metadata.name.clone()).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]

@@ -5,13 +5,13 @@ use dr_test_support as support;
 
 use std::sync::{Arc, Mutex};
 
-use dr_core::catalog::{Category, Entry, Mode};
 use dr_core::backup::{self, BackupError};
-use dr_core::ownership::{self, OwnershipError};
-use dr_core::resources::Selection;
+use dr_core::catalog::{Category, Entry, Mode};
 use dr_core::format::crypto::Passphrase;
 use dr_core::location::{Location, LocationConfig};
+use dr_core::ownership::{self, OwnershipError};
 use dr_core::point::{self, Unlocker};
+use dr_core::resources::Selection;
 use serde_json::{json, Value};
 use support::apiserver::ApiServer;
 
@@ -24,7 +24,8 @@ fn full() -> Selection {
 }
 
 fn crd(group: &str, kind: &str, plural: &str, status_subresource: bool) -> Value {
-    let mut version = json!({"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}});
+    let mut version =
+        json!({"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}});
     if status_subresource {
         version["subresources"] = json!({"status": {}});
     }

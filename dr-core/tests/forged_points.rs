@@ -95,12 +95,22 @@ async fn a_thousand_forged_points_cost_no_key_derivation_and_never_make_the_pass
     let judged = point::judge_all(&loc, CLUSTER, &listed, &unlocker).await.unwrap();
     assert_eq!(unlocker.pbkdf2_runs(), 1);
     let genuine_count = judged.iter().filter(|j| matches!(j.standing, Standing::Genuine(_))).count();
-    let does_not_open = judged.iter().filter(|j| matches!(&j.standing, Standing::Refused(PointError::DoesNotOpen { opens, .. }) if *opens == genuine.point_id)).count();
+    let does_not_open =
+        judged.iter().filter(|j| matches!(&j.standing, Standing::Refused(PointError::DoesNotOpen { opens, .. }) if *opens == genuine.point_id)).count();
     let legacy_refused = judged.iter().filter(|j| matches!(&j.standing, Standing::Refused(PointError::LegacyAfterUpgrade { .. }))).count();
     assert_eq!((genuine_count, does_not_open, legacy_refused), (1, 1000, 100));
 
     // Prune keeps the genuine point and counts no forgery.
-    let (kept, outcomes) = retention::prune(&loc, CLUSTER, &Retention { hourly: 1, daily: 0, weekly: 0, monthly: 0, yearly: 0 }, &Unlocker::new(pass()), OffsetDateTime::now_utc(), false).await.unwrap();
+    let (kept, outcomes) = retention::prune(
+        &loc,
+        CLUSTER,
+        &Retention { hourly: 1, daily: 0, weekly: 0, monthly: 0, yearly: 0 },
+        &Unlocker::new(pass()),
+        OffsetDateTime::now_utc(),
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(kept.into_iter().collect::<Vec<_>>(), vec![genuine.point_id.clone()]);
     assert_eq!(outcomes.iter().filter(|o| matches!(o, Pruned::Untrusted { .. })).count(), 1100);
 
@@ -155,7 +165,16 @@ async fn a_point_directory_turned_into_a_link_or_a_manifest_into_a_directory_is_
     assert!(matches!(err, PointError::Tampered { .. }), "{err}");
     assert_eq!(point::choose(&loc, CLUSTER, Which::Newest, &Unlocker::new(pass())).await.unwrap().point.id, genuine.point_id);
     // Prune neither counts nor deletes them.
-    let (_, outcomes) = retention::prune(&loc, CLUSTER, &Retention { hourly: 1, daily: 0, weekly: 0, monthly: 0, yearly: 0 }, &Unlocker::new(pass()), OffsetDateTime::now_utc(), false).await.unwrap();
+    let (_, outcomes) = retention::prune(
+        &loc,
+        CLUSTER,
+        &Retention { hourly: 1, daily: 0, weekly: 0, monthly: 0, yearly: 0 },
+        &Unlocker::new(pass()),
+        OffsetDateTime::now_utc(),
+        false,
+    )
+    .await
+    .unwrap();
     for id in [&linked.point_id, &emptied.point_id] {
         assert!(outcomes.iter().any(|o| matches!(o, Pruned::Untrusted { point, reason } if point == id && reason.contains("tampered"))), "{outcomes:?}");
     }
@@ -184,7 +203,8 @@ async fn points_with_impossible_dates_are_suspect_never_newest_and_not_counted_b
     let named = point::choose(&loc, CLUSTER, Which::Id(&mismatched.point_id), &Unlocker::new(pass())).await.unwrap();
     assert!(passed_over(&named, &mismatched.point_id).is_some_and(|w| w.contains("suspect")), "{:?}", named.passed_over);
 
-    let (kept, outcomes) = retention::prune(&loc, CLUSTER, &Retention { hourly: 1, daily: 0, weekly: 0, monthly: 0, yearly: 0 }, &Unlocker::new(pass()), now, true).await.unwrap();
+    let (kept, outcomes) =
+        retention::prune(&loc, CLUSTER, &Retention { hourly: 1, daily: 0, weekly: 0, monthly: 0, yearly: 0 }, &Unlocker::new(pass()), now, true).await.unwrap();
     assert_eq!(kept.into_iter().collect::<Vec<_>>(), vec![genuine.point_id.clone()]);
     for id in [&future.point_id, &mismatched.point_id] {
         assert!(outcomes.iter().any(|o| matches!(o, Pruned::Untrusted { point, reason } if point == id && reason.starts_with("suspect"))), "{outcomes:?}");

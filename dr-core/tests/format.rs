@@ -173,10 +173,7 @@ fn multi_gib_stream_round_trips_without_being_held_in_memory() {
         w.finish().unwrap();
         sha.finish()
     });
-    let mut r = DecryptReader::open(PipeReader { rx, cur: Vec::new(), pos: 0 }, &binding(), |kdf| {
-        derive("correct horse battery staple", kdf)
-    })
-    .unwrap();
+    let mut r = DecryptReader::open(PipeReader { rx, cur: Vec::new(), pos: 0 }, &binding(), |kdf| derive("correct horse battery staple", kdf)).unwrap();
     let mut sha = digest::Context::new(&digest::SHA256);
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;
@@ -209,10 +206,7 @@ fn any_flipped_bit_in_the_header_is_reported_as_damage() {
         let mut bad = ct.clone();
         bad[byte] ^= 0x10;
         let r = decrypt_ok(&bad);
-        assert!(
-            matches!(r, Err(FormatError::HeaderDamaged) | Err(FormatError::UnsupportedVersion(_))),
-            "byte {byte}: {r:?}"
-        );
+        assert!(matches!(r, Err(FormatError::HeaderDamaged) | Err(FormatError::UnsupportedVersion(_))), "byte {byte}: {r:?}");
     }
     let mut bad = ct.clone();
     bad[0] ^= 1;

@@ -165,7 +165,12 @@ async fn vault_kubernetes_auth_against_token_review() {
         let path = dir.path().join(format!("token-{role}-{}", token.len()));
         std::fs::write(&path, token).unwrap();
         ResolveOptions {
-            vault: Some(VaultConfig { address: vault.url.clone(), auth: VaultAuth::Kubernetes { role: role.into(), token_path: path, mount: "kubernetes".into() }, namespace: None, ca_bundle: None }),
+            vault: Some(VaultConfig {
+                address: vault.url.clone(),
+                auth: VaultAuth::Kubernetes { role: role.into(), token_path: path, mount: "kubernetes".into() },
+                namespace: None,
+                ca_bundle: None,
+            }),
             aws_endpoint: None,
         }
     };

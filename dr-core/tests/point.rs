@@ -165,7 +165,10 @@ async fn a_point_moved_to_another_cluster_or_renamed_is_refused() {
     let manifest = point::choose(&loc, CLUSTER, point::Which::Id(&m.point_id), &unlocker).await.unwrap().manifest;
     let err = point::read_entries(&loc, &manifest, &unlocker, |_| Ok(())).await.unwrap_err();
     assert!(
-        matches!(err, PointError::Format { source: FormatError::WrongPoint { .. }, .. } | PointError::ArchiveTruncated { .. } | PointError::ArchiveAppended { .. }),
+        matches!(
+            err,
+            PointError::Format { source: FormatError::WrongPoint { .. }, .. } | PointError::ArchiveTruncated { .. } | PointError::ArchiveAppended { .. }
+        ),
         "{err}"
     );
 }

@@ -109,7 +109,13 @@ async fn a_forged_newest_point_whose_manifest_cannot_be_read_does_not_block_choo
     let forged = point::new_point_id(OffsetDateTime::now_utc() + Duration::seconds(1));
     bucket.overwrite("writer", &key(&forged, ARCHIVE_OBJECT), support::forged_point_file(CLUSTER, 3, 1, &forged)).await;
     bucket
-        .put("writer", &key(&forged, MANIFEST_OBJECT), support::forged_point_file(CLUSTER, 3, 2, &forged), HashMap::new(), Some(aws_sdk_s3::types::StorageClass::Glacier))
+        .put(
+            "writer",
+            &key(&forged, MANIFEST_OBJECT),
+            support::forged_point_file(CLUSTER, 3, 2, &forged),
+            HashMap::new(),
+            Some(aws_sdk_s3::types::StorageClass::Glacier),
+        )
         .await;
 
     let reader = bucket.location("reader", None).await;
@@ -125,7 +131,9 @@ async fn a_forged_newest_point_whose_manifest_cannot_be_read_does_not_block_choo
     assert_eq!(chosen.manifest, genuine);
     assert!(chosen.passed_over.iter().any(|(id, _)| *id == forged), "{:?}", chosen.passed_over);
     let listed = point::list_points(&reader, CLUSTER).await.unwrap();
-    let judged = point::judge_all(&reader, CLUSTER, &listed, &unlocker).await.unwrap_or_else(|e| panic!("judge_all (restore-points, verify, prune, replicate) blocked: {e}"));
+    let judged = point::judge_all(&reader, CLUSTER, &listed, &unlocker)
+        .await
+        .unwrap_or_else(|e| panic!("judge_all (restore-points, verify, prune, replicate) blocked: {e}"));
     assert!(matches!(standing_of(&judged, &genuine.point_id), Standing::Genuine(_)));
 }
 
@@ -186,7 +194,8 @@ async fn replica_evidence_forged_at_the_source_does_not_make_a_dated_back_point_
         let m = dated_point(&nfs, CLUSTER, &pass(), then + Duration::seconds(i as i64), then + Duration::seconds(i as i64), &evil_entries()).await;
         let file = |object| std::fs::read(scratch.path().join(key(&m.point_id, object))).unwrap();
         bucket.overwrite("writer", &key(&m.point_id, ARCHIVE_OBJECT), file(ARCHIVE_OBJECT)).await;
-        let metadata = if i == 1 { HashMap::from([(point::SOURCE_STORED_AT.to_owned(), point::rfc3339(created(&m) + Duration::seconds(30)))]) } else { HashMap::new() };
+        let metadata =
+            if i == 1 { HashMap::from([(point::SOURCE_STORED_AT.to_owned(), point::rfc3339(created(&m) + Duration::seconds(30)))]) } else { HashMap::new() };
         bucket.put("writer", &key(&m.point_id, MANIFEST_OBJECT), file(MANIFEST_OBJECT), metadata, None).await;
         *slot = Some(m);
     }
@@ -205,7 +214,11 @@ async fn replica_evidence_forged_at_the_source_does_not_make_a_dated_back_point_
     // dated-back point is chosen by `pointInTime`, counted by retention (it can take a genuine
     // point's day/week/month slot in GFS and so have that point pruned once its lock ends), and
     // `replicate` copies it off-site carrying the forged evidence.
-    assert!(matches!(standing_of(&judged, &with_evidence.point_id), Standing::Suspect { .. }), "dated back 3 h and believed: {:?}", standing_of(&judged, &with_evidence.point_id));
+    assert!(
+        matches!(standing_of(&judged, &with_evidence.point_id), Standing::Suspect { .. }),
+        "dated back 3 h and believed: {:?}",
+        standing_of(&judged, &with_evidence.point_id)
+    );
     let at = OffsetDateTime::now_utc() - Duration::hours(2);
     if let Ok(chosen) = point::choose(&reader, CLUSTER, Which::AtOrBefore(at), &unlocker).await {
         panic!("pointInTime {} chose the dated-back point {}", point::rfc3339(at), chosen.point.id);
@@ -290,7 +303,9 @@ async fn a_suspect_format_3_point_does_not_make_genuine_legacy_points_read_as_fo
     // copies it off-site. Only a Genuine (not suspect) format 3 point should set that bound.
     assert!(matches!(standing_of(&judged, &legacy_id), Standing::Genuine(_)), "genuine legacy point: {:?}", standing_of(&judged, &legacy_id));
     let offsite = tempfile::tempdir().unwrap();
-    let report = replicate::replicate(&loc, &dir_location(offsite.path()).await, &dir_location(offsite.path()).await, &cluster, None, &Unlocker::new(vpass)).await.unwrap();
+    let report = replicate::replicate(&loc, &dir_location(offsite.path()).await, &dir_location(offsite.path()).await, &cluster, None, &Unlocker::new(vpass))
+        .await
+        .unwrap();
     let legacy = report.points.iter().find(|(p, _)| *p == legacy_id).map(|(_, c)| c.clone());
     assert!(matches!(legacy, Some(PointCopy::Copied { .. })), "the genuine legacy point is not replicated: {report:?}");
 }
@@ -349,7 +364,11 @@ async fn markers_archive_overwrites_odd_keys_and_huge_manifests_hold() {
     bucket.overwrite("writer", &key(&g1.point_id, MANIFEST_OBJECT), forged_manifest).await;
     let (forged_archive, _) = authenticated_forgery(&g2.point_id, created(g2), &evil_entries()).await;
     bucket.overwrite("writer", &key(&g2.point_id, ARCHIVE_OBJECT), forged_archive).await;
-    for odd in [format!("{}/x", key(&g3.point_id, MANIFEST_OBJECT)), format!("{}.bak", key(&g3.point_id, ARCHIVE_OBJECT)), format!("{}{}", point::points_prefix(CLUSTER), g3.point_id)] {
+    for odd in [
+        format!("{}/x", key(&g3.point_id, MANIFEST_OBJECT)),
+        format!("{}.bak", key(&g3.point_id, ARCHIVE_OBJECT)),
+        format!("{}{}", point::points_prefix(CLUSTER), g3.point_id),
+    ] {
         bucket.overwrite("writer", &odd, b"KDR-RP\r\nodd".to_vec()).await;
     }
     let f1 = point::new_point_id(OffsetDateTime::now_utc() + Duration::seconds(2));
@@ -368,7 +387,11 @@ async fn markers_archive_overwrites_odd_keys_and_huge_manifests_hold() {
     let listed = point::list_points(&reader, CLUSTER).await.unwrap();
     let summary = |id: &str| listed.iter().find(|p| p.id == id).unwrap().clone();
     let s1 = summary(&g1.point_id);
-    assert!(s1.complete && s1.tampered.iter().any(|t| t.contains("delete marker")) && s1.tampered.iter().any(|t| t.contains("later version")), "{:?}", s1.tampered);
+    assert!(
+        s1.complete && s1.tampered.iter().any(|t| t.contains("delete marker")) && s1.tampered.iter().any(|t| t.contains("later version")),
+        "{:?}",
+        s1.tampered
+    );
     assert!(summary(&g2.point_id).tampered.iter().any(|t| t.starts_with(ARCHIVE_OBJECT)), "{:?}", summary(&g2.point_id).tampered);
     assert!(summary(&g3.point_id).complete);
 

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use dr_core::catalog::Entry;
 use aws_lc_rs::digest;
+use dr_core::catalog::Entry;
 use dr_core::format::crypto::{MasterKey, Passphrase, CLUSTER_ITERATIONS, MIN_ITERATIONS};
 use dr_core::format::{open_all, Binding, Header, Role};
 use dr_core::location::{Location, LocationConfig};
@@ -92,11 +92,8 @@ async fn point_vector_of(dir: &std::path::Path) {
     })
     .await
     .unwrap();
-    let expected: Vec<Entry> = std::fs::read_to_string(root.join(p["catalog"].as_str().unwrap()))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let expected: Vec<Entry> =
+        std::fs::read_to_string(root.join(p["catalog"].as_str().unwrap())).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(*got.lock().unwrap(), expected);
     assert_eq!(manifest.counts.total, expected.len() as u64);
 }

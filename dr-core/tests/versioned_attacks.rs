@@ -296,7 +296,9 @@ async fn replicate_copies_the_version_kubectl_dr_wrote_passes_over_forgeries_and
     let named = replicate::replicate(&from, &to, &check, CLUSTER, Some(&forged_id), &unlocker).await.unwrap();
     assert!(matches!(named.points[..], [(_, PointCopy::PassedOver { .. })]), "{named:?}");
     // A wrong passphrase copies nothing and says so.
-    let err = replicate::replicate(&from, &to, &check, CLUSTER, None, &Unlocker::new(Passphrase::new("not the passphrase at all".into()).unwrap())).await.unwrap_err();
+    let err = replicate::replicate(&from, &to, &check, CLUSTER, None, &Unlocker::new(Passphrase::new("not the passphrase at all".into()).unwrap()))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("passphrase"), "{err}");
 }
 

@@ -24,7 +24,6 @@ pub const FILES: &[(&str, &str)] = chart_files!(
     "templates/serviceaccount.yaml",
 );
 
-
 /// The chart's files as this build ships them: `values.yaml` names the job image repository
 /// this build was made for (`crate::release`), as `scripts/dist` writes it into the packaged chart.
 pub fn files() -> impl Iterator<Item = (&'static str, std::borrow::Cow<'static, str>)> {

@@ -531,7 +531,10 @@ pub struct EnableArgs {
 
 /// A Pushgateway address: http(s)://host[:port][/path].
 pub fn pushgateway_url(s: &str) -> Result<String, String> {
-    let rest = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://")).ok_or("give an http:// or https:// URL, such as http://pushgateway.monitoring:9091")?;
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+        .ok_or("give an http:// or https:// URL, such as http://pushgateway.monitoring:9091")?;
     if rest.is_empty() || rest.starts_with('/') || rest.chars().any(|c| c.is_whitespace() || "\"'{}".contains(c)) {
         return Err("give an http:// or https:// URL with a host, such as http://pushgateway.monitoring:9091".into());
     }

@@ -72,10 +72,7 @@ pub fn point_id(value: &str) -> Result<String, String> {
 pub fn point_in_time(value: &Option<String>) -> Result<Option<OffsetDateTime>> {
     value
         .as_deref()
-        .map(|v| {
-            OffsetDateTime::parse(v, &Rfc3339)
-                .with_context(|| format!("--point-in-time {v:?} is not an RFC 3339 time such as 2022-01-02T15:04:05Z"))
-        })
+        .map(|v| OffsetDateTime::parse(v, &Rfc3339).with_context(|| format!("--point-in-time {v:?} is not an RFC 3339 time such as 2022-01-02T15:04:05Z")))
         .transpose()
 }
 

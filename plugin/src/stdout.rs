@@ -63,12 +63,8 @@ fn write_end_closed(fd: libc::c_int) -> bool {
 pub fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let payload = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or_default();
+        let payload =
+            info.payload().downcast_ref::<String>().map(String::as_str).or_else(|| info.payload().downcast_ref::<&str>().copied()).unwrap_or_default();
         let broken_pipe = payload.contains("Broken pipe") || payload.contains("BrokenPipe") || payload.contains("os error 32");
         if broken_pipe && is_closed() {
             std::process::exit(0);

@@ -88,7 +88,11 @@ async fn enable_status_backup_and_disable_on_a_cluster() {
     assert!(one(&api, "rbac.authorization.k8s.io", "clusterroles", "kubectl-dr-backup-kasten-io").is_some());
     assert!(one(&api, "rbac.authorization.k8s.io", "rolebindings", "kubectl-dr-backup").is_some());
     // An air-gapped mirror: the image keeps its name and tag under the mirror's path.
-    ok(&dr(&kc, &["enable", "--profile", "offsite", "--passphrase-file", "-", "--frequency", "0 3 * * *", "--airgapped-repository", "mirror.example.com:5000/dr"], &format!("{PASS}\n")));
+    ok(&dr(
+        &kc,
+        &["enable", "--profile", "offsite", "--passphrase-file", "-", "--frequency", "0 3 * * *", "--airgapped-repository", "mirror.example.com:5000/dr"],
+        &format!("{PASS}\n"),
+    ));
     let cron = one(&api, "batch", "cronjobs", "k10-disaster-recovery-policy").unwrap();
     let image = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_owned();
     assert_eq!(image, format!("mirror.example.com:5000/dr/dr-job:{}", env!("CARGO_PKG_VERSION")));
@@ -109,7 +113,8 @@ async fn enable_status_backup_and_disable_on_a_cluster() {
     std::fs::create_dir(&mnt).unwrap();
     let out = ok(&dr(&kc, &["backup", "--local", "--path", mnt.to_str().unwrap()], ""));
     assert!(out.contains("restore point") && out.contains(&cluster_id), "{out}");
-    let listed = ok(&dr(&kc, &["restore-points", "--cluster-id", &cluster_id, "--path", mnt.to_str().unwrap(), "--passphrase-file", "-"], &format!("{PASS}\n")));
+    let listed =
+        ok(&dr(&kc, &["restore-points", "--cluster-id", &cluster_id, "--path", mnt.to_str().unwrap(), "--passphrase-file", "-"], &format!("{PASS}\n")));
     assert!(listed.lines().nth(1).is_some_and(|l| l.contains("complete") && l.contains("full")), "{listed}");
     ok(&dr(&kc, &["verify", "--cluster-id", &cluster_id, "--path", mnt.to_str().unwrap(), "--passphrase-file", "-"], &format!("{PASS}\n")));
     let status: Value = serde_json::from_str(&ok(&dr(&kc, &["status", "-o", "json"], ""))).unwrap();
@@ -141,7 +146,9 @@ async fn enable_status_backup_and_disable_on_a_cluster() {
     // that are its verdict.
     let complete = |ty: &str| json!({"type": ty, "status": "True", "reason": "CompletionsReached"});
     jobs.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": {"succeeded": 1}}))).await.unwrap();
-    jobs.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": {"conditions": [complete("SuccessCriteriaMet"), complete("Complete")]}}))).await.unwrap();
+    jobs.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": {"conditions": [complete("SuccessCriteriaMet"), complete("Complete")]}})))
+        .await
+        .unwrap();
     let out = run.join().unwrap();
     let stdout = ok(&out);
     assert!(stdout.contains("20261121T100000.000Z-feedbeef"), "{stdout}");
@@ -204,7 +211,8 @@ async fn private_certificate_authorities_reach_the_cluster_side() {
     let creds = dir.path().join("credentials");
     std::fs::write(&creds, "[default]\naws_access_key_id = test\naws_secret_access_key = test\n").unwrap();
     let create = |extra: &[&str]| {
-        let mut args = vec!["profile", "create", "private", "--s3-bucket", "dr-private", "--s3-region", "us-east-1", "--s3-endpoint", &s3.url, "--s3-path-style"];
+        let mut args =
+            vec!["profile", "create", "private", "--s3-bucket", "dr-private", "--s3-region", "us-east-1", "--s3-endpoint", &s3.url, "--s3-path-style"];
         args.extend_from_slice(&["--s3-credentials-file", creds.to_str().unwrap()]);
         args.extend_from_slice(extra);
         dr(&kc, &args, "")

@@ -29,7 +29,9 @@ const PASS: &str = "e2e passphrase: correct horse battery staple";
 /// Where the tests run: the in-process API server, or a real cluster.
 enum Target {
     /// Held so the in-process server lives as long as the test.
-    Local { _server: support::apiserver::ApiServer },
+    Local {
+        _server: support::apiserver::ApiServer,
+    },
     Real,
 }
 
@@ -206,14 +208,16 @@ async fn lose_an_application_then_restore_it_and_take_ownership() {
     // A file profile needs its PVC to exist (it need not be bound: the backup and the restore
     // run from here, on `location`).
     let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({"metadata": {"name": "dr-nfs"},
-        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}})).unwrap();
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}}))
+    .unwrap();
     Api::<PersistentVolumeClaim>::namespaced(c.client.clone(), &c.namespace).create(&Default::default(), &pvc).await.unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &app_ns);
     let cm: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": "settings"}, "data": {"currency": "EUR"}})).unwrap();
     cms.create(&Default::default(), &cm).await.unwrap();
 
     ok(&c.dr(&["profile", "create", "nfs", "--pvc", "dr-nfs"], &[], ""));
-    let out = ok(&c.dr(&["enable", "--profile", "nfs", "--passphrase-file", "-", "--include-namespaces", &app_ns, "--no-cluster-scoped"], &[], &format!("{PASS}\n")));
+    let out =
+        ok(&c.dr(&["enable", "--profile", "nfs", "--passphrase-file", "-", "--include-namespaces", &app_ns, "--no-cluster-scoped"], &[], &format!("{PASS}\n")));
     let cluster_id = out.lines().find_map(|l| l.strip_prefix("Cluster ID: ")).unwrap().to_owned();
     ok(&c.dr(&["backup", "--local", "--path", location.to_str().unwrap()], &[], ""));
 
@@ -223,7 +227,20 @@ async fn lose_an_application_then_restore_it_and_take_ownership() {
 
     // The plan writes nothing.
     let plan = ok(&c.dr(
-        &["restore", "--cluster-id", &cluster_id, "--profile", "nfs", "--passphrase-file", "-", "--path", location.to_str().unwrap(), "--dry-run", "-o", "json"],
+        &[
+            "restore",
+            "--cluster-id",
+            &cluster_id,
+            "--profile",
+            "nfs",
+            "--passphrase-file",
+            "-",
+            "--path",
+            location.to_str().unwrap(),
+            "--dry-run",
+            "-o",
+            "json",
+        ],
         &[],
         &format!("{PASS}\n"),
     ));

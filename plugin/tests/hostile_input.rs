@@ -171,7 +171,10 @@ fn manifest_links_that_loop_or_leave_the_directory_are_skipped_and_each_object_i
     let me = m.join("me").display().to_string();
     assert!(all.contains(&format!("{me}: skipped: a symbolic link to")) && all.contains("(a loop)"), "{all}");
     assert!(all.contains(&format!("{}: skipped", m.join("sub/parent").display())), "{all}");
-    assert!(all.contains(&format!("{}: skipped: a symbolic link to {}, which is outside", m.join("up").display(), dir.path().canonicalize().unwrap().display())), "{all}");
+    assert!(
+        all.contains(&format!("{}: skipped: a symbolic link to {}, which is outside", m.join("up").display(), dir.path().canonicalize().unwrap().display())),
+        "{all}"
+    );
     assert!(all.contains(&format!("{}: skipped: a symbolic link to /dev/zero, which is outside", m.join("zero.yaml").display())), "{all}");
     assert!(all.contains("dangling.yaml: skipped"), "{all}");
 
@@ -216,13 +219,8 @@ fn a_manifest_that_is_a_fifo_or_too_large_is_refused_by_name() {
 fn export_under_way(loc: &Path, parent: &Path) -> (Child, PathBuf) {
     use std::io::Write;
     let out_dir = parent.join("out");
-    let mut child = command(&["export", "--cluster-id", CLUSTER, "--passphrase-file", "-"])
-        .arg("--path")
-        .arg(loc)
-        .arg("--output-dir")
-        .arg(&out_dir)
-        .spawn()
-        .unwrap();
+    let mut child =
+        command(&["export", "--cluster-id", CLUSTER, "--passphrase-file", "-"]).arg("--path").arg(loc).arg("--output-dir").arg(&out_dir).spawn().unwrap();
     child.stdin.take().unwrap().write_all(PASS.as_bytes()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -381,7 +379,25 @@ fn every_other_file_flag_refuses_a_fifo_or_a_device_by_name() {
     let err = failed(&finish(cmd.spawn().unwrap(), "status with KUBECONFIG a FIFO"), 2);
     assert!(err.contains(&format!("the kubeconfig {is_fifo}")), "{err}");
     // --s3-ca-bundle, before any connection.
-    let err = failed(&dr(&["verify", "--cluster-id", CLUSTER, "--s3-bucket", "b", "--s3-endpoint", "https://127.0.0.1:1", "--s3-ca-bundle", &fifo_s, "--passphrase-file", "-"], PASS), 2);
+    let err = failed(
+        &dr(
+            &[
+                "verify",
+                "--cluster-id",
+                CLUSTER,
+                "--s3-bucket",
+                "b",
+                "--s3-endpoint",
+                "https://127.0.0.1:1",
+                "--s3-ca-bundle",
+                &fifo_s,
+                "--passphrase-file",
+                "-",
+            ],
+            PASS,
+        ),
+        2,
+    );
     assert!(err.contains(&format!("the CA bundle {is_fifo}")), "{err}");
     // The image archive of `images mirror`, before any registry is asked.
     let err = failed(&dr(&["images", "mirror", "--to", "127.0.0.1:1/m", "--from-archive", &fifo_s, "--plain-http"], ""), 2);
@@ -390,8 +406,27 @@ fn every_other_file_flag_refuses_a_fifo_or_a_device_by_name() {
     let m = manifests().display().to_string();
     let loc = dir.path().display().to_string();
     let args = [
-        "backup", "--from-manifests", &m, "--cluster-id", CLUSTER, "--path", &loc, "--passphrase-source", "vault", "--vault-address", "https://127.0.0.1:1",
-        "--vault-kv-version", "KVv2", "--vault-mount-path", "secret", "--vault-secret-path", "k10", "--vault-key", "passphrase", "--vault-token-file", "/dev/zero",
+        "backup",
+        "--from-manifests",
+        &m,
+        "--cluster-id",
+        CLUSTER,
+        "--path",
+        &loc,
+        "--passphrase-source",
+        "vault",
+        "--vault-address",
+        "https://127.0.0.1:1",
+        "--vault-kv-version",
+        "KVv2",
+        "--vault-mount-path",
+        "secret",
+        "--vault-secret-path",
+        "k10",
+        "--vault-key",
+        "passphrase",
+        "--vault-token-file",
+        "/dev/zero",
     ];
     let err = failed(&dr(&args, ""), 2);
     assert!(err.contains("the Vault token file /dev/zero is a character device, not a regular file"), "{err}");

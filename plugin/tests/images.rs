@@ -38,12 +38,15 @@ fn write_archive(path: &Path, name: &str) -> Vec<u8> {
     layer.append_data(&mut header, "dr-job", &body[..]).unwrap();
     let layer = layer.into_inner().unwrap();
     let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "config": {"User": "65532:65532", "Entrypoint": ["/dr-job"]},
-        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]}})).unwrap();
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]}}))
+    .unwrap();
     let manifest = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len()}]})).unwrap();
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len()}]}))
+    .unwrap();
     let index = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": sha256(&manifest), "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": name}}]})).unwrap();
+        "digest": sha256(&manifest), "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": name}}]}))
+    .unwrap();
     let mut archive = tar::Builder::new(std::fs::File::create(path).unwrap());
     let mut add = |name: &str, bytes: &[u8]| {
         let mut h = tar::Header::new_gnu();
@@ -137,7 +140,18 @@ async fn mirror_fills_a_registry_the_airgapped_chart_then_pulls_from() {
     }
 
     // Again: nothing to upload.
-    let report: Value = serde_json::from_str(&support::succeeded(&dr(&["images", "mirror", "--to", &to, "--from-archive", archive.to_str().unwrap(), "--plain-http", "-o", "json"]))).unwrap();
+    let report: Value = serde_json::from_str(&support::succeeded(&dr(&[
+        "images",
+        "mirror",
+        "--to",
+        &to,
+        "--from-archive",
+        archive.to_str().unwrap(),
+        "--plain-http",
+        "-o",
+        "json",
+    ])))
+    .unwrap();
     assert_eq!((report["blobsUploaded"].as_u64(), report["blobsPresent"].as_u64()), (Some(0), Some(2)));
 
     // Registry to registry (a second mirror fed from the first), digest kept.
@@ -179,7 +193,9 @@ async fn mirror_refuses_a_tampered_archive_and_says_what_is_wrong() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach the registry") && err.contains("--plain-http"), "{err}");
     // The archive of another release, or of the FIPS image, is not mirrored under this tag.
-    for (name, needle) in [("localhost/kubectl-dr/dr-job:9.9.9", "use the archive of this release"), (&*format!("localhost/kubectl-dr/dr-job:{VERSION}-fips"), "add --fips")] {
+    for (name, needle) in
+        [("localhost/kubectl-dr/dr-job:9.9.9", "use the archive of this release"), (&*format!("localhost/kubectl-dr/dr-job:{VERSION}-fips"), "add --fips")]
+    {
         let other = dir.path().join("other.oci.tar");
         write_archive(&other, name);
         let out = dr(&["images", "mirror", "--to", &format!("{host}/m"), "--from-archive", other.to_str().unwrap(), "--plain-http"]);

@@ -210,7 +210,19 @@ fn the_loop_on_s3_with_object_lock_and_write_only_credentials() {
     let (writer, reader) = (creds("writer"), creds("reader"));
     let run = |cmd: &[&str], env: &[(String, String)]| {
         let mut a = argv(cmd);
-        a.extend(argv(&["--cluster-id", CLUSTER, "--s3-bucket", "dr-offsite", "--s3-prefix", "k10", "--s3-endpoint", &s3.url, "--s3-path-style", "--s3-region", "us-east-1"]));
+        a.extend(argv(&[
+            "--cluster-id",
+            CLUSTER,
+            "--s3-bucket",
+            "dr-offsite",
+            "--s3-prefix",
+            "k10",
+            "--s3-endpoint",
+            &s3.url,
+            "--s3-path-style",
+            "--s3-region",
+            "us-east-1",
+        ]));
         dr(&a, env, PASS)
     };
 
@@ -233,7 +245,11 @@ fn the_loop_on_s3_with_object_lock_and_write_only_credentials() {
     let id = listed[0]["id"].as_str().unwrap().to_owned();
     let key = format!("k10/{}", dr_core::point::object_key(CLUSTER, &id, dr_core::point::MANIFEST_OBJECT));
     let w = &users["writer"];
-    support::moto_setup(&s3, &["put", "dr-offsite", &key, w["access_key_id"].as_str().unwrap(), w["secret_access_key"].as_str().unwrap()], Some("KDR-RP\r\njunk"));
+    support::moto_setup(
+        &s3,
+        &["put", "dr-offsite", &key, w["access_key_id"].as_str().unwrap(), w["secret_access_key"].as_str().unwrap()],
+        Some("KDR-RP\r\njunk"),
+    );
     // Listed and verified as tampered, naming the file and the version written over it…
     let table = ok(&run(&["restore-points"], &reader));
     assert!(table.contains("tampered") && table.contains("manifest.kdr has a later version"), "{table}");
@@ -276,7 +292,15 @@ fn an_interrupted_export_removes_what_it_wrote() {
     }
     // Wait until the staging directory holds some of the point's objects (Secrets in clear).
     let parent = dir.path().join("exports");
-    let staging = || std::fs::read_dir(&parent).ok().into_iter().flatten().filter_map(Result::ok).map(|e| e.path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with(".kubectl-dr-export-"));
+    let staging = || {
+        std::fs::read_dir(&parent)
+            .ok()
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(".kubectl-dr-export-"))
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         if staging().is_some_and(|s| std::fs::read_dir(s).map(|d| d.count() > 0).unwrap_or(false)) {
@@ -320,9 +344,25 @@ async fn a_plain_http_vault_address_draws_a_warning_that_holds_no_secret() {
     let dir = tempfile::tempdir().unwrap();
     let loc = dir.path().display().to_string();
     let args = argv(&[
-        "backup", "--from-manifests", &manifests(), "--cluster-id", CLUSTER, "--path", &loc,
-        "--passphrase-source", "vault", "--vault-address", &vault.url, "--vault-kv-version", "KVv2",
-        "--vault-mount-path", "secret", "--vault-secret-path", "k10", "--vault-key", "passphrase",
+        "backup",
+        "--from-manifests",
+        &manifests(),
+        "--cluster-id",
+        CLUSTER,
+        "--path",
+        &loc,
+        "--passphrase-source",
+        "vault",
+        "--vault-address",
+        &vault.url,
+        "--vault-kv-version",
+        "KVv2",
+        "--vault-mount-path",
+        "secret",
+        "--vault-secret-path",
+        "k10",
+        "--vault-key",
+        "passphrase",
     ]);
     let out = dr(&args, &[("VAULT_TOKEN".into(), support::BAO_ROOT_TOKEN.into())], "");
     let stderr = String::from_utf8_lossy(&out.stderr);

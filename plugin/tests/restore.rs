@@ -106,7 +106,9 @@ fn kubelet_with(api: &ApiServer, location: &Path, fates: &[support::kubelet::Pod
     tokio::spawn(async move {
         for _ in 0..600 {
             // A Job not yet run (a re-run's Job replaces the finished one).
-            if let Some(job) = jobs.get_opt("k10-restore").await.unwrap().filter(|j| j.status.as_ref().is_none_or(|s| s.succeeded.is_none() && s.failed.is_none())) {
+            if let Some(job) =
+                jobs.get_opt("k10-restore").await.unwrap().filter(|j| j.status.as_ref().is_none_or(|s| s.succeeded.is_none() && s.failed.is_none()))
+            {
                 let job = serde_json::to_value(job).unwrap();
                 return support::kubelet::run_job_with(&api, &job, &dr_job(), &location, &fates).await;
             }
@@ -215,8 +217,23 @@ async fn a_failed_restore_job_fails_the_command_with_its_reason() {
     let job = kubelet(&target, &loc);
     let out = dr(
         &kc,
-        &["restore", "--cluster-id", &cluster_id, "--profile", "offsite", "--passphrase-source", "aws", "--aws-region", "eu-west-1", "--aws-secret-name", "k10/dr/missing",
-          "--aws-endpoint", &moto.url, "--aws-credentials-secret", "aws-creds"],
+        &[
+            "restore",
+            "--cluster-id",
+            &cluster_id,
+            "--profile",
+            "offsite",
+            "--passphrase-source",
+            "aws",
+            "--aws-region",
+            "eu-west-1",
+            "--aws-secret-name",
+            "k10/dr/missing",
+            "--aws-endpoint",
+            &moto.url,
+            "--aws-credentials-secret",
+            "aws-creds",
+        ],
         "",
         &[],
     );
@@ -264,7 +281,10 @@ async fn following_the_job_rides_out_the_api_server_restarting_and_says_what_it_
     });
     let kc2 = kc.clone();
     let cluster = cluster_id.clone();
-    let out = tokio::task::spawn_blocking(move || dr(&kc2, &["restore", "--cluster-id", &cluster, "--profile", "offsite", "--passphrase-file", "-"], PASS, &[])).await.unwrap();
+    let out =
+        tokio::task::spawn_blocking(move || dr(&kc2, &["restore", "--cluster-id", &cluster, "--profile", "offsite", "--passphrase-file", "-"], PASS, &[]))
+            .await
+            .unwrap();
     outage.await.unwrap();
     assert_eq!(job.await.unwrap(), vec![137, 0]);
     let stdout = ok(&out);
@@ -290,7 +310,12 @@ async fn a_dry_run_plans_custom_resources_whose_crd_is_in_the_point() {
     let (_source, cluster_id) = source_with(dir.path(), &loc, &[crd, widget]).await;
     let (target, kc) = target(dir.path()).await;
     // The target serves no example.com/v1 yet: the plan takes it from the point's CRD.
-    let out = dr(&kc, &["restore", "--cluster-id", &cluster_id, "--profile", "offsite", "--passphrase-file", "-", "--path", loc.to_str().unwrap(), "--dry-run", "-o", "json"], PASS, &[]);
+    let out = dr(
+        &kc,
+        &["restore", "--cluster-id", &cluster_id, "--profile", "offsite", "--passphrase-file", "-", "--path", loc.to_str().unwrap(), "--dry-run", "-o", "json"],
+        PASS,
+        &[],
+    );
     let report: dr_core::restore::RestoreReport = serde_json::from_str(&ok(&out)).unwrap();
     assert_eq!(report.failed, 0, "{report:?}");
     assert_eq!(report.by_kind["Widget.example.com"].restored, 1, "{report:?}");
@@ -329,7 +354,9 @@ async fn preflight_finds_what_would_stop_or_block_the_restore_and_bad_flags_fail
     source.serve("metrics.example.io", "v1", "Gadget", "gadgets", true);
     source.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
     source.seed(json!({"apiVersion": "metrics.example.io/v1", "kind": "Gadget", "metadata": {"name": "g", "namespace": "shop"}}));
-    source.seed(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": "shop"}, "spec": {"storageClassName": "gp2"}}));
+    source.seed(
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": "shop"}, "spec": {"storageClassName": "gp2"}}),
+    );
     source.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"currency": "EUR"}}));
     source.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "more", "namespace": "shop"}, "data": {"x": "1"}}));
     ok(&dr(&kc, &["profile", "create", "offsite", "--pvc", "dr-nfs"], "", &[]));
@@ -342,8 +369,10 @@ async fn preflight_finds_what_would_stop_or_block_the_restore_and_bad_flags_fail
     let (target, kc) = target(dir.path()).await;
     target.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
     target.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"currency": "USD"}}));
-    target.seed(json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "small", "namespace": "shop"}, "spec": {"hard": {"count/configmaps": "2"}},
-                       "status": {"hard": {"count/configmaps": "2"}, "used": {"count/configmaps": "1"}}}));
+    target.seed(
+        json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "small", "namespace": "shop"}, "spec": {"hard": {"count/configmaps": "2"}},
+                       "status": {"hard": {"count/configmaps": "2"}, "used": {"count/configmaps": "1"}}}),
+    );
     target.seed(json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "guard"},
         "webhooks": [{"name": "guard.example.com", "clientConfig": {"service": {"namespace": "guard", "name": "guard"}}, "sideEffects": "None", "admissionReviewVersions": ["v1"],
                       "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]}]}]}));
@@ -353,7 +382,9 @@ async fn preflight_finds_what_would_stop_or_block_the_restore_and_bad_flags_fail
     let out = run(&["--preflight"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(8), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let line = |check: &str| stdout.lines().find(|l| l.starts_with(&format!("finding {check}: "))).unwrap_or_else(|| panic!("no {check} finding:\n{stdout}")).to_owned();
+    let line = |check: &str| {
+        stdout.lines().find(|l| l.starts_with(&format!("finding {check}: "))).unwrap_or_else(|| panic!("no {check} finding:\n{stdout}")).to_owned()
+    };
     assert!(line("api").contains("metrics.example.io/v1 Gadget is not served by this cluster") && line("api").contains("shop/g"));
     assert!(line("class").contains("StorageClass gp2") && line("class").contains("PersistentVolumeClaim shop/data"));
     assert!(line("collision").contains("1 ConfigMap objects already exist on this cluster and differ") && line("collision").contains("shop/settings"));
@@ -390,8 +421,10 @@ async fn the_controls_flags_reach_the_job_through_helm() {
     let dir = tempfile::tempdir().unwrap();
     let loc = dir.path().join("nfs");
     std::fs::create_dir_all(&loc).unwrap();
-    let extra = [json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "noisy"}}),
-                 json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "chatter", "namespace": "noisy"}})];
+    let extra = [
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "noisy"}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "chatter", "namespace": "noisy"}}),
+    ];
     let (_source, cluster_id) = source_with(dir.path(), &loc, &extra).await;
     let (target, kc) = target(dir.path()).await;
     target.enforce_rbac();
@@ -399,13 +432,34 @@ async fn the_controls_flags_reach_the_job_through_helm() {
     target.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop-dr"}}));
     target.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop-dr"}, "data": {"currency": "USD"}}));
     let rules = dir.path().join("rules.yaml");
-    std::fs::write(&rules, "version: v1\nrules:\n- match: {kinds: [ConfigMap], namespaces: [shop-dr]}\n  patches: [{op: add, path: /data/restored, value: \"yes\"}]\n").unwrap();
+    std::fs::write(
+        &rules,
+        "version: v1\nrules:\n- match: {kinds: [ConfigMap], namespaces: [shop-dr]}\n  patches: [{op: add, path: /data/restored, value: \"yes\"}]\n",
+    )
+    .unwrap();
 
     let job = kubelet(&target, &loc);
     let out = dr(
         &kc,
-        &["restore", "--cluster-id", &cluster_id, "--profile", "offsite", "--passphrase-file", "-", "--path", loc.to_str().unwrap(),
-          "--exclude-namespaces", "noisy", "--namespace-mapping", "shop=shop-dr", "--existing", "update", "--resource-modifiers", rules.to_str().unwrap()],
+        &[
+            "restore",
+            "--cluster-id",
+            &cluster_id,
+            "--profile",
+            "offsite",
+            "--passphrase-file",
+            "-",
+            "--path",
+            loc.to_str().unwrap(),
+            "--exclude-namespaces",
+            "noisy",
+            "--namespace-mapping",
+            "shop=shop-dr",
+            "--existing",
+            "update",
+            "--resource-modifiers",
+            rules.to_str().unwrap(),
+        ],
         PASS,
         &[],
     );
@@ -428,9 +482,12 @@ async fn diff_shows_what_changed_between_points_and_since_a_point_without_secret
                         "data": {"password": support::apiserver::base64(b"hunter2", false), "user": support::apiserver::base64(b"app", false)}});
     let (source, cluster_id) = source_with(dir.path(), &loc, &[secret.clone()]).await;
     let kc = dir.path().join("source.kubeconfig");
-    let good = dr_core::point::list_points(&dr_core::location::Location::connect(&dr_core::location::LocationConfig::File { path: loc.clone() }).await.unwrap(), &cluster_id)
-        .await
-        .unwrap()[0]
+    let good = dr_core::point::list_points(
+        &dr_core::location::Location::connect(&dr_core::location::LocationConfig::File { path: loc.clone() }).await.unwrap(),
+        &cluster_id,
+    )
+    .await
+    .unwrap()[0]
         .id
         .clone();
 
@@ -439,11 +496,18 @@ async fn diff_shows_what_changed_between_points_and_since_a_point_without_secret
     let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client.clone(), "shop");
     cms.patch("settings", &Default::default(), &kube::api::Patch::Merge(json!({"data": {"currency": "XMR"}}))).await.unwrap();
     let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client.clone(), "shop");
-    secrets.patch("db", &Default::default(), &kube::api::Patch::Merge(json!({"data": {"password": support::apiserver::base64(b"stolen!", false)}}))).await.unwrap();
+    secrets
+        .patch("db", &Default::default(), &kube::api::Patch::Merge(json!({"data": {"password": support::apiserver::base64(b"stolen!", false)}})))
+        .await
+        .unwrap();
     let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> = kube::Api::namespaced(client.clone(), "shop");
     deployments
-        .create(&Default::default(), &serde_json::from_value(json!({"metadata": {"name": "miner"}, "spec": {"selector": {"matchLabels": {"a": "m"}},
-            "template": {"metadata": {"labels": {"a": "m"}}, "spec": {"containers": [{"name": "m", "image": "evil/miner"}]}}}})).unwrap())
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "miner"}, "spec": {"selector": {"matchLabels": {"a": "m"}},
+            "template": {"metadata": {"labels": {"a": "m"}}, "spec": {"containers": [{"name": "m", "image": "evil/miner"}]}}}}))
+            .unwrap(),
+        )
         .await
         .unwrap();
     let sas: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> = kube::Api::namespaced(client.clone(), "shop");
@@ -462,9 +526,12 @@ async fn diff_shows_what_changed_between_points_and_since_a_point_without_secret
     // Between two points: a later backup, after one more removal.
     sas.delete("gone", &Default::default()).await.unwrap();
     ok(&dr(&kc, &["backup", "--local", "--path", loc.to_str().unwrap()], "", &[]));
-    let points = dr_core::point::list_points(&dr_core::location::Location::connect(&dr_core::location::LocationConfig::File { path: loc.clone() }).await.unwrap(), &cluster_id)
-        .await
-        .unwrap();
+    let points = dr_core::point::list_points(
+        &dr_core::location::Location::connect(&dr_core::location::LocationConfig::File { path: loc.clone() }).await.unwrap(),
+        &cluster_id,
+    )
+    .await
+    .unwrap();
     let later = points.iter().map(|p| p.id.clone()).find(|id| *id != good).unwrap();
     let json_out = ok(&dr(&kc, &[&base[..], &[&good, &later, "-o", "json"]].concat(), PASS, &[]));
     let d: Value = serde_json::from_str(&json_out).unwrap();
@@ -488,7 +555,12 @@ async fn points_replicated_off_site_are_write_once_verified_and_restore_with_rea
     let s3 = support::moto_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "7".into())]);
     support::moto_setup(&s3, &["bucket", "dr-offsite", "lock"], None);
     let users = support::moto_setup(&s3, &["users", "dr-offsite"], None);
-    let env = |u: &str| vec![("AWS_ACCESS_KEY_ID", users[u]["access_key_id"].as_str().unwrap().to_owned()), ("AWS_SECRET_ACCESS_KEY", users[u]["secret_access_key"].as_str().unwrap().to_owned())];
+    let env = |u: &str| {
+        vec![
+            ("AWS_ACCESS_KEY_ID", users[u]["access_key_id"].as_str().unwrap().to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", users[u]["secret_access_key"].as_str().unwrap().to_owned()),
+        ]
+    };
     let reader_file = dir.path().join("reader-credentials");
     std::fs::write(&reader_file, format!("[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n", env("reader")[0].1, env("reader")[1].1)).unwrap();
     let bucket = ["--s3-bucket", "dr-offsite", "--s3-endpoint", &s3.url, "--s3-path-style", "--s3-region", "us-east-1", "--immutable-days", "1"];
@@ -498,7 +570,19 @@ async fn points_replicated_off_site_are_write_once_verified_and_restore_with_rea
     profile(&kc, "vault-copy", &["--s3-credentials-from-env"], &env("writer"));
     profile(&kc, "vault-reader", &["--s3-credentials-file", reader_file.to_str().unwrap()], &[]);
 
-    let replicate = ["replicate", "--cluster-id", &cluster_id, "--from", "offsite", "--from-path", loc.to_str().unwrap(), "--to", "vault-copy", "--verify-with", "vault-reader"];
+    let replicate = [
+        "replicate",
+        "--cluster-id",
+        &cluster_id,
+        "--from",
+        "offsite",
+        "--from-path",
+        loc.to_str().unwrap(),
+        "--to",
+        "vault-copy",
+        "--verify-with",
+        "vault-reader",
+    ];
     // A point planted at the source by someone holding its write credentials (no passphrase).
     let forged = dr_core::point::new_point_id(time::OffsetDateTime::now_utc());
     support::plant_forged_point(&loc, &cluster_id, 3, &forged);
@@ -544,7 +628,19 @@ async fn points_replicated_off_site_are_write_once_verified_and_restore_with_rea
     assert!(String::from_utf8_lossy(&file_dest.stderr).contains("S3 profiles only"), "{}", String::from_utf8_lossy(&file_dest.stderr));
     ok(&dr(
         &kc,
-        &["enable", "--profile", "offsite", "--passphrase-file", "-", "--replicate-to", "vault-copy", "--replicate-verify-with", "vault-reader", "--replicate-frequency", "30 * * * *"],
+        &[
+            "enable",
+            "--profile",
+            "offsite",
+            "--passphrase-file",
+            "-",
+            "--replicate-to",
+            "vault-copy",
+            "--replicate-verify-with",
+            "vault-reader",
+            "--replicate-frequency",
+            "30 * * * *",
+        ],
         PASS,
         &[],
     ));
@@ -552,7 +648,9 @@ async fn points_replicated_off_site_are_write_once_verified_and_restore_with_rea
     assert_eq!(cron["spec"]["schedule"], "30 * * * *");
     assert_eq!(cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"], json!(["replicate"]));
     ok(&dr(&kc, &["backup", "--local", "--path", loc.to_str().unwrap()], "", &[]));
-    let job = source_api.seed(json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "replication-run", "namespace": NS}, "spec": cron["spec"]["jobTemplate"]["spec"]}));
+    let job = source_api.seed(
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "replication-run", "namespace": NS}, "spec": cron["spec"]["jobTemplate"]["spec"]}),
+    );
     assert_eq!(support::kubelet::run_job(&source_api, &job, &dr_job(), &loc).await, 0);
     assert_eq!(dr_core::point::list_points(&offsite, &cluster_id).await.unwrap().len(), 2, "the new point was copied");
     let pod = source_api.objects("", "pods").into_iter().find(|p| p["metadata"]["labels"]["job-name"] == "replication-run").unwrap();
@@ -644,10 +742,7 @@ async fn a_restore_on_a_terminal_shows_a_live_progress_bar_then_the_whole_report
     assert!(last.contains("EXIT=0"), "{last}");
 
     // While it ran: the bar, part way, on one line of its own.
-    let bars: Vec<String> = screens
-        .iter()
-        .flat_map(|s| s.lines().filter(|l| l.starts_with("restore [")).map(str::to_owned).collect::<Vec<_>>())
-        .collect();
+    let bars: Vec<String> = screens.iter().flat_map(|s| s.lines().filter(|l| l.starts_with("restore [")).map(str::to_owned).collect::<Vec<_>>()).collect();
     let part_way = bars.iter().find(|l| {
         let percent: u32 = l.split('%').next().and_then(|h| h.rsplit(' ').next()).and_then(|p| p.parse().ok()).unwrap_or(0);
         (1..100).contains(&percent) && l.contains("/3004 objects") && l.contains("/s") && l.contains("ETA")
@@ -735,10 +830,19 @@ async fn a_backup_run_shows_its_progress_from_the_jobs_log() {
 fn chromium_render(page: &Path, out_dir: &Path) -> (String, Vec<u8>) {
     let profile = tempfile::tempdir().unwrap();
     let flags = |extra: &[String]| {
-        let mut args: Vec<String> = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         args.push(format!("--user-data-dir={}", profile.path().display()));
         args.extend_from_slice(extra);
         args.push(format!("file://{}", page.display()));
@@ -777,7 +881,19 @@ async fn a_sandbox_drill_restores_checks_reports_and_cleans_up() {
     let before = api.objects("", "configmaps").len();
     let reports = dir.path().join("reports");
     let drill = |extra: &[&str]| {
-        let mut args = vec!["drill", "--cluster-id", cluster_id.as_str(), "--profile", "offsite", "--sandbox-prefix", "drill-", "--passphrase-file", "-", "--path", loc.to_str().unwrap()];
+        let mut args = vec![
+            "drill",
+            "--cluster-id",
+            cluster_id.as_str(),
+            "--profile",
+            "offsite",
+            "--sandbox-prefix",
+            "drill-",
+            "--passphrase-file",
+            "-",
+            "--path",
+            loc.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         dr(&kc, &args, PASS, &[])
     };
@@ -821,7 +937,11 @@ async fn a_sandbox_drill_restores_checks_reports_and_cleans_up() {
     // removes its sandbox.
     let location = dr_core::location::Location::connect(&dr_core::location::LocationConfig::File { path: loc.clone() }).await.unwrap();
     let entries = vec![
-        dr_core::catalog::Entry { category: dr_core::catalog::Category::Cluster, object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}), source_uid: None },
+        dr_core::catalog::Entry {
+            category: dr_core::catalog::Category::Cluster,
+            object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+            source_uid: None,
+        },
         dr_core::catalog::Entry {
             category: dr_core::catalog::Category::Applications,
             object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"currency": "EUR"}}),
@@ -875,7 +995,23 @@ async fn a_drill_onto_a_scratch_cluster_restores_the_whole_point() {
     let reports = dir.path().join("reports");
     let out = dr(
         &kc,
-        &["drill", "--cluster-id", &cluster_id, "--profile", "offsite", "--target-context", "scratch", "--passphrase-file", "-", "--path", loc.to_str().unwrap(), "--report-dir", reports.to_str().unwrap(), "-o", "json"],
+        &[
+            "drill",
+            "--cluster-id",
+            &cluster_id,
+            "--profile",
+            "offsite",
+            "--target-context",
+            "scratch",
+            "--passphrase-file",
+            "-",
+            "--path",
+            loc.to_str().unwrap(),
+            "--report-dir",
+            reports.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
         PASS,
         &[],
     );
@@ -885,7 +1021,10 @@ async fn a_drill_onto_a_scratch_cluster_restores_the_whole_point() {
     // Each namespace's kube-root-ca.crt holds the target's CA: not compared, and listed.
     let cm = &report["byKind"]["ConfigMap"];
     assert_eq!(cm["matching"].as_u64().unwrap() + cm["ignored"].as_u64().unwrap(), cm["inPoint"].as_u64().unwrap(), "{report}");
-    assert!(cm["ignored"].as_u64() >= Some(1) && report["ignored"].as_array().unwrap().iter().any(|i| i.as_str().unwrap().contains("/kube-root-ca.crt")), "{report}");
+    assert!(
+        cm["ignored"].as_u64() >= Some(1) && report["ignored"].as_array().unwrap().iter().any(|i| i.as_str().unwrap().contains("/kube-root-ca.crt")),
+        "{report}"
+    );
     assert_eq!(report["byKind"]["Profile.dr.kubectl-dr.io"]["skipped"], 1, "{report}");
     assert_eq!(find(&scratch, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "EUR");
     assert!(find(&scratch, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").is_some(), "a scratch cluster restored as a real one is");

@@ -95,7 +95,19 @@ pub async fn keep(args: &GrantKeeperArgs) -> std::process::ExitCode {
     let waited = tokio::time::Instant::now();
     let (ending, disrupted) = loop {
         let pod = pod(&client, &args.namespace, Some(&args.pod_name)).await;
-        let ended = pod.as_ref().and_then(|p| p.status.as_ref()?.container_statuses.as_ref()?.iter().find(|c| c.name == RESTORE_CONTAINER)?.state.as_ref()?.terminated.as_ref().map(|t| t.exit_code));
+        let ended = pod.as_ref().and_then(|p| {
+            p.status
+                .as_ref()?
+                .container_statuses
+                .as_ref()?
+                .iter()
+                .find(|c| c.name == RESTORE_CONTAINER)?
+                .state
+                .as_ref()?
+                .terminated
+                .as_ref()
+                .map(|t| t.exit_code)
+        });
         let disrupted = pod.as_ref().is_some_and(grant::disrupted);
         if let Some(code) = ended {
             break (Ending::Exited(code), disrupted);

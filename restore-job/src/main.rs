@@ -129,7 +129,8 @@ async fn refused(e: clap::Error) -> std::process::ExitCode {
     }
     let text = e.render().to_string();
     // clap's error, up to the usage and the hint meant for a terminal, on one line.
-    let error: Vec<&str> = text.lines().take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information")).map(str::trim).filter(|l| !l.is_empty()).collect();
+    let error: Vec<&str> =
+        text.lines().take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information")).map(str::trim).filter(|l| !l.is_empty()).collect();
     let mut error = error.join(" ").trim_start_matches("error: ").to_owned();
     // The pod spec sets variables, not flags: name the variable.
     let command = std::env::args().nth(1);
@@ -225,9 +226,15 @@ async fn restore(args: &RestoreArgs) -> std::process::ExitCode {
     };
     // The Job's deadline counts from its start, across every pod: a later pod has less of it
     // than restore.timeout. Bounded so, the restore stops in time to end the grant itself.
-    let bounded = match grant::job(&client, &settings.namespace, &settings.holder).await.and_then(|job| dr_core::restore::grant::time_left(&job, time::OffsetDateTime::now_utc())) {
+    let bounded = match grant::job(&client, &settings.namespace, &settings.holder)
+        .await
+        .and_then(|job| dr_core::restore::grant::time_left(&job, time::OffsetDateTime::now_utc()))
+    {
         Some(left) if left < settings.timeout => {
-            tracing::warn!(seconds = left.as_secs(), "the Job's activeDeadlineSeconds leaves less than restore.timeout: the restore stops in time to end its grant");
+            tracing::warn!(
+                seconds = left.as_secs(),
+                "the Job's activeDeadlineSeconds leaves less than restore.timeout: the restore stops in time to end its grant"
+            );
             settings.timeout = left.max(std::time::Duration::from_secs(1));
             true
         }

@@ -186,13 +186,21 @@ impl Common {
             None => None,
             Some(address) => {
                 let auth = match (&v.vault_role, &v.vault_token_file) {
-                    (Some(role), _) => VaultAuth::Kubernetes { role: role.clone(), token_path: v.vault_sa_token_path.clone(), mount: v.vault_auth_mount.clone() },
+                    (Some(role), _) => {
+                        VaultAuth::Kubernetes { role: role.clone(), token_path: v.vault_sa_token_path.clone(), mount: v.vault_auth_mount.clone() }
+                    }
                     (None, Some(path)) => {
                         // Wiped after use, like the trimmed copy the login keeps.
-                        let token = Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("cannot read the Vault token file {}", path.display()))?);
+                        let token =
+                            Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("cannot read the Vault token file {}", path.display()))?);
                         VaultAuth::Token(Zeroizing::new(token.trim().to_owned()))
                     }
-                    (None, None) => anyhow::bail!("{} is set but neither {} nor {} is: the job's pod spec must set one", env::VAULT_ADDRESS, env::VAULT_ROLE, env::VAULT_TOKEN_FILE),
+                    (None, None) => anyhow::bail!(
+                        "{} is set but neither {} nor {} is: the job's pod spec must set one",
+                        env::VAULT_ADDRESS,
+                        env::VAULT_ROLE,
+                        env::VAULT_TOKEN_FILE
+                    ),
                 };
                 Some(VaultConfig { address: address.clone(), auth, namespace: v.vault_namespace.clone(), ca_bundle: v.vault_ca_bundle.clone() })
             }
@@ -233,11 +241,7 @@ impl RestoreArgs {
         s.override_resources = self.override_resources;
         s.concurrency = self.restore_concurrency;
         s.qps = self.restore_qps;
-        s.holder = self
-            .restore_holder
-            .clone()
-            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
-            .unwrap_or_else(|| "dr-restore".into());
+        s.holder = self.restore_holder.clone().or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty())).unwrap_or_else(|| "dr-restore".into());
         s.location_mount = Some(self.common.location_mount.clone());
         s.resolve = self.common.resolve_options()?;
         Ok(s)

@@ -226,11 +226,7 @@ async fn the_job_resolves_a_vault_passphrase_with_kubernetes_auth() {
     // The pod's service-account token, where the chart's vault.serviceAccountTokenPath points.
     let token_path = dir.path().join("sa-token");
     std::fs::write(&token_path, api.issue_token(NS, "kubectl-dr-backup")).unwrap();
-    let env = [
-        ("DR_VAULT_ADDRESS", vault.url.clone()),
-        ("DR_VAULT_ROLE", "dr".to_owned()),
-        ("DR_VAULT_SA_TOKEN_PATH", token_path.display().to_string()),
-    ];
+    let env = [("DR_VAULT_ADDRESS", vault.url.clone()), ("DR_VAULT_ROLE", "dr".to_owned()), ("DR_VAULT_SA_TOKEN_PATH", token_path.display().to_string())];
     let (out, _) = run_job(&api, dir.path(), &env);
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -318,10 +314,7 @@ async fn the_job_runs_with_the_cronjobs_environment_and_least_privilege_service_
     // Full mode still under quick-mode RBAC: the account may not list application kinds,
     // and the job says so (the RBAC is enforced, and is as narrow as quick mode needs).
     let policies: kube::Api<dr_core::resources::Policy> = kube::Api::namespaced(api.client(), NS);
-    policies
-        .patch("k10-disaster-recovery-policy", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"mode": "full"}})))
-        .await
-        .unwrap();
+    policies.patch("k10-disaster-recovery-policy", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"mode": "full"}}))).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (out, message) = run_as_cronjob(&api, dir.path());
     assert_eq!(out.status.code(), Some(2), "bad input: the RBAC must change");
@@ -340,7 +333,8 @@ async fn the_job_runs_with_the_cronjobs_environment_and_least_privilege_service_
 
     // The grant names each resource it reads: no `*`, which would also grant subresources
     // such as nodes/proxy, pods/exec or serviceaccounts/token.
-    let role = api.objects("rbac.authorization.k8s.io", "clusterroles").into_iter().find(|r| r["metadata"]["name"] == format!("kubectl-dr-backup-{NS}")).unwrap();
+    let role =
+        api.objects("rbac.authorization.k8s.io", "clusterroles").into_iter().find(|r| r["metadata"]["name"] == format!("kubectl-dr-backup-{NS}")).unwrap();
     let rules = role["rules"].as_array().unwrap();
     assert!(rules.iter().all(|r| !r["resources"].as_array().unwrap().iter().any(|x| x == "*" || x.as_str().unwrap().contains('/'))), "{rules:?}");
     assert!(rules.iter().all(|r| !r["apiGroups"].as_array().unwrap().contains(&json!("*"))), "{rules:?}");
@@ -365,7 +359,9 @@ async fn the_job_runs_with_the_cronjobs_environment_and_least_privilege_service_
     let good = policy["status"]["lastSuccessfulRestorePoint"].as_str().expect("the earlier good backup").to_owned();
     assert_eq!(policy["status"]["lastRuns"][1]["restorePoint"], good.as_str());
     let events = api.objects("events.k8s.io", "events");
-    let regarding_policy = |reason: &str| events.iter().filter(|e| e["reason"] == reason && e["regarding"]["kind"] == "Policy" && e["regarding"]["uid"] == policy["metadata"]["uid"]).count();
+    let regarding_policy = |reason: &str| {
+        events.iter().filter(|e| e["reason"] == reason && e["regarding"]["kind"] == "Policy" && e["regarding"]["uid"] == policy["metadata"]["uid"]).count()
+    };
     assert!(regarding_policy("BackupSucceeded") >= 2 && regarding_policy("BackupFailed") >= 2, "{events:?}");
     assert!(events.iter().any(|e| e["type"] == "Warning" && e["note"].as_str().unwrap().contains("kubectl dr enable")), "{events:?}");
     dr_core::dr_policy::enable(&api.client(), &settings(dr_core::catalog::Mode::Full)).await.unwrap();
@@ -394,7 +390,9 @@ fn kube_state_metrics_series(config: &Value, object: &Value) -> Vec<(String, std
             Value::Bool(b) => f64::from(u8::from(*b)),
             Value::String(s) if s.eq_ignore_ascii_case("true") => 1.0,
             Value::String(s) if s.eq_ignore_ascii_case("false") => 0.0,
-            Value::String(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map(|t| t.unix_timestamp() as f64).unwrap_or_else(|_| s.parse().unwrap()),
+            Value::String(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map(|t| t.unix_timestamp() as f64)
+                .unwrap_or_else(|_| s.parse().unwrap()),
             other => panic!("kube-state-metrics cannot make a value of {other}"),
         }
     }
@@ -484,10 +482,13 @@ async fn the_policys_status_feeds_the_monitoring_configuration_and_its_alerts_fi
                "description": format!("`kubectl describe policy -n {NS} k10-disaster-recovery-policy` shows the error; `kubectl dr backup -n {NS}` runs it again.")}),
     );
     let case = |at: &str, name: &str, expected: Vec<Value>| {
-        let alerts: Vec<Value> = expected.into_iter().map(|mut a| {
-            a.as_object_mut().unwrap().remove("alertname");
-            a
-        }).collect();
+        let alerts: Vec<Value> = expected
+            .into_iter()
+            .map(|mut a| {
+                a.as_object_mut().unwrap().remove("alertname");
+                a
+            })
+            .collect();
         json!({"eval_time": at, "alertname": name, "exp_alerts": alerts})
     };
     let tests = json!({
@@ -502,7 +503,8 @@ async fn the_policys_status_feeds_the_monitoring_configuration_and_its_alerts_fi
     });
     let file = dir.path().join("alerts-test.yaml");
     std::fs::write(&file, serde_yaml::to_string(&tests).unwrap()).unwrap();
-    let promtool = Command::new("promtool").args(["test", "rules"]).arg(&file).output().expect("promtool (Debian's prometheus package; scripts/test installs it)");
+    let promtool =
+        Command::new("promtool").args(["test", "rules"]).arg(&file).output().expect("promtool (Debian's prometheus package; scripts/test installs it)");
     assert!(
         promtool.status.success(),
         "{}\n{}\n{}",
@@ -527,7 +529,12 @@ async fn each_run_pushes_its_metrics_to_the_pushgateway() {
         let found = support::samples(text, metric);
         assert_eq!(found.len(), 1, "{metric} in:\n{text}");
         let (labels, value) = found[0].clone();
-        assert!(labels.contains(&format!("namespace=\"{NS}\"")) && labels.contains("policy=\"k10-disaster-recovery-policy\"") && labels.contains("job=\"kubectl_dr_backup\""), "{labels}");
+        assert!(
+            labels.contains(&format!("namespace=\"{NS}\""))
+                && labels.contains("policy=\"k10-disaster-recovery-policy\"")
+                && labels.contains("job=\"kubectl_dr_backup\""),
+            "{labels}"
+        );
         value
     };
 

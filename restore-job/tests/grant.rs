@@ -53,7 +53,9 @@ fn verdict(api: &ApiServer) -> String {
 }
 
 fn has_sidecar(job: &Value) -> bool {
-    job["spec"]["template"]["spec"]["initContainers"].as_array().is_some_and(|cs| cs.iter().any(|c| c["name"] == "grant-keeper" && c["restartPolicy"] == "Always"))
+    job["spec"]["template"]["spec"]["initContainers"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["name"] == "grant-keeper" && c["restartPolicy"] == "Always"))
 }
 
 const NO_SIDECAR: fn() -> Value = || json!({"grantKeeper": {"enabled": false}});

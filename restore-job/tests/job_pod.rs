@@ -21,11 +21,8 @@ fn read_by(command: &str) -> BTreeSet<String> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dr-job")).args([command, "--help"]).output().unwrap();
     assert!(out.status.success(), "dr-job {command} --help: {}", String::from_utf8_lossy(&out.stderr));
     let help = String::from_utf8(out.stdout).unwrap();
-    let names: BTreeSet<String> = help
-        .split("[env: ")
-        .skip(1)
-        .map(|rest| rest.chars().take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_').collect())
-        .collect();
+    let names: BTreeSet<String> =
+        help.split("[env: ").skip(1).map(|rest| rest.chars().take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_').collect()).collect();
     assert!(names.contains("DR_NAMESPACE"), "dr-job {command} --help lists its variables: {help}");
     names.into_iter().chain(READ_BY_THE_AWS_SDK.map(String::from)).collect()
 }
@@ -143,7 +140,8 @@ fn the_cronjobs_set_only_what_dr_job_reads() {
         vault_ca_bundle: Some("PEM".into()),
         pushgateway_url: Some("http://pgw:9091".into()),
     };
-    let profile = Profile::new("offsite", ProfileSpec { file: Some(FileProfileSpec { claim_name: "dr-nfs".into(), ..Default::default() }), ..Default::default() });
+    let profile =
+        Profile::new("offsite", ProfileSpec { file: Some(FileProfileSpec { claim_name: "dr-nfs".into(), ..Default::default() }), ..Default::default() });
     for (command, cron) in [("backup", cronjob(&settings, &profile)), ("replicate", replication_cronjob(&settings, &profile, "@daily"))] {
         let read = read_by(command);
         let cron = serde_json::to_value(cron).unwrap();

@@ -4,11 +4,11 @@
 
 use dr_test_support as support;
 
-use support::apiserver::ApiServer;
-use support::restore_fixture::*;
 use dr_core::catalog::Mode;
 use dr_core::failure::ErrorKind;
 use serde_json::{json, Value};
+use support::apiserver::ApiServer;
+use support::restore_fixture::*;
 
 /// The usual source, with a noisy namespace, labelled objects, a PVC, a RoleBinding and a
 /// ConfigMap that names a service by its cluster host name.
@@ -50,7 +50,8 @@ async fn namespace_kind_and_label_rules_choose_what_comes_back_and_say_why() {
 
     // Labels: only what matches, and the namespace it lives in.
     let target = target_cluster(raw_secret(PASS)).await;
-    let report = restore(&target, &values(&cluster_id, json!({"select": {"includeNamespaces": ["shop"], "selector": "app=web,tier in (front)"}})), loc.path()).report();
+    let report =
+        restore(&target, &values(&cluster_id, json!({"select": {"includeNamespaces": ["shop"], "selector": "app=web,tier in (front)"}})), loc.path()).report();
     assert!(find(&target, "", "configmaps", "shop", "front").is_some());
     assert!(find(&target, "", "namespaces", "", "shop").is_some());
     assert!(find(&target, "", "configmaps", "shop", "settings").is_none());
@@ -70,7 +71,8 @@ async fn namespace_kind_and_label_rules_choose_what_comes_back_and_say_why() {
 
     // One object by name.
     let target = target_cluster(raw_secret(PASS)).await;
-    let report = restore(&target, &values(&cluster_id, json!({"select": {"objects": ["Deployment.apps/shop/web", "ClusterRole/shop-reader"]}})), loc.path()).report();
+    let report =
+        restore(&target, &values(&cluster_id, json!({"select": {"objects": ["Deployment.apps/shop/web", "ClusterRole/shop-reader"]}})), loc.path()).report();
     assert!(find(&target, "apps", "deployments", "shop", "web").is_some());
     assert!(find(&target, "rbac.authorization.k8s.io", "clusterroles", "", "shop-reader").is_some());
     assert!(find(&target, "", "namespaces", "", "shop").is_some(), "the object's namespace comes along");
@@ -107,11 +109,14 @@ rules:
     substitutions:
       - {path: /data/currency, regex: "^EUR$", replacement: "CHF"}
 "#}}));
-    let vals = values(&cluster_id, json!({
-        "select": {"excludeNamespaces": ["noisy"]},
-        "mapping": {"namespaces": {"shop": "shop-dr"}, "storageClasses": {"gp2": "standard"}, "imageRegistries": {"docker.io": "mirror.local/hub"}, "hostNameKinds": ["ConfigMap"]},
-        "resourceModifiers": {"configMap": "mods"},
-    }));
+    let vals = values(
+        &cluster_id,
+        json!({
+            "select": {"excludeNamespaces": ["noisy"]},
+            "mapping": {"namespaces": {"shop": "shop-dr"}, "storageClasses": {"gp2": "standard"}, "imageRegistries": {"docker.io": "mirror.local/hub"}, "hostNameKinds": ["ConfigMap"]},
+            "resourceModifiers": {"configMap": "mods"},
+        }),
+    );
     let report = restore(&target, &vals, loc.path()).report();
     assert_eq!(report["failed"], 0, "{report}");
     assert!(find(&target, "", "namespaces", "", "shop").is_none());
@@ -169,7 +174,10 @@ async fn mappings_and_rules_that_cannot_work_fail_before_any_write() {
     let run = restore(&target, &values(&cluster_id, json!({"resourceModifiers": {"configMap": "wrong"}})), loc.path());
     assert_eq!(run.outcome.kind, Some(ErrorKind::BadInput));
     let message = run.failure();
-    assert!(message.contains("Deployment.apps shop/web") && message.contains("/spec/paused is not there") && message.contains("nothing was written"), "{message}");
+    assert!(
+        message.contains("Deployment.apps shop/web") && message.contains("/spec/paused is not there") && message.contains("nothing was written"),
+        "{message}"
+    );
     assert_eq!(written(&target), before, "nothing was written");
     assert!(find(&target, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").is_none());
 }
@@ -204,7 +212,10 @@ async fn existing_objects_are_compared_and_updated_when_asked() {
     assert_eq!(report["byKind"]["ConfigMap"]["updated"], 1, "{report}");
     assert_eq!(report["byKind"]["ConfigMap"]["differs"], json!(["shop/settings"]), "{report}");
     assert_eq!(report["updated"], 1, "{report}");
-    assert!(find(&target, "", "configmaps", "shop", "front").unwrap()["metadata"]["annotations"].get("dr.kubectl-dr.io/restored-from").is_none(), "equal: not written");
+    assert!(
+        find(&target, "", "configmaps", "shop", "front").unwrap()["metadata"]["annotations"].get("dr.kubectl-dr.io/restored-from").is_none(),
+        "equal: not written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +304,11 @@ async fn a_point_from_an_older_kubernetes_restores_onto_a_newer_one() {
     assert!(find(&target, "apiregistration.k8s.io", "apiservices", "", "v1beta1.batch").is_none());
     assert!(find(&target, "flowcontrol.apiserver.k8s.io", "flowschemas", "", "system-leader-election").is_none());
     assert!(find(&target, "rbac.authorization.k8s.io", "clusterroles", "", "admin").is_none());
-    assert_eq!(skipped(&report, "APIService.apiregistration.k8s.io", "managed by the target cluster (its API server registers its own API versions)"), 1, "{report}");
+    assert_eq!(
+        skipped(&report, "APIService.apiregistration.k8s.io", "managed by the target cluster (its API server registers its own API versions)"),
+        1,
+        "{report}"
+    );
     // Removed versions are converted to what the target serves.
     let plc = find(&target, "flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations", "", "shop-batch").expect("converted");
     assert_eq!(plc["apiVersion"], "flowcontrol.apiserver.k8s.io/v1");

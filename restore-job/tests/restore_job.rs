@@ -10,15 +10,15 @@
 
 use dr_test_support as support;
 
-use support::kubelet;
-use support::restore_fixture::*;
 use dr_core::catalog::Mode;
-use dr_core::format::crypto::Passphrase;
 use dr_core::failure::ErrorKind;
+use dr_core::format::crypto::Passphrase;
 use dr_core::location::{Location, LocationConfig};
 use dr_core::restore::RestoreOutcome;
 use serde_json::{json, Value};
 use std::path::Path;
+use support::kubelet;
+use support::restore_fixture::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_restore_brings_everything_back_and_a_rerun_duplicates_nothing() {
     let source = source_cluster().await;
@@ -71,7 +71,10 @@ async fn a_full_restore_brings_everything_back_and_a_rerun_duplicates_nothing() 
     assert_eq!(report["byKind"]["Secret"]["skipped"]["already exists"], 1, "k10-dr-secret exists: {report}");
     // The outcome is an Event on the restore Job too.
     let events = target.objects("events.k8s.io", "events");
-    let event = events.iter().find(|e| e["regarding"]["kind"] == "Job" && e["regarding"]["name"] == RELEASE).unwrap_or_else(|| panic!("no Event on the Job: {events:?}"));
+    let event = events
+        .iter()
+        .find(|e| e["regarding"]["kind"] == "Job" && e["regarding"]["name"] == RELEASE)
+        .unwrap_or_else(|| panic!("no Event on the Job: {events:?}"));
     assert_eq!((event["reason"].as_str(), event["type"].as_str()), (Some("RestoreSucceeded"), Some("Normal")), "{event}");
     assert!(event["note"].as_str().unwrap().contains(&point_id), "{event}");
 
@@ -348,7 +351,11 @@ async fn an_interrupted_restore_finishes_when_run_again_without_duplicates() {
     assert!(find(&target, "coordination.k8s.io", "leases", NS, "kubectl-dr-restore").is_some());
 
     let report = restore(&target, &values(&cluster_id, json!({})), loc.path()).report();
-    let cms: Vec<Value> = target.objects("", "configmaps").into_iter().filter(|c| c["metadata"]["namespace"] == "app-0" && c["metadata"]["name"] != support::apiserver::ROOT_CA_CONFIG_MAP).collect();
+    let cms: Vec<Value> = target
+        .objects("", "configmaps")
+        .into_iter()
+        .filter(|c| c["metadata"]["namespace"] == "app-0" && c["metadata"]["name"] != support::apiserver::ROOT_CA_CONFIG_MAP)
+        .collect();
     assert_eq!(cms.len(), 1500, "every object, once");
     let k = &report["byKind"]["ConfigMap"];
     assert_eq!(k["restored"].as_u64().unwrap() + k["alreadyRestored"].as_u64().unwrap(), 1500, "{report}");
@@ -376,7 +383,11 @@ async fn a_restore_rides_out_its_api_server_restarting_for_30_seconds() {
     let raw = std::fs::read_to_string(&pod.termination).unwrap_or_default();
     assert!(out.status.success(), "one pod finished it: {raw}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(started.elapsed() < std::time::Duration::from_secs(120), "within its timeout");
-    let cms = target.objects("", "configmaps").into_iter().filter(|c| c["metadata"]["namespace"] == "app-0" && c["metadata"]["name"] != support::apiserver::ROOT_CA_CONFIG_MAP).count();
+    let cms = target
+        .objects("", "configmaps")
+        .into_iter()
+        .filter(|c| c["metadata"]["namespace"] == "app-0" && c["metadata"]["name"] != support::apiserver::ROOT_CA_CONFIG_MAP)
+        .count();
     assert_eq!(cms, 1500, "every object, once");
     let report = serde_json::to_value(RestoreOutcome::parse(&raw).report.expect("a report")).unwrap();
     assert_eq!(report["failed"], 0, "{report}");
@@ -474,7 +485,10 @@ async fn an_unreachable_location_is_transient_and_objects_that_fail_make_the_res
     let metrics = reqwest::get(format!("{}/metrics", gateway.url)).await.unwrap().text().await.unwrap();
     let value = |metric: &str| {
         let found = support::samples(&metrics, metric);
-        assert!(found.len() == 1 && found[0].0.contains(&format!("release=\"{RELEASE}\"")) && found[0].0.contains(&format!("namespace=\"{NS}\"")), "{metric}: {found:?}");
+        assert!(
+            found.len() == 1 && found[0].0.contains(&format!("release=\"{RELEASE}\"")) && found[0].0.contains(&format!("namespace=\"{NS}\"")),
+            "{metric}: {found:?}"
+        );
         found[0].1
     };
     let pushed = run.outcome.report.as_ref().unwrap();
@@ -525,8 +539,10 @@ async fn custom_resources_get_their_status_back_when_asked() {
                                 "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
                                               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}));
     // An operator set the status (seeding keeps it, as a controller's /status write would).
-    source.seed(json!({"apiVersion": "shop.example.com/v1", "kind": "Cert", "metadata": {"name": "tls", "namespace": "shop"}, "spec": {"dns": "shop.example.com"},
-                       "status": {"serial": "0a1b2c", "notAfter": "2027-01-01T00:00:00Z"}}));
+    source.seed(
+        json!({"apiVersion": "shop.example.com/v1", "kind": "Cert", "metadata": {"name": "tls", "namespace": "shop"}, "spec": {"dns": "shop.example.com"},
+                       "status": {"serial": "0a1b2c", "notAfter": "2027-01-01T00:00:00Z"}}),
+    );
     let loc = tempfile::tempdir().unwrap();
     let (cluster_id, _) = backup(&source, loc.path(), Mode::Full).await;
 

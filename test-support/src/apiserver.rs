@@ -291,9 +291,7 @@ impl State {
                             changed = true;
                         }
                     }
-                    let blocking = self.objects.values().any(|o| {
-                        owner_refs(o).iter().any(|r| r["uid"] == uid.as_str() && r["blockOwnerDeletion"] == true)
-                    });
+                    let blocking = self.objects.values().any(|o| owner_refs(o).iter().any(|r| r["uid"] == uid.as_str() && r["blockOwnerDeletion"] == true));
                     if blocking {
                         continue;
                     }
@@ -772,7 +770,10 @@ fn token_review(state: &mut State, body: &[u8]) -> Response<Body> {
         }),
         None => json!({"authenticated": false, "error": "invalid bearer token, token lookup failed"}),
     };
-    respond(201, json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "metadata": {"creationTimestamp": null}, "spec": review["spec"], "status": status_value}))
+    respond(
+        201,
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "metadata": {"creationTimestamp": null}, "spec": review["spec"], "status": status_value}),
+    )
 }
 
 fn discovery_resources(state: &State, group: &str, version: &str) -> Option<Value> {
@@ -863,12 +864,7 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
     let query: BTreeMap<String, String> = req
         .uri()
         .query()
-        .map(|q| {
-            q.split('&')
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_owned(), percent_decode(v)))
-                .collect()
-        })
+        .map(|q| q.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), percent_decode(v))).collect())
         .unwrap_or_default();
     let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let bearer = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_owned);
@@ -1023,9 +1019,7 @@ fn apply(state: &mut State, t: &Target, query: &BTreeMap<String, String>, config
     let name = t.name.clone().unwrap_or_default();
     let k = key(&t.def, &t.namespace, &name);
     let paths = applied_paths(&config);
-    let entry = |manager: &str, paths: &BTreeSet<Vec<String>>, def: &ResourceDef| {
-        json!({"manager": manager, "operation": "Apply", "apiVersion": def.api_version(), "time": now(), "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(paths)})
-    };
+    let entry = |manager: &str, paths: &BTreeSet<Vec<String>>, def: &ResourceDef| json!({"manager": manager, "operation": "Apply", "apiVersion": def.api_version(), "time": now(), "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(paths)});
     let Some(mut current) = state.objects.get(&k).cloned() else {
         let mut obj = config;
         obj["metadata"]["name"] = json!(name);
@@ -1045,10 +1039,16 @@ fn apply(state: &mut State, t: &Target, query: &BTreeMap<String, String>, config
         }
     }
     if !conflicts.is_empty() && !force {
-        let causes: Vec<Value> = conflicts.iter().map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": format!(".{f}")})).collect();
-        return respond(409, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409,
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": format!(".{f}")}))
+            .collect();
+        return respond(
+            409,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409,
             "message": format!("Apply failed with {} conflict(s): {}", conflicts.len(), conflicts.iter().map(|(m, f)| format!("conflict with \"{m}\": .{f}")).collect::<Vec<_>>().join(", ")),
-            "details": {"causes": causes}}));
+            "details": {"causes": causes}}),
+        );
     }
     let previous: BTreeSet<Vec<String>> = managed.iter().filter(|m| m["manager"] == manager.as_str()).flat_map(|m| from_fields_v1(&m["fieldsV1"])).collect();
     let others: BTreeSet<Vec<String>> = managed.iter().filter(|m| m["manager"] != manager.as_str()).flat_map(|m| from_fields_v1(&m["fieldsV1"])).collect();
@@ -1101,9 +1101,9 @@ fn authorize(state: &State, bearer: Option<&str>, method: &Method, path: &str, q
         None => t.def.plural.clone(),
     };
     let is_subject = |binding: &Value| {
-        binding["subjects"].as_array().is_some_and(|subjects| {
-            subjects.iter().any(|s| s["kind"] == "ServiceAccount" && s["name"] == sa_name.as_str() && s["namespace"] == sa_ns.as_str())
-        })
+        binding["subjects"]
+            .as_array()
+            .is_some_and(|subjects| subjects.iter().any(|s| s["kind"] == "ServiceAccount" && s["name"] == sa_name.as_str() && s["namespace"] == sa_ns.as_str()))
     };
     let rules_of = |role_ref: &Value, binding_ns: &str| -> Vec<Value> {
         let name = role_ref["name"].as_str().unwrap_or("");
@@ -1139,7 +1139,10 @@ fn authorize(state: &State, bearer: Option<&str>, method: &Method, path: &str, q
     Some(status(
         403,
         "Forbidden",
-        format!("{resource} is forbidden: User \"system:serviceaccount:{sa_ns}:{sa_name}\" cannot {verb} resource \"{resource}\" in API group \"{}\" {scope}", t.def.group),
+        format!(
+            "{resource} is forbidden: User \"system:serviceaccount:{sa_ns}:{sa_name}\" cannot {verb} resource \"{resource}\" in API group \"{}\" {scope}",
+            t.def.group
+        ),
     ))
 }
 
@@ -1262,7 +1265,12 @@ fn route(state: &mut State, method: &Method, path: &str, query: &BTreeMap<String
     if method == Method::GET {
         match path.trim_end_matches('/') {
             "/version" => return respond(200, json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-dr-test"})),
-            "/api" => return respond(200, json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})),
+            "/api" => {
+                return respond(
+                    200,
+                    json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
+                )
+            }
             "/apis" => return respond(200, api_groups(state)),
             p => {
                 let segs: Vec<&str> = p.trim_matches('/').split('/').collect();
@@ -1391,8 +1399,23 @@ fn status_subresource(state: &mut State, method: &Method, t: &Target, content_ty
     let name = t.name.as_deref().unwrap_or_default();
     let k = key(&t.def, &t.namespace, name);
     let Some(mut current) = state.objects.get(&k).cloned() else { return not_found(&t.def, name) };
-    let verb = if method == Method::GET { "get" } else if method == Method::PUT { "update" } else { "patch" };
-    if let Some(denied) = forbidden(state, verb, &Target { def: ResourceDef { plural: format!("{}/status", t.def.plural), ..t.def.clone() }, namespace: t.namespace.clone(), name: None, subresource: None }) {
+    let verb = if method == Method::GET {
+        "get"
+    } else if method == Method::PUT {
+        "update"
+    } else {
+        "patch"
+    };
+    if let Some(denied) = forbidden(
+        state,
+        verb,
+        &Target {
+            def: ResourceDef { plural: format!("{}/status", t.def.plural), ..t.def.clone() },
+            namespace: t.namespace.clone(),
+            name: None,
+            subresource: None,
+        },
+    ) {
         return denied;
     }
     let Ok(sent) = serde_json::from_slice::<Value>(body) else {
@@ -1439,7 +1462,9 @@ fn admission(state: &State, t: &Target, operation: &str) -> Option<Response<Body
                 };
                 scope_ok && listed(&r["operations"], operation) && listed(&r["apiGroups"], &t.def.group) && listed(&r["resources"], &t.def.plural)
             });
-            let (Some(ns), Some(svc)) = (hook.pointer("/clientConfig/service/namespace").and_then(Value::as_str), hook.pointer("/clientConfig/service/name").and_then(Value::as_str)) else {
+            let (Some(ns), Some(svc)) =
+                (hook.pointer("/clientConfig/service/namespace").and_then(Value::as_str), hook.pointer("/clientConfig/service/name").and_then(Value::as_str))
+            else {
                 continue;
             };
             if !matches {
@@ -1671,7 +1696,12 @@ fn invalid(kind: &str, name: &str, field: &str, detail: String) -> Response<Body
 /// one is kept when it is free and in range, else the create is refused (422); a missing one
 /// is allocated at random from the range.
 fn allocate_service(state: &State, name: &str, svc: &mut Value) -> Result<(), Response<Body>> {
-    let others: Vec<&Value> = state.objects.range(("".to_owned(), "services".to_owned(), String::new(), String::new())..).take_while(|(k, _)| k.0.is_empty() && k.1 == "services").map(|(_, v)| v).collect();
+    let others: Vec<&Value> = state
+        .objects
+        .range(("".to_owned(), "services".to_owned(), String::new(), String::new())..)
+        .take_while(|(k, _)| k.0.is_empty() && k.1 == "services")
+        .map(|(_, v)| v)
+        .collect();
     let mut spec = svc["spec"].as_object().cloned().unwrap_or_default();
     let ty = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_owned();
     if ty != "ExternalName" {
@@ -1682,7 +1712,12 @@ fn allocate_service(state: &State, name: &str, svc: &mut Value) -> Result<(), Re
                 return Err(invalid("Service", name, "spec.clusterIPs", format!("Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12")));
             }
             Some(ip) if used_ips.contains(ip) => {
-                return Err(invalid("Service", name, "spec.clusterIPs", format!("Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: provided IP is already allocated")));
+                return Err(invalid(
+                    "Service",
+                    name,
+                    "spec.clusterIPs",
+                    format!("Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: provided IP is already allocated"),
+                ));
             }
             Some(_) => {}
             None => {
@@ -1702,20 +1737,27 @@ fn allocate_service(state: &State, name: &str, svc: &mut Value) -> Result<(), Re
         }
     }
     if ty == "NodePort" || ty == "LoadBalancer" {
-        let mut used: BTreeSet<u64> = others
-            .iter()
-            .flat_map(|o| o["spec"]["ports"].as_array().cloned().unwrap_or_default())
-            .filter_map(|p| p["nodePort"].as_u64())
-            .collect();
+        let mut used: BTreeSet<u64> =
+            others.iter().flat_map(|o| o["spec"]["ports"].as_array().cloned().unwrap_or_default()).filter_map(|p| p["nodePort"].as_u64()).collect();
         let ports = spec.get_mut("ports").and_then(Value::as_array_mut).map(std::mem::take).unwrap_or_default();
         let mut allocated = Vec::new();
         for (i, mut port) in ports.into_iter().enumerate() {
             match port["nodePort"].as_u64().filter(|p| *p != 0) {
                 Some(p) if !NODE_PORTS.contains(&p) => {
-                    return Err(invalid("Service", name, &format!("spec.ports[{i}].nodePort"), format!("Invalid value: {p}: provided port is not in the valid range. The range of valid ports is 30000-32767")));
+                    return Err(invalid(
+                        "Service",
+                        name,
+                        &format!("spec.ports[{i}].nodePort"),
+                        format!("Invalid value: {p}: provided port is not in the valid range. The range of valid ports is 30000-32767"),
+                    ));
                 }
                 Some(p) if used.contains(&p) => {
-                    return Err(invalid("Service", name, &format!("spec.ports[{i}].nodePort"), format!("Invalid value: {p}: provided port is already allocated")));
+                    return Err(invalid(
+                        "Service",
+                        name,
+                        &format!("spec.ports[{i}].nodePort"),
+                        format!("Invalid value: {p}: provided port is already allocated"),
+                    ));
                 }
                 Some(p) => {
                     used.insert(p);

@@ -188,7 +188,6 @@ pub fn pod_for_container(api: &ApiServer, job: &Value, container: &Value, pod_na
     Pod { args, env, kubeconfig, termination: root.join("termination-log") }
 }
 
-
 /// What happens to one pod of a Job: it runs the binary; it is killed with SIGKILL (the
 /// OOM killer, exit 137, reason `OOMKilled`) before it can finish; or its main container
 /// hangs (a process that never ends by itself, as a restore stuck in I/O) until the pod is
@@ -353,9 +352,14 @@ pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: 
             }
             running_sidecars.push((sidecar["name"].as_str().unwrap().to_owned(), Running { pid, done }));
         }
-        let sidecar_states = |state: Value| -> Vec<Value> { sidecars.iter().map(|c| json!({"name": c["name"], "restartCount": 0, "state": state.clone()})).collect() };
-        set_pod_status(pod_name.clone(), json!({"phase": "Running", "initContainerStatuses": sidecar_states(json!({"running": {"startedAt": now()}})),
-                                                "containerStatuses": [{"name": container, "state": {"running": {"startedAt": now()}}}]})).await;
+        let sidecar_states =
+            |state: Value| -> Vec<Value> { sidecars.iter().map(|c| json!({"name": c["name"], "restartCount": 0, "state": state.clone()})).collect() };
+        set_pod_status(
+            pod_name.clone(),
+            json!({"phase": "Running", "initContainerStatuses": sidecar_states(json!({"running": {"startedAt": now()}})),
+                                                "containerStatuses": [{"name": container, "state": {"running": {"startedAt": now()}}}]}),
+        )
+        .await;
         // Its container has started: its log is there (empty), as a kubelet's is.
         api.append_pod_log(&namespace, &pod_name, "");
         let fate = fates.get(codes.len()).copied().unwrap_or(PodFate::Runs);
@@ -422,7 +426,10 @@ pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: 
         let verdict = if stopped {
             Some(("DeadlineExceeded", deadline_exceeded.to_owned()))
         } else if fail_job_codes.contains(&i64::from(code)) {
-            Some(("PodFailurePolicy", format!("Container {container} for pod {namespace}/{pod_name} failed with exit code {code} matching FailJob rule at index 0")))
+            Some((
+                "PodFailurePolicy",
+                format!("Container {container} for pod {namespace}/{pod_name} failed with exit code {code} matching FailJob rule at index 0"),
+            ))
         } else if failed > backoff_limit {
             Some(("BackoffLimitExceeded", "Job has reached the specified backoff limit".to_owned()))
         } else {
@@ -467,18 +474,19 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 fn stream_output(mut child: std::process::Child, api: &ApiServer, namespace: &str, pod: &str) -> (i32, String) {
     use std::io::BufRead;
     let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let readers: Vec<_> = [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)]
-        .into_iter()
-        .flatten()
-        .map(|stream| {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
+    let readers: Vec<_> =
+        [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)]
+            .into_iter()
+            .flatten()
+            .map(|stream| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                        let _ = tx.send(line);
+                    }
+                })
             })
-        })
-        .collect();
+            .collect();
     drop(tx);
     let mut all = String::new();
     for line in rx {

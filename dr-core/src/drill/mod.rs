@@ -175,7 +175,9 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -
 
     // Every object in scope, read back and compared with the point (mapped as restored).
     let compiled = restore.controls.mapping.compile(ns).map_err(DrillError::Invalid)?;
-    let served = restore::controls::ServedApis::discover(client).await.map_err(|source| DrillError::Api { what: "discovering what the cluster serves".into(), source })?;
+    let served = restore::controls::ServedApis::discover(client)
+        .await
+        .map_err(|source| DrillError::Api { what: "discovering what the cluster serves".into(), source })?;
     let mut by_kind: BTreeMap<String, KindResult> = BTreeMap::new();
     let mut differences = Vec::new();
     let mut ignored = Vec::new();
@@ -306,7 +308,10 @@ fn namespace_of(e: &Entry) -> Option<&str> {
 
 /// Every namespace of the point but the DR namespace, mapped to `<prefix><ns>`.
 fn sandbox_mapping(entries: &[Entry], dr_namespace: &str, prefix: &str) -> Result<BTreeMap<String, String>, DrillError> {
-    if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || !prefix.starts_with(|c: char| c.is_ascii_lowercase()) {
+    if prefix.is_empty()
+        || !prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || !prefix.starts_with(|c: char| c.is_ascii_lowercase())
+    {
         return Err(DrillError::Invalid(format!("--sandbox-prefix {prefix:?}: use lower-case letters, digits and '-', starting with a letter (drill-)")));
     }
     let mut namespaces: BTreeSet<&str> = entries.iter().filter_map(namespace_of).collect();

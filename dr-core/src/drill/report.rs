@@ -3,8 +3,6 @@
 
 use super::DrillReport;
 
-
-
 fn duration(seconds: f64) -> String {
     if seconds < 10.0 {
         return format!("{:.1} s", seconds.max(0.0));
@@ -19,7 +17,11 @@ fn duration(seconds: f64) -> String {
 
 impl DrillReport {
     pub fn verdict(&self) -> &'static str {
-        if self.passed { "PASSED" } else { "FAILED" }
+        if self.passed {
+            "PASSED"
+        } else {
+            "FAILED"
+        }
     }
 
     /// The report as Markdown.
@@ -37,7 +39,10 @@ impl DrillReport {
         }
         md.push_str("\n## Objects by kind\n\n| Kind | In point | Restored | Matching | Differing | Missing | Skipped | Failed |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for (kind, k) in &self.by_kind {
-            md.push_str(&format!("| {kind} | {} | {} | {} | {} | {} | {} | {} |\n", k.in_point, k.restored, k.matching, k.differing, k.missing, k.skipped, k.failed));
+            md.push_str(&format!(
+                "| {kind} | {} | {} | {} | {} | {} | {} | {} |\n",
+                k.in_point, k.restored, k.matching, k.differing, k.missing, k.skipped, k.failed
+            ));
         }
         if !self.differences.is_empty() {
             md.push_str("\n## Differences (field paths; values are not shown)\n\n");

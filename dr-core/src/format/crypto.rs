@@ -164,9 +164,7 @@ impl ClusterKey {
         }
         let mut bytes = Zeroizing::new([0u8; 32]);
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &params.salt).extract(self.bytes.as_ref());
-        prk.expand(&[POINT_LABEL], Len32)
-            .and_then(|okm| okm.fill(bytes.as_mut()))
-            .expect("HKDF-SHA256 can expand 32 bytes");
+        prk.expand(&[POINT_LABEL], Len32).and_then(|okm| okm.fill(bytes.as_mut())).expect("HKDF-SHA256 can expand 32 bytes");
         Ok(MasterKey { bytes, params })
     }
 
@@ -223,9 +221,7 @@ impl MasterKey {
         let mut key_check = [0u8; KEY_CHECK_LEN];
         key_check.copy_from_slice(&check[..KEY_CHECK_LEN]);
         FileKeys {
-            aead: aead::LessSafeKey::new(
-                aead::UnboundKey::new(&aead::AES_256_GCM, payload.as_ref()).expect("32-byte key"),
-            ),
+            aead: aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, payload.as_ref()).expect("32-byte key")),
             sealing: aead::RandomizedNonceKey::new(&aead::AES_256_GCM, payload.as_ref()).expect("32-byte key"),
             mac: hmac::Key::new(hmac::HMAC_SHA256, mac.as_ref()),
             key_check,
@@ -236,9 +232,7 @@ impl MasterKey {
         let mut out = Zeroizing::new([0u8; 32]);
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &[]).extract(self.bytes.as_ref());
         let info = [info];
-        prk.expand(&info, Len32)
-            .and_then(|okm| okm.fill(out.as_mut()))
-            .expect("HKDF-SHA256 can expand 32 bytes");
+        prk.expand(&info, Len32).and_then(|okm| okm.fill(out.as_mut())).expect("HKDF-SHA256 can expand 32 bytes");
         out
     }
 }
@@ -274,9 +268,7 @@ impl Drop for FileKeys {
 
 /// Fills `buf` from the operating system's CSPRNG.
 pub fn fill_random(buf: &mut [u8]) {
-    aws_lc_rs::rand::SystemRandom::new()
-        .fill(buf)
-        .expect("the system random number generator failed");
+    aws_lc_rs::rand::SystemRandom::new().fill(buf).expect("the system random number generator failed");
 }
 
 /// Whether the crypto module runs in FIPS mode (only the `fips` build can).

@@ -2,7 +2,10 @@
 //! belongs to, the key derivation's parameters and a key check, authenticated as the first
 //! chunk's associated data.
 
-use super::{Binding, FIXED_LEN, FormatError, KDF_CLUSTER_PBKDF2_HKDF_SHA256, KDF_PBKDF2_SHA256, LEGACY_VERSION, MAGIC, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, NONCE_PREFIX_LEN, READ_VERSIONS, Role, VERSION};
+use super::{
+    Binding, FormatError, Role, FIXED_LEN, KDF_CLUSTER_PBKDF2_HKDF_SHA256, KDF_PBKDF2_SHA256, LEGACY_VERSION, MAGIC, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
+    NONCE_PREFIX_LEN, READ_VERSIONS, VERSION,
+};
 use std::io::{self, Read};
 
 use aws_lc_rs::{constant_time, digest, hmac};
@@ -120,9 +123,7 @@ impl Header {
         }
         let mut nonce_prefix = [0u8; NONCE_PREFIX_LEN];
         nonce_prefix.copy_from_slice(&raw[36..43]);
-        let text = |range: std::ops::Range<usize>, field| {
-            String::from_utf8(raw[range].to_vec()).map_err(|_| FormatError::HeaderInvalid { field })
-        };
+        let text = |range: std::ops::Range<usize>, field| String::from_utf8(raw[range].to_vec()).map_err(|_| FormatError::HeaderInvalid { field });
         let cluster_id = text(ids[0].clone(), "cluster ID")?;
         let point_id = text(ids[1].clone(), "restore point ID")?;
         if version >= 3 {
@@ -139,17 +140,7 @@ impl Header {
         // only name the cluster master of the cluster it claims to belong to, which
         // `check_binding` holds to the cluster being read.
         let cluster_salt = (version >= 3).then(|| cluster_salt(&cluster_id));
-        Ok(Header {
-            version,
-            role,
-            kdf: KdfParams { iterations, salt, cluster_salt },
-            chunk_size,
-            nonce_prefix,
-            cluster_id,
-            point_id,
-            key_check_at,
-            raw,
-        })
+        Ok(Header { version, role, kdf: KdfParams { iterations, salt, cluster_salt }, chunk_size, nonce_prefix, cluster_id, point_id, key_check_at, raw })
     }
 
     /// The KDF parameters a reader needs to derive the key. Check the binding first
@@ -192,22 +183,13 @@ impl Header {
     /// Checks the header says it belongs where it was found.
     pub fn check_binding(&self, expected: &Binding) -> Result<(), FormatError> {
         if self.cluster_id != expected.cluster_id {
-            return Err(FormatError::WrongCluster {
-                found: self.cluster_id.clone(),
-                expected: expected.cluster_id.clone(),
-            });
+            return Err(FormatError::WrongCluster { found: self.cluster_id.clone(), expected: expected.cluster_id.clone() });
         }
         if self.point_id != expected.point_id {
-            return Err(FormatError::WrongPoint {
-                found: self.point_id.clone(),
-                expected: expected.point_id.clone(),
-            });
+            return Err(FormatError::WrongPoint { found: self.point_id.clone(), expected: expected.point_id.clone() });
         }
         if self.role != expected.role {
-            return Err(FormatError::WrongRole {
-                found: self.role.as_str(),
-                expected: expected.role.as_str(),
-            });
+            return Err(FormatError::WrongRole { found: self.role.as_str(), expected: expected.role.as_str() });
         }
         Ok(())
     }
@@ -228,17 +210,10 @@ impl Header {
             return Err(FormatError::WrongPassphrase);
         }
         let mac_at = at + KEY_CHECK_LEN;
-        hmac::verify(&keys.mac, &self.raw[..mac_at], &self.raw[mac_at..mac_at + 32])
-            .map_err(|_| FormatError::HeaderTampered)
+        hmac::verify(&keys.mac, &self.raw[..mac_at], &self.raw[mac_at..mac_at + 32]).map_err(|_| FormatError::HeaderTampered)
     }
 }
 
 fn read_exact_or(r: &mut impl Read, buf: &mut [u8], eof: FormatError) -> Result<(), FormatError> {
-    r.read_exact(buf).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            eof
-        } else {
-            FormatError::from_io(e)
-        }
-    })
+    r.read_exact(buf).map_err(|e| if e.kind() == io::ErrorKind::UnexpectedEof { eof } else { FormatError::from_io(e) })
 }

@@ -17,7 +17,6 @@ use std::io;
 
 use aws_lc_rs::aead;
 
-
 pub mod blocks;
 pub mod crypto;
 mod header;

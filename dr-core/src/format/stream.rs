@@ -86,10 +86,7 @@ impl<W: Write> EncryptWriter<W> {
         inner.write_all(&self.buf)?;
         inner.write_all(tag.as_ref())?;
         self.buf.clear();
-        self.counter = self
-            .counter
-            .checked_add(1)
-            .ok_or_else(|| FormatError::TooManyChunks.into_io())?;
+        self.counter = self.counter.checked_add(1).ok_or_else(|| FormatError::TooManyChunks.into_io())?;
         Ok(())
     }
 
@@ -182,11 +179,7 @@ impl<R: Read> DecryptReader<R> {
     /// Reads the header from `inner`, checks where it belongs, derives the key with `derive`
     /// (called with the header's KDF parameters, only once the header's fields and binding
     /// passed) and returns the reader.
-    pub fn open(
-        mut inner: R,
-        expected: &Binding,
-        derive: impl FnOnce(KdfParams) -> MasterKey,
-    ) -> Result<Self, FormatError> {
+    pub fn open(mut inner: R, expected: &Binding, derive: impl FnOnce(KdfParams) -> MasterKey) -> Result<Self, FormatError> {
         let header = Header::read(&mut inner)?;
         header.check_binding(expected)?;
         let key = derive(header.kdf());
@@ -203,10 +196,7 @@ impl<R: Read> DecryptReader<R> {
         };
         let (body, tag) = ct.split_at(ct.len() - TAG_LEN);
         let (aad, aad_len) = chunk_aad(self.version, &self.header_digest, counter, last);
-        self.keys
-            .aead
-            .open_separate_gather(nonce, aead::Aad::from(&aad[..aad_len]), body, tag, &mut out[..body.len()])
-            .is_ok()
+        self.keys.aead.open_separate_gather(nonce, aead::Aad::from(&aad[..aad_len]), body, tag, &mut out[..body.len()]).is_ok()
     }
 
     /// Returns the underlying reader (positioned after what was consumed).
@@ -220,9 +210,8 @@ impl<R: Read> DecryptReader<R> {
         let mut scratch = vec![0u8; ct.len()];
         let low = self.counter.saturating_sub(MISPLACED_SEARCH);
         let high = self.counter.saturating_add(MISPLACED_SEARCH);
-        let found = (low..=high)
-            .filter(|&j| j != self.counter)
-            .find(|&j| self.try_open(ct, j, false, &mut scratch) || self.try_open(ct, j, true, &mut scratch));
+        let found =
+            (low..=high).filter(|&j| j != self.counter).find(|&j| self.try_open(ct, j, false, &mut scratch) || self.try_open(ct, j, true, &mut scratch));
         scratch.zeroize();
         found
     }
@@ -264,11 +253,7 @@ impl<R: Read> DecryptReader<R> {
                 Err(FormatError::ChunkDamaged { index })
             }
         } else if self.cbuf.len() < overhead {
-            Err(if self.cbuf.is_empty() {
-                FormatError::Truncated { chunks: index }
-            } else {
-                FormatError::FinalChunkInvalid { index }
-            })
+            Err(if self.cbuf.is_empty() { FormatError::Truncated { chunks: index } } else { FormatError::FinalChunkInvalid { index } })
         } else {
             let ct = &self.cbuf[..];
             let len = ct.len() - overhead;
@@ -335,18 +320,13 @@ impl<R: Read> Drop for DecryptReader<R> {
 
 /// Encrypts `plaintext` in one go (for small files such as the manifest).
 pub fn seal_all(plaintext: &[u8], key: &MasterKey, binding: &Binding, chunk_size: u32) -> Vec<u8> {
-    let mut w = EncryptWriter::new(Vec::with_capacity(plaintext.len() + 256), key, binding, chunk_size)
-        .expect("writing to a Vec cannot fail");
+    let mut w = EncryptWriter::new(Vec::with_capacity(plaintext.len() + 256), key, binding, chunk_size).expect("writing to a Vec cannot fail");
     w.write_all(plaintext).expect("writing to a Vec cannot fail");
     w.finish().expect("writing to a Vec cannot fail")
 }
 
 /// Decrypts a whole small file.
-pub fn open_all(
-    ciphertext: &[u8],
-    expected: &Binding,
-    derive: impl FnOnce(KdfParams) -> MasterKey,
-) -> Result<Vec<u8>, FormatError> {
+pub fn open_all(ciphertext: &[u8], expected: &Binding, derive: impl FnOnce(KdfParams) -> MasterKey) -> Result<Vec<u8>, FormatError> {
     let mut r = DecryptReader::open(ciphertext, expected, derive)?;
     let mut out = Vec::new();
     r.read_to_end(&mut out).map_err(FormatError::from_io)?;

@@ -37,7 +37,9 @@ pub enum ImageError {
     ArchiveDamaged { path: PathBuf, detail: String },
     #[error("cannot reach the registry {registry}: {detail}. Check the address, the network path{hint}")]
     Unreachable { registry: String, detail: String, hint: &'static str },
-    #[error("the registry {registry} refused {what} ({status}): {detail}. Log in first (podman login / docker login write the credentials this command reads)")]
+    #[error(
+        "the registry {registry} refused {what} ({status}): {detail}. Log in first (podman login / docker login write the credentials this command reads)"
+    )]
     Denied { registry: String, what: String, status: u16, detail: String },
     #[error("the registry {registry} has no {what}")]
     NotFound { registry: String, what: String },
@@ -217,11 +219,7 @@ impl OciArchive {
 impl ImageSource for OciArchive {
     async fn manifest(&mut self, reference: &str) -> Result<Manifest, ImageError> {
         let manifests = self.index["manifests"].as_array().cloned().unwrap_or_default();
-        let entry = if is_digest(reference) {
-            manifests.iter().find(|m| m["digest"] == reference)
-        } else {
-            manifests.first()
-        };
+        let entry = if is_digest(reference) { manifests.iter().find(|m| m["digest"] == reference) } else { manifests.first() };
         let Some(entry) = entry else {
             return Err(ImageError::ArchiveDamaged { path: self.path.clone(), detail: "index.json lists no image".into() });
         };

@@ -54,7 +54,9 @@ impl Registry {
         let detail = crate::error_text(e);
         let hint = if detail.contains("invalid peer certificate") {
             ", and give the CA that signed its certificate (--ca-bundle FILE)"
-        } else if self.base.starts_with("https") && (detail.contains("InvalidContentType") || detail.contains("record overflow") || detail.contains("wrong version")) {
+        } else if self.base.starts_with("https")
+            && (detail.contains("InvalidContentType") || detail.contains("record overflow") || detail.contains("wrong version"))
+        {
             ", and whether it speaks plain HTTP (--plain-http)"
         } else {
             ""
@@ -86,9 +88,7 @@ impl Registry {
         let Some(params) = challenge.strip_prefix("Bearer ") else {
             return basic.ok_or_else(|| denied("no credentials for this registry".into()));
         };
-        let param = |key: &str| {
-            params.split(',').find_map(|p| p.trim().strip_prefix(&format!("{key}=")).map(|v| v.trim_matches('"').to_owned()))
-        };
+        let param = |key: &str| params.split(',').find_map(|p| p.trim().strip_prefix(&format!("{key}=")).map(|v| v.trim_matches('"').to_owned()));
         let realm = param("realm").ok_or_else(|| denied(format!("an authentication challenge without a realm: {challenge}")))?;
         let mut req = self.http.get(&realm);
         let mut query = Vec::new();
@@ -103,7 +103,12 @@ impl Registry {
         let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
-            return Err(ImageError::Denied { registry: self.image.registry.clone(), what: "a token".into(), status, detail: resp.text().await.unwrap_or_default() });
+            return Err(ImageError::Denied {
+                registry: self.image.registry.clone(),
+                what: "a token".into(),
+                status,
+                detail: resp.text().await.unwrap_or_default(),
+            });
         }
         let body: Value = resp.json().await.map_err(|e| denied(format!("the token answer is not JSON: {e}")))?;
         let token = body["token"].as_str().or(body["access_token"].as_str()).ok_or_else(|| denied("the token answer holds no token".into()))?;
@@ -144,9 +149,7 @@ impl Registry {
             detail: format!("an upload location that is not a URL ({location:?}): {e}"),
         })?;
         url.query_pairs_mut().append_pair("digest", digest);
-        let resp = self
-            .send(&what, |c| c.put(url.clone()).header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(bytes.clone()))
-            .await?;
+        let resp = self.send(&what, |c| c.put(url.clone()).header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(bytes.clone())).await?;
         if !resp.status().is_success() {
             return Err(self.fail(resp, &what).await);
         }
@@ -156,9 +159,7 @@ impl Registry {
     pub(super) async fn push_manifest(&mut self, reference: &str, manifest: &Manifest) -> Result<(), ImageError> {
         let what = format!("the manifest {}:{reference}", self.image.name());
         let url = format!("{}/manifests/{reference}", self.base);
-        let resp = self
-            .send(&what, |c| c.put(&url).header(reqwest::header::CONTENT_TYPE, &manifest.media_type).body(manifest.bytes.clone()))
-            .await?;
+        let resp = self.send(&what, |c| c.put(&url).header(reqwest::header::CONTENT_TYPE, &manifest.media_type).body(manifest.bytes.clone())).await?;
         if !resp.status().is_success() {
             return Err(self.fail(resp, &what).await);
         }
@@ -228,7 +229,10 @@ fn registry_credentials(registry: &str) -> Option<String> {
     let keys = [registry.to_owned(), format!("https://{registry}"), format!("http://{registry}")];
     let hub = ["https://index.docker.io/v1/".to_owned(), "index.docker.io".to_owned()];
     files.iter().find_map(|f| {
-        let config: Value = serde_json::from_slice(&crate::local_file::read(f, "registry credentials", crate::local_file::MAX_FILE_BYTES, crate::local_file::Links::Follow).ok()?).ok()?;
+        let config: Value = serde_json::from_slice(
+            &crate::local_file::read(f, "registry credentials", crate::local_file::MAX_FILE_BYTES, crate::local_file::Links::Follow).ok()?,
+        )
+        .ok()?;
         let auths = config["auths"].as_object()?;
         let entry = keys.iter().chain(if registry == "docker.io" { &hub[..] } else { &[] }).find_map(|k| auths.get(k))?;
         let decoded = base64::engine::general_purpose::STANDARD.decode(entry["auth"].as_str()?).ok()?;

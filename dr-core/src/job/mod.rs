@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::backup::{self, BackupError, BackupReport};
-use crate::ownership::{self, OwnershipError};
 use crate::location::LocationError;
+use crate::ownership::{self, OwnershipError};
 use crate::passphrase::ResolveOptions;
 use crate::point;
 use crate::resources::{self, Policy, PolicyCondition, ResourceError, RunRecord};
@@ -212,16 +212,8 @@ async fn backup_once(client: &Client, settings: &BackupSettings) -> Result<Backu
     let passphrase = source.resolve(&settings.resolve).await.map_err(ResourceError::from)?;
     let cluster_id = ownership::cluster_id(client).await?;
     tracing::info!(cluster_id = %cluster_id, location = %location.describe(), mode = policy.spec.mode.as_str(), passphrase = %source.describe(), "backing up");
-    let BackupReport { manifest, skipped } = backup::backup(
-        client,
-        &location,
-        &cluster_id,
-        &passphrase,
-        &settings.namespace,
-        policy.spec.mode,
-        &policy.spec.selection,
-    )
-    .await?;
+    let BackupReport { manifest, skipped } =
+        backup::backup(client, &location, &cluster_id, &passphrase, &settings.namespace, policy.spec.mode, &policy.spec.selection).await?;
     Ok(BackupSummary {
         cluster_id,
         restore_point: manifest.point_id,
@@ -277,14 +269,32 @@ async fn record_run(client: &Client, settings: &BackupSettings, record: RunRecor
     let flag = |b: bool| if b { "True" } else { "False" };
     let wanted = [
         ("LastBackupSucceeded", flag(succeeded), reason, message.clone()),
-        ("Ready", flag(succeeded), if succeeded { "BackupSucceeded" } else if ever_succeeded { "LastBackupFailed" } else { "NoGoodBackup" }, message.clone()),
+        (
+            "Ready",
+            flag(succeeded),
+            if succeeded {
+                "BackupSucceeded"
+            } else if ever_succeeded {
+                "LastBackupFailed"
+            } else {
+                "NoGoodBackup"
+            },
+            message.clone(),
+        ),
     ];
     let conditions: Vec<PolicyCondition> = wanted
         .into_iter()
         .map(|(type_, state, reason, message)| {
             // The transition time moves only when the status does, as in metav1.Condition.
-            let since = status.conditions.iter().find(|c| c.type_ == type_ && c.status == state).map(|c| c.last_transition_time.clone()).unwrap_or_else(|| now.clone());
-            PolicyCondition { type_: type_.into(), status: state.into(), reason: reason.into(), message: message.chars().take(1000).collect(), last_transition_time: since }
+            let since =
+                status.conditions.iter().find(|c| c.type_ == type_ && c.status == state).map(|c| c.last_transition_time.clone()).unwrap_or_else(|| now.clone());
+            PolicyCondition {
+                type_: type_.into(),
+                status: state.into(),
+                reason: reason.into(),
+                message: message.chars().take(1000).collect(),
+                last_transition_time: since,
+            }
         })
         .collect();
     let mut runs = status.last_runs;

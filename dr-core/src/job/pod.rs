@@ -10,9 +10,9 @@
 //! log's tail, so a failure that happens before the job writes its message still says why.
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, LocalObjectReference,
-    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, LocalObjectReference, ObjectFieldSelector,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
+    VolumeMount,
 };
 
 use super::env;
@@ -160,10 +160,7 @@ impl JobPod {
     pub fn location_claim(&mut self, claim: &str, read_only: bool) -> &mut Self {
         self.volumes.push(Volume {
             name: "location".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: claim.into(),
-                read_only: read_only.then_some(true),
-            }),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name: claim.into(), read_only: read_only.then_some(true) }),
             ..Default::default()
         });
         self.mounts.push(mount("location", FILE_LOCATION_MOUNT, read_only));

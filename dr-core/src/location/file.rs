@@ -42,9 +42,7 @@ impl FileLocation {
         self.check_root().await?;
         let path = self.path_of(key)?;
         let dir = path.parent().expect("keys have a directory").to_owned();
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|source| LocationError::Io { action: "cannot create directory", path: dir.clone(), source })?;
+        tokio::fs::create_dir_all(&dir).await.map_err(|source| LocationError::Io { action: "cannot create directory", path: dir.clone(), source })?;
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Err(LocationError::AlreadyExists { location: format!("file://{}", self.root.display()), key: key.into() });
         }
@@ -52,12 +50,11 @@ impl FileLocation {
         crate::format::crypto::fill_random(&mut tag);
         let name = path.file_name().expect("keys name a file").to_string_lossy();
         let temp = dir.join(format!(".{name}.partial-{}", hex::encode(tag)));
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .await
-            .map_err(|source| LocationError::Io { action: "cannot create", path: temp.clone(), source })?;
+        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&temp).await.map_err(|source| LocationError::Io {
+            action: "cannot create",
+            path: temp.clone(),
+            source,
+        })?;
         Ok(ObjectUpload::File(FileUpload {
             file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)),
             temp,
@@ -127,7 +124,15 @@ impl FileLocation {
         let meta = file.metadata().map_err(|e| self.not_found_or(key, &path, e))?;
         let t = meta.file_type();
         if !t.is_file() {
-            let what = if t.is_fifo() { "a FIFO" } else if t.is_dir() { "a directory" } else if t.is_socket() { "a socket" } else { "a device" };
+            let what = if t.is_fifo() {
+                "a FIFO"
+            } else if t.is_dir() {
+                "a directory"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                "a device"
+            };
             return Err(LocationError::NotARegularFile { path, what });
         }
         Ok((meta.len(), Box::new(tokio::io::BufReader::with_capacity(1 << 20, tokio::fs::File::from_std(file)))))
@@ -145,8 +150,7 @@ struct Walked {
 /// is an object's (`manifest.kdr` replaced by a directory must not read as "no manifest").
 fn walk(root: &Path, dir: &Path, prefix: &str, found: &mut Walked) -> Result<(), LocationError> {
     use std::os::unix::fs::FileTypeExt;
-    let entries = std::fs::read_dir(dir)
-        .map_err(|source| LocationError::Io { action: "cannot list", path: dir.to_owned(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| LocationError::Io { action: "cannot list", path: dir.to_owned(), source })?;
     for entry in entries {
         let entry = entry.map_err(|source| LocationError::Io { action: "cannot list", path: dir.to_owned(), source })?;
         let path = entry.path();
@@ -154,8 +158,7 @@ fn walk(root: &Path, dir: &Path, prefix: &str, found: &mut Walked) -> Result<(),
         if name.to_string_lossy().starts_with('.') {
             continue; // uploads in progress and editor/OS litter
         }
-        let meta = std::fs::symlink_metadata(&path)
-            .map_err(|source| LocationError::Io { action: "cannot stat", path: path.clone(), source })?;
+        let meta = std::fs::symlink_metadata(&path).map_err(|source| LocationError::Io { action: "cannot stat", path: path.clone(), source })?;
         let rel = path.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
         let t = meta.file_type();
         if t.is_dir() {
@@ -172,14 +175,21 @@ fn walk(root: &Path, dir: &Path, prefix: &str, found: &mut Walked) -> Result<(),
                 let stored_at = meta.modified().ok().map(time::OffsetDateTime::from);
                 found.objects.push(StoredObject { key: rel, size: meta.len(), stored_at });
             } else {
-                let what = if t.is_symlink() { "a symbolic link" } else if t.is_fifo() { "a FIFO" } else if t.is_socket() { "a socket" } else { "a device" };
+                let what = if t.is_symlink() {
+                    "a symbolic link"
+                } else if t.is_fifo() {
+                    "a FIFO"
+                } else if t.is_socket() {
+                    "a socket"
+                } else {
+                    "a device"
+                };
                 found.anomalies.push(Anomaly { key: rel, what });
             }
         }
     }
     Ok(())
 }
-
 
 /// Writes to a hidden temporary file, then fsyncs and links it into place.
 pub struct FileUpload {
@@ -193,9 +203,7 @@ pub struct FileUpload {
 impl FileUpload {
     pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<(), LocationError> {
         let file = self.file.as_mut().expect("upload not finished");
-        file.write_all(bytes)
-            .await
-            .map_err(|source| LocationError::Io { action: "cannot write", path: self.temp.clone(), source })
+        file.write_all(bytes).await.map_err(|source| LocationError::Io { action: "cannot write", path: self.temp.clone(), source })
     }
 
     pub(super) async fn finish(mut self) -> Result<(), LocationError> {

@@ -413,7 +413,6 @@ impl Location {
     }
 }
 
-
 /// An object being written. Dropping it without `finish` leaves nothing visible.
 pub enum ObjectUpload {
     File(FileUpload),
@@ -448,4 +447,3 @@ impl ObjectUpload {
         }
     }
 }
-

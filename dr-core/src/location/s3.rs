@@ -1,8 +1,11 @@
 //! An S3 or S3-compatible bucket: create-only writes (`If-None-Match: *`), Object Lock
 //! retention on every write when the profile is immutable, multipart for large objects.
 
-use super::{History, IMMUTABLE_DAYS, Inventory, KeyHistory, LocationError, ObjectInfo, ObjectReader, ObjectVersion, PART_SIZE, S3Config, StoredObject, VERSION_LISTING_LIMIT};
 use super::s3_error::S3Op;
+use super::{
+    History, Inventory, KeyHistory, LocationError, ObjectInfo, ObjectReader, ObjectVersion, S3Config, StoredObject, IMMUTABLE_DAYS, PART_SIZE,
+    VERSION_LISTING_LIMIT,
+};
 use std::fmt;
 use std::time::Duration;
 
@@ -36,9 +39,7 @@ impl S3Location {
         }
         if let Some(days) = cfg.immutable_days {
             if !IMMUTABLE_DAYS.contains(&days) {
-                return Err(LocationError::Invalid(format!(
-                    "protection period {days} days is out of range: choose 1 to 90 days"
-                )));
+                return Err(LocationError::Invalid(format!("protection period {days} days is out of range: choose 1 to 90 days")));
             }
         }
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
@@ -139,10 +140,7 @@ impl S3Location {
                 .send()
                 .await
                 .map_err(|e| self.error(e, S3Op::GetObjectLockConfiguration, ""))?;
-            let enabled = lock
-                .object_lock_configuration()
-                .and_then(|c| c.object_lock_enabled())
-                .is_some_and(|e| *e == ObjectLockEnabled::Enabled);
+            let enabled = lock.object_lock_configuration().and_then(|c| c.object_lock_enabled()).is_some_and(|e| *e == ObjectLockEnabled::Enabled);
             if !enabled {
                 return Err(LocationError::ObjectLockDisabled { bucket: self.bucket.clone() });
             }
@@ -159,13 +157,7 @@ impl S3Location {
 
     pub(super) async fn list(&self, prefix: &str) -> Result<Vec<StoredObject>, LocationError> {
         let mut out = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(self.full_key(prefix))
-            .into_paginator()
-            .send();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(self.full_key(prefix)).into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.error(e, S3Op::ListObjects, prefix))?;
             for obj in page.contents() {
@@ -293,7 +285,10 @@ impl S3Location {
                 (o.key, KeyHistory { versions: vec![version] })
             })
             .collect();
-        let why = format!("these credentials may not list object versions (s3:ListBucketVersions on {}), so an overwrite cannot be told from the original", self.describe());
+        let why = format!(
+            "these credentials may not list object versions (s3:ListBucketVersions on {}), so an overwrite cannot be told from the original",
+            self.describe()
+        );
         Ok(Inventory { keys, history: History::CurrentOnly { why }, anomalies: Vec::new() })
     }
 
@@ -324,16 +319,13 @@ impl S3Location {
         // Read retention from HeadObject's x-amz-object-lock-* headers: it is what every
         // S3 implementation returns consistently (GetObjectRetention is not, in moto).
         let retention = match (resp.object_lock_mode(), resp.object_lock_retain_until_date()) {
-            (Some(mode), Some(until)) => OffsetDateTime::from_unix_timestamp(until.secs())
-                .ok()
-                .map(|t| (mode.as_str().to_owned(), t)),
+            (Some(mode), Some(until)) => OffsetDateTime::from_unix_timestamp(until.secs()).ok().map(|t| (mode.as_str().to_owned(), t)),
             _ => None,
         };
         let metadata = resp.metadata().map(|m| m.iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect()).unwrap_or_default();
         Ok(ObjectInfo { size: resp.content_length().unwrap_or(0).max(0) as u64, retention, metadata })
     }
 }
-
 
 /// The version ID to send: none for the current object (an empty ID: a listing without
 /// version rights); `null` as it is: the version of an object written before versioning was
@@ -454,15 +446,7 @@ impl S3Upload {
         if let Some(id) = &self.upload_id {
             // Needs s3:AbortMultipartUpload, which write-only credentials may lack; a bucket
             // lifecycle rule for incomplete uploads cleans up what this cannot.
-            let _ = self
-                .loc
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.loc.bucket)
-                .key(self.loc.full_key(&self.key))
-                .upload_id(id)
-                .send()
-                .await;
+            let _ = self.loc.client.abort_multipart_upload().bucket(&self.loc.bucket).key(self.loc.full_key(&self.key)).upload_id(id).send().await;
         }
     }
 }

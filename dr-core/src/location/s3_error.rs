@@ -54,7 +54,6 @@ impl S3Location {
             _ => LocationError::S3 { operation: op.name(), bucket, key, detail: short(&detail) },
         }
     }
-
 }
 
 fn short(detail: &str) -> String {

@@ -4,16 +4,12 @@
 use super::{AwsSecret, PassphraseError};
 use std::time::Duration;
 
-
 use crate::format::crypto::Passphrase;
 
 pub(super) async fn read_aws_secret(secret: &AwsSecret, endpoint: Option<&str>) -> Result<Passphrase, PassphraseError> {
     use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
     crate::init_crypto_provider();
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(secret.region.clone()))
-        .load()
-        .await;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(secret.region.clone())).load().await;
     let mut conf = aws_sdk_secretsmanager::config::Builder::from(&sdk)
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(4))
         .timeout_config(aws_config::timeout::TimeoutConfig::builder().connect_timeout(Duration::from_secs(10)).build());
@@ -28,7 +24,9 @@ pub(super) async fn read_aws_secret(secret: &AwsSecret, endpoint: Option<&str>) 
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) if detail.contains("credentials") => {
                 PassphraseError::AwsNoCredentials { name: name.clone() }
             }
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => PassphraseError::AwsUnreachable { region: region.clone(), detail: detail.chars().take(300).collect() },
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                PassphraseError::AwsUnreachable { region: region.clone(), detail: detail.chars().take(300).collect() }
+            }
             SdkError::ConstructionFailure(_) if detail.contains("credentials") => PassphraseError::AwsNoCredentials { name: name.clone() },
             _ => match err.code() {
                 Some("ResourceNotFoundException") => PassphraseError::AwsNotFound { name: name.clone(), region: region.clone() },

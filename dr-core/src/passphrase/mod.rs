@@ -158,9 +158,7 @@ pub enum PassphraseError {
 fn text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Result<Option<String>, PassphraseError> {
     data.get(key)
         .map(|v| {
-            String::from_utf8(v.clone())
-                .map(|s| s.trim().to_owned())
-                .map_err(|_| PassphraseError::InvalidSecret(format!("key {key:?} is not UTF-8 text")))
+            String::from_utf8(v.clone()).map(|s| s.trim().to_owned()).map_err(|_| PassphraseError::InvalidSecret(format!("key {key:?} is not UTF-8 text")))
         })
         .transpose()
 }
@@ -202,29 +200,23 @@ impl PassphraseSource {
         match text(data, "source")?.as_deref() {
             None | Some("") | Some("raw") => {
                 let raw = data.get("key").ok_or_else(|| {
-                    PassphraseError::InvalidSecret("it has no key \"key\": create it with --from-literal key=<passphrase>, or set source=vault or source=aws".into())
+                    PassphraseError::InvalidSecret(
+                        "it has no key \"key\": create it with --from-literal key=<passphrase>, or set source=vault or source=aws".into(),
+                    )
                 })?;
-                Passphrase::from_bytes(raw.clone())
-                    .map(PassphraseSource::Raw)
-                    .map_err(|_| PassphraseError::Empty("k10-dr-secret key \"key\"".into()))
+                Passphrase::from_bytes(raw.clone()).map(PassphraseSource::Raw).map_err(|_| PassphraseError::Empty("k10-dr-secret key \"key\"".into()))
             }
             Some("vault") => Ok(PassphraseSource::Vault(VaultSecret {
                 kv_version: KvVersion::parse(&required(data, "vault-kv-version", "vault", "KVv1 or KVv2")?)?,
-                mount_path: required(data, "vault-mount-path", "vault", "where the key-value engine is mounted")?
-                    .trim_matches('/')
-                    .to_owned(),
-                secret_path: required(data, "vault-secret-path", "vault", "the path from the mount to the secret")?
-                    .trim_matches('/')
-                    .to_owned(),
+                mount_path: required(data, "vault-mount-path", "vault", "where the key-value engine is mounted")?.trim_matches('/').to_owned(),
+                secret_path: required(data, "vault-secret-path", "vault", "the path from the mount to the secret")?.trim_matches('/').to_owned(),
                 field: required(data, "key", "vault", "the field holding the passphrase")?,
             })),
             Some("aws") => Ok(PassphraseSource::Aws(AwsSecret {
                 region: required(data, "aws-region", "aws", "the secret's region")?,
                 name: required(data, "key", "aws", "the secret's name")?,
             })),
-            Some(other) => Err(PassphraseError::InvalidSecret(format!(
-                "source is {other:?}: leave it out for a raw passphrase in key, or use vault or aws"
-            ))),
+            Some(other) => Err(PassphraseError::InvalidSecret(format!("source is {other:?}: leave it out for a raw passphrase in key, or use vault or aws"))),
         }
     }
 
@@ -298,7 +290,6 @@ impl Drop for WipedJson {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,7 +322,15 @@ mod tests {
     fn incomplete_secrets_say_which_key_is_missing() {
         let err = PassphraseSource::from_secret_data(&data(&[("source", "vault"), ("vault-kv-version", "KVv2"), ("key", "p")])).unwrap_err().to_string();
         assert!(err.contains("vault-mount-path"), "{err}");
-        let err = PassphraseSource::from_secret_data(&data(&[("source", "vault"), ("vault-kv-version", "v3"), ("vault-mount-path", "m"), ("vault-secret-path", "p"), ("key", "k")])).unwrap_err().to_string();
+        let err = PassphraseSource::from_secret_data(&data(&[
+            ("source", "vault"),
+            ("vault-kv-version", "v3"),
+            ("vault-mount-path", "m"),
+            ("vault-secret-path", "p"),
+            ("key", "k"),
+        ]))
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("KVv1 or KVv2"), "{err}");
         let err = PassphraseSource::from_secret_data(&data(&[("source", "gcp"), ("key", "x")])).unwrap_err().to_string();
         assert!(err.contains("vault or aws"), "{err}");

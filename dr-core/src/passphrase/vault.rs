@@ -23,9 +23,7 @@ impl<'a> VaultClient<'a> {
         if let Some(path) = &cfg.ca_bundle {
             builder = crate::tls::trust_pem_file(builder, path).map_err(PassphraseError::VaultCaBundle)?;
         }
-        let http = builder
-            .build()
-            .map_err(|e| PassphraseError::VaultUnreachable { address: cfg.address.clone(), detail: e.to_string() })?;
+        let http = builder.build().map_err(|e| PassphraseError::VaultUnreachable { address: cfg.address.clone(), detail: e.to_string() })?;
         if cfg.address.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://")) {
             tracing::warn!(
                 address = %cfg.address,
@@ -35,7 +33,13 @@ impl<'a> VaultClient<'a> {
         Ok(Self { http, cfg, base: cfg.address.trim_end_matches('/').to_owned() })
     }
 
-    pub(super) async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Result<(u16, WipedJson), PassphraseError> {
+    pub(super) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<(u16, WipedJson), PassphraseError> {
         let mut req = self.http.request(method, format!("{}/v1/{path}", self.base));
         if let Some(t) = token {
             // Sensitive: left out of HTTP debug output and HPACK-indexed as never-indexed.
@@ -78,28 +82,34 @@ impl<'a> VaultClient<'a> {
             VaultAuth::Token(t) => Ok(t.clone()),
             VaultAuth::Kubernetes { role, token_path, mount } => {
                 let jwt = Zeroizing::new(
-                    crate::local_file::read_to_string(token_path, "the service account token", crate::local_file::MAX_SECRET_BYTES as u64, crate::local_file::Links::Follow)
-                        .map_err(|e| PassphraseError::TokenFile {
-                            path: token_path.clone(),
-                            // The message names the path already.
-                            detail: match e {
-                                crate::local_file::LocalFileError::Io { source, .. } => source.to_string(),
-                                crate::local_file::LocalFileError::NotRegular { kind, .. } => format!("it is {kind}, not a regular file"),
-                                crate::local_file::LocalFileError::TooLarge { .. } => "it is too large to be a token".into(),
-                            },
-                        })?
-                        .trim()
-                        .to_owned(),
+                    crate::local_file::read_to_string(
+                        token_path,
+                        "the service account token",
+                        crate::local_file::MAX_SECRET_BYTES as u64,
+                        crate::local_file::Links::Follow,
+                    )
+                    .map_err(|e| PassphraseError::TokenFile {
+                        path: token_path.clone(),
+                        // The message names the path already.
+                        detail: match e {
+                            crate::local_file::LocalFileError::Io { source, .. } => source.to_string(),
+                            crate::local_file::LocalFileError::NotRegular { kind, .. } => format!("it is {kind}, not a regular file"),
+                            crate::local_file::LocalFileError::TooLarge { .. } => "it is too large to be a token".into(),
+                        },
+                    })?
+                    .trim()
+                    .to_owned(),
                 );
                 let what = format!("Kubernetes auth login as role {role:?} at auth/{mount}");
                 let (status, body) = self
                     .call(reqwest::Method::POST, &format!("auth/{mount}/login"), None, Some(serde_json::json!({"role": role, "jwt": jwt.as_str()})))
                     .await?;
                 match status {
-                    200 => body["auth"]["client_token"]
-                        .as_str()
-                        .map(|t| Zeroizing::new(t.to_owned()))
-                        .ok_or_else(|| PassphraseError::VaultOther { what, status, detail: "no client_token in the response".into() }),
+                    200 => body["auth"]["client_token"].as_str().map(|t| Zeroizing::new(t.to_owned())).ok_or_else(|| PassphraseError::VaultOther {
+                        what,
+                        status,
+                        detail: "no client_token in the response".into(),
+                    }),
                     400 | 403 => Err(PassphraseError::VaultDenied {
                         what,
                         hint: format!(
@@ -126,7 +136,9 @@ impl<'a> VaultClient<'a> {
             200 => {}
             403 => {
                 let hint = match &self.cfg.auth {
-                    VaultAuth::Token(_) => format!("the token (key vault_token of vault.secretName) is invalid or expired, or its policy lacks read on {api_path}"),
+                    VaultAuth::Token(_) => {
+                        format!("the token (key vault_token of vault.secretName) is invalid or expired, or its policy lacks read on {api_path}")
+                    }
                     VaultAuth::Kubernetes { role, .. } => format!("the policy of Vault role {role:?} lacks read on {api_path}"),
                 };
                 return Err(PassphraseError::VaultDenied { what, hint });
@@ -154,8 +166,7 @@ impl<'a> VaultClient<'a> {
             return Err(PassphraseError::VaultSecretNotFound { mount: mount.clone(), path: path.clone(), version: secret.kv_version.as_str() });
         };
         match fields.get(&secret.field).and_then(Value::as_str) {
-            Some(p) => Passphrase::new(p.to_owned())
-                .map_err(|_| PassphraseError::Empty(format!("Vault {mount}/{path} field {}", secret.field))),
+            Some(p) => Passphrase::new(p.to_owned()).map_err(|_| PassphraseError::Empty(format!("Vault {mount}/{path} field {}", secret.field))),
             None => {
                 // A v2 secret read through the v1 API looks like {data: {...}, metadata: {...}}.
                 if secret.kv_version == KvVersion::V1 && fields.contains_key("data") && fields.contains_key("metadata") {
@@ -173,10 +184,7 @@ impl<'a> VaultClient<'a> {
 
     /// The KV version of a mount, from the endpoint every token may read.
     pub(super) async fn mount_kv_version(&self, mount: &str, token: &str) -> Option<KvVersion> {
-        let (status, body) = self
-            .call(reqwest::Method::GET, &format!("sys/internal/ui/mounts/{mount}"), Some(token), None)
-            .await
-            .ok()?;
+        let (status, body) = self.call(reqwest::Method::GET, &format!("sys/internal/ui/mounts/{mount}"), Some(token), None).await.ok()?;
         if status != 200 {
             return None;
         }

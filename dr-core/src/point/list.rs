@@ -5,7 +5,7 @@
 //! of a point is the version kubectl-dr wrote (the first), and anything written after it is
 //! evidence on the point, never what is read.
 
-use super::{ARCHIVE_OBJECT, MANIFEST_OBJECT, PointError, point_time, points_prefix, rfc3339, validate_cluster_id};
+use super::{point_time, points_prefix, rfc3339, validate_cluster_id, PointError, ARCHIVE_OBJECT, MANIFEST_OBJECT};
 use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
@@ -94,23 +94,15 @@ fn point_entry<'a>(points: &'a mut BTreeMap<String, PointSummary>, id: &str, ver
 }
 
 /// The newest complete point at or before `at` (the newest complete point when `at` is None).
-pub fn select_point<'a>(
-    points: &'a [PointSummary],
-    at: Option<OffsetDateTime>,
-    cluster_id: &str,
-    location: &Location,
-) -> Result<&'a PointSummary, PointError> {
+pub fn select_point<'a>(points: &'a [PointSummary], at: Option<OffsetDateTime>, cluster_id: &str, location: &Location) -> Result<&'a PointSummary, PointError> {
     if points.is_empty() {
         return Err(PointError::NoPoints { cluster_id: cluster_id.into(), location: location.describe() });
     }
-    points
-        .iter()
-        .find(|p| p.complete && at.is_none_or(|at| p.time <= at))
-        .ok_or_else(|| PointError::NoneAtOrBefore {
-            cluster_id: cluster_id.into(),
-            at: at.map(rfc3339).unwrap_or_else(|| "now".into()),
-            available: describe_points(points),
-        })
+    points.iter().find(|p| p.complete && at.is_none_or(|at| p.time <= at)).ok_or_else(|| PointError::NoneAtOrBefore {
+        cluster_id: cluster_id.into(),
+        at: at.map(rfc3339).unwrap_or_else(|| "now".into()),
+        available: describe_points(points),
+    })
 }
 
 /// Finds a point by ID.
@@ -126,11 +118,7 @@ fn describe_points(points: &[PointSummary]) -> String {
     if points.is_empty() {
         return "none".into();
     }
-    let shown: Vec<String> = points
-        .iter()
-        .take(10)
-        .map(|p| format!("{} ({})", p.id, if p.complete { "complete" } else { "incomplete" }))
-        .collect();
+    let shown: Vec<String> = points.iter().take(10).map(|p| format!("{} ({})", p.id, if p.complete { "complete" } else { "incomplete" })).collect();
     let more = points.len().saturating_sub(10);
     if more > 0 {
         format!("{} and {more} older", shown.join(", "))

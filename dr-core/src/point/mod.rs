@@ -43,7 +43,9 @@ pub const MAX_CATALOG_LINE: usize = 16 * 1024 * 1024;
 /// What is wrong with a point or with finding one, and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum PointError {
-    #[error("invalid cluster ID {0:?}: it is the UID of the source cluster's default namespace (kubectl get namespace default -o jsonpath='{{.metadata.uid}}')")]
+    #[error(
+        "invalid cluster ID {0:?}: it is the UID of the source cluster's default namespace (kubectl get namespace default -o jsonpath='{{.metadata.uid}}')"
+    )]
     InvalidClusterId(String),
     #[error("invalid restore point ID {0:?}: IDs look like 20261121T093000.123Z-0a1b2c3d; list them with `kubectl dr restore-points`")]
     InvalidPointId(String),
@@ -65,7 +67,9 @@ pub enum PointError {
     LegacyAfterUpgrade { point: String, v3_point: String },
     #[error("restore point {point} is filed under this cluster's ID but its header names cluster {found}: it was planted or moved here, so it is not used")]
     NamesAnotherCluster { point: String, found: String },
-    #[error("restore point {point}: its manifest is larger than {MAX_MANIFEST_BYTES} bytes, which no manifest is (a few KiB): it was replaced; pick another point")]
+    #[error(
+        "restore point {point}: its manifest is larger than {MAX_MANIFEST_BYTES} bytes, which no manifest is (a few KiB): it was replaced; pick another point"
+    )]
     ManifestTooLarge { point: String },
     #[error("restore point {point} was tampered with at the location: {}", evidence.join("; "))]
     Tampered { point: String, evidence: Vec<String> },
@@ -97,11 +101,7 @@ pub enum PointError {
 
 /// Checks a cluster ID is usable as one path segment.
 pub fn validate_cluster_id(id: &str) -> Result<(), PointError> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && id != "."
-        && id != ".."
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    let ok = !id.is_empty() && id.len() <= 128 && id != "." && id != ".." && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -143,11 +143,7 @@ pub fn object_key(cluster_id: &str, point_id: &str, object: &str) -> String {
 /// RFC 3339 in UTC (with milliseconds when there are any).
 pub fn rfc3339(t: OffsetDateTime) -> String {
     let ms = t.millisecond() as u32 * 1_000_000;
-    t.to_offset(time::UtcOffset::UTC)
-        .replace_nanosecond(ms)
-        .expect("valid nanoseconds")
-        .format(&Rfc3339)
-        .expect("formats")
+    t.to_offset(time::UtcOffset::UTC).replace_nanosecond(ms).expect("valid nanoseconds").format(&Rfc3339).expect("formats")
 }
 
 /// The manifest: what a point holds, readable without decrypting the archive.
@@ -241,11 +237,7 @@ impl Unlocker {
         let slot = self.cluster_slot(params);
         let me = self.clone();
         let cluster = slot
-            .get_or_init(|| async move {
-                tokio::task::spawn_blocking(move || Arc::new(me.derive_cluster(params)))
-                    .await
-                    .expect("key derivation panicked")
-            })
+            .get_or_init(|| async move { tokio::task::spawn_blocking(move || Arc::new(me.derive_cluster(params))).await.expect("key derivation panicked") })
             .await;
         Arc::new(Self::point_key(cluster, params))
     }
@@ -255,9 +247,7 @@ impl Unlocker {
             return k.clone();
         }
         let me = self.clone();
-        let key = tokio::task::spawn_blocking(move || Arc::new(me.derive_legacy(params)))
-            .await
-            .expect("key derivation panicked");
+        let key = tokio::task::spawn_blocking(move || Arc::new(me.derive_legacy(params))).await.expect("key derivation panicked");
         self.keys.lock().expect("not poisoned").insert(params, key.clone());
         key
     }

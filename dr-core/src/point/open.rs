@@ -143,7 +143,13 @@ pub async fn choose(location: &Location, cluster_id: &str, which: Which<'_>, unl
 
 /// A point named by ID: opened if it authenticates (a suspect one with a warning, returned);
 /// if it does not, told apart from a wrong passphrase by whether any other point opens.
-async fn open_named(location: &Location, cluster_id: &str, points: &[PointSummary], point: &PointSummary, unlocker: &Arc<Unlocker>) -> Result<(Option<String>, Manifest), PointError> {
+async fn open_named(
+    location: &Location,
+    cluster_id: &str,
+    points: &[PointSummary],
+    point: &PointSummary,
+    unlocker: &Arc<Unlocker>,
+) -> Result<(Option<String>, Manifest), PointError> {
     let fetched = fetch_manifest(location, cluster_id, point).await?;
     match judge(fetched.decrypt(unlocker).await, location, point, OffsetDateTime::now_utc()).await? {
         Standing::Genuine(m) => Ok((None, m)),
@@ -231,14 +237,21 @@ async fn choose_by_time(
     }
 }
 
-fn note_passed_over(p: &PointSummary, standing: Standing, passed_over: &mut Vec<(String, String)>, wrong_passphrase: &mut Option<PointError>, any_opened: &mut bool) {
+fn note_passed_over(
+    p: &PointSummary,
+    standing: Standing,
+    passed_over: &mut Vec<(String, String)>,
+    wrong_passphrase: &mut Option<PointError>,
+    any_opened: &mut bool,
+) {
     match standing {
         Standing::Suspect { reason, .. } => {
             *any_opened = true;
             passed_over.push((p.id.clone(), format!("suspect: {reason}")));
         }
         Standing::Refused(e) => {
-            passed_over.push((p.id.clone(), if e.is_wrong_passphrase() { "does not open with this passphrase: damaged or forged".to_owned() } else { e.to_string() }));
+            passed_over
+                .push((p.id.clone(), if e.is_wrong_passphrase() { "does not open with this passphrase: damaged or forged".to_owned() } else { e.to_string() }));
             if e.is_wrong_passphrase() && wrong_passphrase.is_none() {
                 *wrong_passphrase = Some(e);
             }
@@ -311,7 +324,9 @@ async fn first_that_opens(location: &Location, cluster_id: &str, points: &[&Poin
     let now = OffsetDateTime::now_utc();
     let mut opens = Opens { genuine: None, any: false };
     let mut legacy = Vec::new();
-    let mut fetches = stream::iter(points.iter().copied().filter(|p| p.complete)).map(|p| async move { (p, fetch_manifest(location, cluster_id, p).await) }).buffered(FETCHES);
+    let mut fetches = stream::iter(points.iter().copied().filter(|p| p.complete))
+        .map(|p| async move { (p, fetch_manifest(location, cluster_id, p).await) })
+        .buffered(FETCHES);
     while let Some((p, fetched)) = fetches.next().await {
         match fetched {
             Ok(f) if f.legacy_kdf() => legacy.push((p, f)),
@@ -395,7 +410,9 @@ pub async fn judge_all(location: &Location, cluster_id: &str, points: &[PointSum
     let mut derive = Vec::new();
     for (i, f) in legacy {
         match oldest_v3 {
-            Some(v3) if points[i].time > v3.time => standings[i] = Some(Standing::Refused(PointError::LegacyAfterUpgrade { point: points[i].id.clone(), v3_point: v3.id.clone() })),
+            Some(v3) if points[i].time > v3.time => {
+                standings[i] = Some(Standing::Refused(PointError::LegacyAfterUpgrade { point: points[i].id.clone(), v3_point: v3.id.clone() }))
+            }
             _ => derive.push((i, f)),
         }
     }

@@ -1,14 +1,14 @@
 //! Reading a point: its manifest (the version kubectl-dr wrote), then its
 //! catalog, decrypted and decompressed on their own threads, checked against the manifest.
 
-use super::{PointSummary, Counts, MANIFEST_OBJECT, MANIFEST_VERSION, MAX_CATALOG_LINE, MAX_MANIFEST_BYTES, Manifest, PointError, Unlocker, object_key};
+use super::{object_key, Counts, Manifest, PointError, PointSummary, Unlocker, MANIFEST_OBJECT, MANIFEST_VERSION, MAX_CATALOG_LINE, MAX_MANIFEST_BYTES};
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;
 
 use aws_lc_rs::digest;
 
-use crate::format::blocks::{self};
 use crate::catalog::Entry;
+use crate::format::blocks::{self};
 use crate::format::crypto::MasterKey;
 use crate::format::{self, Binding, DecryptReader, FormatError, Header, Role};
 use crate::location::{History, Location, LocationError};
@@ -83,8 +83,8 @@ impl FetchedManifest {
             .map_err(fmt_err)?
             .read_to_end(&mut plain)
             .map_err(|e| fmt_err(FormatError::from_io(e)))?;
-        let manifest: Result<Manifest, PointError> = serde_json::from_slice(&plain)
-            .map_err(|e| PointError::Unreadable { point: point_id.into(), detail: format!("manifest: {e}") });
+        let manifest: Result<Manifest, PointError> =
+            serde_json::from_slice(&plain).map_err(|e| PointError::Unreadable { point: point_id.into(), detail: format!("manifest: {e}") });
         zeroize::Zeroize::zeroize(&mut plain);
         let manifest = manifest?;
         if manifest.format_version != MANIFEST_VERSION {
@@ -140,12 +140,7 @@ impl<R: Read> Read for Hashing<R> {
 /// before its entries are handed out; the archive's SHA-256 and entry count are checked at
 /// the end, so a caller that must not act on a damaged point should collect first and act
 /// after this returns `Ok` (as `verify` and the restore do).
-pub async fn read_entries<F>(
-    location: &Location,
-    manifest: &Manifest,
-    unlocker: &Arc<Unlocker>,
-    mut on_entry: F,
-) -> Result<Counts, PointError>
+pub async fn read_entries<F>(location: &Location, manifest: &Manifest, unlocker: &Arc<Unlocker>, mut on_entry: F) -> Result<Counts, PointError>
 where
     F: FnMut(Entry) -> Result<(), String> + Send + 'static,
 {
@@ -166,9 +161,7 @@ where
         let fmt_err = |source| PointError::Format { point: point.clone(), file: "archive", source };
         let mut hashing = Hashing { inner: bridge, sha: digest::Context::new(&digest::SHA256) };
         let header = Header::read(&mut hashing).map_err(fmt_err)?;
-        header
-            .check_binding(&Binding { cluster_id: manifest.cluster_id.clone(), point_id: point.clone(), role: Role::Archive })
-            .map_err(fmt_err)?;
+        header.check_binding(&Binding { cluster_id: manifest.cluster_id.clone(), point_id: point.clone(), role: Role::Archive }).map_err(fmt_err)?;
         let master = unlocker.key_blocking(header.kdf());
         let decrypt = DecryptReader::new(hashing, &header, &master).map_err(fmt_err)?;
         let (plaintext, decryptor) = decrypt_on_own_thread(decrypt);
@@ -220,9 +213,7 @@ const DECRYPT_QUEUE: usize = 4;
 /// Runs `decrypt` on its own thread, handing plaintext over through a small queue, so
 /// decryption and decompression use two cores. The thread returns the underlying reader
 /// (for its hash) once the stream ends, or the first error, which the reader also sees.
-fn decrypt_on_own_thread<R: Read + Send + 'static>(
-    mut decrypt: DecryptReader<R>,
-) -> (QueueReader, std::thread::JoinHandle<io::Result<R>>) {
+fn decrypt_on_own_thread<R: Read + Send + 'static>(mut decrypt: DecryptReader<R>) -> (QueueReader, std::thread::JoinHandle<io::Result<R>>) {
     let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(DECRYPT_QUEUE);
     let handle = std::thread::spawn(move || {
         loop {

@@ -1,7 +1,10 @@
 //! Writing a point: the catalog compressed, encrypted and uploaded as it is produced, then the
 //! manifest, last, so that a point without one is incomplete.
 
-use super::{ARCHIVE_OBJECT, ArchiveInfo, Counts, MANIFEST_OBJECT, MANIFEST_VERSION, Manifest, PointError, io_unreadable, new_point_id, object_key, rfc3339, validate_cluster_id};
+use super::{
+    io_unreadable, new_point_id, object_key, rfc3339, validate_cluster_id, ArchiveInfo, Counts, Manifest, PointError, ARCHIVE_OBJECT, MANIFEST_OBJECT,
+    MANIFEST_VERSION,
+};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -9,8 +12,8 @@ use std::sync::Arc;
 use aws_lc_rs::digest;
 use time::OffsetDateTime;
 
-use crate::format::blocks::BlockWriter;
 use crate::catalog::{Entry, Mode};
+use crate::format::blocks::BlockWriter;
 use crate::format::crypto::{KdfParams, MasterKey, Passphrase};
 use crate::format::{self, Binding, EncryptWriter, Role};
 use crate::location::{Location, ObjectUpload, PART_SIZE};
@@ -77,13 +80,7 @@ pub struct PointWriter {
 impl PointWriter {
     /// Starts a new point for `cluster_id` with a fresh salt under the cluster's master
     /// (format version 3: PBKDF2 at 600,000 iterations, then HKDF).
-    pub async fn begin(
-        location: &Location,
-        cluster_id: &str,
-        passphrase: &Passphrase,
-        mode: Mode,
-        policy: &str,
-    ) -> Result<Self, PointError> {
+    pub async fn begin(location: &Location, cluster_id: &str, passphrase: &Passphrase, mode: Mode, policy: &str) -> Result<Self, PointError> {
         let created_at = OffsetDateTime::now_utc();
         Self::begin_as(location, cluster_id, passphrase, mode, policy, new_point_id(created_at), created_at).await
     }
@@ -105,9 +102,7 @@ impl PointWriter {
         validate_cluster_id(cluster_id)?;
         let pass = passphrase.clone();
         let params = KdfParams::generate(cluster_id);
-        let key = tokio::task::spawn_blocking(move || Arc::new(MasterKey::derive(&pass, params)))
-            .await
-            .expect("key derivation panicked");
+        let key = tokio::task::spawn_blocking(move || Arc::new(MasterKey::derive(&pass, params))).await.expect("key derivation panicked");
         let binding = Binding { cluster_id: cluster_id.into(), point_id: point_id.clone(), role: Role::Archive };
         let sink = UploadBuffer { pending: Vec::with_capacity(PART_SIZE + 1024 * 1024), sha: digest::Context::new(&digest::SHA256), bytes: 0 };
         let enc = EncryptWriter::new(sink, &key, &binding, format::DEFAULT_CHUNK_SIZE).map_err(io_unreadable(&point_id))?;
@@ -207,17 +202,12 @@ impl PointWriter {
             },
             resources: std::mem::take(&mut self.resources).into_iter().filter(|(k, _)| self.counts.by_kind.contains_key(k)).collect(),
             counts: std::mem::take(&mut self.counts),
-            retained_until: self
-                .location
-                .immutable_days()
-                .map(|d| rfc3339(OffsetDateTime::now_utc() + time::Duration::days(d as i64))),
+            retained_until: self.location.immutable_days().map(|d| rfc3339(OffsetDateTime::now_utc() + time::Duration::days(d as i64))),
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
         let binding = Binding { cluster_id: self.cluster_id.clone(), point_id: self.point_id.clone(), role: Role::Manifest };
         let sealed = format::seal_all(&json, &self.key, &binding, format::DEFAULT_CHUNK_SIZE);
-        self.location
-            .put(&object_key(&self.cluster_id, &self.point_id, MANIFEST_OBJECT), sealed)
-            .await?;
+        self.location.put(&object_key(&self.cluster_id, &self.point_id, MANIFEST_OBJECT), sealed).await?;
         Ok(manifest)
     }
 

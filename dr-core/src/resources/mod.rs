@@ -45,7 +45,9 @@ pub enum ResourceError {
     ProfileNotFound { name: String, namespace: String },
     #[error("location profile {name} names neither an S3 bucket nor a file volume: recreate it with --s3-bucket or --pvc")]
     ProfileEmpty { name: String },
-    #[error("the credentials Secret {secret} of profile {profile} {problem} in namespace {namespace}: it needs keys aws_access_key_id and aws_secret_access_key")]
+    #[error(
+        "the credentials Secret {secret} of profile {profile} {problem} in namespace {namespace}: it needs keys aws_access_key_id and aws_secret_access_key"
+    )]
     CredentialsSecret { profile: String, secret: String, namespace: String, problem: String },
     #[error("profile {name} is a file (volume) location, which only the in-cluster job can reach: from here, give --path to where the share is mounted")]
     FileProfileOutsideCluster { name: String },

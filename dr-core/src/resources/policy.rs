@@ -1,7 +1,6 @@
 //! The `Policy` custom resource: what the DR policy backs up (its [`Selection`]), how often, how
 //! long points are kept, where they are replicated, and the status each run records.
 
-
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

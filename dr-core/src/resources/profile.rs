@@ -1,11 +1,9 @@
 //! The `Profile` custom resource: where restore points go (an S3 bucket or a file volume), and
 //! whether they are write-once.
 
-
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
 
 /// A location profile: where restore points go.
 #[derive(CustomResource, Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]

@@ -22,11 +22,11 @@ use kube::runtime::wait::{await_condition, conditions, Condition};
 use kube::Client;
 use serde_json::{json, Value};
 
+use super::controls::Existing;
 use super::plan::{object_path, Plan, Tier, CRD_KIND};
 use super::report::{RestoreReport, NAMES_KEPT, REASONS_KEPT};
 use super::settings::RestoreSettings;
 use super::spill::Spill;
-use super::controls::Existing;
 use super::{RestoreError, FIELD_MANAGER, RESTORED_FROM_ANNOTATION};
 use crate::catalog::{Entry, DR_POLICY_NAME, REPLICATION_CRONJOB};
 
@@ -90,7 +90,10 @@ enum Outcome {
     Replaced,
     Skipped(String),
     /// Already on the target, left as it was; whether it equals the point.
-    Existing { name: String, equal: bool },
+    Existing {
+        name: String,
+        equal: bool,
+    },
     /// Already on the target and equal to the point (`existing: update` has nothing to do).
     Unchanged,
     /// Already on the target, differed, made what the point says (`existing: update`).
@@ -412,7 +415,6 @@ impl Ctx {
         Ok(created)
     }
 
-
     /// What to do with an object the target already has: one an earlier run of this
     /// restore wrote is done; any other is compared with the point (`desired`) and left, or
     /// updated when it differs and `existing: update` is set.
@@ -479,8 +481,11 @@ impl Ctx {
         let Some(served) = self.served(api_version, kind).await.map_err(|e| format!("discovery failed: {}", describe(&e)))? else {
             return Ok(None);
         };
-        let api: Api<DynamicObject> =
-            if served.namespaced { Api::namespaced_with(self.client.clone(), namespace, &served.resource) } else { Api::all_with(self.client.clone(), &served.resource) };
+        let api: Api<DynamicObject> = if served.namespaced {
+            Api::namespaced_with(self.client.clone(), namespace, &served.resource)
+        } else {
+            Api::all_with(self.client.clone(), &served.resource)
+        };
         match self.call(|| api.get_opt(name)).await {
             Ok(found) => Ok(found.and_then(|o| o.metadata.uid)),
             // The Job's grant names the kinds the point holds; an owner of another kind that

@@ -27,7 +27,9 @@ pub fn managed_by_target(object: &Value) -> Option<&'static str> {
         ("flowcontrol.apiserver.k8s.io", "FlowSchema" | "PriorityLevelConfiguration") if meta["annotations"]["apf.kubernetes.io/autoupdate-spec"] == "true" => {
             Some("managed by the target cluster (API priority and fairness defaults)")
         }
-        ("rbac.authorization.k8s.io", _) if meta["labels"]["kubernetes.io/bootstrapping"] == "rbac-defaults" => Some("managed by the target cluster (bootstrap RBAC)"),
+        ("rbac.authorization.k8s.io", _) if meta["labels"]["kubernetes.io/bootstrapping"] == "rbac-defaults" => {
+            Some("managed by the target cluster (bootstrap RBAC)")
+        }
         ("scheduling.k8s.io", "PriorityClass") if name.starts_with("system-") => Some("managed by the target cluster (system PriorityClass)"),
         ("", "Service") if name == "kubernetes" && meta["namespace"] == "default" => Some("managed by the target cluster (the API server's Service)"),
         // The old cluster's Service IP reservations: the target allocates its own (restored
@@ -50,9 +52,8 @@ fn builtin(group: &str, version: &str, kind: &str) -> Option<Conversion> {
         ("extensions" | "networking.k8s.io", "v1beta1", "Ingress") => ("networking.k8s.io/v1", ingress_v1),
         ("networking.k8s.io", "v1beta1", "IngressClass") => ("networking.k8s.io/v1", same_shape),
         ("extensions", "v1beta1", "NetworkPolicy") => ("networking.k8s.io/v1", same_shape),
-        ("extensions", "v1beta1", "Deployment" | "DaemonSet" | "ReplicaSet") | ("apps", "v1beta1" | "v1beta2", "Deployment" | "DaemonSet" | "ReplicaSet" | "StatefulSet") => {
-            ("apps/v1", workload_v1)
-        }
+        ("extensions", "v1beta1", "Deployment" | "DaemonSet" | "ReplicaSet")
+        | ("apps", "v1beta1" | "v1beta2", "Deployment" | "DaemonSet" | "ReplicaSet" | "StatefulSet") => ("apps/v1", workload_v1),
         ("extensions" | "policy", "v1beta1", "PodSecurityPolicy") => ("", no_successor),
         ("policy", "v1beta1", "PodDisruptionBudget") => ("policy/v1", pdb_v1),
         ("batch", "v1beta1" | "v2alpha1", "CronJob") => ("batch/v1", same_shape),
@@ -60,9 +61,8 @@ fn builtin(group: &str, version: &str, kind: &str) -> Option<Conversion> {
         ("autoscaling", "v2beta2", "HorizontalPodAutoscaler") => ("autoscaling/v2", same_shape),
         ("apiextensions.k8s.io", "v1beta1", "CustomResourceDefinition") => ("apiextensions.k8s.io/v1", crd_v1),
         ("flowcontrol.apiserver.k8s.io", "v1beta1" | "v1beta2", "PriorityLevelConfiguration") => ("flowcontrol.apiserver.k8s.io/v1", priority_level_v1),
-        ("flowcontrol.apiserver.k8s.io", "v1beta1" | "v1beta2" | "v1beta3", "FlowSchema") | ("flowcontrol.apiserver.k8s.io", "v1beta3", "PriorityLevelConfiguration") => {
-            ("flowcontrol.apiserver.k8s.io/v1", same_shape)
-        }
+        ("flowcontrol.apiserver.k8s.io", "v1beta1" | "v1beta2" | "v1beta3", "FlowSchema")
+        | ("flowcontrol.apiserver.k8s.io", "v1beta3", "PriorityLevelConfiguration") => ("flowcontrol.apiserver.k8s.io/v1", same_shape),
         _ => return None,
     })
 }
@@ -109,7 +109,10 @@ fn same_shape(_: &mut Value) -> Result<(), String> {
 }
 
 fn no_successor(o: &mut Value) -> Result<(), String> {
-    Err(format!("{} was removed in Kubernetes 1.25 and has no successor kind: use Pod Security Admission (namespace labels) instead", o["kind"].as_str().unwrap_or_default()))
+    Err(format!(
+        "{} was removed in Kubernetes 1.25 and has no successor kind: use Pod Security Admission (namespace labels) instead",
+        o["kind"].as_str().unwrap_or_default()
+    ))
 }
 
 fn spec(o: &mut Value) -> &mut Map<String, Value> {
@@ -161,7 +164,8 @@ fn workload_v1(o: &mut Value) -> Result<(), String> {
     spec.remove("rollbackTo");
     spec.remove("templateGeneration");
     if spec.get("selector").is_none_or(Value::is_null) {
-        let labels = labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty())).ok_or("it has no selector and its pod template no labels to make one from")?;
+        let labels =
+            labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty())).ok_or("it has no selector and its pod template no labels to make one from")?;
         spec.insert("selector".into(), json!({"matchLabels": labels}));
     }
     Ok(())

@@ -129,7 +129,9 @@ mod tests {
 
     fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
         match (a, b) {
-            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => b.into_iter().for_each(|(k, v)| merge(a.entry(k).or_insert(serde_json::Value::Null), v)),
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                b.into_iter().for_each(|(k, v)| merge(a.entry(k).or_insert(serde_json::Value::Null), v))
+            }
             (a, b) => *a = b,
         }
     }

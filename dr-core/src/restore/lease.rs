@@ -57,12 +57,12 @@ impl LeaseGuard {
                 }
                 // Ours from an interrupted run, or abandoned: take it over (a conflict means
                 // someone else just did).
-                api.replace(LEASE_NAME, &PostParams::default(), &mine(current.metadata.resource_version.clone()))
-                    .await
-                    .map_err(|e| match e {
-                        kube::Error::Api(s) if s.code == 409 => RestoreError::Busy { holder: "another restore".into(), namespace: namespace.into(), renewed: "just now".into() },
-                        e => RestoreError::Api { what: what.clone(), source: e },
-                    })?;
+                api.replace(LEASE_NAME, &PostParams::default(), &mine(current.metadata.resource_version.clone())).await.map_err(|e| match e {
+                    kube::Error::Api(s) if s.code == 409 => {
+                        RestoreError::Busy { holder: "another restore".into(), namespace: namespace.into(), renewed: "just now".into() }
+                    }
+                    e => RestoreError::Api { what: what.clone(), source: e },
+                })?;
             }
             Err(e) => return Err(RestoreError::Api { what, source: e }),
         }
@@ -86,4 +86,3 @@ impl LeaseGuard {
         }
     }
 }
-

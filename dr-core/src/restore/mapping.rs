@@ -226,7 +226,9 @@ impl CompiledMapping {
         fn walk(v: &mut Value, re: &Regex, map: &BTreeMap<String, String>, top: bool) {
             match v {
                 Value::String(s) if re.is_match(s) => {
-                    *s = re.replace_all(s, |c: &regex::Captures| format!("{}.{}.svc{}", &c["svc"], map[&c["ns"]], c.name("tail").map_or("", |t| t.as_str()))).into_owned();
+                    *s = re
+                        .replace_all(s, |c: &regex::Captures| format!("{}.{}.svc{}", &c["svc"], map[&c["ns"]], c.name("tail").map_or("", |t| t.as_str())))
+                        .into_owned();
                 }
                 Value::Array(items) => items.iter_mut().for_each(|i| walk(i, re, map, false)),
                 Value::Object(fields) => {
@@ -303,7 +305,8 @@ pub fn map_image(image: &str, registries: &BTreeMap<String, String>) -> Option<S
         format!("docker.io/library/{image}")
     };
     // The longest prefix wins (registry/team before registry).
-    let (old, new) = registries.iter().filter(|(old, _)| full.strip_prefix(old.as_str()).is_some_and(|rest| rest.starts_with('/'))).max_by_key(|(old, _)| old.len())?;
+    let (old, new) =
+        registries.iter().filter(|(old, _)| full.strip_prefix(old.as_str()).is_some_and(|rest| rest.starts_with('/'))).max_by_key(|(old, _)| old.len())?;
     Some(format!("{new}{}", &full[old.len()..]))
 }
 
@@ -323,13 +326,17 @@ mod tests {
             {"kind": "ServiceAccount", "name": "web", "namespace": "shop"}, {"kind": "ServiceAccount", "name": "x", "namespace": "other"},
             {"kind": "User", "name": "system:serviceaccount:shop:web"}, {"kind": "Group", "name": "system:serviceaccounts:shop"}]});
         m.apply(&mut rb, None);
-        assert_eq!(rb["subjects"], json!([{"kind": "ServiceAccount", "name": "web", "namespace": "shop-dr"}, {"kind": "ServiceAccount", "name": "x", "namespace": "other"},
-            {"kind": "User", "name": "system:serviceaccount:shop-dr:web"}, {"kind": "Group", "name": "system:serviceaccounts:shop-dr"}]));
+        assert_eq!(
+            rb["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "web", "namespace": "shop-dr"}, {"kind": "ServiceAccount", "name": "x", "namespace": "other"},
+            {"kind": "User", "name": "system:serviceaccount:shop-dr:web"}, {"kind": "Group", "name": "system:serviceaccounts:shop-dr"}])
+        );
         let mut ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"kubernetes.io/metadata.name": "shop"}}});
         m.apply(&mut ns, None);
         assert_eq!(ns["metadata"]["name"], "shop-dr");
         assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "shop-dr");
-        let mut pv = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv"}, "spec": {"claimRef": {"namespace": "shop", "name": "data"}}});
+        let mut pv =
+            json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv"}, "spec": {"claimRef": {"namespace": "shop", "name": "data"}}});
         m.apply(&mut pv, None);
         assert_eq!(pv["spec"]["claimRef"]["namespace"], "shop-dr");
         let mut hook = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "h"},
@@ -343,7 +350,10 @@ mod tests {
             "data": {"url": "http://db.shop.svc.cluster.local:5432/x", "b": "cache.shop.svc:6379 and db.shopping.svc", "c": "api.shop.svcx"}});
         m.apply(&mut cm, Some("configmaps"));
         assert_eq!(cm["metadata"]["namespace"], "shop-dr");
-        assert_eq!(cm["data"], json!({"url": "http://db.shop-dr.svc.cluster.local:5432/x", "b": "cache.shop-dr.svc:6379 and db.shopping.svc", "c": "api.shop.svcx"}));
+        assert_eq!(
+            cm["data"],
+            json!({"url": "http://db.shop-dr.svc.cluster.local:5432/x", "b": "cache.shop-dr.svc:6379 and db.shopping.svc", "c": "api.shop.svcx"})
+        );
         // Host names are rewritten only in the kinds named.
         let mut secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "shop"}, "stringData": {"url": "db.shop.svc"}});
         m.apply(&mut secret, Some("secrets"));

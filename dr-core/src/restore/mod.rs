@@ -41,9 +41,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::Client;
 
-pub use lease::LEASE_NAME;
 pub(crate) use apply::equals_point;
 pub use controls::{Existing, RestoreControls};
+pub use lease::LEASE_NAME;
 pub use report::{Finding, KindReport, RestoreOutcome, RestoreReport};
 pub use settings::{RestoreSettings, StatusKinds, DEFAULT_CONCURRENCY, DEFAULT_QPS, MAX_TIMEOUT_MINUTES};
 
@@ -76,7 +76,9 @@ pub enum RestoreError {
     Api { what: String, source: kube::Error },
     #[error("the restore's temporary files (the sealed plan, in $TMPDIR or /tmp): {0}; check the space of the Job's /tmp volume")]
     WorkDir(String),
-    #[error("restore.timeout ({minutes} min) reached: {done} of {total} objects handled, {left} left; run the restore again to finish it (nothing is duplicated)")]
+    #[error(
+        "restore.timeout ({minutes} min) reached: {done} of {total} objects handled, {left} left; run the restore again to finish it (nothing is duplicated)"
+    )]
     Timeout { minutes: u64, done: u64, total: u64, left: u64, report: Box<RestoreReport> },
     #[error("{failed} objects could not be restored (see the report per kind); fix the cause and run the restore again: what was restored stays and is not duplicated")]
     Failed { failed: u64, report: Box<RestoreReport> },
@@ -131,13 +133,7 @@ pub async fn run_restore(client: &Client, settings: &RestoreSettings) -> Result<
             let total = report.objects;
             report.finish(started.elapsed().as_secs_f64());
             let done = report.total();
-            Err(RestoreError::Timeout {
-                minutes: settings.timeout.as_secs() / 60,
-                done,
-                total,
-                left: total.saturating_sub(done),
-                report: Box::new(report),
-            })
+            Err(RestoreError::Timeout { minutes: settings.timeout.as_secs() / 60, done, total, left: total.saturating_sub(done), report: Box::new(report) })
         }
     }
 }
@@ -168,7 +164,12 @@ pub async fn open_point(client: &Client, settings: &RestoreSettings) -> Result<O
     Ok(OpenedPoint { location, chosen, manifest, unlocker, source })
 }
 
-async fn restore(client: &Client, settings: &RestoreSettings, shared: Arc<Mutex<Option<Arc<apply::Ctx>>>>, started: Instant) -> Result<RestoreReport, RestoreError> {
+async fn restore(
+    client: &Client,
+    settings: &RestoreSettings,
+    shared: Arc<Mutex<Option<Arc<apply::Ctx>>>>,
+    started: Instant,
+) -> Result<RestoreReport, RestoreError> {
     let OpenedPoint { location, manifest, unlocker, source, .. } = open_point(client, settings).await?;
     check_mode(&manifest, settings.quick_mode)?;
     tracing::info!(point = %manifest.point_id, objects = manifest.counts.total, mode = manifest.mode.as_str(), location = %location.describe(), passphrase = %source.describe(), "reading and planning the restore point");
@@ -241,7 +242,10 @@ async fn plan_inputs(client: &Client, settings: &RestoreSettings, manifest: &Man
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &settings.namespace);
         let ns = &settings.namespace;
         let cm = cms.get_opt(name).await.map_err(api_err(format!("reading the resource modifiers ConfigMap {name} in namespace {ns}")))?.ok_or_else(|| {
-            RestoreError::Invalid(format!("resource modifiers ConfigMap {name} is not in namespace {ns}: create it with the rules under key {}", modifiers::RULES_KEY))
+            RestoreError::Invalid(format!(
+                "resource modifiers ConfigMap {name} is not in namespace {ns}: create it with the rules under key {}",
+                modifiers::RULES_KEY
+            ))
         })?;
         let rules = cm.data.as_ref().and_then(|d| d.get(modifiers::RULES_KEY)).ok_or_else(|| {
             RestoreError::Invalid(format!("resource modifiers ConfigMap {ns}/{name} has no key {}: put the rules there", modifiers::RULES_KEY))
@@ -296,7 +300,10 @@ pub async fn job_event(client: &kube::Client, settings: &RestoreSettings, outcom
     let uid = jobs.get_opt(&settings.holder).await.ok().flatten().and_then(|j| j.metadata.uid).unwrap_or_default();
     let regarding = serde_json::json!({"apiVersion": "batch/v1", "kind": "Job", "name": settings.holder, "namespace": settings.namespace, "uid": uid});
     let (reason, note) = match (&outcome.kind, &outcome.report) {
-        (None, Some(r)) => ("RestoreSucceeded", format!("restore point {}: {} restored, {} updated, {} skipped, {} failed", r.restore_point, r.restored, r.updated, r.skipped, r.failed)),
+        (None, Some(r)) => (
+            "RestoreSucceeded",
+            format!("restore point {}: {} restored, {} updated, {} skipped, {} failed", r.restore_point, r.restored, r.updated, r.skipped, r.failed),
+        ),
         _ => ("RestoreFailed", outcome.error.clone()),
     };
     if let Err(e) = crate::events::record(client, &settings.namespace, regarding, "Restore", reason, outcome.kind.is_some(), &note).await {

@@ -120,7 +120,9 @@ impl Modifiers {
             }
             let mut ops = Vec::new();
             for p in &spec.patches {
-                let path = |key: &str| -> Result<Vec<String>, String> { pointer(p[key].as_str().ok_or_else(|| format!("{at}: a patch without {key}"))?, &format!("{at}: {key}")) };
+                let path = |key: &str| -> Result<Vec<String>, String> {
+                    pointer(p[key].as_str().ok_or_else(|| format!("{at}: a patch without {key}"))?, &format!("{at}: {key}"))
+                };
                 let value = || p.get("value").cloned().ok_or_else(|| format!("{at}: {} needs a value", p["op"]));
                 ops.push(match p["op"].as_str() {
                     Some("add") => Op::Add(path("path")?, value()?),
@@ -135,7 +137,13 @@ impl Modifiers {
             let substitutions = spec
                 .substitutions
                 .into_iter()
-                .map(|s| Ok((pointer(&s.path, &format!("{at}: substitution path"))?, Regex::new(&s.regex).map_err(|e| format!("{at}: regex {:?}: {e}", s.regex))?, s.replacement)))
+                .map(|s| {
+                    Ok((
+                        pointer(&s.path, &format!("{at}: substitution path"))?,
+                        Regex::new(&s.regex).map_err(|e| format!("{at}: regex {:?}: {e}", s.regex))?,
+                        s.replacement,
+                    ))
+                })
                 .collect::<Result<_, String>>()?;
             let m = spec.matches;
             rules.push(Rule {
@@ -342,7 +350,8 @@ rules:
 
     #[test]
     fn a_rule_that_cannot_apply_names_itself_and_bad_rules_do_not_parse() {
-        let m = Modifiers::parse("kasten-io/mods", "version: v1\nrules:\n- match: {kinds: [ConfigMap]}\n  patches: [{op: remove, path: /data/missing}]\n").unwrap();
+        let m =
+            Modifiers::parse("kasten-io/mods", "version: v1\nrules:\n- match: {kinds: [ConfigMap]}\n  patches: [{op: remove, path: /data/missing}]\n").unwrap();
         let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}});
         let err = m.apply(&mut cm, None).unwrap_err();
         assert!(err.contains("rule 1") && err.contains("/data/missing"), "{err}");

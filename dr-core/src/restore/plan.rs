@@ -54,8 +54,15 @@ impl Tier {
 }
 
 const FOUNDATION_KINDS: &[&str] = &[
-    "ServiceAccount", "Secret", "ConfigMap", "PersistentVolumeClaim", "LimitRange", "ResourceQuota",
-    "Role.rbac.authorization.k8s.io", "RoleBinding.rbac.authorization.k8s.io", "NetworkPolicy.networking.k8s.io",
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "PersistentVolumeClaim",
+    "LimitRange",
+    "ResourceQuota",
+    "Role.rbac.authorization.k8s.io",
+    "RoleBinding.rbac.authorization.k8s.io",
+    "NetworkPolicy.networking.k8s.io",
 ];
 
 pub(super) const CRD_KIND: &str = "CustomResourceDefinition.apiextensions.k8s.io";
@@ -271,7 +278,8 @@ impl Plan {
         let plural = plural_of(&inputs.resources, &inputs.served, &entry.object).map(str::to_owned);
         inputs.controls.mapping.apply(&mut entry.object, plural.as_deref());
         if let Some(modifiers) = &inputs.controls.modifiers {
-            let applied = modifiers.apply(&mut entry.object, plural.as_deref()).map_err(|e| format!("{} {}: {e}", entry.kind_key(), object_path(&entry.object)))?;
+            let applied =
+                modifiers.apply(&mut entry.object, plural.as_deref()).map_err(|e| format!("{} {}: {e}", entry.kind_key(), object_path(&entry.object)))?;
             if applied > 0 {
                 *self.modified.entry(entry.kind_key()).or_default() += 1;
             }
@@ -320,7 +328,10 @@ impl Plan {
                 }
             }
             ("networking.k8s.io", "Ingress") => refer("IngressClass", o.pointer("/spec/ingressClassName").and_then(Value::as_str)),
-            ("storage.k8s.io", "StorageClass") | ("networking.k8s.io", "IngressClass") | ("scheduling.k8s.io", "PriorityClass") | ("node.k8s.io", "RuntimeClass") => {
+            ("storage.k8s.io", "StorageClass")
+            | ("networking.k8s.io", "IngressClass")
+            | ("scheduling.k8s.io", "PriorityClass")
+            | ("node.k8s.io", "RuntimeClass") => {
                 let class = match entry.kind() {
                     "StorageClass" => "StorageClass",
                     "IngressClass" => "IngressClass",
@@ -386,7 +397,10 @@ impl Plan {
         }
         // No source UID: one round after its latest owned owner.
         let me = entry.source_uid.clone().unwrap_or_default();
-        owner_uids(&entry.object, &me).iter().filter_map(|o| self.rounds.get(o)).fold(0, |round, r| if *r == CYCLE_ROUND { CYCLE_ROUND } else { round.max(r + 1) })
+        owner_uids(&entry.object, &me)
+            .iter()
+            .filter_map(|o| self.rounds.get(o))
+            .fold(0, |round, r| if *r == CYCLE_ROUND { CYCLE_ROUND } else { round.max(r + 1) })
     }
 
     /// The rounds to run, in order.
@@ -416,14 +430,7 @@ impl Plan {
 }
 
 fn owner_uids(object: &Value, me: &str) -> Vec<String> {
-    object["metadata"]["ownerReferences"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["uid"].as_str())
-        .filter(|u| *u != me)
-        .map(str::to_owned)
-        .collect()
+    object["metadata"]["ownerReferences"].as_array().into_iter().flatten().filter_map(|r| r["uid"].as_str()).filter(|u| *u != me).map(str::to_owned).collect()
 }
 
 /// An ownerReference names its owner's apiVersion: a converted owner is referenced in the
@@ -448,7 +455,13 @@ pub(crate) fn object_path(object: &Value) -> String {
 /// Reads the point once: checks it whole (hash and counts; a wrong passphrase or a damaged
 /// point stops here, before the first write) while planning every object and sealing the
 /// ones to write into the spill.
-pub(super) async fn make_plan(location: &Location, manifest: &Manifest, unlocker: &Arc<Unlocker>, settings: &RestoreSettings, inputs: PlanInputs) -> Result<(Plan, Spill), RestoreError> {
+pub(super) async fn make_plan(
+    location: &Location,
+    manifest: &Manifest,
+    unlocker: &Arc<Unlocker>,
+    settings: &RestoreSettings,
+    inputs: PlanInputs,
+) -> Result<(Plan, Spill), RestoreError> {
     let spill = Spill::create(settings.work_dir.as_deref()).map_err(|e| RestoreError::WorkDir(e.to_string()))?;
     let shared = Arc::new(Mutex::new((Plan::default(), spill)));
     let filling = shared.clone();
@@ -508,9 +521,18 @@ mod tests {
         let crd = entry(Category::Cluster, json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "x"}}));
         let ns = entry(Category::Cluster, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
         let sa = entry(Category::Applications, json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "a", "namespace": "shop"}}));
-        let profile = entry(Category::Profiles, json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "p", "namespace": "kasten-io"}}));
-        let policy = entry(Category::Policies, json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Policy", "metadata": {"name": "p", "namespace": "kasten-io"}}));
-        let owned = entry(Category::Applications, json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop", "ownerReferences": [{"uid": "1"}]}}));
+        let profile = entry(
+            Category::Profiles,
+            json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "p", "namespace": "kasten-io"}}),
+        );
+        let policy = entry(
+            Category::Policies,
+            json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Policy", "metadata": {"name": "p", "namespace": "kasten-io"}}),
+        );
+        let owned = entry(
+            Category::Applications,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop", "ownerReferences": [{"uid": "1"}]}}),
+        );
         let cr = entry(Category::Cluster, json!({"apiVersion": "x.io/v1", "kind": "Widget", "metadata": {"name": "w"}}));
         assert_eq!(tier_of(&crd), Tier::Crds);
         assert_eq!(tier_of(&ns), Tier::Namespaces);
@@ -528,7 +550,10 @@ mod tests {
         let both: BTreeSet<Category> = [Category::Cluster, Category::Applications].into();
         assert_eq!(skip_reason(&ns, &cluster), None);
         assert_eq!(skip_reason(&ns, &both), Some("skipResource"));
-        let token = entry(Category::Applications, json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token", "metadata": {"name": "t", "namespace": "shop"}}));
+        let token = entry(
+            Category::Applications,
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token", "metadata": {"name": "t", "namespace": "shop"}}),
+        );
         assert_eq!(skip_reason(&token, &BTreeSet::new()), Some("made by the cluster"));
     }
 
@@ -555,9 +580,12 @@ mod tests {
     fn the_points_crds_say_what_their_kinds_will_be() {
         let settings = RestoreSettings::new("kasten-io", "0b6bd9b4-2c4a-4d1e-9a3e-3b7f0f6a1c2d", "p");
         let mut plan = Plan::default();
-        let crd = entry(Category::Cluster, json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.example.com"},
+        let crd = entry(
+            Category::Cluster,
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.example.com"},
             "spec": {"group": "example.com", "scope": "Namespaced", "names": {"kind": "Widget", "plural": "widgets"},
-                     "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}}}, {"name": "v0", "served": false}]}}));
+                     "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}}}, {"name": "v0", "served": false}]}}),
+        );
         plan.add(&mut crd.clone(), &settings, &PlanInputs::default()).unwrap();
         let w = plan.planned_kind("example.com/v1", "Widget").unwrap().unwrap();
         assert!(w.namespaced && w.status_subresource);

@@ -54,12 +54,18 @@ fn apis(plan: &Plan, served: &ServedApis, findings: &mut Vec<Finding>) {
         }
         let why = match plan.planned_kind(api_version, kind) {
             Some(Err(why)) => why,
-            _ => format!("{api_version} {kind} is not served by this cluster (install its CRD or API service first, or leave the kind out with --exclude-kinds)"),
+            _ => {
+                format!("{api_version} {kind} is not served by this cluster (install its CRD or API service first, or leave the kind out with --exclude-kinds)")
+            }
         };
         findings.push(finding("api", format!("{why}: {} objects cannot be restored", objects.count), objects));
     }
     for (kind, failures) in &plan.unservable {
-        findings.push(finding("api", format!("{} {kind} objects are in an API version this cluster no longer serves and cannot be converted", failures.count), failures));
+        findings.push(finding(
+            "api",
+            format!("{} {kind} objects are in an API version this cluster no longer serves and cannot be converted", failures.count),
+            failures,
+        ));
     }
 }
 
@@ -107,7 +113,9 @@ async fn quotas(client: &Client, plan: &Plan, findings: &mut Vec<Finding>) {
         let used = q.status.as_ref().and_then(|s| s.used.clone()).unwrap_or_default();
         for (key, limit) in &hard {
             let resource = key.strip_prefix("count/").unwrap_or(key);
-            if !key.starts_with("count/") && !["pods", "services", "secrets", "configmaps", "persistentvolumeclaims", "replicationcontrollers"].contains(&resource) {
+            if !key.starts_with("count/")
+                && !["pods", "services", "secrets", "configmaps", "persistentvolumeclaims", "replicationcontrollers"].contains(&resource)
+            {
                 continue;
             }
             let Some(planned) = plan.uses.per_namespace.get(&(ns.clone(), resource.to_owned())) else { continue };
@@ -130,7 +138,12 @@ fn webhook_resource(kind: &str) -> ApiResource {
 
 async fn webhooks(client: &Client, plan: &Plan, findings: &mut Vec<Finding>) {
     let mut configs: Vec<(bool, Value)> = plan.uses.webhooks.iter().map(|w| (true, w.clone())).collect();
-    let point_names: Vec<(String, String)> = plan.uses.webhooks.iter().map(|w| (w["kind"].as_str().unwrap_or_default().to_owned(), w["metadata"]["name"].as_str().unwrap_or_default().to_owned())).collect();
+    let point_names: Vec<(String, String)> = plan
+        .uses
+        .webhooks
+        .iter()
+        .map(|w| (w["kind"].as_str().unwrap_or_default().to_owned(), w["metadata"]["name"].as_str().unwrap_or_default().to_owned()))
+        .collect();
     for kind in ["ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"] {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &webhook_resource(kind));
         match api.list(&ListParams::default()).await {
@@ -154,7 +167,9 @@ async fn webhooks(client: &Client, plan: &Plan, findings: &mut Vec<Finding>) {
             if hook["failurePolicy"].as_str().unwrap_or("Fail") != "Fail" {
                 continue;
             }
-            let (Some(ns), Some(svc)) = (hook.pointer("/clientConfig/service/namespace").and_then(Value::as_str), hook.pointer("/clientConfig/service/name").and_then(Value::as_str)) else {
+            let (Some(ns), Some(svc)) =
+                (hook.pointer("/clientConfig/service/namespace").and_then(Value::as_str), hook.pointer("/clientConfig/service/name").and_then(Value::as_str))
+            else {
                 continue;
             };
             let key = (ns.to_owned(), svc.to_owned());
@@ -244,7 +259,9 @@ pub fn collisions(report: &RestoreReport) -> Vec<Finding> {
             let differ = existing.saturating_sub(k.unchanged);
             (differ > 0).then(|| Finding {
                 check: "collision".into(),
-                message: format!("{differ} {kind} objects already exist on this cluster and differ from the point: they are left as they are unless --existing update"),
+                message: format!(
+                    "{differ} {kind} objects already exist on this cluster and differ from the point: they are left as they are unless --existing update"
+                ),
                 objects: k.differs.iter().take(Sample::KEPT).cloned().collect(),
             })
         })

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-
 /// Failure messages kept per kind (the counts are always complete).
 pub(super) const REASONS_KEPT: usize = 5;
 /// Names kept per list (existing objects, changed node ports).

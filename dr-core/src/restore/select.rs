@@ -85,11 +85,7 @@ fn kinds(list: &[String]) -> Result<BTreeSet<String>, String> {
 }
 
 pub(crate) fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+    !s.is_empty() && s.len() <= 63 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') && !s.starts_with('-') && !s.ends_with('-')
 }
 
 /// Whether `names` (lowercase) name the kind of an object: its kind (`deployment`), kind key
@@ -248,14 +244,23 @@ fn requirement(term: &str) -> Result<Requirement, String> {
     let key = |k: &str| -> Result<String, String> {
         let k = k.trim();
         let ok = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c)) && k.matches('/').count() <= 1;
-        if ok { Ok(k.to_owned()) } else { Err(format!("{k:?} is not a label key")) }
+        if ok {
+            Ok(k.to_owned())
+        } else {
+            Err(format!("{k:?} is not a label key"))
+        }
     };
     let value = |v: &str| -> Result<String, String> {
         let v = v.trim();
-        if v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) { Ok(v.to_owned()) } else { Err(format!("{v:?} is not a label value")) }
+        if v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            Ok(v.to_owned())
+        } else {
+            Err(format!("{v:?} is not a label value"))
+        }
     };
     let set = |rest: &str| -> Result<BTreeSet<String>, String> {
-        let inner = rest.trim().strip_prefix('(').and_then(|r| r.strip_suffix(')')).ok_or_else(|| format!("{term:?}: the values go in parentheses: key in (a,b)"))?;
+        let inner =
+            rest.trim().strip_prefix('(').and_then(|r| r.strip_suffix(')')).ok_or_else(|| format!("{term:?}: the values go in parentheses: key in (a,b)"))?;
         inner.split(',').map(value).collect()
     };
     if let Some(k) = term.strip_prefix('!') {

@@ -150,7 +150,8 @@ impl RestoreSettings {
         }
         if self.quick_mode && !self.override_resources {
             return Err(RestoreError::Invalid(
-                "quick mode restores may create or replace the DR platform's resources: set quickMode.overrideResources=true (--override-resources) as well".into(),
+                "quick mode restores may create or replace the DR platform's resources: set quickMode.overrideResources=true (--override-resources) as well"
+                    .into(),
             ));
         }
         if self.timeout.is_zero() {

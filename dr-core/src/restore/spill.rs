@@ -126,7 +126,12 @@ impl Iterator for SpillReader {
         }
         let plain = match self.sealer.key.open_in_place(nonce(counter), Aad::empty(), &mut record) {
             Ok(p) => p,
-            Err(_) => return Some(Err(io::Error::new(io::ErrorKind::InvalidData, "a spilled record failed authentication: the restore's temporary files were altered"))),
+            Err(_) => {
+                return Some(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a spilled record failed authentication: the restore's temporary files were altered",
+                )))
+            }
         };
         let entry = serde_json::from_slice(plain).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
         zeroize::Zeroize::zeroize(&mut record);
@@ -142,7 +147,11 @@ mod tests {
     #[test]
     fn objects_come_back_in_order_and_are_not_readable_on_disk() {
         let mut spill = Spill::create(None).unwrap();
-        let secret = |i: u32| Entry { category: Category::Secrets, object: serde_json::json!({"kind": "Secret", "data": {"password": format!("hunter{i}")}}), source_uid: None };
+        let secret = |i: u32| Entry {
+            category: Category::Secrets,
+            object: serde_json::json!({"kind": "Secret", "data": {"password": format!("hunter{i}")}}),
+            source_uid: None,
+        };
         for i in 0..100 {
             spill.push(if i % 2 == 0 { "even" } else { "odd" }, &secret(i)).unwrap();
         }

@@ -60,13 +60,21 @@ fn show(v: &Option<Value>) -> String {
         None => "(absent)".into(),
         Some(v) => {
             let s = v.to_string();
-            if s.chars().count() > 100 { format!("{}...", s.chars().take(100).collect::<String>()) } else { s }
+            if s.chars().count() > 100 {
+                format!("{}...", s.chars().take(100).collect::<String>())
+            } else {
+                s
+            }
         }
     }
 }
 
 fn name(kind: &str, namespace: &str, name: &str) -> String {
-    if namespace.is_empty() { format!("{kind} {name}") } else { format!("{kind} {namespace}/{name}") }
+    if namespace.is_empty() {
+        format!("{kind} {name}")
+    } else {
+        format!("{kind} {namespace}/{name}")
+    }
 }
 
 fn print(d: &Diff, output: OutputFormat) -> Result<()> {

@@ -40,10 +40,14 @@ pub async fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<ExitStatus> {
     // Before the drill: a report that cannot be written is found out now.
     let existed = dir.exists();
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).with_context(|| format!("cannot create the report directory {}", dir.display()))?;
-    eprintln!("drill: restoring point of cluster {} into {}", args.cluster_id, match &target {
-        Target::Sandbox { prefix, .. } => format!("sandbox namespaces {prefix}* of this cluster"),
-        Target::Cluster { name } => format!("the cluster of context {name}"),
-    });
+    eprintln!(
+        "drill: restoring point of cluster {} into {}",
+        args.cluster_id,
+        match &target {
+            Target::Sandbox { prefix, .. } => format!("sandbox namespaces {prefix}* of this cluster"),
+            Target::Cluster { name } => format!("the cluster of context {name}"),
+        }
+    );
     let report = match drill::run(&client, &settings, &target).await {
         Ok(report) => report,
         Err(e) => {
@@ -61,7 +65,13 @@ pub async fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<ExitStatus> {
         ("drill.html", report.html()),
     ] {
         let path = dir.join(name);
-        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).with_context(|| format!("cannot write {}", path.display()))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         file.write_all(body.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
     }
     match args.output {

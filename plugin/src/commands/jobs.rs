@@ -29,9 +29,11 @@ async fn pods_of(pods: &Api<Pod>, job: &str, job_uid: &str) -> Option<Vec<Pod>> 
 
 /// What the Job's container said when it ended (its newest pod's termination message).
 pub async fn termination_message(pods: &Api<Pod>, job: &str, job_uid: &str) -> Option<String> {
-    pods_of(pods, job, job_uid).await?.iter().rev().find_map(|p| {
-        p.status.as_ref()?.container_statuses.as_ref()?.iter().find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
-    })
+    pods_of(pods, job, job_uid)
+        .await?
+        .iter()
+        .rev()
+        .find_map(|p| p.status.as_ref()?.container_statuses.as_ref()?.iter().find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone()))
 }
 
 /// Where a Job is. Only the Job controller's conditions are a verdict: between a failed pod
@@ -45,7 +47,9 @@ pub enum JobState {
     Retrying,
     Succeeded,
     /// The controller's reason (`PodFailurePolicy`, `BackoffLimitExceeded`, `DeadlineExceeded`).
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 impl JobState {
@@ -257,9 +261,11 @@ pub async fn follow_logs(pods: Api<Pod>, job: String, job_uid: String, finished:
     let mut followed: std::collections::HashSet<String> = Default::default();
     loop {
         let next = pods_of(&pods, &job, &job_uid).await.unwrap_or_default().into_iter().find(|p| {
-            let started = p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|cs| {
-                cs.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some()))
-            });
+            let started = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some())));
             started && !followed.contains(&p.name_any())
         });
         match next {
@@ -300,7 +306,13 @@ pub async fn follow_logs(pods: Api<Pod>, job: String, job_uid: String, finished:
 
 /// [`watch_job`] with the Job's progress shown from its pods' logs while it runs. Returns
 /// the Job's verdict and what the logs held.
-pub async fn watch_job_with_progress(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, job_uid: &str, resource_version: String) -> Result<(JobState, FollowedLogs)> {
+pub async fn watch_job_with_progress(
+    jobs: &Api<Job>,
+    pods: &Api<Pod>,
+    name: &str,
+    job_uid: &str,
+    resource_version: String,
+) -> Result<(JobState, FollowedLogs)> {
     let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut follower = tokio::spawn(follow_logs(pods.clone(), name.to_owned(), job_uid.to_owned(), finished.clone()));
     let state = watch_job(jobs, pods, name, resource_version).await;
@@ -333,7 +345,10 @@ pub async fn end_restore_grant(client: &kube::Client, release: &str, namespace: 
         }
         Err(kube::Error::Api(e)) if e.code == 404 => true,
         Err(e) => {
-            eprintln!("warning: cannot end the restore's cluster-wide grant ({}): delete ClusterRoleBinding {binding}, or helm uninstall {release} -n {namespace}", dr_core::error_text(&e));
+            eprintln!(
+                "warning: cannot end the restore's cluster-wide grant ({}): delete ClusterRoleBinding {binding}, or helm uninstall {release} -n {namespace}",
+                dr_core::error_text(&e)
+            );
             false
         }
     }

@@ -36,13 +36,22 @@ pub async fn run(global: &GlobalArgs, command: &ProfileCommand) -> Result<ExitSt
 fn env_credentials() -> Result<StaticCredentials> {
     let id = std::env::var("AWS_ACCESS_KEY_ID").context("--s3-credentials-from-env needs AWS_ACCESS_KEY_ID")?;
     let key = std::env::var("AWS_SECRET_ACCESS_KEY").context("--s3-credentials-from-env needs AWS_SECRET_ACCESS_KEY")?;
-    Ok(StaticCredentials { access_key_id: id, secret_access_key: Zeroizing::new(key), session_token: std::env::var("AWS_SESSION_TOKEN").ok().map(Zeroizing::new) })
+    Ok(StaticCredentials {
+        access_key_id: id,
+        secret_access_key: Zeroizing::new(key),
+        session_token: std::env::var("AWS_SESSION_TOKEN").ok().map(Zeroizing::new),
+    })
 }
 
 /// Reads `aws_access_key_id` / `aws_secret_access_key` (/ `aws_session_token`) from one
 /// section of an AWS shared credentials file.
 fn file_credentials(path: &std::path::Path) -> Result<StaticCredentials> {
-    let text = Zeroizing::new(dr_core::local_file::read_to_string(path, "the credentials file", dr_core::local_file::MAX_FILE_BYTES, dr_core::local_file::Links::Follow)?);
+    let text = Zeroizing::new(dr_core::local_file::read_to_string(
+        path,
+        "the credentials file",
+        dr_core::local_file::MAX_FILE_BYTES,
+        dr_core::local_file::Links::Follow,
+    )?);
     let section = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
     let mut current = String::new();
     let mut values: BTreeMap<String, Zeroizing<String>> = BTreeMap::new();
@@ -57,7 +66,9 @@ fn file_credentials(path: &std::path::Path) -> Result<StaticCredentials> {
     }
     let get = |k: &str| values.get(k).map(|v| v.as_str().to_owned());
     match (get("aws_access_key_id"), get("aws_secret_access_key")) {
-        (Some(id), Some(key)) => Ok(StaticCredentials { access_key_id: id, secret_access_key: Zeroizing::new(key), session_token: get("aws_session_token").map(Zeroizing::new) }),
+        (Some(id), Some(key)) => {
+            Ok(StaticCredentials { access_key_id: id, secret_access_key: Zeroizing::new(key), session_token: get("aws_session_token").map(Zeroizing::new) })
+        }
         _ => bail!("{} has no aws_access_key_id and aws_secret_access_key in section [{section}]", path.display()),
     }
 }

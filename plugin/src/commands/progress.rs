@@ -124,10 +124,29 @@ mod tests {
 
     #[test]
     fn lines_say_where_the_job_is() {
-        let p = Progress { operation: "restore".into(), phase: "workloads".into(), step: 5, steps: 7, done: 4000, total: 10_000, elapsed_seconds: 3.0, rate: 1333.4, eta_seconds: Some(4.5) };
+        let p = Progress {
+            operation: "restore".into(),
+            phase: "workloads".into(),
+            step: 5,
+            steps: 7,
+            done: 4000,
+            total: 10_000,
+            elapsed_seconds: 3.0,
+            rate: 1333.4,
+            eta_seconds: Some(4.5),
+        };
         assert_eq!(bar_line(&p), "restore [##########--------------]  40%  4000/10000 objects  workloads (5/7)  1333/s  0:03 ETA 0:05");
         assert_eq!(plain_line(&p), "restore: workloads (5/7): 4000/10000 objects, 1333/s, elapsed 0:03, ETA 0:05");
-        let b = Progress { operation: "backup".into(), phase: "apps/v1/Deployment".into(), step: 12, steps: 40, done: 340, elapsed_seconds: 3725.0, rate: 0.1, ..Default::default() };
+        let b = Progress {
+            operation: "backup".into(),
+            phase: "apps/v1/Deployment".into(),
+            step: 12,
+            steps: 40,
+            done: 340,
+            elapsed_seconds: 3725.0,
+            rate: 0.1,
+            ..Default::default()
+        };
         assert_eq!(bar_line(&b), "backup  340 objects  apps/v1/Deployment (12/40)  0/s  1:02:05");
     }
 }

@@ -37,7 +37,9 @@ pub async fn run(global: &GlobalArgs, args: &ReplicateArgs) -> Result<ExitStatus
             println!("from {}\n  to {}", report.from, report.to);
             for (point, copy) in &report.points {
                 let what = match copy {
-                    PointCopy::Copied { bytes, tampered } => format!("copied ({}), authenticated at the destination{}", human_bytes(*bytes), tampered_note(tampered)),
+                    PointCopy::Copied { bytes, tampered } => {
+                        format!("copied ({}), authenticated at the destination{}", human_bytes(*bytes), tampered_note(tampered))
+                    }
                     PointCopy::Present { tampered } => format!("already there, identical{}", tampered_note(tampered)),
                     PointCopy::PassedOver { reason } => format!("NOT COPIED: {reason}"),
                     PointCopy::Differs { object } => format!("DIFFERS: {object} at the destination is not the source's; left as it is (write-once)"),

@@ -43,7 +43,12 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     settings.controls = controls(args)?;
     let modifier_rules = match &args.resource_modifiers {
         Some(file) => {
-            let rules = dr_core::local_file::read_to_string(file, "the --resource-modifiers file", dr_core::local_file::MAX_FILE_BYTES, dr_core::local_file::Links::Follow)?;
+            let rules = dr_core::local_file::read_to_string(
+                file,
+                "the --resource-modifiers file",
+                dr_core::local_file::MAX_FILE_BYTES,
+                dr_core::local_file::Links::Follow,
+            )?;
             let source = format!("--resource-modifiers {}", file.display());
             dr_core::restore::modifiers::Modifiers::parse(&source, &rules).map_err(|e| anyhow::anyhow!("{e}"))?;
             settings.controls.resource_modifiers.config_map = modifiers_config_map(&args.release);
@@ -164,15 +169,22 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     }
     let (state, logs) = match followed {
         Ok(state) => state?,
-        Err(_) => bail!("restore job {} did not finish within {} minutes; follow it with `kubectl logs -n {ns} -f job/{}`", args.release, wait.as_secs() / 60, args.release),
+        Err(_) => bail!(
+            "restore job {} did not finish within {} minutes; follow it with `kubectl logs -n {ns} -f job/{}`",
+            args.release,
+            wait.as_secs() / 60,
+            args.release
+        ),
     };
     let message = termination_message(&pods, &args.release, &job_uid).await.unwrap_or_default();
     let outcome = restore::RestoreOutcome::parse(&message);
     // The whole report from the Job's log when it is there (the termination message keeps
     // 4 KiB, so a large report comes back there without its names); else the message's.
-    let whole = logs.result.as_deref().and_then(|line| serde_json::from_str::<RestoreReport>(line).ok()).filter(|r| {
-        outcome.report.as_ref().is_none_or(|short| short.restore_point == r.restore_point && short.objects == r.objects)
-    });
+    let whole = logs
+        .result
+        .as_deref()
+        .and_then(|line| serde_json::from_str::<RestoreReport>(line).ok())
+        .filter(|r| outcome.report.as_ref().is_none_or(|short| short.restore_point == r.restore_point && short.objects == r.objects));
     if let Some(report) = whole.as_ref().or(outcome.report.as_ref()) {
         print_report(report, args.output, "")?;
     }

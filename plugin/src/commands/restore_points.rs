@@ -56,7 +56,13 @@ pub async fn rows(location: &Location, cluster_id: &str, points: &[PointSummary]
         }
         match standing {
             Standing::Refused(e) => {
-                let forged = matches!(e, PointError::DoesNotOpen { .. } | PointError::DoesNotOpenNoneGenuine { .. } | PointError::NamesAnotherCluster { .. } | PointError::LegacyAfterUpgrade { .. });
+                let forged = matches!(
+                    e,
+                    PointError::DoesNotOpen { .. }
+                        | PointError::DoesNotOpenNoneGenuine { .. }
+                        | PointError::NamesAnotherCluster { .. }
+                        | PointError::LegacyAfterUpgrade { .. }
+                );
                 row.status = if forged { "forged" } else { "damaged" }.into();
                 row.error = Some(e.to_string());
             }
@@ -104,7 +110,10 @@ pub async fn run(args: &RestorePointsArgs) -> Result<ExitStatus> {
         }
     }
     if points.iter().any(|p| !p.versions_seen) && matches!(location, Location::S3(_)) {
-        eprintln!("note: the versions at {} cannot be listed (s3:ListBucketVersions), so an overwrite of a point cannot be told from the original", location.describe());
+        eprintln!(
+            "note: the versions at {} cannot be listed (s3:ListBucketVersions), so an overwrite of a point cannot be told from the original",
+            location.describe()
+        );
     }
     Ok(ExitStatus::Success)
 }

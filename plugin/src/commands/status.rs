@@ -25,7 +25,11 @@ pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> Result<ExitStatus> {
             }
             println!(
                 "Ownership:   {}",
-                if s.owns_location { "this cluster owns the location" } else { "NOT the owner: k10-dr-remove-to-get-ownership exists (restored cluster); run `kubectl dr take-ownership` when the original is gone" }
+                if s.owns_location {
+                    "this cluster owns the location"
+                } else {
+                    "NOT the owner: k10-dr-remove-to-get-ownership exists (restored cluster); run `kubectl dr take-ownership` when the original is gone"
+                }
             );
             if s.last_runs.is_empty() {
                 println!("Last runs:   none yet");

@@ -41,7 +41,8 @@ pub(crate) mod patterns {
     pub const POINT_ID_OR_EMPTY: &str = "^$|^[0-9]{8}T[0-9]{6}\\.[0-9]{3}Z-[A-Za-z0-9]+$";
     pub const RFC3339_OR_EMPTY: &str = "^$|^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
     /// `--set skipResource="profiles\,policies"` leaves the backslash in; the Job accepts it.
-    pub const CATEGORIES_OR_EMPTY: &str = "^$|^ *(profiles|policies|secrets|cluster|applications) *(\\\\?, *(profiles|policies|secrets|cluster|applications) *)*$";
+    pub const CATEGORIES_OR_EMPTY: &str =
+        "^$|^ *(profiles|policies|secrets|cluster|applications) *(\\\\?, *(profiles|policies|secrets|cluster|applications) *)*$";
     pub const STATUS_KINDS_OR_EMPTY: &str = "^$|^all$|^[A-Za-z0-9][A-Za-z0-9.-]*( *, *[A-Za-z0-9][A-Za-z0-9.-]*)*$";
     pub const OBJECT: &str = "^[A-Za-z0-9][A-Za-z0-9.-]*/([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/)?[A-Za-z0-9._:-]+$";
     pub const SELECTOR: &str = "^[A-Za-z0-9._/!=(), -]*$";
@@ -185,7 +186,10 @@ pub struct GrantKeeperValues {
 
 impl Default for GrantKeeperValues {
     fn default() -> Self {
-        GrantKeeperValues { enabled: true, resources: ContainerResources(serde_json::json!({"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}})) }
+        GrantKeeperValues {
+            enabled: true,
+            resources: ContainerResources(serde_json::json!({"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}})),
+        }
     }
 }
 
