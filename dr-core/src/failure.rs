@@ -116,7 +116,7 @@ impl Classify for crate::location::LocationError {
     fn kind(&self) -> ErrorKind {
         use crate::location::LocationError as E;
         match self {
-            E::Unreachable { .. } | E::S3 { .. } | E::Io { .. } => ErrorKind::Transient,
+            E::Unreachable { .. } | E::S3 { .. } | E::Io { .. } | E::WriteUnconfirmed { .. } => ErrorKind::Transient,
             E::AlreadyExists { .. } => ErrorKind::Busy,
             E::NotARegularFile { .. } => ErrorKind::DamagedPoint,
             E::DirectoryMissing { .. }

@@ -229,3 +229,21 @@ async fn an_unavailable_aggregated_api_is_reported_not_fatal() {
     assert_eq!(report.skipped.unavailable_groups, vec!["metrics.k8s.io/v1beta1".to_owned()]);
     assert_eq!(report.manifest.counts.by_kind["Cart.shop.example.com"], 1234, "everything else is backed up");
 }
+
+#[tokio::test]
+async fn discovery_briefly_incomplete_is_retried_so_no_group_is_left_out() {
+    use support::fault_proxy::{Fault, FaultProxy};
+    let (api, _dir, loc, _client, id) = setup().await;
+    // The API server answers a group's discovery 503 for a moment, as one does while an
+    // aggregated API or its own handlers are not ready yet after a restart.
+    let proxy = FaultProxy::start(&api.url);
+    let unavailable = Fault::kube_status(503, "ServiceUnavailable", "the server is currently unable to handle the request");
+    proxy.on(|h| h.method == "GET" && h.path() == "/apis/shop.example.com/v1", unavailable.clone(), 3);
+    proxy.on(|h| h.method == "GET" && h.path() == "/apis/apps/v1", unavailable, 2);
+    let client = dr_core::kube_client(kube::Config::new(proxy.url.parse().unwrap())).unwrap();
+    let report = backup::backup(&client, &loc, &id, &pass(), "kasten-io", Mode::Full, &full()).await.unwrap();
+    assert_eq!(proxy.applied("Respond"), 5, "the faults met discovery");
+    assert!(report.skipped.unavailable_groups.is_empty(), "{:?}", report.skipped.unavailable_groups);
+    assert_eq!(report.manifest.counts.by_kind["Cart.shop.example.com"], 1234, "the group that was briefly unavailable is in the point");
+    assert_eq!(report.manifest.counts.by_kind["Deployment.apps"], 1);
+}

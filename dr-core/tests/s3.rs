@@ -169,10 +169,11 @@ async fn throttling_is_retried_with_backoff() {
     let s3 = moto();
     moto_setup(&s3, &["bucket", "busy"], None);
     // Three 503 SlowDown answers in a row, then the real server.
-    let proxy = support::throttling_proxy(&s3.url, 3);
+    let proxy = support::fault_proxy::FaultProxy::start(&s3.url);
+    proxy.on(|_| true, support::fault_proxy::Fault::s3_error(503, "SlowDown", "Please reduce your request rate."), 3);
     let loc = connect(config(&proxy.url, "busy")).await;
     let m = write_point(&loc, CLUSTER, &pass(), &sample_entries(10, 10)).await;
-    assert_eq!(proxy.throttled.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(proxy.applied("Respond"), 3);
     assert_eq!(point::verify_point(&loc, CLUSTER, &m.point_id, &Unlocker::new(pass())).await.unwrap(), 14);
 }
 

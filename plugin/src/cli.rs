@@ -398,12 +398,14 @@ pub struct BackupArgs {
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration such as 30m, 90s or 2h"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" | "" => n * 60,
-        "h" => n * 3600,
+    let per_unit = match unit {
+        "s" => 1,
+        "m" | "" => 60,
+        "h" => 3600,
         _ => return Err(format!("{s:?} is not a duration such as 30m, 90s or 2h")),
     };
+    // Checked: a huge number must be refused, not wrap round to a short timeout.
+    let secs = n.checked_mul(per_unit).ok_or_else(|| format!("{s:?} is too long a duration: give at most a few days, such as 72h"))?;
     Ok(std::time::Duration::from_secs(secs))
 }
 
@@ -717,4 +719,28 @@ pub struct DrillArgs {
     pub passphrase: PassphraseArgs,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputFormat,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own checks of the command definitions (conflicting names, bad defaults, groups):
+    /// the workspace's release profile turns clap_builder's debug assertions on so that they
+    /// run here (Cargo.toml), not only in debug builds nobody makes.
+    #[test]
+    fn the_command_line_passes_claps_own_checks() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_and_a_huge_one_is_refused_rather_than_wrapped() {
+        assert_eq!(parse_duration("90s").unwrap(), std::time::Duration::from_secs(90));
+        assert_eq!(parse_duration("30").unwrap(), std::time::Duration::from_secs(1800));
+        assert_eq!(parse_duration("2h").unwrap(), std::time::Duration::from_secs(7200));
+        let err = parse_duration("18446744073709551615h").unwrap_err();
+        assert!(err.contains("too long"), "{err}");
+        assert!(parse_duration("5 minutes").is_err());
+    }
 }

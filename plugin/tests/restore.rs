@@ -299,6 +299,42 @@ async fn following_the_job_rides_out_the_api_server_restarting_and_says_what_it_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_the_job_rides_out_a_watch_answered_410_gone_and_a_watch_cut_mid_stream() {
+    use support::fault_proxy::{Fault, FaultProxy, RequestHead};
+    let dir = tempfile::tempdir().unwrap();
+    let loc = dir.path().join("nfs");
+    std::fs::create_dir_all(&loc).unwrap();
+    let (_source, cluster_id) = source(dir.path(), &loc).await;
+    let (target, kc) = target(dir.path()).await;
+    // The plugin (and its helm) reach the API server through the fault proxy; the kubelet
+    // stand-in and the Job's pod reach it directly.
+    let proxy = FaultProxy::start(&target.url);
+    let through_proxy = dir.path().join("kubeconfig-through-proxy");
+    std::fs::write(&through_proxy, std::fs::read_to_string(&kc).unwrap().replace(&target.url, &proxy.url)).unwrap();
+    let watches_the_job =
+        |h: &RequestHead| h.method == "GET" && h.path().ends_with("/jobs") && h.query().contains("watch=") && h.query().contains("k10-restore");
+    // The first watch of the Job: 410 Gone (its resourceVersion is older than the server keeps),
+    // as a kube-apiserver answers before streaming. The next: cut before any event.
+    proxy.on(watches_the_job, Fault::kube_status(410, "Expired", "too old resource version: 1 (2041)"), 1);
+    proxy.on(watches_the_job, Fault::CutBody { after: 0 }, 1);
+    // The first pod is killed, so the Job runs long enough to be watched again.
+    let job = kubelet_with(&target, &loc, &[support::kubelet::PodFate::Killed]);
+    let cluster = cluster_id.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        dr(&through_proxy, &["restore", "--cluster-id", &cluster, "--profile", "offsite", "--passphrase-file", "-"], PASS, &[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(job.await.unwrap(), vec![137, 0]);
+    let stdout = ok(&out);
+    assert!(stdout.contains("Restored."), "{stdout}");
+    assert_eq!((proxy.applied("Respond"), proxy.applied("CutBody")), (1, 1), "both faults met the plugin's watches");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("410") && !stderr.contains("kube_client"), "nothing to report: {stderr}");
+    assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "EUR");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_plans_custom_resources_whose_crd_is_in_the_point() {
     let dir = tempfile::tempdir().unwrap();
     let loc = dir.path().join("nfs");

@@ -308,3 +308,13 @@ fn require_fips(required: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of `dr-job`'s command definitions (see the plugin's twin test).
+    #[test]
+    fn the_command_line_passes_claps_own_checks() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -16,7 +16,6 @@ use dr_core::format::crypto::Passphrase;
 use dr_core::location::{Location, LocationConfig};
 use dr_core::restore::RestoreOutcome;
 use serde_json::{json, Value};
-use std::path::Path;
 use support::kubelet;
 use support::restore_fixture::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,25 +301,6 @@ async fn a_vault_behind_a_private_ca_is_trusted_through_the_charts_ca_bundle() {
     with_ca["caBundle"] = json!({"configMap": "vault-ca", "key": "root.pem"});
     restore(&target, &values(&cluster_id, json!({"vault": with_ca})), loc.path()).report();
     assert!(find(&target, "", "configmaps", "shop", "settings").is_some());
-}
-
-/// A point with `n` ConfigMaps in one namespace.
-async fn big_point(location: &Path, n: usize) -> String {
-    let loc = Location::connect(&LocationConfig::File { path: location.into() }).await.unwrap();
-    let mut entries = support::sample_entries(n, 16);
-    for e in &mut entries {
-        if e.object["kind"] == "ConfigMap" {
-            e.object["metadata"]["namespace"] = json!("app-0");
-        }
-    }
-    let cluster_id = "3f0c2a8e-big-point";
-    support::write_point(&loc, cluster_id, &Passphrase::new(PASS.into()).unwrap(), &entries).await;
-    cluster_id.into()
-}
-
-/// The ConfigMaps in app-0, where the point's are restored (the ownership ConfigMap is elsewhere).
-fn restored_apps(target: &support::apiserver::ApiServer) -> usize {
-    target.objects("", "configmaps").iter().filter(|c| c["metadata"]["namespace"] == "app-0").count()
 }
 
 /// Waits (at most 60 s) until the restore running against `target` has written `n` of them.

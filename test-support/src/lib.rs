@@ -7,6 +7,7 @@
 //! cannot start fails the test with a message; nothing is skipped.
 
 pub mod apiserver;
+pub mod fault_proxy;
 pub mod kubelet;
 pub mod measure;
 pub mod moto_bucket;
@@ -538,50 +539,4 @@ pub fn plant_forged_point(root: &std::path::Path, cluster_id: &str, version: u8,
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(dr_core::point::ARCHIVE_OBJECT), forged_point_file(cluster_id, version, 1, point_id)).unwrap();
     std::fs::write(dir.join(dr_core::point::MANIFEST_OBJECT), forged_point_file(cluster_id, version, 2, point_id)).unwrap();
-}
-
-/// A TCP proxy to `target` that answers the first `failures` connections with an S3
-/// `503 SlowDown` (and closes them), then forwards everything: throttling, as S3 does it.
-pub struct ThrottlingProxy {
-    pub url: String,
-    pub throttled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-pub fn throttling_proxy(target: &str, failures: usize) -> ThrottlingProxy {
-    use std::io::{Read, Write};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let target = target.trim_start_matches("http://").to_owned();
-    let throttled = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = throttled.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut client) = conn else { continue };
-            if counter.load(Ordering::SeqCst) < failures {
-                counter.fetch_add(1, Ordering::SeqCst);
-                let mut buf = [0u8; 65536];
-                let _ = client.read(&mut buf);
-                let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
-                let _ = write!(
-                    client,
-                    "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                continue;
-            }
-            let Ok(upstream) = std::net::TcpStream::connect(&target) else { continue };
-            let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-            let mut upstream = upstream;
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut c2, &mut u2);
-                let _ = u2.shutdown(std::net::Shutdown::Write);
-            });
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut upstream, &mut client);
-                let _ = client.shutdown(std::net::Shutdown::Write);
-            });
-        }
-    });
-    ThrottlingProxy { url, throttled }
 }

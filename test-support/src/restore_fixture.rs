@@ -207,3 +207,28 @@ pub async fn scoped_rbac(location: &Path, cluster_id: &str) -> Value {
         dr_core::restore::written_resources(&manifest).unwrap().into_iter().map(|(group, resource)| json!({"group": group, "resource": resource})).collect();
     json!({"resources": resources})
 }
+
+/// A point with `n` ConfigMaps in one namespace (`app-0`) at the directory `location`; returns
+/// its cluster ID.
+pub async fn big_point(location: &Path, n: usize) -> String {
+    let loc = Location::connect(&LocationConfig::File { path: location.into() }).await.unwrap();
+    let mut entries = crate::sample_entries(n, 16);
+    for e in &mut entries {
+        if e.object["kind"] == "ConfigMap" {
+            e.object["metadata"]["namespace"] = json!("app-0");
+        }
+    }
+    let cluster_id = "3f0c2a8e-big-point";
+    crate::write_point(&loc, cluster_id, &Passphrase::new(PASS.into()).unwrap(), &entries).await;
+    cluster_id.into()
+}
+
+/// The ConfigMaps in app-0, where [`big_point`]'s are restored (the ownership ConfigMap is
+/// elsewhere; the root-CA ConfigMap the server publishes there is not counted).
+pub fn restored_apps(target: &ApiServer) -> usize {
+    target
+        .objects("", "configmaps")
+        .iter()
+        .filter(|c| c["metadata"]["namespace"] == "app-0" && c["metadata"]["name"] != crate::apiserver::ROOT_CA_CONFIG_MAP)
+        .count()
+}

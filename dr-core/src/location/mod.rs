@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 mod file;
 mod s3;
+mod s3_download;
 mod s3_error;
 
 pub use file::{FileLocation, FileUpload};
@@ -106,6 +107,8 @@ pub enum LocationError {
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{key} already exists at {location}: restore points are write-once and are never overwritten")]
     AlreadyExists { location: String, key: String },
+    #[error("{key} at {location}: the store answered 412 (an object is already there) when this write was tried again after its first answer was lost, and these credentials may not read it back to tell whether it is this write. The point may be whole (`kubectl dr verify --point` tells); this run counts as failed and the next backup writes a new point")]
+    WriteUnconfirmed { location: String, key: String },
     #[error("{key} not found at {location}")]
     NotFound { location: String, key: String },
     #[error("cannot reach S3 bucket {bucket} at {endpoint}: {detail}. Check the endpoint URL, the network path and the region")]

@@ -186,7 +186,14 @@ impl S3Location {
             .await
             .map_err(|e| self.error(e, op, key))?;
         let len = resp.content_length().unwrap_or(0).max(0) as u64;
-        Ok((len, Box::new(resp.body.into_async_read())))
+        let source = super::s3_download::Source {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: self.full_key(key),
+            version: addressed(version),
+            etag: resp.e_tag().map(str::to_owned),
+        };
+        Ok((len, Box::new(super::s3_download::ResumingBody::new(source, len, Box::pin(resp.body.into_async_read())))))
     }
 
     /// Every version under `prefix`, paged to the end (a flood of versions must not hide the
@@ -330,6 +337,32 @@ impl S3Location {
 /// The version ID to send: none for the current object (an empty ID: a listing without
 /// version rights); `null` as it is: the version of an object written before versioning was
 /// turned on, which may since have later versions over it (so the current object is not it).
+impl S3Location {
+    /// After S3 answered 412 to a create-only PutObject of `key`: whether what is stored there
+    /// is `sent`. Point IDs are random, so the one writer that can have been first is this
+    /// write's own earlier try whose answer was lost (the SDK retried it); then the write is
+    /// done. Anything else there is another writer's, and the write failed.
+    async fn confirm_own_write(&self, key: &str, sent: &[u8]) -> Result<(), LocationError> {
+        let stored = match self.open(key, None).await {
+            Ok((len, mut reader)) if len == sent.len() as u64 => {
+                let mut bytes = Vec::with_capacity(sent.len());
+                tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::AsyncReadExt::take(&mut reader, len + 1), &mut bytes).await.ok().map(|_| bytes)
+            }
+            Ok(_) => Some(Vec::new()),
+            // Write-only credentials cannot read it back to tell.
+            Err(_) => None,
+        };
+        match stored {
+            Some(bytes) if bytes == sent => {
+                tracing::info!(bucket = %self.bucket, key = %self.full_key(key), "the store already holds this write: its first answer was lost and the retry found it");
+                Ok(())
+            }
+            Some(_) => Err(LocationError::AlreadyExists { location: self.describe(), key: key.to_owned() }),
+            None => Err(LocationError::WriteUnconfirmed { location: self.describe(), key: key.to_owned() }),
+        }
+    }
+}
+
 fn addressed(version: Option<&str>) -> Option<String> {
     version.filter(|v| !v.is_empty()).map(str::to_owned)
 }
@@ -411,6 +444,7 @@ impl S3Upload {
         let pending = std::mem::take(&mut self.pending);
         if self.upload_id.is_none() {
             let loc = &self.loc;
+            let body = bytes::Bytes::from(pending);
             let mut req = loc
                 .client
                 .put_object()
@@ -418,12 +452,14 @@ impl S3Upload {
                 .key(loc.full_key(&self.key))
                 .if_none_match("*")
                 .set_metadata(self.metadata())
-                .body(ByteStream::from(pending));
+                .body(ByteStream::from(body.clone()));
             if let Some(until) = self.retain_until {
                 req = req.object_lock_mode(ObjectLockMode::Compliance).object_lock_retain_until_date(until);
             }
-            req.send().await.map_err(|e| loc.error(e, S3Op::PutObject, &self.key))?;
-            return Ok(());
+            return match req.send().await.map_err(|e| loc.error(e, S3Op::PutObject, &self.key)) {
+                Err(LocationError::AlreadyExists { .. }) => loc.confirm_own_write(&self.key, &body).await,
+                other => other.map(drop),
+            };
         }
         if !pending.is_empty() {
             self.upload_part(pending).await?;

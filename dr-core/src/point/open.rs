@@ -372,7 +372,14 @@ fn whole_location(e: &PointError) -> bool {
     matches!(
         e,
         PointError::Location(L::Unreachable { .. } | L::NoSuchBucket { .. } | L::NoCredentials { .. } | L::TlsUntrusted { .. } | L::DirectoryMissing { .. })
-    )
+    ) || transport_cut(e)
+}
+
+/// A download the location gave up resuming (`location::s3_download`): the store or the path
+/// to it failed, not this point, so passing over the point would choose an older one for a
+/// passing network fault.
+fn transport_cut(e: &PointError) -> bool {
+    matches!(e, PointError::Format { source: crate::format::FormatError::Io(io), .. } if io.kind() == std::io::ErrorKind::ConnectionAborted)
 }
 
 /// Judges every point of `points` (in their order) for listings, `verify` and retention. Fails

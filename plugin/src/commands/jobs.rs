@@ -138,6 +138,13 @@ pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, mut resourc
                 wait_for_api_server(name, &e, &mut lost, started).await?;
                 continue;
             }
+            // The watch's resourceVersion is too old (the API server answers 410 Gone before
+            // streaming when it cannot serve it from its cache): start again from the current
+            // state, which the next watch sends first (resourceVersion 0).
+            Err(kube::Error::Api(s)) if s.code == 410 => {
+                resource_version = "0".into();
+                continue;
+            }
             Err(e) => return Err(anyhow::Error::new(e).context(format!("watching job {name}"))),
         };
         loop {
