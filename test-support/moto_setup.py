@@ -3,6 +3,9 @@
 usage: moto_setup.py ENDPOINT bucket NAME [lock|versioned]
        moto_setup.py ENDPOINT users BUCKET [ROLE...] -> {"writer": {...}, "reader": {...}, ROLE: {...}}
        moto_setup.py ENDPOINT secret REGION NAME    (the value is read from stdin)
+       moto_setup.py ENDPOINT rotate USER ADMIN_ACCESS_KEY_ID ADMIN_SECRET -> {"access_key_id": ..., ...}
+                                                    (a new access key for USER, then its old
+                                                     ones deleted, as the `admin` role)
        moto_setup.py ENDPOINT put BUCKET KEY [ACCESS_KEY_ID SECRET]
                                                     (a plain PutObject of stdin, as any
                                                      writer can send it: no If-None-Match;
@@ -61,6 +64,8 @@ elif action == "users":
             {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketObjectLockConfiguration"], "Resource": f"arn:aws:s3:::{bucket}"},
             {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"arn:aws:s3:::{bucket}/*"},
         ]},
+        # Who rotates the others' access keys once IAM is enforced.
+        "admin": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:*", "Resource": "*"}]},
     }
     wanted = ["writer", "reader", *extra]
     for user, policy in ((u, policies[u]) for u in wanted):
@@ -74,6 +79,15 @@ elif action == "secret":
     value = sys.stdin.read()
     client("secretsmanager", region).create_secret(Name=name, SecretString=value)
     print("{}")
+elif action == "rotate":
+    user, admin_id, admin_secret = args
+    admin = boto3.session.Session(aws_access_key_id=admin_id, aws_secret_access_key=admin_secret, region_name="us-east-1")
+    iam = admin.client("iam", endpoint_url=endpoint, verify=False)
+    old = [k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]]
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    for key_id in old:
+        iam.delete_access_key(UserName=user, AccessKeyId=key_id)
+    print(json.dumps({"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"], "deleted": old}))
 elif action == "put":
     bucket, key, *creds = args
     s3 = client("s3")

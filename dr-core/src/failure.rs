@@ -116,7 +116,9 @@ impl Classify for crate::location::LocationError {
     fn kind(&self) -> ErrorKind {
         use crate::location::LocationError as E;
         match self {
-            E::Unreachable { .. } | E::S3 { .. } | E::Io { .. } | E::WriteUnconfirmed { .. } => ErrorKind::Transient,
+            // A disk error may pass (an NFS server back); a full disk needs space first.
+            E::Unreachable { .. } | E::S3 { .. } | E::Io { .. } | E::DiskFailed { .. } | E::WriteUnconfirmed { .. } => ErrorKind::Transient,
+            E::NoSpace { .. } => ErrorKind::BadInput,
             E::AlreadyExists { .. } => ErrorKind::Busy,
             E::NotARegularFile { .. } => ErrorKind::DamagedPoint,
             E::DirectoryMissing { .. }
@@ -153,6 +155,9 @@ impl Classify for crate::point::PointError {
             E::UnsupportedManifest { .. } => ErrorKind::BadInput,
             E::Location(e) => e.kind(),
             E::Format { source, .. } => source.kind(),
+            // Most likely the passphrase changed since these points were written (the message
+            // also says they may be damaged or forged).
+            E::OlderThanPassphrase { .. } | E::NoneOpensAtOrBefore { .. } => ErrorKind::WrongPassphrase,
             E::Incomplete { .. }
             | E::ArchiveTruncated { .. }
             | E::ArchiveAppended { .. }
@@ -165,7 +170,6 @@ impl Classify for crate::point::PointError {
             | E::LegacyAfterUpgrade { .. }
             | E::ManifestTooLarge { .. }
             | E::Tampered { .. }
-            | E::NoneOpensAtOrBefore { .. }
             | E::LineTooLong { .. }
             | E::Unreadable { .. } => ErrorKind::DamagedPoint,
             // The restore stopped reading (it is failing for its own reason).

@@ -129,6 +129,10 @@ pub async fn prune(
                     point::PointError::DoesNotOpen { .. } | point::PointError::DoesNotOpenNoneGenuine { .. } => {
                         "does not open with the passphrase while other points do: damaged or forged".to_owned()
                     }
+                    // Not deleted: it may be a genuine point of an earlier passphrase.
+                    point::PointError::OlderThanPassphrase { .. } => {
+                        "does not open with the passphrase, while newer points do: written under an earlier passphrase, or damaged or forged".to_owned()
+                    }
                     other => other.to_string(),
                 };
                 outcomes.push(Pruned::Untrusted { point: p.id, reason })

@@ -191,12 +191,17 @@ pub fn pod_for_container(api: &ApiServer, job: &Value, container: &Value, pod_na
 /// What happens to one pod of a Job: it runs the binary; it is killed with SIGKILL (the
 /// OOM killer, exit 137, reason `OOMKilled`) before it can finish; or its main container
 /// hangs (a process that never ends by itself, as a restore stuck in I/O) until the pod is
-/// deleted.
+/// deleted; or its node is lost this long after the main container started: every container
+/// of the pod dies at once with nothing told (no SIGTERM, so no container can clean up), the
+/// pod garbage collector marks it `DisruptionTarget` (`DeletionByPodGC`) and deletes it, and
+/// the Job, whose `podFailurePolicy` ignores disruptions, makes another pod at once without
+/// counting a failure.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum PodFate {
     Runs,
     Killed,
     Hangs,
+    NodeLost(std::time::Duration),
 }
 
 /// The Job controller's first retry delay; each further one doubles, up to six minutes.
@@ -374,6 +379,16 @@ pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: 
             // The OOM killer: SIGKILL, no chance to clean up.
             child.kill().unwrap();
         }
+        if let PodFate::NodeLost(after) = fate {
+            // The node goes: all of the pod's processes with it, at once.
+            let pids: Vec<u32> = std::iter::once(child.id()).chain(running_sidecars.iter().map(|(_, r)| r.pid)).collect();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                for pid in pids {
+                    signal(pid, "KILL");
+                }
+            });
+        }
         let running = Running {
             pid: child.id(),
             done: tokio::task::spawn_blocking({
@@ -405,6 +420,23 @@ pub async fn run_job_with(api: &ApiServer, job: &Value, binary: &str, location: 
         let mut terminated = json!({"exitCode": code, "reason": reason, "startedAt": start, "finishedAt": now()});
         if !message.is_empty() {
             terminated["message"] = json!(message);
+        }
+        if let PodFate::NodeLost(_) = fate {
+            // No kubelet reports the containers' end: the pod garbage collector marks the pod
+            // and deletes it, and the Job's podFailurePolicy ignores it (no failure counted).
+            for (_, running) in running_sidecars {
+                let _ = running.done.await;
+            }
+            set_pod_status(
+                pod_name.clone(),
+                json!({"conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC",
+                                                                     "message": "PodGC: node no longer exists", "lastTransitionTime": now()}]}),
+            )
+            .await;
+            if let Err(e) = pods.delete(&pod_name, &Default::default()).await {
+                assert!(is_not_found(&e), "deleting pod {pod_name}: {e}");
+            }
+            continue;
         }
         // The main container's end is in the pod's status before the sidecars are stopped:
         // the pod is still Running while they run.

@@ -7,6 +7,7 @@
 //! cannot start fails the test with a message; nothing is skipped.
 
 pub mod apiserver;
+pub mod disk_faults;
 pub mod fault_proxy;
 pub mod kubelet;
 pub mod measure;

@@ -42,7 +42,8 @@ impl FileLocation {
         self.check_root().await?;
         let path = self.path_of(key)?;
         let dir = path.parent().expect("keys have a directory").to_owned();
-        tokio::fs::create_dir_all(&dir).await.map_err(|source| LocationError::Io { action: "cannot create directory", path: dir.clone(), source })?;
+        let location = format!("file://{}", self.root.display());
+        tokio::fs::create_dir_all(&dir).await.map_err(write_error("cannot create directory", &dir, &location, key))?;
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Err(LocationError::AlreadyExists { location: format!("file://{}", self.root.display()), key: key.into() });
         }
@@ -50,18 +51,8 @@ impl FileLocation {
         crate::format::crypto::fill_random(&mut tag);
         let name = path.file_name().expect("keys name a file").to_string_lossy();
         let temp = dir.join(format!(".{name}.partial-{}", hex::encode(tag)));
-        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&temp).await.map_err(|source| LocationError::Io {
-            action: "cannot create",
-            path: temp.clone(),
-            source,
-        })?;
-        Ok(ObjectUpload::File(FileUpload {
-            file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)),
-            temp,
-            path,
-            location: format!("file://{}", self.root.display()),
-            key: key.into(),
-        }))
+        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&temp).await.map_err(write_error("cannot create", &temp, &location, key))?;
+        Ok(ObjectUpload::File(FileUpload { file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)), temp, path, location, key: key.into() }))
     }
 
     pub(super) async fn list(&self, prefix: &str) -> Result<Vec<StoredObject>, LocationError> {
@@ -191,6 +182,17 @@ fn walk(root: &Path, dir: &Path, prefix: &str, found: &mut Walked) -> Result<(),
     Ok(())
 }
 
+/// What a failed write at the location is: a full disk (ENOSPC, EDQUOT) and a failing one
+/// (EIO) are said as such, with what to do; anything else with the action and the path.
+fn write_error(action: &'static str, path: &Path, location: &str, key: &str) -> impl FnOnce(std::io::Error) -> LocationError {
+    let (path, location, key) = (path.to_owned(), location.to_owned(), key.to_owned());
+    move |source| match source.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT) => LocationError::NoSpace { location, key, source },
+        Some(libc::EIO) => LocationError::DiskFailed { location, key, source },
+        _ => LocationError::Io { action, path, source },
+    }
+}
+
 /// Writes to a hidden temporary file, then fsyncs and links it into place.
 pub struct FileUpload {
     pub(super) file: Option<tokio::io::BufWriter<tokio::fs::File>>,
@@ -203,19 +205,23 @@ pub struct FileUpload {
 impl FileUpload {
     pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<(), LocationError> {
         let file = self.file.as_mut().expect("upload not finished");
-        file.write_all(bytes).await.map_err(|source| LocationError::Io { action: "cannot write", path: self.temp.clone(), source })
+        file.write_all(bytes).await.map_err(write_error("cannot write", &self.temp, &self.location, &self.key))
     }
 
     pub(super) async fn finish(mut self) -> Result<(), LocationError> {
         let mut file = self.file.take().expect("upload not finished");
-        fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LocationError {
-            let path = path.to_owned();
-            move |source| LocationError::Io { action, path, source }
+        let io = |action, path: &Path| write_error(action, path, &self.location, &self.key);
+        // Failing here, the temporary file is removed and nothing is linked into place.
+        let synced = async {
+            file.flush().await.map_err(io("cannot write", &self.temp))?;
+            file.get_ref().sync_all().await.map_err(io("cannot fsync", &self.temp))
         }
-        file.flush().await.map_err(io("cannot write", &self.temp))?;
-        let file = file.into_inner();
-        file.sync_all().await.map_err(io("cannot fsync", &self.temp))?;
+        .await;
         drop(file);
+        if let Err(e) = synced {
+            let _ = tokio::fs::remove_file(&self.temp).await;
+            return Err(e);
+        }
         // A hard link fails if the name exists, so even a racing writer cannot overwrite.
         let linked = tokio::fs::hard_link(&self.temp, &self.path).await;
         let _ = tokio::fs::remove_file(&self.temp).await;
@@ -228,7 +234,12 @@ impl FileUpload {
         }
         let dir = self.path.parent().expect("has a parent").to_owned();
         if let Ok(d) = tokio::fs::File::open(&dir).await {
-            d.sync_all().await.map_err(io("cannot fsync directory", &dir))?;
+            if let Err(e) = d.sync_all().await {
+                // Its name may not survive a crash: take it back, so that a backup that fails
+                // leaves no manifest that reads as a complete point.
+                let _ = tokio::fs::remove_file(&self.path).await;
+                return Err(io("cannot fsync directory", &dir)(e));
+            }
         }
         Ok(())
     }

@@ -105,6 +105,12 @@ pub enum LocationError {
     DirectoryMissing { path: PathBuf },
     #[error("{action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    /// ENOSPC or EDQUOT while writing: the disk or the writer's quota is full.
+    #[error("location {location} is full ({source}) writing {key}, which was not put in place: free space there (`kubectl dr prune` removes old points) or give it a larger volume, then run again; a restore point left without its manifest is listed incomplete and never restored")]
+    NoSpace { location: String, key: String, source: std::io::Error },
+    /// EIO while writing or syncing: the disk or the NFS server lost the write.
+    #[error("the disk of location {location} failed ({source}) writing {key}, which was not put in place: check the disk or the NFS share (the kernel log, the NFS server), then run again; a restore point left without its manifest is listed incomplete and never restored")]
+    DiskFailed { location: String, key: String, source: std::io::Error },
     #[error("{key} already exists at {location}: restore points are write-once and are never overwritten")]
     AlreadyExists { location: String, key: String },
     #[error("{key} at {location}: the store answered 412 (an object is already there) when this write was tried again after its first answer was lost, and these credentials may not read it back to tell whether it is this write. The point may be whole (`kubectl dr verify --point` tells); this run counts as failed and the next backup writes a new point")]

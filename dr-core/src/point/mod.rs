@@ -63,6 +63,10 @@ pub enum PointError {
     DoesNotOpen { point: String, opens: String },
     #[error("restore point {point} does not open with this passphrase, though other points of the cluster do: it is damaged or was forged, so it is not used. No point opens whose dates agree (see `kubectl dr restore-points`): restore one by its ID only if you trust it")]
     DoesNotOpenNoneGenuine { point: String },
+    /// What a passphrase changed since the point was written looks like: no point as old opens,
+    /// newer ones do. A forger can date a point back too, so both are said.
+    #[error("restore point {point} does not open with this passphrase, nor does any point as old, while newer ones do ({opens} is the newest): if the DR passphrase (k10-dr-secret) was changed after {point} was written, it opens only with the passphrase it was written under, so give that one to restore it; if the passphrase never changed, {point} is damaged or was forged. Restore {opens} by its ID: --point {opens} (chart value restorePointID)")]
+    OlderThanPassphrase { point: String, opens: String },
     #[error("restore point {point} has a format 1/2 header but is dated after point {v3_point}, which is format 3: a writer never goes back to the older format, so it was forged (refused without deriving its key)")]
     LegacyAfterUpgrade { point: String, v3_point: String },
     #[error("restore point {point} is filed under this cluster's ID but its header names cluster {found}: it was planted or moved here, so it is not used")]
@@ -75,7 +79,7 @@ pub enum PointError {
     Tampered { point: String, evidence: Vec<String> },
     #[error("restore point {point} is suspect: {reason}; it is not chosen unless named by its ID (--point {point}, chart value restorePointID)")]
     Suspect { point: String, reason: String },
-    #[error("no restore point of cluster ID {cluster_id} at or before {at} opens with this passphrase, while newer ones do ({newest_open}): the older points are damaged or forged")]
+    #[error("no restore point of cluster ID {cluster_id} at or before {at} opens with this passphrase, while newer ones do ({newest_open}): if the DR passphrase (k10-dr-secret) was changed since, the older points open only with the passphrase they were written under, so give that one to restore them; if it never changed, they are damaged or forged")]
     NoneOpensAtOrBefore { cluster_id: String, at: String, newest_open: String },
     #[error("restore point {point} has a manifest but its archive is missing: the point was damaged after its backup finished (the archive is written first); pick another point")]
     ArchiveMissing { point: String },

@@ -142,7 +142,8 @@ pub async fn choose(location: &Location, cluster_id: &str, which: Which<'_>, unl
 }
 
 /// A point named by ID: opened if it authenticates (a suspect one with a warning, returned);
-/// if it does not, told apart from a wrong passphrase by whether any other point opens.
+/// if it does not, told apart from a wrong passphrase by whether any other point opens, and
+/// from a passphrase changed since it was written by whether only newer points open.
 async fn open_named(
     location: &Location,
     cluster_id: &str,
@@ -157,7 +158,14 @@ async fn open_named(
         Standing::Refused(e) if e.is_wrong_passphrase() => {
             let others: Vec<&PointSummary> = points.iter().filter(|p| p.id != point.id).collect();
             match first_that_opens(location, cluster_id, &others, unlocker).await? {
-                Opens { genuine: Some(opens), .. } => Err(PointError::DoesNotOpen { point: point.id.clone(), opens }),
+                Opens { genuine: Some(opens), .. } => {
+                    let as_old: Vec<&PointSummary> = others.iter().copied().filter(|p| p.time <= point.time).collect();
+                    if first_that_opens(location, cluster_id, &as_old, unlocker).await?.any {
+                        Err(PointError::DoesNotOpen { point: point.id.clone(), opens })
+                    } else {
+                        Err(PointError::OlderThanPassphrase { point: point.id.clone(), opens })
+                    }
+                }
                 Opens { any: true, .. } => Err(PointError::DoesNotOpenNoneGenuine { point: point.id.clone() }),
                 Opens { any: false, .. } => Err(e),
             }
@@ -250,8 +258,10 @@ fn note_passed_over(
             passed_over.push((p.id.clone(), format!("suspect: {reason}")));
         }
         Standing::Refused(e) => {
-            passed_over
-                .push((p.id.clone(), if e.is_wrong_passphrase() { "does not open with this passphrase: damaged or forged".to_owned() } else { e.to_string() }));
+            passed_over.push((
+                p.id.clone(),
+                if e.is_wrong_passphrase() { "does not open with this passphrase: written under another, damaged or forged".to_owned() } else { e.to_string() },
+            ));
             if e.is_wrong_passphrase() && wrong_passphrase.is_none() {
                 *wrong_passphrase = Some(e);
             }
@@ -435,6 +445,8 @@ pub async fn judge_all(location: &Location, cluster_id: &str, points: &[PointSum
     let any_open = judged.iter().any(|j| j.standing.manifest().is_some());
     // What to advise: the newest genuine point, never a suspect one.
     let newest_genuine = judged.iter().find(|j| matches!(j.standing, Standing::Genuine(_))).map(|j| j.point.id.clone());
+    // Points older than every one that opens look like points of an earlier passphrase.
+    let oldest_open = judged.iter().filter(|j| j.standing.manifest().is_some()).map(|j| j.point.time).min();
     // Nothing opens, none was refused for the passphrase, and some point could not be read:
     // that is the error (the reader's rights, the store), not the points.
     if !any_open && judged.iter().all(|j| !matches!(&j.standing, Standing::Refused(e) if e.is_wrong_passphrase())) {
@@ -449,6 +461,9 @@ pub async fn judge_all(location: &Location, cluster_id: &str, points: &[PointSum
         }
         let Standing::Refused(e) = std::mem::replace(&mut j.standing, Standing::Incomplete) else { unreachable!("matched above") };
         j.standing = match (&newest_genuine, any_open) {
+            (Some(opens), _) if oldest_open.is_some_and(|t| j.point.time < t) => {
+                Standing::Refused(PointError::OlderThanPassphrase { point: j.point.id.clone(), opens: opens.clone() })
+            }
             (Some(opens), _) => Standing::Refused(PointError::DoesNotOpen { point: j.point.id.clone(), opens: opens.clone() }),
             (None, true) => Standing::Refused(PointError::DoesNotOpenNoneGenuine { point: j.point.id.clone() }),
             (None, false) => return Err(e),

@@ -472,7 +472,7 @@ pub(super) async fn make_plan(
         let mut guard = filling.lock().expect("not poisoned");
         let (plan, spill) = &mut *guard;
         match plan.add(&mut entry, &settings_copy, &inputs) {
-            Ok(Some(tier)) => spill.push(tier.file(), &entry).map_err(|e| format!("writing the restore's temporary files: {e}"))?,
+            Ok(Some(tier)) => spill.push(tier.file(), &entry).map_err(|e| format!("cannot write them: {e}"))?,
             Ok(None) => {}
             Err(why) => {
                 *refusal.lock().expect("not poisoned") = Some(why.clone());
@@ -493,7 +493,7 @@ pub(super) async fn make_plan(
     if counts != manifest.counts {
         return Err(point::PointError::CountMismatch { point: manifest.point_id.clone(), expected: manifest.counts.total, found: counts.total }.into());
     }
-    spill.finish().map_err(|e| RestoreError::WorkDir(e.to_string()))?;
+    spill.finish().map_err(|e| RestoreError::WorkDir(format!("cannot write them: {e}")))?;
     plan.finish();
     tracing::info!(to_write = ?plan.to_write, owned_rounds = plan.owned_rounds, cycles = plan.has_cycles, spilled_bytes = spill.bytes, "planned");
     Ok((plan, spill))

@@ -55,6 +55,11 @@ pub async fn rows(location: &Location, cluster_id: &str, points: &[PointSummary]
             row.retained_until = m.retained_until.clone();
         }
         match standing {
+            // Likely written under an earlier passphrase; the line under the table says both.
+            Standing::Refused(e @ PointError::OlderThanPassphrase { .. }) => {
+                row.status = "other-passphrase".into();
+                row.error = Some(e.to_string());
+            }
             Standing::Refused(e) => {
                 let forged = matches!(
                     e,
