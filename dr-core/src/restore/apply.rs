@@ -73,7 +73,8 @@ pub(super) struct Ctx {
     point_id: String,
     plan: Plan,
     limiter: RateLimiter,
-    /// Source UID → UID on this cluster, for relinking ownerReferences.
+    /// Source UID → UID on this cluster, for relinking ownerReferences: only of the objects
+    /// the point's ownerReferences name (`Plan::is_referenced_owner`).
     uids: Mutex<HashMap<String, String>>,
     /// apiVersion/kind → how to reach it; `None` if this cluster does not serve it.
     kinds: tokio::sync::Mutex<HashMap<(String, String), Option<Served>>>,
@@ -437,7 +438,7 @@ impl Ctx {
     }
 
     fn remember(&self, source_uid: Option<&str>, obj: &DynamicObject) {
-        if let (Some(src), Some(uid)) = (source_uid, obj.metadata.uid.as_deref()) {
+        if let (Some(src), Some(uid)) = (source_uid.filter(|s| self.plan.is_referenced_owner(s)), obj.metadata.uid.as_deref()) {
             self.uids.lock().expect("not poisoned").insert(src.to_owned(), uid.to_owned());
         }
     }
