@@ -12,6 +12,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
@@ -145,21 +147,35 @@ pub async fn prune(
         }
     }
     let kept = keep(&trusted, retention, now);
-    for p in trusted.iter().filter(|p| !kept.contains(&p.id)) {
-        let files = [(point::MANIFEST_OBJECT, &p.manifest), (point::ARCHIVE_OBJECT, &p.archive)];
-        let outcome = match protected_until(location, cluster_id, p, &files, now).await {
-            Err(e) => Pruned::Failed { point: p.id.clone(), error: e.to_string() },
-            Ok(Some(until)) => Pruned::Protected { point: p.id.clone(), until: point::rfc3339(until) },
-            Ok(None) if dry_run => Pruned::WouldDelete { point: p.id.clone() },
-            // The manifest goes first: if the archive's delete fails, the point is incomplete.
-            Ok(None) => match delete_point(location, cluster_id, p).await {
-                Ok(()) => Pruned::Deleted { point: p.id.clone() },
-                Err(e) => Pruned::Failed { point: p.id.clone(), error: e.to_string() },
-            },
-        };
-        outcomes.push(outcome);
-    }
+    // Points are deleted a few at a time: each is a handful of round trips to the store, and a
+    // location that has gathered thousands of points (retention tightened, pruning resumed)
+    // must not take one round trip after another. Each point's own order (its manifest first)
+    // is kept; the outcomes keep the points' order.
+    let deletions = futures::stream::iter(trusted.iter().filter(|p| !kept.contains(&p.id)))
+        .map(|p| prune_one(location, cluster_id, p, now, dry_run))
+        .buffered(PRUNE_CONCURRENCY)
+        .collect::<Vec<Pruned>>()
+        .await;
+    outcomes.extend(deletions);
     Ok((kept, outcomes))
+}
+
+/// Points a prune deletes at once.
+const PRUNE_CONCURRENCY: usize = 16;
+
+/// Deletes one point the retention does not keep, unless its Object Lock still holds it.
+async fn prune_one(location: &Location, cluster_id: &str, p: &PointSummary, now: OffsetDateTime, dry_run: bool) -> Pruned {
+    let files = [(point::MANIFEST_OBJECT, &p.manifest), (point::ARCHIVE_OBJECT, &p.archive)];
+    match protected_until(location, cluster_id, p, &files, now).await {
+        Err(e) => Pruned::Failed { point: p.id.clone(), error: e.to_string() },
+        Ok(Some(until)) => Pruned::Protected { point: p.id.clone(), until: point::rfc3339(until) },
+        Ok(None) if dry_run => Pruned::WouldDelete { point: p.id.clone() },
+        // The manifest goes first: if the archive's delete fails, the point is incomplete.
+        Ok(None) => match delete_point(location, cluster_id, p).await {
+            Ok(()) => Pruned::Deleted { point: p.id.clone() },
+            Err(e) => Pruned::Failed { point: p.id.clone(), error: e.to_string() },
+        },
+    }
 }
 
 /// The creation time an authenticated manifest states, unless it is in the future (a writer

@@ -98,7 +98,15 @@ struct Event {
 
 struct State {
     resources: Vec<ResourceDef>,
+    /// Written only through `put` and `take`, which keep the indexes below in step.
     objects: BTreeMap<Key, Value>,
+    /// Indexes the controllers' passes read instead of scanning every object (a pass runs
+    /// every 100 ms under the lock; with a million objects a scan would stall every request):
+    /// the objects being deleted, the objects that have ownerReferences, and how many
+    /// objects each (group, plural, namespace) holds (a list's `remainingItemCount`).
+    deleting: BTreeSet<Key>,
+    owned: BTreeSet<Key>,
+    counts: BTreeMap<(String, String, String), usize>,
     resource_version: u64,
     /// (verb, group, plural) the caller may not use.
     forbidden: BTreeSet<(String, String, String)>,
@@ -136,6 +144,9 @@ impl State {
         State {
             resources: builtins(),
             objects: BTreeMap::new(),
+            deleting: BTreeSet::new(),
+            owned: BTreeSet::new(),
+            counts: BTreeMap::new(),
             resource_version: 0,
             forbidden: BTreeSet::new(),
             requests: 0,
@@ -162,10 +173,8 @@ impl State {
     /// The controller-manager's root-CA publisher: ConfigMap `kube-root-ca.crt` with this
     /// cluster's CA in every active namespace, created when missing and put back when changed.
     fn publish_root_ca(&mut self) {
-        let namespaces: Vec<String> = self
-            .objects
-            .iter()
-            .filter(|(k, v)| k.0.is_empty() && k.1 == "namespaces" && v["metadata"].get("deletionTimestamp").is_none())
+        let namespaces: Vec<String> = in_resource(&self.objects, "", "namespaces", None)
+            .filter(|(_, v)| v["metadata"].get("deletionTimestamp").is_none())
             .map(|(k, _)| k.3.clone())
             .collect();
         for ns in namespaces {
@@ -193,18 +202,62 @@ impl State {
     /// deletion is the namespace controller's part).
     fn store(&mut self, key: Key, mut object: Value, kind: &'static str) -> Value {
         if object["metadata"].get("deletionTimestamp").is_some() && finalizers(&object).is_empty() && key.1 != "namespaces" {
-            self.objects.insert(key.clone(), object);
+            self.put(key.clone(), object);
             return self.remove(&key).expect("just stored");
         }
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
-        self.objects.insert(key.clone(), object.clone());
+        self.put(key.clone(), object.clone());
         self.publish(Event { key, kind, object: object.clone(), resource_version: self.resource_version });
         object
     }
 
-    fn remove(&mut self, key: &Key) -> Option<Value> {
+    /// Stores `object` under `key` as it is, keeping the indexes in step.
+    fn put(&mut self, key: Key, object: Value) {
+        self.reindex(&key, Some(&object));
+        if self.objects.insert(key.clone(), object).is_none() {
+            *self.counts.entry((key.0, key.1, key.2)).or_default() += 1;
+        }
+    }
+
+    /// Removes the object under `key` as it is, keeping the indexes in step.
+    fn take(&mut self, key: &Key) -> Option<Value> {
         let object = self.objects.remove(key)?;
+        self.reindex(key, None);
+        if let Some(n) = self.counts.get_mut(&(key.0.clone(), key.1.clone(), key.2.clone())) {
+            *n -= 1;
+        }
+        Some(object)
+    }
+
+    fn reindex(&mut self, key: &Key, object: Option<&Value>) {
+        if object.is_some_and(|o| o["metadata"].get("deletionTimestamp").is_some()) {
+            self.deleting.insert(key.clone());
+        } else {
+            self.deleting.remove(key);
+        }
+        if object.is_some_and(|o| o["metadata"]["ownerReferences"].as_array().is_some_and(|r| !r.is_empty())) {
+            self.owned.insert(key.clone());
+        } else {
+            self.owned.remove(key);
+        }
+    }
+
+    /// Objects of (group, plural) in every namespace: how many are stored now.
+    fn count(&self, group: &str, plural: &str, namespace: Option<&str>) -> usize {
+        match namespace {
+            Some(ns) => self.counts.get(&(group.to_owned(), plural.to_owned(), ns.to_owned())).copied().unwrap_or(0),
+            None => self
+                .counts
+                .range((group.to_owned(), plural.to_owned(), String::new())..)
+                .take_while(|((g, p, _), _)| g == group && p == plural)
+                .map(|(_, n)| n)
+                .sum(),
+        }
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<Value> {
+        let object = self.take(key)?;
         self.resource_version += 1;
         self.publish(Event { key: key.clone(), kind: "DELETED", object: object.clone(), resource_version: self.resource_version });
         Some(object)
@@ -266,16 +319,16 @@ impl State {
         loop {
             let mut changed = false;
             let owners: Vec<(Key, Value)> = self
-                .objects
+                .deleting
                 .iter()
-                .filter(|(_, o)| o["metadata"].get("deletionTimestamp").is_some())
+                .filter_map(|k| self.objects.get_key_value(k))
                 .filter(|(_, o)| finalizers(o).iter().any(|f| f == "orphan" || f == "foregroundDeletion"))
                 .map(|(k, o)| (k.clone(), o.clone()))
                 .collect();
             for (owner_key, owner) in owners {
                 let uid = owner["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
                 let owned = |o: &Value| owner_refs(o).iter().any(|r| r["uid"] == uid.as_str());
-                let dependents: Vec<Key> = self.objects.iter().filter(|(_, o)| owned(o)).map(|(k, _)| k.clone()).collect();
+                let dependents: Vec<Key> = self.owned.iter().filter(|k| self.objects.get(*k).is_some_and(owned)).cloned().collect();
                 let mut held = finalizers(&owner);
                 if held.iter().any(|f| f == "orphan") {
                     for k in &dependents {
@@ -291,7 +344,11 @@ impl State {
                             changed = true;
                         }
                     }
-                    let blocking = self.objects.values().any(|o| owner_refs(o).iter().any(|r| r["uid"] == uid.as_str() && r["blockOwnerDeletion"] == true));
+                    let blocking = self
+                        .owned
+                        .iter()
+                        .filter_map(|k| self.objects.get(k))
+                        .any(|o| owner_refs(o).iter().any(|r| r["uid"] == uid.as_str() && r["blockOwnerDeletion"] == true));
                     if blocking {
                         continue;
                     }
@@ -303,9 +360,10 @@ impl State {
                 changed = true;
             }
             let dependents: Vec<(Key, Value)> = self
-                .objects
+                .owned
                 .iter()
-                .filter(|(_, o)| !owner_refs(o).is_empty() && o["metadata"].get("deletionTimestamp").is_none())
+                .filter_map(|k| self.objects.get_key_value(k))
+                .filter(|(_, o)| o["metadata"].get("deletionTimestamp").is_none())
                 .map(|(k, o)| (k.clone(), o.clone()))
                 .collect();
             for (k, mut dependent) in dependents {
@@ -659,7 +717,7 @@ impl ApiServer {
             let def = state.resources.iter().find(|r| r.api_version() == api_version && r.kind == kind).expect("a served resource").clone();
             let ns = object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
             let name = object["metadata"]["name"].as_str().unwrap();
-            state.objects.remove(&key(&def, ns, name));
+            state.take(&key(&def, ns, name));
         }
         self.seed(object)
     }
@@ -672,7 +730,7 @@ impl ApiServer {
     /// The stored objects of a resource.
     pub fn objects(&self, group: &str, plural: &str) -> Vec<Value> {
         let state = self.state.lock().unwrap();
-        state.objects.iter().filter(|(k, _)| k.0 == group && k.1 == plural).map(|(_, v)| v.clone()).collect()
+        in_resource(&state.objects, group, plural, None).map(|(_, v)| v.clone()).collect()
     }
 
     /// The queries of the list requests made for `plural`, in order.
@@ -1114,8 +1172,8 @@ fn authorize(state: &State, bearer: Option<&str>, method: &Method, path: &str, q
         state.objects.get(&k).and_then(|r| r["rules"].as_array().cloned()).unwrap_or_default()
     };
     let mut rules = Vec::new();
-    for ((g, plural, ns, _), binding) in &state.objects {
-        if g != "rbac.authorization.k8s.io" || !is_subject(binding) {
+    for ((_, plural, ns, _), binding) in in_group(&state.objects, "rbac.authorization.k8s.io") {
+        if !is_subject(binding) {
             continue;
         }
         match plural.as_str() {
@@ -1219,7 +1277,14 @@ fn watch(state: &mut State, path: &str, query: &BTreeMap<String, String>) -> Res
     let since: u64 = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
     let mut initial: Vec<Event> = Vec::new();
     if since == 0 {
-        initial.extend(state.objects.iter().map(|(k, o)| Event { key: k.clone(), kind: "ADDED", object: o.clone(), resource_version: 0 }));
+        // Only this resource's objects: copying every stored object would stall the server.
+        let namespace = Some(t.namespace.as_str()).filter(|n| !n.is_empty());
+        initial.extend(in_resource(&state.objects, &t.def.group, &t.def.plural, namespace).map(|(k, o)| Event {
+            key: k.clone(),
+            kind: "ADDED",
+            object: o.clone(),
+            resource_version: 0,
+        }));
     } else {
         let oldest = state.events.front().map(|e| e.resource_version).unwrap_or(state.resource_version + 1);
         if since + 1 < oldest && since < state.resource_version {
@@ -1446,8 +1511,8 @@ fn admission(state: &State, t: &Target, operation: &str) -> Option<Response<Body
         return None;
     }
     let listed = |list: &Value, item: &str| list.as_array().is_some_and(|l| l.iter().any(|v| v == "*" || v == item || v == "*/*"));
-    for ((group, plural, _, _), config) in &state.objects {
-        if group != "admissionregistration.k8s.io" || !plural.ends_with("webhookconfigurations") {
+    for ((_, plural, _, _), config) in in_group(&state.objects, "admissionregistration.k8s.io") {
+        if !plural.ends_with("webhookconfigurations") {
             continue;
         }
         for hook in config["webhooks"].as_array().into_iter().flatten() {
@@ -1470,11 +1535,8 @@ fn admission(state: &State, t: &Target, operation: &str) -> Option<Response<Body
             if !matches {
                 continue;
             }
-            let ready = state.objects.iter().any(|((g, p, n, _), slice)| {
-                g == "discovery.k8s.io"
-                    && p == "endpointslices"
-                    && n == ns
-                    && slice["metadata"]["labels"]["kubernetes.io/service-name"] == svc
+            let ready = in_resource(&state.objects, "discovery.k8s.io", "endpointslices", Some(ns)).any(|(_, slice)| {
+                slice["metadata"]["labels"]["kubernetes.io/service-name"] == svc
                     && slice["endpoints"].as_array().is_some_and(|e| e.iter().any(|e| e.pointer("/conditions/ready").and_then(Value::as_bool).unwrap_or(true)))
             });
             if !ready {
@@ -1492,6 +1554,23 @@ fn admission(state: &State, t: &Target, operation: &str) -> Option<Response<Body
 
 fn key(def: &ResourceDef, namespace: &str, name: &str) -> Key {
     (def.group.clone(), def.plural.clone(), if def.namespaced { namespace.to_owned() } else { String::new() }, name.to_owned())
+}
+
+/// The stored objects of one API group, in key order, found without scanning the others.
+fn in_group<'a>(objects: &'a BTreeMap<Key, Value>, group: &'a str) -> impl Iterator<Item = (&'a Key, &'a Value)> {
+    objects.range((group.to_owned(), String::new(), String::new(), String::new())..).take_while(move |(k, _)| k.0 == group)
+}
+
+/// The stored objects of (group, plural), of one namespace when `namespace` is given, in key
+/// order, found without scanning the others.
+fn in_resource<'a>(
+    objects: &'a BTreeMap<Key, Value>,
+    group: &'a str,
+    plural: &'a str,
+    namespace: Option<&'a str>,
+) -> impl Iterator<Item = (&'a Key, &'a Value)> {
+    let start = (group.to_owned(), plural.to_owned(), namespace.unwrap_or("").to_owned(), String::new());
+    objects.range(start..).take_while(move |(k, _)| k.0 == group && k.1 == plural && namespace.is_none_or(|n| k.2 == n))
 }
 
 fn not_found(def: &ResourceDef, name: &str) -> Response<Body> {
@@ -1911,46 +1990,63 @@ fn field_matches(obj: &Value, selector: &str) -> bool {
 }
 
 fn list(state: &State, t: &Target, query: &BTreeMap<String, String>) -> Response<Body> {
+    use std::ops::Bound;
     let labels = query.get("labelSelector").cloned().unwrap_or_default();
     let fields = query.get("fieldSelector").cloned().unwrap_or_default();
     let empty = serde_json::Map::new();
-    let matching: Vec<&Value> = state
-        .objects
-        .iter()
-        .filter(|(k, _)| k.0 == t.def.group && k.1 == t.def.plural && (t.namespace.is_empty() || k.2 == t.namespace))
-        .map(|(_, v)| v)
-        .filter(|o| label_matches(o.pointer("/metadata/labels").and_then(Value::as_object).unwrap_or(&empty), &labels))
-        .filter(|o| field_matches(o, &fields))
-        .collect();
-    // The continue token is the offset into the (key-ordered) result, with the list's
-    // resourceVersion, like the real server's opaque token.
-    let offset: usize = match query.get("continue").filter(|c| !c.is_empty()) {
-        Some(token) => match token.split_once(':').and_then(|(o, _)| o.parse().ok()) {
-            Some(o) => o,
-            None => return status(400, "BadRequest", "invalid continue token".into()),
-        },
-        None => 0,
+    // The continue token names where the previous page ended, as the real server's does (it
+    // holds the last key read): `<items returned so far>:<resourceVersion>:<namespace>/<name>`.
+    // A page starts right after that key in the (key-ordered) store, so paging through a
+    // large list costs each page only its own items.
+    let (returned, after): (usize, Option<Key>) = match query.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => {
+            let mut parts = token.splitn(3, ':');
+            let returned = parts.next().and_then(|n| n.parse().ok());
+            let last = parts.nth(1).and_then(|k| k.split_once('/'));
+            match (returned, last) {
+                (Some(n), Some((ns, name))) => (n, Some((t.def.group.clone(), t.def.plural.clone(), ns.to_owned(), name.to_owned()))),
+                _ => return status(400, "BadRequest", "invalid continue token".into()),
+            }
+        }
+        None => (0, None),
+    };
+    let namespace = Some(t.namespace.as_str()).filter(|n| !n.is_empty());
+    let lower = match after {
+        Some(k) => Bound::Excluded(k),
+        None => Bound::Included((t.def.group.clone(), t.def.plural.clone(), namespace.unwrap_or("").to_owned(), String::new())),
     };
     let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
-    let page: Vec<Value> = matching
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|o| {
-            let mut o = (*o).clone();
-            if !t.def.custom {
-                let m = o.as_object_mut().expect("object");
-                m.remove("kind");
-                m.remove("apiVersion");
-            }
-            o
-        })
-        .collect();
-    let next = offset + page.len();
+    let matching = state
+        .objects
+        .range((lower, Bound::Unbounded))
+        .take_while(|(k, _)| k.0 == t.def.group && k.1 == t.def.plural && namespace.is_none_or(|n| k.2 == n))
+        .filter(|(_, o)| label_matches(o.pointer("/metadata/labels").and_then(Value::as_object).unwrap_or(&empty), &labels))
+        .filter(|(_, o)| field_matches(o, &fields));
+    let mut page = Vec::new();
+    let mut last: Option<&Key> = None;
+    let mut more = false;
+    for (k, o) in matching {
+        if page.len() == limit {
+            more = true;
+            break;
+        }
+        let mut o = o.clone();
+        if !t.def.custom {
+            let m = o.as_object_mut().expect("object");
+            m.remove("kind");
+            m.remove("apiVersion");
+        }
+        page.push(o);
+        last = Some(k);
+    }
+    let next = returned + page.len();
     let mut metadata = json!({"resourceVersion": state.resource_version.to_string()});
-    if next < matching.len() {
-        metadata["continue"] = json!(format!("{next}:{}", state.resource_version));
-        metadata["remainingItemCount"] = json!(matching.len() - next);
+    if let (true, Some(last)) = (more, last) {
+        metadata["continue"] = json!(format!("{next}:{}:{}/{}", state.resource_version, last.2, last.3));
+        // As the real server: an estimate, and only for a list without selectors.
+        if labels.is_empty() && fields.is_empty() {
+            metadata["remainingItemCount"] = json!(state.count(&t.def.group, &t.def.plural, namespace).saturating_sub(next).max(1));
+        }
     }
     respond(200, json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": metadata, "items": page}))
 }

@@ -103,6 +103,37 @@ impl PointWriter {
         let pass = passphrase.clone();
         let params = KdfParams::generate(cluster_id);
         let key = tokio::task::spawn_blocking(move || Arc::new(MasterKey::derive(&pass, params))).await.expect("key derivation panicked");
+        Self::start(location, cluster_id, key, mode, policy, point_id, created_at).await
+    }
+
+    /// [`PointWriter::begin_as`] with the cluster's key from `unlocker`, derived once for every
+    /// point it writes (each point still has its own salt and key): for benchmarks and tests
+    /// that write thousands of points, which would otherwise run PBKDF2 for each. The
+    /// product's writers write one point per run and use `begin`.
+    #[doc(hidden)]
+    pub async fn begin_as_with(
+        location: &Location,
+        cluster_id: &str,
+        unlocker: &Arc<super::Unlocker>,
+        mode: Mode,
+        policy: &str,
+        point_id: String,
+        created_at: OffsetDateTime,
+    ) -> Result<Self, PointError> {
+        validate_cluster_id(cluster_id)?;
+        let key = unlocker.key(KdfParams::generate(cluster_id)).await;
+        Self::start(location, cluster_id, key, mode, policy, point_id, created_at).await
+    }
+
+    async fn start(
+        location: &Location,
+        cluster_id: &str,
+        key: Arc<MasterKey>,
+        mode: Mode,
+        policy: &str,
+        point_id: String,
+        created_at: OffsetDateTime,
+    ) -> Result<Self, PointError> {
         let binding = Binding { cluster_id: cluster_id.into(), point_id: point_id.clone(), role: Role::Archive };
         let sink = UploadBuffer { pending: Vec::with_capacity(PART_SIZE + 1024 * 1024), sha: digest::Context::new(&digest::SHA256), bytes: 0 };
         let enc = EncryptWriter::new(sink, &key, &binding, format::DEFAULT_CHUNK_SIZE).map_err(io_unreadable(&point_id))?;

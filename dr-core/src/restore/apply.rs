@@ -34,6 +34,9 @@ use crate::catalog::{Entry, DR_POLICY_NAME, REPLICATION_CRONJOB};
 const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A simple pacing limiter: one request slot every 1/qps seconds.
+/// Entries handed from a tier's spill reader to the writers at a time.
+const SPILL_BATCH: usize = 64;
+
 struct RateLimiter {
     interval: Duration,
     next: Mutex<Instant>,
@@ -73,7 +76,8 @@ pub(super) struct Ctx {
     point_id: String,
     plan: Plan,
     limiter: RateLimiter,
-    /// Source UID → UID on this cluster, for relinking ownerReferences.
+    /// Source UID → UID on this cluster, for relinking ownerReferences: only of the objects
+    /// the point's ownerReferences name (`Plan::is_referenced_owner`).
     uids: Mutex<HashMap<String, String>>,
     /// apiVersion/kind → how to reach it; `None` if this cluster does not serve it.
     kinds: tokio::sync::Mutex<HashMap<(String, String), Option<Served>>>,
@@ -172,18 +176,29 @@ impl Ctx {
     where
         F: Fn(&Entry) -> bool + Send + 'static,
     {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Entry>(self.settings.concurrency * 4);
+        // Entries go from the reader's thread to the writers in batches: one hand-over (a
+        // wake-up of each side) per object costs as much CPU as the object's write at a
+        // million objects, on the cores the API server needs.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Entry>>(4);
         let spill = spill.clone();
         let reader = tokio::task::spawn_blocking(move || -> Result<(), RestoreError> {
+            let mut batch = Vec::with_capacity(SPILL_BATCH);
             for entry in spill.reader(tier.file()).map_err(|e| RestoreError::WorkDir(e.to_string()))? {
                 let entry = entry.map_err(|e| RestoreError::WorkDir(e.to_string()))?;
-                if wanted(&entry) && tx.blocking_send(entry).is_err() {
-                    break;
+                if !wanted(&entry) {
+                    continue;
                 }
+                batch.push(entry);
+                if batch.len() == SPILL_BATCH && tx.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(SPILL_BATCH))).is_err() {
+                    return Ok(());
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.blocking_send(batch);
             }
             Ok(())
         });
-        let entries = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let entries = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).flat_map(futures::stream::iter);
         entries
             .for_each_concurrent(self.settings.concurrency, |e| {
                 let ctx = self.clone();
@@ -437,7 +452,7 @@ impl Ctx {
     }
 
     fn remember(&self, source_uid: Option<&str>, obj: &DynamicObject) {
-        if let (Some(src), Some(uid)) = (source_uid, obj.metadata.uid.as_deref()) {
+        if let (Some(src), Some(uid)) = (source_uid.filter(|s| self.plan.is_referenced_owner(s)), obj.metadata.uid.as_deref()) {
             self.uids.lock().expect("not poisoned").insert(src.to_owned(), uid.to_owned());
         }
     }

@@ -235,6 +235,10 @@ pub struct Plan {
     pub uses: Uses,
     /// Owned objects: the source UID of each, with the source UIDs of its owners.
     owners: HashMap<String, Vec<String>>,
+    /// Source UIDs some object of the point names as its owner: the only objects whose UID on
+    /// the target the restore keeps (to relink references to them), so its memory grows with
+    /// the point's owners, not with its objects.
+    referenced_owners: HashSet<String>,
     /// Their rounds, once the point is read: an object goes one round after its latest owner
     /// that is itself owned.
     rounds: HashMap<String, u32>,
@@ -288,6 +292,8 @@ impl Plan {
             self.crds.insert(crd_group_kind(&entry.object), crd_info(&entry.object));
         }
         let tier = tier_of(entry);
+        let me = entry.source_uid.as_deref().unwrap_or_default();
+        self.referenced_owners.extend(owner_uids(&entry.object, me));
         if tier == Tier::Owned {
             if let Some(uid) = &entry.source_uid {
                 self.owners.insert(uid.clone(), owner_uids(&entry.object, uid));
@@ -388,6 +394,11 @@ impl Plan {
         self.has_cycles = self.rounds.values().any(|r| *r == CYCLE_ROUND);
         self.owned_rounds = self.rounds.values().filter(|r| **r != CYCLE_ROUND).max().map_or(0, |m| m + 1);
         self.owners = HashMap::new();
+    }
+
+    /// Whether some object of the point names the object of this source UID as its owner.
+    pub fn is_referenced_owner(&self, source_uid: &str) -> bool {
+        self.referenced_owners.contains(source_uid)
     }
 
     /// The round an owned object is written in.

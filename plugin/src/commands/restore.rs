@@ -65,6 +65,12 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
         bail!("--passphrase-source vault needs --vault-address (or VAULT_ADDR)");
     }
 
+    // Whether helm runs, asked now and answered while the point is checked: starting helm
+    // takes a noticeable part of the command's fixed cost, and nothing here depends on it.
+    let helm_version = (!args.dry_run && !args.preflight).then(|| {
+        let helm = args.helm.clone();
+        std::thread::spawn(move || Command::new(helm).arg("version").output())
+    });
     let client = input::kube_client(global).await?;
     let profile = resources::get_profile(&client, ns, &args.profile).await?;
     let source = input::passphrase_source(&args.passphrase, false)?;
@@ -117,7 +123,11 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     }
 
     // helm must be there before anything is written.
-    match Command::new(&args.helm).arg("version").output() {
+    let helm_version = match helm_version {
+        Some(asked) => asked.join().unwrap_or_else(|_| Command::new(&args.helm).arg("version").output()),
+        None => Command::new(&args.helm).arg("version").output(),
+    };
+    match helm_version {
         Ok(out) if out.status.success() => {}
         Ok(out) => bail!("`{} version` failed: {}", args.helm.display(), String::from_utf8_lossy(&out.stderr).trim()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
