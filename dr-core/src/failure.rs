@@ -157,7 +157,9 @@ impl Classify for crate::point::PointError {
             E::Format { source, .. } => source.kind(),
             // Most likely the passphrase changed since these points were written (the message
             // also says they may be damaged or forged).
-            E::OlderThanPassphrase { .. } | E::NoneOpensAtOrBefore { .. } => ErrorKind::WrongPassphrase,
+            // Other points open with this passphrase, so it is not the wrong one (exit 3 says no
+            // point opens): the point may be an earlier passphrase's, or forged.
+            E::OlderThanPassphrase { .. } | E::NoneOpensAtOrBefore { .. } => ErrorKind::DamagedPoint,
             E::Incomplete { .. }
             | E::ArchiveTruncated { .. }
             | E::ArchiveAppended { .. }

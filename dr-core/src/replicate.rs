@@ -248,7 +248,7 @@ async fn authenticate_copies(
     let judged = match point::judge_all(check, cluster_id, &there, unlocker).await {
         Ok(j) => j,
         // Nothing at the destination opens with the passphrase the source's points open with.
-        Err(e @ PointError::Format { .. }) => {
+        Err(e @ PointError::Format { .. }) if e.is_wrong_passphrase() => {
             let reason = format!("does not authenticate at {}: {e}", check.describe());
             for (_, copy) in report.points.iter_mut().filter(|(_, c)| there_now(c)) {
                 *copy = PointCopy::Failed { reason: reason.clone() };

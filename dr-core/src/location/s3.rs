@@ -190,7 +190,7 @@ impl S3Location {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
             key: self.full_key(key),
-            version: addressed(version),
+            version: addressed(version).or_else(|| resp.version_id().filter(|v| *v != "null").map(str::to_owned)),
             etag: resp.e_tag().map(str::to_owned),
         };
         Ok((len, Box::new(super::s3_download::ResumingBody::new(source, len, Box::pin(resp.body.into_async_read())))))
@@ -334,9 +334,6 @@ impl S3Location {
     }
 }
 
-/// The version ID to send: none for the current object (an empty ID: a listing without
-/// version rights); `null` as it is: the version of an object written before versioning was
-/// turned on, which may since have later versions over it (so the current object is not it).
 impl S3Location {
     /// After S3 answered 412 to a create-only PutObject of `key`: whether what is stored there
     /// is `sent`. Point IDs are random, so the one writer that can have been first is this
@@ -363,6 +360,9 @@ impl S3Location {
     }
 }
 
+/// The version ID to send: none for the current object (an empty ID: a listing without
+/// version rights); `null` as it is: the version of an object written before versioning was
+/// turned on, which may since have later versions over it (so the current object is not it).
 fn addressed(version: Option<&str>) -> Option<String> {
     version.filter(|v| !v.is_empty()).map(str::to_owned)
 }

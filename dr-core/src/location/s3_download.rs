@@ -6,9 +6,13 @@
 //! arriving: a store that is gone for a minute mid-restore is waited for, as the API server
 //! is (`api_retry`). The reader above sees one stream.
 //!
-//! What it cannot get is a transport failure, never damage: the error it ends with has the
-//! kind `ConnectionAborted` and names the object and how far it got, so the restore-point
-//! reader classifies it as transient (run again), not as a damaged point.
+//! Only the rest of the same object is stitched on: an answer that is not `bytes <offset>-` of
+//! the length first given, or that comes from another version or ETag, ends the download, and
+//! nothing past that length is ever read. What it cannot get is a transport failure, never
+//! damage: the error it ends with has the kind `ConnectionAborted` and names the object and
+//! how far it got, so the restore-point reader classifies it as transient (run again), not as
+//! a damaged point. An object replaced while it was read (412 to `If-Match`) is not a
+//! transport failure, and is said as what it is.
 
 use std::future::Future;
 use std::io;
@@ -24,7 +28,19 @@ const FIRST_DELAY: Duration = Duration::from_millis(500);
 const MAX_DELAY: Duration = Duration::from_secs(10);
 
 type Body = Pin<Box<dyn AsyncRead + Send>>;
-type Reopen = Pin<Box<dyn Future<Output = Result<Body, String>> + Send>>;
+type Reopen = Pin<Box<dyn Future<Output = Result<Body, Refusal>> + Send>>;
+
+/// Why asking for the rest failed.
+enum Refusal {
+    /// Worth asking again (the store unreachable, 5xx, a timeout).
+    Retry(String),
+    /// Asking again cannot help: the store answers with something that is not the rest of the
+    /// same object (another range, another ETag or version, 403/404/416). Said as a transport
+    /// failure: the download could not finish, which says nothing about the point.
+    Final(String),
+    /// The object was replaced while it was read (412 to `If-Match` its ETag).
+    Changed(String),
+}
 
 enum State {
     Reading(Body),
@@ -58,7 +74,10 @@ pub(super) struct ResumingBody {
 }
 
 impl ResumingBody {
+    /// `body` is read to `len` bytes at most: whatever a store sends past the length it gave is
+    /// never handed on.
     pub(super) fn new(source: Source, len: u64, body: Body) -> Self {
+        let body = Box::pin(tokio::io::AsyncReadExt::take(body, len));
         Self { source, len, offset: 0, resumes: 0, stalled_since: None, cuts: 0, state: State::Reading(body), last_error: String::new() }
     }
 
@@ -79,12 +98,14 @@ impl ResumingBody {
         )
     }
 
-    /// Starts asking for the rest, after a backoff; `Err` when resuming is used up.
+    /// Starts asking for the rest, after a backoff; `Err` when resuming is used up or cannot
+    /// work (the object has neither a version nor an ETag to hold the rest to).
     fn resume(&mut self, why: String) -> Result<(), io::Error> {
         self.last_error = why;
         self.cuts += 1;
         let since = *self.stalled_since.get_or_insert_with(std::time::Instant::now);
-        if since.elapsed() >= OUTAGE_BUDGET {
+        let left = OUTAGE_BUDGET.saturating_sub(since.elapsed());
+        if left.is_zero() || (self.source.version.is_none() && self.source.etag.is_none()) {
             self.state = State::Failed;
             return Err(self.gave_up());
         }
@@ -93,8 +114,8 @@ impl ResumingBody {
             bucket = %self.source.bucket, key = %self.source.key, at = self.offset, of = self.len, attempt = self.resumes,
             error = %self.last_error, "the download was cut; asking for the rest"
         );
-        let (source, offset) = (self.source.clone(), self.offset);
-        let delay = (FIRST_DELAY * 2u32.saturating_pow(self.resumes - 1)).min(MAX_DELAY);
+        let (source, offset, len) = (self.source.clone(), self.offset, self.len);
+        let delay = (FIRST_DELAY * 2u32.saturating_pow(self.resumes - 1)).min(MAX_DELAY).min(left);
         self.state = State::Reopening(Box::pin(async move {
             tokio::time::sleep(delay).await;
             let mut request =
@@ -102,8 +123,31 @@ impl ResumingBody {
             if source.version.is_none() {
                 request = request.set_if_match(source.etag.clone());
             }
-            let response = request.send().await.map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
-            Ok(Box::pin(response.body.into_async_read()) as Body)
+            // Within what is left of the budget, whatever the SDK's own tries would take.
+            let sent = tokio::time::timeout(left.max(Duration::from_secs(1)), request.send())
+                .await
+                .map_err(|_| Refusal::Retry(format!("no answer within {} s", left.as_secs())))?;
+            let response = sent.map_err(|e| {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                let text = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
+                match status {
+                    Some(412) => Refusal::Changed(text),
+                    Some(403 | 404 | 416) => Refusal::Final(text),
+                    _ => Refusal::Retry(text),
+                }
+            })?;
+            // Only the rest of the same object is stitched on: the range asked for, the same
+            // version or ETag. A store that ignores Range (200, the whole object) cannot resume.
+            let expected = format!("bytes {offset}-{}/{len}", len.saturating_sub(1));
+            let range = response.content_range().unwrap_or_default();
+            if range != expected {
+                return Err(Refusal::Final(format!("the store answered the rest with {:?}, not {expected:?}", range)));
+            }
+            let same = |first: &Option<String>, now: Option<&str>| first.as_deref().is_none_or(|f| now.is_none_or(|n| n == f));
+            if !same(&source.etag, response.e_tag()) || !same(&source.version, response.version_id()) {
+                return Err(Refusal::Final("the store answered the rest from another version of the object".into()));
+            }
+            Ok(Box::pin(tokio::io::AsyncReadExt::take(response.body.into_async_read(), len - offset)) as Body)
         }));
         Ok(())
     }
@@ -140,13 +184,27 @@ impl AsyncRead for ResumingBody {
                 State::Reopening(reopen) => match reopen.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(body)) => this.state = State::Reading(body),
-                    Poll::Ready(Err(why)) => {
+                    Poll::Ready(Err(Refusal::Retry(why))) => {
                         if let Err(e) = this.resume(why) {
                             return Poll::Ready(Err(e));
                         }
                     }
+                    Poll::Ready(Err(Refusal::Final(why))) => {
+                        this.last_error = why;
+                        this.state = State::Failed;
+                        return Poll::Ready(Err(this.gave_up()));
+                    }
+                    Poll::Ready(Err(Refusal::Changed(why))) => {
+                        this.state = State::Failed;
+                        let text = format!(
+                            "s3://{}/{} changed while it was read (at byte {} of {}): {why}",
+                            this.source.bucket, this.source.key, this.offset, this.len
+                        );
+                        this.last_error = text.clone();
+                        return Poll::Ready(Err(io::Error::other(text)));
+                    }
                 },
-                State::Failed => return Poll::Ready(Err(this.gave_up())),
+                State::Failed => return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionAborted, this.last_error.clone()))),
             }
         }
     }

@@ -160,7 +160,9 @@ async fn open_named(
             match first_that_opens(location, cluster_id, &others, unlocker).await? {
                 Opens { genuine: Some(opens), .. } => {
                     let as_old: Vec<&PointSummary> = others.iter().copied().filter(|p| p.time <= point.time).collect();
-                    if first_that_opens(location, cluster_id, &as_old, unlocker).await?.any {
+                    // Only genuine points count: a suspect one dated far back must not relabel
+                    // every older point of an earlier passphrase as forged.
+                    if first_that_opens(location, cluster_id, &as_old, unlocker).await?.genuine.is_some() {
                         Err(PointError::DoesNotOpen { point: point.id.clone(), opens })
                     } else {
                         Err(PointError::OlderThanPassphrase { point: point.id.clone(), opens })
@@ -445,8 +447,9 @@ pub async fn judge_all(location: &Location, cluster_id: &str, points: &[PointSum
     let any_open = judged.iter().any(|j| j.standing.manifest().is_some());
     // What to advise: the newest genuine point, never a suspect one.
     let newest_genuine = judged.iter().find(|j| matches!(j.standing, Standing::Genuine(_))).map(|j| j.point.id.clone());
-    // Points older than every one that opens look like points of an earlier passphrase.
-    let oldest_open = judged.iter().filter(|j| j.standing.manifest().is_some()).map(|j| j.point.time).min();
+    // Points older than every genuine one look like points of an earlier passphrase (suspect
+    // points do not count: their dates are what is in doubt).
+    let oldest_open = judged.iter().filter(|j| matches!(j.standing, Standing::Genuine(_))).map(|j| j.point.time).min();
     // Nothing opens, none was refused for the passphrase, and some point could not be read:
     // that is the error (the reader's rights, the store), not the points.
     if !any_open && judged.iter().all(|j| !matches!(&j.standing, Standing::Refused(e) if e.is_wrong_passphrase())) {

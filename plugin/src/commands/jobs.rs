@@ -139,10 +139,18 @@ pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, mut resourc
                 continue;
             }
             // The watch's resourceVersion is too old (the API server answers 410 Gone before
-            // streaming when it cannot serve it from its cache): start again from the current
-            // state, which the next watch sends first (resourceVersion 0).
+            // streaming when it cannot serve it from its cache): read the Job afresh (gone is
+            // an error, as it is to the event below), and watch from there after a pause, so a
+            // server that keeps answering 410 is not asked in a tight loop.
             Err(kube::Error::Api(s)) if s.code == 410 => {
-                resource_version = "0".into();
+                let current = jobs.get(name).await.with_context(|| format!("reading job {name}"))?;
+                resource_version = current.resource_version().unwrap_or_default();
+                let state = job_state(&current);
+                if state.is_finished() {
+                    super::progress::say(&format!("job {name}: {state} ({}s)", started.elapsed().as_secs()));
+                    return Ok(state);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 continue;
             }
             Err(e) => return Err(anyhow::Error::new(e).context(format!("watching job {name}"))),

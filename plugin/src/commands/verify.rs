@@ -52,6 +52,9 @@ pub async fn run(args: &VerifyArgs) -> Result<ExitStatus> {
         };
         match point::verify_entries(&location, &manifest, &unlocker).await {
             Err(e @ PointError::Location(_)) => return Err(e.into()),
+            // A download the store or the network cut, which resuming could not finish, says
+            // nothing about the point: the run stops as transient (exit 1), to be run again.
+            Err(e) if dr_core::failure::Classify::kind(&e) == dr_core::failure::ErrorKind::Transient => return Err(e.into()),
             Err(e) => {
                 failed += 1;
                 println!("FAILED     {}  {e}", p.id);
