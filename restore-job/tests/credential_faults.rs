@@ -4,8 +4,7 @@
 
 use dr_test_support as support;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use dr_core::catalog::Mode;
@@ -16,28 +15,6 @@ use dr_core::point::{self, PointError, Standing, Unlocker};
 use serde_json::{json, Value};
 use support::apiserver::ApiServer;
 use support::restore_fixture::*;
-
-/// Runs `dr-job backup` as the DR policy's CronJob runs it, the location volume at `mount`;
-/// the output and the termination message.
-fn backup_job(api: &ApiServer, mount: &Path) -> (Output, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    api.write_kubeconfig(&kubeconfig, NS);
-    let termination = dir.path().join("termination-log");
-    let out = Command::new(support::workspace_binary("dr-job"))
-        .arg("backup")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KUBECONFIG", &kubeconfig)
-        .env("DR_NAMESPACE", NS)
-        .env("DR_LOCATION_MOUNT", mount)
-        .env("DR_TERMINATION_LOG", &termination)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
-    let message = support::kubelet::termination_message(&termination, out.status.code().unwrap_or(137), false, "");
-    (out, message)
-}
 
 /// The point a successful backup Job wrote.
 fn point_written(out: &Output) -> String {

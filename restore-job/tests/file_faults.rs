@@ -6,7 +6,6 @@
 use dr_test_support as support;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use dr_core::catalog::Mode;
 use dr_core::failure::ErrorKind;
@@ -28,27 +27,6 @@ async fn bulky_source(n: usize) -> ApiServer {
                         "data": {"blob": support::apiserver::base64(&raw, false)}}));
     }
     api
-}
-
-/// Runs `dr-job backup` as the DR policy's CronJob runs it, the location volume at `mount`.
-fn backup_job(api: &ApiServer, mount: &Path) -> (Output, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    api.write_kubeconfig(&kubeconfig, NS);
-    let termination = dir.path().join("termination-log");
-    let out = Command::new(support::workspace_binary("dr-job"))
-        .arg("backup")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KUBECONFIG", &kubeconfig)
-        .env("DR_NAMESPACE", NS)
-        .env("DR_LOCATION_MOUNT", mount)
-        .env("DR_TERMINATION_LOG", &termination)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
-    let message = support::kubelet::termination_message(&termination, out.status.code().unwrap_or(137), false, "");
-    (out, message)
 }
 
 /// Every file under `dir`, hidden ones included.

@@ -232,3 +232,25 @@ pub fn restored_apps(target: &ApiServer) -> usize {
         .filter(|c| c["metadata"]["namespace"] == "app-0" && c["metadata"]["name"] != crate::apiserver::ROOT_CA_CONFIG_MAP)
         .count()
 }
+
+/// Runs `dr-job backup` as the DR policy's CronJob runs it, the location volume at `mount`;
+/// the output and the termination message.
+pub fn backup_job(api: &ApiServer, mount: &Path) -> (Output, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, NS);
+    let termination = dir.path().join("termination-log");
+    let out = std::process::Command::new(crate::workspace_binary("dr-job"))
+        .arg("backup")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KUBECONFIG", &kubeconfig)
+        .env("DR_NAMESPACE", NS)
+        .env("DR_LOCATION_MOUNT", mount)
+        .env("DR_TERMINATION_LOG", &termination)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let message = kubelet::termination_message(&termination, out.status.code().unwrap_or(137), false, "");
+    (out, message)
+}
