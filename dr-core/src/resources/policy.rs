@@ -138,7 +138,7 @@ pub struct RunRecord {
 }
 
 /// What a DR policy protects (the `selection` of a `Policy`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Selection {
     /// Namespaces whose resources are backed up; empty means every namespace except
@@ -165,4 +165,40 @@ pub struct Selection {
 
 fn yes() -> bool {
     true
+}
+
+/// Everything: the same as `selection: {}`. A Policy that names no selection at all gets this
+/// (through the CRD's structural default on the API server, and through serde here); a derived
+/// `Default` left cluster-scoped resources out (`clusterScoped: false`), so such a policy
+/// backed up no CRD, Namespace or ClusterRole.
+impl Default for Selection {
+    fn default() -> Self {
+        Selection {
+            namespaces: Vec::new(),
+            exclude_namespaces: None,
+            label_selector: None,
+            include_kinds: Vec::new(),
+            exclude_kinds: Vec::new(),
+            cluster_scoped: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn a_policy_that_names_no_selection_backs_up_everything_as_an_empty_one_does() {
+        let spec: PolicySpec = serde_json::from_value(serde_json::json!({"profile": "offsite", "frequency": "@hourly"})).unwrap();
+        assert!(spec.selection.cluster_scoped, "cluster-scoped resources are backed up");
+        let empty: Selection = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(spec.selection, empty);
+        // The CRD's structural default, which a real API server writes into a Policy created
+        // without a selection, says the same.
+        let crd = serde_json::to_value(Policy::crd()).unwrap();
+        let default = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["selection"]["default"];
+        assert_eq!(default["clusterScoped"], true, "{default}");
+    }
 }
