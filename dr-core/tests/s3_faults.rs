@@ -202,7 +202,7 @@ async fn the_store_gone_for_a_minute_mid_backup_fails_it_cleanly_and_the_next_ru
     let mut failed = None;
     for e in multipart_entries() {
         // Once the first part is up, the store goes away for a minute.
-        if outage_started.is_none() && proxy.seen().iter().any(|s| upload_part_seen(s)) {
+        if outage_started.is_none() && proxy.seen().iter().any(upload_part_seen) {
             proxy.refuse_for(Duration::from_secs(60));
             outage_started = Some(Instant::now());
         }
@@ -315,4 +315,74 @@ async fn a_tls_connection_reset_mid_download_is_resumed() {
     assert_eq!(point::verify_point(&reader, CLUSTER, &m.point_id, &Unlocker::new(pass())).await.unwrap(), entries.len() as u64);
     assert_eq!(proxy.applied("CutBody"), 1);
     assert!(proxy.seen().len() >= 2, "the download went on over a new connection");
+}
+
+/// moto's STS session with its `<Expiration>` moved to 15 s from now: moto issues one-hour
+/// sessions, and a test cannot wait for one to run out.
+fn expiring_in_15_s(answer: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(answer);
+    let (Some(start), Some(end)) = (text.find("<Expiration>"), text.find("</Expiration>")) else {
+        panic!("moto's AssumeRoleWithWebIdentity answer has no Expiration: {text}")
+    };
+    let soon = (time::OffsetDateTime::now_utc() + time::Duration::seconds(15)).replace_nanosecond(0).unwrap();
+    let soon = soon.format(&time::format_description::well_known::Rfc3339).unwrap();
+    format!("{}<Expiration>{soon}{}", &text[..start], &text[end..]).into_bytes()
+}
+
+/// The access key a request to S3 was signed with (SigV4's `Credential=<key>/<scope>`).
+fn signing_key(s: &support::fault_proxy::Seen) -> Option<String> {
+    let auth = s.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("authorization"))?.1.clone();
+    Some(auth.split("Credential=").nth(1)?.split('/').next()?.to_owned())
+}
+
+/// An STS session that runs out during a backup, as IRSA gives a pod (a web identity: the
+/// profile names no keys, the SDK's default chain assumes the role). The SDK's identity cache
+/// asks STS again shortly before the session it holds expires, and the backup's later
+/// requests are signed with the new session. moto never refuses an expired session
+/// (`moto/iam/access_control.py` checks keys, not expiry), so what this shows is the renewal:
+/// a second AssumeRoleWithWebIdentity, and the later S3 requests signed with its key.
+#[tokio::test]
+async fn an_sts_session_expiring_mid_backup_is_renewed_and_later_requests_use_the_new_one() {
+    let (_s3, proxy) = bucket("sessions");
+    let token = std::env::temp_dir().join(format!("dr-web-identity-{}", std::process::id()));
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6a2FzdGVuLWlvOmRyIn0.c2lnbmF0dXJl").unwrap();
+    // The environment a pod with IRSA has, and nothing the chain would take first (each test
+    // runs in its own process under nextest).
+    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"] {
+        std::env::remove_var(name);
+    }
+    std::env::set_var("AWS_CONFIG_FILE", "/nonexistent");
+    std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    std::env::set_var("AWS_WEB_IDENTITY_TOKEN_FILE", &token);
+    std::env::set_var("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/dr-backup");
+    std::env::set_var("AWS_ROLE_SESSION_NAME", "kubectl-dr");
+    std::env::set_var("AWS_ENDPOINT_URL_STS", &proxy.url);
+    let is_sts = |h: &RequestHead| h.method == "POST" && h.body_contains("AssumeRoleWithWebIdentity");
+    proxy.on(is_sts, Fault::Rewrite(expiring_in_15_s), usize::MAX);
+    // Each part held 12 s: what the backup sends after its parts (CompleteMultipartUpload, the
+    // manifest) is signed after the first session's last 10 s (the cache's renewal window).
+    proxy.on(upload_part, Fault::Delay(Duration::from_secs(12)), usize::MAX);
+    let cfg = S3Config {
+        bucket: "sessions".into(),
+        prefix: "dr".into(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(proxy.url.clone()),
+        path_style: true,
+        ..Default::default()
+    };
+    let loc = Location::connect(&LocationConfig::S3(cfg)).await.unwrap();
+    let entries = multipart_entries();
+    let start = Instant::now();
+    let m = write_point(&loc, CLUSTER, &pass(), &entries).await;
+    assert!(start.elapsed() > Duration::from_secs(12), "the backup ran into its first session's last seconds ({:?})", start.elapsed());
+    let seen = proxy.seen();
+    let sessions = seen.iter().filter(|s| s.fault.as_deref() == Some("Rewrite")).count();
+    assert!(sessions >= 2, "a new session was asked for before the first expired: {sessions} AssumeRoleWithWebIdentity");
+    let keys: Vec<String> = seen.iter().filter(|s| s.fault.as_deref() != Some("Rewrite")).filter_map(signing_key).collect();
+    let (first, last) = (keys.first().unwrap(), keys.last().unwrap());
+    assert_ne!(first, last, "the backup's last requests are signed with a newer session than its first: {keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with("ASIA")), "every S3 request signed with a key of an STS session (moto: ASIA…): {keys:?}");
+    assert_eq!(point::verify_point(&loc, CLUSTER, &m.point_id, &Unlocker::new(pass())).await.unwrap(), entries.len() as u64);
+    std::fs::remove_file(&token).unwrap();
 }

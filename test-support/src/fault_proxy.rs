@@ -42,6 +42,10 @@ pub enum Fault {
     /// Wait this long, then do the other fault: a webhook that times out answers 500 only
     /// after its timeout.
     Slow(Duration, Box<Fault>),
+    /// Forward the request and pass on the answer with its body rewritten: what a server
+    /// states that the test needs otherwise (a session's expiry, say). Answers of a known
+    /// length only (`Content-Length`), as moto sends them.
+    Rewrite(fn(&[u8]) -> Vec<u8>),
 }
 
 impl Fault {
@@ -502,8 +506,10 @@ async fn serve_http(client: TcpStream, target: &str, script: &Mutex<Script>) -> 
                 out_headers.push(("Content-Length".into(), answer.len().to_string()));
                 let mut out = write_head(&format!("HTTP/1.1 {status} {}", reason(*status)), &out_headers);
                 out.extend_from_slice(answer);
-                client.get_mut().write_all(&out).await?;
+                // Logged before the answer goes out: a client that acts on the answer (gives up
+                // after its last try, say) must find the request in the log.
                 log(script, &head, fault.as_ref(), Some(*status));
+                client.get_mut().write_all(&out).await?;
                 continue;
             }
             Some(Fault::Reset) => {
@@ -547,12 +553,25 @@ async fn serve_http(client: TcpStream, target: &str, script: &Mutex<Script>) -> 
         };
         let status: u16 = status_line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
         let response_framing = if method == "HEAD" || status == 204 || status == 304 { Framing::None } else { framing(&response_headers, true) };
+        if let Some(Fault::Rewrite(rewrite)) = &fault {
+            assert!(matches!(response_framing, Framing::Length(_)), "Fault::Rewrite needs an answer with a Content-Length: {status_line}");
+            let mut original = Vec::new();
+            copy_body(up, &mut original, response_framing, Stop::Never).await?;
+            let body = rewrite(&original);
+            let mut headers: Vec<(String, String)> = response_headers.into_iter().filter(|(n, _)| !n.eq_ignore_ascii_case("content-length")).collect();
+            headers.push(("Content-Length".into(), body.len().to_string()));
+            let mut out = write_head(&status_line, &headers);
+            out.extend_from_slice(&body);
+            log(script, &head, fault.as_ref(), Some(status));
+            client.get_mut().write_all(&out).await?;
+            continue;
+        }
+        log(script, &head, fault.as_ref(), Some(status));
         client.get_mut().write_all(&write_head(&status_line, &response_headers)).await?;
         let stop = match fault {
             Some(Fault::CutBody { after }) | Some(Fault::StallBody { after }) => Stop::After(after),
             _ => Stop::Never,
         };
-        log(script, &head, fault.as_ref(), Some(status));
         let whole = copy_body(up, client.get_mut(), response_framing, stop).await?;
         if !whole {
             if let Some(Fault::StallBody { .. }) = fault {
