@@ -1,4 +1,4 @@
-//! Benchmarks of the restore-point format: `cargo run --release -p dr-core --example bench`.
+//! Benchmarks of the restore-point format: `cargo run --release --example bench`.
 //!
 //! Each phase runs in its own child process so its peak RSS (VmHWM) is its own:
 //! - `pbkdf2`: key derivation at the writers' 600,000 iterations;

@@ -1,4 +1,4 @@
-//! Backup benchmark: `cargo run --release -p dr-core --example bench_backup`
+//! Backup benchmark: `cargo run --release --example bench_backup`
 //! (`DR_BENCH_OBJECTS=10000,40000` for other sizes; 1,000,000 by default).
 //!
 //! The test API server, in its own process as a real one is, is seeded with that many objects

@@ -1,5 +1,5 @@
 //! A location holding many points of one cluster:
-//! `cargo run --release -p dr-core --example bench_points` (`DR_BENCH_POINTS=1000` for
+//! `cargo run --release --example bench_points` (`DR_BENCH_POINTS=1000` for
 //! another count; 10,000 by default).
 //!
 //! Writes that many genuine points of one cluster (one object each, an hour apart, the newest

@@ -1,5 +1,5 @@
 //! Writes the CRD manifests generated from the Rust types to `deploy/crds/`:
-//! `cargo run --release -p dr-core --example gen_crds`.
+//! `cargo run --release --example gen_crds`.
 
 fn main() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");

@@ -1,6 +1,6 @@
 //! Writes the current format version's test vectors under `dr-core/tests/vectors/v<N>/` (or
 //! into the directory given). Run once when the format changes:
-//! `cargo run --release -p dr-core --example make_vectors`. The vectors are random (salt,
+//! `cargo run --release --example make_vectors`. The vectors are random (salt,
 //! IVs), so regenerating changes every byte; the test only checks that the committed ones
 //! decrypt to their expected content.
 

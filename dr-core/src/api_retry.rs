@@ -92,7 +92,7 @@ impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for ApiRetry {
                 if since.elapsed() >= budget {
                     return None;
                 }
-                if self.attempt == 0 || self.attempt % 10 == 0 {
+                if self.attempt == 0 || self.attempt.is_multiple_of(10) {
                     tracing::debug!(error = %e, method = %req.method(), uri = %req.uri(), "the API server cannot be reached; retrying");
                 }
                 self.attempt += 1;

@@ -57,6 +57,19 @@ pub enum BackupError {
     Point(#[from] PointError),
 }
 
+impl crate::failure::Classify for BackupError {
+    fn kind(&self) -> crate::failure::ErrorKind {
+        use crate::failure::ErrorKind;
+        use BackupError as E;
+        match self {
+            E::ListForbidden { .. } => ErrorKind::BadInput,
+            E::List { source, .. } | E::Discovery(source) => source.kind(),
+            E::Ownership(e) => e.kind(),
+            E::Point(e) => e.kind(),
+        }
+    }
+}
+
 /// One resource to list, as discovery describes it.
 struct Target {
     resource: ApiResource,
@@ -228,6 +241,8 @@ pub async fn backup(
     }
 }
 
+// One caller (the backup above), which holds each of these separately.
+#[allow(clippy::too_many_arguments)]
 async fn write_all(
     client: &Client,
     writer: &mut PointWriter,
@@ -278,7 +293,7 @@ async fn write_all(
                     }
                     let in_dr_namespace = namespace == dr_namespace;
                     if mode == Mode::Full && namespaced && !in_dr_namespace {
-                        if selection.namespaces.is_empty() && excluded.iter().any(|e| *e == namespace) {
+                        if selection.namespaces.is_empty() && excluded.contains(&namespace) {
                             skipped.namespace_excluded += 1;
                             continue;
                         }

@@ -197,11 +197,10 @@ pub fn classify(object: &Value, cluster_scoped: bool, dr_namespace: &str) -> Cat
     let namespace = str_at(object, &["metadata", "namespace"]);
     let name = str_at(object, &["metadata", "name"]);
     let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
+    let dr_cron_job = kind == "CronJob" && namespace == dr_namespace && (name == DR_POLICY_NAME || name == REPLICATION_CRONJOB);
     if group == API_GROUP && kind == "Profile" {
         Category::Profiles
-    } else if group == API_GROUP && kind == "Policy" {
-        Category::Policies
-    } else if kind == "CronJob" && namespace == dr_namespace && (name == DR_POLICY_NAME || name == REPLICATION_CRONJOB) {
+    } else if group == API_GROUP && kind == "Policy" || dr_cron_job {
         Category::Policies
     } else if kind == "Secret" && namespace == dr_namespace {
         Category::Secrets

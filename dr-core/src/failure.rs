@@ -15,6 +15,10 @@
 //! Transient means the thing asked did not answer as it should (an API server, S3 or Vault
 //! outage, 5xx, a dropped connection, Vault sealed): the Job's own backoff (10 s, doubling)
 //! retries the pod, and a restore picks up where the last pod stopped.
+//!
+//! A leaf of the library: each error type's `Classify` is written beside the type, and
+//! `crate::kind_of`, which walks an error's chain for the first type that knows its kind,
+//! lives at the crate root, which knows every module.
 
 use serde::{Deserialize, Serialize};
 
@@ -59,11 +63,6 @@ impl ErrorKind {
             ErrorKind::TimedOut => 6,
             ErrorKind::Incomplete => 7,
         }
-    }
-
-    /// The kind an exit status stands for (a Job's pod, read back by the plugin).
-    pub fn from_exit_code(code: i32) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| i32::from(k.exit_code()) == code)
     }
 
     /// Whether the restore Job should start another pod: only a transient failure.
@@ -112,190 +111,6 @@ impl Classify for kube::Error {
     }
 }
 
-impl Classify for crate::location::LocationError {
-    fn kind(&self) -> ErrorKind {
-        use crate::location::LocationError as E;
-        match self {
-            // A disk error may pass (an NFS server back); a full disk needs space first.
-            E::Unreachable { .. } | E::S3 { .. } | E::Io { .. } | E::DiskFailed { .. } | E::WriteUnconfirmed { .. } => ErrorKind::Transient,
-            E::NoSpace { .. } => ErrorKind::BadInput,
-            E::AlreadyExists { .. } => ErrorKind::Busy,
-            E::NotARegularFile { .. } => ErrorKind::DamagedPoint,
-            E::DirectoryMissing { .. }
-            | E::NotFound { .. }
-            | E::TlsUntrusted { .. }
-            | E::NoSuchBucket { .. }
-            | E::AccessDenied { .. }
-            | E::NoCredentials { .. }
-            | E::ObjectLockDisabled { .. }
-            | E::Invalid(_) => ErrorKind::BadInput,
-        }
-    }
-}
-
-impl Classify for crate::format::FormatError {
-    fn kind(&self) -> ErrorKind {
-        use crate::format::FormatError as E;
-        match self {
-            E::WrongPassphrase => ErrorKind::WrongPassphrase,
-            E::WrongCluster { .. } | E::UnsupportedVersion(_) => ErrorKind::BadInput,
-            E::Io(e) if e.kind() != std::io::ErrorKind::InvalidData && e.kind() != std::io::ErrorKind::UnexpectedEof => ErrorKind::Transient,
-            _ => ErrorKind::DamagedPoint,
-        }
-    }
-}
-
-impl Classify for crate::point::PointError {
-    fn kind(&self) -> ErrorKind {
-        use crate::point::PointError as E;
-        match self {
-            E::InvalidClusterId(_) | E::InvalidPointId(_) | E::NoPoints { .. } | E::NoneAtOrBefore { .. } | E::NotFound { .. } => ErrorKind::BadInput,
-            // Named by its ID while it is not to be trusted: the operator picks another.
-            E::Suspect { .. } => ErrorKind::BadInput,
-            E::UnsupportedManifest { .. } => ErrorKind::BadInput,
-            E::Location(e) => e.kind(),
-            E::Format { source, .. } => source.kind(),
-            // Most likely the passphrase changed since these points were written (the message
-            // also says they may be damaged or forged).
-            // Other points open with this passphrase, so it is not the wrong one (exit 3 says no
-            // point opens): the point may be an earlier passphrase's, or forged.
-            E::OlderThanPassphrase { .. } | E::NoneOpensAtOrBefore { .. } => ErrorKind::DamagedPoint,
-            E::Incomplete { .. }
-            | E::ArchiveTruncated { .. }
-            | E::ArchiveAppended { .. }
-            | E::ArchiveHashMismatch { .. }
-            | E::CountMismatch { .. }
-            | E::ArchiveMissing { .. }
-            | E::DoesNotOpen { .. }
-            | E::DoesNotOpenNoneGenuine { .. }
-            | E::NamesAnotherCluster { .. }
-            | E::LegacyAfterUpgrade { .. }
-            | E::ManifestTooLarge { .. }
-            | E::Tampered { .. }
-            | E::LineTooLong { .. }
-            | E::Unreadable { .. } => ErrorKind::DamagedPoint,
-            // The restore stopped reading (it is failing for its own reason).
-            E::Callback(_) => ErrorKind::Transient,
-        }
-    }
-}
-
-impl Classify for crate::passphrase::PassphraseError {
-    fn kind(&self) -> ErrorKind {
-        use crate::passphrase::PassphraseError as E;
-        match self {
-            E::VaultUnreachable { .. } | E::VaultSealed { .. } | E::AwsUnreachable { .. } => ErrorKind::Transient,
-            E::VaultOther { status, .. } if *status >= 500 || *status == 429 => ErrorKind::Transient,
-            _ => ErrorKind::BadInput,
-        }
-    }
-}
-
-impl Classify for crate::resources::ResourceError {
-    fn kind(&self) -> ErrorKind {
-        use crate::resources::ResourceError as E;
-        match self {
-            E::Passphrase(e) => e.kind(),
-            E::Location(e) => e.kind(),
-            E::Api { source, .. } => source.kind(),
-            _ => ErrorKind::BadInput,
-        }
-    }
-}
-
-impl Classify for crate::ownership::OwnershipError {
-    fn kind(&self) -> ErrorKind {
-        use crate::ownership::OwnershipError as E;
-        match self {
-            E::NotOwner { .. } => ErrorKind::Busy,
-            E::NoClusterId => ErrorKind::BadInput,
-            E::ClusterId(source) | E::Api { source, .. } => source.kind(),
-        }
-    }
-}
-
-impl Classify for crate::backup::BackupError {
-    fn kind(&self) -> ErrorKind {
-        use crate::backup::BackupError as E;
-        match self {
-            E::ListForbidden { .. } => ErrorKind::BadInput,
-            E::List { source, .. } | E::Discovery(source) => source.kind(),
-            E::Ownership(e) => e.kind(),
-            E::Point(e) => e.kind(),
-        }
-    }
-}
-
-impl Classify for crate::retention::PruneError {
-    fn kind(&self) -> ErrorKind {
-        use crate::retention::PruneError as E;
-        match self {
-            E::NotEnabled { .. } => ErrorKind::BadInput,
-            E::Ownership(e) => e.kind(),
-            E::Resource(e) => e.kind(),
-            E::Passphrase(e) => e.kind(),
-            E::Api(e) => e.kind(),
-            E::Prune { source, .. } => source.kind(),
-        }
-    }
-}
-
-impl Classify for crate::dr_policy::InstallError {
-    fn kind(&self) -> ErrorKind {
-        use crate::dr_policy::InstallError as E;
-        match self {
-            E::Api { source, .. } => source.kind(),
-            E::Backup(e) => e.kind(),
-            E::Ownership(e) => e.kind(),
-            E::Resource(e) => e.kind(),
-            E::Location(e) | E::Unusable { source: e, .. } => e.kind(),
-            // The watch behind a wait: what the API server answered.
-            E::Wait { source, .. } => match source {
-                kube::runtime::wait::Error::ProbeFailed(
-                    kube::runtime::watcher::Error::InitialListFailed(e)
-                    | kube::runtime::watcher::Error::WatchStartFailed(e)
-                    | kube::runtime::watcher::Error::WatchFailed(e),
-                ) => e.kind(),
-                _ => ErrorKind::Transient,
-            },
-            E::CrdNotEstablished(_) => ErrorKind::Transient,
-            E::ProfileMissing { .. } | E::NotEnabled(_) | E::InvalidFrequency(_) | E::Replication { .. } | E::ClaimMissing { .. } => ErrorKind::BadInput,
-        }
-    }
-}
-
-/// The kind of any error the binaries meet: the first error in the chain whose type knows
-/// its kind decides; anything else is bad input (a message that says what to fix).
-pub fn kind_of(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = current {
-        macro_rules! known {
-            ($($t:ty),*) => {
-                $(if let Some(e) = e.downcast_ref::<$t>() {
-                    return e.kind();
-                })*
-            };
-        }
-        known!(
-            crate::restore::RestoreError,
-            crate::replicate::ReplicateError,
-            crate::job::JobError,
-            crate::point::PointError,
-            crate::location::LocationError,
-            crate::resources::ResourceError,
-            crate::passphrase::PassphraseError,
-            crate::backup::BackupError,
-            crate::ownership::OwnershipError,
-            crate::retention::PruneError,
-            crate::dr_policy::InstallError,
-            crate::format::FormatError,
-            kube::Error
-        );
-        current = e.source();
-    }
-    ErrorKind::BadInput
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,9 +120,6 @@ mod tests {
         let codes: std::collections::BTreeSet<u8> = ErrorKind::ALL.iter().map(|k| k.exit_code()).collect();
         assert_eq!(codes.len(), ErrorKind::ALL.len());
         assert!(!codes.contains(&0));
-        for k in ErrorKind::ALL {
-            assert_eq!(ErrorKind::from_exit_code(i32::from(k.exit_code())), Some(k));
-        }
         assert_eq!(ErrorKind::final_exit_codes(), vec![2, 3, 4, 5, 6, 7]);
     }
 

@@ -77,6 +77,38 @@ pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The kind of any error the binaries meet: the first error in the chain whose type knows
+/// its kind decides; anything else is bad input (a message that says what to fix).
+pub fn kind_of(error: &(dyn std::error::Error + 'static)) -> failure::ErrorKind {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        macro_rules! known {
+            ($($t:ty),*) => {
+                $(if let Some(e) = e.downcast_ref::<$t>() {
+                    return failure::Classify::kind(e);
+                })*
+            };
+        }
+        known!(
+            crate::restore::RestoreError,
+            crate::replicate::ReplicateError,
+            crate::job::JobError,
+            crate::point::PointError,
+            crate::location::LocationError,
+            crate::resources::ResourceError,
+            crate::passphrase::PassphraseError,
+            crate::backup::BackupError,
+            crate::ownership::OwnershipError,
+            crate::retention::PruneError,
+            crate::dr_policy::InstallError,
+            crate::format::FormatError,
+            kube::Error
+        );
+        current = e.source();
+    }
+    failure::ErrorKind::BadInput
+}
+
 /// A kube API error as the API server said it: its message, then its reason and code.
 fn plain(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let status: &kube::core::Status = match e.downcast_ref::<kube::Error>() {

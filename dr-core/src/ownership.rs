@@ -30,6 +30,18 @@ pub enum OwnershipError {
     Api { what: String, source: kube::Error },
 }
 
+impl crate::failure::Classify for OwnershipError {
+    fn kind(&self) -> crate::failure::ErrorKind {
+        use crate::failure::ErrorKind;
+        use OwnershipError as E;
+        match self {
+            E::NotOwner { .. } => ErrorKind::Busy,
+            E::NoClusterId => ErrorKind::BadInput,
+            E::ClusterId(source) | E::Api { source, .. } => source.kind(),
+        }
+    }
+}
+
 fn api(what: String) -> impl FnOnce(kube::Error) -> OwnershipError {
     move |source| OwnershipError::Api { what, source }
 }

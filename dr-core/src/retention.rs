@@ -31,14 +31,14 @@ pub const INCOMPLETE_GRACE: Duration = Duration::hours(24);
 /// [`INCOMPLETE_GRACE`]. `points` must carry trusted times (see [`prune`]).
 pub fn keep(points: &[PointSummary], retention: &Retention, now: OffsetDateTime) -> BTreeSet<String> {
     let mut complete: Vec<&PointSummary> = points.iter().filter(|p| p.complete).collect();
-    complete.sort_by(|a, b| b.time.cmp(&a.time));
+    complete.sort_by_key(|p| std::cmp::Reverse(p.time));
     let mut kept = BTreeSet::new();
     // The floor: the newest points, as many as the smallest count the retention names (at
     // least one), so no selection can leave fewer.
     for p in complete.iter().take(smallest_count(retention)) {
         kept.insert(p.id.clone());
     }
-    let periods: [(u32, fn(OffsetDateTime) -> (i32, u32, u32, u32)); 5] = [
+    let periods: [(u32, PeriodOf); 5] = [
         (retention.hourly, |t| (t.year(), t.ordinal() as u32, t.hour() as u32, 0)),
         (retention.daily, |t| (t.year(), t.ordinal() as u32, 0, 0)),
         (retention.weekly, |t| {
@@ -64,6 +64,9 @@ pub fn keep(points: &[PointSummary], retention: &Retention, now: OffsetDateTime)
     }
     kept
 }
+
+/// The period a time falls in, as a comparable key: (year, day or week or month, hour, 0).
+type PeriodOf = fn(OffsetDateTime) -> (i32, u32, u32, u32);
 
 /// The smallest non-zero count of a retention; 1 when it names none.
 fn smallest_count(retention: &Retention) -> usize {
@@ -289,6 +292,21 @@ pub enum PruneError {
     Api(#[source] kube::Error),
     #[error("pruning {location} (prune needs credentials that may list, read and delete): {source}")]
     Prune { location: String, source: point::PointError },
+}
+
+impl crate::failure::Classify for PruneError {
+    fn kind(&self) -> crate::failure::ErrorKind {
+        use crate::failure::ErrorKind;
+        use PruneError as E;
+        match self {
+            E::NotEnabled { .. } => ErrorKind::BadInput,
+            E::Ownership(e) => e.kind(),
+            E::Resource(e) => e.kind(),
+            E::Passphrase(e) => e.kind(),
+            E::Api(e) => e.kind(),
+            E::Prune { source, .. } => source.kind(),
+        }
+    }
 }
 
 /// Applies the DR policy's retention to this cluster's points: at the policy profile's

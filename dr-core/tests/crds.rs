@@ -8,6 +8,6 @@ fn committed_crds_are_current() {
     for (name, yaml) in generated {
         let committed = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
         let body = committed.split_once('\n').map(|(_, rest)| rest).unwrap_or("");
-        assert_eq!(body, yaml, "deploy/crds/{name} is stale: run `cargo run --release -p dr-core --example gen_crds` and commit the result");
+        assert_eq!(body, yaml, "deploy/crds/{name} is stale: run `cargo run --release --example gen_crds` and commit the result");
     }
 }

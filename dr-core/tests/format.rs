@@ -27,7 +27,8 @@ fn binding() -> Binding {
 /// cluster master derived once per test binary (as the `Unlocker` does per process).
 fn derive(passphrase: &str, kdf: KdfParams) -> MasterKey {
     let Some(salt) = kdf.cluster_salt else { return MasterKey::derive(&pass(passphrase), kdf) };
-    static CLUSTERS: OnceLock<Mutex<HashMap<(String, [u8; 16], u32), Arc<ClusterKey>>>> = OnceLock::new();
+    type Derived = HashMap<(String, [u8; 16], u32), Arc<ClusterKey>>;
+    static CLUSTERS: OnceLock<Mutex<Derived>> = OnceLock::new();
     let cluster = CLUSTERS
         .get_or_init(Default::default)
         .lock()

@@ -32,6 +32,8 @@ pub struct GlobalArgs {
     pub namespace: String,
 }
 
+// The command line is parsed once: the size of its largest subcommand does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Manage location profiles (where restore points go).
@@ -409,6 +411,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(secs))
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum ProfileCommand {
     /// Create (or update) a location profile, after checking the location is reachable.

@@ -79,14 +79,14 @@ pub fn point_in_time(value: &Option<String>) -> Result<Option<OffsetDateTime>> {
 /// A secret (a passphrase, a token) from a file or, for `-`, stdin; both bounded the same
 /// way, and a file only when it is a regular file (a FIFO would block, `/dev/zero` would
 /// never end).
-fn read_secret_file(path: &PathBuf, what: &'static str) -> Result<Vec<u8>> {
+fn read_secret_file(path: &std::path::Path, what: &'static str) -> Result<Vec<u8>> {
     use dr_core::local_file::{self, Links, MAX_SECRET_BYTES as MAX};
     let (reader, from): (Box<dyn Read>, String) = if path.as_os_str() == "-" {
         (Box::new(std::io::stdin()), "stdin".into())
     } else {
         let (file, len) = local_file::open_regular(path, what, Links::Follow)?;
         if len > MAX as u64 {
-            return Err(local_file::LocalFileError::TooLarge { what, path: path.clone(), limit: MAX as u64 }.into());
+            return Err(local_file::LocalFileError::TooLarge { what, path: path.to_owned(), limit: MAX as u64 }.into());
         }
         (Box::new(file), format!("{what} {}", path.display()))
     };

@@ -53,7 +53,7 @@ async fn main() -> std::process::ExitCode {
             return ExitStatus::Success;
         }
         eprintln!("error: {}", dr_core::error_text(e.as_ref()));
-        ExitStatus::Failed(dr_core::failure::kind_of(e.as_ref()))
+        ExitStatus::Failed(dr_core::kind_of(e.as_ref()))
     });
     std::process::ExitCode::from(status.code())
 }

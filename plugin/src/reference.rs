@@ -1,6 +1,6 @@
 //! `docs/cli.md`, the command-line reference, generated from the clap types in `cli.rs` so it
 //! cannot drift from `--help`. A test fails when the checked-in file is stale; regenerate it
-//! with `DR_WRITE_REFERENCE=1 cargo nextest run --release -p kubectl-dr cli_reference`.
+//! with `DR_WRITE_REFERENCE=1 cargo nextest run --release --workspace cli_reference`.
 
 use clap::CommandFactory;
 
@@ -63,7 +63,7 @@ mod tests {
         let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             checked_in == generated,
-            "{} is stale: regenerate it with DR_WRITE_REFERENCE=1 cargo nextest run --release -p kubectl-dr cli_reference",
+            "{} is stale: regenerate it with DR_WRITE_REFERENCE=1 cargo nextest run --release --workspace cli_reference",
             super::PATH
         );
     }

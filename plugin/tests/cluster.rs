@@ -1,8 +1,9 @@
 //! The cluster commands through the real `kubectl-dr` binary against the test API server:
 //! profile create/list, enable (twice: idempotent), status, backup --local, Run Once,
-//! disable. Run Once's Job is played out by the test (the test API server runs no
-//! controllers): it checks the Job is the CronJob's template and reports a result the way a
-//! kubelet does, through the pod's termination message.
+//! disable. Run Once's Job is played out by the test (the test API server runs no Job
+//! controller and no kubelet; `support::kubelet` plays both where a test starts it): it checks
+//! the Job is the CronJob's template and reports a result the way a kubelet does, through the
+//! pod's termination message.
 
 use dr_test_support as support;
 

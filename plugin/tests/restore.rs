@@ -516,7 +516,7 @@ async fn diff_shows_what_changed_between_points_and_since_a_point_without_secret
     std::fs::create_dir_all(&loc).unwrap();
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"}, "type": "Opaque",
                         "data": {"password": support::apiserver::base64(b"hunter2", false), "user": support::apiserver::base64(b"app", false)}});
-    let (source, cluster_id) = source_with(dir.path(), &loc, &[secret.clone()]).await;
+    let (source, cluster_id) = source_with(dir.path(), &loc, std::slice::from_ref(&secret)).await;
     let kc = dir.path().join("source.kubeconfig");
     let good = dr_core::point::list_points(
         &dr_core::location::Location::connect(&dr_core::location::LocationConfig::File { path: loc.clone() }).await.unwrap(),

@@ -103,7 +103,7 @@ async fn run() -> std::process::ExitCode {
 
 /// A backup or replication that failed: its outcome says why, with the error's kind.
 fn job_failed<R: Report>(e: &anyhow::Error) -> std::process::ExitCode {
-    finish(&JobOutcome::<R>::failed(dr_core::error_text(e.as_ref()), dr_core::failure::kind_of(e.as_ref()), None))
+    finish(&JobOutcome::<R>::failed(dr_core::error_text(e.as_ref()), dr_core::kind_of(e.as_ref()), None))
 }
 
 /// The arguments, from the command line and the `DR_*` variables. `--help` names each
@@ -163,7 +163,7 @@ async fn cluster_client() -> Result<kube::Client, kube::Error> {
 /// (another pod would refuse too), so the restore is over and its grant ends, when `client`
 /// can reach the cluster at all.
 async fn refuse_restore(client: Option<&kube::Client>, binding: Option<&str>, error: &(dyn std::error::Error + 'static)) -> std::process::ExitCode {
-    let kind = dr_core::failure::kind_of(error);
+    let kind = dr_core::kind_of(error);
     if let Some(client) = client {
         end_grant(client, binding, Some(kind)).await;
     }

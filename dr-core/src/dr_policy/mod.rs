@@ -61,6 +61,31 @@ pub enum InstallError {
     ClaimMissing { claim: String, namespace: String },
 }
 
+impl crate::failure::Classify for InstallError {
+    fn kind(&self) -> crate::failure::ErrorKind {
+        use crate::failure::ErrorKind;
+        use InstallError as E;
+        match self {
+            E::Api { source, .. } => source.kind(),
+            E::Backup(e) => e.kind(),
+            E::Ownership(e) => e.kind(),
+            E::Resource(e) => e.kind(),
+            E::Location(e) | E::Unusable { source: e, .. } => e.kind(),
+            // The watch behind a wait: what the API server answered.
+            E::Wait { source, .. } => match source {
+                kube::runtime::wait::Error::ProbeFailed(
+                    kube::runtime::watcher::Error::InitialListFailed(e)
+                    | kube::runtime::watcher::Error::WatchStartFailed(e)
+                    | kube::runtime::watcher::Error::WatchFailed(e),
+                ) => e.kind(),
+                _ => ErrorKind::Transient,
+            },
+            E::CrdNotEstablished(_) => ErrorKind::Transient,
+            E::ProfileMissing { .. } | E::NotEnabled(_) | E::InvalidFrequency(_) | E::Replication { .. } | E::ClaimMissing { .. } => ErrorKind::BadInput,
+        }
+    }
+}
+
 fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> InstallError {
     let what = what.into();
     move |source| InstallError::Api { what, source }

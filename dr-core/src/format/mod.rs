@@ -130,6 +130,19 @@ pub enum FormatError {
     Io(#[from] io::Error),
 }
 
+impl crate::failure::Classify for FormatError {
+    fn kind(&self) -> crate::failure::ErrorKind {
+        use crate::failure::ErrorKind;
+        use FormatError as E;
+        match self {
+            E::WrongPassphrase => ErrorKind::WrongPassphrase,
+            E::WrongCluster { .. } | E::UnsupportedVersion(_) => ErrorKind::BadInput,
+            E::Io(e) if e.kind() != std::io::ErrorKind::InvalidData && e.kind() != std::io::ErrorKind::UnexpectedEof => ErrorKind::Transient,
+            _ => ErrorKind::DamagedPoint,
+        }
+    }
+}
+
 impl FormatError {
     /// Unwraps a `FormatError` carried through `std::io::Read`/`Write`, or wraps a real I/O error.
     pub fn from_io(e: io::Error) -> Self {

@@ -29,6 +29,8 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 pub const IMMUTABLE_DAYS: std::ops::RangeInclusive<u32> = 1..=90;
 
 /// How to reach a location.
+// Made once per command or Job from a profile: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum LocationConfig {
     File { path: PathBuf },
@@ -135,6 +137,28 @@ pub enum LocationError {
     NotARegularFile { path: PathBuf, what: &'static str },
     #[error("{operation} on s3://{bucket}/{key} failed: {detail}")]
     S3 { operation: &'static str, bucket: String, key: String, detail: String },
+}
+
+impl crate::failure::Classify for LocationError {
+    fn kind(&self) -> crate::failure::ErrorKind {
+        use crate::failure::ErrorKind;
+        use LocationError as E;
+        match self {
+            // A disk error may pass (an NFS server back); a full disk needs space first.
+            E::Unreachable { .. } | E::S3 { .. } | E::Io { .. } | E::DiskFailed { .. } | E::WriteUnconfirmed { .. } => ErrorKind::Transient,
+            E::NoSpace { .. } => ErrorKind::BadInput,
+            E::AlreadyExists { .. } => ErrorKind::Busy,
+            E::NotARegularFile { .. } => ErrorKind::DamagedPoint,
+            E::DirectoryMissing { .. }
+            | E::NotFound { .. }
+            | E::TlsUntrusted { .. }
+            | E::NoSuchBucket { .. }
+            | E::AccessDenied { .. }
+            | E::NoCredentials { .. }
+            | E::ObjectLockDisabled { .. }
+            | E::Invalid(_) => ErrorKind::BadInput,
+        }
+    }
 }
 
 /// One stored object, as listing shows it.

@@ -97,6 +97,15 @@ impl S3Location {
         })
     }
 
+    /// Turns an SDK error into one that says what to check (`s3_error`).
+    pub(super) fn error<E>(&self, err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>, op: S3Op, key: &str) -> LocationError
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let at = super::s3_error::Target { bucket: &self.bucket, endpoint: &self.endpoint, region: &self.region, location: self.describe() };
+        super::s3_error::explain(err, op, self.full_key(key), at)
+    }
+
     pub(super) fn describe(&self) -> String {
         if self.prefix.is_empty() {
             format!("s3://{}", self.bucket)

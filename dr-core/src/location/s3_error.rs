@@ -1,58 +1,63 @@
 //! What an S3 failure means for the user: which operation failed, which permission it needs,
 //! and whether the bucket or the object is at fault.
 
-use super::s3::S3Location;
 use super::LocationError;
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-impl S3Location {
-    /// Turns an SDK error into one that says what to check.
-    pub(super) fn error<E>(&self, err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>, op: S3Op, key: &str) -> LocationError
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
-        let status = err.raw_response().map(|r| r.status().as_u16());
-        let code = err.code().map(str::to_owned);
-        let detail = DisplayErrorContext(&err).to_string();
-        let key = self.full_key(key);
-        match &err {
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-                if detail.contains("no credentials") || detail.contains("credentials provider") {
-                    return LocationError::NoCredentials { bucket: self.bucket.clone() };
-                }
-                if detail.contains("certificate") {
-                    return LocationError::TlsUntrusted { endpoint: self.endpoint.clone(), detail: short(&detail) };
-                }
-                return LocationError::Unreachable { bucket: self.bucket.clone(), endpoint: self.endpoint.clone(), detail: short(&detail) };
+/// Where a failed request went, as the error names it.
+pub(super) struct Target<'a> {
+    pub bucket: &'a str,
+    pub endpoint: &'a str,
+    pub region: &'a str,
+    /// `s3://bucket/prefix`.
+    pub location: String,
+}
+
+/// Turns an SDK error into one that says what to check. `key`: the object's full key.
+pub(super) fn explain<E>(err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>, op: S3Op, key: String, at: Target<'_>) -> LocationError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().map(str::to_owned);
+    let detail = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            if detail.contains("no credentials") || detail.contains("credentials provider") {
+                return LocationError::NoCredentials { bucket: at.bucket.to_owned() };
             }
-            SdkError::ConstructionFailure(_) if detail.contains("credentials") => {
-                return LocationError::NoCredentials { bucket: self.bucket.clone() };
+            if detail.contains("certificate") {
+                return LocationError::TlsUntrusted { endpoint: at.endpoint.to_owned(), detail: short(&detail) };
             }
-            _ => {}
+            return LocationError::Unreachable { bucket: at.bucket.to_owned(), endpoint: at.endpoint.to_owned(), detail: short(&detail) };
         }
-        let not_found = status == Some(404) || matches!(code.as_deref(), Some("NoSuchBucket" | "NoSuchKey" | "NotFound"));
-        let bucket = self.bucket.clone();
-        if code.as_deref() == Some("ObjectLockConfigurationNotFoundError") {
-            return LocationError::ObjectLockDisabled { bucket };
+        SdkError::ConstructionFailure(_) if detail.contains("credentials") => {
+            return LocationError::NoCredentials { bucket: at.bucket.to_owned() };
         }
-        if code.as_deref() == Some("NoSuchBucket") || (not_found && op.is_bucket_op()) {
-            return LocationError::NoSuchBucket { bucket, region: format!(" in region {}", self.region) };
+        _ => {}
+    }
+    let not_found = status == Some(404) || matches!(code.as_deref(), Some("NoSuchBucket" | "NoSuchKey" | "NotFound"));
+    let bucket = at.bucket.to_owned();
+    if code.as_deref() == Some("ObjectLockConfigurationNotFoundError") {
+        return LocationError::ObjectLockDisabled { bucket };
+    }
+    if code.as_deref() == Some("NoSuchBucket") || (not_found && op.is_bucket_op()) {
+        return LocationError::NoSuchBucket { bucket, region: format!(" in region {}", at.region) };
+    }
+    if not_found {
+        return LocationError::NotFound { location: at.location.clone(), key };
+    }
+    // A write with If-None-Match: * onto a key that exists.
+    if status == Some(412) || code.as_deref() == Some("PreconditionFailed") {
+        return LocationError::AlreadyExists { location: at.location.clone(), key };
+    }
+    match code.as_deref() {
+        Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "Forbidden") => {
+            LocationError::AccessDenied { operation: op.name(), permission: op.permission(), bucket, key }
         }
-        if not_found {
-            return LocationError::NotFound { location: self.describe(), key };
-        }
-        // A write with If-None-Match: * onto a key that exists.
-        if status == Some(412) || code.as_deref() == Some("PreconditionFailed") {
-            return LocationError::AlreadyExists { location: self.describe(), key };
-        }
-        match code.as_deref() {
-            Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "Forbidden") => {
-                LocationError::AccessDenied { operation: op.name(), permission: op.permission(), bucket, key }
-            }
-            _ if status == Some(403) => LocationError::AccessDenied { operation: op.name(), permission: op.permission(), bucket, key },
-            _ => LocationError::S3 { operation: op.name(), bucket, key, detail: short(&detail) },
-        }
+        _ if status == Some(403) => LocationError::AccessDenied { operation: op.name(), permission: op.permission(), bucket, key },
+        _ => LocationError::S3 { operation: op.name(), bucket, key, detail: short(&detail) },
     }
 }
 

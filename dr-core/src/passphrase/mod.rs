@@ -155,6 +155,18 @@ pub enum PassphraseError {
     Empty(String),
 }
 
+impl crate::failure::Classify for PassphraseError {
+    fn kind(&self) -> crate::failure::ErrorKind {
+        use crate::failure::ErrorKind;
+        use PassphraseError as E;
+        match self {
+            E::VaultUnreachable { .. } | E::VaultSealed { .. } | E::AwsUnreachable { .. } => ErrorKind::Transient,
+            E::VaultOther { status, .. } if *status >= 500 || *status == 429 => ErrorKind::Transient,
+            _ => ErrorKind::BadInput,
+        }
+    }
+}
+
 fn text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Result<Option<String>, PassphraseError> {
     data.get(key)
         .map(|v| {

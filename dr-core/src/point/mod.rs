@@ -103,6 +103,40 @@ pub enum PointError {
     Callback(String),
 }
 
+impl crate::failure::Classify for PointError {
+    fn kind(&self) -> crate::failure::ErrorKind {
+        use crate::failure::ErrorKind;
+        use PointError as E;
+        match self {
+            E::InvalidClusterId(_) | E::InvalidPointId(_) | E::NoPoints { .. } | E::NoneAtOrBefore { .. } | E::NotFound { .. } => ErrorKind::BadInput,
+            // Named by its ID while it is not to be trusted: the operator picks another.
+            E::Suspect { .. } => ErrorKind::BadInput,
+            E::UnsupportedManifest { .. } => ErrorKind::BadInput,
+            E::Location(e) => e.kind(),
+            E::Format { source, .. } => source.kind(),
+            // Other points open with this passphrase, so it is not the wrong one (exit 3 says no
+            // point opens): the point may be an earlier passphrase's, or forged.
+            E::OlderThanPassphrase { .. } | E::NoneOpensAtOrBefore { .. } => ErrorKind::DamagedPoint,
+            E::Incomplete { .. }
+            | E::ArchiveTruncated { .. }
+            | E::ArchiveAppended { .. }
+            | E::ArchiveHashMismatch { .. }
+            | E::CountMismatch { .. }
+            | E::ArchiveMissing { .. }
+            | E::DoesNotOpen { .. }
+            | E::DoesNotOpenNoneGenuine { .. }
+            | E::NamesAnotherCluster { .. }
+            | E::LegacyAfterUpgrade { .. }
+            | E::ManifestTooLarge { .. }
+            | E::Tampered { .. }
+            | E::LineTooLong { .. }
+            | E::Unreadable { .. } => ErrorKind::DamagedPoint,
+            // The restore stopped reading (it is failing for its own reason).
+            E::Callback(_) => ErrorKind::Transient,
+        }
+    }
+}
+
 /// Checks a cluster ID is usable as one path segment.
 pub fn validate_cluster_id(id: &str) -> Result<(), PointError> {
     let ok = !id.is_empty() && id.len() <= 128 && id != "." && id != ".." && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
@@ -217,9 +251,12 @@ pub struct Unlocker {
     /// Version 3 cluster masters. Each slot is filled once, so points read at the same
     /// time (`open_manifests` reads four) wait for one derivation instead of each running
     /// their own.
-    clusters: Mutex<HashMap<([u8; SALT_LEN], u32), Arc<tokio::sync::OnceCell<Arc<ClusterKey>>>>>,
+    clusters: Mutex<HashMap<([u8; SALT_LEN], u32), ClusterKeySlot>>,
     pbkdf2_runs: AtomicU64,
 }
+
+/// A cluster master's derivation, shared by everyone who needs it (salt and iterations are the key).
+type ClusterKeySlot = Arc<tokio::sync::OnceCell<Arc<ClusterKey>>>;
 
 impl Unlocker {
     pub fn new(passphrase: Passphrase) -> Arc<Self> {

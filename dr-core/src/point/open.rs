@@ -287,7 +287,7 @@ async fn none_chosen(
     let at_text = at.map(rfc3339).unwrap_or_else(|| "now".into());
     // Candidates were refused for the passphrase and none opened: the passphrase is wrong,
     // unless a point outside the selection opens.
-    if !any_opened && wrong_passphrase.is_some() {
+    if let (false, Some(wrong_passphrase)) = (any_opened, wrong_passphrase) {
         let mut later_opens = false;
         if let Some(at) = at {
             let newer: Vec<&PointSummary> = points.iter().filter(|p| p.complete && p.time > at).collect();
@@ -300,7 +300,7 @@ async fn none_chosen(
         // Only suspect later points open: the passphrase is right; the listing below says why
         // each point was not taken.
         if !later_opens {
-            return Ok(wrong_passphrase.expect("checked"));
+            return Ok(wrong_passphrase);
         }
     }
     // Every point, newest first, with why it was not taken.

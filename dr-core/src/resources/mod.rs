@@ -2,7 +2,7 @@
 //! turning them and the Secrets they name into what the rest of the library uses.
 //!
 //! The CRD manifests under `deploy/crds/` are generated from these types
-//! (`cargo run --release -p dr-core --example gen_crds`); a test fails when they are stale.
+//! (`cargo run --release --example gen_crds`); a test fails when they are stale.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,6 +61,19 @@ pub enum ResourceError {
     Location(#[from] LocationError),
     #[error("reading {what} failed: {source}")]
     Api { what: String, source: kube::Error },
+}
+
+impl crate::failure::Classify for ResourceError {
+    fn kind(&self) -> crate::failure::ErrorKind {
+        use crate::failure::ErrorKind;
+        use ResourceError as E;
+        match self {
+            E::Passphrase(e) => e.kind(),
+            E::Location(e) => e.kind(),
+            E::Api { source, .. } => source.kind(),
+            _ => ErrorKind::BadInput,
+        }
+    }
 }
 
 fn secret_data(secret: Secret) -> BTreeMap<String, Vec<u8>> {

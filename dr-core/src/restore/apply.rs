@@ -19,7 +19,7 @@ use crate::api_retry::webhook_refused;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::discovery::Scope;
 use kube::runtime::wait::{await_condition, conditions, Condition};
-use kube::Client;
+use kube::{Client, Resource};
 use serde_json::{json, Value};
 
 use super::controls::Existing;
@@ -33,10 +33,10 @@ use crate::catalog::{Entry, DR_POLICY_NAME, REPLICATION_CRONJOB};
 /// How long a restored CRD may take to become Established.
 const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A simple pacing limiter: one request slot every 1/qps seconds.
 /// Entries handed from a tier's spill reader to the writers at a time.
 const SPILL_BATCH: usize = 64;
 
+/// A simple pacing limiter: one request slot every 1/qps seconds.
 struct RateLimiter {
     interval: Duration,
     next: Mutex<Instant>,
@@ -61,8 +61,22 @@ impl RateLimiter {
     }
 }
 
+/// What the restore reads of an object it created: the UID, for the owner references that
+/// name it.
+#[derive(serde::Deserialize)]
+struct Created {
+    metadata: CreatedMetadata,
+}
+
+#[derive(serde::Deserialize)]
+struct CreatedMetadata {
+    uid: Option<String>,
+}
+
+/// The kinds of one apiVersion, each with how to reach it (`None`: not served here).
+type ServedKinds = HashMap<String, Option<Arc<Served>>>;
+
 /// How to reach one kind on this cluster.
-#[derive(Clone)]
 struct Served {
     resource: ApiResource,
     namespaced: bool,
@@ -79,8 +93,11 @@ pub(super) struct Ctx {
     /// Source UID → UID on this cluster, for relinking ownerReferences: only of the objects
     /// the point's ownerReferences name (`Plan::is_referenced_owner`).
     uids: Mutex<HashMap<String, String>>,
-    /// apiVersion/kind → how to reach it; `None` if this cluster does not serve it.
-    kinds: tokio::sync::Mutex<HashMap<(String, String), Option<Served>>>,
+    /// apiVersion → kind → how to reach it; `None` if this cluster does not serve it. Read
+    /// for every object (a read lock and two lookups by `&str`: nothing allocated per object).
+    kinds: std::sync::RwLock<HashMap<String, ServedKinds>>,
+    /// Held while a kind is looked up, so concurrent writers of a new kind ask discovery once.
+    discovering: tokio::sync::Mutex<()>,
     pub(super) report: Mutex<RestoreReport>,
     /// Live progress, which the Job logs (`crate::progress`).
     progress: Arc<crate::progress::Tracker>,
@@ -141,7 +158,8 @@ impl Ctx {
             plan,
             limiter: RateLimiter::new(settings.qps),
             uids: Mutex::default(),
-            kinds: tokio::sync::Mutex::default(),
+            kinds: std::sync::RwLock::default(),
+            discovering: tokio::sync::Mutex::default(),
             report: Mutex::new(report),
             progress,
             crds_written: Mutex::default(),
@@ -211,7 +229,10 @@ impl Ctx {
     fn record(&self, kind: &str, outcome: Result<Outcome, String>, notes: Notes) {
         self.progress.add_done(1);
         let mut report = self.report.lock().expect("not poisoned");
-        let k = report.by_kind.entry(kind.to_owned()).or_default();
+        if !report.by_kind.contains_key(kind) {
+            report.by_kind.insert(kind.to_owned(), Default::default());
+        }
+        let k = report.by_kind.get_mut(kind).expect("inserted above");
         if notes.dropped_refs {
             k.owner_references_dropped += 1;
         }
@@ -260,11 +281,14 @@ impl Ctx {
 
     /// How to reach `apiVersion`/`kind` on this cluster. Discovery of a kind whose CRD was
     /// just restored can lag behind `Established` on a real API server: ask a few times.
-    async fn served(&self, api_version: &str, kind: &str) -> Result<Option<Served>, kube::Error> {
-        let key = (api_version.to_owned(), kind.to_owned());
-        let mut kinds = self.kinds.lock().await;
-        if let Some(found) = kinds.get(&key) {
-            return Ok(found.clone());
+    async fn served(&self, api_version: &str, kind: &str) -> Result<Option<Arc<Served>>, kube::Error> {
+        let known = |ctx: &Self| ctx.kinds.read().expect("not poisoned").get(api_version).and_then(|kinds| kinds.get(kind)).cloned();
+        if let Some(found) = known(self) {
+            return Ok(found);
+        }
+        let _discovering = self.discovering.lock().await;
+        if let Some(found) = known(self) {
+            return Ok(found);
         }
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         let gvk = GroupVersionKind::gvk(group, version, kind);
@@ -276,7 +300,7 @@ impl Ctx {
             match kube::discovery::pinned_kind(&self.client, &gvk).await {
                 Ok((resource, caps)) => {
                     let status_subresource = caps.subresources.iter().any(|(r, _)| r.plural == "status");
-                    found = Some(Served { resource, namespaced: caps.scope == Scope::Namespaced, status_subresource });
+                    found = Some(Arc::new(Served { resource, namespaced: caps.scope == Scope::Namespaced, status_subresource }));
                     break;
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -287,7 +311,7 @@ impl Ctx {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }
-        kinds.insert(key, found.clone());
+        self.kinds.write().expect("not poisoned").entry(api_version.to_owned()).or_default().insert(kind.to_owned(), found.clone());
         Ok(found)
     }
 
@@ -366,16 +390,16 @@ impl Ctx {
             let apply = Patch::Apply(&object);
             self.call(|| api.patch(&name, &params, &apply)).await.map_err(|e| describe(&e))
         };
-        let (outcome, written) = match self.create(&api, &object, notes).await {
-            Ok(created) => (Outcome::Restored, created),
+        let (outcome, written_uid) = match self.create(&api, &served, &namespace, &object, notes).await {
+            Ok(uid) => (Outcome::Restored, uid),
             Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
                 if self.settings.override_resources {
-                    (Outcome::Replaced, force_apply().await?)
+                    (Outcome::Replaced, force_apply().await?.metadata.uid)
                 } else {
                     let existing = self.call(|| api.get(&name)).await.map_err(|e| describe(&e))?;
                     match self.existing(&existing, &object, &namespace, &name) {
-                        Outcome::Updated(who) => (Outcome::Updated(who), force_apply().await?),
-                        other => (other, existing),
+                        Outcome::Updated(who) => (Outcome::Updated(who), force_apply().await?.metadata.uid),
+                        other => (other, existing.metadata.uid),
                     }
                 }
             }
@@ -384,14 +408,14 @@ impl Ctx {
             // object an earlier run of this restore wrote is done all the same.
             Err(e) if webhook_refused(&e) => match self.call(|| api.get_opt(&name)).await.map_err(|e| describe(&e))? {
                 Some(existing) => match self.existing(&existing, &object, &namespace, &name) {
-                    Outcome::AlreadyRestored => (Outcome::AlreadyRestored, existing),
+                    Outcome::AlreadyRestored => (Outcome::AlreadyRestored, existing.metadata.uid),
                     _ => return Err(describe(&e)),
                 },
                 None => return Err(describe(&e)),
             },
             Err(e) => return Err(describe(&e)),
         };
-        self.remember(source_uid.as_deref(), &written);
+        self.remember(source_uid.as_deref(), written_uid.as_deref());
         // Status only on what this restore wrote: never on an object it left as it was.
         let ours = matches!(outcome, Outcome::Restored | Outcome::Replaced | Outcome::AlreadyRestored | Outcome::Updated(_));
         if let (Some(status), true, true, true) = (status, restore_status, served.status_subresource, ours) {
@@ -405,14 +429,29 @@ impl Ctx {
         Ok(outcome)
     }
 
-    /// Creates `object`. A Service keeps the node ports it had; when one is taken on this
-    /// cluster, the cluster allocates another and the change is noted for the report.
-    async fn create(&self, api: &Api<DynamicObject>, object: &Value, notes: &mut Notes) -> Result<DynamicObject, kube::Error> {
+    /// Creates `object` and answers its UID on this cluster. A Service keeps the node ports
+    /// it had; when one is taken on this cluster, the cluster allocates another and the change
+    /// is noted for the report.
+    ///
+    /// The object goes out as it is (no copy into a typed object first), and of the object the
+    /// server echoes back only the UID is read, the rest skipped unparsed: on the cores the API
+    /// server shares with the restore, every parse is a create the server does not do.
+    async fn create(
+        &self,
+        api: &Api<DynamicObject>,
+        served: &Served,
+        namespace: &str,
+        object: &Value,
+        notes: &mut Notes,
+    ) -> Result<Option<String>, kube::Error> {
         let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-        let obj: DynamicObject = serde_json::from_value(object.clone()).map_err(kube::Error::SerdeError)?;
-        let status = match self.call(|| api.create(&params, &obj)).await {
+        let url = DynamicObject::url_path(&served.resource, served.namespaced.then_some(namespace));
+        let body = serde_json::to_vec(object).map_err(kube::Error::SerdeError)?;
+        let request = kube::core::Request::new(url).create(&params, body).map_err(kube::Error::BuildRequest)?;
+        let status = match self.call(|| self.client.request::<Created>(request)).await {
+            Ok(created) => return Ok(created.metadata.uid),
             Err(kube::Error::Api(s)) if s.code == 422 => s,
-            other => return other,
+            Err(e) => return Err(e),
         };
         let taken = taken_node_ports(&status);
         if taken.is_empty() {
@@ -427,7 +466,7 @@ impl Ctx {
             let new = port.field_mut(&mut created.data).and_then(|(spec, key)| spec.get(key).cloned()).unwrap_or(Value::Null);
             notes.node_ports_changed.push(format!("{who} {}: {} -> {new} (taken here)", port.describe(object), old.unwrap_or(Value::Null)));
         }
-        Ok(created)
+        Ok(created.metadata.uid)
     }
 
     /// What to do with an object the target already has: one an earlier run of this
@@ -451,8 +490,8 @@ impl Ctx {
         self.settings.controls.existing
     }
 
-    fn remember(&self, source_uid: Option<&str>, obj: &DynamicObject) {
-        if let (Some(src), Some(uid)) = (source_uid.filter(|s| self.plan.is_referenced_owner(s)), obj.metadata.uid.as_deref()) {
+    fn remember(&self, source_uid: Option<&str>, uid: Option<&str>) {
+        if let (Some(src), Some(uid)) = (source_uid.filter(|s| self.plan.is_referenced_owner(s)), uid) {
             self.uids.lock().expect("not poisoned").insert(src.to_owned(), uid.to_owned());
         }
     }
@@ -541,7 +580,9 @@ impl Ctx {
             }
         }
         // Kinds looked up before their CRDs existed must be asked again.
-        self.kinds.lock().await.retain(|_, v| v.is_some());
+        for kinds in self.kinds.write().expect("not poisoned").values_mut() {
+            kinds.retain(|_, v| v.is_some());
+        }
     }
 }
 

@@ -41,7 +41,7 @@ impl Existing {
 pub struct ModifiersRef {
     /// A ConfigMap in the release namespace with rules (key rules.yaml: JSON patches and regex
     /// substitutions per kind/namespace/name), checked before anything is written.
-    #[schemars(pattern(super::chart::patterns::NAME_OR_EMPTY))]
+    #[schemars(pattern(super::patterns::NAME_OR_EMPTY))]
     pub config_map: String,
 }
 
@@ -128,13 +128,6 @@ impl ServedApis {
             }
         }
         Ok(served)
-    }
-
-    /// For tests and offline plans: (group, kind, versions preferred first, plural).
-    pub fn from_list(list: &[(&str, &str, &[&str], &str)]) -> Self {
-        ServedApis {
-            kinds: list.iter().map(|(g, k, vs, p)| ((g.to_string(), k.to_string()), (vs.iter().map(|v| v.to_string()).collect(), p.to_string()))).collect(),
-        }
     }
 
     pub fn versions(&self, group: &str, kind: &str) -> Vec<String> {

@@ -16,7 +16,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::chart::patterns::{KIND, LABEL, NAME, REGISTRY};
+use super::patterns::{KIND, LABEL, NAME, REGISTRY};
 use super::select::{is_dns_label, names_kind};
 
 /// The chart's `mapping` values. (The field comments are the chart's documentation:

@@ -26,6 +26,7 @@ pub mod grant;
 mod lease;
 pub mod mapping;
 pub mod modifiers;
+pub(crate) mod patterns;
 pub mod plan;
 pub mod preflight;
 pub mod report;

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::chart::patterns::{KIND, LABEL, OBJECT, SELECTOR};
+use super::patterns::{KIND, LABEL, OBJECT, SELECTOR};
 use crate::catalog::Entry;
 
 /// The chart's `select` values, as they are given. (The field comments are the chart's

@@ -23,7 +23,7 @@ async fn pods_of(pods: &Api<Pod>, job: &str, job_uid: &str) -> Option<Vec<Pod>> 
                 || p.owner_references().iter().any(|o| o.uid == job_uid)
         })
         .collect();
-    mine.sort_by(|a, b| a.creation_timestamp().cmp(&b.creation_timestamp()));
+    mine.sort_by_key(|a| a.creation_timestamp());
     Some(mine)
 }
 

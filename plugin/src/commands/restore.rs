@@ -35,7 +35,7 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     settings.skip = parse_categories(&args.skip_resource).map_err(|e| anyhow::anyhow!("--skip-resource: {e}"))?;
     settings.quick_mode = args.quick_mode;
     settings.override_resources = args.override_resources;
-    if args.timeout.as_secs() % 60 != 0 || args.timeout.as_secs() == 0 {
+    if !args.timeout.as_secs().is_multiple_of(60) || args.timeout.as_secs() == 0 {
         bail!("--timeout must be a whole number of minutes (30m, 2h)");
     }
     settings.timeout = args.timeout;

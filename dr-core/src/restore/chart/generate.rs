@@ -179,7 +179,7 @@ mod tests {
     }
 
     /// values.yaml, values.schema.json and the README's table are what `ChartValues` generates.
-    /// `DR_WRITE_REFERENCE=1 cargo nextest run --release -p dr-core chart_files` rewrites them.
+    /// `DR_WRITE_REFERENCE=1 cargo nextest run --release --workspace chart_files` rewrites them.
     #[test]
     fn chart_files_are_current() {
         let dir = chart_dir();
@@ -204,7 +204,7 @@ mod tests {
         assert!(
             stale.is_empty(),
             "charts/dr-restore/{stale:?} differ from what dr-core/src/restore/chart/ generates: \
-             DR_WRITE_REFERENCE=1 cargo nextest run --release -p dr-core chart_files"
+             DR_WRITE_REFERENCE=1 cargo nextest run --release --workspace chart_files"
         );
     }
 

@@ -22,34 +22,7 @@ pub use generate::{values_schema, values_table, values_yaml};
 /// elsewhere rewrites that one line when it embeds the chart (the plugin's `chart.rs`).
 pub const SOURCE_IMAGE_REPOSITORY: &str = "localhost/kubectl-dr/dr-job";
 
-/// Patterns the schema checks, so that no value can add fields to the manifests (a newline and
-/// an indented key would) and what would fail later fails at `helm install`.
-pub(crate) mod patterns {
-    /// A DNS subdomain (Secrets, ConfigMaps, PVCs, profiles, StorageClasses).
-    pub const NAME: &str = "^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$";
-    pub const NAME_OR_EMPTY: &str = "^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)?$";
-    /// A DNS label (namespaces).
-    pub const LABEL: &str = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
-    /// `Kind`, `Kind.group`, `plural` or `plural.group`.
-    pub const KIND: &str = "^[A-Za-z0-9][A-Za-z0-9.-]*$";
-    pub const URL_OR_EMPTY: &str = "^$|^https?://[^\\s\"'{}]+$";
-    pub const REPOSITORY: &str = "^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$";
-    pub const REPOSITORY_OR_EMPTY: &str = "^$|^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$";
-    pub const REGISTRY: &str = "^[A-Za-z0-9][A-Za-z0-9._:/-]*[A-Za-z0-9]$";
-    pub const CLUSTER_ID: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$";
-    /// A restore point ID (`20261121T093000.123Z-0a1b2c3d`, as `kubectl dr restore-points` lists it), or nothing.
-    pub const POINT_ID_OR_EMPTY: &str = "^$|^[0-9]{8}T[0-9]{6}\\.[0-9]{3}Z-[A-Za-z0-9]+$";
-    pub const RFC3339_OR_EMPTY: &str = "^$|^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
-    /// `--set skipResource="profiles\,policies"` leaves the backslash in; the Job accepts it.
-    pub const CATEGORIES_OR_EMPTY: &str =
-        "^$|^ *(profiles|policies|secrets|cluster|applications) *(\\\\?, *(profiles|policies|secrets|cluster|applications) *)*$";
-    pub const STATUS_KINDS_OR_EMPTY: &str = "^$|^all$|^[A-Za-z0-9][A-Za-z0-9.-]*( *, *[A-Za-z0-9][A-Za-z0-9.-]*)*$";
-    pub const OBJECT: &str = "^[A-Za-z0-9][A-Za-z0-9.-]*/([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/)?[A-Za-z0-9._:-]+$";
-    pub const SELECTOR: &str = "^[A-Za-z0-9._/!=(), -]*$";
-    pub const API_GROUP: &str = "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$";
-    pub const RESOURCE: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
-}
-use patterns::*;
+use super::patterns::*;
 
 /// Values of the dr-restore chart. The names follow the restore chart of the source documents
 /// (sourceClusterID, profile.name, pointInTime, skipResource, restore.timeout, quickMode.*,
