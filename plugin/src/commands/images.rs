@@ -21,7 +21,7 @@ pub async fn run(args: &ImagesArgs) -> Result<ExitStatus> {
     let used_by = "dr-restore chart (restore Job), DR policy CronJob (backup)";
     let chart = release::chart_repository();
     let chart_digest = crate::chart::artifact()?.digest();
-    let install = format!("helm install dr-restore oci://{} --version {}", chart.name(), release::VERSION);
+    let install = format!("helm install k10-restore oci://{} --version {}", chart.name(), release::VERSION);
     match args.output {
         OutputFormat::Table => {
             println!("{:<48} {:<12} {:<72} USED BY", "ARTIFACT", "TAG", "DIGEST");
@@ -121,7 +121,7 @@ async fn mirror(args: &MirrorArgs, fips: bool, output: OutputFormat) -> Result<E
                 report.blobs_present + chart.as_ref().map_or(0, |c| c.blobs_present),
             );
             if let Some(chart) = &chart {
-                eprintln!("or with Helm: helm install dr-restore {} --version {} --set airgapped.repository={to} ...", chart.oci, chart.version);
+                eprintln!("or with Helm: helm install k10-restore {} --version {} --set airgapped.repository={to} ...", chart.oci, chart.version);
             }
         }
         format => {
