@@ -292,7 +292,7 @@ fn values_of(arg: &Arg) -> Values {
     match name.as_str() {
         "PROFILE" => Values::Profiles,
         "NAMESPACE" => Values::Namespaces,
-        "CONTEXT" | "TARGET_CONTEXT" => Values::Contexts,
+        "CONTEXT" => Values::Contexts,
         "CLUSTER_ID" => Values::ClusterIds,
         "POINT" => Values::Points,
         _ => match arg.get_value_hint() {
@@ -353,6 +353,7 @@ async fn profiles(client: kube::Client, namespace: String) -> Option<Vec<Candida
     Some(list.items.iter().filter_map(|p| Some(Candidate::new(p.metadata.name.clone()?, describe(p)))).collect())
 }
 
+/// The cluster's namespaces (the DR namespace argument is there for `from_cluster`'s shape).
 async fn namespaces(client: kube::Client, _dr_namespace: String) -> Option<Vec<Candidate>> {
     let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
     let list = api.list(&Default::default()).await.ok()?;
