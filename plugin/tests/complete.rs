@@ -185,6 +185,10 @@ async fn profile_names_come_from_the_dr_namespace_and_a_slow_cluster_gives_none_
     let closed = dir.path().join("closed");
     std::fs::write(&closed, kc_contents_for(&format!("http://127.0.0.1:{}", support::free_port()))).unwrap();
     assert_eq!(complete(&["restore", "--profile", ""], &[("KUBECONFIG", closed.to_str().unwrap())]), ":4\n");
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, "not: [a kubeconfig").unwrap();
+    assert_eq!(complete(&["--kubeconfig", junk.to_str().unwrap(), "restore", "--profile", ""], &[]), ":4\n");
+    assert_eq!(complete(&["--kubeconfig", junk.to_str().unwrap(), "--context", ""], &[]), ":4\n");
 }
 
 fn kc_contents_for(server: &str) -> String {

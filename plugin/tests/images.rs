@@ -241,6 +241,10 @@ async fn helm_installs_the_mirrored_chart_from_the_registry_and_its_job_names_th
     let out = support::succeeded(&dr(&["images", "package-chart", "--destination", dir.path().to_str().unwrap()]));
     assert_eq!(out.trim(), dir.path().join(format!("dr-restore-{VERSION}.tgz")).display().to_string());
     assert_eq!(manifest["layers"][0]["digest"], sha256(&std::fs::read(out.trim()).unwrap()));
+    let missing = dir.path().join("no-such-dir");
+    let out = dr(&["images", "package-chart", "--destination", missing.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains("is not a directory: create it first"), "{err}");
 
     // helm install oci://... --version, with airgapped.repository on the same registry (Helm's
     // own OCI client pulls the chart), against the test API server.
