@@ -25,10 +25,13 @@ pub const FILES: &[(&str, &str)] = chart_files!(
 );
 
 /// The chart's files as this build ships them: `values.yaml` names the job image repository
-/// this build was made for (`crate::release`), as `scripts/dist` writes it into the packaged chart.
+/// this build was made for (`crate::release`), and Chart.yaml this build's version (as `helm
+/// package --version` would set it).
 pub fn files() -> impl Iterator<Item = (&'static str, std::borrow::Cow<'static, str>)> {
     FILES.iter().map(|(path, text)| {
-        let text = if *path == "values.yaml" {
+        let text = if *path == "Chart.yaml" {
+            with_version(text, crate::release::VERSION).into()
+        } else if *path == "values.yaml" {
             // values.yaml is generated from dr_core::restore::chart, which names the source
             // tree's repository on one line.
             let source_line = format!("  repository: {}\n", dr_core::restore::chart::SOURCE_IMAGE_REPOSITORY);
@@ -39,6 +42,29 @@ pub fn files() -> impl Iterator<Item = (&'static str, std::borrow::Cow<'static, 
         };
         (*path, text)
     })
+}
+
+/// Chart.yaml with `version` and `appVersion` set to `version`.
+fn with_version(chart_yaml: &str, version: &str) -> String {
+    chart_yaml
+        .lines()
+        .map(|line| {
+            if line.starts_with("version:") {
+                format!("version: {version}\n")
+            } else if line.starts_with("appVersion:") {
+                format!("appVersion: \"{version}\"\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect()
+}
+
+/// The chart packaged as `helm package` would (reproducibly) and as the OCI artifact `images
+/// mirror` pushes beside the image.
+pub fn artifact() -> Result<dr_core::images::ChartArtifact, dr_core::images::ImageError> {
+    let files: Vec<(&str, std::borrow::Cow<'static, str>)> = files().collect();
+    dr_core::images::ChartArtifact::package(files.iter().map(|(path, text)| (*path, text.as_bytes())))
 }
 
 /// Writes the chart under `dir`; returns the chart's directory.
@@ -70,6 +96,15 @@ mod tests {
         let mut embedded: Vec<String> = super::FILES.iter().map(|(p, _)| p.to_string()).collect();
         embedded.sort();
         assert_eq!(on_disk, embedded, "add new chart files to plugin/src/chart.rs");
+    }
+
+    #[test]
+    fn the_packaged_chart_carries_this_builds_version_and_is_reproducible() {
+        let chart = super::artifact().unwrap();
+        assert_eq!((chart.name.as_str(), chart.version.as_str()), (crate::release::CHART_NAME, crate::release::VERSION));
+        assert_eq!(chart.digest(), super::artifact().unwrap().digest());
+        let chart_yaml = super::files().find(|(p, _)| *p == "Chart.yaml").unwrap().1;
+        assert!(chart_yaml.contains(&format!("appVersion: \"{}\"\n", crate::release::VERSION)), "{chart_yaml}");
     }
 
     #[test]

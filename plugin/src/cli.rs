@@ -73,12 +73,13 @@ pub enum Command {
     /// Make this restored cluster the owner of the location: delete the ownership ConfigMap
     /// and resume the DR policy's schedule.
     TakeOwnership(TakeOwnershipArgs),
-    /// The images the chart and the DR CronJob use (to mirror for air-gapped clusters);
-    /// `images mirror --to REGISTRY/PATH` copies them.
+    /// The images the chart and the DR CronJob use, and the chart itself as an OCI artifact (to
+    /// mirror for air-gapped clusters); `images mirror --to REGISTRY/PATH` copies them.
     Images(ImagesArgs),
     /// The plugin's version, the job image it deploys, and whether its crypto is in FIPS mode.
     Version(VersionArgs),
-    /// A shell completion script: `source <(kubectl dr completion bash)`.
+    /// A shell completion script for `kubectl-dr`: `source <(kubectl dr completion bash)`.
+    /// `kubectl dr <TAB>` completes through kubectl_complete-dr on the PATH instead (README).
     Completion(CompletionArgs),
 }
 
@@ -109,16 +110,34 @@ pub struct ImagesArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ImagesCommand {
-    /// Copy the job image into a private registry (REGISTRY[:PORT][/PATH]), byte for byte, so
-    /// its digest stays the same; then restore with --airgapped-repository REGISTRY/PATH.
+    /// Copy the job image and the dr-restore chart into a private registry
+    /// (REGISTRY[:PORT][/PATH]), byte for byte, so their digests stay the same.
+    ///
+    /// Then restore with --airgapped-repository REGISTRY/PATH, or install the chart from there:
+    /// `helm install k10-restore oci://REGISTRY/PATH/dr-restore --version <version> --set
+    /// airgapped.repository=REGISTRY/PATH ...`.
     Mirror(MirrorArgs),
+    /// Write the dr-restore chart this plugin embeds as <destination>/dr-restore-<version>.tgz:
+    /// the package `images mirror` pushes as an OCI artifact (scripts/dist ships it).
+    PackageChart(PackageChartArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PackageChartArgs {
+    /// The directory to write the package into (it must exist).
+    #[arg(long, default_value = ".", value_hint = clap::ValueHint::DirPath)]
+    pub destination: PathBuf,
 }
 
 #[derive(Args, Debug)]
 pub struct MirrorArgs {
-    /// The registry and path to copy into: the image lands at <to>/dr-job:<tag>.
+    /// The registry and path to copy into: the image lands at <to>/dr-job:<tag>, the chart at
+    /// <to>/dr-restore:<version>.
     #[arg(long)]
     pub to: String,
+    /// Copy the image only, not the chart (a registry that refuses Helm's media types).
+    #[arg(long)]
+    pub no_chart: bool,
     /// Copy from this OCI archive (scripts/image's .oci.tar) instead of the image's registry.
     #[arg(long, conflicts_with = "from")]
     pub from_archive: Option<PathBuf>,
@@ -455,6 +474,7 @@ pub struct ProfileCreateArgs {
 
 #[derive(Args, Debug)]
 pub struct ProfileDeleteArgs {
+    #[arg(value_name = "PROFILE")]
     pub name: String,
 }
 
@@ -616,14 +636,14 @@ pub struct ReplicateArgs {
     #[arg(long, env = "DR_CLUSTER_ID")]
     pub cluster_id: String,
     /// The location profile the points are at.
-    #[arg(long)]
+    #[arg(long, value_name = "PROFILE")]
     pub from: String,
     /// The location profile to copy them to (the off-site one).
-    #[arg(long)]
+    #[arg(long, value_name = "PROFILE")]
     pub to: String,
     /// A profile of the same destination with read credentials, to check what is there and
     /// read each copy back (default: --to, when its credentials may read).
-    #[arg(long)]
+    #[arg(long, value_name = "PROFILE")]
     pub verify_with: Option<String>,
     /// Only this point (default: every complete point not yet there).
     #[arg(long)]
@@ -651,7 +671,7 @@ pub struct DiffArgs {
     /// this cluster (--live).
     pub point: String,
     /// The later point.
-    #[arg(required_unless_present = "live", conflicts_with = "live")]
+    #[arg(required_unless_present = "live", conflicts_with = "live", value_name = "POINT")]
     pub other: Option<String>,
     /// Compare the point with this cluster now: the kinds the point holds, in the namespaces it holds.
     #[arg(long)]

@@ -3,6 +3,7 @@
 mod chart;
 mod cli;
 mod commands;
+mod complete;
 mod input;
 #[cfg(test)]
 mod reference;
@@ -19,6 +20,11 @@ use commands::ExitStatus;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // `kubectl dr <TAB>`: run as kubectl_complete-dr, or `kubectl-dr __complete ...`.
+    if let Some(words) = complete::request(&std::env::args_os().collect::<Vec<_>>()) {
+        complete::run(&words).await;
+        return std::process::ExitCode::SUCCESS;
+    }
     stdout::install_panic_hook();
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()

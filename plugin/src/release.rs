@@ -43,6 +43,20 @@ pub fn job_image(fips: bool) -> ImageRef {
     image
 }
 
+/// Where the dr-restore chart is published as an OCI artifact: beside the job image, in the
+/// same registry and path (`.../dr-job` gives `.../dr-restore`), tagged with this version.
+pub fn chart_repository() -> ImageRef {
+    let image = job_image(false);
+    let repository = match image.repository.rsplit_once('/') {
+        Some((path, _)) => format!("{path}/{CHART_NAME}"),
+        None => CHART_NAME.to_owned(),
+    };
+    ImageRef { registry: image.registry, repository, tag: Some(VERSION.to_owned()), digest: None }
+}
+
+/// The chart's name (its Chart.yaml), which is also the last segment of its OCI repository.
+pub const CHART_NAME: &str = "dr-restore";
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -54,5 +68,15 @@ mod tests {
                 assert!(d.starts_with("sha256:") && d.len() == 71, "{d}");
             }
         }
+    }
+
+    #[test]
+    fn the_chart_is_published_beside_the_image() {
+        let image = super::job_image(false);
+        let chart = super::chart_repository();
+        assert_eq!(chart.registry, image.registry);
+        let path = image.repository.rsplit_once('/').map(|(p, _)| format!("{p}/")).unwrap_or_default();
+        assert_eq!(chart.repository, format!("{path}dr-restore"));
+        assert_eq!(chart.tag.as_deref(), Some(super::VERSION));
     }
 }

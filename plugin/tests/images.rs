@@ -207,3 +207,109 @@ async fn mirror_refuses_a_tampered_archive_and_says_what_is_wrong() {
     let out = dr(&["images", "mirror", "--to", &format!("{host}/m"), "--from-archive", dir.path().join("junk.tar").to_str().unwrap(), "--plain-http"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_installs_the_mirrored_chart_from_the_registry_and_its_job_names_the_mirrored_image() {
+    let registry = support::registry();
+    let host = registry.url.trim_start_matches("http://").to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("dr-job.oci.tar");
+    let image_digest = sha256(&write_archive(&archive, &format!("localhost/kubectl-dr/dr-job:{VERSION}")));
+    let to = format!("{host}/mirror");
+
+    // The mirror copies the chart beside the image, under the digest `kubectl dr images` lists.
+    let out = dr(&["images", "mirror", "--to", &to, "--from-archive", archive.to_str().unwrap(), "--plain-http", "-o", "json"]);
+    let report: Value = serde_json::from_str(&support::succeeded(&out)).unwrap();
+    let listed: Value = serde_json::from_str(&support::succeeded(&dr(&["images", "-o", "json"]))).unwrap();
+    let (image, chart) = (&listed[0], &listed[1]);
+    assert_eq!((image["kind"].as_str(), chart["kind"].as_str()), (Some("image"), Some("chart")));
+    assert_eq!(chart["image"], "localhost/kubectl-dr/dr-restore", "published beside the image");
+    assert_eq!(chart["tag"], VERSION);
+    let chart_digest = chart["digest"].as_str().unwrap().to_owned();
+    assert_eq!(report["digest"], image_digest);
+    assert_eq!(report["chart"]["digest"], chart_digest);
+    assert_eq!(report["chart"]["chart"], format!("{to}/dr-restore:{VERSION}@{chart_digest}"));
+    assert_eq!(report["chart"]["oci"], format!("oci://{to}/dr-restore"));
+    assert_eq!(report["chart"]["blobsUploaded"], 2);
+
+    // The registry serves it as Helm lays a chart out, the layer being `images package-chart`'s file.
+    let (status, served, body) = get_manifest(&registry.url, "mirror/dr-restore", VERSION).await;
+    assert_eq!((status, served.as_str()), (200, chart_digest.as_str()));
+    let manifest: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(manifest["config"]["mediaType"], "application/vnd.cncf.helm.config.v1+json");
+    assert_eq!(manifest["layers"][0]["mediaType"], "application/vnd.cncf.helm.chart.content.v1.tar+gzip");
+    let out = support::succeeded(&dr(&["images", "package-chart", "--destination", dir.path().to_str().unwrap()]));
+    assert_eq!(out.trim(), dir.path().join(format!("dr-restore-{VERSION}.tgz")).display().to_string());
+    assert_eq!(manifest["layers"][0]["digest"], sha256(&std::fs::read(out.trim()).unwrap()));
+    let missing = dir.path().join("no-such-dir");
+    let out = dr(&["images", "package-chart", "--destination", missing.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains("is not a directory: create it first"), "{err}");
+
+    // helm install oci://... --version, with airgapped.repository on the same registry (Helm's
+    // own OCI client pulls the chart), against the test API server.
+    let api = support::apiserver::ApiServer::start().await;
+    api.install_dr_crds();
+    api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kasten-io"}}));
+    // The chart looks its profile up (a file profile's claim is mounted).
+    api.seed(json!({"apiVersion": "dr.kubectl-dr.io/v1alpha1", "kind": "Profile", "metadata": {"name": "p", "namespace": "kasten-io"}, "spec": {"s3": {"bucket": "b"}}}));
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, "kasten-io");
+    let values = dir.path().join("values.yaml");
+    std::fs::write(&values, serde_json::to_string(&json!({"sourceClusterID": "c", "profile": {"name": "p"}, "airgapped": {"repository": to}})).unwrap())
+        .unwrap();
+    let path = format!("{}:{}", support::venv_bin("python").parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+    let helm = |chart: &str, version: &str| {
+        Command::new(support::workspace_root().join("charts/tests/helm"))
+            .args(["upgrade", "--install", "k10-restore", chart, "--version", version, "--plain-http", "--namespace", "kasten-io"])
+            .args(["--values", values.to_str().unwrap(), "--kubeconfig", kubeconfig.to_str().unwrap()])
+            .env("PATH", &path)
+            .env("HOME", dir.path())
+            .output()
+            .unwrap()
+    };
+    let oci = format!("oci://{to}/dr-restore");
+    support::succeeded(&helm(&oci, VERSION));
+    let jobs = api.objects("batch", "jobs");
+    assert_eq!(jobs.len(), 1);
+    let pulled = jobs[0]["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_owned();
+    assert_eq!(pulled, format!("{to}/dr-job:{VERSION}"));
+    let (status, served, _) = get_manifest(&registry.url, "mirror/dr-job", VERSION).await;
+    assert_eq!((status, served.as_str()), (200, image_digest.as_str()), "the registry serves the Job's image");
+
+    // A version the registry does not hold is Helm's clear error.
+    let out = helm(&oci, "9.9.9");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("9.9.9"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Mirroring again uploads nothing; --no-chart leaves the chart out.
+    let again: Value = serde_json::from_str(&support::succeeded(&dr(&[
+        "images",
+        "mirror",
+        "--to",
+        &to,
+        "--from-archive",
+        archive.to_str().unwrap(),
+        "--plain-http",
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!((again["chart"]["blobsUploaded"].as_u64(), again["chart"]["blobsPresent"].as_u64()), (Some(0), Some(2)));
+    let other = format!("{host}/imageonly");
+    let image_only: Value = serde_json::from_str(&support::succeeded(&dr(&[
+        "images",
+        "mirror",
+        "--to",
+        &other,
+        "--from-archive",
+        archive.to_str().unwrap(),
+        "--plain-http",
+        "--no-chart",
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    assert!(image_only.get("chart").is_none());
+    assert_eq!(get_manifest(&registry.url, "imageonly/dr-restore", VERSION).await.0, 404);
+}

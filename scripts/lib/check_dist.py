@@ -11,6 +11,7 @@ import time
 import urllib.request
 
 import yaml
+from helm_python import registry as helm_registry
 from helm_python.chart import Chart
 
 from dist import sha256
@@ -78,6 +79,16 @@ def main(dist):
         size = os.path.getsize(path)
         check(f"{name}: {size / 1e6:.1f} MB, within 25 MB", size <= BUDGET, size)
 
+    # kubectl's completer for `kubectl dr <TAB>`, beside the plugin: it answers from the binary
+    # next to it, in cobra's format, with no kubectl-dr on the PATH.
+    completer = os.path.join(tmp, "kubectl-dr", "kubectl_complete-dr")
+    check("kubectl_complete-dr: in the plugin's archive, executable", os.access(completer, os.X_OK))
+    if os.access(completer, os.X_OK):
+        out = subprocess.run([completer, "images", ""], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+        names = [line.split("\t")[0] for line in out.stdout.splitlines()]
+        check("kubectl_complete-dr: completes `kubectl dr images <TAB>`", out.returncode == 0 and names == ["mirror", "package-chart", "help", ":4"] and not out.stderr,
+              out.stdout + out.stderr)
+
     # Checksums and the krew manifest.
     sums = {}
     for line in open(os.path.join(dist, "SHA256SUMS")):
@@ -90,11 +101,16 @@ def main(dist):
         archive = os.path.join(dist, os.path.basename(p["uri"]))
         check(f"krew: {os.path.basename(p['uri'])} exists with the manifest's sha256", os.path.isfile(archive) and sha256(archive) == p["sha256"], p)
         with tarfile.open(archive) as t:
-            check(f"krew: bin {p['bin']} is in the archive", any(os.path.basename(m.name) == p["bin"] for m in t.getmembers()))
+            members = {os.path.normpath(m.name) for m in t.getmembers()}
+            check(f"krew: bin {p['bin']} is in the archive", p["bin"] in members)
+            for f in p.get("files", []):
+                check(f"krew: files {f['from']} is in the archive", f["from"] in members, sorted(members))
+    check("krew: the caveats say how to link kubectl_complete-dr", "kubectl_complete-dr" in krew["spec"].get("caveats", ""), krew["spec"])
 
     # The plugin names the image it was built with, by digest.
     dr = bins["kubectl-dr"]
-    images = json.loads(subprocess.run([dr, "images", "-o", "json"], check=True, capture_output=True, text=True).stdout)[0]
+    listed = json.loads(subprocess.run([dr, "images", "-o", "json"], check=True, capture_output=True, text=True).stdout)
+    images, chart_listed = listed[0], listed[1]
     digest = open(os.path.join(dist, f"dr-job_{version}.digest")).read().strip()
     check("kubectl dr images: the image built with it, pinned", images["digest"] == digest and images["tag"] == version, images)
     ver = json.loads(subprocess.run([dr, "version", "-o", "json"], check=True, capture_output=True, text=True).stdout)
@@ -109,7 +125,19 @@ def main(dist):
         check("images mirror: into the loopback registry", out.returncode == 0, out.stderr)
         report = json.loads(out.stdout) if out.returncode == 0 else {}
         check("images mirror: the digest kubectl dr images prints", report.get("digest") == digest, report)
-        chart = Chart.load(os.path.join(dist, f"dr-restore-{version}.tgz"))
+        # The chart beside the image, as Helm pulls it: the same bytes as dist's package.
+        check("images mirror: the chart, with the digest kubectl dr images prints",
+              report.get("chart", {}).get("digest") == chart_listed["digest"] and chart_listed["kind"] == "chart", (report, chart_listed))
+        pulled_dir = os.path.join(tmp, "pulled")
+        os.makedirs(pulled_dir)
+        try:
+            helm_registry.pull(f"oci://{host}/mirror/dr-restore", version=version, plain_http=True, destination=pulled_dir)
+            pulled_chart = os.path.join(pulled_dir, f"dr-restore-{version}.tgz")
+            check("helm pull oci://: the chart dist packaged, byte for byte", sha256(pulled_chart) == sha256(os.path.join(dist, f"dr-restore-{version}.tgz")))
+        except Exception as e:  # Helm's error, as a failed check
+            pulled_chart = os.path.join(dist, f"dr-restore-{version}.tgz")
+            check("helm pull oci://: the chart dist packaged, byte for byte", False, e)
+        chart = Chart.load(pulled_chart)
         rendered = chart.render({"sourceClusterID": "c", "profile": {"name": "p"}, "airgapped": {"repository": f"{host}/mirror"},
                                  "image": {"digest": digest}}, name="k10-restore", namespace="kasten-io", is_install=True)
         job = next(d for path, text in rendered.items() if not path.endswith("NOTES.txt")

@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """The release's chart package, krew manifest and checksums (called by scripts/dist).
 
-    dist.py DIST_DIR VERSION REPOSITORY BASE_URL
+    dist.py DIST_DIR VERSION REPOSITORY BASE_URL KUBECTL_DR
 """
 import hashlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
 import helm_python as helm
+from helm_python.chart import Chart
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 SOURCE_REPOSITORY_LINE = "  repository: localhost/kubectl-dr/dr-job\n"
@@ -23,8 +25,10 @@ def sha256(path):
     return h.hexdigest()
 
 
-def package_chart(dist, version, repository):
-    """The chart as the plugin embeds it: values.yaml names the release's image repository."""
+def package_chart(dist, version, repository, kubectl_dr):
+    """The chart as the plugin embeds it (values.yaml names the release's image repository),
+    linted by the Helm library, then packaged by the plugin itself: the same bytes as the layer
+    of the OCI artifact `kubectl dr images mirror` pushes, so the .tgz and the registry agree."""
     with tempfile.TemporaryDirectory() as tmp:
         chart = os.path.join(tmp, "dr-restore")
         shutil.copytree(os.path.join(ROOT, "charts", "dr-restore"), chart)
@@ -33,7 +37,11 @@ def package_chart(dist, version, repository):
         assert SOURCE_REPOSITORY_LINE in text, "values.yaml names the image repository on one line"
         open(values, "w").write(text.replace(SOURCE_REPOSITORY_LINE, f"  repository: {repository}\n"))
         helm.lint(chart)
-        return helm.package(chart, destination=os.path.abspath(dist), version=version, app_version=version)
+    out = subprocess.run([kubectl_dr, "images", "package-chart", "--destination", os.path.abspath(dist)],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    packaged = Chart.load(out)
+    assert packaged.version == version and packaged.values["image"]["repository"] == repository, (packaged.version, packaged.values["image"])
+    return out
 
 
 def krew_manifest(dist, version, base_url):
@@ -62,13 +70,24 @@ spec:
       uri: {base_url.rstrip('/')}/{archive}
       sha256: {sha256(os.path.join(dist, archive))}
       bin: kubectl-dr
+      files:
+        - from: kubectl-dr
+          to: .
+        - from: kubectl_complete-dr
+          to: .
+        - from: README.md
+          to: .
+  caveats: |
+    kubectl dr <TAB> completes (kubectl 1.26 and later) through kubectl_complete-dr on the
+    PATH, which krew does not link. Link it once beside the plugin (it follows upgrades):
+      ln -sf kubectl-dr "${{KREW_ROOT:-$HOME/.krew}}/bin/kubectl_complete-dr"
 """)
     return path
 
 
 def main():
-    dist, version, repository, base_url = sys.argv[1:5]
-    chart = package_chart(dist, version, repository)
+    dist, version, repository, base_url, kubectl_dr = sys.argv[1:6]
+    chart = package_chart(dist, version, repository, kubectl_dr)
     print(f"chart {chart}", file=sys.stderr)
     print(f"krew manifest {krew_manifest(dist, version, base_url)}", file=sys.stderr)
     names = sorted(

@@ -1,6 +1,7 @@
 //! The job image as a thing to copy: image references, the OCI archive `scripts/image` writes,
 //! and a small client of the OCI distribution API, so `kubectl dr images mirror` can fill a
-//! private registry for air-gapped clusters without docker, skopeo or crane.
+//! private registry for air-gapped clusters without docker, skopeo or crane; and the restore
+//! chart as the OCI artifact Helm pulls (`chart`), pushed beside the image.
 //!
 //! Every blob and manifest is checked against its digest as it is read (from the archive or
 //! from a registry), so a mirror holds exactly the bytes that were built: the digest that
@@ -13,8 +14,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+pub mod chart;
 mod registry;
 
+pub use chart::ChartArtifact;
 pub use registry::{Registry, RegistryOptions};
 
 /// Media types of manifests: OCI and Docker, single images and indexes.
@@ -45,6 +48,8 @@ pub enum ImageError {
     NotFound { registry: String, what: String },
     #[error("the registry {registry} answered {status} to {what}: {detail}")]
     Registry { registry: String, what: String, status: u16, detail: String },
+    #[error("cannot package the chart: {detail}")]
+    ChartPackage { detail: String },
     #[error("{what} from {from} does not match its digest {digest} (got {actual}): the copy was damaged or tampered with")]
     DigestMismatch { what: String, from: String, digest: String, actual: String },
 }
