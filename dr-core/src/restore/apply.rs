@@ -19,7 +19,7 @@ use crate::api_retry::webhook_refused;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::discovery::Scope;
 use kube::runtime::wait::{await_condition, conditions, Condition};
-use kube::{Client, Resource};
+use kube::Client;
 use serde_json::{json, Value};
 
 use super::controls::Existing;
@@ -390,7 +390,7 @@ impl Ctx {
             let apply = Patch::Apply(&object);
             self.call(|| api.patch(&name, &params, &apply)).await.map_err(|e| describe(&e))
         };
-        let (outcome, written_uid) = match self.create(&api, &served, &namespace, &object, notes).await {
+        let (outcome, written_uid) = match self.create(&api, &object, notes).await {
             Ok(uid) => (Outcome::Restored, uid),
             Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
                 if self.settings.override_resources {
@@ -436,18 +436,10 @@ impl Ctx {
     /// The object goes out as it is (no copy into a typed object first), and of the object the
     /// server echoes back only the UID is read, the rest skipped unparsed: on the cores the API
     /// server shares with the restore, every parse is a create the server does not do.
-    async fn create(
-        &self,
-        api: &Api<DynamicObject>,
-        served: &Served,
-        namespace: &str,
-        object: &Value,
-        notes: &mut Notes,
-    ) -> Result<Option<String>, kube::Error> {
+    async fn create(&self, api: &Api<DynamicObject>, object: &Value, notes: &mut Notes) -> Result<Option<String>, kube::Error> {
         let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-        let url = DynamicObject::url_path(&served.resource, served.namespaced.then_some(namespace));
         let body = serde_json::to_vec(object).map_err(kube::Error::SerdeError)?;
-        let request = kube::core::Request::new(url).create(&params, body).map_err(kube::Error::BuildRequest)?;
+        let request = kube::core::Request::new(api.resource_url()).create(&params, body).map_err(kube::Error::BuildRequest)?;
         let status = match self.call(|| self.client.request::<Created>(request)).await {
             Ok(created) => return Ok(created.metadata.uid),
             Err(kube::Error::Api(s)) if s.code == 422 => s,
