@@ -104,7 +104,8 @@ async fn restore(url: &str, profile: &str, dir: &str, qps: u32) {
     let cpu0 = cpu_seconds();
     let opened0 = dr_core::location::objects_opened();
     let start = Instant::now();
-    let report = restore::run_restore(&client, &settings).await.unwrap();
+    let opened = restore::open_point(&client, &settings, None).await.unwrap();
+    let report = restore::run_restore(&client, &settings, opened).await.unwrap();
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     println!(

@@ -255,6 +255,8 @@ async fn lose_an_application_then_restore_it_and_take_ownership() {
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), std::fs::read_to_string(&termination).unwrap_or_default());
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["failed"], 0, "{report}");
+    // The Job's process opens the point once: one key derivation, one manifest read.
+    assert_eq!(report["pointOpens"], serde_json::json!({"keyDerivations": 1, "manifestReads": 1}), "{report}");
     assert_eq!(cms.get("settings").await.unwrap().data.unwrap()["currency"], "EUR");
     let crons = Api::<CronJob>::namespaced(c.client.clone(), &c.namespace);
     assert_eq!(crons.get("k10-disaster-recovery-policy").await.unwrap().spec.unwrap().suspend, Some(true));

@@ -357,6 +357,8 @@ async fn a_dry_run_plans_custom_resources_whose_crd_is_in_the_point() {
     assert_eq!(report.by_kind["Widget.example.com"].restored, 1, "{report:?}");
     assert_eq!(report.by_kind["CustomResourceDefinition.apiextensions.k8s.io"].restored, 1, "{report:?}");
     assert_eq!(report.archive_reads, 1);
+    // The plugin's check opened the point and its dry-run planned from it: no second open.
+    assert_eq!(report.point_opens, dr_core::point::PointOpens { key_derivations: 1, manifest_reads: 1 }, "{report:?}");
     assert!(find(&target, "apiextensions.k8s.io", "customresourcedefinitions", "", "widgets.example.com").is_none(), "a dry run writes nothing");
 }
 
@@ -942,6 +944,8 @@ async fn a_sandbox_drill_restores_checks_reports_and_cleans_up() {
     // The report, owner-only.
     let report: Value = serde_json::from_str(&std::fs::read_to_string(reports.join("drill.json")).unwrap()).unwrap();
     assert_eq!(report["passed"], true, "{report}");
+    // The drill and its restore share one opened point.
+    assert_eq!(report["pointOpens"], json!({"keyDerivations": 1, "manifestReads": 1}), "{report}");
     for kind in ["ConfigMap", "Secret", "Service", "Deployment.apps", "Namespace"] {
         let k = &report["byKind"][kind];
         let compared = k["inPoint"].as_u64().unwrap() - k["ignored"].as_u64().unwrap();

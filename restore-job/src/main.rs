@@ -242,7 +242,10 @@ async fn restore(args: &RestoreArgs) -> std::process::ExitCode {
     };
     let started = std::time::Instant::now();
     let result = tokio::select! {
-        result = dr_core::restore::run_restore(&client, &settings) => result,
+        result = async {
+            let opened = dr_core::restore::open_point(&client, &settings, None).await?;
+            dr_core::restore::run_restore(&client, &settings, opened).await
+        } => result,
         _ = terminate.recv() => return grant::terminated(&client, binding, &settings.namespace, &settings.holder, args.pod_name.as_deref()).await,
     };
     let outcome = match result {

@@ -22,6 +22,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::catalog::Entry;
+use crate::passphrase::PassphraseSource;
 use crate::point;
 use crate::resources;
 use crate::restore::plan::object_path;
@@ -88,6 +89,9 @@ pub struct DrillReport {
     pub rto_seconds: f64,
     /// Wall time of the restore itself (seconds): opening the point and writing its objects.
     pub restore_seconds: f64,
+    /// What the drill's process spent opening the point (one key derivation, one manifest
+    /// read: the drill and the restore share the opened point).
+    pub point_opens: point::PointOpens,
     pub objects: u64,
     pub by_kind: BTreeMap<String, KindResult>,
     /// The first differing objects (at most 50), field paths only.
@@ -122,17 +126,20 @@ pub enum DrillError {
 
 const DIFFERENCES_KEPT: usize = 50;
 
-/// Runs a drill of the point `settings` selects onto `target`, with `settings` (passphrase
-/// source, location mount) as a restore would use them.
-pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -> Result<DrillReport, DrillError> {
+/// Runs a drill of the point `settings` select onto `target`, with `settings` as a restore
+/// would use them and the passphrase from `source` (else `k10-dr-secret`). The point is
+/// opened once: what the drill compares against and what the engine restores are the same
+/// opened point, one key derivation, the chosen point and no other.
+pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target, source: Option<PassphraseSource>) -> Result<DrillReport, DrillError> {
     let started_at = OffsetDateTime::now_utc();
     let clock_started = Instant::now();
     let ns = &settings.namespace;
+    let opened = restore::open_point(client, settings, source).await?;
     // The point, read whole: the objects to check the restore against.
-    let restore::OpenedPoint { location, chosen, manifest, unlocker, .. } = restore::open_point(client, settings).await?;
-    let chosen = chosen.point;
-    let entries = point::read_all_entries(&location, &manifest, &unlocker).await?;
-    drop(unlocker);
+    let entries = point::read_all_entries(&opened.location, opened.manifest(), &opened.unlocker).await?;
+    let chosen = opened.chosen.point.clone();
+    let manifest = opened.chosen.manifest.clone();
+    let location_described = opened.location.describe();
 
     // The restore: exactly this point, into the target.
     let mut restore = settings.clone();
@@ -160,7 +167,7 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -
         Target::Cluster { .. } => Box::new(|_: &Entry| true),
     };
     let clock = Instant::now();
-    let outcome = restore::run_restore(client, &restore).await;
+    let outcome = restore::run_restore(client, &restore, opened).await;
     let restore_seconds = clock.elapsed().as_secs_f64();
     let (report, failure) = match outcome {
         Ok(r) => (r, None),
@@ -169,9 +176,6 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -
             None => return Err(e.into()),
         },
     };
-    if report.restore_point != chosen.id {
-        return Err(DrillError::Invalid(format!("the restore read point {} instead of {}; run the drill again", report.restore_point, chosen.id)));
-    }
 
     // Every object in scope, read back and compared with the point (mapped as restored).
     let compiled = restore.controls.mapping.compile(ns).map_err(DrillError::Invalid)?;
@@ -266,13 +270,14 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target) -
         source_cluster_id: settings.source_cluster_id.clone(),
         restore_point: manifest.point_id.clone(),
         point_created_at: manifest.created_at.clone(),
-        location: location.describe(),
+        location: location_described,
         target: target_name,
         started_at: point::rfc3339(started_at),
         finished_at: point::rfc3339(OffsetDateTime::now_utc()),
         rpo_seconds: (started_at - chosen.time).as_seconds_f64().max(0.0),
         rto_seconds: clock_started.elapsed().as_secs_f64(),
         restore_seconds,
+        point_opens: point::point_opens(),
         objects: by_kind.values().map(|k| k.in_point).sum(),
         by_kind,
         differences,
@@ -486,6 +491,7 @@ mod tests {
             rpo_seconds: 3700.0,
             rto_seconds: 12.4,
             restore_seconds: 0.5,
+            point_opens: Default::default(),
             objects: 1,
             by_kind: BTreeMap::new(),
             differences: vec![],

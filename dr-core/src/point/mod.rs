@@ -241,6 +241,25 @@ impl Counts {
     }
 }
 
+/// What this process has spent opening points: PBKDF2 derivations and manifest downloads.
+/// A restore opens its point once per process and hands on what it opened (the plugin's
+/// check to its dry-run, a drill to the engine); tests and the report count these to hold
+/// it to that.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PointOpens {
+    pub key_derivations: u64,
+    pub manifest_reads: u64,
+}
+
+static KEY_DERIVATIONS: AtomicU64 = AtomicU64::new(0);
+static MANIFEST_READS: AtomicU64 = AtomicU64::new(0);
+
+/// The process's [`PointOpens`] so far.
+pub fn point_opens() -> PointOpens {
+    PointOpens { key_derivations: KEY_DERIVATIONS.load(Ordering::Relaxed), manifest_reads: MANIFEST_READS.load(Ordering::Relaxed) }
+}
+
 /// Derives keys once per process. Version 3: one PBKDF2 per cluster (cached by cluster salt
 /// and iteration count), then one HKDF per point, so a forged header costs microseconds to
 /// reject. Legacy (version 1 and 2) points: one PBKDF2 per point (its two files share a salt).
@@ -319,11 +338,13 @@ impl Unlocker {
 
     fn derive_cluster(&self, params: KdfParams) -> ClusterKey {
         self.pbkdf2_runs.fetch_add(1, Ordering::Relaxed);
+        KEY_DERIVATIONS.fetch_add(1, Ordering::Relaxed);
         ClusterKey::derive_for(&self.passphrase, params)
     }
 
     fn derive_legacy(&self, params: KdfParams) -> MasterKey {
         self.pbkdf2_runs.fetch_add(1, Ordering::Relaxed);
+        KEY_DERIVATIONS.fetch_add(1, Ordering::Relaxed);
         MasterKey::derive(&self.passphrase, params)
     }
 

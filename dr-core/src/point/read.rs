@@ -33,6 +33,9 @@ pub(super) struct FetchedManifest {
 pub(super) async fn fetch_manifest(location: &Location, cluster_id: &str, point: &PointSummary) -> Result<FetchedManifest, PointError> {
     let point_id = point.id.as_str();
     let key = object_key(cluster_id, point_id, MANIFEST_OBJECT);
+    if point.manifest.is_some() {
+        super::MANIFEST_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let opened = match &point.manifest {
         None => return Err(PointError::Incomplete { point: point_id.into() }),
         Some(version) if point.versions_seen => location.open_version(&key, version).await,

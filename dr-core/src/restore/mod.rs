@@ -2,8 +2,9 @@
 //!
 //! The order of work is what makes a restore safe to trust and to run again:
 //! 1. settings are checked (`settings`) before anything;
-//! 2. a Lease in the DR namespace refuses a second restore running at the same time (`lease`);
-//! 3. the point is found and its manifest decrypted and its mode checked;
+//! 2. the caller opens the point once ([`open_point`]: found, its manifest decrypted, the
+//!    key derived) and hands it on; the restore checks its mode;
+//! 3. a Lease in the DR namespace refuses a second restore running at the same time (`lease`);
 //! 4. the plan reads the point once (`plan`): the whole archive is decrypted and verified
 //!    (hash, counts) while every object is planned (tier, round, why left out) and the ones
 //!    to write are sealed into a temporary spill. A wrong passphrase or a damaged point stops
@@ -51,6 +52,7 @@ pub use settings::{RestoreSettings, StatusKinds, DEFAULT_CONCURRENCY, DEFAULT_QP
 use crate::catalog::{Mode, OWNERSHIP_CONFIGMAP};
 use crate::failure::{Classify, ErrorKind};
 use crate::location::{Location, LocationError};
+use crate::passphrase::PassphraseSource;
 use crate::point::{self, Manifest, PointError, Unlocker};
 use crate::resources::{self, ResourceError};
 
@@ -116,13 +118,16 @@ pub(crate) fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Re
     move |source| RestoreError::Api { what, source }
 }
 
-/// Restores per the settings. The Lease is held (and renewed) for the whole run.
-pub async fn run_restore(client: &Client, settings: &RestoreSettings) -> Result<RestoreReport, RestoreError> {
+/// Restores the point `opened` per the settings. The caller opens the point
+/// ([`open_point`]) and hands it on, so a process that checked it first (the plugin's
+/// pre-flight, a drill) does not find, download and unlock it a second time. The Lease is
+/// held (and renewed) for the whole run.
+pub async fn run_restore(client: &Client, settings: &RestoreSettings, opened: OpenedPoint) -> Result<RestoreReport, RestoreError> {
     settings.check()?;
     let lease = if settings.dry_run { None } else { Some(lease::LeaseGuard::acquire(client, &settings.namespace, &settings.holder).await?) };
     let started = Instant::now();
     let shared: Arc<Mutex<Option<Arc<apply::Ctx>>>> = Arc::default();
-    let result = tokio::time::timeout(settings.timeout, restore(client, settings, shared.clone(), started)).await;
+    let result = tokio::time::timeout(settings.timeout, restore(client, settings, opened, shared.clone(), started)).await;
     if let Some(lease) = lease {
         lease.release().await;
     }
@@ -140,40 +145,50 @@ pub async fn run_restore(client: &Client, settings: &RestoreSettings) -> Result<
 }
 
 /// The point a restore's settings select, opened: its location (the settings' profile), the
-/// cluster's points with the one chosen, its manifest, and the key to read it with.
+/// cluster's points with the one chosen (its manifest decrypted), and the key to read it with.
 pub struct OpenedPoint {
     pub location: Location,
     pub chosen: point::Chosen,
-    pub manifest: Manifest,
     pub unlocker: Arc<Unlocker>,
-    /// Where the passphrase came from (for the log: never the passphrase).
-    pub source: crate::passphrase::PassphraseSource,
+    /// Where the passphrase came from, described for the log (never the passphrase).
+    pub passphrase_from: String,
 }
 
-/// Opens the point `settings` select (profile, source cluster, `restorePointID` or `pointInTime`), with the
-/// passphrase from `settings` or else `k10-dr-secret`: the restore and drills open points so.
-pub async fn open_point(client: &Client, settings: &RestoreSettings) -> Result<OpenedPoint, RestoreError> {
+impl OpenedPoint {
+    pub fn manifest(&self) -> &Manifest {
+        &self.chosen.manifest
+    }
+}
+
+/// Opens the point `settings` select (profile, source cluster, `restorePointID` or
+/// `pointInTime`), with the passphrase from `source`, or else from `k10-dr-secret` (the
+/// Job's way; the plugin's dry-run and drills pass the source the user gave, since they
+/// write nothing, not even the secret).
+pub async fn open_point(client: &Client, settings: &RestoreSettings, source: Option<PassphraseSource>) -> Result<OpenedPoint, RestoreError> {
     let location = resources::connect_profile(client, &settings.namespace, &settings.profile, settings.location_mount.as_deref()).await?;
-    let source = match &settings.passphrase_source {
-        Some(source) => source.clone(),
+    let source = match source {
+        Some(source) => source,
         None => resources::dr_secret_source(client, &settings.namespace).await?,
     };
+    let passphrase_from = source.describe();
     let unlocker = Unlocker::new(source.resolve(&settings.resolve).await.map_err(ResourceError::from)?);
+    drop(source);
     let which = point::Which::from_args(settings.point_id.as_deref(), settings.point_in_time);
     let chosen = point::choose(&location, &settings.source_cluster_id, which, &unlocker).await?;
-    let manifest = chosen.manifest.clone();
-    Ok(OpenedPoint { location, chosen, manifest, unlocker, source })
+    Ok(OpenedPoint { location, chosen, unlocker, passphrase_from })
 }
 
 async fn restore(
     client: &Client,
     settings: &RestoreSettings,
+    opened: OpenedPoint,
     shared: Arc<Mutex<Option<Arc<apply::Ctx>>>>,
     started: Instant,
 ) -> Result<RestoreReport, RestoreError> {
-    let OpenedPoint { location, manifest, unlocker, source, .. } = open_point(client, settings).await?;
+    let OpenedPoint { location, chosen, unlocker, passphrase_from } = opened;
+    let manifest = chosen.manifest;
     check_mode(&manifest, settings.quick_mode)?;
-    tracing::info!(point = %manifest.point_id, objects = manifest.counts.total, mode = manifest.mode.as_str(), location = %location.describe(), passphrase = %source.describe(), "reading and planning the restore point");
+    tracing::info!(point = %manifest.point_id, objects = manifest.counts.total, mode = manifest.mode.as_str(), location = %location.describe(), passphrase = %passphrase_from, "reading and planning the restore point");
     let progress = crate::progress::Tracker::new("restore");
     progress.set_total(manifest.counts.total);
     progress.phase("reading the point", 0, 0);
@@ -184,9 +199,9 @@ async fn restore(
     let opened_before = crate::location::objects_opened();
     let (plan, spill) = plan::make_plan(&location, &manifest, &unlocker, settings, inputs).await?;
     drop(unlocker);
-    // What would stop or block the restore, before it writes: all checks for a dry-run or
-    // a preflight, the blocking webhooks always (as warnings).
-    let findings = preflight::check(client, &plan, &served, settings.dry_run || settings.preflight).await;
+    // What would stop or block the restore, before it writes: all checks for a dry-run, the
+    // blocking webhooks always (as warnings).
+    let findings = preflight::check(client, &plan, &served, settings.dry_run).await;
     for f in &findings {
         // A dry-run's caller prints the findings; a restore's log is where they are read.
         if settings.dry_run {
@@ -214,11 +229,12 @@ async fn restore(
     }
     ctx.apply(&Arc::new(spill)).await?;
     let mut report = ctx.report.lock().expect("not poisoned").clone();
-    if settings.dry_run || settings.preflight {
+    if settings.dry_run {
         let collisions = preflight::collisions(&report);
         report.findings.extend(collisions);
     }
     report.archive_reads = crate::location::objects_opened() - opened_before;
+    report.point_opens = point::point_opens();
     report.finish(started.elapsed().as_secs_f64());
     progress.phase("done", 0, 0);
     for (kind, k) in &report.by_kind {

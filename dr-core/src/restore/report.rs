@@ -107,6 +107,9 @@ pub struct RestoreReport {
     /// How many times the point's archive was read (downloaded, on S3): the plan reads it once
     /// and the writes work from the plan.
     pub archive_reads: u64,
+    /// What this process spent opening points, the restore's own open included: one key
+    /// derivation and one manifest read when the point was opened once and handed on.
+    pub point_opens: crate::point::PointOpens,
     pub by_kind: BTreeMap<String, KindReport>,
 }
 

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use super::controls::RestoreControls;
 use super::RestoreError;
 use crate::catalog::Category;
-use crate::passphrase::{PassphraseSource, ResolveOptions};
+use crate::passphrase::ResolveOptions;
 use crate::point;
 
 pub const DEFAULT_CONCURRENCY: usize = 16;
@@ -90,11 +90,9 @@ pub struct RestoreSettings {
     pub qps: u32,
     /// Who holds the Lease: the same restore (Job) may take it over after a crash.
     pub holder: String,
-    /// Plan only: read the cluster, write nothing.
+    /// Plan only: read the cluster, write nothing, and run every preflight check (the
+    /// plugin's `--dry-run` and `--preflight` both run so; they differ only in what they print).
     pub dry_run: bool,
-    /// The passphrase source to use instead of `k10-dr-secret` (the plugin's `--dry-run`,
-    /// which writes nothing, not even the secret).
-    pub passphrase_source: Option<PassphraseSource>,
     /// Kinds whose status is written back.
     pub restore_status: StatusKinds,
     /// Where the plan keeps the point's objects between reading and writing them (encrypted
@@ -102,8 +100,6 @@ pub struct RestoreSettings {
     pub work_dir: Option<PathBuf>,
     /// What comes back, under which names, and what happens to existing objects.
     pub controls: RestoreControls,
-    /// Run the preflight checks against the target (a dry-run always does).
-    pub preflight: bool,
     /// Resource modifier rules given directly (where they came from, and the YAML) instead
     /// of the ConfigMap `controls.resource_modifiers` names: the plugin's dry-run, which
     /// writes nothing.
@@ -132,11 +128,9 @@ impl RestoreSettings {
             qps: DEFAULT_QPS,
             holder: "kubectl-dr".into(),
             dry_run: false,
-            passphrase_source: None,
             restore_status: StatusKinds::None,
             work_dir: None,
             controls: RestoreControls::default(),
-            preflight: false,
             inline_modifiers: None,
             claim_location: true,
         }

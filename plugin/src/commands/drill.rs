@@ -24,7 +24,6 @@ pub async fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<ExitStatus> {
     settings.holder = "kubectl-dr-drill".into();
     settings.check()?;
     let source = input::passphrase_source(&args.passphrase, false)?;
-    settings.passphrase_source = Some(source);
     let (client, target) = match (&args.sandbox_prefix, &args.target_context) {
         (Some(prefix), _) => (input::kube_client(global).await?, Target::Sandbox { prefix: prefix.clone(), keep: args.keep }),
         (None, Some(context)) => {
@@ -48,7 +47,7 @@ pub async fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<ExitStatus> {
             Target::Cluster { name } => format!("the cluster of context {name}"),
         }
     );
-    let report = match drill::run(&client, &settings, &target).await {
+    let report = match drill::run(&client, &settings, &target, Some(source)).await {
         Ok(report) => report,
         Err(e) => {
             // No report: leave no empty report directory behind (remove_dir keeps a non-empty one).

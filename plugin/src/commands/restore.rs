@@ -74,11 +74,11 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     let client = input::kube_client(global).await?;
     let profile = resources::get_profile(&client, ns, &args.profile).await?;
     let source = input::passphrase_source(&args.passphrase, false)?;
-    let manifest = check_point(&client, ns, &profile, args, settings.point_in_time, &source).await?;
+    let opened = check_point(&client, ns, &profile, args, settings.point_in_time, &source).await?;
 
     let mut chart = chart_values(args, &profile, &settings.controls);
     if !args.quick_mode {
-        match manifest.as_ref().and_then(rbac_resources) {
+        match opened.as_ref().and_then(|o| rbac_resources(o.manifest())) {
             Some(resources) => chart.rbac.resources = resources,
             None => eprintln!(
                 "note: the point's resources are not known here (the manifest was not opened, or the point predates their record): the restore Job may write every resource until it ends"
@@ -90,13 +90,12 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     let values = chart.overrides();
     if args.dry_run || args.preflight {
         settings.dry_run = true;
-        settings.preflight = true;
-        settings.location_mount = args.path.clone();
-        settings.resolve = input::resolve_options(&args.passphrase)?;
-        settings.passphrase_source = Some(source);
         settings.inline_modifiers = modifier_rules;
+        drop(source);
+        // The point the check above opened (for a dry-run it opens it or fails).
+        let Some(opened) = opened else { bail!("the point could not be opened from here, which --dry-run and --preflight need") };
         // Objects that would fail still make a report, and the preflight's findings name them.
-        let (report, failure) = match restore::run_restore(&client, &settings).await {
+        let (report, failure) = match restore::run_restore(&client, &settings, opened).await {
             Ok(report) => (report, None),
             Err(e) => match e.report().cloned() {
                 Some(report) => (report, Some(e)),
@@ -222,7 +221,8 @@ fn rbac_resources(manifest: &point::Manifest) -> Option<Vec<RbacResource>> {
 
 /// Finds the point the Job will restore, and, when the passphrase resolves from here, opens
 /// its manifest and checks its mode, so the common mistakes fail here, before anything is
-/// written. Returns the manifest when it was opened.
+/// written. Returns the point when it was opened: a dry-run (which needs it opened, and
+/// fails here when it cannot be) plans from it without opening it again.
 async fn check_point(
     client: &kube::Client,
     ns: &str,
@@ -230,10 +230,11 @@ async fn check_point(
     args: &RestoreArgs,
     at: Option<time::OffsetDateTime>,
     source: &PassphraseSource,
-) -> Result<Option<point::Manifest>> {
+) -> Result<Option<restore::OpenedPoint>> {
+    let from_here = args.dry_run || args.preflight;
     let config = match resources::location_config(client, ns, profile, args.path.as_deref()).await {
         Ok(config) => config,
-        Err(ResourceError::FileProfileOutsideCluster { name }) if !args.dry_run => {
+        Err(ResourceError::FileProfileOutsideCluster { name }) if !from_here => {
             eprintln!("profile {name} is a volume this machine cannot see: the restore Job finds and checks the point (give --path to check from here)");
             return Ok(None);
         }
@@ -246,21 +247,26 @@ async fn check_point(
         // login can (a Kubernetes-auth role usually cannot outside the cluster).
         other => match other.resolve(&input::resolve_options(&args.passphrase)?).await {
             Ok(p) => p,
+            Err(e) if from_here => bail!(
+                "--dry-run and --preflight open the point from this machine, and the passphrase source does not resolve from here: {}",
+                dr_core::error_text(&e)
+            ),
             Err(e) => {
                 eprintln!("the passphrase source does not resolve from here ({}): the restore Job checks the point", dr_core::error_text(&e));
                 return Ok(None);
             }
         },
     };
-    let chosen = point::choose(&location, &args.cluster_id, point::Which::from_args(args.point.as_deref(), at), &Unlocker::new(passphrase)).await?;
+    let unlocker = Unlocker::new(passphrase);
+    let chosen = point::choose(&location, &args.cluster_id, point::Which::from_args(args.point.as_deref(), at), &unlocker).await?;
     eprintln!("restore point {} at {}", chosen.point.id, location.describe());
     for (id, why) in &chosen.passed_over {
         eprintln!("  passed over {id}: {why}");
     }
-    let manifest = chosen.manifest;
-    restore::check_mode(&manifest, args.quick_mode)?;
+    let manifest = &chosen.manifest;
+    restore::check_mode(manifest, args.quick_mode)?;
     eprintln!("  {} mode, {} objects, written by policy {}", manifest.mode.as_str(), manifest.counts.total, manifest.policy);
-    Ok(Some(manifest))
+    Ok(Some(restore::OpenedPoint { location, chosen, unlocker, passphrase_from: source.describe() }))
 }
 
 /// The chart's values for the flags and the checked controls. The passphrase is never among them.
