@@ -2,6 +2,7 @@
 """Lints and renders charts/dr-restore with the Helm library (PyPI helm-python-sdk) for every
 supported setup, and checks that values.schema.json rejects each bad value before anything
 reaches a cluster. Run by scripts/test; exits non-zero on the first failure."""
+import json
 import os
 import sys
 
@@ -30,6 +31,11 @@ def env_of(out):
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
 
 
+def job_values(out):
+    """The chart's values as the job reads them: DR_RESTORE_VALUES, JSON."""
+    return json.loads(env_of(out)["DR_RESTORE_VALUES"])
+
+
 def setup(name, *args):
     values = values_from_args(list(BASE) + list(args))
     report = helm.lint(CHART, values, strict=True, namespace=NS)
@@ -52,8 +58,11 @@ def hardened(out, name):
 out = setup("defaults")
 env = env_of(out)
 check("defaults: job named after the release", job_of(out)["metadata"]["name"] == "k10-restore")
-check("defaults: cluster ID and profile passed", env["DR_SOURCE_CLUSTER_ID"] == "0b6bd9b4-2c4a-4d1e-9a3e-3b7f0f6a1c2d" and env["DR_PROFILE"] == "offsite", env)
-check("defaults: timeout 30 minutes", env["DR_RESTORE_TIMEOUT_MINUTES"] == "30", env)
+vals = job_values(out)
+check("defaults: cluster ID and profile passed", vals["sourceClusterID"] == "0b6bd9b4-2c4a-4d1e-9a3e-3b7f0f6a1c2d" and vals["profile"]["name"] == "offsite", vals)
+check("defaults: timeout 30 minutes", vals["restore"]["timeout"] == 30, vals)
+check("defaults: the values travel whole, and nothing else restores through its own variable",
+      not ({"DR_SOURCE_CLUSTER_ID", "DR_PROFILE", "DR_SKIP_RESOURCE", "DR_RESTORE_CONTROLS", "DR_QUICK_MODE"} & set(env)), env)
 check("defaults: no passphrase or vault settings in the env", not any(k.startswith("DR_VAULT") for k in env) and "key" not in env, env)
 check("defaults: image from appVersion", job_of(out)["spec"]["template"]["spec"]["containers"][0]["image"] == "localhost/kubectl-dr/dr-job:0.1.0")
 kinds = sorted(m["kind"] for m in out["manifests"])
@@ -98,15 +107,16 @@ check("grant keeper: the chart lints for a 1.28 cluster", not [m for m in lint_o
 out = setup("options", "--set", "pointInTime=2022-01-02T15:04:05Z", "--set", "skipResource=profiles\\,policies",
             "--set", "restore.timeout=45", "--set", "quickMode.enabled=true", "--set", "quickMode.overrideResources=true")
 env = env_of(out)
-check("options: mapped to the job's env", env["DR_POINT_IN_TIME"] == "2022-01-02T15:04:05Z" and env["DR_SKIP_RESOURCE"] == "profiles,policies"
-      and env["DR_RESTORE_TIMEOUT_MINUTES"] == "45" and env["DR_QUICK_MODE"] == "true" and env["DR_OVERRIDE_RESOURCES"] == "true", env)
+vals = job_values(out)
+check("options: reach the job in its values", vals["pointInTime"] == "2022-01-02T15:04:05Z" and vals["skipResource"] == "profiles,policies"
+      and vals["restore"]["timeout"] == 45 and vals["quickMode"] == {"enabled": True, "overrideResources": True}, vals)
 check("options: quick mode gets no cluster-wide RBAC", not any(m["kind"].startswith("Cluster") for m in out["manifests"]))
-check("options: no status restored unless asked", "DR_RESTORE_STATUS" not in env, env)
+check("options: no status restored unless asked", vals["restore"]["status"] == "", vals)
 out = setup("by-id", "--set", "restorePointID=20261121T093000.123Z-0a1b2c3d")
-check("by id: restorePointID reaches the job", env_of(out).get("DR_RESTORE_POINT_ID") == "20261121T093000.123Z-0a1b2c3d", env_of(out))
-check("by id: unset, no variable", "DR_RESTORE_POINT_ID" not in env, env)
+check("by id: restorePointID reaches the job", job_values(out)["restorePointID"] == "20261121T093000.123Z-0a1b2c3d", job_values(out))
+check("by id: unset, empty", vals["restorePointID"] == "", vals)
 out = setup("status", "--set", "restore.status=Widget.example.com\\,certs.cert-manager.io")
-check("status: restore.status reaches the job", env_of(out).get("DR_RESTORE_STATUS") == "Widget.example.com,certs.cert-manager.io", env_of(out))
+check("status: restore.status reaches the job", job_values(out)["restore"]["status"] == "Widget.example.com,certs.cert-manager.io", job_values(out))
 cr = next(m for m in out["manifests"] if m["kind"] == "ClusterRole")
 check("status: writing status back needs patch", any("patch" in r["verbs"] for r in cr["rules"]), cr["rules"])
 out = setup("scoped", "--set-json", 'rbac.resources=[{"group":"apps","resource":"deployments"},{"group":"","resource":"configmaps"}]',
@@ -160,7 +170,7 @@ check("digest: pins the image", job_of(out)["spec"]["template"]["spec"]["contain
 # FIPS and hardened values files.
 out = setup("fips", "-f", "values-fips.yaml")
 env = env_of(out)
-check("fips: FIPS image and the job refuses non-FIPS crypto", env.get("DR_REQUIRE_FIPS") == "true"
+check("fips: FIPS image and the job refuses non-FIPS crypto", job_values(out)["fips"]["enabled"] is True
       and job_of(out)["spec"]["template"]["spec"]["containers"][0]["image"] == "localhost/kubectl-dr/dr-job:0.1.0-fips", env)
 out = setup("fips air-gapped", "-f", "values-fips.yaml", "--set", "airgapped.repository=repo.example.com/dr")
 check("fips air-gapped: the FIPS tag in the mirror", job_of(out)["spec"]["template"]["spec"]["containers"][0]["image"] == "repo.example.com/dr/dr-job:0.1.0-fips")

@@ -77,34 +77,10 @@ struct Target {
     key: String,
 }
 
-/// Discovers the served groups one at a time, so an unavailable aggregated API (a
-/// metrics-server that is down answers 503) is skipped and reported instead of failing the
-/// backup. The core group must answer. Every version of a group is read, preferred first: a
-/// kind an older cluster serves only in a non-preferred version (CronJob in batch/v1beta1
-/// next to batch/v1 Jobs, before 1.21) is backed up too, once, in the first version that
-/// serves it (`targets`).
+/// What the cluster serves (`discovery`), as the backup's error.
 async fn discover(client: &Client) -> Result<(Vec<ApiGroup>, Vec<String>), BackupError> {
-    use kube::core::GroupVersion;
-    let listed = client.list_api_groups().await.map_err(BackupError::Discovery)?;
-    let mut groups = vec![kube::discovery::pinned_group(client, &GroupVersion::gv("", "v1")).await.map_err(BackupError::Discovery)?];
-    let mut unavailable = Vec::new();
-    for g in listed.groups {
-        let Some(preferred) = g.preferred_version.map(|v| v.version).or_else(|| g.versions.first().map(|v| v.version.clone())) else { continue };
-        let others = g.versions.iter().map(|v| v.version.clone()).filter(|v| *v != preferred);
-        for version in std::iter::once(preferred.clone()).chain(others) {
-            match kube::discovery::pinned_group(client, &GroupVersion::gv(&g.name, &version)).await {
-                Ok(group) => groups.push(group),
-                Err(e) => {
-                    tracing::warn!(group = %g.name, version = %version, error = %e, "API group version unavailable: its kinds are not in this restore point");
-                    unavailable.push(format!("{}/{version}", g.name));
-                    if version == preferred {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    Ok((groups, unavailable))
+    let discovered = crate::discovery::discover(client).await.map_err(BackupError::Discovery)?;
+    Ok((discovered.groups, discovered.unavailable))
 }
 
 /// The resources a backup of `mode` and `selection` reads on this cluster now, as (API group,

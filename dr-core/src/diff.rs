@@ -221,7 +221,7 @@ pub async fn live_snapshot(
     reads_namespace: &dyn Fn(&str) -> bool,
     normalizer: &Normalizer,
 ) -> Result<Snapshot, kube::Error> {
-    let served = crate::restore::controls::ServedApis::discover(client).await?;
+    let served = crate::discovery::ServedApis::discover(client).await?;
     let mut snapshot = Snapshot::new();
     for (key, plural) in resources {
         let (kind, group) = key.split_once('.').unwrap_or((key.as_str(), ""));

@@ -26,6 +26,7 @@
 pub mod api_retry;
 pub mod catalog;
 pub mod cron;
+pub mod discovery;
 pub mod events;
 pub mod failure;
 pub mod format;

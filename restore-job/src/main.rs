@@ -214,8 +214,7 @@ async fn restore(args: &RestoreArgs) -> std::process::ExitCode {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
     let binding = args.rbac_binding.as_deref();
     let settings = args.settings().and_then(|s| {
-        s.check()?;
-        require_fips(args.require_fips)?;
+        require_fips(args.restore_values.fips.enabled)?;
         Ok(s)
     });
     let client = cluster_client().await;
@@ -301,7 +300,7 @@ fn finish<R: Report>(outcome: &JobOutcome<R>) -> std::process::ExitCode {
     }
 }
 
-/// With `DR_REQUIRE_FIPS=true` (the chart's FIPS values), refuses to run unless the crypto
+/// With `fips.enabled` among the chart's values (values-fips.yaml), refuses to run unless the crypto
 /// module reports FIPS mode.
 fn require_fips(required: bool) -> anyhow::Result<()> {
     let fips = dr_core::format::crypto::fips_mode();

@@ -3,18 +3,15 @@
 //! `dr-job <command> --help` documents the Job's interface. Every value is checked here,
 //! before the cluster or the location is touched.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{ArgAction, Args};
-use dr_core::catalog::Category;
+use clap::Args;
 use dr_core::job::env;
 use dr_core::passphrase::{ResolveOptions, VaultAuth, VaultConfig, DEFAULT_K8S_AUTH_MOUNT, DEFAULT_SA_TOKEN_PATH};
 use dr_core::resources::FILE_LOCATION_MOUNT;
-use dr_core::restore::{RestoreSettings, StatusKinds, DEFAULT_CONCURRENCY, DEFAULT_QPS};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use dr_core::restore::chart::ChartValues;
+use dr_core::restore::RestoreSettings;
 use zeroize::Zeroizing;
 
 /// What every run needs: its namespace, where a file location is mounted, how to reach the
@@ -73,55 +70,20 @@ pub struct BackupArgs {
     pub policy: String,
 }
 
-/// `dr-job restore`: one setting per value of the `dr-restore` chart.
+/// `dr-job restore`: the `dr-restore` chart's values, whole, and what only the pod knows.
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
     #[command(flatten)]
     pub common: Common,
-    /// `sourceClusterID`: the UID of the source cluster's `default` namespace.
-    #[arg(long, env = env::SOURCE_CLUSTER_ID)]
-    pub source_cluster_id: String,
-    /// `profile.name`: the location profile the source cluster wrote to.
-    #[arg(long, env = env::PROFILE)]
-    pub profile: String,
-    /// `pointInTime` (RFC3339); unset: the newest complete point.
-    #[arg(long, env = env::POINT_IN_TIME, value_parser = point_in_time)]
-    pub point_in_time: Option<OffsetDateTime>,
-    /// `restorePointID`: the point by its ID; chosen over `pointInTime`.
-    #[arg(long, env = env::RESTORE_POINT_ID, value_parser = point_id)]
-    pub restore_point_id: Option<String>,
-    /// `skipResource`: a comma list of categories left out.
-    #[arg(long, env = env::SKIP_RESOURCE, value_parser = categories)]
-    pub skip_resource: Option<BTreeSet<Category>>,
-    /// `restore.timeout`, in minutes.
-    #[arg(long, env = env::RESTORE_TIMEOUT_MINUTES, default_value_t = 30)]
-    pub restore_timeout_minutes: u64,
-    /// `restore.status`: kinds whose status is written back (`all`, or a comma list).
-    #[arg(long, env = env::RESTORE_STATUS, value_parser = status_kinds)]
-    pub restore_status: Option<StatusKinds>,
-    /// The restore controls (`select`, `mapping`, `resourceModifiers`, `existing`) as one
-    /// JSON object, exactly the chart's values.
-    #[arg(long, env = env::RESTORE_CONTROLS, value_parser = controls)]
-    pub restore_controls: Option<dr_core::restore::RestoreControls>,
-    /// `quickMode.enabled`.
-    #[arg(long, env = env::QUICK_MODE, action = ArgAction::Set, default_value_t = false, value_parser = true_or_false)]
-    pub quick_mode: bool,
-    /// `quickMode.overrideResources`.
-    #[arg(long, env = env::OVERRIDE_RESOURCES, action = ArgAction::Set, default_value_t = false, value_parser = true_or_false)]
-    pub override_resources: bool,
-    /// `restore.concurrency`: objects written at once.
-    #[arg(long, env = env::RESTORE_CONCURRENCY, default_value_t = DEFAULT_CONCURRENCY)]
-    pub restore_concurrency: usize,
-    /// `restore.qps`: the restore's own request rate limit.
-    #[arg(long, env = env::RESTORE_QPS, default_value_t = DEFAULT_QPS)]
-    pub restore_qps: u32,
+    /// The chart's values as the chart rendered them (JSON): what to restore and how. Turned
+    /// into the restore's settings by the same conversion `kubectl dr restore` checks its
+    /// flags with (`ChartValues::restore_settings`).
+    #[arg(long, env = env::RESTORE_VALUES, value_parser = chart_values)]
+    pub restore_values: ChartValues,
     /// Who holds the restore Lease (the Job's name), so a new pod of the same Job may take
     /// over; unset: the pod's host name.
     #[arg(long, env = env::RESTORE_HOLDER)]
     pub restore_holder: Option<String>,
-    /// `fips.enabled`: refuse to run unless the crypto module is in FIPS mode.
-    #[arg(long, env = env::REQUIRE_FIPS, action = ArgAction::Set, default_value_t = false, value_parser = true_or_false)]
-    pub require_fips: bool,
     /// The restore's cluster-wide ClusterRoleBinding, deleted when the restore is over.
     #[arg(long, env = env::RBAC_BINDING)]
     pub rbac_binding: Option<String>,
@@ -149,32 +111,8 @@ pub struct GrantKeeperArgs {
     pub rbac_binding: Option<String>,
 }
 
-fn point_id(v: &str) -> Result<String, String> {
-    dr_core::point::point_time(v).map(|_| v.to_owned()).map_err(|e| format!("restorePointID: {e}"))
-}
-
-fn point_in_time(v: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(v, &Rfc3339).map_err(|e| format!("pointInTime must be RFC3339, like 2022-01-02T15:04:05Z ({e})"))
-}
-
-fn categories(v: &str) -> Result<BTreeSet<Category>, String> {
-    dr_core::catalog::parse_categories(v).map_err(|e| e.to_string())
-}
-
-fn status_kinds(v: &str) -> Result<StatusKinds, String> {
-    StatusKinds::parse(v)
-}
-
-fn controls(v: &str) -> Result<dr_core::restore::RestoreControls, String> {
-    serde_json::from_str(v).map_err(|e| e.to_string())
-}
-
-fn true_or_false(v: &str) -> Result<bool, String> {
-    match v {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err("use true or false".into()),
-    }
+fn chart_values(v: &str) -> Result<ChartValues, String> {
+    serde_json::from_str(v).map_err(|e| format!("not the dr-restore chart's values: {e}"))
 }
 
 impl Common {
@@ -222,25 +160,7 @@ impl BackupArgs {
 
 impl RestoreArgs {
     pub fn settings(&self) -> anyhow::Result<RestoreSettings> {
-        let mut s = RestoreSettings::new(&self.common.namespace, &self.source_cluster_id, &self.profile);
-        s.point_in_time = self.point_in_time;
-        s.point_id = self.restore_point_id.clone();
-        if let Some(skip) = &self.skip_resource {
-            s.skip = skip.clone();
-        }
-        // Saturating, so a huge value cannot wrap into a short one: `RestoreSettings::check`
-        // refuses anything over the maximum.
-        s.timeout = std::time::Duration::from_secs(self.restore_timeout_minutes.saturating_mul(60));
-        if let Some(kinds) = &self.restore_status {
-            s.restore_status = kinds.clone();
-        }
-        if let Some(controls) = &self.restore_controls {
-            s.controls = controls.clone();
-        }
-        s.quick_mode = self.quick_mode;
-        s.override_resources = self.override_resources;
-        s.concurrency = self.restore_concurrency;
-        s.qps = self.restore_qps;
+        let mut s = self.restore_values.restore_settings(&self.common.namespace)?;
         s.holder = self.restore_holder.clone().or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty())).unwrap_or_else(|| "dr-restore".into());
         s.location_mount = Some(self.common.location_mount.clone());
         s.resolve = self.common.resolve_options()?;

@@ -197,7 +197,11 @@ async fn skip_resource_leaves_out_whole_categories() {
     assert!(render(&values(&cluster_id, json!({"skipResource": "profiles,catalog"}))).unwrap_err().contains("skipResource"));
     let root = tempfile::tempdir().unwrap();
     let mut pod = install_chart(&target, &values(&cluster_id, json!({})), loc.path(), root.path());
-    pod.env.push(("DR_SKIP_RESOURCE".into(), "profiles,catalog".into()));
+    // Past the schema (values edited after rendering): the Job's own conversion refuses it.
+    let rendered = pod.env.iter_mut().find(|(name, _)| name == "DR_RESTORE_VALUES").expect("the chart passes its values");
+    let mut edited: Value = serde_json::from_str(&rendered.1).unwrap();
+    edited["skipResource"] = json!("profiles,catalog");
+    rendered.1 = edited.to_string();
     let out = spawn(&pod).wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(i32::from(ErrorKind::BadInput.exit_code())));
     let message = RestoreOutcome::parse(&std::fs::read_to_string(&pod.termination).unwrap()).error;
@@ -586,10 +590,10 @@ async fn a_forged_newest_point_is_passed_over_and_restorepointid_names_the_point
     assert_eq!(report["restorePoint"], point_id.as_str());
 }
 
-/// The Job's settings are clap arguments read from `DR_*` variables: one that does not parse
-/// refuses the restore as bad input before anything is read or written, names the variable
-/// (not a flag the pod spec never sets), ends the restore's cluster-wide grant, and an empty
-/// variable counts as unset.
+/// The Job's settings are clap arguments read from `DR_*` variables: values that do not parse
+/// refuse the restore as bad input before anything is read or written, name the variable
+/// (not a flag the pod spec never sets) and the value, end the restore's cluster-wide grant,
+/// and an empty variable counts as unset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_that_do_not_parse_refuse_the_restore_and_name_the_variable() {
     let target = target_cluster(raw_secret(PASS)).await;
@@ -607,10 +611,6 @@ async fn settings_that_do_not_parse_refuse_the_restore_and_name_the_variable() {
             .env("KUBECONFIG", &kubeconfig)
             .env("DR_TERMINATION_LOG", &termination)
             .env("DR_NAMESPACE", NS)
-            .env("DR_SOURCE_CLUSTER_ID", "00000000-0000-0000-0000-000000000000")
-            .env("DR_PROFILE", "offsite")
-            // Empty: unset, as the chart renders an unset value.
-            .env("DR_POINT_IN_TIME", "")
             .env("DR_RBAC_BINDING", binding);
         for (k, v) in extra {
             cmd.env(k, v);
@@ -618,15 +618,29 @@ async fn settings_that_do_not_parse_refuse_the_restore_and_name_the_variable() {
         let out = cmd.output().unwrap();
         (out.status.code(), std::fs::read_to_string(&termination).unwrap_or_default())
     };
-    let (code, message) = run(&[("DR_QUICK_MODE", "maybe")]);
+    let values = |extra: Value| {
+        let mut v = json!({"sourceClusterID": "00000000-0000-0000-0000-000000000000", "profile": {"name": "offsite"}});
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v.to_string()
+    };
+    let (code, message) = run(&[("DR_RESTORE_VALUES", &values(json!({"quickMode": {"enabled": "maybe"}})))]);
     assert_eq!(code, Some(i32::from(ErrorKind::BadInput.exit_code())), "{message}");
     let outcome = RestoreOutcome::parse(&message);
     assert_eq!(outcome.kind, Some(ErrorKind::BadInput), "{message}");
-    assert!(outcome.error.contains("DR_QUICK_MODE") && outcome.error.contains("use true or false") && !outcome.error.contains("--quick-mode"), "{message}");
+    assert!(
+        outcome.error.contains("DR_RESTORE_VALUES") && outcome.error.contains("expected a boolean") && !outcome.error.contains("--restore-values"),
+        "{message}"
+    );
     assert!(find(&target, "rbac.authorization.k8s.io", "clusterrolebindings", "", binding).is_none(), "a refused restore ends its grant");
     assert!(find(&target, "", "configmaps", NS, "k10-dr-remove-to-get-ownership").is_none(), "nothing was written");
 
-    let (code, message) = run(&[("DR_SOURCE_CLUSTER_ID", "")]);
+    // Values that parse but do not make a restore: the same conversion as the plugin's, which
+    // names the value and the flag.
+    let (code, message) = run(&[("DR_RESTORE_VALUES", &values(json!({"pointInTime": "yesterday"})))]);
     assert_eq!(code, Some(i32::from(ErrorKind::BadInput.exit_code())), "{message}");
-    assert!(message.contains("DR_SOURCE_CLUSTER_ID"), "an empty variable is a missing one: {message}");
+    assert!(message.contains("pointInTime (--point-in-time)") && message.contains("RFC 3339"), "{message}");
+
+    let (code, message) = run(&[("DR_RESTORE_VALUES", "")]);
+    assert_eq!(code, Some(i32::from(ErrorKind::BadInput.exit_code())), "{message}");
+    assert!(message.contains("DR_RESTORE_VALUES"), "an empty variable is a missing one: {message}");
 }

@@ -179,7 +179,7 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target, s
 
     // Every object in scope, read back and compared with the point (mapped as restored).
     let compiled = restore.controls.mapping.compile(ns).map_err(DrillError::Invalid)?;
-    let served = restore::controls::ServedApis::discover(client)
+    let served = crate::discovery::ServedApis::discover(client)
         .await
         .map_err(|source| DrillError::Api { what: "discovering what the cluster serves".into(), source })?;
     let mut by_kind: BTreeMap<String, KindResult> = BTreeMap::new();
@@ -354,7 +354,7 @@ fn cluster_scoped_kinds(entries: &[Entry]) -> Vec<String> {
 
 /// The object as the target serves it now, `None` when it is not there (or its kind is not
 /// served).
-async fn read_back(client: &Client, served: &restore::controls::ServedApis, want: &Value) -> Option<Value> {
+async fn read_back(client: &Client, served: &crate::discovery::ServedApis, want: &Value) -> Option<Value> {
     let api_version = want["apiVersion"].as_str()?;
     let kind = want["kind"].as_str()?;
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));

@@ -45,35 +45,12 @@ pub mod env {
     /// Where the container's termination message goes (default `/dev/termination-log`).
     pub const TERMINATION_LOG: &str = "DR_TERMINATION_LOG";
 
-    // The restore Job's settings, one per chart value.
-    /// `sourceClusterID`.
-    pub const SOURCE_CLUSTER_ID: &str = "DR_SOURCE_CLUSTER_ID";
-    /// `profile.name`.
-    pub const PROFILE: &str = "DR_PROFILE";
-    /// `pointInTime` (RFC3339); unset: the newest complete point.
-    pub const POINT_IN_TIME: &str = "DR_POINT_IN_TIME";
-    pub const RESTORE_POINT_ID: &str = "DR_RESTORE_POINT_ID";
-    /// `skipResource`: a comma list of categories.
-    pub const SKIP_RESOURCE: &str = "DR_SKIP_RESOURCE";
-    /// `restore.timeout`, in minutes.
-    pub const RESTORE_TIMEOUT_MINUTES: &str = "DR_RESTORE_TIMEOUT_MINUTES";
-    /// `quickMode.enabled` (`true`/`false`).
-    pub const QUICK_MODE: &str = "DR_QUICK_MODE";
-    /// `quickMode.overrideResources` (`true`/`false`).
-    pub const OVERRIDE_RESOURCES: &str = "DR_OVERRIDE_RESOURCES";
-    /// `restore.concurrency`: objects written at once.
-    pub const RESTORE_CONCURRENCY: &str = "DR_RESTORE_CONCURRENCY";
-    /// `restore.qps`: the restore's own request rate limit.
-    pub const RESTORE_QPS: &str = "DR_RESTORE_QPS";
+    // The restore Job's settings.
+    /// The chart's values as the chart rendered them (`.Values`, JSON): what to restore and
+    /// how, converted by `restore::chart::ChartValues::restore_settings`.
+    pub const RESTORE_VALUES: &str = "DR_RESTORE_VALUES";
     /// Who holds the restore Lease (the Job's name): a new pod of the same Job may take over.
     pub const RESTORE_HOLDER: &str = "DR_RESTORE_HOLDER";
-    /// `restore.status`: kinds whose status is written back (`all`, or a comma list).
-    pub const RESTORE_STATUS: &str = "DR_RESTORE_STATUS";
-    /// The restore controls (`select`, `mapping`, `resourceModifiers`, `existing`) as one
-    /// JSON object, exactly the chart's values (`restore::RestoreControls`).
-    pub const RESTORE_CONTROLS: &str = "DR_RESTORE_CONTROLS";
-    /// `true` (the chart's `fips.enabled`): refuse to run unless the crypto module is in FIPS mode.
-    pub const REQUIRE_FIPS: &str = "DR_REQUIRE_FIPS";
     /// A Prometheus Pushgateway to push each run's metrics to (`dr_core::metrics`); unset:
     /// nothing is pushed.
     pub const PUSHGATEWAY_URL: &str = "DR_PUSHGATEWAY_URL";

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::GroupVersionKind;
 
 use crate::api_retry::webhook_refused;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -290,27 +289,12 @@ impl Ctx {
         if let Some(found) = known(self) {
             return Ok(found);
         }
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        let gvk = GroupVersionKind::gvk(group, version, kind);
         // Only a kind whose CRD this restore writes is worth asking about again.
         let restored = !self.settings.dry_run && self.plan.planned_kind(api_version, kind).is_some();
-        let attempts = if restored { 10 } else { 1 };
-        let mut found = None;
-        for attempt in 0..attempts {
-            match kube::discovery::pinned_kind(&self.client, &gvk).await {
-                Ok((resource, caps)) => {
-                    let status_subresource = caps.subresources.iter().any(|(r, _)| r.plural == "status");
-                    found = Some(Arc::new(Served { resource, namespaced: caps.scope == Scope::Namespaced, status_subresource }));
-                    break;
-                }
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(kube::Error::Discovery(_)) => {}
-                Err(e) => return Err(e),
-            }
-            if attempt + 1 < attempts {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        }
+        let found = crate::discovery::find_kind(&self.client, api_version, kind, if restored { 10 } else { 1 }).await?.map(|(resource, caps)| {
+            let status_subresource = caps.subresources.iter().any(|(r, _)| r.plural == "status");
+            Arc::new(Served { resource, namespaced: caps.scope == Scope::Namespaced, status_subresource })
+        });
         self.kinds.write().expect("not poisoned").entry(api_version.to_owned()).or_default().insert(kind.to_owned(), found.clone());
         Ok(found)
     }

@@ -1,10 +1,10 @@
 //! The restore controls: what comes back (`select`), under which names and onto which
 //! infrastructure (`mapping`), with which rewrites (`resourceModifiers`), and what happens to
 //! objects the target already has (`existing`). One type, the chart's values as they are
-//! named: the chart hands them to the Job as one JSON variable (`DR_RESTORE_CONTROLS`), the
+//! named: the chart hands them to the Job with the rest of its values (`DR_RESTORE_VALUES`), the
 //! plugin builds them from its flags, and both check them here before anything is written.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::mapping::{CompiledMapping, Mapping};
 use super::modifiers::Modifiers;
 use super::select::{Select, Selection};
+use crate::discovery::ServedApis;
 
 /// What a restore does with an object the target already has (not one an earlier run of this
 /// restore wrote).
@@ -84,68 +85,6 @@ pub struct Controls {
     pub mapping: CompiledMapping,
     pub modifiers: Option<Modifiers>,
     pub existing: Existing,
-}
-
-/// What the target cluster serves: for each (group, kind), its versions (preferred first) and
-/// resource name. Read once before the plan, so the plan can convert objects of versions the
-/// target no longer serves.
-#[derive(Clone, Debug, Default)]
-pub struct ServedApis {
-    kinds: HashMap<(String, String), (Vec<String>, String)>,
-}
-
-impl ServedApis {
-    /// Discovers every group and version; a group that does not answer (an aggregated API
-    /// that is down) is left out, as if not served.
-    pub async fn discover(client: &kube::Client) -> Result<Self, kube::Error> {
-        let mut served = ServedApis::default();
-        let mut group_versions: Vec<(String, Vec<String>)> = Vec::new();
-        let core = client.list_core_api_versions().await?;
-        group_versions.push((String::new(), core.versions));
-        for g in client.list_api_groups().await?.groups {
-            let preferred = g.preferred_version.as_ref().map(|v| v.version.clone());
-            let mut versions: Vec<String> = g.versions.iter().map(|v| v.version.clone()).collect();
-            if let Some(p) = preferred {
-                versions.retain(|v| *v != p);
-                versions.insert(0, p);
-            }
-            group_versions.push((g.name, versions));
-        }
-        for (group, versions) in group_versions {
-            for version in versions {
-                let gv = if group.is_empty() { version.clone() } else { format!("{group}/{version}") };
-                let list = if group.is_empty() { client.list_core_api_resources(&version).await } else { client.list_api_group_resources(&gv).await };
-                let Ok(list) = list else {
-                    tracing::warn!(group_version = %gv, "the target does not describe this API version; it is treated as not served");
-                    continue;
-                };
-                for r in list.resources.iter().filter(|r| !r.name.contains('/')) {
-                    let entry = served.kinds.entry((group.clone(), r.kind.clone())).or_insert_with(|| (Vec::new(), r.name.clone()));
-                    if !entry.0.contains(&version) {
-                        entry.0.push(version.clone());
-                    }
-                }
-            }
-        }
-        Ok(served)
-    }
-
-    pub fn versions(&self, group: &str, kind: &str) -> Vec<String> {
-        self.kinds.get(&(group.to_owned(), kind.to_owned())).map(|(v, _)| v.clone()).unwrap_or_default()
-    }
-
-    pub fn plural(&self, group: &str, kind: &str) -> Option<&str> {
-        self.kinds.get(&(group.to_owned(), kind.to_owned())).map(|(_, p)| p.as_str())
-    }
-
-    pub fn serves(&self, api_version: &str, kind: &str) -> bool {
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        self.versions(group, kind).iter().any(|v| v == version)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.kinds.is_empty()
-    }
 }
 
 /// The point's resource name for a kind key (`manifest.resources`), else the target's.

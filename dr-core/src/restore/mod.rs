@@ -249,7 +249,7 @@ async fn restore(
 /// What the plan needs from the target and the DR namespace: what the target serves (for
 /// conversions), and the resource modifier rules, parsed and checked.
 async fn plan_inputs(client: &Client, settings: &RestoreSettings, manifest: &Manifest) -> Result<plan::PlanInputs, RestoreError> {
-    let served = controls::ServedApis::discover(client).await.map_err(api_err("discovering what this cluster serves"))?;
+    let served = crate::discovery::ServedApis::discover(client).await.map_err(api_err("discovering what this cluster serves"))?;
     let name = &settings.controls.resource_modifiers.config_map;
     let modifiers = if let Some((source, rules)) = &settings.inline_modifiers {
         Some(modifiers::Modifiers::parse(source, rules).map_err(RestoreError::Invalid)?)

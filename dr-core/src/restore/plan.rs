@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::controls::{plural_of, Controls, ServedApis};
+use super::controls::{plural_of, Controls};
 use super::convert::{self, Converted};
 use super::settings::RestoreSettings;
 use super::spill::Spill;
 use super::RestoreError;
 use crate::catalog::{Category, Entry, API_GROUP};
+use crate::discovery::ServedApis;
 use crate::location::Location;
 use crate::point::{self, Manifest, Unlocker};
 

@@ -22,9 +22,9 @@ use kube::core::GroupVersionKind;
 use kube::Client;
 use serde_json::Value;
 
-use super::controls::ServedApis;
 use super::plan::{Plan, Sample};
 use super::report::{Finding, RestoreReport};
+use crate::discovery::ServedApis;
 
 /// Runs the checks: all of them, or only the webhooks (`all` false).
 /// `served` is what the target serves, as the plan read it.

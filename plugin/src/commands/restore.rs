@@ -7,13 +7,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use dr_core::catalog::parse_categories;
 use dr_core::location::Location;
 use dr_core::passphrase::PassphraseSource;
 use dr_core::point::{self, Unlocker};
 use dr_core::resources::{self, ResourceError};
 use dr_core::restore::chart::{ChartValues, PullSecret, RbacResource};
-use dr_core::restore::{self, RestoreReport, RestoreSettings};
+use dr_core::restore::{self, RestoreReport};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
@@ -28,19 +27,13 @@ use crate::{chart, input};
 
 pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> {
     let ns = &global.namespace;
-    // Everything that can be wrong with the flags, before the cluster is asked anything.
-    let mut settings = RestoreSettings::new(ns, &args.cluster_id, &args.profile);
-    settings.point_in_time = input::point_in_time(&args.point_in_time)?;
-    settings.point_id = args.point.clone();
-    settings.skip = parse_categories(&args.skip_resource).map_err(|e| anyhow::anyhow!("--skip-resource: {e}"))?;
-    settings.quick_mode = args.quick_mode;
-    settings.override_resources = args.override_resources;
+    // Everything that can be wrong with the flags, before the cluster is asked anything: the
+    // flags become the chart's values, and those the restore's settings, by the conversion
+    // the Job runs on the same values.
     if !args.timeout.as_secs().is_multiple_of(60) || args.timeout.as_secs() == 0 {
         bail!("--timeout must be a whole number of minutes (30m, 2h)");
     }
-    settings.timeout = args.timeout;
-    settings.restore_status = restore::StatusKinds::parse(&args.restore_status).map_err(|e| anyhow::anyhow!("--restore-status: {e}"))?;
-    settings.controls = controls(args)?;
+    let mut chart = chart_values(args, controls(args)?);
     let modifier_rules = match &args.resource_modifiers {
         Some(file) => {
             let rules = dr_core::local_file::read_to_string(
@@ -51,12 +44,12 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
             )?;
             let source = format!("--resource-modifiers {}", file.display());
             dr_core::restore::modifiers::Modifiers::parse(&source, &rules).map_err(|e| anyhow::anyhow!("{e}"))?;
-            settings.controls.resource_modifiers.config_map = modifiers_config_map(&args.release);
+            chart.resource_modifiers.config_map = modifiers_config_map(&args.release);
             Some((source, rules))
         }
         None => None,
     };
-    settings.check()?;
+    let mut settings = chart.restore_settings(ns)?;
     let vault = args.passphrase.passphrase_source == SourceKind::Vault;
     if vault && args.vault_token_secret.is_none() && args.passphrase.vault_role.is_none() {
         bail!("the restore Job needs a Vault login: --vault-token-secret SECRET (a Secret with key vault_token) or --vault-role ROLE (Kubernetes auth)");
@@ -76,7 +69,9 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     let source = input::passphrase_source(&args.passphrase, false)?;
     let opened = check_point(&client, ns, &profile, args, settings.point_in_time, &source).await?;
 
-    let mut chart = chart_values(args, &profile, &settings.controls);
+    if let Some(file) = &profile.spec.file {
+        chart.file_profile.claim_name = file.claim_name.clone();
+    }
     if !args.quick_mode {
         match opened.as_ref().and_then(|o| rbac_resources(o.manifest())) {
             Some(resources) => chart.rbac.resources = resources,
@@ -269,8 +264,9 @@ async fn check_point(
     Ok(Some(restore::OpenedPoint { location, chosen, unlocker, passphrase_from: source.describe() }))
 }
 
-/// The chart's values for the flags and the checked controls. The passphrase is never among them.
-fn chart_values(args: &RestoreArgs, profile: &resources::Profile, controls: &restore::RestoreControls) -> ChartValues {
+/// The chart's values for the flags and the controls built from them (checked with the
+/// rest, by `ChartValues::restore_settings`). The passphrase is never among them.
+fn chart_values(args: &RestoreArgs, controls: restore::RestoreControls) -> ChartValues {
     let mut v = ChartValues { source_cluster_id: args.cluster_id.clone(), ..Default::default() };
     v.profile.name = args.profile.clone();
     v.restore.timeout = u32::try_from(args.timeout.as_secs() / 60).unwrap_or(u32::MAX);
@@ -280,10 +276,7 @@ fn chart_values(args: &RestoreArgs, profile: &resources::Profile, controls: &res
     v.point_in_time = args.point_in_time.clone().unwrap_or_default();
     v.restore_point_id = args.point.clone().unwrap_or_default();
     v.skip_resource = args.skip_resource.replace("\\,", ",");
-    v.set_controls(controls.clone());
-    if let Some(file) = &profile.spec.file {
-        v.file_profile.claim_name = file.claim_name.clone();
-    }
+    v.set_controls(controls);
     let p = &args.passphrase;
     if p.passphrase_source == SourceKind::Vault {
         v.vault.enabled = true;

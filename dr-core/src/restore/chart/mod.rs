@@ -1,18 +1,24 @@
 //! The `dr-restore` chart's values as one type: the contract between the plugin (which builds
-//! them from its flags), the chart (whose templates read them) and the Job (which reads what
-//! the templates make of them). `charts/dr-restore/values.yaml`, `values.schema.json` and the
+//! them from its flags), the chart (whose templates read them) and the Job (which reads them
+//! whole, as the chart rendered them, from `DR_RESTORE_VALUES`). Both turn them into the
+//! restore's settings by one conversion, [`ChartValues::restore_settings`]. `charts/dr-restore/values.yaml`, `values.schema.json` and the
 //! values table in the chart's README are generated from it (`generate.rs`); a test fails when
 //! they are stale. The field comments are the documentation a user reads in all three.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use super::controls::{Existing, ModifiersRef, RestoreControls};
 use super::mapping::Mapping;
 use super::select::Select;
+use super::settings::{RestoreSettings, StatusKinds};
+use super::RestoreError;
 
 mod generate;
 
@@ -369,7 +375,39 @@ impl Default for ContainerResources {
 }
 
 impl ChartValues {
-    /// The restore controls as the Job reads them (`DR_RESTORE_CONTROLS`).
+    /// The restore these values ask for, checked: the one conversion from the chart's values
+    /// to the engine's settings. The Job reads the values as the chart rendered them
+    /// (`DR_RESTORE_VALUES`); `kubectl dr restore` builds them from its flags and converts
+    /// them here too, so a value and the flag behind it are parsed and checked by the same
+    /// code, and each error names both. `namespace` is the release's (the DR namespace); what
+    /// only the Job knows (the Lease holder, the location's mount, how to reach Vault) the
+    /// caller adds.
+    pub fn restore_settings(&self, namespace: &str) -> Result<RestoreSettings, RestoreError> {
+        let invalid = |value: &str, flag: &str, why: String| RestoreError::Invalid(format!("{value} (--{flag}): {why}"));
+        let mut s = RestoreSettings::new(namespace, &self.source_cluster_id, &self.profile.name);
+        if !self.point_in_time.is_empty() {
+            let at = OffsetDateTime::parse(&self.point_in_time, &Rfc3339).map_err(|e| {
+                invalid("pointInTime", "point-in-time", format!("{:?} is not an RFC 3339 time such as 2022-01-02T15:04:05Z ({e})", self.point_in_time))
+            })?;
+            s.point_in_time = Some(at);
+        }
+        if !self.restore_point_id.is_empty() {
+            crate::point::point_time(&self.restore_point_id).map_err(|e| invalid("restorePointID", "point", e.to_string()))?;
+            s.point_id = Some(self.restore_point_id.clone());
+        }
+        s.skip = crate::catalog::parse_categories(&self.skip_resource).map_err(|e| invalid("skipResource", "skip-resource", e.to_string()))?;
+        s.timeout = Duration::from_secs(u64::from(self.restore.timeout) * 60);
+        s.concurrency = usize::try_from(self.restore.concurrency).unwrap_or(usize::MAX);
+        s.qps = self.restore.qps;
+        s.restore_status = StatusKinds::parse(&self.restore.status).map_err(|e| invalid("restore.status", "restore-status", e))?;
+        s.controls = self.controls();
+        s.quick_mode = self.quick_mode.enabled;
+        s.override_resources = self.quick_mode.override_resources;
+        s.check()?;
+        Ok(s)
+    }
+
+    /// The restore controls: the chart's `select`, `mapping`, `resourceModifiers` and `existing`.
     pub fn controls(&self) -> RestoreControls {
         RestoreControls {
             select: self.select.clone(),
