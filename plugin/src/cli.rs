@@ -113,9 +113,9 @@ pub enum ImagesCommand {
     /// Copy the job image and the dr-restore chart into a private registry
     /// (REGISTRY[:PORT][/PATH]), byte for byte, so their digests stay the same.
     ///
-    /// Then restore with --airgapped-repository REGISTRY/PATH, or install the chart from there:
-    /// `helm install k10-restore oci://REGISTRY/PATH/dr-restore --version <version> --set
-    /// airgapped.repository=REGISTRY/PATH ...`.
+    /// Then restore with --airgapped-repository REGISTRY/PATH, or install the chart from there,
+    /// pinned by the digest it prints: `helm install k10-restore
+    /// oci://REGISTRY/PATH/dr-restore@sha256:<digest> --set airgapped.repository=REGISTRY/PATH ...`.
     Mirror(MirrorArgs),
     /// Write the dr-restore chart this plugin embeds as <destination>/dr-restore-<version>.tgz:
     /// the package `images mirror` pushes as an OCI artifact (scripts/dist ships it).

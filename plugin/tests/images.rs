@@ -259,15 +259,17 @@ async fn helm_installs_the_mirrored_chart_from_the_registry_and_its_job_names_th
     std::fs::write(&values, serde_json::to_string(&json!({"sourceClusterID": "c", "profile": {"name": "p"}, "airgapped": {"repository": to}})).unwrap())
         .unwrap();
     let path = format!("{}:{}", support::venv_bin("python").parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
-    let helm = |chart: &str, version: &str| {
+    let helm_release = |release: &str, chart: &str, version: Option<&str>| {
         Command::new(support::workspace_root().join("charts/tests/helm"))
-            .args(["upgrade", "--install", "k10-restore", chart, "--version", version, "--plain-http", "--namespace", "kasten-io"])
+            .args(["upgrade", "--install", release, chart, "--plain-http", "--namespace", "kasten-io"])
+            .args(version.map(|v| ["--version", v]).into_iter().flatten())
             .args(["--values", values.to_str().unwrap(), "--kubeconfig", kubeconfig.to_str().unwrap()])
             .env("PATH", &path)
             .env("HOME", dir.path())
             .output()
             .unwrap()
     };
+    let helm = |chart: &str, version: &str| helm_release("k10-restore", chart, Some(version));
     let oci = format!("oci://{to}/dr-restore");
     support::succeeded(&helm(&oci, VERSION));
     let jobs = api.objects("batch", "jobs");
@@ -281,6 +283,29 @@ async fn helm_installs_the_mirrored_chart_from_the_registry_and_its_job_names_th
     let out = helm(&oci, "9.9.9");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("9.9.9"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Whoever may push to the registry can move the tag to a chart of their own; the chart
+    // pinned by digest, as `kubectl dr images` and `images mirror` give it, is still the one
+    // this plugin shipped.
+    let planted = dr_core::images::chart::ChartArtifact::package([
+        ("Chart.yaml", format!("apiVersion: v2\nname: dr-restore\nversion: {VERSION}\n").as_bytes()),
+        ("templates/planted.yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: planted\n".as_slice()),
+    ])
+    .unwrap();
+    let options = dr_core::images::RegistryOptions { plain_http: true, ca_bundle: None };
+    let moved = dr_core::images::chart::push(&planted, &to, &options).await.unwrap();
+    assert_ne!(moved.digest, chart_digest, "the tag now names another chart");
+    support::succeeded(&helm_release("by-tag", &oci, Some(VERSION)));
+    assert!(api.objects("", "configmaps").iter().any(|c| c["metadata"]["name"] == "planted"), "installing by tag took the planted chart");
+    assert_eq!(chart["pinned"], format!("oci://localhost/kubectl-dr/dr-restore@{chart_digest}"));
+    let pinned = format!("{oci}@{chart_digest}");
+    support::succeeded(&helm_release("by-digest", &pinned, None));
+    let jobs = api.objects("batch", "jobs");
+    assert!(jobs.iter().any(|j| j["metadata"]["name"] == "by-digest"), "the pinned chart is the genuine one: its Job is there");
+    // Mirroring puts the tag back, and says to install by digest.
+    let table = dr(&["images", "mirror", "--to", &to, "--from-archive", archive.to_str().unwrap(), "--plain-http"]);
+    let said = String::from_utf8_lossy(&table.stderr);
+    assert!(table.status.success() && said.contains(&format!("helm install k10-restore {oci}@{chart_digest}")), "{said}");
 
     // Mirroring again uploads nothing; --no-chart leaves the chart out.
     let again: Value = serde_json::from_str(&support::succeeded(&dr(&[

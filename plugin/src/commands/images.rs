@@ -21,7 +21,8 @@ pub async fn run(args: &ImagesArgs) -> Result<ExitStatus> {
     let used_by = "dr-restore chart (restore Job), DR policy CronJob (backup)";
     let chart = release::chart_repository();
     let chart_digest = crate::chart::artifact()?.digest();
-    let install = format!("helm install k10-restore oci://{} --version {}", chart.name(), release::VERSION);
+    // Pinned by digest: a tag in a registry moves for anyone who may push there.
+    let install = format!("helm install k10-restore oci://{}@{chart_digest}", chart.name());
     match args.output {
         OutputFormat::Table => {
             println!("{:<48} {:<12} {:<72} USED BY", "ARTIFACT", "TAG", "DIGEST");
@@ -37,7 +38,7 @@ pub async fn run(args: &ImagesArgs) -> Result<ExitStatus> {
             let pinned_chart = ImageRef { digest: Some(chart_digest.clone()), ..chart.clone() };
             let v = json!([
                 {"kind": "image", "image": image.name(), "tag": image.tag, "digest": image.digest, "reference": image.to_string(), "fips": args.fips, "usedBy": used_by},
-                {"kind": "chart", "image": chart.name(), "tag": release::VERSION, "digest": chart_digest, "reference": pinned_chart.to_string(), "oci": format!("oci://{}", chart.name()), "usedBy": install},
+                {"kind": "chart", "image": chart.name(), "tag": release::VERSION, "digest": chart_digest, "reference": pinned_chart.to_string(), "oci": format!("oci://{}", chart.name()), "pinned": format!("oci://{}@{chart_digest}", chart.name()), "usedBy": install},
             ]);
             match format {
                 OutputFormat::Yaml => print!("{}", serde_yaml::to_string(&v)?),
@@ -121,7 +122,8 @@ async fn mirror(args: &MirrorArgs, fips: bool, output: OutputFormat) -> Result<E
                 report.blobs_present + chart.as_ref().map_or(0, |c| c.blobs_present),
             );
             if let Some(chart) = &chart {
-                eprintln!("or with Helm: helm install k10-restore {} --version {} --set airgapped.repository={to} ...", chart.oci, chart.version);
+                // By digest, not by the tag: whoever may push to the registry can move a tag.
+                eprintln!("or with Helm (pinned by digest): helm install k10-restore {}@{} --set airgapped.repository={to} ...", chart.oci, chart.digest);
             }
         }
         format => {
