@@ -93,6 +93,20 @@ pub trait Classify {
     fn kind(&self) -> ErrorKind;
 }
 
+// The format's errors live in `dr-format`, which knows nothing of exit statuses; their kinds
+// are said here, beside the other foreign types'.
+impl Classify for crate::format::FormatError {
+    fn kind(&self) -> ErrorKind {
+        use crate::format::FormatError as E;
+        match self {
+            E::WrongPassphrase => ErrorKind::WrongPassphrase,
+            E::WrongCluster { .. } | E::UnsupportedVersion(_) => ErrorKind::BadInput,
+            E::Io(e) if e.kind() != std::io::ErrorKind::InvalidData && e.kind() != std::io::ErrorKind::UnexpectedEof => ErrorKind::Transient,
+            _ => ErrorKind::DamagedPoint,
+        }
+    }
+}
+
 /// A Kubernetes API error: throttling, 5xx, timeouts and transport errors are transient; a
 /// refusal (401/403), a missing object, an invalid one are bad input.
 impl Classify for kube::Error {

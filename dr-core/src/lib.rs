@@ -2,11 +2,12 @@
 //! `docs/architecture.md` shows how the parts fit and the flow of a backup and a restore.
 //!
 //! The parts, each owning one thing:
-//! - [`format`]: the encrypted file format and its crypto and compression (pure, sync)
+//! - [`format`]: the encrypted file format and its crypto and compression, and
+//!   [`catalog`]: what a point holds, resource categories and the fixed names; both are the
+//!   `dr-format` crate (pure, sync, no tokio, kube or AWS SDK), re-exported here
 //! - [`location`]: where points live (a directory or an S3 bucket)
 //! - [`point`]: restore points: naming, manifest, writing, listing, and the one way to
 //!   choose and open a point ([`point::choose`])
-//! - [`catalog`]: what a point holds, resource categories and the fixed names
 //! - [`passphrase`]: where the DR passphrase comes from (`k10-dr-secret`: raw, Vault, AWS)
 //! - [`resources`]: the Profile and Policy custom resources, and a profile's location
 //! - [`ownership`]: the cluster ID and the ownership ConfigMap (gate, claim, take-over)
@@ -24,12 +25,12 @@
 
 // The parts.
 pub mod api_retry;
-pub mod catalog;
+pub use dr_format::catalog;
 pub mod cron;
 pub mod discovery;
 pub mod events;
 pub mod failure;
-pub mod format;
+pub use dr_format as format;
 mod insecure_http;
 pub mod local_file;
 pub mod location;

@@ -124,6 +124,22 @@ fn the_library_has_no_import_circle() {
 }
 
 #[test]
+fn the_format_crate_has_no_import_circle_and_no_async_or_cluster_dependency() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dr-format");
+    let modules = modules(&root.join("src"));
+    assert!(modules.len() >= 6, "the format crate's modules were found: {}", modules.len());
+    let found = circles(&edges(&modules));
+    assert!(found.is_empty(), "modules that import each other: {found:?}");
+    // What lets a reader of the format depend on it alone.
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let dependencies = manifest.split("[dependencies]").nth(1).and_then(|rest| rest.split("\n[").next()).expect("a [dependencies] table");
+    assert!(dependencies.contains("aws-lc-rs"), "the dependencies were read: {dependencies}");
+    for heavy in ["tokio", "kube", "aws-sdk", "aws-config", "reqwest", "dr-core"] {
+        assert!(!dependencies.contains(heavy), "dr-format must not depend on {heavy}: {dependencies}");
+    }
+}
+
+#[test]
 fn a_circle_is_found() {
     // The detector itself, on a small library with one circle (a ↔ b through c) and a parent
     // and child that use each other (allowed).

@@ -2,11 +2,11 @@
 //! points at a location.
 //!
 //! A point is `<cluster-id>/restore-points/<point-id>/` holding `archive.kdr` (the catalog:
-//! one JSON [`Entry`] per line, compressed in zstd blocks, then encrypted) and `manifest.kdr` (a small
+//! one JSON [`Entry`](crate::catalog::Entry) per line, compressed in zstd blocks, then encrypted) and `manifest.kdr` (a small
 //! encrypted JSON [`Manifest`]). The manifest is written last: a point without one is
 //! incomplete and never restored from.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::catalog::{Category, Entry, Mode};
 use crate::format::crypto::{ClusterKey, KdfParams, MasterKey, Passphrase, SALT_LEN};
+pub use crate::format::manifest::{ArchiveInfo, Counts, Manifest};
 use crate::format::FormatError;
 use crate::location::LocationError;
 
@@ -182,63 +182,6 @@ pub fn object_key(cluster_id: &str, point_id: &str, object: &str) -> String {
 pub fn rfc3339(t: OffsetDateTime) -> String {
     let ms = t.millisecond() as u32 * 1_000_000;
     t.to_offset(time::UtcOffset::UTC).replace_nanosecond(ms).expect("valid nanoseconds").format(&Rfc3339).expect("formats")
-}
-
-/// The manifest: what a point holds, readable without decrypting the archive.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Manifest {
-    pub format_version: u32,
-    pub cluster_id: String,
-    pub point_id: String,
-    pub created_at: String,
-    pub completed_at: String,
-    pub mode: Mode,
-    pub policy: String,
-    /// The tool and version that wrote the point.
-    pub written_by: String,
-    pub archive: ArchiveInfo,
-    pub counts: Counts,
-    /// End of the Object Lock retention, when the location is immutable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retained_until: Option<String>,
-    /// The resource (plural) of each kind the point holds, keyed like `counts.byKind`, as
-    /// the source cluster served it: what a restore's RBAC names. Empty in points written
-    /// before it was recorded and in points made from files.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub resources: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ArchiveInfo {
-    pub object: String,
-    /// Size of the stored (encrypted) archive.
-    pub stored_bytes: u64,
-    /// Size after compression, before encryption.
-    pub compressed_bytes: u64,
-    /// Size of the catalog before compression.
-    pub catalog_bytes: u64,
-    /// SHA-256 of the stored archive, hex.
-    pub sha256: String,
-    pub chunk_size: u32,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Counts {
-    pub total: u64,
-    pub by_category: BTreeMap<Category, u64>,
-    /// Keyed by `Kind` or `Kind.group`.
-    pub by_kind: BTreeMap<String, u64>,
-}
-
-impl Counts {
-    pub fn add(&mut self, entry: &Entry) {
-        self.total += 1;
-        *self.by_category.entry(entry.category).or_default() += 1;
-        *self.by_kind.entry(entry.kind_key()).or_default() += 1;
-    }
 }
 
 /// What this process has spent opening points: PBKDF2 derivations and manifest downloads.

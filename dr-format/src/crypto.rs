@@ -59,7 +59,9 @@ impl Passphrase {
         }
     }
 
-    pub(crate) fn expose(&self) -> &[u8] {
+    /// The passphrase's bytes, for writing it where it belongs (`k10-dr-secret`) and for the
+    /// key derivation. Never log or print them.
+    pub fn expose(&self) -> &[u8] {
         self.0.as_bytes()
     }
 

@@ -1,5 +1,9 @@
-//! The encrypted file format of restore points: an authenticated header followed by
-//! AES-256-GCM chunks (a STREAM construction). Pure and synchronous.
+//! kubectl-dr's restore-point format, on its own: the encrypted file format (an
+//! authenticated header followed by AES-256-GCM chunks, a STREAM construction), the
+//! catalog's entries and categories (`catalog`), its compression (`blocks`) and the
+//! manifest's types (`manifest`). Pure and synchronous: no tokio, kube or AWS SDK, so a
+//! reader of the format depends on this crate alone. `dr-core` re-exports it as
+//! `dr_core::format` and `dr_core::catalog`.
 //!
 //! Version 3 (written) derives one PBKDF2 master per cluster (its salt comes from the
 //! cluster ID) and each point's key from it by HKDF under the point's random salt, so a
@@ -18,8 +22,10 @@ use std::io;
 use aws_lc_rs::aead;
 
 pub mod blocks;
+pub mod catalog;
 pub mod crypto;
 mod header;
+pub mod manifest;
 mod stream;
 
 pub use header::Header;
@@ -128,19 +134,6 @@ pub enum FormatError {
     TooManyChunks,
     #[error("I/O error while reading or writing the restore point: {0}")]
     Io(#[from] io::Error),
-}
-
-impl crate::failure::Classify for FormatError {
-    fn kind(&self) -> crate::failure::ErrorKind {
-        use crate::failure::ErrorKind;
-        use FormatError as E;
-        match self {
-            E::WrongPassphrase => ErrorKind::WrongPassphrase,
-            E::WrongCluster { .. } | E::UnsupportedVersion(_) => ErrorKind::BadInput,
-            E::Io(e) if e.kind() != std::io::ErrorKind::InvalidData && e.kind() != std::io::ErrorKind::UnexpectedEof => ErrorKind::Transient,
-            _ => ErrorKind::DamagedPoint,
-        }
-    }
 }
 
 impl FormatError {

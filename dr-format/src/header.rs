@@ -42,7 +42,7 @@ impl Header {
         // Random per file. Version 2 uses it as the file's identity only (through the header
         // digest every chunk authenticates), so two files under one key never swap chunks.
         let mut nonce_prefix = [0u8; NONCE_PREFIX_LEN];
-        crate::format::crypto::fill_random(&mut nonce_prefix);
+        crate::crypto::fill_random(&mut nonce_prefix);
         let mut raw = Vec::with_capacity(256);
         raw.extend_from_slice(&MAGIC);
         raw.extend_from_slice(&[version, binding.role as u8, kdf_byte, 0]);
