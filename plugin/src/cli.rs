@@ -181,7 +181,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub override_resources: bool,
     /// How long the whole restore may take (whole minutes: 30m, 2h).
-    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    #[arg(long, default_value = "30m", value_parser = parse_whole_minutes)]
     pub timeout: std::time::Duration,
     /// Write back the status of these kinds through their /status subresource: `all`, or a
     /// comma list of Kind.group or resource.group (Widget.example.com, certificates.cert-manager.io).
@@ -416,6 +416,15 @@ pub struct BackupArgs {
 }
 
 /// `30m`, `90s`, `2h`.
+/// A restore's timeout, which the chart takes in whole minutes (`restore.timeout`).
+pub fn parse_whole_minutes(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d.as_secs() == 0 || !d.as_secs().is_multiple_of(60) {
+        return Err(format!("{s:?} is not a whole number of minutes (30m, 2h)"));
+    }
+    Ok(d)
+}
+
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration such as 30m, 90s or 2h"))?;
@@ -608,8 +617,8 @@ pub struct RestorePointsArgs {
     #[arg(long, env = "DR_CLUSTER_ID")]
     pub cluster_id: String,
     /// Hide points newer than this RFC 3339 time.
-    #[arg(long, env = "DR_POINT_IN_TIME")]
-    pub point_in_time: Option<String>,
+    #[arg(long, env = "DR_POINT_IN_TIME", value_parser = crate::input::rfc3339)]
+    pub point_in_time: Option<time::OffsetDateTime>,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: OutputFormat,
     #[command(flatten)]
@@ -695,8 +704,8 @@ pub struct ExportArgs {
     #[arg(long, conflicts_with = "point_in_time")]
     pub point: Option<String>,
     /// Export the newest complete point at or before this RFC 3339 time.
-    #[arg(long, env = "DR_POINT_IN_TIME")]
-    pub point_in_time: Option<String>,
+    #[arg(long, env = "DR_POINT_IN_TIME", value_parser = crate::input::rfc3339)]
+    pub point_in_time: Option<time::OffsetDateTime>,
     /// Directory to write to; it must not exist yet.
     #[arg(long)]
     pub output_dir: PathBuf,
@@ -724,8 +733,8 @@ pub struct DrillArgs {
     #[arg(long, value_name = "CONTEXT")]
     pub target_context: Option<String>,
     /// Drill the newest complete point at or before this RFC 3339 time (default: the newest).
-    #[arg(long, env = "DR_POINT_IN_TIME")]
-    pub point_in_time: Option<String>,
+    #[arg(long, env = "DR_POINT_IN_TIME", value_parser = crate::input::rfc3339)]
+    pub point_in_time: Option<time::OffsetDateTime>,
     /// Leave the sandbox namespaces in place for a look (delete them yourself afterwards).
     #[arg(long)]
     pub keep: bool,
@@ -736,7 +745,7 @@ pub struct DrillArgs {
     #[arg(long, env = "DR_LOCATION_PATH")]
     pub path: Option<PathBuf>,
     /// How long the restore may take (whole minutes: 30m, 2h).
-    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    #[arg(long, default_value = "30m", value_parser = parse_whole_minutes)]
     pub timeout: std::time::Duration,
     #[command(flatten)]
     pub passphrase: PassphraseArgs,

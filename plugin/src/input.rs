@@ -69,11 +69,10 @@ pub fn point_id(value: &str) -> Result<String, String> {
     dr_core::point::point_time(value).map(|_| value.to_owned()).map_err(|e| e.to_string())
 }
 
-pub fn point_in_time(value: &Option<String>) -> Result<Option<OffsetDateTime>> {
-    value
-        .as_deref()
-        .map(|v| OffsetDateTime::parse(v, &Rfc3339).with_context(|| format!("--point-in-time {v:?} is not an RFC 3339 time such as 2022-01-02T15:04:05Z")))
-        .transpose()
+/// `--point-in-time` as clap parses it (`restore`'s goes into the chart's values instead,
+/// and is parsed there by the conversion the Job runs).
+pub fn rfc3339(value: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(value, &Rfc3339).map_err(|_| format!("{value:?} is not an RFC 3339 time such as 2022-01-02T15:04:05Z"))
 }
 
 /// A secret (a passphrase, a token) from a file or, for `-`, stdin; both bounded the same

@@ -112,6 +112,12 @@ fn the_offline_loop_on_a_local_directory() {
     assert!(err.contains("already exists"), "{err}");
     let err = failed(&run(&["restore-points", "--point-in-time", "yesterday"], PASS), 2);
     assert!(err.contains("RFC 3339"), "{err}");
+    // Flags clap parses, before anything is read: a restore's timeout is whole minutes (the
+    // chart's restore.timeout), and restore's --point-in-time goes through the chart's values.
+    let err = failed(&dr(&["restore", "--cluster-id", CLUSTER, "--profile", "p", "--timeout", "90s"], &[], PASS), 2);
+    assert!(err.contains("whole number of minutes"), "{err}");
+    let err = failed(&dr(&["restore", "--cluster-id", CLUSTER, "--profile", "p", "--point-in-time", "yesterday"], &[], PASS), 2);
+    assert!(err.contains("pointInTime (--point-in-time)") && err.contains("RFC 3339"), "{err}");
 
     // A damaged point makes verify fail (exit 4, damaged point) and name the point, while the other passes.
     let archive = loc.join(CLUSTER).join("restore-points").join(&full_id).join("archive.kdr");

@@ -14,10 +14,7 @@ use crate::input;
 
 pub async fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<ExitStatus> {
     let mut settings = RestoreSettings::new(&global.namespace, &args.cluster_id, &args.profile);
-    settings.point_in_time = input::point_in_time(&args.point_in_time)?;
-    if !args.timeout.as_secs().is_multiple_of(60) || args.timeout.as_secs() == 0 {
-        anyhow::bail!("--timeout must be a whole number of minutes (30m, 2h)");
-    }
+    settings.point_in_time = args.point_in_time;
     settings.timeout = args.timeout;
     settings.location_mount = args.path.clone();
     settings.resolve = input::resolve_options(&args.passphrase)?;

@@ -32,7 +32,7 @@ pub async fn run(args: &ExportArgs) -> Result<ExitStatus> {
     if args.output_dir.exists() {
         bail!("{} already exists: give a new directory to export into", args.output_dir.display());
     }
-    let at = input::point_in_time(&args.point_in_time)?;
+    let at = args.point_in_time;
     let location = input::location(&args.location, false).await?;
     let unlocker = Unlocker::new(input::passphrase(&args.passphrase, false).await?);
     let manifest = point::choose(&location, &args.cluster_id, point::Which::from_args(args.point.as_deref(), at), &unlocker).await?.manifest;

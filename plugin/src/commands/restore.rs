@@ -30,9 +30,6 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     // Everything that can be wrong with the flags, before the cluster is asked anything: the
     // flags become the chart's values, and those the restore's settings, by the conversion
     // the Job runs on the same values.
-    if !args.timeout.as_secs().is_multiple_of(60) || args.timeout.as_secs() == 0 {
-        bail!("--timeout must be a whole number of minutes (30m, 2h)");
-    }
     let mut chart = chart_values(args, controls(args)?);
     let modifier_rules = match &args.resource_modifiers {
         Some(file) => {

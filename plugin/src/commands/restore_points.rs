@@ -92,7 +92,7 @@ pub async fn rows(location: &Location, cluster_id: &str, points: &[PointSummary]
 
 pub async fn run(args: &RestorePointsArgs) -> Result<ExitStatus> {
     dr_core::point::validate_cluster_id(&args.cluster_id)?;
-    let at = input::point_in_time(&args.point_in_time)?;
+    let at = args.point_in_time;
     let location = input::location(&args.location, false).await?;
     let mut points = point::list_points(&location, &args.cluster_id).await?;
     if points.is_empty() {
