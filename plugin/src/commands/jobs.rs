@@ -102,10 +102,22 @@ async fn last_pod_end(pods: &Api<Pod>, job: &Job) -> Option<String> {
     })
 }
 
-/// Follows a Job with a watch until the Job controller gives its verdict, saying each retry;
-/// resumes from the last resourceVersion when the watch ends, and starts over from a fresh
-/// read on 410 Gone.
-pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, mut resource_version: String) -> Result<JobState> {
+/// The Job read or watched under `name` must be the one followed (`job_uid`): a Job deleted
+/// and created again under the same name (another restore or Run Once) while a watch was
+/// down is another Job, and its verdict is not this one's.
+fn same_job(job: &Job, name: &str, job_uid: &str) -> Result<()> {
+    match job.uid() {
+        Some(uid) if !job_uid.is_empty() && uid != job_uid => bail!(
+            "job {name} was replaced by another Job of the same name before it finished (another restore started?): see `kubectl get job {name}` and its logs"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Follows the Job `job_uid` with a watch until the Job controller gives its verdict, saying
+/// each retry; resumes from the last resourceVersion when the watch ends, and starts over
+/// from a fresh read on 410 Gone. A Job of the same name but another UID is not followed.
+pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, job_uid: &str, mut resource_version: String) -> Result<JobState> {
     let started = Instant::now();
     let mut last_state = None;
     let mut failed_seen = 0;
@@ -144,6 +156,7 @@ pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, mut resourc
             // server that keeps answering 410 is not asked in a tight loop.
             Err(kube::Error::Api(s)) if s.code == 410 => {
                 let current = jobs.get(name).await.with_context(|| format!("reading job {name}"))?;
+                same_job(&current, name, job_uid)?;
                 resource_version = current.resource_version().unwrap_or_default();
                 let state = job_state(&current);
                 if state.is_finished() {
@@ -170,6 +183,9 @@ pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, mut resourc
 
             let job = match event {
                 WatchEvent::Added(job) | WatchEvent::Modified(job) => job,
+                // Another Job of the same name (an earlier one, replayed from an old
+                // resourceVersion) going away is not this one's end.
+                WatchEvent::Deleted(gone) if same_job(&gone, name, job_uid).is_err() => continue,
                 WatchEvent::Deleted(_) => bail!("job {name} was deleted before it finished"),
                 WatchEvent::Bookmark(b) => {
                     resource_version = b.metadata.resource_version;
@@ -183,6 +199,7 @@ pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, mut resourc
                 }
                 WatchEvent::Error(e) => bail!("watching job {name}: {}", e.message),
             };
+            same_job(&job, name, job_uid)?;
             resource_version = job.resource_version().unwrap_or(resource_version);
             let state = job_state(&job);
             let failed = job.status.as_ref().and_then(|s| s.failed).unwrap_or(0);
@@ -342,7 +359,7 @@ pub async fn watch_job_with_progress(
 ) -> Result<(JobState, FollowedLogs)> {
     let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut follower = tokio::spawn(follow_logs(pods.clone(), name.to_owned(), job_uid.to_owned(), finished.clone()));
-    let state = watch_job(jobs, pods, name, resource_version).await;
+    let state = watch_job(jobs, pods, name, job_uid, resource_version).await;
     finished.store(true, std::sync::atomic::Ordering::Relaxed);
     // The last pod's log ends when its container does, before the verdict; allow the
     // stream a moment to deliver its tail.
@@ -378,5 +395,45 @@ pub async fn end_restore_grant(client: &kube::Client, release: &str, namespace: 
             );
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dr_test_support::apiserver::ApiServer;
+    use dr_test_support::fault_proxy::{Fault, FaultProxy, RequestHead};
+    use serde_json::json;
+
+    fn job(name: &str, status: serde_json::Value) -> serde_json::Value {
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "kasten-io"},
+               "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "restore", "image": "dr-job"}]}}},
+               "status": status})
+    }
+
+    /// While the watch was down the Job was deleted and another of the same name created and
+    /// finished (another restore); the watch resumes with 410 Gone and the fresh read finds
+    /// the other Job. Its verdict is not the followed Job's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_replaced_under_the_same_name_is_not_taken_for_the_one_followed() {
+        let api = ApiServer::start().await;
+        api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kasten-io"}}));
+        let followed = api.seed(job("k10-restore", json!({"active": 1})));
+        let (uid, rv) = (followed["metadata"]["uid"].as_str().unwrap().to_owned(), followed["metadata"]["resourceVersion"].as_str().unwrap().to_owned());
+        let jobs: Api<Job> = Api::namespaced(api.client(), "kasten-io");
+        jobs.delete("k10-restore", &kube::api::DeleteParams::background()).await.unwrap();
+        let gone = kube::runtime::wait::await_condition(jobs.clone(), "k10-restore", kube::runtime::wait::conditions::is_deleted(&uid));
+        tokio::time::timeout(std::time::Duration::from_secs(30), gone).await.unwrap().unwrap();
+        let other = api.seed(job("k10-restore", json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]})));
+        assert_ne!(other["metadata"]["uid"], uid.as_str());
+
+        let proxy = FaultProxy::start(&api.url);
+        let watches = |h: &RequestHead| h.method == "GET" && h.path().ends_with("/jobs") && h.query().contains("watch=");
+        proxy.on(watches, Fault::kube_status(410, "Expired", "too old resource version"), 1);
+        let client = dr_core::kube_client(kube::Config::new(proxy.url.parse().unwrap())).unwrap();
+        let (jobs, pods): (Api<Job>, Api<Pod>) = (Api::namespaced(client.clone(), "kasten-io"), Api::namespaced(client, "kasten-io"));
+        let err = tokio::time::timeout(std::time::Duration::from_secs(30), watch_job(&jobs, &pods, "k10-restore", &uid, rv)).await.unwrap().unwrap_err();
+        assert_eq!(proxy.applied("Respond"), 1, "the watch met the 410");
+        assert!(err.to_string().contains("replaced by another Job of the same name"), "{err:#}");
     }
 }
