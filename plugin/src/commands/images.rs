@@ -22,7 +22,8 @@ pub async fn run(args: &ImagesArgs) -> Result<ExitStatus> {
     let chart = release::chart_repository();
     let chart_digest = crate::chart::artifact()?.digest();
     // Pinned by digest: a tag in a registry moves for anyone who may push there.
-    let install = format!("helm install k10-restore oci://{}@{chart_digest}", chart.name());
+    let pinned = format!("oci://{}@{chart_digest}", chart.name());
+    let install = format!("helm install k10-restore {pinned}");
     match args.output {
         OutputFormat::Table => {
             println!("{:<48} {:<12} {:<72} USED BY", "ARTIFACT", "TAG", "DIGEST");
@@ -38,7 +39,7 @@ pub async fn run(args: &ImagesArgs) -> Result<ExitStatus> {
             let pinned_chart = ImageRef { digest: Some(chart_digest.clone()), ..chart.clone() };
             let v = json!([
                 {"kind": "image", "image": image.name(), "tag": image.tag, "digest": image.digest, "reference": image.to_string(), "fips": args.fips, "usedBy": used_by},
-                {"kind": "chart", "image": chart.name(), "tag": release::VERSION, "digest": chart_digest, "reference": pinned_chart.to_string(), "oci": format!("oci://{}", chart.name()), "pinned": format!("oci://{}@{chart_digest}", chart.name()), "usedBy": install},
+                {"kind": "chart", "image": chart.name(), "tag": release::VERSION, "digest": chart_digest, "reference": pinned_chart.to_string(), "oci": format!("oci://{}", chart.name()), "pinned": pinned, "usedBy": install},
             ]);
             match format {
                 OutputFormat::Yaml => print!("{}", serde_yaml::to_string(&v)?),

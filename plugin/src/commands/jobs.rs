@@ -102,16 +102,21 @@ async fn last_pod_end(pods: &Api<Pod>, job: &Job) -> Option<String> {
     })
 }
 
-/// The Job read or watched under `name` must be the one followed (`job_uid`): a Job deleted
-/// and created again under the same name (another restore or Run Once) while a watch was
-/// down is another Job, and its verdict is not this one's.
+/// Whether `job` is another Job than the one followed (`job_uid`) under the same name: one
+/// deleted and created again (another restore or Run Once) while a watch was down, whose
+/// verdict is not this one's.
+fn another_job(job: &Job, job_uid: &str) -> bool {
+    !job_uid.is_empty() && job.uid().is_some_and(|uid| uid != job_uid)
+}
+
+/// Fails when the Job read or watched under `name` is [`another_job`].
 fn same_job(job: &Job, name: &str, job_uid: &str) -> Result<()> {
-    match job.uid() {
-        Some(uid) if !job_uid.is_empty() && uid != job_uid => bail!(
+    if another_job(job, job_uid) {
+        bail!(
             "job {name} was replaced by another Job of the same name before it finished (another restore started?): see `kubectl get job {name}` and its logs"
-        ),
-        _ => Ok(()),
+        );
     }
+    Ok(())
 }
 
 /// Follows the Job `job_uid` with a watch until the Job controller gives its verdict, saying
@@ -185,7 +190,7 @@ pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, job_uid: &s
                 WatchEvent::Added(job) | WatchEvent::Modified(job) => job,
                 // Another Job of the same name (an earlier one, replayed from an old
                 // resourceVersion) going away is not this one's end.
-                WatchEvent::Deleted(gone) if same_job(&gone, name, job_uid).is_err() => continue,
+                WatchEvent::Deleted(gone) if another_job(&gone, job_uid) => continue,
                 WatchEvent::Deleted(_) => bail!("job {name} was deleted before it finished"),
                 WatchEvent::Bookmark(b) => {
                     resource_version = b.metadata.resource_version;
