@@ -238,3 +238,92 @@ async fn on_s3_a_point_written_now_and_dated_back_is_suspect_by_the_stores_own_t
     let at = point::point_time(&back.point_id).unwrap() + Duration::minutes(1);
     assert!(point::choose(&loc, CLUSTER, Which::AtOrBefore(at), &Unlocker::new(pass())).await.is_err());
 }
+
+/// Planted points' manifests, as large as the cap allows, between the genuine newest point
+/// and now: each is refused from a ranged read of its header, and only the genuine manifest is
+/// downloaded whole, so a flood of them cannot slow choosing the newest point to a crawl.
+#[tokio::test]
+async fn planted_manifests_are_refused_from_their_header_and_never_downloaded_whole() {
+    let (dir, loc) = dir_location().await;
+    let genuine = write_point(&loc, CLUSTER, &pass(), &sample_entries(5, 10)).await;
+    let from = point::point_time(&genuine.point_id).unwrap();
+    let manifest_path = |id: &str| dir.path().join(point::points_prefix(CLUSTER)).join(id).join(point::MANIFEST_OBJECT);
+    // 40 forged manifests just under the 16 MiB cap (sparse files: no disk), one over it.
+    let mut planted = Vec::new();
+    for i in 0..40 {
+        let id = point::new_point_id(from + Duration::milliseconds(1 + i));
+        plant_forged_point(dir.path(), CLUSTER, dr_core::format::VERSION, &id);
+        std::fs::OpenOptions::new().write(true).open(manifest_path(&id)).unwrap().set_len((16 << 20) - 1).unwrap();
+        planted.push(id);
+    }
+    let oversized = point::new_point_id(from + Duration::milliseconds(100));
+    plant_forged_point(dir.path(), CLUSTER, dr_core::format::VERSION, &oversized);
+    std::fs::OpenOptions::new().write(true).open(manifest_path(&oversized)).unwrap().set_len(64 << 20).unwrap();
+
+    let before = point::point_opens();
+    let chosen = point::choose(&loc, CLUSTER, Which::Newest, &Unlocker::new(pass())).await.unwrap();
+    assert_eq!(chosen.point.id, genuine.point_id);
+    assert_eq!(point::point_opens().manifest_reads - before.manifest_reads, 1, "only the genuine manifest is downloaded whole");
+    for id in &planted {
+        assert!(passed_over(&chosen, id).is_some_and(|why| why.contains("does not open")), "{id}: {:?}", chosen.passed_over);
+    }
+    assert!(passed_over(&chosen, &oversized).is_some_and(|why| why.contains("larger than")), "{:?}", chosen.passed_over);
+}
+
+/// The same on S3 (moto behind the fault proxy, which records every request): a planted
+/// manifest is asked for with `Range: bytes=0-634` only; the genuine one is read whole once,
+/// its stored version pinned.
+#[tokio::test]
+async fn on_s3_planted_manifests_are_read_no_further_than_their_header() {
+    let s3 = support::moto();
+    support::moto_setup(&s3, &["bucket", "planted"], None);
+    let proxy = support::fault_proxy::FaultProxy::start(&s3.url);
+    let cfg = S3Config {
+        bucket: "planted".into(),
+        prefix: "dr".into(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(proxy.url.clone()),
+        path_style: true,
+        credentials: Some(StaticCredentials { access_key_id: "test".into(), secret_access_key: zeroize::Zeroizing::new("test".into()), session_token: None }),
+        ..Default::default()
+    };
+    let loc = Location::connect(&LocationConfig::S3(cfg)).await.unwrap();
+    let genuine = write_point(&loc, CLUSTER, &pass(), &sample_entries(5, 10)).await;
+    let from = point::point_time(&genuine.point_id).unwrap();
+    let mut planted = Vec::new();
+    for i in 0..8 {
+        let id = point::new_point_id(from + Duration::milliseconds(1 + i));
+        let mut manifest = support::forged_point_file(CLUSTER, dr_core::format::VERSION, 2, &id);
+        manifest.resize(4 << 20, 0);
+        loc.put(&point::object_key(CLUSTER, &id, point::ARCHIVE_OBJECT), support::forged_point_file(CLUSTER, dr_core::format::VERSION, 1, &id)).await.unwrap();
+        loc.put(&point::object_key(CLUSTER, &id, point::MANIFEST_OBJECT), manifest).await.unwrap();
+        planted.push(id);
+    }
+    // And an empty manifest, which has no first byte for a ranged read (S3 answers 416).
+    let empty = point::new_point_id(from + Duration::milliseconds(50));
+    loc.put(&point::object_key(CLUSTER, &empty, point::ARCHIVE_OBJECT), support::forged_point_file(CLUSTER, dr_core::format::VERSION, 1, &empty)).await.unwrap();
+    loc.put(&point::object_key(CLUSTER, &empty, point::MANIFEST_OBJECT), Vec::new()).await.unwrap();
+    let before = point::point_opens();
+    let chosen = point::choose(&loc, CLUSTER, Which::Newest, &Unlocker::new(pass())).await.unwrap();
+    assert_eq!(chosen.point.id, genuine.point_id);
+    assert_eq!(chosen.manifest, genuine);
+    assert!(passed_over(&chosen, &empty).is_some_and(|why| why.contains("manifest")), "{:?}", chosen.passed_over);
+    assert_eq!(point::point_opens().manifest_reads - before.manifest_reads, 1);
+    let manifest_gets = |id: &str| -> Vec<Option<String>> {
+        proxy
+            .seen()
+            .iter()
+            .filter(|s| s.method == "GET" && s.target.contains(&format!("{id}/{}", point::MANIFEST_OBJECT)))
+            .map(|s| s.header("range").map(str::to_owned))
+            .collect()
+    };
+    let header_range = format!("bytes=0-{}", dr_core::format::MAX_HEADER_LEN - 1);
+    for id in &planted {
+        assert_eq!(manifest_gets(id), vec![Some(header_range.clone())], "{id}");
+    }
+    assert_eq!(manifest_gets(&genuine.point_id), vec![Some(header_range.clone()), None]);
+    assert!(
+        proxy.seen().iter().filter(|s| s.method == "GET" && s.target.contains(&genuine.point_id)).all(|s| s.target.contains("versionId=")),
+        "the genuine point's reads are pinned to the version kubectl-dr wrote"
+    );
+}

@@ -13,7 +13,7 @@ use aws_lc_rs::{constant_time, digest, hmac};
 use super::crypto::{cluster_salt, FileKeys, KdfParams, MasterKey, CLUSTER_ITERATIONS, KEY_CHECK_LEN, MAX_ITERATIONS, SALT_LEN};
 
 /// A parsed header. Parsing checks structure and checksum only; the key checks happen in
-/// [`DecryptReader::new`].
+/// [`Header::check_key`] and [`DecryptReader::new`].
 #[derive(Clone, Debug)]
 pub struct Header {
     pub(super) raw: Vec<u8>,
@@ -201,6 +201,22 @@ impl Header {
         let mut d = [0u8; 32];
         d.copy_from_slice(digest::digest(&digest::SHA256, &self.raw).as_ref());
         d
+    }
+
+    /// Checks `key` against the header alone (key check value, then header MAC): what a
+    /// reader asks before downloading the rest of a file, so that a file written without the
+    /// passphrase costs its header to refuse, never its body. [`DecryptReader::new`] checks
+    /// the same again.
+    ///
+    /// [`DecryptReader::new`]: crate::DecryptReader::new
+    pub fn check_key(&self, key: &MasterKey) -> Result<(), FormatError> {
+        self.verify_keys(&key.file_keys())
+    }
+
+    /// The header as stored: a reader that fetched it ahead of the body holds the body's copy
+    /// to these bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.raw
     }
 
     pub(super) fn verify_keys(&self, keys: &FileKeys) -> Result<(), FormatError> {

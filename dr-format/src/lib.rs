@@ -61,6 +61,9 @@ const KDF_PBKDF2_SHA256: u8 = 1;
 const KDF_CLUSTER_PBKDF2_HKDF_SHA256: u8 = 2;
 /// Fixed part of the header up to the cluster ID's length byte.
 const FIXED_LEN: usize = 43;
+/// The longest header there can be (both IDs 255 bytes): a reader that fetches a header ahead
+/// of the body asks for this many bytes.
+pub const MAX_HEADER_LEN: usize = FIXED_LEN + 1 + 255 + 1 + 255 + 16 + 32 + 32;
 
 /// Which file of a restore point an encrypted stream is; part of the authenticated header, so
 /// a manifest cannot be passed off as an archive or the other way round.

@@ -396,6 +396,21 @@ impl Location {
         }
     }
 
+    /// Opens the first `n` bytes of an object (all of it when it is shorter): its whole size,
+    /// and a stream of at most `n` bytes. On S3 a ranged GetObject, so the store sends no more:
+    /// a reader that can refuse a file from its start (a restore point's header) pays only for
+    /// that. `version`: that stored version; `None`: the current object.
+    pub async fn open_start(&self, key: &str, version: Option<&ObjectVersion>, n: u64) -> Result<(u64, ObjectReader), LocationError> {
+        OBJECTS_OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self {
+            Location::File(f) => {
+                let (len, reader) = f.open(key).await?;
+                Ok((len, Box::new(tokio::io::AsyncReadExt::take(reader, n))))
+            }
+            Location::S3(s) => s.open_start(key, version.map(|v| v.id.as_str()), n).await,
+        }
+    }
+
     /// Every key under `prefix` with its stored versions, oldest first. On S3 this lists
     /// versions (s3:ListBucketVersions) to the end, within [`VERSION_LISTING_LIMIT`]; where
     /// the credentials may not, it lists current objects and says so in [`Inventory::history`].

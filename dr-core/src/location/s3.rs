@@ -202,7 +202,41 @@ impl S3Location {
             version: addressed(version).or_else(|| resp.version_id().filter(|v| *v != "null").map(str::to_owned)),
             etag: resp.e_tag().map(str::to_owned),
         };
-        Ok((len, Box::new(super::s3_download::ResumingBody::new(source, len, Box::pin(resp.body.into_async_read())))))
+        Ok((len, Box::new(super::s3_download::ResumingBody::new(source, len, len, Box::pin(resp.body.into_async_read())))))
+    }
+
+    /// Starts the download of the first `n` (at least 1) bytes of `key` (a ranged GetObject):
+    /// the object's whole size, and a stream of at most `n` bytes.
+    pub(super) async fn open_start(&self, key: &str, version: Option<&str>, n: u64) -> Result<(u64, ObjectReader), LocationError> {
+        let op = if version.is_some() { S3Op::GetObjectVersion } else { S3Op::GetObject };
+        let sent = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .set_version_id(addressed(version))
+            .range(format!("bytes=0-{}", n.max(1) - 1))
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(resp) => resp,
+            // An empty object has no first byte to send: 416 InvalidRange.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => return Ok((0, Box::new(tokio::io::empty()))),
+            Err(e) => return Err(self.error(e, op, key)),
+        };
+        let sent_len = resp.content_length().unwrap_or(0).max(0) as u64;
+        // `bytes 0-634/12345`; a store that ignores Range sends the whole object (200), whose
+        // length is then the size.
+        let total = resp.content_range().and_then(|r| r.rsplit_once('/')).and_then(|(_, total)| total.parse::<u64>().ok()).unwrap_or(sent_len);
+        let len = sent_len.min(n);
+        let source = super::s3_download::Source {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: self.full_key(key),
+            version: addressed(version).or_else(|| resp.version_id().filter(|v| *v != "null").map(str::to_owned)),
+            etag: resp.e_tag().map(str::to_owned),
+        };
+        Ok((total, Box::new(super::s3_download::ResumingBody::new(source, len, total, Box::pin(resp.body.into_async_read())))))
     }
 
     /// Every version under `prefix`, paged to the end (a flood of versions must not hide the

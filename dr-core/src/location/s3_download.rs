@@ -61,7 +61,10 @@ pub(super) struct Source {
 
 pub(super) struct ResumingBody {
     source: Source,
+    /// Bytes this download reads: the object's first `len` bytes.
     len: u64,
+    /// The object's size (what the store's Content-Range states after the slash).
+    total: u64,
     offset: u64,
     /// Resumes since the last byte arrived, and since when none has: a store that keeps
     /// failing without progress for [`OUTAGE_BUDGET`] fails the read.
@@ -74,11 +77,12 @@ pub(super) struct ResumingBody {
 }
 
 impl ResumingBody {
+    /// Reads the first `len` bytes of an object of `total` bytes (`len == total`: all of it).
     /// `body` is read to `len` bytes at most: whatever a store sends past the length it gave is
     /// never handed on.
-    pub(super) fn new(source: Source, len: u64, body: Body) -> Self {
+    pub(super) fn new(source: Source, len: u64, total: u64, body: Body) -> Self {
         let body = Box::pin(tokio::io::AsyncReadExt::take(body, len));
-        Self { source, len, offset: 0, resumes: 0, stalled_since: None, cuts: 0, state: State::Reading(body), last_error: String::new() }
+        Self { source, len, total, offset: 0, resumes: 0, stalled_since: None, cuts: 0, state: State::Reading(body), last_error: String::new() }
     }
 
     /// The error the reader ends with once resuming has not helped.
@@ -114,12 +118,14 @@ impl ResumingBody {
             bucket = %self.source.bucket, key = %self.source.key, at = self.offset, of = self.len, attempt = self.resumes,
             error = %self.last_error, "the download was cut; asking for the rest"
         );
-        let (source, offset, len) = (self.source.clone(), self.offset, self.len);
+        let (source, offset, len, total) = (self.source.clone(), self.offset, self.len, self.total);
+        // The rest of the object, or of the part of it this download reads.
+        let rest = if len < total { format!("bytes={offset}-{}", len - 1) } else { format!("bytes={offset}-") };
         let delay = (FIRST_DELAY * 2u32.saturating_pow(self.resumes - 1)).min(MAX_DELAY).min(left);
         self.state = State::Reopening(Box::pin(async move {
             tokio::time::sleep(delay).await;
             let mut request =
-                source.client.get_object().bucket(&source.bucket).key(&source.key).range(format!("bytes={offset}-")).set_version_id(source.version.clone());
+                source.client.get_object().bucket(&source.bucket).key(&source.key).range(rest).set_version_id(source.version.clone());
             if source.version.is_none() {
                 request = request.set_if_match(source.etag.clone());
             }
@@ -138,7 +144,7 @@ impl ResumingBody {
             })?;
             // Only the rest of the same object is stitched on: the range asked for, the same
             // version or ETag. A store that ignores Range (200, the whole object) cannot resume.
-            let expected = format!("bytes {offset}-{}/{len}", len.saturating_sub(1));
+            let expected = format!("bytes {offset}-{}/{total}", len.saturating_sub(1));
             let range = response.content_range().unwrap_or_default();
             if range != expected {
                 return Err(Refusal::Final(format!("the store answered the rest with {:?}, not {expected:?}", range)));

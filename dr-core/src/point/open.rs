@@ -20,7 +20,7 @@ use std::sync::Arc;
 use futures::{stream, StreamExt};
 use time::{Duration, OffsetDateTime};
 
-use super::read::{fetch_manifest, FetchedManifest};
+use super::read::{read_manifest_head, ManifestHead};
 use super::{find_point, list_points, rfc3339, Manifest, PointError, PointSummary, Unlocker};
 use crate::location::Location;
 
@@ -39,7 +39,8 @@ pub const STORE_LAG: Duration = Duration::hours(1);
 /// point's own dates and is no later than the copy itself (`docs/security.md`).
 pub const SOURCE_STORED_AT: &str = "kubectl-dr-source-stored-at";
 
-/// Manifests fetched at once (each one small GET).
+/// Manifest headers fetched at once (each one ranged GET of at most
+/// [`crate::format::MAX_HEADER_LEN`] bytes).
 const FETCHES: usize = 16;
 
 /// Which point to open.
@@ -151,8 +152,8 @@ async fn open_named(
     point: &PointSummary,
     unlocker: &Arc<Unlocker>,
 ) -> Result<(Option<String>, Manifest), PointError> {
-    let fetched = fetch_manifest(location, cluster_id, point).await?;
-    match judge(fetched.decrypt(unlocker).await, location, point, OffsetDateTime::now_utc()).await? {
+    let fetched = read_manifest_head(location, cluster_id, point).await?;
+    match judge(fetched.decrypt(location, unlocker).await, location, point, OffsetDateTime::now_utc()).await? {
         Standing::Genuine(m) => Ok((None, m)),
         Standing::Suspect { manifest, reason } => Ok((Some(format!("suspect, opened because it was named: {reason}")), manifest)),
         Standing::Refused(e) if e.is_wrong_passphrase() => {
@@ -188,12 +189,32 @@ async fn choose_by_time(
     unlocker: &Arc<Unlocker>,
 ) -> Result<(PointSummary, Manifest, Vec<(String, String)>), PointError> {
     let now = OffsetDateTime::now_utc();
-    let candidates: Vec<&PointSummary> = points.iter().filter(|p| p.complete && at.is_none_or(|at| p.time <= at)).collect();
     let mut passed_over: Vec<(String, String)> = Vec::new();
+    // A point dated more than two clock skews ahead of now would be suspect even if it opened
+    // (its manifest's creation, held within one skew of its ID, would lie in the future), so
+    // it is passed over unread: a flood of points dated ahead costs nothing to walk past.
+    let ahead: Duration = CLOCK_SKEW * 2;
+    let horizon = now + ahead;
+    let mut candidates: Vec<&PointSummary> = Vec::new();
+    for p in points.iter().filter(|p| p.complete && at.is_none_or(|at| p.time <= at)) {
+        if p.time > horizon {
+            passed_over.push((
+                p.id.clone(),
+                format!(
+                    "suspect: dated {}, in the future (more than {} minutes ahead of this clock, {}); restore it by its ID only if you trust it",
+                    rfc3339(p.time),
+                    ahead.whole_minutes(),
+                    rfc3339(now)
+                ),
+            ));
+        } else {
+            candidates.push(p);
+        }
+    }
     let mut wrong_passphrase: Option<PointError> = None;
     let mut any_opened = false;
-    let mut legacy: Vec<(&PointSummary, FetchedManifest)> = Vec::new();
-    let mut fetches = stream::iter(candidates.iter().copied()).map(|p| async move { (p, fetch_manifest(location, cluster_id, p).await) }).buffered(FETCHES);
+    let mut legacy: Vec<(&PointSummary, ManifestHead)> = Vec::new();
+    let mut fetches = stream::iter(candidates.iter().copied()).map(|p| async move { (p, read_manifest_head(location, cluster_id, p).await) }).buffered(FETCHES);
     let mut found = None;
     let mut unreadable: Option<PointError> = None;
     while let Some((p, fetched)) = fetches.next().await {
@@ -214,7 +235,7 @@ async fn choose_by_time(
             legacy.push((p, fetched));
             continue;
         }
-        match judge(fetched.decrypt(unlocker).await, location, p, now).await? {
+        match judge(fetched.decrypt(location, unlocker).await, location, p, now).await? {
             Standing::Genuine(m) => {
                 found = Some((p.clone(), m));
                 break;
@@ -233,7 +254,7 @@ async fn choose_by_time(
         }
         None => {
             for (p, fetched) in legacy {
-                match judge(fetched.decrypt(unlocker).await, location, p, now).await? {
+                match judge(fetched.decrypt(location, unlocker).await, location, p, now).await? {
                     Standing::Genuine(m) => return Ok((p.clone(), m, passed_over)),
                     other => note_passed_over(p, other, &mut passed_over, &mut wrong_passphrase, &mut any_opened),
                 }
@@ -337,13 +358,13 @@ async fn first_that_opens(location: &Location, cluster_id: &str, points: &[&Poin
     let mut opens = Opens { genuine: None, any: false };
     let mut legacy = Vec::new();
     let mut fetches = stream::iter(points.iter().copied().filter(|p| p.complete))
-        .map(|p| async move { (p, fetch_manifest(location, cluster_id, p).await) })
+        .map(|p| async move { (p, read_manifest_head(location, cluster_id, p).await) })
         .buffered(FETCHES);
     while let Some((p, fetched)) = fetches.next().await {
         match fetched {
             Ok(f) if f.legacy_kdf() => legacy.push((p, f)),
             Ok(f) => {
-                if note_opened(&judge(f.decrypt(unlocker).await, location, p, now).await?, p, &mut opens) {
+                if note_opened(&judge(f.decrypt(location, unlocker).await, location, p, now).await?, p, &mut opens) {
                     return Ok(opens);
                 }
             }
@@ -353,7 +374,7 @@ async fn first_that_opens(location: &Location, cluster_id: &str, points: &[&Poin
     }
     drop(fetches);
     for (p, f) in legacy {
-        if note_opened(&judge(f.decrypt(unlocker).await, location, p, now).await?, p, &mut opens) {
+        if note_opened(&judge(f.decrypt(location, unlocker).await, location, p, now).await?, p, &mut opens) {
             return Ok(opens);
         }
     }
@@ -399,18 +420,18 @@ fn transport_cut(e: &PointError) -> bool {
 /// location fails; otherwise a point that does not open is `Refused` with `DoesNotOpen`.
 pub async fn judge_all(location: &Location, cluster_id: &str, points: &[PointSummary], unlocker: &Arc<Unlocker>) -> Result<Vec<Judged>, PointError> {
     let now = OffsetDateTime::now_utc();
-    let fetched: Vec<Result<Option<FetchedManifest>, PointError>> = stream::iter(points)
+    let fetched: Vec<Result<Option<ManifestHead>, PointError>> = stream::iter(points)
         .map(|p| async move {
             if !p.complete {
                 return Ok(None);
             }
-            fetch_manifest(location, cluster_id, p).await.map(Some)
+            read_manifest_head(location, cluster_id, p).await.map(Some)
         })
         .buffered(FETCHES)
         .collect()
         .await;
     let mut standings: Vec<Option<Standing>> = Vec::with_capacity(points.len());
-    let mut legacy: Vec<(usize, FetchedManifest)> = Vec::new();
+    let mut legacy: Vec<(usize, ManifestHead)> = Vec::new();
     for (i, (p, f)) in points.iter().zip(fetched).enumerate() {
         standings.push(match f {
             Ok(None) => Some(Standing::Incomplete),
@@ -420,7 +441,7 @@ pub async fn judge_all(location: &Location, cluster_id: &str, points: &[PointSum
                 legacy.push((i, f));
                 None
             }
-            Ok(Some(f)) => Some(judge(f.decrypt(unlocker).await, location, p, now).await?),
+            Ok(Some(f)) => Some(judge(f.decrypt(location, unlocker).await, location, p, now).await?),
         });
     }
     // The oldest genuine format 3 point: format 1/2 headers dated after it are forged. (Not a
@@ -436,7 +457,7 @@ pub async fn judge_all(location: &Location, cluster_id: &str, points: &[PointSum
         }
     }
     let derived: Vec<(usize, Result<Standing, PointError>)> = stream::iter(derive)
-        .map(|(i, f)| async move { (i, judge(f.decrypt(unlocker).await, location, &points[i], now).await) })
+        .map(|(i, f)| async move { (i, judge(f.decrypt(location, unlocker).await, location, &points[i], now).await) })
         .buffer_unordered(2)
         .collect()
         .await;

@@ -17,49 +17,34 @@ use crate::location::{History, Location, LocationError};
 /// [`PointSummary::manifest`]), whatever was written over it since. Where the listing could
 /// not see versions, the current object is all there is.
 pub async fn read_manifest(location: &Location, cluster_id: &str, point: &PointSummary, unlocker: &Arc<Unlocker>) -> Result<Manifest, PointError> {
-    let fetched = fetch_manifest(location, cluster_id, point).await?;
-    fetched.decrypt(unlocker).await
+    let head = read_manifest_head(location, cluster_id, point).await?;
+    head.decrypt(location, unlocker).await
 }
 
-/// A manifest's stored bytes and parsed header, before any key is derived: what a reader
-/// may check for free (the binding, the KDF scheme) before paying for a derivation.
-pub(super) struct FetchedManifest {
-    point_id: String,
+/// A manifest's size and header, fetched ahead of its body: what a reader checks (the binding,
+/// the KDF scheme, then the key) before it downloads the rest. Anyone holding the write
+/// credentials can plant points with manifests of any size; one that was not written with the
+/// passphrase costs a ranged read of its header to refuse, never its body.
+pub(super) struct ManifestHead {
+    point: PointSummary,
     cluster_id: String,
-    bytes: Vec<u8>,
+    size: u64,
     pub(super) header: Header,
 }
 
-pub(super) async fn fetch_manifest(location: &Location, cluster_id: &str, point: &PointSummary) -> Result<FetchedManifest, PointError> {
+/// Reads the header of a listed point's manifest (the version kubectl-dr wrote, where the
+/// listing saw versions) and checks it was written for this point, without deriving a key.
+pub(super) async fn read_manifest_head(location: &Location, cluster_id: &str, point: &PointSummary) -> Result<ManifestHead, PointError> {
     let point_id = point.id.as_str();
-    let key = object_key(cluster_id, point_id, MANIFEST_OBJECT);
-    if point.manifest.is_some() {
-        super::MANIFEST_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    let opened = match &point.manifest {
-        None => return Err(PointError::Incomplete { point: point_id.into() }),
-        Some(version) if point.versions_seen => location.open_version(&key, version).await,
-        Some(_) => location.open(&key).await,
-    };
-    let (len, mut reader) = match opened {
-        Ok(r) => r,
-        Err(LocationError::NotFound { .. }) => return Err(PointError::Incomplete { point: point_id.into() }),
-        Err(e) => return Err(e.into()),
-    };
     let fmt_err = |source| PointError::Format { point: point_id.into(), file: "manifest", source };
-    let too_large = || PointError::ManifestTooLarge { point: point_id.into() };
-    if len > MAX_MANIFEST_BYTES {
-        return Err(too_large());
+    let (size, mut reader) = open_manifest(location, cluster_id, point, Some(format::MAX_HEADER_LEN as u64)).await?;
+    // Refused from its size alone, before anything is read.
+    if size > MAX_MANIFEST_BYTES {
+        return Err(PointError::ManifestTooLarge { point: point_id.into() });
     }
-    let mut bytes = Vec::with_capacity(len as usize);
-    // Read no more than the cap, whatever the size said.
-    tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::AsyncReadExt::take(&mut reader, MAX_MANIFEST_BYTES + 1), &mut bytes)
-        .await
-        .map_err(|e| fmt_err(FormatError::Io(e)))?;
-    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(too_large());
-    }
-    let header = Header::read(&mut &bytes[..]).map_err(fmt_err)?;
+    let mut start = Vec::with_capacity(format::MAX_HEADER_LEN);
+    tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut start).await.map_err(|e| fmt_err(FormatError::Io(e)))?;
+    let header = Header::read(&mut &start[..]).map_err(fmt_err)?;
     let expected = Binding { cluster_id: cluster_id.into(), point_id: point_id.into(), role: Role::Manifest };
     header.check_binding(&expected).map_err(|e| match e {
         // Found under this cluster's ID but naming another: planted or moved. Never advice to
@@ -67,22 +52,65 @@ pub(super) async fn fetch_manifest(location: &Location, cluster_id: &str, point:
         FormatError::WrongCluster { found, .. } => PointError::NamesAnotherCluster { point: point_id.into(), found },
         e => fmt_err(e),
     })?;
-    Ok(FetchedManifest { point_id: point_id.into(), cluster_id: cluster_id.into(), bytes, header })
+    Ok(ManifestHead { point: point.clone(), cluster_id: cluster_id.into(), size, header })
 }
 
-impl FetchedManifest {
+/// Opens a listed point's manifest: the version kubectl-dr wrote where the listing saw
+/// versions, else the current object; its first `first` bytes only when given.
+async fn open_manifest(
+    location: &Location,
+    cluster_id: &str,
+    point: &PointSummary,
+    first: Option<u64>,
+) -> Result<(u64, crate::location::ObjectReader), PointError> {
+    let key = object_key(cluster_id, &point.id, MANIFEST_OBJECT);
+    let Some(version) = &point.manifest else { return Err(PointError::Incomplete { point: point.id.clone() }) };
+    let version = point.versions_seen.then_some(version);
+    let opened = match (first, version) {
+        (Some(n), version) => location.open_start(&key, version, n).await,
+        (None, Some(version)) => location.open_version(&key, version).await,
+        (None, None) => location.open(&key).await,
+    };
+    match opened {
+        Ok(r) => Ok(r),
+        Err(LocationError::NotFound { .. }) => Err(PointError::Incomplete { point: point.id.clone() }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl ManifestHead {
     /// Whether the header's key derivation is the per-point one of format versions 1 and 2
     /// (one full PBKDF2 for this point alone), rather than version 3's per-cluster one.
     pub(super) fn legacy_kdf(&self) -> bool {
         self.header.version() < 3
     }
 
-    pub(super) async fn decrypt(self, unlocker: &Arc<Unlocker>) -> Result<Manifest, PointError> {
-        let point_id = self.point_id.as_str();
+    /// Derives the key, checks it against the header (a wrong passphrase, a forged or altered
+    /// header stop here), and only then downloads the manifest whole, holds its header to the
+    /// one checked, and decrypts it.
+    pub(super) async fn decrypt(self, location: &Location, unlocker: &Arc<Unlocker>) -> Result<Manifest, PointError> {
+        let point_id = self.point.id.as_str();
         let fmt_err = |source| PointError::Format { point: point_id.into(), file: "manifest", source };
         let master = unlocker.key(self.header.kdf()).await;
+        self.header.check_key(&master).map_err(fmt_err)?;
+        super::MANIFEST_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (_, reader) = open_manifest(location, &self.cluster_id, &self.point, None).await?;
+        let mut bytes = Vec::with_capacity(self.size.min(MAX_MANIFEST_BYTES) as usize);
+        // Read no more than the cap, whatever the size said.
+        tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::AsyncReadExt::take(reader, MAX_MANIFEST_BYTES + 1), &mut bytes)
+            .await
+            .map_err(|e| fmt_err(FormatError::Io(e)))?;
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(PointError::ManifestTooLarge { point: point_id.into() });
+        }
+        // The same header as the one the key was checked against (a pinned version cannot
+        // change; a current object written over in between is read as what it now is: refused).
+        let header = self.header.as_bytes();
+        if !bytes.starts_with(header) {
+            return Err(PointError::Unreadable { point: point_id.into(), detail: "its manifest changed while it was read".into() });
+        }
         let mut plain = Vec::new();
-        DecryptReader::new(&self.bytes[self.header.len()..], &self.header, &master)
+        DecryptReader::new(&bytes[header.len()..], &self.header, &master)
             .map_err(fmt_err)?
             .read_to_end(&mut plain)
             .map_err(|e| fmt_err(FormatError::from_io(e)))?;
