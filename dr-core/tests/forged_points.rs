@@ -301,7 +301,9 @@ async fn on_s3_planted_manifests_are_read_no_further_than_their_header() {
     }
     // And an empty manifest, which has no first byte for a ranged read (S3 answers 416).
     let empty = point::new_point_id(from + Duration::milliseconds(50));
-    loc.put(&point::object_key(CLUSTER, &empty, point::ARCHIVE_OBJECT), support::forged_point_file(CLUSTER, dr_core::format::VERSION, 1, &empty)).await.unwrap();
+    loc.put(&point::object_key(CLUSTER, &empty, point::ARCHIVE_OBJECT), support::forged_point_file(CLUSTER, dr_core::format::VERSION, 1, &empty))
+        .await
+        .unwrap();
     loc.put(&point::object_key(CLUSTER, &empty, point::MANIFEST_OBJECT), Vec::new()).await.unwrap();
     let before = point::point_opens();
     let chosen = point::choose(&loc, CLUSTER, Which::Newest, &Unlocker::new(pass())).await.unwrap();

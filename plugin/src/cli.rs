@@ -415,7 +415,6 @@ pub struct BackupArgs {
     pub passphrase: PassphraseArgs,
 }
 
-/// `30m`, `90s`, `2h`.
 /// A restore's timeout, which the chart takes in whole minutes (`restore.timeout`).
 pub fn parse_whole_minutes(s: &str) -> Result<std::time::Duration, String> {
     let d = parse_duration(s)?;
@@ -425,6 +424,7 @@ pub fn parse_whole_minutes(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// `30m`, `90s`, `2h`; a bare number is minutes.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration such as 30m, 90s or 2h"))?;

@@ -102,8 +102,23 @@ fn read_secret_file(path: &std::path::Path, what: &'static str) -> Result<Vec<u8
     Ok(bytes)
 }
 
-/// A kube client from --kubeconfig/--context, or the usual inference (KUBECONFIG, in-cluster).
+/// A kube client from --kubeconfig/--context, or the usual inference (KUBECONFIG, in-cluster),
+/// with the product's retry layer.
 pub async fn kube_client(global: &GlobalArgs) -> Result<kube::Client> {
+    Ok(dr_core::kube_client(kube_config(global).await?)?)
+}
+
+/// A client for following a Job (`commands::jobs`): without the retry layer, so an API server
+/// that stops answering fails the watch at once and the follower says what it waits for,
+/// instead of a request riding the outage out silently.
+pub async fn follow_client(global: &GlobalArgs) -> Result<kube::Client> {
+    let mut config = kube_config(global).await?;
+    config.default_retry = false;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// The kube config from --kubeconfig/--context, or the usual inference.
+async fn kube_config(global: &GlobalArgs) -> Result<kube::Config> {
     dr_core::init_crypto_provider();
     let options = kube::config::KubeConfigOptions { context: global.context.clone(), ..Default::default() };
     let config = match &global.kubeconfig {
@@ -122,7 +137,7 @@ pub async fn kube_client(global: &GlobalArgs) -> Result<kube::Client> {
             kube::Config::infer().await.context("no cluster: give --kubeconfig, set KUBECONFIG, or run in a pod")?
         }
     };
-    Ok(dr_core::kube_client(config)?)
+    Ok(config)
 }
 
 /// The kubeconfig files kube would read without --kubeconfig (each of KUBECONFIG, else

@@ -26,7 +26,7 @@ use crate::passphrase::PassphraseSource;
 use crate::point;
 use crate::resources;
 use crate::restore::plan::object_path;
-use crate::restore::{self, RestoreError, RestoreSettings};
+use crate::restore::{self, Destination, RestoreError, RestoreSettings, RunMode};
 
 mod report;
 
@@ -144,7 +144,7 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target, s
     // The restore: exactly this point, into the target.
     let mut restore = settings.clone();
     restore.point_id = Some(chosen.id.clone());
-    restore.dry_run = false;
+    restore.run = RunMode::Apply;
     let in_scope: Box<dyn Fn(&Entry) -> bool + Send + Sync> = match target {
         Target::Sandbox { prefix, .. } => {
             let mapping = sandbox_mapping(&entries, ns, prefix)?;
@@ -161,7 +161,7 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target, s
             // Only the sandboxed namespaces: the DR namespace and the system ones stay out.
             restore.controls.select.include_namespaces = sandboxed.keys().cloned().collect();
             restore.controls.select.exclude_kinds = cluster_scoped_kinds(&entries);
-            restore.claim_location = false;
+            restore.destination = Destination::Sandbox;
             Box::new(move |e: &Entry| namespace_of(e).is_some_and(|n| sandboxed.contains_key(n)))
         }
         Target::Cluster { .. } => Box::new(|_: &Entry| true),

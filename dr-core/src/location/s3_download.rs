@@ -124,8 +124,7 @@ impl ResumingBody {
         let delay = (FIRST_DELAY * 2u32.saturating_pow(self.resumes - 1)).min(MAX_DELAY).min(left);
         self.state = State::Reopening(Box::pin(async move {
             tokio::time::sleep(delay).await;
-            let mut request =
-                source.client.get_object().bucket(&source.bucket).key(&source.key).range(rest).set_version_id(source.version.clone());
+            let mut request = source.client.get_object().bucket(&source.bucket).key(&source.key).range(rest).set_version_id(source.version.clone());
             if source.version.is_none() {
                 request = request.set_if_match(source.etag.clone());
             }

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use super::controls::Existing;
 use super::plan::{object_path, Plan, Tier, CRD_KIND};
 use super::report::{RestoreReport, NAMES_KEPT, REASONS_KEPT};
-use super::settings::RestoreSettings;
+use super::settings::{RestoreSettings, RunMode};
 use super::spill::Spill;
 use super::{RestoreError, FIELD_MANAGER, RESTORED_FROM_ANNOTATION};
 use crate::catalog::{Entry, DR_POLICY_NAME, REPLICATION_CRONJOB};
@@ -290,7 +290,7 @@ impl Ctx {
             return Ok(found);
         }
         // Only a kind whose CRD this restore writes is worth asking about again.
-        let restored = !self.settings.dry_run && self.plan.planned_kind(api_version, kind).is_some();
+        let restored = self.settings.run == RunMode::Apply && self.plan.planned_kind(api_version, kind).is_some();
         let found = crate::discovery::find_kind(&self.client, api_version, kind, if restored { 10 } else { 1 }).await?.map(|(resource, caps)| {
             let status_subresource = caps.subresources.iter().any(|(r, _)| r.plural == "status");
             Arc::new(Served { resource, namespaced: caps.scope == Scope::Namespaced, status_subresource })
@@ -321,7 +321,7 @@ impl Ctx {
                 }
                 return match self.plan.planned_kind(entry.api_version(), entry.kind()) {
                     // A dry-run creates no CRDs: the point's own CRD says what the kind will be.
-                    Some(Ok(crd)) if self.settings.dry_run => {
+                    Some(Ok(crd)) if self.settings.run == RunMode::Plan => {
                         let group = entry.api_version().split_once('/').map(|(g, _)| g).unwrap_or_default();
                         notes.status_restored = has_status(&entry.object) && self.settings.restore_status.includes(&entry.kind_key(), &crd.plural, group);
                         Ok(Outcome::Restored)
@@ -361,7 +361,7 @@ impl Ctx {
         if kind_key == CRD_KIND {
             self.crds_written.lock().expect("not poisoned").push(name.clone());
         }
-        if self.settings.dry_run {
+        if self.settings.run == RunMode::Plan {
             notes.status_restored = restore_status;
             return Ok(match self.call(|| api.get_opt(&name)).await.map_err(|e| describe(&e))? {
                 None => Outcome::Restored,
@@ -541,7 +541,7 @@ impl Ctx {
     /// Waits until every CRD of the first tier is Established, so their kinds can be written.
     async fn wait_established(&self) {
         let names: Vec<String> = self.crds_written.lock().expect("not poisoned").clone();
-        if names.is_empty() || self.settings.dry_run {
+        if names.is_empty() || self.settings.run == RunMode::Plan {
             return;
         }
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());

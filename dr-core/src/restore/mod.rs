@@ -47,10 +47,11 @@ pub(crate) use apply::equals_point;
 pub use controls::{Existing, RestoreControls};
 pub use lease::LEASE_NAME;
 pub use report::{Finding, KindReport, RestoreOutcome, RestoreReport};
-pub use settings::{RestoreSettings, StatusKinds, DEFAULT_CONCURRENCY, DEFAULT_QPS, MAX_TIMEOUT_MINUTES};
+pub use settings::{Destination, RestoreSettings, RunMode, StatusKinds, DEFAULT_CONCURRENCY, DEFAULT_QPS, MAX_TIMEOUT_MINUTES};
 
 use crate::catalog::{Mode, OWNERSHIP_CONFIGMAP};
 use crate::failure::{Classify, ErrorKind};
+use crate::format::crypto::Passphrase;
 use crate::location::{Location, LocationError};
 use crate::passphrase::PassphraseSource;
 use crate::point::{self, Manifest, PointError, Unlocker};
@@ -124,7 +125,7 @@ pub(crate) fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Re
 /// held (and renewed) for the whole run.
 pub async fn run_restore(client: &Client, settings: &RestoreSettings, opened: OpenedPoint) -> Result<RestoreReport, RestoreError> {
     settings.check()?;
-    let lease = if settings.dry_run { None } else { Some(lease::LeaseGuard::acquire(client, &settings.namespace, &settings.holder).await?) };
+    let lease = if settings.run == RunMode::Plan { None } else { Some(lease::LeaseGuard::acquire(client, &settings.namespace, &settings.holder).await?) };
     let started = Instant::now();
     let shared: Arc<Mutex<Option<Arc<apply::Ctx>>>> = Arc::default();
     let result = tokio::time::timeout(settings.timeout, restore(client, settings, opened, shared.clone(), started)).await;
@@ -171,8 +172,22 @@ pub async fn open_point(client: &Client, settings: &RestoreSettings, source: Opt
         None => resources::dr_secret_source(client, &settings.namespace).await?,
     };
     let passphrase_from = source.describe();
-    let unlocker = Unlocker::new(source.resolve(&settings.resolve).await.map_err(ResourceError::from)?);
+    let passphrase = source.resolve(&settings.resolve).await.map_err(ResourceError::from)?;
     drop(source);
+    choose_point(location, settings, passphrase, passphrase_from).await
+}
+
+/// The last step of opening a point, once the location is connected and the passphrase is in
+/// hand: choose the point `settings` select among those that authenticate. [`open_point`] ends
+/// with it, and so does the plugin's check, which connects and resolves the passphrase from the
+/// operator's machine instead of the cluster's.
+pub async fn choose_point(
+    location: Location,
+    settings: &RestoreSettings,
+    passphrase: Passphrase,
+    passphrase_from: String,
+) -> Result<OpenedPoint, RestoreError> {
+    let unlocker = Unlocker::new(passphrase);
     let which = point::Which::from_args(settings.point_id.as_deref(), settings.point_in_time);
     let chosen = point::choose(&location, &settings.source_cluster_id, which, &unlocker).await?;
     Ok(OpenedPoint { location, chosen, unlocker, passphrase_from })
@@ -201,10 +216,10 @@ async fn restore(
     drop(unlocker);
     // What would stop or block the restore, before it writes: all checks for a dry-run, the
     // blocking webhooks always (as warnings).
-    let findings = preflight::check(client, &plan, &served, settings.dry_run).await;
+    let findings = preflight::check(client, &plan, &served, settings.run == RunMode::Plan).await;
     for f in &findings {
         // A dry-run's caller prints the findings; a restore's log is where they are read.
-        if settings.dry_run {
+        if settings.run == RunMode::Plan {
             tracing::info!(check = %f.check, objects = ?f.objects, "{}", f.message);
         } else {
             tracing::warn!(check = %f.check, objects = ?f.objects, "{}", f.message);
@@ -215,21 +230,21 @@ async fn restore(
         restore_point: manifest.point_id.clone(),
         mode: manifest.mode.as_str().into(),
         location: location.describe(),
-        dry_run: settings.dry_run,
+        dry_run: settings.run == RunMode::Plan,
         objects: manifest.counts.total,
         findings,
         ..Default::default()
     };
     let ctx = Arc::new(apply::Ctx::new(client, settings, plan, report, progress.clone()));
     *shared.lock().expect("not poisoned") = Some(ctx.clone());
-    if !settings.dry_run && settings.claim_location {
+    if settings.run == RunMode::Apply && settings.destination == Destination::Recovery {
         crate::ownership::claim(client, &settings.namespace, &settings.source_cluster_id, &manifest.point_id)
             .await
             .map_err(|source| RestoreError::Api { what: format!("creating ConfigMap {OWNERSHIP_CONFIGMAP} in namespace {}", settings.namespace), source })?;
     }
     ctx.apply(&Arc::new(spill)).await?;
     let mut report = ctx.report.lock().expect("not poisoned").clone();
-    if settings.dry_run {
+    if settings.run == RunMode::Plan {
         let collisions = preflight::collisions(&report);
         report.findings.extend(collisions);
     }

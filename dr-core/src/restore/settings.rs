@@ -90,9 +90,8 @@ pub struct RestoreSettings {
     pub qps: u32,
     /// Who holds the Lease: the same restore (Job) may take it over after a crash.
     pub holder: String,
-    /// Plan only: read the cluster, write nothing, and run every preflight check (the
-    /// plugin's `--dry-run` and `--preflight` both run so; they differ only in what they print).
-    pub dry_run: bool,
+    /// Whether the restore writes, or plans only.
+    pub run: RunMode,
     /// Kinds whose status is written back.
     pub restore_status: StatusKinds,
     /// Where the plan keeps the point's objects between reading and writing them (encrypted
@@ -104,9 +103,30 @@ pub struct RestoreSettings {
     /// of the ConfigMap `controls.resource_modifiers` names: the plugin's dry-run, which
     /// writes nothing.
     pub inline_modifiers: Option<(String, String)>,
-    /// Create the ownership ConfigMap (this cluster no longer maintains the location). A
-    /// drill into sandbox namespaces of the source cluster itself must not.
-    pub claim_location: bool,
+    /// What the restore writes into: the cluster that takes the location over, or a drill's
+    /// sandbox.
+    pub destination: Destination,
+}
+
+/// Whether a restore writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMode {
+    /// Read the point and the cluster, write nothing, and run every preflight check (the
+    /// plugin's `--dry-run` and `--preflight` both run so; they differ only in what they print).
+    Plan,
+    /// Restore: take the Lease, write, report.
+    Apply,
+}
+
+/// What a restore writes into, which decides who maintains the location afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// The recovery cluster: the restore leaves the ownership ConfigMap there, so it does no
+    /// maintenance on the location until it takes ownership (`crate::ownership`).
+    Recovery,
+    /// Sandbox namespaces of a drill, perhaps on the source cluster itself: the location stays
+    /// the source cluster's, so nothing claims it.
+    Sandbox,
 }
 
 impl RestoreSettings {
@@ -127,12 +147,12 @@ impl RestoreSettings {
             concurrency: DEFAULT_CONCURRENCY,
             qps: DEFAULT_QPS,
             holder: "kubectl-dr".into(),
-            dry_run: false,
+            run: RunMode::Apply,
             restore_status: StatusKinds::None,
             work_dir: None,
             controls: RestoreControls::default(),
             inline_modifiers: None,
-            claim_location: true,
+            destination: Destination::Recovery,
         }
     }
 

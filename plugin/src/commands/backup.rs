@@ -82,10 +82,10 @@ async fn run_once(global: &GlobalArgs, args: &BackupArgs) -> Result<ExitStatus> 
     let name = job.name_any();
     let uid = job.uid().unwrap_or_default();
     eprintln!("started job {name} in namespace {ns} (Run Once of the DR policy)");
-    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let resource_version = job.resource_version().unwrap_or_default();
-    let state = match tokio::time::timeout(args.timeout, watch_job_with_progress(&jobs, &pods, &name, &uid, resource_version)).await {
+    let follow = input::follow_client(global).await?;
+    let (followed_jobs, followed_pods): (Api<Job>, Api<Pod>) = (Api::namespaced(follow.clone(), ns), Api::namespaced(follow, ns));
+    let state = match tokio::time::timeout(args.timeout, watch_job_with_progress(&followed_jobs, &followed_pods, &name, &uid)).await {
         Ok(result) => result?.0,
         Err(_) => bail!(
             "backup job {name} did not finish within {}s; it goes on running: follow it with `kubectl logs -n {ns} -f job/{name}`",

@@ -1,28 +1,22 @@
-//! Following a Job to its end: a watch that resumes, its pods' logs for live progress and
-//! the whole result, and the container's termination message.
+//! Following a Job to its end: kube-runtime's watcher of the Job, a watcher of its pods whose
+//! logs give live progress and the whole result, and the container's termination message.
 
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use futures::{StreamExt, TryStreamExt};
+use anyhow::{bail, Result};
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, LogParams, WatchEvent, WatchParams};
+use kube::api::{Api, ListParams, LogParams};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
 use kube::ResourceExt;
 
 /// The pods of one Job (`job_uid`), newest last: a Job's pods carry its UID in the
 /// `batch.kubernetes.io/controller-uid` label; an earlier Job of the same name is another UID.
 async fn pods_of(pods: &Api<Pod>, job: &str, job_uid: &str) -> Option<Vec<Pod>> {
     let list = pods.list(&ListParams::default().labels(&format!("job-name={job}"))).await.ok()?;
-    let mut mine: Vec<Pod> = list
-        .items
-        .into_iter()
-        .filter(|p| {
-            let labels = p.labels();
-            labels.get("batch.kubernetes.io/controller-uid").or_else(|| labels.get("controller-uid")).map(String::as_str) == Some(job_uid)
-                || p.owner_references().iter().any(|o| o.uid == job_uid)
-        })
-        .collect();
+    let mut mine: Vec<Pod> = list.items.into_iter().filter(|p| is_of_job(p, job_uid)).collect();
     mine.sort_by_key(|a| a.creation_timestamp());
     Some(mine)
 }
@@ -119,93 +113,62 @@ fn same_job(job: &Job, name: &str, job_uid: &str) -> Result<()> {
     Ok(())
 }
 
-/// Follows the Job `job_uid` with a watch until the Job controller gives its verdict, saying
-/// each retry; resumes from the last resourceVersion when the watch ends, and starts over
-/// from a fresh read on 410 Gone. A Job of the same name but another UID is not followed.
-pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, job_uid: &str, mut resource_version: String) -> Result<JobState> {
+/// Follows the Job `job_uid` until the Job controller gives its verdict, with kube-runtime's
+/// watcher: a list, then a watch it resumes from the last resourceVersion (bookmarks kept) and
+/// lists afresh on 410 Gone. `jobs` must come from a client without the retry layer
+/// ([`crate::input::follow_client`]): an API server that stops answering is then noticed at
+/// once and said, where the retry layer would ride it out silently for 90 s; the watch then
+/// starts over with a fresh list, whose answer says the API server is back. A Job of the same
+/// name but another UID is not followed.
+pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, job_uid: &str) -> Result<JobState> {
     let started = Instant::now();
     let mut last_state = None;
     let mut failed_seen = 0;
-    // Since when the API server has not answered the watch, if it has not.
+    // Since when the API server has not answered, if it has not.
     let mut lost: Option<Instant> = None;
-    loop {
-        let params = WatchParams::default().fields(&format!("metadata.name={name}")).timeout(60);
-        // The client retries an API server it cannot reach for a while on its own: say what
-        // is waited for when the watch does not start at once.
-        let from = resource_version.clone();
-        let watched = {
-            let watch = jobs.watch(&params, &from);
-            tokio::pin!(watch);
-            tokio::select! {
-                w = &mut watch => w,
-                _ = tokio::time::sleep(SLOW_WATCH) => {
-                    note_lost(name, &mut lost, started);
-                    watch.await
-                }
-            }
-        };
-        let mut events = match watched {
-            Ok(events) => {
-                if let Some(since) = lost.take() {
-                    super::progress::say(&format!("job {name}: the API server answers again after {}s; following the Job", since.elapsed().as_secs()));
-                }
-                events.boxed()
-            }
-            Err(e) if unreachable(&e) => {
-                wait_for_api_server(name, &e, &mut lost, started).await?;
-                continue;
-            }
-            // The watch's resourceVersion is too old (the API server answers 410 Gone before
-            // streaming when it cannot serve it from its cache): read the Job afresh (gone is
-            // an error, as it is to the event below), and watch from there after a pause, so a
-            // server that keeps answering 410 is not asked in a tight loop.
-            Err(kube::Error::Api(s)) if s.code == 410 => {
-                let current = jobs.get(name).await.with_context(|| format!("reading job {name}"))?;
-                same_job(&current, name, job_uid)?;
-                resource_version = current.resource_version().unwrap_or_default();
-                let state = job_state(&current);
-                if state.is_finished() {
-                    super::progress::say(&format!("job {name}: {state} ({}s)", started.elapsed().as_secs()));
-                    return Ok(state);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                continue;
-            }
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("watching job {name}"))),
-        };
-        loop {
-            let event = match events.try_next().await {
-                Ok(Some(event)) => event,
-                Ok(None) => break,
-                // The connection was cut (an API server restarting): the Job runs on in the
-                // cluster; watch again from where this one was.
-                Err(e) if unreachable(&e) => {
-                    wait_for_api_server(name, &e, &mut lost, started).await?;
-                    break;
-                }
-                Err(e) => return Err(anyhow::Error::new(e).context(format!("watching job {name}"))),
-            };
-
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    'watch: loop {
+        let mut events = watcher::watcher(jobs.clone(), config.clone()).boxed();
+        // Whether the list that (re)started the watch held the Job: a list without it means
+        // the Job is gone.
+        let mut listed = false;
+        while let Some(event) = events.next().await {
             let job = match event {
-                WatchEvent::Added(job) | WatchEvent::Modified(job) => job,
-                // Another Job of the same name (an earlier one, replayed from an old
-                // resourceVersion) going away is not this one's end.
-                WatchEvent::Deleted(gone) if another_job(&gone, job_uid) => continue,
-                WatchEvent::Deleted(_) => bail!("job {name} was deleted before it finished"),
-                WatchEvent::Bookmark(b) => {
-                    resource_version = b.metadata.resource_version;
+                Ok(Event::Init) => {
+                    listed = false;
                     continue;
                 }
-                WatchEvent::Error(e) if e.code == 410 => {
-                    // Too old: read the job afresh and watch from there.
-                    let current = jobs.get(name).await.with_context(|| format!("reading job {name}"))?;
-                    resource_version = current.resource_version().unwrap_or_default();
-                    current
+                Ok(Event::InitApply(job)) => {
+                    listed = true;
+                    job
                 }
-                WatchEvent::Error(e) => bail!("watching job {name}: {}", e.message),
+                Ok(Event::InitDone) if listed => continue,
+                Ok(Event::InitDone) => bail!("job {name} was deleted before it finished"),
+                Ok(Event::Apply(job)) => job,
+                // Another Job of the same name (an earlier one, replayed from an old
+                // resourceVersion) going away is not this one's end.
+                Ok(Event::Delete(gone)) if another_job(&gone, job_uid) => continue,
+                Ok(Event::Delete(_)) => bail!("job {name} was deleted before it finished"),
+                // The resourceVersion is too old: as an event in the stream (what a
+                // kube-apiserver sends) the watcher lists afresh itself; as the answer to the
+                // watch request, start over with a list here.
+                Err(watcher::Error::WatchError(status)) if status.code == 410 => continue,
+                Err(watcher::Error::WatchStartFailed(kube::Error::Api(status))) if status.code == 410 => {
+                    // After a pause, so a server that keeps answering 410 is not asked in a
+                    // tight loop.
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    continue 'watch;
+                }
+                Err(e) if unreachable(&e) => {
+                    wait_for_api_server(name, &e, &mut lost, started).await?;
+                    continue 'watch;
+                }
+                Err(e) => bail!("watching job {name}: {}", dr_core::error_text(&e)),
             };
+            if let Some(since) = lost.take() {
+                super::progress::say(&format!("job {name}: the API server answers again after {}s; following the Job", since.elapsed().as_secs()));
+            }
             same_job(&job, name, job_uid)?;
-            resource_version = job.resource_version().unwrap_or(resource_version);
             let state = job_state(&job);
             let failed = job.status.as_ref().and_then(|s| s.failed).unwrap_or(0);
             if failed > failed_seen && !state.is_finished() {
@@ -232,9 +195,6 @@ pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, job_uid: &s
 /// it followed the Job (which runs on in the cluster and rides out such outages itself).
 const FOLLOW_OUTAGE: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// How long a watch may take to start before the API server counts as not answering.
-const SLOW_WATCH: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Notes, and says once, that the API server stopped answering; returns since when.
 fn note_lost(name: &str, lost: &mut Option<Instant>, started: Instant) -> Instant {
     *lost.get_or_insert_with(|| {
@@ -246,15 +206,17 @@ fn note_lost(name: &str, lost: &mut Option<Instant>, started: Instant) -> Instan
     })
 }
 
-/// Whether a watch failed because the API server could not be reached (not an answer).
-fn unreachable(e: &kube::Error) -> bool {
-    !matches!(e, kube::Error::Api(_))
+/// Whether the watcher failed because the API server could not be reached (not an answer).
+fn unreachable(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => !matches!(e, kube::Error::Api(_)),
+        watcher::Error::WatchError(_) | watcher::Error::NoResourceVersion => false,
+    }
 }
 
 /// Says once that the API server stopped answering and what is waited for; fails once it has
-/// been gone for [`FOLLOW_OUTAGE`]. Pauses briefly before the next try (the client's own
-/// retries already waited).
-async fn wait_for_api_server(name: &str, e: &kube::Error, lost: &mut Option<Instant>, started: Instant) -> Result<()> {
+/// been gone for [`FOLLOW_OUTAGE`]. Pauses briefly before the next try.
+async fn wait_for_api_server(name: &str, e: &watcher::Error, lost: &mut Option<Instant>, started: Instant) -> Result<()> {
     let since = note_lost(name, lost, started);
     if since.elapsed() >= FOLLOW_OUTAGE {
         bail!(
@@ -289,83 +251,88 @@ fn is_result_line(line: &str) -> bool {
 }
 
 /// Follows the logs of `job`'s pods, one after another as the Job retries, showing each
-/// progress line, until `finished` is set and the current pod's log has ended. Pods are
-/// found by the Job's UID; a pod whose container has not started is waited for.
-pub async fn follow_logs(pods: Api<Pod>, job: String, job_uid: String, finished: std::sync::Arc<std::sync::atomic::AtomicBool>) -> FollowedLogs {
-    use futures::AsyncBufReadExt;
-    use std::sync::atomic::Ordering;
+/// progress line, until `finished` says the Job has its verdict and the pods started by then
+/// have been followed. Pods come from a watch of the Job's pods (by its UID); one whose
+/// container has not started is followed once an event says it has.
+pub async fn follow_logs(pods: Api<Pod>, job: String, job_uid: String, mut finished: tokio::sync::watch::Receiver<bool>) -> FollowedLogs {
     let mut out = FollowedLogs::default();
     let mut followed: std::collections::HashSet<String> = Default::default();
+    let config = watcher::Config::default().labels(&format!("job-name={job}"));
+    // Errors (an API server restarting) are retried with backoff; the Job's own watch says them.
+    let mut events = watcher::watcher(pods.clone(), config).default_backoff().applied_objects().boxed();
     loop {
-        let next = pods_of(&pods, &job, &job_uid).await.unwrap_or_default().into_iter().find(|p| {
-            let started = p
-                .status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some())));
-            started && !followed.contains(&p.name_any())
-        });
-        match next {
-            Some(pod) => {
-                let name = pod.name_any();
-                let params = LogParams { follow: true, ..Default::default() };
-                match pods.log_stream(&name, &params).await {
-                    Ok(stream) => {
-                        followed.insert(name.clone());
-                        let mut lines = stream.lines();
-                        while let Some(Ok(line)) = futures::StreamExt::next(&mut lines).await {
-                            if let Some(p) = dr_core::progress::Progress::from_log_line(&line) {
-                                super::progress::show(&p);
-                            } else if is_result_line(&line) {
-                                out.result = Some(line);
-                            }
-                        }
-                    }
-                    // No log yet (the container is starting), or none at all (logs not
-                    // allowed): try again shortly; the verdict and the termination message
-                    // come either way.
-                    Err(e) => {
-                        tracing::debug!(pod = %name, error = %e, "cannot follow the pod's log");
-                        if finished.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        pause_unless_finished(&finished).await;
-                    }
-                }
-            }
-            None if finished.load(Ordering::Relaxed) => break,
-            None => pause_unless_finished(&finished).await,
+        let pod = tokio::select! {
+            biased;
+            event = events.next() => match event {
+                Some(Ok(pod)) => pod,
+                Some(Err(_)) => continue,
+                None => break,
+            },
+            _ = finished.wait_for(|done| *done) => break,
+        };
+        if is_of_job(&pod, &job_uid) && has_started(&pod) && !followed.contains(&pod.name_any()) && follow_pod_log(&pods, &pod.name_any(), &mut out).await {
+            followed.insert(pod.name_any());
+        }
+    }
+    // The verdict is in: a last pod that started and was not followed yet (its events still
+    // queued) holds the result line; read it once.
+    if let Some(list) = pods_of(&pods, &job, &job_uid).await {
+        for pod in list.iter().filter(|p| has_started(p) && !followed.contains(&p.name_any())) {
+            follow_pod_log(&pods, &pod.name_any(), &mut out).await;
         }
     }
     super::progress::finish();
     out
 }
 
-/// Waits half a second before the next look for a pod, cut short once the Job has its
-/// verdict: the command's exit waits for the follower, and a whole pause there was up to
-/// half a second of every restore's fixed cost.
-async fn pause_unless_finished(finished: &std::sync::atomic::AtomicBool) {
-    for _ in 0..10 {
-        if finished.load(std::sync::atomic::Ordering::Relaxed) {
-            return;
+/// Whether a pod belongs to the Job `job_uid` (its controller-uid label, or its owner).
+fn is_of_job(p: &Pod, job_uid: &str) -> bool {
+    let labels = p.labels();
+    labels.get("batch.kubernetes.io/controller-uid").or_else(|| labels.get("controller-uid")).map(String::as_str) == Some(job_uid)
+        || p.owner_references().iter().any(|o| o.uid == job_uid)
+}
+
+/// Whether a pod's container has started (running, or already ended): it has a log.
+fn has_started(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some())))
+}
+
+/// Follows one pod's log to its end, showing progress lines and keeping the result line;
+/// false when the log could not be opened (tried again at the pod's next event).
+async fn follow_pod_log(pods: &Api<Pod>, name: &str, out: &mut FollowedLogs) -> bool {
+    use futures::AsyncBufReadExt;
+    match pods.log_stream(name, &LogParams { follow: true, ..Default::default() }).await {
+        Ok(stream) => {
+            let mut lines = stream.lines();
+            while let Some(Ok(line)) = lines.next().await {
+                if let Some(p) = dr_core::progress::Progress::from_log_line(&line) {
+                    super::progress::show(&p);
+                } else if is_result_line(&line) {
+                    out.result = Some(line);
+                }
+            }
+            true
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // No log (logs not allowed, the API server away): the verdict and the termination
+        // message come either way.
+        Err(e) => {
+            tracing::debug!(pod = %name, error = %dr_core::error_text(&e), "cannot follow the pod's log");
+            false
+        }
     }
 }
 
 /// [`watch_job`] with the Job's progress shown from its pods' logs while it runs. Returns
-/// the Job's verdict and what the logs held.
-pub async fn watch_job_with_progress(
-    jobs: &Api<Job>,
-    pods: &Api<Pod>,
-    name: &str,
-    job_uid: &str,
-    resource_version: String,
-) -> Result<(JobState, FollowedLogs)> {
-    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut follower = tokio::spawn(follow_logs(pods.clone(), name.to_owned(), job_uid.to_owned(), finished.clone()));
-    let state = watch_job(jobs, pods, name, job_uid, resource_version).await;
-    finished.store(true, std::sync::atomic::Ordering::Relaxed);
+/// the Job's verdict and what the logs held. `jobs` and `pods` come from a client without the
+/// retry layer ([`crate::input::follow_client`]).
+pub async fn watch_job_with_progress(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, job_uid: &str) -> Result<(JobState, FollowedLogs)> {
+    let (finished, verdict_in) = tokio::sync::watch::channel(false);
+    let mut follower = tokio::spawn(follow_logs(pods.clone(), name.to_owned(), job_uid.to_owned(), verdict_in));
+    let state = watch_job(jobs, pods, name, job_uid).await;
+    let _ = finished.send(true);
     // The last pod's log ends when its container does, before the verdict; allow the
     // stream a moment to deliver its tail.
     let logs = match tokio::time::timeout(std::time::Duration::from_secs(10), &mut follower).await {
@@ -417,28 +384,39 @@ mod tests {
     }
 
     /// While the watch was down the Job was deleted and another of the same name created and
-    /// finished (another restore); the watch resumes with 410 Gone and the fresh read finds
-    /// the other Job. Its verdict is not the followed Job's.
+    /// finished (another restore); the watch is answered 410 Gone and the fresh list finds the
+    /// other Job. Its verdict is not the followed Job's.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_job_replaced_under_the_same_name_is_not_taken_for_the_one_followed() {
         let api = ApiServer::start().await;
         api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kasten-io"}}));
         let followed = api.seed(job("k10-restore", json!({"active": 1})));
-        let (uid, rv) = (followed["metadata"]["uid"].as_str().unwrap().to_owned(), followed["metadata"]["resourceVersion"].as_str().unwrap().to_owned());
-        let jobs: Api<Job> = Api::namespaced(api.client(), "kasten-io");
-        jobs.delete("k10-restore", &kube::api::DeleteParams::background()).await.unwrap();
-        let gone = kube::runtime::wait::await_condition(jobs.clone(), "k10-restore", kube::runtime::wait::conditions::is_deleted(&uid));
-        tokio::time::timeout(std::time::Duration::from_secs(30), gone).await.unwrap().unwrap();
-        let other = api.seed(job("k10-restore", json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]})));
-        assert_ne!(other["metadata"]["uid"], uid.as_str());
-
+        let uid = followed["metadata"]["uid"].as_str().unwrap().to_owned();
+        // The first watch is held 3 s and then answered 410, as after an outage.
         let proxy = FaultProxy::start(&api.url);
         let watches = |h: &RequestHead| h.method == "GET" && h.path().ends_with("/jobs") && h.query().contains("watch=");
-        proxy.on(watches, Fault::kube_status(410, "Expired", "too old resource version"), 1);
-        let client = dr_core::kube_client(kube::Config::new(proxy.url.parse().unwrap())).unwrap();
+        proxy.on(watches, Fault::Slow(std::time::Duration::from_secs(3), Box::new(Fault::kube_status(410, "Expired", "too old resource version"))), 1);
+        let mut config = kube::Config::new(proxy.url.parse().unwrap());
+        config.default_retry = false;
+        let client = kube::Client::try_from(config).unwrap();
         let (jobs, pods): (Api<Job>, Api<Pod>) = (Api::namespaced(client.clone(), "kasten-io"), Api::namespaced(client, "kasten-io"));
-        let err = tokio::time::timeout(std::time::Duration::from_secs(30), watch_job(&jobs, &pods, "k10-restore", &uid, rv)).await.unwrap().unwrap_err();
-        assert_eq!(proxy.applied("Respond"), 1, "the watch met the 410");
+        let follow = tokio::spawn(async move { watch_job(&jobs, &pods, "k10-restore", &uid).await });
+        // Meanwhile: the followed Job deleted, another created under its name, and finished.
+        while !proxy.seen().iter().any(|s| s.target.contains("watch=")) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let direct: Api<Job> = Api::namespaced(api.client(), "kasten-io");
+        direct.delete("k10-restore", &kube::api::DeleteParams::background()).await.unwrap();
+        let gone = kube::runtime::wait::await_condition(
+            direct.clone(),
+            "k10-restore",
+            kube::runtime::wait::conditions::is_deleted(followed["metadata"]["uid"].as_str().unwrap()),
+        );
+        tokio::time::timeout(std::time::Duration::from_secs(30), gone).await.unwrap().unwrap();
+        let other = api.seed(job("k10-restore", json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]})));
+        assert_ne!(other["metadata"]["uid"], followed["metadata"]["uid"]);
+        let err = tokio::time::timeout(std::time::Duration::from_secs(30), follow).await.unwrap().unwrap().unwrap_err();
+        assert_eq!(proxy.applied("Respond"), 1, "the watch met the 410 (after its delay)");
         assert!(err.to_string().contains("replaced by another Job of the same name"), "{err:#}");
     }
 }

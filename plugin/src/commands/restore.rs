@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use dr_core::location::Location;
 use dr_core::passphrase::PassphraseSource;
-use dr_core::point::{self, Unlocker};
+use dr_core::point;
 use dr_core::resources::{self, ResourceError};
 use dr_core::restore::chart::{ChartValues, PullSecret, RbacResource};
 use dr_core::restore::{self, RestoreReport};
@@ -64,7 +64,7 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     let client = input::kube_client(global).await?;
     let profile = resources::get_profile(&client, ns, &args.profile).await?;
     let source = input::passphrase_source(&args.passphrase, false)?;
-    let opened = check_point(&client, ns, &profile, args, settings.point_in_time, &source).await?;
+    let opened = check_point(&client, &profile, args, &settings, &source).await?;
 
     if let Some(file) = &profile.spec.file {
         chart.file_profile.claim_name = file.claim_name.clone();
@@ -81,7 +81,7 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     // (passed before it) keep what they set.
     let values = chart.overrides();
     if args.dry_run || args.preflight {
-        settings.dry_run = true;
+        settings.run = restore::RunMode::Plan;
         settings.inline_modifiers = modifier_rules;
         drop(source);
         // The point the check above opened (for a dry-run it opens it or fails).
@@ -161,7 +161,9 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     // The Job bounds itself by --timeout; allow for image pulls and scheduling on top.
     let wait = args.timeout + Duration::from_secs(600);
     let job_uid = job.uid().unwrap_or_default();
-    let followed = tokio::time::timeout(wait, watch_job_with_progress(&jobs, &pods, &args.release, &job_uid, job.resource_version().unwrap_or_default())).await;
+    let follow = input::follow_client(global).await?;
+    let followed =
+        tokio::time::timeout(wait, watch_job_with_progress(&Api::namespaced(follow.clone(), ns), &Api::namespaced(follow, ns), &args.release, &job_uid)).await;
     // The Job's verdict, or this wait (which outlasts the Job's own deadline) run out: the
     // restore is over, and so is its cluster-wide grant. Not when following failed: the Job
     // may still be running, and needs it.
@@ -217,12 +219,12 @@ fn rbac_resources(manifest: &point::Manifest) -> Option<Vec<RbacResource>> {
 /// fails here when it cannot be) plans from it without opening it again.
 async fn check_point(
     client: &kube::Client,
-    ns: &str,
     profile: &resources::Profile,
     args: &RestoreArgs,
-    at: Option<time::OffsetDateTime>,
+    settings: &restore::RestoreSettings,
     source: &PassphraseSource,
 ) -> Result<Option<restore::OpenedPoint>> {
+    let ns = &settings.namespace;
     let from_here = args.dry_run || args.preflight;
     let config = match resources::location_config(client, ns, profile, args.path.as_deref()).await {
         Ok(config) => config,
@@ -249,16 +251,15 @@ async fn check_point(
             }
         },
     };
-    let unlocker = Unlocker::new(passphrase);
-    let chosen = point::choose(&location, &args.cluster_id, point::Which::from_args(args.point.as_deref(), at), &unlocker).await?;
-    eprintln!("restore point {} at {}", chosen.point.id, location.describe());
-    for (id, why) in &chosen.passed_over {
+    let opened = restore::choose_point(location, settings, passphrase, source.describe()).await?;
+    eprintln!("restore point {} at {}", opened.chosen.point.id, opened.location.describe());
+    for (id, why) in &opened.chosen.passed_over {
         eprintln!("  passed over {id}: {why}");
     }
-    let manifest = &chosen.manifest;
+    let manifest = opened.manifest();
     restore::check_mode(manifest, args.quick_mode)?;
     eprintln!("  {} mode, {} objects, written by policy {}", manifest.mode.as_str(), manifest.counts.total, manifest.policy);
-    Ok(Some(restore::OpenedPoint { location, chosen, unlocker, passphrase_from: source.describe() }))
+    Ok(Some(opened))
 }
 
 /// The chart's values for the flags and the controls built from them (checked with the
