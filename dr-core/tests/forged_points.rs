@@ -309,7 +309,8 @@ async fn on_s3_planted_manifests_are_read_no_further_than_their_header() {
     let chosen = point::choose(&loc, CLUSTER, Which::Newest, &Unlocker::new(pass())).await.unwrap();
     assert_eq!(chosen.point.id, genuine.point_id);
     assert_eq!(chosen.manifest, genuine);
-    assert!(passed_over(&chosen, &empty).is_some_and(|why| why.contains("manifest")), "{:?}", chosen.passed_over);
+    // Read as the empty file it is (the 416 told from a faulty store by the object's size).
+    assert!(passed_over(&chosen, &empty).is_some_and(|why| why.contains("cut short")), "{:?}", chosen.passed_over);
     assert_eq!(point::point_opens().manifest_reads - before.manifest_reads, 1);
     let manifest_gets = |id: &str| -> Vec<Option<String>> {
         proxy
@@ -328,4 +329,26 @@ async fn on_s3_planted_manifests_are_read_no_further_than_their_header() {
         proxy.seen().iter().filter(|s| s.method == "GET" && s.target.contains(&genuine.point_id)).all(|s| s.target.contains("versionId=")),
         "the genuine point's reads are pinned to the version kubectl-dr wrote"
     );
+}
+
+/// A point dated more than two clock skews ahead is passed over unread; when it is the only one
+/// that opens (the writer's clock far ahead) and the others are forgeries, the passphrase is
+/// still not called wrong.
+#[tokio::test]
+async fn points_dated_ahead_are_passed_over_unread_yet_still_prove_the_passphrase_right() {
+    let (dir, loc) = dir_location().await;
+    let now = OffsetDateTime::now_utc();
+    let ahead = dated_point(&loc, now + Duration::hours(2), now + Duration::hours(2)).await;
+    let forged = point::new_point_id(now - Duration::hours(1));
+    plant_forged_point(dir.path(), CLUSTER, dr_core::format::VERSION, &forged);
+    let before = point::point_opens();
+    let err = point::choose(&loc, CLUSTER, Which::Newest, &Unlocker::new(pass())).await.unwrap_err();
+    assert!(!err.is_wrong_passphrase(), "a point of the cluster opens: {err}");
+    assert!(matches!(err, PointError::NoneAtOrBefore { .. }), "{err}");
+    assert!(err.to_string().contains(&ahead.point_id) && err.to_string().contains("in the future"), "{err}");
+    // Only its header was read to prove it (no whole manifest of a point dated ahead).
+    assert_eq!(point::point_opens().manifest_reads - before.manifest_reads, 0);
+    // Named by its ID, it opens (suspect), as before.
+    let named = point::choose(&loc, CLUSTER, Which::Id(&ahead.point_id), &Unlocker::new(pass())).await.unwrap();
+    assert_eq!(named.manifest, ahead);
 }

@@ -386,3 +386,48 @@ async fn an_sts_session_expiring_mid_backup_is_renewed_and_later_requests_use_th
     assert_eq!(point::verify_point(&loc, CLUSTER, &m.point_id, &Unlocker::new(pass())).await.unwrap(), entries.len() as u64);
     std::fs::remove_file(&token).unwrap();
 }
+
+/// The newest point's header authenticates, then the download of its whole manifest is cut
+/// every time: a transport failure, which stops the choice (transient) instead of passing the
+/// newest point over as damaged and restoring an older one.
+#[tokio::test]
+async fn a_manifest_cut_after_its_header_authenticated_stops_the_choice() {
+    let (_s3, proxy) = bucket("body");
+    let loc = connect(&proxy.url, "body").await;
+    let older = write_point(&loc, CLUSTER, &pass(), &sample_entries(10, 10)).await;
+    let newest = write_point(&loc, CLUSTER, &pass(), &sample_entries(20, 10)).await;
+    assert!(newest.point_id > older.point_id);
+    let newest_manifest = format!("{}/{}", newest.point_id, point::MANIFEST_OBJECT);
+    let header_range = format!("bytes=0-{}", dr_core::format::MAX_HEADER_LEN - 1);
+    proxy.on(
+        move |h| h.method == "GET" && h.path().ends_with(&newest_manifest) && h.header("range") != Some(header_range.as_str()),
+        Fault::CutBody { after: 0 },
+        1_000,
+    );
+    let unlocker = Unlocker::new(pass());
+    let err = point::choose(&loc, CLUSTER, point::Which::Newest, &unlocker).await.map(|c| c.manifest.point_id).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+    assert!(proxy.applied("CutBody") >= 2, "the whole manifest's download was cut and resumed: {}", proxy.applied("CutBody"));
+    proxy.clear();
+    let chosen = point::choose(&loc, CLUSTER, point::Which::Newest, &unlocker).await.unwrap();
+    assert_eq!(chosen.manifest.point_id, newest.point_id);
+}
+
+/// A ranged read answered with bytes that are not the ones asked for (a faulty gateway) stops
+/// the choice as a location failure, never making the newest point look damaged.
+#[tokio::test]
+async fn a_ranged_read_answered_with_other_bytes_stops_the_choice() {
+    let (_s3, proxy) = bucket("lying");
+    let loc = connect(&proxy.url, "lying").await;
+    let _older = write_point(&loc, CLUSTER, &pass(), &sample_entries(10, 10)).await;
+    let newest = write_point(&loc, CLUSTER, &pass(), &sample_entries(20, 10)).await;
+    let newest_manifest = format!("{}/{}", newest.point_id, point::MANIFEST_OBJECT);
+    proxy.on(
+        move |h| h.method == "GET" && h.path().ends_with(&newest_manifest),
+        Fault::Respond { status: 206, headers: vec![("Content-Range".into(), "bytes 100-734/5000".into())], body: vec![0; 635] },
+        1,
+    );
+    let err = point::choose(&loc, CLUSTER, point::Which::Newest, &Unlocker::new(pass())).await.map(|c| c.manifest.point_id).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+    assert!(err.to_string().contains("alters answers"), "{err}");
+}

@@ -218,17 +218,43 @@ impl S3Location {
             .range(format!("bytes=0-{}", n.max(1) - 1))
             .send()
             .await;
+        // An answer that is not the first bytes asked for comes from a faulty store or
+        // something on the path, never from what a writer stored: it stops the reader (the
+        // location), rather than making the object look damaged.
+        let altered = |detail: String| LocationError::Unreachable {
+            bucket: self.bucket.clone(),
+            endpoint: self.endpoint.clone(),
+            detail: format!("the store answered a ranged GetObject of {} with {detail}: something on the path alters answers", self.full_key(key)),
+        };
         let resp = match sent {
             Ok(resp) => resp,
-            // An empty object has no first byte to send: 416 InvalidRange.
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => return Ok((0, Box::new(tokio::io::empty()))),
+            // 416 InvalidRange: an empty object has no first byte to send. Any other object
+            // has, so the size is asked for to tell the two apart.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                return match self.head(key, version).await?.size {
+                    0 => Ok((0, Box::new(tokio::io::empty()))),
+                    size => Err(altered(format!("416 for an object of {size} bytes"))),
+                };
+            }
             Err(e) => return Err(self.error(e, op, key)),
         };
-        let sent_len = resp.content_length().unwrap_or(0).max(0) as u64;
-        // `bytes 0-634/12345`; a store that ignores Range sends the whole object (200), whose
-        // length is then the size.
-        let total = resp.content_range().and_then(|r| r.rsplit_once('/')).and_then(|(_, total)| total.parse::<u64>().ok()).unwrap_or(sent_len);
-        let len = sent_len.min(n);
+        let (len, total) = match (resp.content_range(), resp.content_length()) {
+            // `bytes 0-634/12345`: exactly the first bytes of the object, as many as asked for
+            // or the whole of a shorter one.
+            (Some(range), _) => {
+                let parsed = range
+                    .strip_prefix("bytes 0-")
+                    .and_then(|r| r.split_once('/'))
+                    .and_then(|(last, total)| Some((last.parse::<u64>().ok()? + 1, total.parse::<u64>().ok()?)));
+                match parsed {
+                    Some((len, total)) if len == n.min(total) => (len, total),
+                    _ => return Err(altered(format!("Content-Range {range:?} for the first {n} bytes"))),
+                }
+            }
+            // A store that ignores Range sends the whole object (200): read its first bytes.
+            (None, Some(size)) if size >= 0 => ((size as u64).min(n), size as u64),
+            (None, _) => return Err(altered("neither a Content-Range nor a Content-Length".into())),
+        };
         let source = super::s3_download::Source {
             client: self.client.clone(),
             bucket: self.bucket.clone(),

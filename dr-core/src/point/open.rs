@@ -193,17 +193,19 @@ async fn choose_by_time(
     // A point dated more than two clock skews ahead of now would be suspect even if it opened
     // (its manifest's creation, held within one skew of its ID, would lie in the future), so
     // it is passed over unread: a flood of points dated ahead costs nothing to walk past.
-    let ahead: Duration = CLOCK_SKEW * 2;
-    let horizon = now + ahead;
+    let ahead_by: Duration = CLOCK_SKEW * 2;
+    let horizon = now + ahead_by;
     let mut candidates: Vec<&PointSummary> = Vec::new();
+    let mut ahead: Vec<&PointSummary> = Vec::new();
     for p in points.iter().filter(|p| p.complete && at.is_none_or(|at| p.time <= at)) {
         if p.time > horizon {
+            ahead.push(p);
             passed_over.push((
                 p.id.clone(),
                 format!(
                     "suspect: dated {}, in the future (more than {} minutes ahead of this clock, {}); restore it by its ID only if you trust it",
                     rfc3339(p.time),
-                    ahead.whole_minutes(),
+                    ahead_by.whole_minutes(),
                     rfc3339(now)
                 ),
             ));
@@ -262,6 +264,12 @@ async fn choose_by_time(
             // Nothing opened and something could not be read: that is the error, not the passphrase.
             if let (Some(e), false) = (unreadable, any_opened) {
                 return Err(e);
+            }
+            // A point passed over for its date that opens (a writer's clock far ahead, or this
+            // one behind) still proves the passphrase right: "wrong passphrase" means no point
+            // of the cluster opens.
+            if wrong_passphrase.is_some() && !any_opened && !ahead.is_empty() {
+                any_opened = any_written_with_passphrase(location, cluster_id, &ahead, unlocker).await?;
             }
             Err(none_chosen(location, cluster_id, points, at, unlocker, passed_over, wrong_passphrase, any_opened).await?)
         }
@@ -379,6 +387,21 @@ async fn first_that_opens(location: &Location, cluster_id: &str, points: &[&Poin
         }
     }
     Ok(opens)
+}
+
+/// Whether any of `points` was written with this passphrase: its manifest's header passes the
+/// key check, read no further (proof enough that the passphrase is right, at a header's cost).
+/// Format 1/2 headers are not tried: each would cost a PBKDF2.
+async fn any_written_with_passphrase(location: &Location, cluster_id: &str, points: &[&PointSummary], unlocker: &Arc<Unlocker>) -> Result<bool, PointError> {
+    for p in points {
+        match read_manifest_head(location, cluster_id, p).await {
+            Ok(head) if !head.legacy_kdf() && head.key_checks(unlocker).await => return Ok(true),
+            Ok(_) => {}
+            Err(e) if whole_location(&e) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Ok(false)
 }
 
 /// Notes what a point's standing proves; true once a genuine point is found.
@@ -507,6 +530,9 @@ async fn judge(opened: Result<Manifest, PointError>, location: &Location, point:
             Err(e) => Ok(Standing::Refused(e)),
         },
         Err(e @ PointError::Location(_)) => Err(e),
+        // The whole manifest's download cut for good after its header authenticated: the
+        // store or the path failed, not the point.
+        Err(e) if transport_cut(&e) => Err(e),
         Err(PointError::Incomplete { .. }) => Ok(Standing::Incomplete),
         Err(e) => Ok(Standing::Refused(e)),
     }

@@ -85,6 +85,11 @@ impl ManifestHead {
         self.header.version() < 3
     }
 
+    /// Whether the header passes the key check with this passphrase (nothing more is read).
+    pub(super) async fn key_checks(&self, unlocker: &Arc<Unlocker>) -> bool {
+        self.header.check_key(&*unlocker.key(self.header.kdf()).await).is_ok()
+    }
+
     /// Derives the key, checks it against the header (a wrong passphrase, a forged or altered
     /// header stop here), and only then downloads the manifest whole, holds its header to the
     /// one checked, and decrypts it.
