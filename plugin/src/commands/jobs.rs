@@ -325,7 +325,7 @@ pub async fn follow_logs(pods: Api<Pod>, job: String, job_uid: String, finished:
                     // allowed): try again shortly; the verdict and the termination message
                     // come either way.
                     Err(e) => {
-                        tracing::debug!(pod = %name, error = %e, "cannot follow the pod's log");
+                        tracing::debug!(pod = %name, error = %dr_core::error_text(&e), "cannot follow the pod's log");
                         if finished.load(Ordering::Relaxed) {
                             break;
                         }
