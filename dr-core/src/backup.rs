@@ -47,10 +47,10 @@ const NEVER_BACKED_UP: &[&str] = &[
 pub enum BackupError {
     #[error("the DR service account may not list {resource}{scope}: its RBAC names each kind the policy reads, as discovered when DR was enabled, so a kind installed since needs `kubectl dr enable` again (or exclude the kind from the DR policy)")]
     ListForbidden { resource: String, scope: String },
-    #[error("listing {resource} failed: {source}")]
+    #[error("listing {resource} failed")]
     List { resource: String, source: kube::Error },
-    #[error("cannot discover the cluster's resources: {0}. Check that the API server is reachable and the credentials are valid")]
-    Discovery(kube::Error),
+    #[error("cannot discover the cluster's resources (check that the API server is reachable and the credentials are valid)")]
+    Discovery(#[source] kube::Error),
     #[error(transparent)]
     Ownership(#[from] OwnershipError),
     #[error(transparent)]

@@ -23,7 +23,7 @@ pub const MAX_SECRET_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalFileError {
-    #[error("cannot read {what} {path}: {source}")]
+    #[error("cannot read {what} {path}")]
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{what} {path} is {kind}, not a regular file: give a regular file")]
     NotRegular { what: &'static str, path: PathBuf, kind: &'static str },

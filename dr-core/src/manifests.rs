@@ -11,7 +11,7 @@ use crate::local_file::{Links, LocalFileError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io { path: PathBuf, source: std::io::Error },
     /// A manifest that is not a regular file, or too large.
     #[error(transparent)]
@@ -22,7 +22,7 @@ pub enum ManifestError {
     NotAnObject { path: PathBuf, doc: usize },
     #[error("{dir} holds no Kubernetes manifests (*.yaml, *.yml, *.json)")]
     Empty { dir: PathBuf },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write { path: PathBuf, source: std::io::Error },
 }
 

@@ -22,11 +22,11 @@ use crate::catalog::{DR_POLICY_NAME, OWNERSHIP_CONFIGMAP, REPLICATION_CRONJOB};
 pub enum OwnershipError {
     #[error("this cluster has the ConfigMap {OWNERSHIP_CONFIGMAP} in namespace {namespace}: it was restored from another cluster and does no maintenance until it owns the location. If the original cluster is gone, run `kubectl dr take-ownership` (or delete the ConfigMap), then back up again")]
     NotOwner { namespace: String },
-    #[error("cannot read namespace default to get the cluster ID: {0}")]
-    ClusterId(kube::Error),
+    #[error("cannot read namespace default to get the cluster ID")]
+    ClusterId(#[source] kube::Error),
     #[error("namespace default has no UID, so this cluster has no cluster ID: is this a real API server?")]
     NoClusterId,
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Api { what: String, source: kube::Error },
 }
 

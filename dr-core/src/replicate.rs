@@ -135,7 +135,7 @@ pub async fn replicate(
         let outcome = match standing {
             Standing::Incomplete if p.tampered.is_empty() => continue,
             Standing::Incomplete => PointCopy::PassedOver { reason: format!("tampered: {}", p.tampered.join("; ")) },
-            Standing::Refused(e) => PointCopy::PassedOver { reason: e.to_string() },
+            Standing::Refused(e) => PointCopy::PassedOver { reason: crate::error_text(&e) },
             Standing::Suspect { reason, .. } if only.is_none() => {
                 PointCopy::PassedOver { reason: format!("suspect: {reason}; copy it by naming it (--point {})", p.id) }
             }
@@ -249,7 +249,7 @@ async fn authenticate_copies(
         Ok(j) => j,
         // Nothing at the destination opens with the passphrase the source's points open with.
         Err(e @ PointError::Format { .. }) if e.is_wrong_passphrase() => {
-            let reason = format!("does not authenticate at {}: {e}", check.describe());
+            let reason = format!("does not authenticate at {}: {}", check.describe(), crate::error_text(&e));
             for (_, copy) in report.points.iter_mut().filter(|(_, c)| there_now(c)) {
                 *copy = PointCopy::Failed { reason: reason.clone() };
             }
@@ -282,7 +282,7 @@ async fn authenticate_copies(
                 continue;
             }
             Standing::Refused(e) => {
-                *copy = failed(format!("does not open: {e}"));
+                *copy = failed(format!("does not open: {}", crate::error_text(e)));
                 continue;
             }
             Standing::Incomplete => {
@@ -299,7 +299,7 @@ async fn authenticate_copies(
             if let PointError::Location(e) = e {
                 return Err(e.into());
             }
-            *copy = failed(format!("does not verify: {e}"));
+            *copy = failed(format!("does not verify: {}", crate::error_text(&e)));
         }
     }
     Ok(())

@@ -138,7 +138,7 @@ pub async fn prune(
                     point::PointError::OlderThanPassphrase { .. } => {
                         "does not open with the passphrase, while newer points do: written under an earlier passphrase, or damaged or forged".to_owned()
                     }
-                    other => other.to_string(),
+                    other => crate::error_text(&other),
                 };
                 outcomes.push(Pruned::Untrusted { point: p.id, reason })
             }
@@ -170,13 +170,13 @@ const PRUNE_CONCURRENCY: usize = 16;
 async fn prune_one(location: &Location, cluster_id: &str, p: &PointSummary, now: OffsetDateTime, dry_run: bool) -> Pruned {
     let files = [(point::MANIFEST_OBJECT, &p.manifest), (point::ARCHIVE_OBJECT, &p.archive)];
     match protected_until(location, cluster_id, p, &files, now).await {
-        Err(e) => Pruned::Failed { point: p.id.clone(), error: e.to_string() },
+        Err(e) => Pruned::Failed { point: p.id.clone(), error: crate::error_text(&e) },
         Ok(Some(until)) => Pruned::Protected { point: p.id.clone(), until: point::rfc3339(until) },
         Ok(None) if dry_run => Pruned::WouldDelete { point: p.id.clone() },
         // The manifest goes first: if the archive's delete fails, the point is incomplete.
         Ok(None) => match delete_point(location, cluster_id, p).await {
             Ok(()) => Pruned::Deleted { point: p.id.clone() },
-            Err(e) => Pruned::Failed { point: p.id.clone(), error: e.to_string() },
+            Err(e) => Pruned::Failed { point: p.id.clone(), error: crate::error_text(&e) },
         },
     }
 }
@@ -235,8 +235,9 @@ async fn delete_point(location: &Location, cluster_id: &str, p: &PointSummary) -
                 Ok(()) | Err(LocationError::NotFound { .. }) => {}
                 Err(e) if version != pinned => {
                     return Err(LocationError::Invalid(format!(
-                        "{key}: version {} written over the one kubectl-dr wrote cannot be deleted ({e}); the point is left whole",
-                        version.id
+                        "{key}: version {} written over the one kubectl-dr wrote cannot be deleted ({}); the point is left whole",
+                        version.id,
+                        crate::error_text(&e)
                     )))
                 }
                 Err(e) => return Err(e),
@@ -288,9 +289,9 @@ pub enum PruneError {
     Resource(#[from] crate::resources::ResourceError),
     #[error(transparent)]
     Passphrase(#[from] crate::passphrase::PassphraseError),
-    #[error("reading the DR policy failed: {0}")]
+    #[error("reading the DR policy failed")]
     Api(#[source] kube::Error),
-    #[error("pruning {location} (prune needs credentials that may list, read and delete): {source}")]
+    #[error("pruning {location} (prune needs credentials that may list, read and delete)")]
     Prune { location: String, source: point::PointError },
 }
 

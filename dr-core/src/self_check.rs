@@ -64,7 +64,8 @@ fn known_answer_of(vector: &[u8], index: &str) -> Result<(), String> {
     let pass = Passphrase::new(index["passphrase"].as_str().unwrap_or_default().into()).map_err(|e| e.to_string())?;
     let role = if v["role"] == "manifest" { Role::Manifest } else { Role::Archive };
     let binding = Binding { cluster_id: v["clusterId"].as_str().unwrap_or_default().into(), point_id: v["pointId"].as_str().unwrap_or_default().into(), role };
-    let plain = open_all(vector, &binding, |kdf| MasterKey::derive(&pass, kdf)).map_err(|e| format!("the format vector does not open: {e}"))?;
+    let plain =
+        open_all(vector, &binding, |kdf| MasterKey::derive(&pass, kdf)).map_err(|e| format!("the format vector does not open: {}", crate::error_text(&e)))?;
     if hex::encode(plain) != v["plaintextHex"].as_str().unwrap_or_default() {
         return Err("the format vector opened to the wrong plaintext".into());
     }

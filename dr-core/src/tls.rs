@@ -22,7 +22,8 @@ pub fn certificates_in(pem: &[u8], from: &str) -> Result<Vec<CertificateDer<'sta
 /// (Vault's and registries' private CAs). The error says what is wrong with the file.
 pub(crate) fn trust_pem_file(mut builder: reqwest::ClientBuilder, path: &std::path::Path) -> Result<reqwest::ClientBuilder, String> {
     let name = path.display().to_string();
-    let pem = crate::local_file::read(path, "the CA bundle", crate::local_file::MAX_FILE_BYTES, crate::local_file::Links::Follow).map_err(|e| e.to_string())?;
+    let pem = crate::local_file::read(path, "the CA bundle", crate::local_file::MAX_FILE_BYTES, crate::local_file::Links::Follow)
+        .map_err(|e| crate::error_text(&e))?;
     for der in certificates_in(&pem, &name)? {
         builder = builder.add_root_certificate(reqwest::Certificate::from_der(&der).map_err(|e| format!("{name}: {e}"))?);
     }

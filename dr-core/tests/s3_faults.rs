@@ -167,7 +167,7 @@ async fn a_download_cut_every_time_fails_as_transient_never_as_a_damaged_point()
     // way it gives up. (A download that gets further each time keeps going.)
     proxy.on(|h| h.method == "GET" && archive(h), Fault::CutBody { after: 0 }, 1_000);
     let err = point::verify_point(&loc, CLUSTER, &m.point_id, &Unlocker::new(pass())).await.unwrap_err();
-    let text = err.to_string();
+    let text = dr_core::error_text(&err);
     assert_eq!(err.kind(), ErrorKind::Transient, "a cut connection is not damage: {text}");
     assert!(text.contains("was cut") && text.contains(point::ARCHIVE_OBJECT) && text.contains("run again"), "{text}");
     assert!(proxy.applied("CutBody") >= 10, "it kept asking, with backoff: {}", proxy.applied("CutBody"));

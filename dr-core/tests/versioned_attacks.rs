@@ -299,7 +299,8 @@ async fn replicate_copies_the_version_kubectl_dr_wrote_passes_over_forgeries_and
     let err = replicate::replicate(&from, &to, &check, CLUSTER, None, &Unlocker::new(Passphrase::new("not the passphrase at all".into()).unwrap()))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("passphrase"), "{err}");
+    let text = dr_core::error_text(&err);
+    assert!(text.contains("passphrase"), "{text}");
 }
 
 #[tokio::test]

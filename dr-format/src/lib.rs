@@ -135,7 +135,7 @@ pub enum FormatError {
     TrailingData { after_chunk: u32 },
     #[error("the restore point is too large for this format (2^32 chunks)")]
     TooManyChunks,
-    #[error("I/O error while reading or writing the restore point: {0}")]
+    #[error("I/O error while reading or writing the restore point")]
     Io(#[from] io::Error),
 }
 

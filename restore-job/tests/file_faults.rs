@@ -50,7 +50,8 @@ async fn the_jobs_backup_to_a_full_location_fails_clearly_and_the_next_run_succe
     let disk = tmpfs(512 << 10);
     let (out, message) = tokio::task::block_in_place(|| backup_job(&api, &disk.path));
     assert_eq!(out.status.code(), Some(i32::from(ErrorKind::BadInput.exit_code())), "{message}");
-    assert!(message.contains(&format!("location file://{}", disk.path.display())) && message.contains(" is full (No space left on device"), "{message}");
+    assert!(message.contains(&format!("location file://{}", disk.path.display())) && message.contains(" is full writing "), "{message}");
+    assert!(message.contains("the system said: No space left on device") && message.matches("No space left").count() == 1, "{message}");
     assert!(message.contains("free space there"), "{message}");
     // The run is recorded as failed, with the same words.
     let policy = api.objects("dr.kubectl-dr.io", "policies").pop().unwrap();

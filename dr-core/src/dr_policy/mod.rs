@@ -33,7 +33,7 @@ pub const VAULT_CA_CONFIG_MAP: &str = "kubectl-dr-vault-ca";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Api { what: String, source: kube::Error },
     #[error("location profile {name} not found in namespace {namespace}: create it first with `kubectl dr profile create {name} ...`")]
     ProfileMissing { name: String, namespace: String },
@@ -41,7 +41,7 @@ pub enum InstallError {
     NotEnabled(String),
     #[error("CustomResourceDefinition {0} did not become Established in time: check the API server's logs")]
     CrdNotEstablished(String),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Wait { what: String, source: kube::runtime::wait::Error },
     #[error("invalid --frequency {0:?}: use a cron schedule (\"0 * * * *\") or @hourly, @daily, @weekly, @monthly, @yearly")]
     InvalidFrequency(String),
@@ -55,7 +55,7 @@ pub enum InstallError {
     Resource(#[from] crate::resources::ResourceError),
     #[error(transparent)]
     Location(#[from] crate::location::LocationError),
-    #[error("location {location} is not usable (give --skip-validation for write-only credentials, which cannot list): {source}")]
+    #[error("location {location} is not usable (give --skip-validation for write-only credentials, which cannot list)")]
     Unusable { location: String, source: crate::location::LocationError },
     #[error("PersistentVolumeClaim {claim} not found in namespace {namespace}: create it (ReadWriteMany, on the NFS share) first")]
     ClaimMissing { claim: String, namespace: String },

@@ -118,9 +118,9 @@ pub enum DrillError {
     Location(#[from] crate::location::LocationError),
     #[error("{0}")]
     Invalid(String),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Api { what: String, source: kube::Error },
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Wait { what: String, source: kube::runtime::wait::Error },
 }
 
@@ -172,7 +172,7 @@ pub async fn run(client: &Client, settings: &RestoreSettings, target: &Target, s
     let (report, failure) = match outcome {
         Ok(r) => (r, None),
         Err(e) => match e.report().cloned() {
-            Some(r) => (r, Some(e.to_string())),
+            Some(r) => (r, Some(crate::error_text(&e))),
             None => return Err(e.into()),
         },
     };

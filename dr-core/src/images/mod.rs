@@ -182,7 +182,7 @@ pub struct OciArchive {
 impl OciArchive {
     pub fn open(path: &Path) -> Result<Self, ImageError> {
         let err = |detail: String| ImageError::Archive { path: path.into(), detail };
-        let (file, _) = crate::local_file::open_regular(path, "the image archive", crate::local_file::Links::Follow).map_err(|e| err(e.to_string()))?;
+        let (file, _) = crate::local_file::open_regular(path, "the image archive", crate::local_file::Links::Follow).map_err(|e| err(crate::error_text(&e)))?;
         let mut files = HashMap::new();
         let mut tar = tar::Archive::new(file.take(MAX_ARCHIVE_BYTES));
         for entry in tar.entries().map_err(|e| err(e.to_string()))? {

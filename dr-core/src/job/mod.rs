@@ -78,7 +78,7 @@ pub enum JobError {
     Backup(#[from] BackupError),
     #[error(transparent)]
     Ownership(#[from] OwnershipError),
-    #[error("reading policy {name} failed: {source}")]
+    #[error("reading policy {name} failed")]
     Api { name: String, source: kube::Error },
     #[error("DR policy {name} has no replication: enable it with `kubectl dr enable --replicate-to PROFILE`")]
     NoReplication { name: String },
@@ -160,12 +160,12 @@ pub async fn run_backup(client: &Client, settings: &BackupSettings) -> Result<Ba
             result: "Failed".into(),
             restore_point: None,
             objects: None,
-            message: Some(e.to_string()),
+            message: Some(crate::error_text(e)),
         },
     };
     if let Err(e) = record_run(client, settings, record).await {
         // The backup's own outcome matters more than its bookkeeping; say so and go on.
-        tracing::warn!(error = %e, "could not record the run in the policy's status");
+        tracing::warn!(error = %crate::error_text(&e), "could not record the run in the policy's status");
     }
     result
 }

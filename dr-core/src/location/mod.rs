@@ -105,13 +105,13 @@ impl fmt::Debug for StaticCredentials {
 pub enum LocationError {
     #[error("location directory {path} does not exist: create it, or check that the NFS share is mounted there")]
     DirectoryMissing { path: PathBuf },
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     /// ENOSPC or EDQUOT while writing: the disk or the writer's quota is full.
-    #[error("location {location} is full ({source}) writing {key}, which was not put in place: free space there (`kubectl dr prune` removes old points) or give it a larger volume, then run again; a restore point left without its manifest is listed incomplete and never restored")]
+    #[error("location {location} is full writing {key}, which was not put in place: free space there (`kubectl dr prune` removes old points) or give it a larger volume, then run again; a restore point left without its manifest is listed incomplete and never restored; the system said")]
     NoSpace { location: String, key: String, source: std::io::Error },
     /// EIO while writing or syncing: the disk or the NFS server lost the write.
-    #[error("the disk of location {location} failed ({source}) writing {key}, which was not put in place: check the disk or the NFS share (the kernel log, the NFS server), then run again; a restore point left without its manifest is listed incomplete and never restored")]
+    #[error("the disk of location {location} failed writing {key}, which was not put in place: check the disk or the NFS share (the kernel log, the NFS server), then run again; a restore point left without its manifest is listed incomplete and never restored; the system said")]
     DiskFailed { location: String, key: String, source: std::io::Error },
     #[error("{key} already exists at {location}: restore points are write-once and are never overwritten")]
     AlreadyExists { location: String, key: String },

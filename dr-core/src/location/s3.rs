@@ -351,7 +351,7 @@ impl S3Location {
     }
 
     async fn current_only(&self, prefix: &str, why: &LocationError) -> Result<Inventory, LocationError> {
-        tracing::debug!(prefix, error = %why, "cannot list versions; listing current objects only");
+        tracing::debug!(prefix, error = %crate::error_text(why), "cannot list versions; listing current objects only");
         let keys = self
             .list(prefix)
             .await?

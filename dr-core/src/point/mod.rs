@@ -85,7 +85,7 @@ pub enum PointError {
     ArchiveMissing { point: String },
     #[error("restore point {point}: catalog line {line} is longer than {MAX_CATALOG_LINE} bytes, which no Kubernetes object is: the point was written by a faulty writer; pick another point")]
     LineTooLong { point: String, line: u64 },
-    #[error("restore point {point}, {file}: {source}")]
+    #[error("restore point {point}, {file}")]
     Format { point: String, file: &'static str, source: FormatError },
     #[error("restore point {point} is truncated: its archive has {found} of {expected} bytes; pick another point")]
     ArchiveTruncated { point: String, expected: u64, found: u64 },

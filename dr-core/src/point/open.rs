@@ -224,7 +224,7 @@ async fn choose_by_time(
             Ok(f) => f,
             Err(e) if whole_location(&e) => return Err(e),
             Err(e) => {
-                passed_over.push((p.id.clone(), e.to_string()));
+                passed_over.push((p.id.clone(), crate::error_text(&e)));
                 // One point's object that cannot be read (planted in an archive storage class,
                 // under a key the reader may not use) is that point's problem, not the walk's.
                 if matches!(e, PointError::Location(_)) && unreadable.is_none() {
@@ -291,7 +291,11 @@ fn note_passed_over(
         Standing::Refused(e) => {
             passed_over.push((
                 p.id.clone(),
-                if e.is_wrong_passphrase() { "does not open with this passphrase: written under another, damaged or forged".to_owned() } else { e.to_string() },
+                if e.is_wrong_passphrase() {
+                    "does not open with this passphrase: written under another, damaged or forged".to_owned()
+                } else {
+                    crate::error_text(&e)
+                },
             ));
             if e.is_wrong_passphrase() && wrong_passphrase.is_none() {
                 *wrong_passphrase = Some(e);

@@ -59,7 +59,7 @@ pub enum ResourceError {
     Passphrase(#[from] PassphraseError),
     #[error(transparent)]
     Location(#[from] LocationError),
-    #[error("reading {what} failed: {source}")]
+    #[error("reading {what} failed")]
     Api { what: String, source: kube::Error },
 }
 

@@ -551,7 +551,7 @@ impl Ctx {
         for name in names {
             match tokio::time::timeout_at(deadline, await_condition(crds.clone(), &name, established_or_gone)).await {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(crd = %name, error = %e, "cannot watch the CRD's status; its custom resources may fail"),
+                Ok(Err(e)) => tracing::warn!(crd = %name, error = %crate::error_text(&e), "cannot watch the CRD's status; its custom resources may fail"),
                 Err(_) => tracing::warn!(crd = %name, "CRD not Established in time; its custom resources may fail"),
             }
         }

@@ -72,7 +72,7 @@ impl LeaseGuard {
                 tokio::time::sleep(LEASE_RENEW).await;
                 let patch = json!({"spec": {"renewTime": MicroTime(Timestamp::now())}});
                 if let Err(e) = renew_api.patch(LEASE_NAME, &PatchParams::default(), &Patch::Merge(patch)).await {
-                    tracing::warn!(error = %e, "renewing the restore Lease");
+                    tracing::warn!(error = %crate::error_text(&e), "renewing the restore Lease");
                 }
             }
         });
@@ -82,7 +82,7 @@ impl LeaseGuard {
     pub(super) async fn release(self) {
         self.renew.abort();
         if let Err(e) = self.api.delete(LEASE_NAME, &DeleteParams::default()).await {
-            tracing::warn!(error = %e, "deleting the restore Lease (it expires by itself)");
+            tracing::warn!(error = %crate::error_text(&e), "deleting the restore Lease (it expires by itself)");
         }
     }
 }

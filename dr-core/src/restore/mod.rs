@@ -76,7 +76,7 @@ pub enum RestoreError {
     Resource(#[from] ResourceError),
     #[error(transparent)]
     Location(#[from] LocationError),
-    #[error("{what}: {}", apply::describe(source))]
+    #[error("{what}")]
     Api { what: String, source: kube::Error },
     #[error("the restore's temporary files (the sealed plan, in $TMPDIR or /tmp): {0}; check the space of the Job's /tmp volume")]
     WorkDir(String),

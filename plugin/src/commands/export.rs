@@ -61,7 +61,7 @@ pub async fn run(args: &ExportArgs) -> Result<ExitStatus> {
         if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
             return Err("interrupted".into());
         }
-        dr_core::manifests::write_object(&root, &entry).map(|_| ()).map_err(|e| e.to_string())
+        dr_core::manifests::write_object(&root, &entry).map(|_| ()).map_err(|e| dr_core::error_text(&e))
     });
     tokio::pin!(read);
     let counts = tokio::select! {

@@ -58,7 +58,7 @@ pub async fn rows(location: &Location, cluster_id: &str, points: &[PointSummary]
             // Likely written under an earlier passphrase; the line under the table says both.
             Standing::Refused(e @ PointError::OlderThanPassphrase { .. }) => {
                 row.status = "other-passphrase".into();
-                row.error = Some(e.to_string());
+                row.error = Some(dr_core::error_text(&e));
             }
             Standing::Refused(e) => {
                 let forged = matches!(
@@ -69,7 +69,7 @@ pub async fn rows(location: &Location, cluster_id: &str, points: &[PointSummary]
                         | PointError::LegacyAfterUpgrade { .. }
                 );
                 row.status = if forged { "forged" } else { "damaged" }.into();
-                row.error = Some(e.to_string());
+                row.error = Some(dr_core::error_text(&e));
             }
             Standing::Suspect { reason, .. } => {
                 row.status = "suspect".into();

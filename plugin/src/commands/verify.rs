@@ -40,7 +40,7 @@ pub async fn run(args: &VerifyArgs) -> Result<ExitStatus> {
             }
             Standing::Refused(e) => {
                 failed += 1;
-                println!("FAILED     {}  {e}; do not restore it", p.id);
+                println!("FAILED     {}  {}; do not restore it", p.id, dr_core::error_text(&e));
                 continue;
             }
             Standing::Suspect { manifest, reason } => {
@@ -57,7 +57,7 @@ pub async fn run(args: &VerifyArgs) -> Result<ExitStatus> {
             Err(e) if dr_core::failure::Classify::kind(&e) == dr_core::failure::ErrorKind::Transient => return Err(e.into()),
             Err(e) => {
                 failed += 1;
-                println!("FAILED     {}  {e}", p.id);
+                println!("FAILED     {}  {}", p.id, dr_core::error_text(&e));
             }
             Ok(objects) => match evidence {
                 // What kubectl-dr wrote is sound, but someone wrote over it: say so, and fail.
