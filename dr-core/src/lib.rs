@@ -145,9 +145,10 @@ fn plain(e: &(dyn std::error::Error + 'static)) -> Option<String> {
 /// `insecure-skip-tls-verify`, which the user chose; "eof in poll" when a watch's connection
 /// is cut) and its per-request "failed with error client error (Connect)" lines, which it
 /// logs as errors on every attempt while an API server restarts: the product's retries and
-/// its own messages say what failed and what it waits for.
+/// its own messages say what failed and what it waits for. kube-runtime's watcher warns with a
+/// debug dump on each retry of a refused watch (403), which the follower reports itself.
 pub fn default_log_filter(level: &str) -> String {
-    format!("{level},kube_client=error,kube_client::client::builder=off")
+    format!("{level},kube_client=error,kube_client::client::builder=off,kube_runtime=error")
 }
 
 /// Installs aws-lc-rs as rustls' process-wide crypto provider, once. reqwest is built without

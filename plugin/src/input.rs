@@ -114,6 +114,9 @@ pub async fn kube_client(global: &GlobalArgs) -> Result<kube::Client> {
 pub async fn follow_client(global: &GlobalArgs) -> Result<kube::Client> {
     let mut config = kube_config(global).await?;
     config.default_retry = false;
+    // A server that does not take the connection at all (a link cut) is a failure to say
+    // within seconds, not after the default 30 s.
+    config.connect_timeout = Some(std::time::Duration::from_secs(5));
     Ok(kube::Client::try_from(config)?)
 }
 

@@ -190,27 +190,17 @@ async fn choose_by_time(
 ) -> Result<(PointSummary, Manifest, Vec<(String, String)>), PointError> {
     let now = OffsetDateTime::now_utc();
     let mut passed_over: Vec<(String, String)> = Vec::new();
-    // A point dated more than two clock skews ahead of now would be suspect even if it opened
-    // (its manifest's creation, held within one skew of its ID, would lie in the future), so
-    // it is passed over unread: a flood of points dated ahead costs nothing to walk past.
-    let ahead_by: Duration = CLOCK_SKEW * 2;
-    let horizon = now + ahead_by;
+    // Points whose listing alone makes them suspect are passed over unread: a flood of them
+    // costs nothing to walk past, even from a writer holding the passphrase.
     let mut candidates: Vec<&PointSummary> = Vec::new();
-    let mut ahead: Vec<&PointSummary> = Vec::new();
+    let mut unread: Vec<&PointSummary> = Vec::new();
     for p in points.iter().filter(|p| p.complete && at.is_none_or(|at| p.time <= at)) {
-        if p.time > horizon {
-            ahead.push(p);
-            passed_over.push((
-                p.id.clone(),
-                format!(
-                    "suspect: dated {}, in the future (more than {} minutes ahead of this clock, {}); restore it by its ID only if you trust it",
-                    rfc3339(p.time),
-                    ahead_by.whole_minutes(),
-                    rfc3339(now)
-                ),
-            ));
-        } else {
-            candidates.push(p);
+        match suspect_unread(p, now) {
+            Some(reason) => {
+                unread.push(p);
+                passed_over.push((p.id.clone(), format!("suspect: {reason}; restore it by its ID only if you trust it")));
+            }
+            None => candidates.push(p),
         }
     }
     let mut wrong_passphrase: Option<PointError> = None;
@@ -265,11 +255,11 @@ async fn choose_by_time(
             if let (Some(e), false) = (unreadable, any_opened) {
                 return Err(e);
             }
-            // A point passed over for its date that opens (a writer's clock far ahead, or this
-            // one behind) still proves the passphrase right: "wrong passphrase" means no point
-            // of the cluster opens.
-            if wrong_passphrase.is_some() && !any_opened && !ahead.is_empty() {
-                any_opened = any_written_with_passphrase(location, cluster_id, &ahead, unlocker).await?;
+            // A point passed over unread that opens (a writer's clock far ahead, or this one
+            // behind) still proves the passphrase right: "wrong passphrase" means no point of
+            // the cluster opens.
+            if wrong_passphrase.is_some() && !any_opened && !unread.is_empty() {
+                any_opened = any_written_with_passphrase(location, cluster_id, &unread, unlocker).await?;
             }
             Err(none_chosen(location, cluster_id, points, at, unlocker, passed_over, wrong_passphrase, any_opened).await?)
         }
@@ -540,6 +530,17 @@ async fn judge(opened: Result<Manifest, PointError>, location: &Location, point:
         Err(PointError::Incomplete { .. }) => Ok(Standing::Incomplete),
         Err(e) => Ok(Standing::Refused(e)),
     }
+}
+
+/// Why a point is suspect from its listing alone, if it is: dated more than two clock skews
+/// ahead of now, what [`suspect_dates`] would conclude whatever its manifest says (the
+/// manifest's creation must lie within [`CLOCK_SKEW`] of the ID's time, so it would be in the
+/// future). (The store's receipt time is not judged here: a copy made by `replicate` read
+/// outside a replica location is told apart, with its hint, only from its metadata.)
+fn suspect_unread(point: &PointSummary, now: OffsetDateTime) -> Option<String> {
+    let ahead_by: Duration = CLOCK_SKEW * 2;
+    (point.time > now + ahead_by)
+        .then(|| format!("dated {}, in the future (more than {} minutes ahead of this clock, {})", rfc3339(point.time), ahead_by.whole_minutes(), rfc3339(now)))
 }
 
 /// Why an authenticated point's dates cannot be trusted, if they cannot: its ID's time, its

@@ -116,17 +116,18 @@ fn same_job(job: &Job, name: &str, job_uid: &str) -> Result<()> {
 /// Follows the Job `job_uid` until the Job controller gives its verdict, with kube-runtime's
 /// watcher: a list, then a watch it resumes from the last resourceVersion (bookmarks kept) and
 /// lists afresh on 410 Gone. `jobs` must come from a client without the retry layer
-/// ([`crate::input::follow_client`]): an API server that stops answering is then noticed at
-/// once and said, where the retry layer would ride it out silently for 90 s; the watch then
-/// starts over with a fresh list, whose answer says the API server is back. A Job of the same
-/// name but another UID is not followed.
+/// ([`crate::input::follow_client`]): an API server that stops answering (or answers 429/5xx)
+/// is then noticed and said within seconds, where the retry layer would ride it out silently
+/// for 90 s; the watch starts over with a fresh list after a pause, whose answer says the API
+/// server is back. A Job of the same name but another UID is not followed.
 pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, job_uid: &str) -> Result<JobState> {
     let started = Instant::now();
     let mut last_state = None;
     let mut failed_seen = 0;
-    // Since when the API server has not answered, if it has not.
-    let mut lost: Option<Instant> = None;
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut outage = Outage::default();
+    // Each watch ends after 55 s of its own accord, so a link that went dead silently is
+    // found within a minute (the server's default is five).
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}")).timeout(55);
     'watch: loop {
         let mut events = watcher::watcher(jobs.clone(), config.clone()).boxed();
         // Whether the list that (re)started the watch held the Job: a list without it means
@@ -149,25 +150,25 @@ pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, job_uid: &s
                 // resourceVersion) going away is not this one's end.
                 Ok(Event::Delete(gone)) if another_job(&gone, job_uid) => continue,
                 Ok(Event::Delete(_)) => bail!("job {name} was deleted before it finished"),
-                // The resourceVersion is too old: as an event in the stream (what a
-                // kube-apiserver sends) the watcher lists afresh itself; as the answer to the
-                // watch request, start over with a list here.
-                Err(watcher::Error::WatchError(status)) if status.code == 410 => continue,
+                // The resourceVersion is too old. As an event in the stream the watcher lists
+                // afresh itself; as the answer to the watch request (which it would repeat with
+                // the same resourceVersion) start over with a list here. After a pause either
+                // way, so a server that keeps answering 410 is not asked in a tight loop.
+                Err(watcher::Error::WatchError(status)) if status.code == 410 => {
+                    tokio::time::sleep(PAUSE).await;
+                    continue;
+                }
                 Err(watcher::Error::WatchStartFailed(kube::Error::Api(status))) if status.code == 410 => {
-                    // After a pause, so a server that keeps answering 410 is not asked in a
-                    // tight loop.
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    tokio::time::sleep(PAUSE).await;
                     continue 'watch;
                 }
-                Err(e) if unreachable(&e) => {
-                    wait_for_api_server(name, &e, &mut lost, started).await?;
+                Err(e) if transient(&e) => {
+                    outage.wait(name, &e, started).await?;
                     continue 'watch;
                 }
                 Err(e) => bail!("watching job {name}: {}", dr_core::error_text(&e)),
             };
-            if let Some(since) = lost.take() {
-                super::progress::say(&format!("job {name}: the API server answers again after {}s; following the Job", since.elapsed().as_secs()));
-            }
+            outage.over(name);
             same_job(&job, name, job_uid)?;
             let state = job_state(&job);
             let failed = job.status.as_ref().and_then(|s| s.failed).unwrap_or(0);
@@ -195,38 +196,82 @@ pub async fn watch_job(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, job_uid: &s
 /// it followed the Job (which runs on in the cluster and rides out such outages itself).
 const FOLLOW_OUTAGE: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Notes, and says once, that the API server stopped answering; returns since when.
-fn note_lost(name: &str, lost: &mut Option<Instant>, started: Instant) -> Instant {
-    *lost.get_or_insert_with(|| {
-        super::progress::say(&format!(
-            "job {name}: the API server stopped answering ({}s); the Job runs on in the cluster: waiting for the API server to come back",
-            started.elapsed().as_secs()
-        ));
-        Instant::now()
-    })
+/// The pause before asking a failing or unreachable API server again.
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How long the API server may fail before it is said: a request refused once (a load
+/// balancer moving to another server) is not an outage.
+const SAY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// An API server that does not answer, or answers only 429/5xx, while the Job is followed.
+#[derive(Default)]
+struct Outage {
+    /// Since when, if it is failing now.
+    since: Option<Instant>,
+    /// Whether that was said (and so its end is said too).
+    said: bool,
 }
 
-/// Whether the watcher failed because the API server could not be reached (not an answer).
-fn unreachable(e: &watcher::Error) -> bool {
+impl Outage {
+    /// Notes a failure, says it once it has lasted [`SAY_AFTER`], fails once it has lasted
+    /// [`FOLLOW_OUTAGE`], and pauses before the next try.
+    async fn wait(&mut self, name: &str, e: &watcher::Error, started: Instant) -> Result<()> {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if !self.said && since.elapsed() >= SAY_AFTER {
+            let what = match busy(e) {
+                Some(code) => format!("the API server is answering {code} (overloaded or throttling)"),
+                None => "the API server stopped answering".to_owned(),
+            };
+            super::progress::say(&format!(
+                "job {name}: {what} ({}s); the Job runs on in the cluster: waiting for the API server to come back",
+                started.elapsed().as_secs()
+            ));
+            self.said = true;
+        }
+        if since.elapsed() >= FOLLOW_OUTAGE {
+            bail!(
+                "the API server has not answered for {} s while following job {name} ({}): the Job may still be running; see it with `kubectl get job {name}` once the cluster answers",
+                since.elapsed().as_secs(),
+                dr_core::error_text(e)
+            );
+        }
+        tokio::time::sleep(PAUSE).await;
+        Ok(())
+    }
+
+    /// An answer came: says so if the outage was said.
+    fn over(&mut self, name: &str) {
+        if let (Some(since), true) = (self.since.take(), std::mem::take(&mut self.said)) {
+            super::progress::say(&format!("job {name}: the API server answers again after {}s; following the Job", since.elapsed().as_secs()));
+        }
+    }
+}
+
+/// The kube error under a watcher's failure to list or watch.
+fn client_error(e: &watcher::Error) -> Option<&kube::Error> {
     match e {
-        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => !matches!(e, kube::Error::Api(_)),
-        watcher::Error::WatchError(_) | watcher::Error::NoResourceVersion => false,
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => Some(e),
+        watcher::Error::WatchError(_) | watcher::Error::NoResourceVersion => None,
     }
 }
 
-/// Says once that the API server stopped answering and what is waited for; fails once it has
-/// been gone for [`FOLLOW_OUTAGE`]. Pauses briefly before the next try.
-async fn wait_for_api_server(name: &str, e: &watcher::Error, lost: &mut Option<Instant>, started: Instant) -> Result<()> {
-    let since = note_lost(name, lost, started);
-    if since.elapsed() >= FOLLOW_OUTAGE {
-        bail!(
-            "the API server has not answered for {} s while following job {name} ({}): the Job may still be running; see it with `kubectl get job {name}` once the cluster answers",
-            since.elapsed().as_secs(),
-            dr_core::error_text(e)
-        );
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    Ok(())
+/// The status code when the API server answered one that is worth waiting out (429 from API
+/// priority and fairness, 500/502/503/504 from an overloaded server or a load balancer).
+fn busy(e: &watcher::Error) -> Option<u16> {
+    let code = match e {
+        watcher::Error::WatchError(status) => status.code,
+        other => match client_error(other)? {
+            kube::Error::Api(status) => status.code,
+            _ => return None,
+        },
+    };
+    dr_core::api_retry::retryable_status(code).then_some(code)
+}
+
+/// Whether the watcher failed for a reason that passes: the API server could not be reached
+/// (no answer at all), or it answered a status worth waiting out ([`busy`]).
+fn transient(e: &watcher::Error) -> bool {
+    busy(e).is_some() || client_error(e).is_some_and(|e| !matches!(e, kube::Error::Api(_)))
 }
 
 /// The last lines of a Job's pods' logs, for a failure report.
@@ -236,12 +281,14 @@ pub async fn job_logs(pods: &Api<Pod>, job: &str, job_uid: &str, lines: i64) -> 
     pods.logs(&pod.name_any(), &LogParams { tail_lines: Some(lines), ..Default::default() }).await.ok()
 }
 
-/// What a Job's logs held: the last result line its container printed on stdout (the
-/// restore's whole report, the backup's summary), which the 4 KiB termination message may
-/// only carry in part.
+/// What a Job's logs held: the result line its newest pod printed on stdout (the restore's
+/// whole report, the backup's summary), which the 4 KiB termination message may only carry in
+/// part. An earlier pod's (failed) attempt printed one too; the newest pod's is the one kept.
 #[derive(Default)]
 pub struct FollowedLogs {
     pub result: Option<String>,
+    /// When the pod that printed `result` was created.
+    result_of: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 /// A log line that is the container's printed result: JSON that is not one of its tracing
@@ -250,14 +297,22 @@ fn is_result_line(line: &str) -> bool {
     line.starts_with('{') && serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v.get("level").is_none() && v.get("fields").is_none())
 }
 
+/// When the Job had its verdict (sent once it has), for the log follower.
+type Verdict = tokio::sync::watch::Receiver<Option<tokio::time::Instant>>;
+
+/// How long after the verdict the pods' logs are still read: the last pod's log ends with its
+/// container, just before the verdict, except when the Job's deadline ends it while the pod
+/// still runs (its grace period). Less than the caller waits for the follower.
+const LOG_GRACE: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// Follows the logs of `job`'s pods, one after another as the Job retries, showing each
-/// progress line, until `finished` says the Job has its verdict and the pods started by then
-/// have been followed. Pods come from a watch of the Job's pods (by its UID); one whose
-/// container has not started is followed once an event says it has.
-pub async fn follow_logs(pods: Api<Pod>, job: String, job_uid: String, mut finished: tokio::sync::watch::Receiver<bool>) -> FollowedLogs {
+/// progress line, until the Job has its verdict and the pods started by then have been read
+/// (for at most [`LOG_GRACE`] after it). Pods come from a watch of the Job's pods (by its UID);
+/// one whose container has not started is followed once an event says it has.
+pub async fn follow_logs(pods: Api<Pod>, job: String, job_uid: String, mut verdict: Verdict) -> FollowedLogs {
     let mut out = FollowedLogs::default();
     let mut followed: std::collections::HashSet<String> = Default::default();
-    let config = watcher::Config::default().labels(&format!("job-name={job}"));
+    let config = watcher::Config::default().labels(&format!("job-name={job}")).timeout(55);
     // Errors (an API server restarting) are retried with backoff; the Job's own watch says them.
     let mut events = watcher::watcher(pods.clone(), config).default_backoff().applied_objects().boxed();
     loop {
@@ -268,17 +323,18 @@ pub async fn follow_logs(pods: Api<Pod>, job: String, job_uid: String, mut finis
                 Some(Err(_)) => continue,
                 None => break,
             },
-            _ = finished.wait_for(|done| *done) => break,
+            _ = verdict.wait_for(|v| v.is_some()) => break,
         };
-        if is_of_job(&pod, &job_uid) && has_started(&pod) && !followed.contains(&pod.name_any()) && follow_pod_log(&pods, &pod.name_any(), &mut out).await {
+        if is_of_job(&pod, &job_uid) && has_started(&pod) && !followed.contains(&pod.name_any()) && follow_pod_log(&pods, &pod, &mut out, verdict.clone()).await
+        {
             followed.insert(pod.name_any());
         }
     }
-    // The verdict is in: a last pod that started and was not followed yet (its events still
-    // queued) holds the result line; read it once.
+    // The verdict is in: a pod that started and was not read to its end yet (its events still
+    // queued, or its log cut) may hold the result line; read it, oldest first.
     if let Some(list) = pods_of(&pods, &job, &job_uid).await {
         for pod in list.iter().filter(|p| has_started(p) && !followed.contains(&p.name_any())) {
-            follow_pod_log(&pods, &pod.name_any(), &mut out).await;
+            follow_pod_log(&pods, pod, &mut out, verdict.clone()).await;
         }
     }
     super::progress::finish();
@@ -300,27 +356,49 @@ fn has_started(p: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some())))
 }
 
-/// Follows one pod's log to its end, showing progress lines and keeping the result line;
-/// false when the log could not be opened (tried again at the pod's next event).
-async fn follow_pod_log(pods: &Api<Pod>, name: &str, out: &mut FollowedLogs) -> bool {
+/// Follows one pod's log, showing progress lines and keeping its result line (unless a newer
+/// pod's is kept), until the log ends or [`LOG_GRACE`] after the verdict. False when the log
+/// could not be opened or was cut (an API server restarting): it is read again later.
+async fn follow_pod_log(pods: &Api<Pod>, pod: &Pod, out: &mut FollowedLogs, verdict: Verdict) -> bool {
     use futures::AsyncBufReadExt;
-    match pods.log_stream(name, &LogParams { follow: true, ..Default::default() }).await {
-        Ok(stream) => {
-            let mut lines = stream.lines();
-            while let Some(Ok(line)) = lines.next().await {
-                if let Some(p) = dr_core::progress::Progress::from_log_line(&line) {
-                    super::progress::show(&p);
-                } else if is_result_line(&line) {
-                    out.result = Some(line);
-                }
-            }
-            true
-        }
+    let name = pod.name_any();
+    let stream = match pods.log_stream(&name, &LogParams { follow: true, ..Default::default() }).await {
+        Ok(stream) => stream,
         // No log (logs not allowed, the API server away): the verdict and the termination
         // message come either way.
         Err(e) => {
             tracing::debug!(pod = %name, error = %dr_core::error_text(&e), "cannot follow the pod's log");
-            false
+            return false;
+        }
+    };
+    let grace = async move {
+        let mut verdict = verdict;
+        // The sender gone: the caller no longer waits.
+        let Ok(at) = verdict.wait_for(|v| v.is_some()).await.map(|v| v.expect("some")) else { return };
+        tokio::time::sleep_until(at + LOG_GRACE).await;
+    };
+    tokio::pin!(grace);
+    let mut lines = stream.lines();
+    loop {
+        let line = tokio::select! {
+            biased;
+            line = lines.next() => line,
+            _ = &mut grace => return true,
+        };
+        match line {
+            Some(Ok(line)) => {
+                if let Some(p) = dr_core::progress::Progress::from_log_line(&line) {
+                    super::progress::show(&p);
+                } else if is_result_line(&line) && out.result_of.as_ref() <= pod.metadata.creation_timestamp.as_ref() {
+                    out.result = Some(line);
+                    out.result_of = pod.metadata.creation_timestamp.clone();
+                }
+            }
+            None => return true,
+            Some(Err(e)) => {
+                tracing::debug!(pod = %name, error = %e, "the pod's log was cut");
+                return false;
+            }
         }
     }
 }
@@ -329,13 +407,12 @@ async fn follow_pod_log(pods: &Api<Pod>, name: &str, out: &mut FollowedLogs) -> 
 /// the Job's verdict and what the logs held. `jobs` and `pods` come from a client without the
 /// retry layer ([`crate::input::follow_client`]).
 pub async fn watch_job_with_progress(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, job_uid: &str) -> Result<(JobState, FollowedLogs)> {
-    let (finished, verdict_in) = tokio::sync::watch::channel(false);
-    let mut follower = tokio::spawn(follow_logs(pods.clone(), name.to_owned(), job_uid.to_owned(), verdict_in));
+    let (verdict_at, verdict) = tokio::sync::watch::channel(None);
+    let mut follower = tokio::spawn(follow_logs(pods.clone(), name.to_owned(), job_uid.to_owned(), verdict));
     let state = watch_job(jobs, pods, name, job_uid).await;
-    let _ = finished.send(true);
-    // The last pod's log ends when its container does, before the verdict; allow the
-    // stream a moment to deliver its tail.
-    let logs = match tokio::time::timeout(std::time::Duration::from_secs(10), &mut follower).await {
+    let _ = verdict_at.send(Some(tokio::time::Instant::now()));
+    // The follower reads for at most LOG_GRACE after the verdict; this bound is a backstop.
+    let logs = match tokio::time::timeout(LOG_GRACE + std::time::Duration::from_secs(2), &mut follower).await {
         Ok(Ok(logs)) => logs,
         _ => {
             follower.abort();
@@ -401,8 +478,9 @@ mod tests {
         let client = kube::Client::try_from(config).unwrap();
         let (jobs, pods): (Api<Job>, Api<Pod>) = (Api::namespaced(client.clone(), "kasten-io"), Api::namespaced(client, "kasten-io"));
         let follow = tokio::spawn(async move { watch_job(&jobs, &pods, "k10-restore", &uid).await });
-        // Meanwhile: the followed Job deleted, another created under its name, and finished.
-        while !proxy.seen().iter().any(|s| s.target.contains("watch=")) {
+        // Once the first list found the followed Job (the watch after it is being held): the
+        // Job deleted, another created under its name, and finished.
+        while !proxy.seen().iter().any(|s| s.target.contains("/jobs") && !s.target.contains("watch=")) {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let direct: Api<Job> = Api::namespaced(api.client(), "kasten-io");
@@ -415,8 +493,32 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(30), gone).await.unwrap().unwrap();
         let other = api.seed(job("k10-restore", json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]})));
         assert_ne!(other["metadata"]["uid"], followed["metadata"]["uid"]);
+        assert_eq!(proxy.applied("Respond"), 0, "the Job was replaced while the watch was held");
         let err = tokio::time::timeout(std::time::Duration::from_secs(30), follow).await.unwrap().unwrap().unwrap_err();
         assert_eq!(proxy.applied("Respond"), 1, "the watch met the 410 (after its delay)");
         assert!(err.to_string().contains("replaced by another Job of the same name"), "{err:#}");
+    }
+
+    /// The follower's client has no retry layer: 503s and 429s (an overloaded server, API
+    /// priority and fairness) are waited out as an outage, not taken as the end of following.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_api_server_answering_503_and_429_is_waited_out_while_following() {
+        let api = ApiServer::start().await;
+        api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kasten-io"}}));
+        let done = api.seed(job("k10-restore", json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]})));
+        let uid = done["metadata"]["uid"].as_str().unwrap().to_owned();
+        let proxy = FaultProxy::start(&api.url);
+        let lists = |h: &RequestHead| h.method == "GET" && h.path().ends_with("/jobs") && !h.query().contains("watch=");
+        proxy.on(lists, Fault::kube_status(503, "ServiceUnavailable", "the server is currently unable to handle the request"), 5);
+        proxy.on(lists, Fault::kube_status(429, "TooManyRequests", "too many requests").with_header("Retry-After", "1"), 3);
+        let mut config = kube::Config::new(proxy.url.parse().unwrap());
+        config.default_retry = false;
+        let client = kube::Client::try_from(config).unwrap();
+        let (jobs, pods): (Api<Job>, Api<Pod>) = (Api::namespaced(client.clone(), "kasten-io"), Api::namespaced(client, "kasten-io"));
+        let started = std::time::Instant::now();
+        let state = tokio::time::timeout(std::time::Duration::from_secs(60), watch_job(&jobs, &pods, "k10-restore", &uid)).await.unwrap().unwrap();
+        assert_eq!(state, JobState::Succeeded);
+        assert_eq!(proxy.applied("Respond"), 8, "every refusal was met and waited out");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(8 * 500), "paused between tries: {:?}", started.elapsed());
     }
 }
