@@ -267,6 +267,22 @@ async fn accept_loop(listener: TcpListener, target: String, script: Arc<Mutex<Sc
 }
 
 /// Closes `stream` with a TCP reset rather than an orderly FIN.
+/// Waits until the peer has acknowledged every byte sent on `stream` (the kernel's send queue,
+/// `TIOCOUTQ`, is empty), or `limit` has passed.
+async fn acknowledged(stream: &TcpStream, limit: Duration) {
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ writes one int through the pointer, which outlives the call.
+        let asked = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+        if asked != 0 || queued == 0 || std::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn reset(stream: TcpStream) {
     reset_on_close(&stream);
     drop(stream);
@@ -579,9 +595,11 @@ async fn serve_http(client: TcpStream, target: &str, script: &Mutex<Script>) -> 
                 while client.read(&mut sink).await? > 0 {}
                 return Ok(());
             }
-            // Let what was sent arrive first: a reset can make the peer drop unread data, and
-            // this fault is a body cut, not a request that got no answer.
+            // Let what was sent arrive first: a reset drops what the kernel still holds for a
+            // client slow to read (its window full on a loaded machine), and this fault is a
+            // body cut after `after` bytes, not after however many got through in time.
             client.get_mut().flush().await?;
+            acknowledged(client.get_ref(), Duration::from_secs(10)).await;
             tokio::time::sleep(Duration::from_millis(50)).await;
             reset(client.into_inner());
             return Ok(());
