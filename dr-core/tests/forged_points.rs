@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use dr_core::catalog::Mode;
 use dr_core::format::crypto::Passphrase;
-use dr_core::location::{Location, LocationConfig, S3Config, StaticCredentials};
+use dr_core::location::{Location, LocationConfig};
 use dr_core::point::{self, PointError, PointWriter, Standing, Unlocker, Which};
 use dr_core::resources::Retention;
 use dr_core::retention::{self, Pruned};
@@ -215,16 +215,7 @@ async fn points_with_impossible_dates_are_suspect_never_newest_and_not_counted_b
 async fn on_s3_a_point_written_now_and_dated_back_is_suspect_by_the_stores_own_time() {
     let s3 = support::moto();
     support::moto_setup(&s3, &["bucket", "dated"], None);
-    let cfg = S3Config {
-        bucket: "dated".into(),
-        prefix: "dr".into(),
-        region: Some("us-east-1".into()),
-        endpoint: Some(s3.url.clone()),
-        path_style: true,
-        credentials: Some(StaticCredentials { access_key_id: "test".into(), secret_access_key: zeroize::Zeroizing::new("test".into()), session_token: None }),
-        ..Default::default()
-    };
-    let loc = Location::connect(&LocationConfig::S3(cfg)).await.unwrap();
+    let loc = support::moto_bucket::s3_location(&s3, "dated", "test", "test", None).await;
     let now = OffsetDateTime::now_utc();
     let genuine = write_point(&loc, CLUSTER, &pass(), &sample_entries(2, 10)).await;
     // Consistent with itself (ID and createdAt three hours ago), but the store received it now.
@@ -278,16 +269,7 @@ async fn on_s3_planted_manifests_are_read_no_further_than_their_header() {
     let s3 = support::moto();
     support::moto_setup(&s3, &["bucket", "planted"], None);
     let proxy = support::fault_proxy::FaultProxy::start(&s3.url);
-    let cfg = S3Config {
-        bucket: "planted".into(),
-        prefix: "dr".into(),
-        region: Some("us-east-1".into()),
-        endpoint: Some(proxy.url.clone()),
-        path_style: true,
-        credentials: Some(StaticCredentials { access_key_id: "test".into(), secret_access_key: zeroize::Zeroizing::new("test".into()), session_token: None }),
-        ..Default::default()
-    };
-    let loc = Location::connect(&LocationConfig::S3(cfg)).await.unwrap();
+    let loc = support::moto_bucket::s3_location_at(&proxy.url, "planted", "test", "test", None).await;
     let genuine = write_point(&loc, CLUSTER, &pass(), &sample_entries(5, 10)).await;
     let from = point::point_time(&genuine.point_id).unwrap();
     let mut planted = Vec::new();

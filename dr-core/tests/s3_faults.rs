@@ -22,16 +22,15 @@ fn pass() -> Passphrase {
 }
 
 async fn connect(endpoint: &str, bucket: &str) -> Location {
-    let cfg = S3Config {
-        bucket: bucket.into(),
-        prefix: "dr".into(),
-        region: Some("us-east-1".into()),
-        endpoint: Some(endpoint.into()),
-        path_style: true,
-        credentials: Some(StaticCredentials { access_key_id: "test".into(), secret_access_key: Zeroizing::new("test".into()), session_token: None }),
-        ..Default::default()
-    };
-    Location::connect(&LocationConfig::S3(cfg)).await.unwrap()
+    support::moto_bucket::s3_location_at(endpoint, bucket, "test", "test", None).await
+}
+
+/// Two points written one after the other: the newer one's ID.
+async fn older_and_newest(loc: &Location) -> String {
+    let older = write_point(loc, CLUSTER, &pass(), &sample_entries(10, 10)).await;
+    let newest = write_point(loc, CLUSTER, &pass(), &sample_entries(20, 10)).await;
+    assert!(newest.point_id > older.point_id);
+    newest.point_id
 }
 
 /// A bucket on its own moto, and a proxy in front of it.
@@ -180,17 +179,15 @@ async fn a_download_cut_every_time_fails_as_transient_never_as_a_damaged_point()
 async fn a_cut_manifest_download_stops_the_choice_instead_of_passing_over_the_newest_point() {
     let (_s3, proxy) = bucket("newest");
     let loc = connect(&proxy.url, "newest").await;
-    let older = write_point(&loc, CLUSTER, &pass(), &sample_entries(10, 10)).await;
-    let newest = write_point(&loc, CLUSTER, &pass(), &sample_entries(20, 10)).await;
-    assert!(newest.point_id > older.point_id);
-    let newest_manifest = format!("{}/{}", newest.point_id, point::MANIFEST_OBJECT);
+    let newest = older_and_newest(&loc).await;
+    let newest_manifest = format!("{newest}/{}", point::MANIFEST_OBJECT);
     proxy.on(move |h| h.method == "GET" && h.path().ends_with(&newest_manifest), Fault::CutBody { after: 0 }, 1_000);
     let unlocker = Unlocker::new(pass());
     let err = point::choose(&loc, CLUSTER, point::Which::Newest, &unlocker).await.map(|c| c.manifest.point_id).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
     proxy.clear();
     let chosen = point::choose(&loc, CLUSTER, point::Which::Newest, &unlocker).await.unwrap();
-    assert_eq!(chosen.manifest.point_id, newest.point_id);
+    assert_eq!(chosen.manifest.point_id, newest);
 }
 
 #[tokio::test]
@@ -394,10 +391,8 @@ async fn an_sts_session_expiring_mid_backup_is_renewed_and_later_requests_use_th
 async fn a_manifest_cut_after_its_header_authenticated_stops_the_choice() {
     let (_s3, proxy) = bucket("body");
     let loc = connect(&proxy.url, "body").await;
-    let older = write_point(&loc, CLUSTER, &pass(), &sample_entries(10, 10)).await;
-    let newest = write_point(&loc, CLUSTER, &pass(), &sample_entries(20, 10)).await;
-    assert!(newest.point_id > older.point_id);
-    let newest_manifest = format!("{}/{}", newest.point_id, point::MANIFEST_OBJECT);
+    let newest = older_and_newest(&loc).await;
+    let newest_manifest = format!("{newest}/{}", point::MANIFEST_OBJECT);
     let header_range = format!("bytes=0-{}", dr_core::format::MAX_HEADER_LEN - 1);
     proxy.on(
         move |h| h.method == "GET" && h.path().ends_with(&newest_manifest) && h.header("range") != Some(header_range.as_str()),
@@ -410,7 +405,7 @@ async fn a_manifest_cut_after_its_header_authenticated_stops_the_choice() {
     assert!(proxy.applied("CutBody") >= 2, "the whole manifest's download was cut and resumed: {}", proxy.applied("CutBody"));
     proxy.clear();
     let chosen = point::choose(&loc, CLUSTER, point::Which::Newest, &unlocker).await.unwrap();
-    assert_eq!(chosen.manifest.point_id, newest.point_id);
+    assert_eq!(chosen.manifest.point_id, newest);
 }
 
 /// A ranged read answered with bytes that are not the ones asked for (a faulty gateway) stops
@@ -419,9 +414,8 @@ async fn a_manifest_cut_after_its_header_authenticated_stops_the_choice() {
 async fn a_ranged_read_answered_with_other_bytes_stops_the_choice() {
     let (_s3, proxy) = bucket("lying");
     let loc = connect(&proxy.url, "lying").await;
-    let _older = write_point(&loc, CLUSTER, &pass(), &sample_entries(10, 10)).await;
-    let newest = write_point(&loc, CLUSTER, &pass(), &sample_entries(20, 10)).await;
-    let newest_manifest = format!("{}/{}", newest.point_id, point::MANIFEST_OBJECT);
+    let newest = older_and_newest(&loc).await;
+    let newest_manifest = format!("{newest}/{}", point::MANIFEST_OBJECT);
     proxy.on(
         move |h| h.method == "GET" && h.path().ends_with(&newest_manifest),
         Fault::Respond { status: 206, headers: vec![("Content-Range".into(), "bytes 100-734/5000".into())], body: vec![0; 635] },

@@ -112,7 +112,12 @@ pub async fn kube_client(global: &GlobalArgs) -> Result<kube::Client> {
 /// that stops answering fails the watch at once and the follower says what it waits for,
 /// instead of a request riding the outage out silently.
 pub async fn follow_client(global: &GlobalArgs) -> Result<kube::Client> {
-    let mut config = kube_config(global).await?;
+    follow_client_for(kube_config(global).await?)
+}
+
+/// [`follow_client`] for a given config.
+pub fn follow_client_for(mut config: kube::Config) -> Result<kube::Client> {
+    dr_core::init_crypto_provider();
     config.default_retry = false;
     // A server that does not take the connection at all (a link cut) is a failure to say
     // within seconds, not after the default 30 s.

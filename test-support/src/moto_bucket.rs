@@ -83,11 +83,16 @@ impl MotoBucket {
 
 /// A location on `bucket` at `s3` under [`PREFIX`] with these credentials.
 pub async fn s3_location(s3: &Server, bucket: &str, id: &str, secret: &str, immutable_days: Option<u32>) -> Location {
+    s3_location_at(&s3.url, bucket, id, secret, immutable_days).await
+}
+
+/// [`s3_location`] at an endpoint given by its URL (a fault proxy in front of moto, say).
+pub async fn s3_location_at(endpoint: &str, bucket: &str, id: &str, secret: &str, immutable_days: Option<u32>) -> Location {
     Location::connect(&LocationConfig::S3(S3Config {
         bucket: bucket.into(),
         prefix: PREFIX.into(),
         region: Some("us-east-1".into()),
-        endpoint: Some(s3.url.clone()),
+        endpoint: Some(endpoint.into()),
         path_style: true,
         immutable_days,
         credentials: Some(StaticCredentials { access_key_id: id.into(), secret_access_key: Zeroizing::new(secret.into()), session_token: None }),

@@ -184,17 +184,19 @@ impl S3Location {
 
     /// Starts the download of `key`: its current version, or the `version` given.
     pub(super) async fn open(&self, key: &str, version: Option<&str>) -> Result<(u64, ObjectReader), LocationError> {
-        let op = if version.is_some() { S3Op::GetObjectVersion } else { S3Op::GetObject };
-        let resp = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .set_version_id(addressed(version))
-            .send()
-            .await
-            .map_err(|e| self.error(e, op, key))?;
+        let resp = self.get_object(key, version).send().await.map_err(|e| self.error(e, get_op(version), key))?;
         let len = resp.content_length().unwrap_or(0).max(0) as u64;
+        Ok((len, self.resuming(key, version, resp, len, len)))
+    }
+
+    /// A GetObject of `key`: its current version, or the `version` given.
+    fn get_object(&self, key: &str, version: Option<&str>) -> aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder {
+        self.client.get_object().bucket(&self.bucket).key(self.full_key(key)).set_version_id(addressed(version))
+    }
+
+    /// The body of a GetObject answer as a download that asks for the rest of the same version
+    /// (or ETag) when it is cut: the first `len` bytes of an object of `total`.
+    fn resuming(&self, key: &str, version: Option<&str>, resp: aws_sdk_s3::operation::get_object::GetObjectOutput, len: u64, total: u64) -> ObjectReader {
         let source = super::s3_download::Source {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
@@ -202,22 +204,13 @@ impl S3Location {
             version: addressed(version).or_else(|| resp.version_id().filter(|v| *v != "null").map(str::to_owned)),
             etag: resp.e_tag().map(str::to_owned),
         };
-        Ok((len, Box::new(super::s3_download::ResumingBody::new(source, len, len, Box::pin(resp.body.into_async_read())))))
+        Box::new(super::s3_download::ResumingBody::new(source, len, total, Box::pin(resp.body.into_async_read())))
     }
 
     /// Starts the download of the first `n` (at least 1) bytes of `key` (a ranged GetObject):
     /// the object's whole size, and a stream of at most `n` bytes.
     pub(super) async fn open_start(&self, key: &str, version: Option<&str>, n: u64) -> Result<(u64, ObjectReader), LocationError> {
-        let op = if version.is_some() { S3Op::GetObjectVersion } else { S3Op::GetObject };
-        let sent = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .set_version_id(addressed(version))
-            .range(format!("bytes=0-{}", n.max(1) - 1))
-            .send()
-            .await;
+        let sent = self.get_object(key, version).range(format!("bytes=0-{}", n.max(1) - 1)).send().await;
         // An answer that is not the first bytes asked for comes from a faulty store or
         // something on the path, never from what a writer stored: it stops the reader (the
         // location), rather than making the object look damaged.
@@ -236,7 +229,7 @@ impl S3Location {
                     size => Err(altered(format!("416 for an object of {size} bytes"))),
                 };
             }
-            Err(e) => return Err(self.error(e, op, key)),
+            Err(e) => return Err(self.error(e, get_op(version), key)),
         };
         let (len, total) = match (resp.content_range(), resp.content_length()) {
             // `bytes 0-634/12345`: exactly the first bytes of the object, as many as asked for
@@ -255,14 +248,7 @@ impl S3Location {
             (None, Some(size)) if size >= 0 => ((size as u64).min(n), size as u64),
             (None, _) => return Err(altered("neither a Content-Range nor a Content-Length".into())),
         };
-        let source = super::s3_download::Source {
-            client: self.client.clone(),
-            bucket: self.bucket.clone(),
-            key: self.full_key(key),
-            version: addressed(version).or_else(|| resp.version_id().filter(|v| *v != "null").map(str::to_owned)),
-            etag: resp.e_tag().map(str::to_owned),
-        };
-        Ok((total, Box::new(super::s3_download::ResumingBody::new(source, len, total, Box::pin(resp.body.into_async_read())))))
+        Ok((total, self.resuming(key, version, resp, len, total)))
     }
 
     /// Every version under `prefix`, paged to the end (a flood of versions must not hide the
@@ -426,6 +412,15 @@ impl S3Location {
             Some(_) => Err(LocationError::AlreadyExists { location: self.describe(), key: key.to_owned() }),
             None => Err(LocationError::WriteUnconfirmed { location: self.describe(), key: key.to_owned() }),
         }
+    }
+}
+
+/// The operation a GetObject is, for messages: of a stored version, or of the current object.
+fn get_op(version: Option<&str>) -> S3Op {
+    if version.is_some() {
+        S3Op::GetObjectVersion
+    } else {
+        S3Op::GetObject
     }
 }
 

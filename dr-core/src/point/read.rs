@@ -82,7 +82,7 @@ impl ManifestHead {
     /// Whether the header's key derivation is the per-point one of format versions 1 and 2
     /// (one full PBKDF2 for this point alone), rather than version 3's per-cluster one.
     pub(super) fn legacy_kdf(&self) -> bool {
-        self.header.version() < 3
+        self.header.is_legacy_kdf()
     }
 
     /// Whether the header passes the key check with this passphrase (nothing more is read).

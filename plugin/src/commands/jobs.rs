@@ -454,6 +454,12 @@ mod tests {
     use dr_test_support::fault_proxy::{Fault, FaultProxy, RequestHead};
     use serde_json::json;
 
+    /// The Jobs and pods of kasten-io through `url`, on the client the plugin follows a Job with.
+    fn followed_through(url: &str) -> (Api<Job>, Api<Pod>) {
+        let client = crate::input::follow_client_for(kube::Config::new(url.parse().unwrap())).unwrap();
+        (Api::namespaced(client.clone(), "kasten-io"), Api::namespaced(client, "kasten-io"))
+    }
+
     fn job(name: &str, status: serde_json::Value) -> serde_json::Value {
         json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "kasten-io"},
                "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "restore", "image": "dr-job"}]}}},
@@ -473,10 +479,7 @@ mod tests {
         let proxy = FaultProxy::start(&api.url);
         let watches = |h: &RequestHead| h.method == "GET" && h.path().ends_with("/jobs") && h.query().contains("watch=");
         proxy.on(watches, Fault::Slow(std::time::Duration::from_secs(3), Box::new(Fault::kube_status(410, "Expired", "too old resource version"))), 1);
-        let mut config = kube::Config::new(proxy.url.parse().unwrap());
-        config.default_retry = false;
-        let client = kube::Client::try_from(config).unwrap();
-        let (jobs, pods): (Api<Job>, Api<Pod>) = (Api::namespaced(client.clone(), "kasten-io"), Api::namespaced(client, "kasten-io"));
+        let (jobs, pods) = followed_through(&proxy.url);
         let follow = tokio::spawn(async move { watch_job(&jobs, &pods, "k10-restore", &uid).await });
         // Once the first list found the followed Job (the watch after it is being held): the
         // Job deleted, another created under its name, and finished.
@@ -511,10 +514,7 @@ mod tests {
         let lists = |h: &RequestHead| h.method == "GET" && h.path().ends_with("/jobs") && !h.query().contains("watch=");
         proxy.on(lists, Fault::kube_status(503, "ServiceUnavailable", "the server is currently unable to handle the request"), 5);
         proxy.on(lists, Fault::kube_status(429, "TooManyRequests", "too many requests").with_header("Retry-After", "1"), 3);
-        let mut config = kube::Config::new(proxy.url.parse().unwrap());
-        config.default_retry = false;
-        let client = kube::Client::try_from(config).unwrap();
-        let (jobs, pods): (Api<Job>, Api<Pod>) = (Api::namespaced(client.clone(), "kasten-io"), Api::namespaced(client, "kasten-io"));
+        let (jobs, pods) = followed_through(&proxy.url);
         let started = std::time::Instant::now();
         let state = tokio::time::timeout(std::time::Duration::from_secs(60), watch_job(&jobs, &pods, "k10-restore", &uid)).await.unwrap().unwrap();
         assert_eq!(state, JobState::Succeeded);
