@@ -32,7 +32,8 @@ pub enum Fault {
     /// server acted, the client never learns it did.
     ResetAfterForward,
     /// Forward the request and pass on the answer's head and the first `after` bytes of its
-    /// body, then reset the connection: a download cut mid-body.
+    /// body, then end the connection (closed, then reset once the client leaves): a download
+    /// cut mid-body, with exactly `after` bytes delivered however slowly the client reads.
     CutBody { after: u64 },
     /// Forward the request and pass on the answer's head and the first `after` bytes of its
     /// body, then send nothing more, holding the connection open: a stalled download.
@@ -267,22 +268,6 @@ async fn accept_loop(listener: TcpListener, target: String, script: Arc<Mutex<Sc
 }
 
 /// Closes `stream` with a TCP reset rather than an orderly FIN.
-/// Waits until the peer has acknowledged every byte sent on `stream` (the kernel's send queue,
-/// `TIOCOUTQ`, is empty), or `limit` has passed.
-async fn acknowledged(stream: &TcpStream, limit: Duration) {
-    use std::os::fd::AsRawFd;
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        let mut queued: libc::c_int = 0;
-        // SAFETY: TIOCOUTQ writes one int through the pointer, which outlives the call.
-        let asked = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
-        if asked != 0 || queued == 0 || std::time::Instant::now() >= deadline {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 fn reset(stream: TcpStream) {
     reset_on_close(&stream);
     drop(stream);
@@ -595,13 +580,19 @@ async fn serve_http(client: TcpStream, target: &str, script: &Mutex<Script>) -> 
                 while client.read(&mut sink).await? > 0 {}
                 return Ok(());
             }
-            // Let what was sent arrive first: a reset drops what the kernel still holds for a
-            // client slow to read (its window full on a loaded machine), and this fault is a
-            // body cut after `after` bytes, not after however many got through in time.
+            // The body ends early with an orderly close (FIN), and the reset follows only once
+            // the client has left (or after 10 s): a reset arriving first makes the client's
+            // kernel drop what it holds unread, so a client slow to read on a loaded machine
+            // would get fewer than `after` bytes, and this fault is a cut after `after` bytes.
             client.get_mut().flush().await?;
-            acknowledged(client.get_ref(), Duration::from_secs(10)).await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            reset(client.into_inner());
+            let mut stream = client.into_inner();
+            let _ = stream.shutdown().await;
+            let mut sink = [0u8; 1024];
+            let left = tokio::time::timeout(Duration::from_secs(10), async {
+                while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+            let _ = left.await;
+            reset(stream);
             return Ok(());
         }
         if matches!(response_framing, Framing::UntilClose) {
