@@ -1,5 +1,5 @@
 //! Where restore points live: a directory (an NFS share in-cluster, any local directory for
-//! the plugin) or an S3 bucket.
+//! the plugin), an S3 bucket or an Azure Blob container.
 //!
 //! Writing is create-only: a backup creates objects and never lists, reads, overwrites or
 //! deletes, so it works with PutObject-only credentials and under Object Lock. On S3 every
@@ -15,11 +15,13 @@ use time::OffsetDateTime;
 use tokio::io::AsyncRead;
 use zeroize::Zeroizing;
 
+mod azure;
 mod file;
 mod s3;
 mod s3_download;
 mod s3_error;
 
+pub use azure::{AzureLocation, AzureUpload};
 pub use file::{FileLocation, FileUpload};
 pub use s3::{S3Location, S3Upload};
 
@@ -35,6 +37,51 @@ pub const IMMUTABLE_DAYS: std::ops::RangeInclusive<u32> = 1..=90;
 pub enum LocationConfig {
     File { path: PathBuf },
     S3(S3Config),
+    Azure(AzureConfig),
+}
+
+/// An Azure Blob Storage container.
+#[derive(Clone, Debug, Default)]
+pub struct AzureConfig {
+    /// The storage account's name.
+    pub account: String,
+    pub container: String,
+    /// Blob name prefix inside the container, without leading or trailing slashes.
+    pub prefix: String,
+    /// The Blob service's URL, account included where the service wants it in the path
+    /// (Azurite: `http://127.0.0.1:10000/devstoreaccount1`); `https://<account>.blob.core.windows.net`
+    /// when unset.
+    pub endpoint: Option<String>,
+    pub credentials: AzureCredentials,
+    /// Protection period in days: every blob is written with a locked version-level
+    /// immutability policy (the container needs version-level immutability support).
+    pub immutable_days: Option<u32>,
+    /// The container holds copies made by `kubectl dr replicate` ([`S3Config::replica`]).
+    pub replica: bool,
+}
+
+/// How requests to an Azure Blob location are authorized. Never printed.
+#[derive(Clone, Default)]
+pub enum AzureCredentials {
+    /// The storage account's access key (base64, as the portal shows it): Shared Key.
+    SharedKey(Zeroizing<String>),
+    /// A shared access signature (the query string, with or without its leading `?`).
+    Sas(Zeroizing<String>),
+    /// Microsoft Entra workload identity: the federated token AKS mounts, exchanged for an
+    /// access token (`AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_FEDERATED_TOKEN_FILE`,
+    /// `AZURE_AUTHORITY_HOST`, as the workload identity webhook sets them).
+    #[default]
+    WorkloadIdentity,
+}
+
+impl fmt::Debug for AzureCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AzureCredentials::SharedKey(_) => "SharedKey([redacted])",
+            AzureCredentials::Sas(_) => "Sas([redacted])",
+            AzureCredentials::WorkloadIdentity => "WorkloadIdentity",
+        })
+    }
 }
 
 /// An S3 or S3-compatible bucket.
@@ -286,6 +333,7 @@ pub fn objects_opened() -> u64 {
 pub enum Location {
     File(FileLocation),
     S3(S3Location),
+    Azure(AzureLocation),
 }
 
 impl Location {
@@ -294,6 +342,7 @@ impl Location {
         match config {
             LocationConfig::File { path } => Ok(Location::File(FileLocation { root: path.clone() })),
             LocationConfig::S3(cfg) => S3Location::connect(cfg).await.map(Location::S3),
+            LocationConfig::Azure(cfg) => AzureLocation::connect(cfg).map(Location::Azure),
         }
     }
 
@@ -302,6 +351,7 @@ impl Location {
         match self {
             Location::File(f) => format!("file://{}", f.root.display()),
             Location::S3(s) => s.describe(),
+            Location::Azure(a) => a.describe(),
         }
     }
 
@@ -311,6 +361,7 @@ impl Location {
         match self {
             Location::File(f) => f.check_root().await,
             Location::S3(s) => s.validate().await,
+            Location::Azure(a) => a.validate().await,
         }
     }
 
@@ -319,7 +370,7 @@ impl Location {
     pub async fn check_writable(&self) -> Result<(), LocationError> {
         match self {
             Location::File(f) => f.check_root().await,
-            Location::S3(_) => Ok(()),
+            Location::S3(_) | Location::Azure(_) => Ok(()),
         }
     }
 
@@ -328,13 +379,18 @@ impl Location {
         match self {
             Location::File(_) => None,
             Location::S3(s) => s.immutable_days,
+            Location::Azure(a) => a.immutable_days,
         }
     }
 
     /// Whether the location holds copies made by `replicate`, whose carried evidence readers
     /// believe ([`S3Config::replica`]).
     pub fn is_replica(&self) -> bool {
-        matches!(self, Location::S3(s) if s.replica)
+        match self {
+            Location::File(_) => false,
+            Location::S3(s) => s.replica,
+            Location::Azure(a) => a.replica,
+        }
     }
 
     /// The same location, read as a replication destination: what `replicate` checks its own
@@ -342,6 +398,7 @@ impl Location {
     pub fn as_replica(&self) -> Location {
         match self {
             Location::S3(s) => Location::S3(S3Location { replica: true, ..s.clone() }),
+            Location::Azure(a) => Location::Azure(AzureLocation { replica: true, ..a.clone() }),
             other => other.clone(),
         }
     }
@@ -358,6 +415,7 @@ impl Location {
         match self {
             Location::File(f) => f.create(key).await,
             Location::S3(s) => Ok(ObjectUpload::S3(S3Upload::new(s.clone(), key).with_metadata(metadata))),
+            Location::Azure(a) => Ok(ObjectUpload::Azure(AzureUpload::new(a.clone(), key, metadata))),
         }
     }
 
@@ -373,6 +431,7 @@ impl Location {
         let mut objects = match self {
             Location::File(f) => f.list(prefix).await?,
             Location::S3(s) => s.list(prefix).await?,
+            Location::Azure(a) => a.list(prefix).await?,
         };
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(objects)
@@ -384,6 +443,7 @@ impl Location {
         match self {
             Location::File(f) => f.open(key).await,
             Location::S3(s) => s.open(key, None).await,
+            Location::Azure(a) => a.open(key, None).await,
         }
     }
 
@@ -393,6 +453,7 @@ impl Location {
         match self {
             Location::File(f) => f.open(key).await,
             Location::S3(s) => s.open(key, Some(&version.id)).await,
+            Location::Azure(a) => a.open(key, Some(&version.id)).await,
         }
     }
 
@@ -408,6 +469,7 @@ impl Location {
                 Ok((len, Box::new(tokio::io::AsyncReadExt::take(reader, n))))
             }
             Location::S3(s) => s.open_start(key, version.map(|v| v.id.as_str()), n).await,
+            Location::Azure(a) => a.open_start(key, version.map(|v| v.id.as_str()), n).await,
         }
     }
 
@@ -418,6 +480,7 @@ impl Location {
         match self {
             Location::File(f) => f.inventory(prefix).await,
             Location::S3(s) => s.inventory(prefix).await,
+            Location::Azure(a) => a.inventory(prefix).await,
         }
     }
 
@@ -444,6 +507,7 @@ impl Location {
                 Ok(())
             }
             Location::S3(s) => s.delete(key, version.map(|v| v.id.as_str())).await,
+            Location::Azure(a) => a.delete(key, version.map(|v| v.id.as_str())).await,
         }
     }
 
@@ -457,6 +521,7 @@ impl Location {
                 Ok(ObjectInfo { size: meta.len(), retention: None, metadata: Default::default() })
             }
             Location::S3(s) => s.head(key, version.map(|v| v.id.as_str())).await,
+            Location::Azure(a) => a.head(key, version.map(|v| v.id.as_str())).await,
         }
     }
 }
@@ -465,6 +530,7 @@ impl Location {
 pub enum ObjectUpload {
     File(FileUpload),
     S3(S3Upload),
+    Azure(AzureUpload),
 }
 
 impl ObjectUpload {
@@ -473,6 +539,7 @@ impl ObjectUpload {
         match self {
             ObjectUpload::File(f) => f.write(bytes).await,
             ObjectUpload::S3(s) => s.write(bytes).await,
+            ObjectUpload::Azure(a) => a.write(bytes).await,
         }
     }
 
@@ -481,6 +548,7 @@ impl ObjectUpload {
         match self {
             ObjectUpload::File(f) => f.finish().await,
             ObjectUpload::S3(s) => s.finish().await,
+            ObjectUpload::Azure(a) => a.finish().await,
         }
     }
 
@@ -492,6 +560,7 @@ impl ObjectUpload {
                 let _ = tokio::fs::remove_file(&f.temp).await;
             }
             ObjectUpload::S3(s) => s.abort().await,
+            ObjectUpload::Azure(a) => a.abort().await,
         }
     }
 }
