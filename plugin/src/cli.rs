@@ -287,11 +287,20 @@ pub struct TakeOwnershipArgs {
     pub yes: bool,
 }
 
+/// Each store's flags, which go with that store only: every Azure flag conflicts with every
+/// S3 flag (and the store-specific flags of `profile create` with the other store's). A
+/// `requires` alone is not enough: clap lets it go unmet when what it requires conflicts with
+/// a flag given, so `--s3-region` beside `--azure-account` would pass unnoticed.
+const S3_FLAGS: [&str; 8] = ["s3_bucket", "s3_prefix", "s3_region", "s3_endpoint", "s3_path_style", "s3_ca_bundle", "s3_skip_tls_verify", "s3_replica"];
+const AZURE_FLAGS: [&str; 5] = ["azure_account", "azure_container", "azure_prefix", "azure_endpoint", "azure_replica"];
+
 /// Where restore points live. With no flags: the embedded default, a local directory.
 #[derive(Args, Debug, Clone)]
+// A bucket or a container: what --immutable-days needs (the two conflict through S3_FLAGS).
+#[command(group(clap::ArgGroup::new("store").args(["s3_bucket", "azure_account"]).multiple(true)))]
 pub struct LocationArgs {
     /// A directory location (an NFS mount or any local directory).
-    #[arg(long, env = "DR_LOCATION_PATH", conflicts_with = "s3_bucket")]
+    #[arg(long, env = "DR_LOCATION_PATH", conflicts_with_all = ["s3_bucket", "azure_account"])]
     pub path: Option<PathBuf>,
     /// An S3 bucket location. Credentials come from the AWS default chain
     /// (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity).
@@ -315,13 +324,42 @@ pub struct LocationArgs {
     /// Do not verify the endpoint's TLS certificate (prefer --s3-ca-bundle).
     #[arg(long, env = "DR_S3_SKIP_TLS_VERIFY", requires = "s3_bucket")]
     pub s3_skip_tls_verify: bool,
-    /// Write every object with an Object Lock retention (COMPLIANCE) of this many days (1-90).
-    #[arg(long, env = "DR_IMMUTABLE_DAYS", requires = "s3_bucket", value_parser = clap::value_parser!(u32).range(1..=90))]
+    /// Write every object write-once for this many days (1-90): on S3 with an Object Lock
+    /// retention (COMPLIANCE), on Azure with a locked version-level immutability policy.
+    #[arg(long, env = "DR_IMMUTABLE_DAYS", requires = "store", value_parser = clap::value_parser!(u32).range(1..=90))]
     pub immutable_days: Option<u32>,
     /// The bucket holds copies made by `kubectl dr replicate` (an off-site copy): judge each
     /// copy's dates by the source store's receipt time it carries, not by when it was copied.
     #[arg(long, env = "DR_S3_REPLICA", requires = "s3_bucket")]
     pub s3_replica: bool,
+    /// An Azure Blob Storage location: this storage account (with --azure-container).
+    /// Credentials come from AZURE_STORAGE_KEY (the account's access key: Shared Key) or
+    /// AZURE_STORAGE_SAS_TOKEN (a SAS), never from the command line; with neither, workload
+    /// identity (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE).
+    #[arg(long, env = "DR_AZURE_ACCOUNT", requires = "azure_container", conflicts_with_all = S3_FLAGS)]
+    pub azure_account: Option<String>,
+    /// The blob container inside the account.
+    #[arg(long, env = "DR_AZURE_CONTAINER", requires = "azure_account", conflicts_with_all = S3_FLAGS)]
+    pub azure_container: Option<String>,
+    /// Blob name prefix inside the container.
+    #[arg(long, env = "DR_AZURE_PREFIX", default_value = "", requires = "azure_account", conflicts_with_all = S3_FLAGS)]
+    pub azure_prefix: String,
+    /// The Blob service's URL (default: https://<account>.blob.core.windows.net; Azurite:
+    /// http://127.0.0.1:10000/devstoreaccount1).
+    #[arg(long, env = "DR_AZURE_ENDPOINT", requires = "azure_account", conflicts_with_all = S3_FLAGS)]
+    pub azure_endpoint: Option<String>,
+    /// The container holds copies made by `kubectl dr replicate` (an off-site copy): judge each
+    /// copy's dates by the source store's receipt time it carries, not by when it was copied.
+    #[arg(long, env = "DR_AZURE_REPLICA", requires = "azure_account", conflicts_with_all = S3_FLAGS)]
+    pub azure_replica: bool,
+}
+
+impl LocationArgs {
+    /// Whether a location was given (a directory, a bucket, a container) rather than left to
+    /// the default.
+    pub fn is_given(&self) -> bool {
+        self.path.is_some() || self.s3_bucket.is_some() || self.azure_account.is_some()
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -456,22 +494,30 @@ pub struct ProfileCreateArgs {
     #[command(flatten)]
     pub location: LocationArgs,
     /// Use an existing Secret (keys aws_access_key_id, aws_secret_access_key) for the bucket.
-    #[arg(long, requires = "s3_bucket", conflicts_with = "s3_credentials_from_env")]
+    #[arg(long, requires = "s3_bucket", conflicts_with_all = ["s3_credentials_from_env", "pvc"], conflicts_with_all = AZURE_FLAGS)]
     pub s3_credentials_secret: Option<String>,
     /// Create the credentials Secret <name>-credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
-    #[arg(long, requires = "s3_bucket", conflicts_with = "s3_credentials_file")]
+    #[arg(long, requires = "s3_bucket", conflicts_with_all = ["s3_credentials_file", "pvc"], conflicts_with_all = AZURE_FLAGS)]
     pub s3_credentials_from_env: bool,
     /// Create the credentials Secret <name>-credentials from an AWS shared credentials file
     /// (the [default] section, or AWS_PROFILE's).
-    #[arg(long, requires = "s3_bucket", conflicts_with = "s3_credentials_secret")]
+    #[arg(long, requires = "s3_bucket", conflicts_with_all = ["s3_credentials_secret", "pvc"], conflicts_with_all = AZURE_FLAGS)]
     pub s3_credentials_file: Option<PathBuf>,
     /// Trust the CA certificates (key ca.crt, PEM) of this existing ConfigMap in the DR
     /// namespace for the endpoint. With --s3-ca-bundle FILE instead, the ConfigMap
     /// <name>-ca-bundle is created from the file.
-    #[arg(long, requires = "s3_bucket", conflicts_with_all = ["s3_ca_bundle", "s3_skip_tls_verify"])]
+    #[arg(long, requires = "s3_bucket", conflicts_with_all = ["s3_ca_bundle", "s3_skip_tls_verify", "pvc"], conflicts_with_all = AZURE_FLAGS)]
     pub s3_ca_bundle_configmap: Option<String>,
+    /// Use an existing Secret (key azure_storage_key or azure_storage_sas_token) for the
+    /// container; without it (or --azure-credentials-from-env), workload identity.
+    #[arg(long, requires = "azure_account", conflicts_with_all = ["azure_credentials_from_env", "pvc"], conflicts_with_all = S3_FLAGS)]
+    pub azure_credentials_secret: Option<String>,
+    /// Create the credentials Secret <name>-credentials from AZURE_STORAGE_KEY (the account's
+    /// access key) or AZURE_STORAGE_SAS_TOKEN (a SAS), whichever is set.
+    #[arg(long, requires = "azure_account", conflicts_with = "pvc", conflicts_with_all = S3_FLAGS)]
+    pub azure_credentials_from_env: bool,
     /// A file location: this PersistentVolumeClaim (an NFS share) in the DR namespace.
-    #[arg(long, conflicts_with_all = ["s3_bucket", "path"])]
+    #[arg(long, conflicts_with_all = ["s3_bucket", "azure_account", "path"])]
     pub pvc: Option<String>,
     /// Directory inside the PVC's volume.
     #[arg(long, default_value = "", requires = "pvc")]
@@ -550,8 +596,8 @@ pub struct EnableArgs {
     /// (kubectl_dr_backup_*; deploy/monitoring alerts on them).
     #[arg(long, value_parser = pushgateway_url)]
     pub pushgateway_url: Option<String>,
-    /// Copy every restore point to this S3 location profile, from a CronJob of the DR
-    /// policy (`kubectl dr replicate` in the cluster): write-once, each copy verified.
+    /// Copy every restore point to this S3 or Azure Blob location profile, from a CronJob of
+    /// the DR policy (`kubectl dr replicate` in the cluster): write-once, each copy verified.
     #[arg(long, value_name = "PROFILE")]
     pub replicate_to: Option<String>,
     /// Verify each copy through this profile (one that may read, when --replicate-to's
@@ -764,6 +810,75 @@ mod tests {
     fn the_command_line_passes_claps_own_checks() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    fn parse(line: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kubectl-dr").chain(line.iter().copied()))
+    }
+
+    fn location(line: &[&str]) -> Result<LocationArgs, clap::Error> {
+        let mut args = vec!["verify", "--cluster-id", "c1"];
+        args.extend_from_slice(line);
+        match parse(&args)?.command {
+            Command::Verify(v) => Ok(v.location),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_azure_location_takes_its_flags_and_one_location_only() {
+        let azure =
+            location(&["--azure-account", "acct", "--azure-container", "dr", "--azure-prefix", "a", "--azure-replica", "--immutable-days", "7"]).unwrap();
+        assert_eq!((azure.azure_account.as_deref(), azure.azure_container.as_deref(), azure.azure_prefix.as_str()), (Some("acct"), Some("dr"), "a"));
+        assert_eq!((azure.azure_replica, azure.immutable_days, azure.is_given()), (true, Some(7), true));
+        assert!(!location(&[]).unwrap().is_given());
+        use clap::error::ErrorKind;
+        for (line, kind) in [
+            (&["--azure-account", "a", "--azure-container", "c", "--s3-bucket", "b"][..], ErrorKind::ArgumentConflict),
+            (&["--azure-account", "a", "--azure-container", "c", "--path", "/mnt/dr"], ErrorKind::ArgumentConflict),
+            (&["--azure-account", "a"], ErrorKind::MissingRequiredArgument),
+            (&["--azure-container", "c"], ErrorKind::MissingRequiredArgument),
+            // A flag of the other store is refused, not ignored.
+            (&["--s3-bucket", "b", "--azure-prefix", "p"], ErrorKind::ArgumentConflict),
+            (&["--azure-account", "a", "--azure-container", "c", "--s3-region", "r"], ErrorKind::ArgumentConflict),
+            // Immutability needs a store: S3 or Azure, not a directory.
+            (&["--immutable-days", "7"], ErrorKind::MissingRequiredArgument),
+            (&["--path", "/mnt/dr", "--immutable-days", "7"], ErrorKind::MissingRequiredArgument),
+        ] {
+            let err = location(line).expect_err(&format!("{line:?} was accepted"));
+            assert_eq!(err.kind(), kind, "{line:?}: {err}");
+        }
+        assert_eq!(location(&["--s3-bucket", "b", "--immutable-days", "7"]).unwrap().immutable_days, Some(7));
+    }
+
+    #[test]
+    fn profile_create_takes_azure_credentials_one_way_and_for_azure_only() {
+        let create = |line: &[&str]| {
+            let mut args = vec!["profile", "create", "blob"];
+            args.extend_from_slice(line);
+            parse(&args).map(|cli| match cli.command {
+                Command::Profile(ProfileCommand::Create(c)) => c,
+                other => panic!("{other:?}"),
+            })
+        };
+        let azure = ["--azure-account", "acct", "--azure-container", "dr"];
+        let with = |extra: &[&'static str]| azure.iter().copied().chain(extra.iter().copied()).collect::<Vec<_>>();
+        assert!(create(&with(&["--azure-credentials-from-env", "--immutable-days", "30"])).unwrap().azure_credentials_from_env);
+        assert_eq!(create(&with(&["--azure-credentials-secret", "blob-keys"])).unwrap().azure_credentials_secret.as_deref(), Some("blob-keys"));
+        use clap::error::ErrorKind;
+        for (line, kind) in [
+            (with(&["--azure-credentials-secret", "s", "--azure-credentials-from-env"]), ErrorKind::ArgumentConflict),
+            (with(&["--pvc", "nfs"]), ErrorKind::ArgumentConflict),
+            (with(&["--s3-credentials-from-env"]), ErrorKind::ArgumentConflict),
+            (with(&["--s3-credentials-secret", "s"]), ErrorKind::ArgumentConflict),
+            (vec!["--s3-bucket", "b", "--azure-credentials-from-env"], ErrorKind::ArgumentConflict),
+            (vec!["--pvc", "nfs", "--azure-credentials-secret", "s"], ErrorKind::ArgumentConflict),
+            (vec!["--pvc", "nfs", "--s3-credentials-from-env"], ErrorKind::ArgumentConflict),
+            (vec!["--azure-credentials-from-env"], ErrorKind::MissingRequiredArgument),
+        ] {
+            let err = create(&line).expect_err(&format!("{line:?} was accepted"));
+            assert_eq!(err.kind(), kind, "{line:?}: {err}");
+        }
     }
 
     #[test]

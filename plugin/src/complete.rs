@@ -345,11 +345,7 @@ where
 async fn profiles(client: kube::Client, namespace: String) -> Option<Vec<Candidate>> {
     let api: kube::Api<dr_core::resources::Profile> = kube::Api::namespaced(client, &namespace);
     let list = api.list(&Default::default()).await.ok()?;
-    let describe = |p: &dr_core::resources::Profile| match (&p.spec.s3, &p.spec.file) {
-        (Some(s3), _) => format!("s3://{}/{}", s3.bucket, s3.prefix).trim_end_matches('/').to_owned(),
-        (None, Some(f)) => format!("pvc/{}", f.claim_name),
-        _ => String::new(),
-    };
+    let describe = |p: &dr_core::resources::Profile| p.spec.location_url().map(|(_, url)| url).unwrap_or_default();
     Some(list.items.iter().filter_map(|p| Some(Candidate::new(p.metadata.name.clone()?, describe(p)))).collect())
 }
 
@@ -454,6 +450,21 @@ mod tests {
         assert!(!f.contains(&"--profile".into()) && f.contains(&"--image-pull-secret".into()), "{f:?}");
         // A lone dash offers the short forms too.
         assert!(fixed(&["status", "-"]).contains(&"-n".into()));
+    }
+
+    #[test]
+    fn the_azure_location_flags_are_offered_where_the_s3_ones_are() {
+        for line in [&["verify", "--"][..], &["restore-points", "--"], &["prune", "--"], &["profile", "create", "p", "--"]] {
+            let f = fixed(line);
+            for flag in ["--s3-bucket", "--azure-account", "--azure-container", "--azure-prefix", "--azure-endpoint", "--azure-replica", "--immutable-days"] {
+                assert!(f.contains(&flag.into()), "{line:?} lacks {flag}: {f:?}");
+            }
+        }
+        let create = fixed(&["profile", "create", "p", "--azure"]);
+        assert!(create.contains(&"--azure-credentials-secret".into()) && create.contains(&"--azure-credentials-from-env".into()), "{create:?}");
+        assert!(!fixed(&["restore", "--"]).contains(&"--azure-account".into()), "restore takes no location flags");
+        // Names only the user knows: no candidates, no file names.
+        assert_eq!(plan(&words(&["verify", "--azure-account", ""])).values, Values::Nothing);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use dr_core::format::crypto::Passphrase;
-use dr_core::location::{CaBundle, Location, LocationConfig, S3Config};
+use dr_core::location::{AzureConfig, AzureCredentials, CaBundle, Location, LocationConfig, S3Config};
 use dr_core::passphrase::{AwsSecret, KvVersion, PassphraseSource, ResolveOptions, VaultAuth, VaultConfig, VaultSecret};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -25,9 +25,18 @@ pub fn default_location_path() -> PathBuf {
 
 /// Builds the location; `create_default` makes the default directory when it is used.
 pub async fn location(args: &LocationArgs, create_default: bool) -> Result<Location> {
-    let config = match (&args.path, &args.s3_bucket) {
-        (Some(path), _) => LocationConfig::File { path: path.clone() },
-        (None, Some(bucket)) => LocationConfig::S3(S3Config {
+    let config = match (&args.path, &args.s3_bucket, &args.azure_account) {
+        (Some(path), _, _) => LocationConfig::File { path: path.clone() },
+        (None, None, Some(account)) => LocationConfig::Azure(AzureConfig {
+            account: account.clone(),
+            container: args.azure_container.clone().context("--azure-account needs --azure-container")?,
+            prefix: args.azure_prefix.trim_matches('/').to_owned(),
+            endpoint: args.azure_endpoint.clone(),
+            credentials: azure_credentials(env_secret(AZURE_STORAGE_KEY), env_secret(AZURE_STORAGE_SAS_TOKEN))?.unwrap_or_default(),
+            immutable_days: args.immutable_days,
+            replica: args.azure_replica,
+        }),
+        (None, Some(bucket), _) => LocationConfig::S3(S3Config {
             bucket: bucket.clone(),
             prefix: args.s3_prefix.clone(),
             region: args.s3_region.clone(),
@@ -44,16 +53,43 @@ pub async fn location(args: &LocationArgs, create_default: bool) -> Result<Locat
             immutable_days: args.immutable_days,
             replica: args.s3_replica,
         }),
-        (None, None) => {
+        (None, None, None) => {
             let path = default_location_path();
             if create_default {
                 std::fs::create_dir_all(&path).with_context(|| format!("cannot create the default location {}", path.display()))?;
             }
-            tracing::info!("using the default location {} (give --path or --s3-bucket for another)", path.display());
+            tracing::info!("using the default location {} (give --path, --s3-bucket or --azure-account for another)", path.display());
             LocationConfig::File { path }
         }
     };
     Ok(Location::connect(&config).await?)
+}
+
+/// The environment variable holding an Azure storage account's access key (Shared Key).
+pub const AZURE_STORAGE_KEY: &str = "AZURE_STORAGE_KEY";
+/// The environment variable holding an Azure shared access signature.
+pub const AZURE_STORAGE_SAS_TOKEN: &str = "AZURE_STORAGE_SAS_TOKEN";
+
+/// A secret from the environment, trimmed; unset, empty or not Unicode: `None`.
+pub fn env_secret(name: &str) -> Option<Zeroizing<String>> {
+    let value = Zeroizing::new(std::env::var(name).ok()?);
+    let trimmed = value.trim();
+    (!trimmed.is_empty()).then(|| Zeroizing::new(trimmed.to_owned()))
+}
+
+/// Azure credentials from [`AZURE_STORAGE_KEY`] and [`AZURE_STORAGE_SAS_TOKEN`] (read by
+/// [`env_secret`]): one of them, or `None` for neither (workload identity, for a location;
+/// an error for `profile create --azure-credentials-from-env`). Both set is refused rather
+/// than one chosen silently.
+pub fn azure_credentials(key: Option<Zeroizing<String>>, sas: Option<Zeroizing<String>>) -> Result<Option<AzureCredentials>> {
+    match (key, sas) {
+        (Some(key), None) => Ok(Some(AzureCredentials::SharedKey(key))),
+        (None, Some(sas)) => Ok(Some(AzureCredentials::Sas(sas))),
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => {
+            bail!("both {AZURE_STORAGE_KEY} and {AZURE_STORAGE_SAS_TOKEN} are set: choose one (unset the other), the account's access key or a SAS")
+        }
+    }
 }
 
 /// A CA bundle file given on the command line, read and checked to hold PEM certificates.
@@ -234,4 +270,22 @@ pub fn vault_login(args: &PassphraseArgs) -> Result<VaultConfig> {
         bail!("Vault needs a login: --vault-token-file FILE (or VAULT_TOKEN), or --vault-role ROLE for Kubernetes auth");
     };
     Ok(VaultConfig { address, auth, namespace: std::env::var("VAULT_NAMESPACE").ok(), ca_bundle: args.vault_ca_bundle.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> Option<Zeroizing<String>> {
+        Some(Zeroizing::new(s.to_owned()))
+    }
+
+    #[test]
+    fn azure_credentials_are_the_key_or_the_sas_and_never_both() {
+        assert!(matches!(azure_credentials(secret("a2V5"), None).unwrap(), Some(AzureCredentials::SharedKey(k)) if k.as_str() == "a2V5"));
+        assert!(matches!(azure_credentials(None, secret("sv=1&sig=x")).unwrap(), Some(AzureCredentials::Sas(s)) if s.as_str() == "sv=1&sig=x"));
+        assert!(azure_credentials(None, None).unwrap().is_none(), "neither: workload identity, the caller's default");
+        let both = azure_credentials(secret("k"), secret("s")).unwrap_err().to_string();
+        assert!(both.contains("AZURE_STORAGE_KEY and AZURE_STORAGE_SAS_TOKEN") && both.contains("choose one"), "{both}");
+    }
 }

@@ -59,6 +59,8 @@ pub enum InstallError {
     Unusable { location: String, source: crate::location::LocationError },
     #[error("PersistentVolumeClaim {claim} not found in namespace {namespace}: create it (ReadWriteMany, on the NFS share) first")]
     ClaimMissing { claim: String, namespace: String },
+    #[error("profile {name} is of kind {kind}, and the credentials given for it are of kind {given}: give credentials of the profile's own kind")]
+    CredentialsKind { name: String, given: &'static str, kind: String },
 }
 
 impl crate::failure::Classify for InstallError {
@@ -81,7 +83,12 @@ impl crate::failure::Classify for InstallError {
                 _ => ErrorKind::Transient,
             },
             E::CrdNotEstablished(_) => ErrorKind::Transient,
-            E::ProfileMissing { .. } | E::NotEnabled(_) | E::InvalidFrequency(_) | E::Replication { .. } | E::ClaimMissing { .. } => ErrorKind::BadInput,
+            E::ProfileMissing { .. }
+            | E::NotEnabled(_)
+            | E::InvalidFrequency(_)
+            | E::Replication { .. }
+            | E::ClaimMissing { .. }
+            | E::CredentialsKind { .. } => ErrorKind::BadInput,
         }
     }
 }
@@ -327,10 +334,10 @@ pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<Enable
         for name in std::iter::once(&r.to).chain(r.verify_with.as_ref()) {
             let p = profiles.get_opt(name).await.map_err(api_err(format!("reading profile {name}")))?;
             let p = p.ok_or_else(|| InstallError::ProfileMissing { name: name.clone(), namespace: ns.clone() })?;
-            if p.spec.s3.is_none() {
+            if p.spec.s3.is_none() && p.spec.azure.is_none() {
                 return Err(InstallError::Replication {
                     name: name.clone(),
-                    why: "the replication CronJob copies to S3 profiles only; for a file share, run `kubectl dr replicate` from a machine that mounts both"
+                    why: "the replication CronJob copies to S3 and Azure Blob profiles only; for a file share, run `kubectl dr replicate` from a machine that mounts both"
                         .into(),
                 });
             }

@@ -12,7 +12,7 @@ use kube::{Api, Client, CustomResourceExt};
 use zeroize::Zeroizing;
 
 use crate::catalog::DR_SECRET_NAME;
-use crate::location::{CaBundle, Location, LocationConfig, LocationError, S3Config, StaticCredentials};
+use crate::location::{AzureConfig, AzureCredentials, CaBundle, Location, LocationConfig, LocationError, S3Config, StaticCredentials};
 use crate::passphrase::{PassphraseError, PassphraseSource};
 
 mod policy;
@@ -25,6 +25,14 @@ pub use profile::*;
 pub const ACCESS_KEY_ID_KEY: &str = "aws_access_key_id";
 pub const SECRET_ACCESS_KEY_KEY: &str = "aws_secret_access_key";
 pub const SESSION_TOKEN_KEY: &str = "aws_session_token";
+/// Keys of a profile's Azure credentials Secret, which holds one of the two: the storage
+/// account's access key (Shared Key), or a shared access signature.
+pub const AZURE_STORAGE_KEY_KEY: &str = "azure_storage_key";
+pub const AZURE_SAS_TOKEN_KEY: &str = "azure_storage_sas_token";
+/// What an S3 profile's credentials Secret must hold, for messages.
+const S3_SECRET_NEEDS: &str = "it needs keys aws_access_key_id and aws_secret_access_key";
+/// What an Azure profile's credentials Secret must hold, for messages.
+const AZURE_SECRET_NEEDS: &str = "it needs exactly one of the keys azure_storage_key (the storage account's access key, for Shared Key) and azure_storage_sas_token (a SAS token); or leave credentialsSecret out of the profile to use workload identity";
 /// Where the job mounts a file profile's volume.
 pub const FILE_LOCATION_MOUNT: &str = "/mnt/dr-location";
 
@@ -43,12 +51,12 @@ pub fn crd_manifests() -> Vec<(String, String)> {
 pub enum ResourceError {
     #[error("location profile {name} not found in namespace {namespace}: create it with `kubectl dr profile create {name} ...`, or check -n/--namespace")]
     ProfileNotFound { name: String, namespace: String },
-    #[error("location profile {name} names neither an S3 bucket nor a file volume: recreate it with --s3-bucket or --pvc")]
+    #[error("location profile {name} names no location (an S3 bucket, an Azure Blob container or a file volume): recreate it with --s3-bucket, --azure-account and --azure-container, or --pvc")]
     ProfileEmpty { name: String },
-    #[error(
-        "the credentials Secret {secret} of profile {profile} {problem} in namespace {namespace}: it needs keys aws_access_key_id and aws_secret_access_key"
-    )]
-    CredentialsSecret { profile: String, secret: String, namespace: String, problem: String },
+    #[error("location profile {name} names more than one location ({kinds}): a profile is one location; keep one of them (recreate it with `kubectl dr profile create {name} ...`), and make another profile for the other")]
+    ProfileAmbiguous { name: String, kinds: String },
+    #[error("the credentials Secret {secret} (namespace {namespace}) of profile {profile} {problem}: {needs}")]
+    CredentialsSecret { profile: String, secret: String, namespace: String, problem: String, needs: &'static str },
     #[error("profile {name} is a file (volume) location, which only the in-cluster job can reach: from here, give --path to where the share is mounted")]
     FileProfileOutsideCluster { name: String },
     #[error("{DR_SECRET_NAME} not found in namespace {namespace}: run `kubectl dr enable`, or create it with `kubectl create secret generic {DR_SECRET_NAME} --namespace {namespace} --from-literal key=<passphrase>` (or a Vault / AWS source)")]
@@ -170,21 +178,24 @@ pub async fn connect_profile(client: &Client, namespace: &str, name: &str, mount
 /// (the job's [`FILE_LOCATION_MOUNT`]); `None` outside the cluster.
 pub async fn location_config(client: &Client, namespace: &str, profile: &Profile, mount: Option<&Path>) -> Result<LocationConfig, ResourceError> {
     let name = profile.metadata.name.clone().unwrap_or_default();
+    check_one_kind(&name, &profile.spec)?;
+    let secret_problem = |secret_name: &str, needs: &'static str| {
+        let secret = secret_name.to_owned();
+        let (name, namespace) = (&name, namespace);
+        move |problem: &str| ResourceError::CredentialsSecret {
+            profile: name.clone(),
+            secret: secret.clone(),
+            namespace: namespace.into(),
+            problem: problem.into(),
+            needs,
+        }
+    };
     if let Some(s3) = &profile.spec.s3 {
         let credentials = match &s3.credentials_secret {
             None => None,
             Some(secret_name) => {
-                let problem = |problem: &str| ResourceError::CredentialsSecret {
-                    profile: name.clone(),
-                    secret: secret_name.clone(),
-                    namespace: namespace.into(),
-                    problem: problem.into(),
-                };
-                let secret = get_secret(client, namespace, secret_name)
-                    .await
-                    .map_err(|source| ResourceError::Api { what: format!("secret {secret_name}"), source })?
-                    .ok_or_else(|| problem("does not exist"))?;
-                let data = secret_data(secret);
+                let problem = secret_problem(secret_name, S3_SECRET_NEEDS);
+                let Some(data) = read_secret_data(client, namespace, secret_name).await? else { return Err(problem("does not exist")) };
                 let text = |k: &str| data.get(k).and_then(|v| String::from_utf8(v.clone()).ok()).map(|s| s.trim().to_owned());
                 let (Some(id), Some(key)) = (text(ACCESS_KEY_ID_KEY), text(SECRET_ACCESS_KEY_KEY)) else {
                     return Err(problem("lacks a key"));
@@ -200,10 +211,153 @@ pub async fn location_config(client: &Client, namespace: &str, profile: &Profile
         config.ca_bundle = profile_ca_bundle(client, namespace, profile).await?;
         return Ok(LocationConfig::S3(config));
     }
+    if let Some(azure) = &profile.spec.azure {
+        let credentials = match &azure.credentials_secret {
+            None => AzureCredentials::WorkloadIdentity,
+            Some(secret_name) => {
+                let problem = secret_problem(secret_name, AZURE_SECRET_NEEDS);
+                let Some(mut data) = read_secret_data(client, namespace, secret_name).await? else { return Err(problem("does not exist")) };
+                let credentials = azure_secret_credentials(&data);
+                // The key or SAS was copied into `credentials`; wipe the Secret's copy.
+                crate::passphrase::wipe_values(&mut data);
+                credentials.map_err(|e| problem(&e))?
+            }
+        };
+        return Ok(LocationConfig::Azure(azure_config(profile, credentials).expect("an Azure profile")));
+    }
     if let Some(file) = &profile.spec.file {
         let mount = mount.ok_or_else(|| ResourceError::FileProfileOutsideCluster { name: name.clone() })?;
         let path: PathBuf = mount.join(file.path.trim_start_matches('/'));
         return Ok(LocationConfig::File { path });
     }
     Err(ResourceError::ProfileEmpty { name })
+}
+
+/// Refuses a profile that names no location, or more than one.
+pub fn check_one_kind(name: &str, spec: &ProfileSpec) -> Result<(), ResourceError> {
+    match spec.kinds().as_slice() {
+        [] => Err(ResourceError::ProfileEmpty { name: name.into() }),
+        [_] => Ok(()),
+        kinds => Err(ResourceError::ProfileAmbiguous { name: name.into(), kinds: kinds.join(", ") }),
+    }
+}
+
+/// The data of Secret `name`, `None` when it does not exist.
+async fn read_secret_data(client: &Client, namespace: &str, name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>, ResourceError> {
+    let secret = get_secret(client, namespace, name).await.map_err(|source| ResourceError::Api { what: format!("secret {name}"), source })?;
+    Ok(secret.map(secret_data))
+}
+
+/// The Azure location an Azure profile describes, with `credentials`; `None` for a profile
+/// that is not Azure.
+pub fn azure_config(profile: &Profile, credentials: AzureCredentials) -> Option<AzureConfig> {
+    let azure = profile.spec.azure.as_ref()?;
+    Some(AzureConfig {
+        account: azure.account.clone(),
+        container: azure.container.clone(),
+        prefix: azure.prefix.trim_matches('/').to_owned(),
+        endpoint: azure.endpoint.clone(),
+        credentials,
+        immutable_days: profile.spec.immutability.as_ref().map(|i| i.protection_days),
+        replica: azure.replica,
+    })
+}
+
+/// The credentials an Azure profile's credentials Secret holds: [`AZURE_STORAGE_KEY_KEY`]
+/// (Shared Key) or [`AZURE_SAS_TOKEN_KEY`] (a SAS), trimmed; an empty value counts as absent.
+/// `Err` says what is wrong with the Secret (it completes "the credentials Secret S of
+/// profile P ..."). The caller wipes `data` afterwards: nothing here copies a value but into
+/// the result.
+pub fn azure_secret_credentials(data: &BTreeMap<String, Vec<u8>>) -> Result<AzureCredentials, String> {
+    let value = |key: &str| -> Result<Option<Zeroizing<String>>, String> {
+        let Some(bytes) = data.get(key) else { return Ok(None) };
+        let text = std::str::from_utf8(bytes).map_err(|_| format!("holds a {key} that is not UTF-8 text"))?.trim();
+        Ok((!text.is_empty()).then(|| Zeroizing::new(text.to_owned())))
+    };
+    match (value(AZURE_STORAGE_KEY_KEY)?, value(AZURE_SAS_TOKEN_KEY)?) {
+        (Some(key), None) => Ok(AzureCredentials::SharedKey(key)),
+        (None, Some(sas)) => Ok(AzureCredentials::Sas(sas)),
+        (Some(_), Some(_)) => Err(format!("holds both {AZURE_STORAGE_KEY_KEY} and {AZURE_SAS_TOKEN_KEY}")),
+        (None, None) => Err(format!("holds neither {AZURE_STORAGE_KEY_KEY} nor {AZURE_SAS_TOKEN_KEY} (or only empty ones)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect()
+    }
+
+    #[test]
+    fn an_azure_secret_with_one_key_gives_shared_key_or_sas_trimmed() {
+        let AzureCredentials::SharedKey(key) = azure_secret_credentials(&data(&[(AZURE_STORAGE_KEY_KEY, " a2V5\n")])).unwrap() else {
+            panic!("not Shared Key")
+        };
+        assert_eq!(key.as_str(), "a2V5");
+        let AzureCredentials::Sas(sas) = azure_secret_credentials(&data(&[(AZURE_SAS_TOKEN_KEY, "?sv=2025&sig=x\n")])).unwrap() else { panic!("not a SAS") };
+        assert_eq!(sas.as_str(), "?sv=2025&sig=x");
+        // An empty value is no value: the other key decides.
+        let chosen = azure_secret_credentials(&data(&[(AZURE_STORAGE_KEY_KEY, " \n"), (AZURE_SAS_TOKEN_KEY, "sv=1")])).unwrap();
+        assert!(matches!(chosen, AzureCredentials::Sas(_)), "{chosen:?}");
+    }
+
+    #[test]
+    fn an_azure_secret_with_neither_or_both_keys_is_refused_saying_which() {
+        let neither = azure_secret_credentials(&data(&[(ACCESS_KEY_ID_KEY, "AKIA"), (AZURE_STORAGE_KEY_KEY, "")])).unwrap_err();
+        assert!(neither.contains("neither azure_storage_key nor azure_storage_sas_token"), "{neither}");
+        let both = azure_secret_credentials(&data(&[(AZURE_STORAGE_KEY_KEY, "k"), (AZURE_SAS_TOKEN_KEY, "s")])).unwrap_err();
+        assert!(both.contains("both azure_storage_key and azure_storage_sas_token"), "{both}");
+        let binary = azure_secret_credentials(&BTreeMap::from([(AZURE_STORAGE_KEY_KEY.to_owned(), vec![0xff, 0xfe])])).unwrap_err();
+        assert!(binary.contains("not UTF-8"), "{binary}");
+        // The whole message tells what to put in the Secret.
+        let err =
+            ResourceError::CredentialsSecret { profile: "p".into(), secret: "s".into(), namespace: "ns".into(), problem: both, needs: AZURE_SECRET_NEEDS };
+        assert!(err.to_string().contains("exactly one of the keys azure_storage_key") && err.to_string().contains("workload identity"), "{err}");
+    }
+
+    #[test]
+    fn a_profile_names_exactly_one_location() {
+        let s3 = || Some(S3ProfileSpec { bucket: "b".into(), ..Default::default() });
+        let azure = || Some(AzureProfileSpec { account: "a".into(), container: "c".into(), ..Default::default() });
+        let file = || Some(FileProfileSpec { claim_name: "nfs".into(), ..Default::default() });
+        assert!(check_one_kind("p", &ProfileSpec { azure: azure(), ..Default::default() }).is_ok());
+        assert!(matches!(check_one_kind("p", &ProfileSpec::default()), Err(ResourceError::ProfileEmpty { .. })));
+        for (spec, kinds) in [
+            (ProfileSpec { s3: s3(), azure: azure(), ..Default::default() }, "s3, azure"),
+            (ProfileSpec { azure: azure(), file: file(), ..Default::default() }, "azure, file"),
+            (ProfileSpec { s3: s3(), file: file(), ..Default::default() }, "s3, file"),
+        ] {
+            let err = check_one_kind("p", &spec).unwrap_err();
+            assert!(matches!(&err, ResourceError::ProfileAmbiguous { kinds: k, .. } if k == kinds), "{err}");
+            assert!(err.to_string().contains("more than one location"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_azure_profile_maps_to_its_config_with_immutability() {
+        let mut profile = Profile::new(
+            "blob",
+            ProfileSpec {
+                azure: Some(AzureProfileSpec {
+                    account: "acct".into(),
+                    container: "dr".into(),
+                    prefix: "/cluster-a/".into(),
+                    endpoint: Some("http://127.0.0.1:10000/devstoreaccount1".into()),
+                    replica: true,
+                    credentials_secret: None,
+                }),
+                immutability: Some(Immutability { protection_days: 30 }),
+                ..Default::default()
+            },
+        );
+        let config = azure_config(&profile, AzureCredentials::WorkloadIdentity).unwrap();
+        assert_eq!((config.account.as_str(), config.container.as_str(), config.prefix.as_str()), ("acct", "dr", "cluster-a"));
+        assert_eq!(config.endpoint.as_deref(), Some("http://127.0.0.1:10000/devstoreaccount1"));
+        assert_eq!((config.immutable_days, config.replica), (Some(30), true));
+        assert!(matches!(config.credentials, AzureCredentials::WorkloadIdentity));
+        profile.spec.azure = None;
+        assert!(azure_config(&profile, AzureCredentials::WorkloadIdentity).is_none());
+    }
 }

@@ -1,5 +1,5 @@
-//! The `Profile` custom resource: where restore points go (an S3 bucket or a file volume), and
-//! whether they are write-once.
+//! The `Profile` custom resource: where restore points go (an S3 bucket, an Azure Blob
+//! container or a file volume), and whether they are write-once.
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
     status = "ProfileStatus",
     shortname = "drprofile",
     printcolumn = r#"{"name":"Bucket","type":"string","jsonPath":".spec.s3.bucket"}"#,
+    printcolumn = r#"{"name":"Account","type":"string","jsonPath":".spec.azure.account"}"#,
+    printcolumn = r#"{"name":"Container","type":"string","jsonPath":".spec.azure.container"}"#,
     printcolumn = r#"{"name":"Claim","type":"string","jsonPath":".spec.file.claimName"}"#,
     printcolumn = r#"{"name":"Immutable days","type":"integer","jsonPath":".spec.immutability.protectionDays"}"#
 )]
@@ -23,10 +25,15 @@ pub struct ProfileSpec {
     /// An S3 or S3-compatible bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3ProfileSpec>,
+    /// An Azure Blob Storage container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureProfileSpec>,
     /// An NFS share or other volume, through a PersistentVolumeClaim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileProfileSpec>,
-    /// Write every object with an Object Lock retention (S3 only).
+    /// Write every object write-once for a protection period (S3 and Azure): on S3 with an
+    /// Object Lock retention (COMPLIANCE), on Azure with a locked version-level immutability
+    /// policy. Not for a file volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutability: Option<Immutability>,
 }
@@ -61,6 +68,64 @@ pub struct S3ProfileSpec {
     pub ca_bundle_config_map: Option<String>,
 }
 
+/// An Azure Blob Storage container.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureProfileSpec {
+    /// The storage account's name.
+    pub account: String,
+    /// The blob container inside the account.
+    pub container: String,
+    /// Blob name prefix inside the container.
+    #[serde(default)]
+    pub prefix: String,
+    /// The Blob service's URL (an emulator, a sovereign cloud, a private endpoint);
+    /// `https://<account>.blob.core.windows.net` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The container holds copies made by `kubectl dr replicate` (an off-site copy): a copy's
+    /// dates are judged by the source store's receipt time it carries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replica: bool,
+    /// Secret in the DR namespace with azure_storage_key (the storage account's access key:
+    /// Shared Key) or azure_storage_sas_token (a shared access signature), not both; Microsoft
+    /// Entra workload identity when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
+impl ProfileSpec {
+    /// The kinds of location set (`s3`, `azure`, `file`, in that order): a usable profile sets
+    /// exactly one.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        [("s3", self.s3.is_some()), ("azure", self.azure.is_some()), ("file", self.file.is_some())]
+            .into_iter()
+            .filter_map(|(kind, set)| set.then_some(kind))
+            .collect()
+    }
+
+    /// The profile's kind and where it points, as `kubectl dr profile list` shows them:
+    /// `s3://BUCKET/PREFIX`, `azure://ACCOUNT/CONTAINER/PREFIX` or `pvc/CLAIM[:PATH]`; `None`
+    /// unless exactly one kind is set.
+    pub fn location_url(&self) -> Option<(&'static str, String)> {
+        if self.kinds().len() != 1 {
+            return None;
+        }
+        let joined = |scheme: &str, parts: &[&str]| {
+            let path: Vec<&str> = parts.iter().map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()).collect();
+            format!("{scheme}://{}", path.join("/"))
+        };
+        if let Some(s3) = &self.s3 {
+            return Some(("s3", joined("s3", &[&s3.bucket, &s3.prefix])));
+        }
+        if let Some(azure) = &self.azure {
+            return Some(("azure", joined("azure", &[&azure.account, &azure.container, &azure.prefix])));
+        }
+        let file = self.file.as_ref()?;
+        Some(("file", format!("pvc/{}{}", file.claim_name, if file.path.is_empty() { String::new() } else { format!(":{}", file.path) })))
+    }
+}
+
 /// The key of a profile's `caBundleConfigMap` that holds the PEM bundle.
 pub const CA_BUNDLE_KEY: &str = "ca.crt";
 
@@ -92,4 +157,41 @@ pub struct ProfileStatus {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validated_at: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_of_profile_says_where_it_points() {
+        let s3 = ProfileSpec { s3: Some(S3ProfileSpec { bucket: "dr".into(), prefix: "a/".into(), ..Default::default() }), ..Default::default() };
+        assert_eq!(s3.location_url(), Some(("s3", "s3://dr/a".into())));
+        let azure =
+            ProfileSpec { azure: Some(AzureProfileSpec { account: "acct".into(), container: "dr".into(), ..Default::default() }), ..Default::default() };
+        assert_eq!(azure.location_url(), Some(("azure", "azure://acct/dr".into())));
+        let mut prefixed = azure.clone();
+        prefixed.azure.as_mut().unwrap().prefix = "cluster-a".into();
+        assert_eq!(prefixed.location_url(), Some(("azure", "azure://acct/dr/cluster-a".into())));
+        let file = ProfileSpec { file: Some(FileProfileSpec { claim_name: "nfs".into(), path: "a".into() }), ..Default::default() };
+        assert_eq!(file.location_url(), Some(("file", "pvc/nfs:a".into())));
+        // None, or more than one: no single place.
+        assert_eq!(ProfileSpec::default().location_url(), None);
+        let both = ProfileSpec { s3: s3.s3.clone(), azure: azure.azure.clone(), ..Default::default() };
+        assert_eq!(both.kinds(), ["s3", "azure"]);
+        assert_eq!(both.location_url(), None);
+    }
+
+    #[test]
+    fn an_azure_spec_reads_and_writes_the_camel_case_fields() {
+        let spec: ProfileSpec =
+            serde_json::from_value(serde_json::json!({"azure": {"account": "acct", "container": "dr", "credentialsSecret": "blob-credentials"}})).unwrap();
+        let azure = spec.azure.as_ref().unwrap();
+        assert_eq!((azure.prefix.as_str(), azure.credentials_secret.as_deref(), azure.replica), ("", Some("blob-credentials"), false));
+        // replica is left out while false, as for S3.
+        assert_eq!(
+            serde_json::to_value(&spec).unwrap(),
+            serde_json::json!({"azure": {"account": "acct", "container": "dr", "prefix": "", "credentialsSecret": "blob-credentials"}})
+        );
+    }
 }

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
-use dr_core::dr_policy::profile::{GivenCaBundle, NewProfile};
-use dr_core::location::StaticCredentials;
-use dr_core::resources::{FileProfileSpec, Immutability, Profile, ProfileSpec, S3ProfileSpec};
+use dr_core::dr_policy::profile::{GivenCaBundle, GivenCredentials, NewProfile};
+use dr_core::location::{AzureCredentials, StaticCredentials};
+use dr_core::resources::{AzureProfileSpec, FileProfileSpec, Immutability, Profile, ProfileSpec, S3ProfileSpec};
 use kube::api::{Api, DeleteParams};
 use kube::ResourceExt;
 use zeroize::Zeroizing;
@@ -41,6 +41,24 @@ fn env_credentials() -> Result<StaticCredentials> {
         secret_access_key: Zeroizing::new(key),
         session_token: std::env::var("AWS_SESSION_TOKEN").ok().map(Zeroizing::new),
     })
+}
+
+/// `--azure-credentials-from-env`: the account's access key (AZURE_STORAGE_KEY) or a SAS
+/// (AZURE_STORAGE_SAS_TOKEN), exactly one of them.
+fn env_azure_credentials() -> Result<GivenCredentials> {
+    azure_given(input::azure_credentials(input::env_secret(input::AZURE_STORAGE_KEY), input::env_secret(input::AZURE_STORAGE_SAS_TOKEN))?)
+}
+
+fn azure_given(credentials: Option<AzureCredentials>) -> Result<GivenCredentials> {
+    match credentials {
+        Some(AzureCredentials::SharedKey(key)) => Ok(GivenCredentials::AzureSharedKey(key)),
+        Some(AzureCredentials::Sas(sas)) => Ok(GivenCredentials::AzureSas(sas)),
+        None | Some(AzureCredentials::WorkloadIdentity) => bail!(
+            "--azure-credentials-from-env needs {} (the storage account's access key) or {} (a SAS token); for workload identity, leave the flag out",
+            input::AZURE_STORAGE_KEY,
+            input::AZURE_STORAGE_SAS_TOKEN
+        ),
+    }
 }
 
 /// Reads `aws_access_key_id` / `aws_secret_access_key` (/ `aws_session_token`) from one
@@ -89,20 +107,31 @@ async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Re
             ca_bundle_config_map: args.s3_ca_bundle_configmap.clone(),
         });
         spec.immutability = loc.immutable_days.map(|d| Immutability { protection_days: d });
+    } else if let Some(account) = &loc.azure_account {
+        spec.azure = Some(AzureProfileSpec {
+            account: account.clone(),
+            container: loc.azure_container.clone().context("--azure-account needs --azure-container")?,
+            prefix: loc.azure_prefix.clone(),
+            endpoint: loc.azure_endpoint.clone(),
+            replica: loc.azure_replica,
+            credentials_secret: args.azure_credentials_secret.clone(),
+        });
+        spec.immutability = loc.immutable_days.map(|d| Immutability { protection_days: d });
     } else if let Some(pvc) = &args.pvc {
         spec.file = Some(FileProfileSpec { claim_name: pvc.clone(), path: args.pvc_path.clone() });
     } else {
-        bail!("a profile needs a location: --s3-bucket BUCKET (with its flags) or --pvc CLAIM for an NFS share");
+        bail!("a profile needs a location: --s3-bucket BUCKET (with its flags), --azure-account ACCOUNT --azure-container CONTAINER (with theirs), or --pvc CLAIM for an NFS share");
     }
     let new = NewProfile {
         name: args.name.clone(),
         namespace: ns.to_owned(),
         spec,
         // Credentials given for a Secret the library creates (from a file or the environment).
-        credentials: match (&args.s3_credentials_file, args.s3_credentials_from_env) {
-            (Some(file), _) => Some(file_credentials(file)?),
-            (None, true) => Some(env_credentials()?),
-            (None, false) => None,
+        credentials: match (&args.s3_credentials_file, args.s3_credentials_from_env, args.azure_credentials_from_env) {
+            (Some(file), _, _) => Some(GivenCredentials::S3(file_credentials(file)?)),
+            (None, true, _) => Some(GivenCredentials::S3(env_credentials()?)),
+            (None, false, true) => Some(env_azure_credentials()?),
+            (None, false, false) => None,
         },
         ca_bundle: match &loc.s3_ca_bundle {
             Some(file) => Some(GivenCaBundle { from: format!("--s3-ca-bundle {}", file.display()), pem: input::ca_bundle_file(file)? }),
@@ -124,15 +153,29 @@ async fn list(client: &kube::Client, ns: &str, args: &OutputArgs) -> Result<Exit
         OutputFormat::Table => {
             println!("{:<24} {:<5} {:<48} IMMUTABLE", "NAME", "TYPE", "LOCATION");
             for p in &profiles {
-                let (kind, location) = match (&p.spec.s3, &p.spec.file) {
-                    (Some(s3), _) => ("s3", format!("s3://{}/{}", s3.bucket, s3.prefix).trim_end_matches('/').to_owned()),
-                    (None, Some(f)) => ("file", format!("pvc/{}{}", f.claim_name, if f.path.is_empty() { String::new() } else { format!(":{}", f.path) })),
-                    _ => ("?", "-".into()),
-                };
+                let (kind, location) = p.spec.location_url().unwrap_or_else(|| match p.spec.kinds().as_slice() {
+                    [] => ("?", "-".into()),
+                    kinds => ("?", format!("more than one location: {}", kinds.join(", "))),
+                });
                 let days = p.spec.immutability.as_ref().map(|i| format!("{} days", i.protection_days)).unwrap_or_else(|| "no".into());
                 println!("{:<24} {:<5} {:<48} {days}", p.name_any(), kind, location);
             }
         }
     }
     Ok(ExitStatus::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn azure_credentials_from_the_environment_must_be_there() {
+        let err = azure_given(None).unwrap_err().to_string();
+        assert!(err.contains("needs AZURE_STORAGE_KEY") && err.contains("AZURE_STORAGE_SAS_TOKEN"), "{err}");
+        assert!(
+            matches!(azure_given(Some(AzureCredentials::Sas(Zeroizing::new("sv=1".into())))).unwrap(), GivenCredentials::AzureSas(s) if s.as_str() == "sv=1")
+        );
+        assert!(matches!(azure_given(Some(AzureCredentials::SharedKey(Zeroizing::new("k".into())))).unwrap(), GivenCredentials::AzureSharedKey(_)));
+    }
 }

@@ -10,7 +10,7 @@ use crate::input;
 
 pub async fn run(global: &GlobalArgs, args: &PruneArgs) -> Result<ExitStatus> {
     let client = input::kube_client(global).await?;
-    let location = if args.location.path.is_some() || args.location.s3_bucket.is_some() { Some(input::location(&args.location, false).await?) } else { None };
+    let location = if args.location.is_given() { Some(input::location(&args.location, false).await?) } else { None };
     // The passphrase: from --passphrase-file when given, otherwise as the backups get it,
     // from k10-dr-secret (with this machine's Vault or AWS login).
     let passphrase = match args.passphrase.passphrase_file {
