@@ -1071,3 +1071,64 @@ async fn a_drill_onto_a_scratch_cluster_restores_the_whole_point() {
     assert_eq!(source_api.objects("", "configmaps").len(), source_objects, "the source is not touched");
     assert!(reports.join("drill.html").exists());
 }
+
+/// Azure Blob end to end, on Azurite: a profile whose Secret holds the account's key (made
+/// from the environment, checked against the container before it is saved), a backup to it,
+/// the points listed from the plugin with the key in the environment only, and a new cluster
+/// restoring from the same container through the restore Job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_backs_up_to_azure_blob_and_a_new_cluster_restores_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let nfs = dir.path().join("nfs");
+    std::fs::create_dir_all(&nfs).unwrap();
+    let azurite = support::azurite();
+    support::azure_setup(&azurite, &["container", "dr-points"], b"");
+    let key = vec![("AZURE_STORAGE_KEY", support::AZURITE_KEY.to_owned())];
+    let container = ["--azure-account", support::AZURITE_ACCOUNT, "--azure-container", "dr-points", "--azure-endpoint", &azurite.url, "--azure-prefix", "prod"];
+    let (source_api, kc) = cluster(dir.path(), "source").await;
+    source_api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+    source_api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"currency": "EUR"}}));
+    // A container that does not exist is found before the profile is saved.
+    let missing = dr(
+        &kc,
+        &[
+            "profile",
+            "create",
+            "blob",
+            "--azure-account",
+            support::AZURITE_ACCOUNT,
+            "--azure-container",
+            "nothere",
+            "--azure-endpoint",
+            &azurite.url,
+            "--azure-credentials-from-env",
+        ],
+        "",
+        &key,
+    );
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("container nothere does not exist"), "{}", String::from_utf8_lossy(&missing.stderr));
+    ok(&dr(&kc, &[&["profile", "create", "blob"][..], &container, &["--azure-credentials-from-env"]].concat(), "", &key));
+    let secret = find(&source_api, "", "secrets", NS, "blob-credentials").expect("the credentials Secret");
+    assert!(secret["data"]["azure_storage_key"].is_string(), "{secret}");
+    let out = ok(&dr(&kc, &["enable", "--profile", "blob", "--passphrase-file", "-"], PASS, &[]));
+    let cluster_id = out.lines().find_map(|l| l.strip_prefix("Cluster ID: ")).unwrap().to_owned();
+    let backup = ok(&dr(&kc, &["backup", "--local"], "", &[]));
+    assert!(backup.contains("azure://devstoreaccount1/dr-points/prod"), "{backup}");
+
+    // From the plugin, the key only in the environment.
+    let listed = ok(&dr(&kc, &[&["restore-points", "--cluster-id", &cluster_id, "--passphrase-file", "-"][..], &container].concat(), PASS, &key));
+    assert_eq!(listed.lines().filter(|l| l.contains("complete")).count(), 1, "{listed}");
+    let unkeyed = dr(&kc, &[&["restore-points", "--cluster-id", &cluster_id, "--passphrase-file", "-"][..], &container].concat(), PASS, &[]);
+    assert!(!unkeyed.status.success());
+    assert!(String::from_utf8_lossy(&unkeyed.stderr).contains("AZURE_STORAGE_KEY"), "{}", String::from_utf8_lossy(&unkeyed.stderr));
+
+    // A new cluster restores from the container, the Job reading the key from its Secret.
+    let (target, tkc) = cluster(dir.path(), "target").await;
+    ok(&dr(&tkc, &[&["profile", "create", "blob"][..], &container, &["--azure-credentials-from-env"]].concat(), "", &key));
+    let job = kubelet(&target, &nfs);
+    let out = dr(&tkc, &["restore", "--cluster-id", &cluster_id, "--profile", "blob", "--passphrase-file", "-"], PASS, &[]);
+    assert_eq!(job.await.unwrap(), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    ok(&out);
+    assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "EUR");
+}

@@ -588,9 +588,7 @@ async fn serve_http(client: TcpStream, target: &str, script: &Mutex<Script>) -> 
             let mut stream = client.into_inner();
             let _ = stream.shutdown().await;
             let mut sink = [0u8; 1024];
-            let left = tokio::time::timeout(Duration::from_secs(10), async {
-                while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
-            });
+            let left = tokio::time::timeout(Duration::from_secs(10), async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} });
             let _ = left.await;
             reset(stream);
             return Ok(());

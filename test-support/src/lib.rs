@@ -170,6 +170,47 @@ pub fn fake_gcs() -> Server {
     start(binary, &args, &[], port, "/storage/v1/b")
 }
 
+/// Azurite's Blob service (in memory), from the npm package `scripts/venv` installs beside
+/// the virtual environment. Its `url` is the Blob endpoint with the default account
+/// (`/devstoreaccount1`). What it does not model (versions, immutability): docs/emulators.md.
+pub fn azurite() -> Server {
+    let venv = std::env::var_os("DR_TEST_VENV").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".venv"));
+    let binary = venv.join("azurite/node_modules/.bin/azurite-blob");
+    assert!(binary.exists(), "{} not found: run ./scripts/venv, which installs Azurite from npm", binary.display());
+    let port = free_port();
+    let args: Vec<String> =
+        ["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck"]
+            .map(String::from)
+            .to_vec();
+    let mut server = start(binary, &args, &[], port, "");
+    server.url = format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}");
+    server
+}
+
+/// Azurite's account, and its published key.
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+pub const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// Runs `test-support/azure_setup.py` (Azure's Python SDK) against an Azurite `server` and
+/// returns its stdout.
+pub fn azure_setup(server: &Server, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let script = workspace_root().join("test-support/azure_setup.py");
+    let mut child = Command::new(venv_bin("python"))
+        .arg(script)
+        .arg(&server.url)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "azure_setup.py {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
 /// moto serving HTTPS with a self-signed certificate it makes itself.
 pub fn moto_tls() -> Server {
     let port = free_port();

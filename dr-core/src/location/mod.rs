@@ -16,9 +16,9 @@ use tokio::io::AsyncRead;
 use zeroize::Zeroizing;
 
 mod azure;
+mod download;
 mod file;
 mod s3;
-mod s3_download;
 mod s3_error;
 
 pub use azure::{AzureLocation, AzureUpload};
@@ -184,6 +184,15 @@ pub enum LocationError {
     NotARegularFile { path: PathBuf, what: &'static str },
     #[error("{operation} on s3://{bucket}/{key} failed: {detail}")]
     S3 { operation: &'static str, bucket: String, key: String, detail: String },
+    #[error("cannot reach Azure Blob storage at {endpoint}: {detail}. Check the endpoint (or the account name), the network path and any proxy")]
+    AzureUnreachable { endpoint: String, detail: String },
+    /// `blob`: the location and the key, `azure://account/container/prefix/key`.
+    #[error("{operation} of {blob} was refused ({status} {code}): {check}")]
+    AzureRefused { operation: &'static str, blob: String, status: u16, code: String, check: String },
+    #[error("{operation} of {blob} failed ({status} {code}): {detail}; run again once the service answers")]
+    AzureFailed { operation: &'static str, blob: String, status: u16, code: String, detail: String },
+    #[error("the container of {location} does not have version-level immutability support, so immutable restore points cannot be written there: enable version-level immutability on the container (or its account), or turn immutability off for this profile")]
+    ImmutabilityUnsupported { location: String },
 }
 
 impl crate::failure::Classify for LocationError {
@@ -192,7 +201,13 @@ impl crate::failure::Classify for LocationError {
         use LocationError as E;
         match self {
             // A disk error may pass (an NFS server back); a full disk needs space first.
-            E::Unreachable { .. } | E::S3 { .. } | E::Io { .. } | E::DiskFailed { .. } | E::WriteUnconfirmed { .. } => ErrorKind::Transient,
+            E::Unreachable { .. }
+            | E::S3 { .. }
+            | E::AzureUnreachable { .. }
+            | E::AzureFailed { .. }
+            | E::Io { .. }
+            | E::DiskFailed { .. }
+            | E::WriteUnconfirmed { .. } => ErrorKind::Transient,
             E::NoSpace { .. } => ErrorKind::BadInput,
             E::AlreadyExists { .. } => ErrorKind::Busy,
             E::NotARegularFile { .. } => ErrorKind::DamagedPoint,
@@ -203,6 +218,8 @@ impl crate::failure::Classify for LocationError {
             | E::AccessDenied { .. }
             | E::NoCredentials { .. }
             | E::ObjectLockDisabled { .. }
+            | E::AzureRefused { .. }
+            | E::ImmutabilityUnsupported { .. }
             | E::Invalid(_) => ErrorKind::BadInput,
         }
     }
@@ -398,7 +415,7 @@ impl Location {
     pub fn as_replica(&self) -> Location {
         match self {
             Location::S3(s) => Location::S3(S3Location { replica: true, ..s.clone() }),
-            Location::Azure(a) => Location::Azure(AzureLocation { replica: true, ..a.clone() }),
+            Location::Azure(a) => Location::Azure(a.as_replica()),
             other => other.clone(),
         }
     }
@@ -523,6 +540,31 @@ impl Location {
             Location::S3(s) => s.head(key, version.map(|v| v.id.as_str())).await,
             Location::Azure(a) => a.head(key, version.map(|v| v.id.as_str())).await,
         }
+    }
+}
+
+/// After a create-only write of `key` was refused because an object is there (S3's 412,
+/// Azure's 409, to the retry of a write whose first answer was lost): whether what is stored
+/// there is `sent`. Point IDs are random, so the one writer that can have been first is this
+/// write's own earlier try; then the write is done. Anything else there is another writer's,
+/// and the write failed.
+async fn confirm_own_write(location: &Location, key: &str, sent: &[u8]) -> Result<(), LocationError> {
+    let stored = match location.open(key).await {
+        Ok((len, mut reader)) if len == sent.len() as u64 => {
+            let mut bytes = Vec::with_capacity(sent.len());
+            tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::AsyncReadExt::take(&mut reader, len + 1), &mut bytes).await.ok().map(|_| bytes)
+        }
+        Ok(_) => Some(Vec::new()),
+        // Write-only credentials cannot read it back to tell.
+        Err(_) => None,
+    };
+    match stored {
+        Some(bytes) if bytes == sent => {
+            tracing::info!(location = %location.describe(), key, "the store already holds this write: its first answer was lost and the retry found it");
+            Ok(())
+        }
+        Some(_) => Err(LocationError::AlreadyExists { location: location.describe(), key: key.to_owned() }),
+        None => Err(LocationError::WriteUnconfirmed { location: location.describe(), key: key.to_owned() }),
     }
 }
 

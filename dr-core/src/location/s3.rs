@@ -197,14 +197,40 @@ impl S3Location {
     /// The body of a GetObject answer as a download that asks for the rest of the same version
     /// (or ETag) when it is cut: the first `len` bytes of an object of `total`.
     fn resuming(&self, key: &str, version: Option<&str>, resp: aws_sdk_s3::operation::get_object::GetObjectOutput, len: u64, total: u64) -> ObjectReader {
-        let source = super::s3_download::Source {
-            client: self.client.clone(),
-            bucket: self.bucket.clone(),
-            key: self.full_key(key),
-            version: addressed(version).or_else(|| resp.version_id().filter(|v| *v != "null").map(str::to_owned)),
-            etag: resp.e_tag().map(str::to_owned),
-        };
-        Box::new(super::s3_download::ResumingBody::new(source, len, total, Box::pin(resp.body.into_async_read())))
+        let version = addressed(version).or_else(|| resp.version_id().filter(|v| *v != "null").map(str::to_owned));
+        let etag = resp.e_tag().map(str::to_owned);
+        let (client, bucket, full_key) = (self.client.clone(), self.bucket.clone(), self.full_key(key));
+        let (pinned, if_match) = (version.clone(), etag.clone());
+        let reopen: super::download::Reopener = std::sync::Arc::new(move |rest: super::download::Rest| {
+            let mut request = client.get_object().bucket(&bucket).key(&full_key).range(rest.range).set_version_id(pinned.clone());
+            if pinned.is_none() {
+                request = request.set_if_match(if_match.clone());
+            }
+            Box::pin(async move {
+                use super::download::Refusal;
+                // Within what is left of the budget, whatever the SDK's own tries would take.
+                let sent = tokio::time::timeout(rest.within, request.send())
+                    .await
+                    .map_err(|_| Refusal::Retry(format!("no answer within {} s", rest.within.as_secs())))?;
+                let response = sent.map_err(|e| {
+                    let status = e.raw_response().map(|r| r.status().as_u16());
+                    let text = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
+                    match status {
+                        Some(412) => Refusal::Changed(text),
+                        Some(403 | 404 | 416) => Refusal::Final(text),
+                        _ => Refusal::Retry(text),
+                    }
+                })?;
+                Ok(super::download::Answer {
+                    content_range: response.content_range().map(str::to_owned),
+                    version: response.version_id().map(str::to_owned),
+                    etag: response.e_tag().map(str::to_owned),
+                    body: Box::pin(response.body.into_async_read()),
+                })
+            })
+        });
+        let source = super::download::Source { name: format!("s3://{}/{}", self.bucket, self.full_key(key)), version, etag, reopen };
+        Box::new(super::download::ResumingBody::new(source, len, total, Box::pin(resp.body.into_async_read())))
     }
 
     /// Starts the download of the first `n` (at least 1) bytes of `key` (a ranged GetObject):
@@ -231,23 +257,8 @@ impl S3Location {
             }
             Err(e) => return Err(self.error(e, get_op(version), key)),
         };
-        let (len, total) = match (resp.content_range(), resp.content_length()) {
-            // `bytes 0-634/12345`: exactly the first bytes of the object, as many as asked for
-            // or the whole of a shorter one.
-            (Some(range), _) => {
-                let parsed = range
-                    .strip_prefix("bytes 0-")
-                    .and_then(|r| r.split_once('/'))
-                    .and_then(|(last, total)| Some((last.parse::<u64>().ok()? + 1, total.parse::<u64>().ok()?)));
-                match parsed {
-                    Some((len, total)) if len == n.min(total) => (len, total),
-                    _ => return Err(altered(format!("Content-Range {range:?} for the first {n} bytes"))),
-                }
-            }
-            // A store that ignores Range sends the whole object (200): read its first bytes.
-            (None, Some(size)) if size >= 0 => ((size as u64).min(n), size as u64),
-            (None, _) => return Err(altered("neither a Content-Range nor a Content-Length".into())),
-        };
+        let length = resp.content_length().map(|l| l.max(0) as u64);
+        let (len, total) = super::download::first_bytes(resp.content_range(), length, n).map_err(altered)?;
         Ok((total, self.resuming(key, version, resp, len, total)))
     }
 
@@ -389,32 +400,6 @@ impl S3Location {
     }
 }
 
-impl S3Location {
-    /// After S3 answered 412 to a create-only PutObject of `key`: whether what is stored there
-    /// is `sent`. Point IDs are random, so the one writer that can have been first is this
-    /// write's own earlier try whose answer was lost (the SDK retried it); then the write is
-    /// done. Anything else there is another writer's, and the write failed.
-    async fn confirm_own_write(&self, key: &str, sent: &[u8]) -> Result<(), LocationError> {
-        let stored = match self.open(key, None).await {
-            Ok((len, mut reader)) if len == sent.len() as u64 => {
-                let mut bytes = Vec::with_capacity(sent.len());
-                tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::AsyncReadExt::take(&mut reader, len + 1), &mut bytes).await.ok().map(|_| bytes)
-            }
-            Ok(_) => Some(Vec::new()),
-            // Write-only credentials cannot read it back to tell.
-            Err(_) => None,
-        };
-        match stored {
-            Some(bytes) if bytes == sent => {
-                tracing::info!(bucket = %self.bucket, key = %self.full_key(key), "the store already holds this write: its first answer was lost and the retry found it");
-                Ok(())
-            }
-            Some(_) => Err(LocationError::AlreadyExists { location: self.describe(), key: key.to_owned() }),
-            None => Err(LocationError::WriteUnconfirmed { location: self.describe(), key: key.to_owned() }),
-        }
-    }
-}
-
 /// The operation a GetObject is, for messages: of a stored version, or of the current object.
 fn get_op(version: Option<&str>) -> S3Op {
     if version.is_some() {
@@ -521,7 +506,7 @@ impl S3Upload {
                 req = req.object_lock_mode(ObjectLockMode::Compliance).object_lock_retain_until_date(until);
             }
             return match req.send().await.map_err(|e| loc.error(e, S3Op::PutObject, &self.key)) {
-                Err(LocationError::AlreadyExists { .. }) => loc.confirm_own_write(&self.key, &body).await,
+                Err(LocationError::AlreadyExists { .. }) => super::confirm_own_write(&super::Location::S3(loc.clone()), &self.key, &body).await,
                 other => other.map(drop),
             };
         }

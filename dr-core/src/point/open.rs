@@ -425,7 +425,7 @@ fn whole_location(e: &PointError) -> bool {
     ) || transport_cut(e)
 }
 
-/// A download the location gave up resuming (`location::s3_download`): the store or the path
+/// A download the location gave up resuming (`location::download`): the store or the path
 /// to it failed, not this point, so passing over the point would choose an older one for a
 /// passing network fault.
 fn transport_cut(e: &PointError) -> bool {

@@ -1,10 +1,11 @@
-//! A download that survives its connection: when the body of a GetObject is cut (a reset, a
-//! proxy timing out, the SDK's stalled-stream protection ending a transfer that stopped), it
-//! asks again for the rest — `Range: bytes=<offset>-` of the same version (or, without a
-//! version, `If-Match` the same ETag, so a key written over meanwhile is never stitched onto
-//! the first part) — with backoff, for as long as [`OUTAGE_BUDGET`] passes without a byte
-//! arriving: a store that is gone for a minute mid-restore is waited for, as the API server
-//! is (`api_retry`). The reader above sees one stream.
+//! A download that survives its connection: when an object's body is cut (a reset, a proxy
+//! timing out, a stalled transfer ended), it asks the store again for the rest — the bytes from
+//! where it stopped, of the same version (or, without a version, of the same ETag, so an
+//! object written over meanwhile is never stitched onto the first part) — with backoff, for as
+//! long as [`OUTAGE_BUDGET`] passes without a byte arriving: a store that is gone for a minute
+//! mid-restore is waited for, as the API server is (`api_retry`). The reader above sees one
+//! stream. How to ask is the store's ([`Source::reopen`]: a ranged GetObject on S3, a ranged
+//! Get Blob on Azure); what counts as the rest is decided here, once for every store.
 //!
 //! Only the rest of the same object is stitched on: an answer that is not `bytes <offset>-` of
 //! the length first given, or that comes from another version or ETag, ends the download, and
@@ -27,11 +28,11 @@ pub const OUTAGE_BUDGET: Duration = Duration::from_secs(90);
 const FIRST_DELAY: Duration = Duration::from_millis(500);
 const MAX_DELAY: Duration = Duration::from_secs(10);
 
-type Body = Pin<Box<dyn AsyncRead + Send>>;
+pub(super) type Body = Pin<Box<dyn AsyncRead + Send>>;
 type Reopen = Pin<Box<dyn Future<Output = Result<Body, Refusal>> + Send>>;
 
 /// Why asking for the rest failed.
-enum Refusal {
+pub(super) enum Refusal {
     /// Worth asking again (the store unreachable, 5xx, a timeout).
     Retry(String),
     /// Asking again cannot help: the store answers with something that is not the rest of the
@@ -42,21 +43,68 @@ enum Refusal {
     Changed(String),
 }
 
-enum State {
-    Reading(Body),
-    Reopening(Reopen),
-    Failed,
+/// What a download asks its store for when it was cut: `Range: bytes=<range>` of the same
+/// object, answered within `within`.
+pub(super) struct Rest {
+    /// The `Range` header's value: `bytes=<offset>-` or `bytes=<offset>-<last>`.
+    pub range: String,
+    pub within: Duration,
 }
+
+/// A store's answer to a [`Rest`]: checked here to be that range of the same object before a
+/// byte of it is read.
+pub(super) struct Answer {
+    /// The answer's `Content-Range`.
+    pub content_range: Option<String>,
+    /// The version and ETag the answer states, where it states them.
+    pub version: Option<String>,
+    pub etag: Option<String>,
+    pub body: Body,
+}
+
+/// How a store asks for the rest of one object.
+pub(super) type Reopener = std::sync::Arc<dyn Fn(Rest) -> Pin<Box<dyn Future<Output = Result<Answer, Refusal>> + Send>> + Send + Sync>;
 
 /// The object a [`ResumingBody`] reads, and how to ask for the rest of it.
 #[derive(Clone)]
 pub(super) struct Source {
-    pub client: aws_sdk_s3::Client,
-    pub bucket: String,
-    /// The full key, as sent to S3.
-    pub key: String,
+    /// The object, for messages (`s3://bucket/key`).
+    pub name: String,
+    /// The version read, or (without one) the ETag: what the rest is held to. With neither a
+    /// cut download cannot resume.
     pub version: Option<String>,
     pub etag: Option<String>,
+    /// Sends the request for the rest: the version, or `If-Match` the ETag, is the store's to
+    /// put in it.
+    pub reopen: Reopener,
+}
+
+/// What an answer to a ranged request for an object's first `n` bytes holds: `(len, total)`,
+/// the bytes it carries and the object's size. Exactly the first bytes are accepted, as many as
+/// asked for or the whole of a shorter object (`Content-Range: bytes 0-634/12345`); a store
+/// that ignores Range sends the whole object, whose first bytes are read. Anything else is
+/// said (`Err`) as what it was.
+pub(super) fn first_bytes(content_range: Option<&str>, content_length: Option<u64>, n: u64) -> Result<(u64, u64), String> {
+    match (content_range, content_length) {
+        (Some(range), _) => {
+            let parsed = range
+                .strip_prefix("bytes 0-")
+                .and_then(|r| r.split_once('/'))
+                .and_then(|(last, total)| Some((last.parse::<u64>().ok()? + 1, total.parse::<u64>().ok()?)));
+            match parsed {
+                Some((len, total)) if len == n.min(total) => Ok((len, total)),
+                _ => Err(format!("Content-Range {range:?} for the first {n} bytes")),
+            }
+        }
+        (None, Some(size)) => Ok((size.min(n), size)),
+        (None, None) => Err("neither a Content-Range nor a Content-Length".into()),
+    }
+}
+
+enum State {
+    Reading(Body),
+    Reopening(Reopen),
+    Failed,
 }
 
 pub(super) struct ResumingBody {
@@ -90,9 +138,8 @@ impl ResumingBody {
         io::Error::new(
             io::ErrorKind::ConnectionAborted,
             format!(
-                "the download of s3://{}/{} was cut {} times and made no progress for {} s (at byte {} of {}; last: {}): the store or the network path failed; run again once it answers",
-                self.source.bucket,
-                self.source.key,
+                "the download of {} was cut {} times and made no progress for {} s (at byte {} of {}; last: {}): the store or the network path failed; run again once it answers",
+                self.source.name,
                 self.cuts,
                 self.stalled_since.map_or(0, |t| t.elapsed().as_secs()),
                 self.offset,
@@ -115,7 +162,7 @@ impl ResumingBody {
         }
         self.resumes += 1;
         tracing::warn!(
-            bucket = %self.source.bucket, key = %self.source.key, at = self.offset, of = self.len, attempt = self.resumes,
+            object = %self.source.name, at = self.offset, of = self.len, attempt = self.resumes,
             error = %self.last_error, "the download was cut; asking for the rest"
         );
         let (source, offset, len, total) = (self.source.clone(), self.offset, self.len, self.total);
@@ -124,35 +171,19 @@ impl ResumingBody {
         let delay = (FIRST_DELAY * 2u32.saturating_pow(self.resumes - 1)).min(MAX_DELAY).min(left);
         self.state = State::Reopening(Box::pin(async move {
             tokio::time::sleep(delay).await;
-            let mut request = source.client.get_object().bucket(&source.bucket).key(&source.key).range(rest).set_version_id(source.version.clone());
-            if source.version.is_none() {
-                request = request.set_if_match(source.etag.clone());
-            }
-            // Within what is left of the budget, whatever the SDK's own tries would take.
-            let sent = tokio::time::timeout(left.max(Duration::from_secs(1)), request.send())
-                .await
-                .map_err(|_| Refusal::Retry(format!("no answer within {} s", left.as_secs())))?;
-            let response = sent.map_err(|e| {
-                let status = e.raw_response().map(|r| r.status().as_u16());
-                let text = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
-                match status {
-                    Some(412) => Refusal::Changed(text),
-                    Some(403 | 404 | 416) => Refusal::Final(text),
-                    _ => Refusal::Retry(text),
-                }
-            })?;
+            let answer = (source.reopen)(Rest { range: rest, within: left.max(Duration::from_secs(1)) }).await?;
             // Only the rest of the same object is stitched on: the range asked for, the same
             // version or ETag. A store that ignores Range (200, the whole object) cannot resume.
             let expected = format!("bytes {offset}-{}/{total}", len.saturating_sub(1));
-            let range = response.content_range().unwrap_or_default();
+            let range = answer.content_range.unwrap_or_default();
             if range != expected {
                 return Err(Refusal::Final(format!("the store answered the rest with {:?}, not {expected:?}", range)));
             }
-            let same = |first: &Option<String>, now: Option<&str>| first.as_deref().is_none_or(|f| now.is_none_or(|n| n == f));
-            if !same(&source.etag, response.e_tag()) || !same(&source.version, response.version_id()) {
+            let same = |first: &Option<String>, now: &Option<String>| first.as_deref().is_none_or(|f| now.as_deref().is_none_or(|n| n == f));
+            if !same(&source.etag, &answer.etag) || !same(&source.version, &answer.version) {
                 return Err(Refusal::Final("the store answered the rest from another version of the object".into()));
             }
-            Ok(Box::pin(tokio::io::AsyncReadExt::take(response.body.into_async_read(), len - offset)) as Body)
+            Ok(Box::pin(tokio::io::AsyncReadExt::take(answer.body, len - offset)) as Body)
         }));
         Ok(())
     }
@@ -201,10 +232,7 @@ impl AsyncRead for ResumingBody {
                     }
                     Poll::Ready(Err(Refusal::Changed(why))) => {
                         this.state = State::Failed;
-                        let text = format!(
-                            "s3://{}/{} changed while it was read (at byte {} of {}): {why}",
-                            this.source.bucket, this.source.key, this.offset, this.len
-                        );
+                        let text = format!("{} changed while it was read (at byte {} of {}): {why}", this.source.name, this.offset, this.len);
                         this.last_error = text.clone();
                         return Poll::Ready(Err(io::Error::other(text)));
                     }
