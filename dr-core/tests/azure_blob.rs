@@ -139,6 +139,14 @@ async fn a_wrong_key_a_missing_container_and_no_service_get_clear_errors() {
         .unwrap_err();
     assert!(matches!(err, LocationError::AzureUnreachable { .. }), "{err}");
     assert_eq!(err.kind(), ErrorKind::Transient);
+    // A SAS rides in each request's URL: a transport error never says it.
+    let sas = AzureCredentials::Sas(Zeroizing::new("sv=2023-11-03&sr=c&sp=rl&sig=SECRETSIGNATURE".into()));
+    let err = connect(AzureConfig { endpoint: Some(format!("{closed}/{}", support::AZURITE_ACCOUNT)), ..config(&server, "points", sas) })
+        .await
+        .validate()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LocationError::AzureUnreachable { .. }) && !format!("{err} {err:?}").contains("SECRETSIGNATURE"), "{err:?}");
 
     // Bad settings are refused before anything is sent.
     for (cfg, says) in [

@@ -278,6 +278,11 @@ pub fn cronjob(settings: &EnableSettings, profile: &Profile) -> CronJob {
     }
     let resources = from_json(json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}));
     let pod_spec = pod.spec(&settings.image, SERVICE_ACCOUNT, &settings.image_pull_secrets, resources);
+    let mut pod_labels = labels();
+    if profile.spec.uses_azure_workload_identity() {
+        let (name, value) = crate::resources::AZURE_WORKLOAD_IDENTITY_LABEL;
+        pod_labels.insert(name.into(), value.into());
+    }
     from_json(json!({
         "apiVersion": "batch/v1", "kind": "CronJob",
         "metadata": {"name": DR_POLICY_NAME, "namespace": ns, "labels": labels()},
@@ -288,7 +293,7 @@ pub fn cronjob(settings: &EnableSettings, profile: &Profile) -> CronJob {
             "failedJobsHistoryLimit": 3,
             "jobTemplate": {"metadata": {"labels": labels()}, "spec": {
                 "backoffLimit": 1,
-                "template": {"metadata": {"labels": labels()}, "spec": pod_spec}
+                "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec}
             }}
         }
     }))

@@ -290,7 +290,7 @@ impl AzureLocation {
                     retry_after.unwrap_or(delay)
                 }
                 Err(e) => {
-                    let failure = Failure::Transport(transport_text(&e));
+                    let failure = Failure::Transport(transport_text(e));
                     if last {
                         return Err(failure);
                     }
@@ -337,7 +337,7 @@ impl AzureLocation {
         if call.method == Method::PUT {
             builder = builder.header(reqwest::header::CONTENT_LENGTH, call.body.len()).body(call.body.clone());
         }
-        builder.build().map_err(|e| Failure::Transport(transport_text(&e)))
+        builder.build().map_err(|e| Failure::Transport(transport_text(e)))
     }
 
     /// Says a failure as what to check.
@@ -410,7 +410,7 @@ impl AzureLocation {
                 call = call.query("marker", marker.clone());
             }
             let response = self.send(&call).await.map_err(|e| self.error(e, Op::ListBlobs, prefix))?;
-            let text = response.text().await.map_err(|e| self.error(Failure::Transport(transport_text(&e)), Op::ListBlobs, prefix))?;
+            let text = response.text().await.map_err(|e| self.error(Failure::Transport(transport_text(e)), Op::ListBlobs, prefix))?;
             let page = parse_listing(&text).map_err(|detail| LocationError::AzureFailed {
                 operation: Op::ListBlobs.name(),
                 blob: format!("{}/{prefix}", self.describe()),
@@ -756,7 +756,7 @@ fn header(response: &reqwest::Response, name: &str) -> Option<String> {
 /// A response's body as a byte stream.
 fn body_reader(response: reqwest::Response) -> super::download::Body {
     use futures::TryStreamExt;
-    Box::pin(tokio_util::io::StreamReader::new(response.bytes_stream().map_err(std::io::Error::other)))
+    Box::pin(tokio_util::io::StreamReader::new(response.bytes_stream().map_err(|e| std::io::Error::other(e.without_url()))))
 }
 
 /// An error answer: its code (`x-ms-error-code`, else the body's `<Code>`) and message.
@@ -772,10 +772,12 @@ async fn failure_of(response: reqwest::Response) -> Failure {
     Failure::Status { status, code, message }
 }
 
-/// A transport error with its causes (reqwest says only "error sending request" at the top).
-fn transport_text(e: &reqwest::Error) -> String {
+/// A transport error with its causes (reqwest says only "error sending request" at the top),
+/// without the URL: a SAS rides in every request's query.
+fn transport_text(e: reqwest::Error) -> String {
+    let e = e.without_url();
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
@@ -823,7 +825,7 @@ impl WorkloadIdentity {
             ("client_assertion", assertion.trim()),
             ("grant_type", "client_credentials"),
         ];
-        let response = http.post(&url).form(&form).send().await.map_err(|e| Failure::Transport(format!("Microsoft Entra at {url}: {}", transport_text(&e))))?;
+        let response = http.post(&url).form(&form).send().await.map_err(|e| Failure::Transport(format!("Microsoft Entra at {url}: {}", transport_text(e))))?;
         let status = response.status().as_u16();
         #[derive(serde::Deserialize)]
         struct Granted {
@@ -840,7 +842,7 @@ impl WorkloadIdentity {
                 message: format!("Microsoft Entra refused the workload identity's token: {message}"),
             });
         }
-        let granted: Granted = response.json().await.map_err(|e| Failure::Transport(format!("Microsoft Entra's answer: {}", transport_text(&e))))?;
+        let granted: Granted = response.json().await.map_err(|e| Failure::Transport(format!("Microsoft Entra's answer: {}", transport_text(e))))?;
         let token = Zeroizing::new(granted.access_token);
         *kept = Some((token.clone(), Instant::now() + Duration::from_secs(granted.expires_in)));
         Ok(token)

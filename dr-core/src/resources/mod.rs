@@ -357,7 +357,12 @@ mod tests {
         assert_eq!(config.endpoint.as_deref(), Some("http://127.0.0.1:10000/devstoreaccount1"));
         assert_eq!((config.immutable_days, config.replica), (Some(30), true));
         assert!(matches!(config.credentials, AzureCredentials::WorkloadIdentity));
+        // Without a Secret the jobs' pods must carry the workload identity webhook's label.
+        assert!(profile.spec.uses_azure_workload_identity());
+        profile.spec.azure.as_mut().unwrap().credentials_secret = Some("blob-key".into());
+        assert!(!profile.spec.uses_azure_workload_identity());
         profile.spec.azure = None;
+        assert!(!profile.spec.uses_azure_workload_identity());
         assert!(azure_config(&profile, AzureCredentials::WorkloadIdentity).is_none());
     }
 }

@@ -94,7 +94,17 @@ pub struct AzureProfileSpec {
     pub credentials_secret: Option<String>,
 }
 
+/// The pod label AKS's workload identity webhook looks for: only pods carrying it get the
+/// federated token and the `AZURE_*` variables.
+pub const AZURE_WORKLOAD_IDENTITY_LABEL: (&str, &str) = ("azure.workload.identity/use", "true");
+
 impl ProfileSpec {
+    /// Whether the jobs reach this location with Azure workload identity (an Azure profile
+    /// without a credentials Secret): their pods then carry [`AZURE_WORKLOAD_IDENTITY_LABEL`].
+    pub fn uses_azure_workload_identity(&self) -> bool {
+        self.azure.as_ref().is_some_and(|a| a.credentials_secret.is_none())
+    }
+
     /// The kinds of location set (`s3`, `azure`, `file`, in that order): a usable profile sets
     /// exactly one.
     pub fn kinds(&self) -> Vec<&'static str> {

@@ -69,6 +69,10 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<ExitStatus> 
     if let Some(file) = &profile.spec.file {
         chart.file_profile.claim_name = file.claim_name.clone();
     }
+    if profile.spec.uses_azure_workload_identity() {
+        let (name, value) = resources::AZURE_WORKLOAD_IDENTITY_LABEL;
+        chart.pod_labels.insert(name.into(), value.into());
+    }
     if !args.quick_mode {
         match opened.as_ref().and_then(|o| rbac_resources(o.manifest())) {
             Some(resources) => chart.rbac.resources = resources,

@@ -114,11 +114,15 @@ pub async fn run(args: &RestorePointsArgs) -> Result<ExitStatus> {
             }
         }
     }
-    if points.iter().any(|p| !p.versions_seen) && matches!(location, Location::S3(_)) {
-        eprintln!(
-            "note: the versions at {} cannot be listed (s3:ListBucketVersions), so an overwrite of a point cannot be told from the original",
-            location.describe()
-        );
+    if points.iter().any(|p| !p.versions_seen) {
+        let why = match location {
+            Location::S3(_) => Some("the versions cannot be listed (s3:ListBucketVersions)"),
+            Location::Azure(_) => Some("the storage account keeps no blob versions (versioning is off)"),
+            Location::File(_) => None,
+        };
+        if let Some(why) = why {
+            eprintln!("note: at {} {why}, so an overwrite of a point cannot be told from the original", location.describe());
+        }
     }
     Ok(ExitStatus::Success)
 }
