@@ -11,6 +11,7 @@ use dr_core::format::crypto::Passphrase;
 use dr_core::location::{AzureConfig, AzureCredentials, History, Location, LocationConfig, LocationError, S3Config, StaticCredentials};
 use dr_core::point::{self, Unlocker};
 use dr_core::resources::Retention;
+use support::fault_proxy::{Fault, FaultProxy};
 use support::{azure_setup, azurite, moto, moto_setup, sample_entries, write_point};
 use zeroize::Zeroizing;
 
@@ -154,6 +155,7 @@ async fn a_wrong_key_a_missing_container_and_no_service_get_clear_errors() {
         (AzureConfig { container: "dr".into(), ..config(&server, "points", shared_key()) }, "is not an Azure container name"),
         (config(&server, "points", AzureCredentials::SharedKey(Zeroizing::new("not base64!".into()))), "is not base64"),
         (AzureConfig { immutable_days: Some(91), ..config(&server, "points", shared_key()) }, "1 to 90 days"),
+        (AzureConfig { endpoint: Some("http://blob.example.com/acct".into()), ..config(&server, "points", shared_key()) }, "is plain http"),
     ] {
         let err = Location::connect(&LocationConfig::Azure(cfg)).await.unwrap_err();
         assert!(err.to_string().contains(says), "{err}");
@@ -218,4 +220,35 @@ async fn points_replicate_between_s3_and_azure_and_prune_there() {
     let left: Vec<String> = point::list_points(&replica, CLUSTER).await.unwrap().into_iter().map(|p| p.id).collect();
     assert_eq!(left, vec![written[2].clone()]);
     assert!(offsite.list(&point::points_prefix(CLUSTER)).await.unwrap().iter().all(|o| o.key.contains(&written[2])));
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_is_recognised_by_its_nonce_and_another_writers_blob_is_not() {
+    let server = azurite();
+    azure_setup(&server, &["container", "points"], b"");
+    let proxy = FaultProxy::start(server.url.trim_end_matches(&format!("/{}", support::AZURITE_ACCOUNT)));
+    let through = |credentials| AzureConfig { endpoint: Some(format!("{}/{}", proxy.url, support::AZURITE_ACCOUNT)), ..config(&server, "points", credentials) };
+    let loc = connect(through(shared_key())).await;
+    // Put Blob and Put Block List reach the service, and their answers are lost: the retry is
+    // refused (409), and the blob carrying this upload's nonce counts as written.
+    proxy.on(|h| h.method == "PUT" && h.target.contains("small") && !h.query().contains("comp="), Fault::ResetAfterForward, 1);
+    proxy.on(|h| h.method == "PUT" && h.query().contains("comp=blocklist"), Fault::ResetAfterForward, 1);
+    loc.put("lost/small", b"small".to_vec()).await.unwrap();
+    let mut big = loc.create("lost/big").await.unwrap();
+    big.write(&vec![3u8; dr_core::location::PART_SIZE + 10]).await.unwrap();
+    big.finish().await.unwrap();
+    assert_eq!(proxy.applied("ResetAfterForward"), 2);
+    let statuses: Vec<Option<u16>> = proxy.seen().iter().filter(|s| s.method == "PUT" && s.target.contains("comp=blocklist")).map(|s| s.status).collect();
+    assert_eq!(statuses, vec![None, Some(409)], "the retry met the first write");
+    assert_eq!(loc.head("lost/big", None).await.unwrap().size, (dr_core::location::PART_SIZE + 10) as u64);
+
+    // Another writer's blob at the key is not taken for this write.
+    azure_setup(&server, &["put", "points", "dr/prod/taken"], b"theirs");
+    let err = loc.put("taken", b"mine".to_vec()).await.unwrap_err();
+    assert!(matches!(err, LocationError::AlreadyExists { .. }), "{err}");
+    // Credentials that may only create cannot tell: the write counts as failed, said so.
+    let writer = connect(through(sas(&server, "points", "cw"))).await;
+    proxy.on(|h| h.method == "PUT" && h.target.contains("unconfirmed"), Fault::ResetAfterForward, 1);
+    let err = writer.put("unconfirmed", b"x".to_vec()).await.unwrap_err();
+    assert!(matches!(err, LocationError::WriteUnconfirmed { .. }), "{err}");
 }

@@ -182,6 +182,14 @@ impl AzureLocation {
                 if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
                     return Err(LocationError::Invalid(format!("Azure endpoint {endpoint:?} must be an http(s) URL without a query")));
                 }
+                // A key's signatures, a SAS or a token would cross the network in clear.
+                let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+                let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                if url.scheme() == "http" && !loopback {
+                    return Err(LocationError::Invalid(format!(
+                        "Azure endpoint {endpoint:?} is plain http: credentials would cross the network unencrypted; use https (http is accepted only for an emulator on this machine)"
+                    )));
+                }
                 endpoint.trim_end_matches('/').to_owned()
             }
             None => format!("https://{}.blob.core.windows.net", cfg.account),
@@ -201,6 +209,8 @@ impl AzureLocation {
             .connect_timeout(Duration::from_secs(10))
             // No byte for this long ends a request or a download (which then resumes).
             .read_timeout(Duration::from_secs(30))
+            // A redirect would carry the SAS or token elsewhere; the service never sends one.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| LocationError::Invalid(format!("cannot build an HTTPS client: {e}")))?;
         Ok(Self {
@@ -252,7 +262,13 @@ impl AzureLocation {
             let mut path = url.path_segments_mut().map_err(|_| LocationError::Invalid(format!("Azure endpoint {} cannot hold a path", self.base)))?;
             path.pop_if_empty().push(&self.container);
             if let Some(key) = call.key {
-                path.extend(self.full_key(key).split('/'));
+                let full = self.full_key(key);
+                // The URL parser drops `.` and `..` segments silently: such a key would name
+                // another blob than the one asked for.
+                if full.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+                    return Err(LocationError::Invalid(format!("{full:?} is not a blob name kubectl-dr uses (an empty, `.` or `..` segment)")));
+                }
+                path.extend(full.split('/'));
             }
         }
         if !call.query.is_empty() {
@@ -265,7 +281,7 @@ impl AzureLocation {
     }
 
     /// Sends `call`, signed, trying again on transport failures, 408, 429 and 5xx (with
-    /// backoff, `Retry-After` honoured up to 30 s); an answer of 2xx or 304 is returned.
+    /// backoff, `Retry-After` honoured up to 30 s); an answer of 2xx is returned.
     async fn send(&self, call: &Call<'_>) -> Result<reqwest::Response, Failure> {
         let url = self.url(call).map_err(|e| Failure::Transport(crate::error_text(&e)))?;
         let mut delay = Duration::from_millis(200);
@@ -273,7 +289,7 @@ impl AzureLocation {
             let last = attempt == ATTEMPTS;
             let request = self.sign(call, url.clone()).await?;
             let wait = match self.http.execute(request).await {
-                Ok(response) if response.status().is_success() || response.status().as_u16() == 304 => return Ok(response),
+                Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let retry_after = response
@@ -361,6 +377,9 @@ impl AzureLocation {
                             .into(),
                     ),
                     (403, _) => refused(format!("these credentials are not allowed {}", op.permission())),
+                    (409, "BlobArchived") => refused(
+                        "the blob was moved to the Archive tier, where it cannot be read (someone with write rights on the container did it): rehydrate it (Set Blob Tier to Hot; it takes hours) and run again".into(),
+                    ),
                     (409, "BlobImmutableDueToPolicy") => refused("an immutability policy protects this blob until its date; it can be deleted only after".into()),
                     (s, _) if s >= 500 || s == 429 || s == 408 => {
                         LocationError::AzureFailed { operation: op.name(), blob, status, code, detail: message }
@@ -472,7 +491,11 @@ impl AzureLocation {
 
     pub(super) async fn open(&self, key: &str, version: Option<&str>) -> Result<(u64, ObjectReader), LocationError> {
         let response = self.send(&Self::get_call(key, version, None)).await.map_err(|e| self.error(e, Op::GetBlob, key))?;
-        let len = response.content_length().unwrap_or(0);
+        // Without a length a cut body could not be told from the end of the blob.
+        let len = response.content_length().ok_or_else(|| LocationError::AzureUnreachable {
+            endpoint: self.base.clone(),
+            detail: format!("the service answered Get Blob of {} without a Content-Length", self.full_key(key)),
+        })?;
         Ok((len, self.resuming(key, version, response, len, len)))
     }
 
@@ -534,6 +557,18 @@ impl AzureLocation {
     }
 
     pub(super) async fn delete(&self, key: &str, version: Option<&str>) -> Result<(), LocationError> {
+        if let Some(id) = version.filter(|v| !v.is_empty()) {
+            // The service refuses to delete the current version by its ID: the blob is deleted
+            // first (its current version becomes a previous one, kept), then that version.
+            let head = Call::new(Op::GetBlobProperties, Method::HEAD, Some(key)).version(Some(id));
+            let current = self.send(&head).await.ok().is_some_and(|r| header(&r, "x-ms-is-current-version").is_some_and(|c| c == "true"));
+            if current {
+                match self.send(&Call::new(Op::DeleteBlob, Method::DELETE, Some(key))).await {
+                    Ok(_) | Err(Failure::Status { status: 404, .. }) => {}
+                    Err(e) => return Err(self.error(e, Op::DeleteBlob, key)),
+                }
+            }
+        }
         let call = Call::new(Op::DeleteBlob, Method::DELETE, Some(key)).version(version);
         self.send(&call).await.map_err(|e| self.error(e, Op::DeleteBlob, key))?;
         Ok(())
@@ -561,36 +596,50 @@ impl AzureLocation {
     }
 }
 
-/// Each key's versions, oldest first, from a listing with versions; and whether any blob was
-/// listed without a version ID (an account that keeps no versions).
+/// Each key's versions, oldest first, from a listing with versions; and whether every blob was
+/// listed without a version ID (an account that keeps no versions). Blobs without an ID next to
+/// versioned ones were written before versioning was turned on, and not since.
 fn histories(listed: Vec<ListedBlob>) -> (BTreeMap<String, KeyHistory>, bool) {
     let mut unversioned = false;
+    let mut versioned = false;
     let mut keys: BTreeMap<String, (Vec<ObjectVersion>, bool)> = BTreeMap::new();
     for blob in listed {
         let entry = keys.entry(blob.key).or_default();
         // A listing with versions marks the current one; without versions every blob is.
         entry.1 |= blob.is_current.unwrap_or(blob.version_id.is_none());
+        // A version's ID is when the service made it. A blob written before versioning was
+        // turned on becomes a version only when it is next written, with that write's time as
+        // its ID: its Creation-Time, which the service sets, keeps the earlier truth.
         let stored_at = match &blob.version_id {
-            Some(id) => OffsetDateTime::parse(id, &time::format_description::well_known::Rfc3339).ok(),
+            Some(id) => {
+                let made = OffsetDateTime::parse(id, &time::format_description::well_known::Rfc3339).ok();
+                match (made, blob.created) {
+                    (Some(made), Some(created)) => Some(made.min(created)),
+                    (made, created) => made.or(created),
+                }
+            }
             None => {
                 unversioned = true;
                 blob.created
             }
         };
+        versioned |= blob.version_id.is_some();
         entry.0.push(ObjectVersion { id: blob.version_id.unwrap_or_default(), size: blob.size, stored_at, delete_marker: false });
     }
     let keys = keys
         .into_iter()
         .map(|(key, (mut versions, any_current))| {
-            // Version IDs are times of one fixed format: their order is the order of writes.
-            versions.sort_by(|a, b| a.id.cmp(&b.id));
+            // Version IDs are times of one fixed format: their order is the order of writes. A
+            // blob without an ID is the current one of an account whose versioning was turned
+            // off after these versions were made: the latest.
+            versions.sort_by(|a, b| (a.id.is_empty(), &a.id).cmp(&(b.id.is_empty(), &b.id)));
             if !any_current {
                 versions.push(ObjectVersion { id: String::new(), size: 0, stored_at: None, delete_marker: true });
             }
             (key, KeyHistory { versions })
         })
         .collect();
-    (keys, unversioned)
+    (keys, unversioned && !versioned)
 }
 
 /// One blob (or stored version) as List Blobs shows it.
@@ -859,12 +908,21 @@ pub struct AzureUpload {
     blocks: Vec<String>,
     metadata: BTreeMap<String, String>,
     retain_until: Option<OffsetDateTime>,
+    /// Random, per upload: sent as metadata with the create ([`WRITE_NONCE`]) so that a retry
+    /// refused because the blob exists can tell its own earlier try from another writer's
+    /// blob, and the prefix of its block IDs (no other upload's blocks can be committed).
+    nonce: String,
 }
+
+/// The metadata name (sent as `kubectl_dr_write`) holding an upload's nonce.
+const WRITE_NONCE: &str = "kubectl-dr-write";
 
 impl AzureUpload {
     pub(super) fn new(loc: AzureLocation, key: &str, metadata: BTreeMap<String, String>) -> Self {
         let retain_until = loc.immutable_days.map(|days| OffsetDateTime::now_utc() + time::Duration::days(days as i64));
-        Self { loc, key: key.to_owned(), pending: Vec::new(), blocks: Vec::new(), metadata, retain_until }
+        let mut random = [0u8; 12];
+        crate::format::crypto::fill_random(&mut random);
+        Self { loc, key: key.to_owned(), pending: Vec::new(), blocks: Vec::new(), metadata, retain_until, nonce: hex::encode(random) }
     }
 
     pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<(), LocationError> {
@@ -880,7 +938,7 @@ impl AzureUpload {
     async fn put_block(&mut self, block: Vec<u8>) -> Result<(), LocationError> {
         use base64::Engine;
         // Every ID of a blob must have the same length.
-        let id = base64::engine::general_purpose::STANDARD.encode(format!("block-{:06}", self.blocks.len()));
+        let id = base64::engine::general_purpose::STANDARD.encode(format!("{}-{:06}", self.nonce, self.blocks.len()));
         let mut call = Call::new(Op::PutBlock, Method::PUT, Some(&self.key)).query("comp", "block").query("blockid", id.clone());
         call.body = Bytes::from(block);
         self.loc.send(&call).await.map_err(|e| self.loc.error(e, Op::PutBlock, &self.key))?;
@@ -890,7 +948,7 @@ impl AzureUpload {
 
     /// `call` with what every create carries.
     fn creating<'k>(&self, mut call: Call<'k>) -> Call<'k> {
-        call = call.header("if-none-match", "*");
+        call = call.header("if-none-match", "*").header(&format!("x-ms-meta-{}", WRITE_NONCE.replace('-', "_")), self.nonce.clone());
         for (name, value) in &self.metadata {
             call = call.header(&format!("x-ms-meta-{}", name.replace('-', "_")), value.clone());
         }
@@ -905,13 +963,8 @@ impl AzureUpload {
         if self.blocks.is_empty() {
             let body = Bytes::from(pending);
             let mut call = self.creating(Call::new(Op::PutBlob, Method::PUT, Some(&self.key)).header("x-ms-blob-type", "BlockBlob"));
-            call.body = body.clone();
-            return match self.loc.send(&call).await.map_err(|e| self.loc.error(e, Op::PutBlob, &self.key)) {
-                // The first try's answer was lost and its retry found the blob: if it holds
-                // this write, the write is done.
-                Err(LocationError::AlreadyExists { .. }) => super::confirm_own_write(&super::Location::Azure(self.loc.clone()), &self.key, &body).await,
-                other => other.map(drop),
-            };
+            call.body = body;
+            return self.create(call, Op::PutBlob).await;
         }
         if !pending.is_empty() {
             self.put_block(pending).await?;
@@ -923,8 +976,25 @@ impl AzureUpload {
         list.push_str("</BlockList>");
         let mut call = self.creating(Call::new(Op::PutBlockList, Method::PUT, Some(&self.key)).query("comp", "blocklist"));
         call.body = Bytes::from(list);
-        self.loc.send(&call).await.map_err(|e| self.loc.error(e, Op::PutBlockList, &self.key))?;
-        Ok(())
+        self.create(call, Op::PutBlockList).await
+    }
+
+    /// Sends a create. Refused because the blob exists: when a try of this very call was
+    /// first (its answer lost, the retry refused), the blob carries this upload's nonce and the
+    /// write is done; another nonce is another writer's blob; credentials that may not read
+    /// it cannot tell.
+    async fn create(&self, call: Call<'_>, op: Op) -> Result<(), LocationError> {
+        match self.loc.send(&call).await.map_err(|e| self.loc.error(e, op, &self.key)) {
+            Err(LocationError::AlreadyExists { location, key }) => match self.loc.head(&self.key, None).await {
+                Ok(info) if info.metadata.get(WRITE_NONCE) == Some(&self.nonce) => {
+                    tracing::info!(location = %location, key = %key, "the store already holds this write: its first answer was lost and the retry found it");
+                    Ok(())
+                }
+                Ok(_) | Err(LocationError::NotFound { .. }) => Err(LocationError::AlreadyExists { location, key }),
+                Err(_) => Err(LocationError::WriteUnconfirmed { location, key }),
+            },
+            other => other.map(drop),
+        }
     }
 
     /// Uncommitted blocks cannot be removed by a call: the service drops them after a week.
@@ -1000,6 +1070,37 @@ mod tests {
         assert_eq!((only[0].id.as_str(), only[0].size, only[0].delete_marker), ("", 3, false));
         assert_eq!(only[0].stored_at, parse_http_date("Mon, 07 Dec 2026 10:00:00 GMT"));
         assert!(parse_listing("<EnumerationResults><Blobs><Blob><Name>k</Name><Properties><Content-Length>x</Content-Length>").is_err());
+    }
+
+    #[test]
+    fn blobs_written_before_versioning_was_turned_on_keep_their_time_and_the_history_stays_versioned() {
+        let blob = |key: &str, id: Option<&str>, current: Option<bool>, size: u64, created: &str| ListedBlob {
+            key: key.into(),
+            version_id: id.map(str::to_owned),
+            is_current: current,
+            size,
+            created: parse_http_date(created),
+        };
+        let (keys, unversioned) = histories(vec![
+            // Written before versioning, not since: no version ID.
+            blob("old/manifest", None, None, 10, "Mon, 07 Dec 2026 09:00:00 GMT"),
+            // Written before versioning, then written over after it: the first content became a
+            // version whose ID is the overwrite's time; its Creation-Time keeps the truth.
+            blob("p/manifest", Some("2026-12-07T12:00:00.0000000Z"), None, 100, "Mon, 07 Dec 2026 09:00:00 GMT"),
+            blob("p/manifest", Some("2026-12-07T12:00:00.0000001Z"), Some(true), 5, "Mon, 07 Dec 2026 09:00:00 GMT"),
+            // Versions, then versioning turned off and the blob written over: the current blob
+            // has no ID and is the latest.
+            blob("q/manifest", None, None, 6, "Mon, 07 Dec 2026 13:00:00 GMT"),
+            blob("q/manifest", Some("2026-12-07T10:00:00.0000000Z"), Some(false), 60, "Mon, 07 Dec 2026 10:00:00 GMT"),
+        ]);
+        assert!(!unversioned, "one versioned blob makes the listing one of versions");
+        assert_eq!(keys["old/manifest"].pinned().map(|v| v.size), Some(10));
+        let p = &keys["p/manifest"];
+        assert_eq!(p.pinned().map(|v| (v.size, v.stored_at)), Some((100, parse_http_date("Mon, 07 Dec 2026 09:00:00 GMT"))));
+        assert_eq!(p.later().len(), 1);
+        let q = &keys["q/manifest"];
+        assert_eq!(q.pinned().map(|v| v.size), Some(60));
+        assert_eq!(q.later().iter().map(|v| (v.id.as_str(), v.size)).collect::<Vec<_>>(), vec![("", 6)]);
     }
 
     #[test]

@@ -162,7 +162,7 @@ pub enum LocationError {
     DiskFailed { location: String, key: String, source: std::io::Error },
     #[error("{key} already exists at {location}: restore points are write-once and are never overwritten")]
     AlreadyExists { location: String, key: String },
-    #[error("{key} at {location}: the store answered 412 (an object is already there) when this write was tried again after its first answer was lost, and these credentials may not read it back to tell whether it is this write. The point may be whole (`kubectl dr verify --point` tells); this run counts as failed and the next backup writes a new point")]
+    #[error("{key} at {location}: the store answered that an object is already there (S3's 412, Azure's 409) when this write was tried again after its first answer was lost, and these credentials may not read it back to tell whether it is this write. The point may be whole (`kubectl dr verify --point` tells); this run counts as failed and the next backup writes a new point")]
     WriteUnconfirmed { location: String, key: String },
     #[error("{key} not found at {location}")]
     NotFound { location: String, key: String },

@@ -28,7 +28,9 @@ pub async fn run(global: &GlobalArgs, args: &PruneArgs) -> Result<ExitStatus> {
                 match o {
                     Pruned::Deleted { point } => println!("deleted        {point}"),
                     Pruned::WouldDelete { point } => println!("would delete   {point}"),
-                    Pruned::Protected { point, until } => println!("protected      {point}  (locked until {until} by Object Lock or an immutability policy; left in place)"),
+                    Pruned::Protected { point, until } => {
+                        println!("protected      {point}  (locked until {until} by Object Lock or an immutability policy; left in place)")
+                    }
                     Pruned::Failed { point, error } => println!("FAILED         {point}  {error}"),
                     Pruned::Untrusted { point, reason } => println!("untrusted      {point}  ({reason}; not counted, left in place)"),
                 }
