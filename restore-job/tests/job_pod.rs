@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use dr_core::dr_policy::{cronjob, replication_cronjob, EnableSettings};
 use dr_core::job::pod::{container_security_context, grant_keeper, pod_security_context, JobPod, TERMINATION_MESSAGE_POLICY};
-use dr_core::resources::{FileProfileSpec, Profile, ProfileSpec};
+use dr_core::resources::{AzureProfileSpec, FileProfileSpec, Profile, ProfileSpec};
 use dr_test_support as support;
 use serde_json::{json, Value};
 
@@ -124,9 +124,9 @@ fn the_charts_pod_is_the_job_pod() {
     }
 }
 
-#[test]
-fn the_cronjobs_set_only_what_dr_job_reads() {
-    let settings = EnableSettings {
+/// The settings both CronJob tests enable with.
+fn enable_settings() -> EnableSettings {
+    EnableSettings {
         namespace: "kasten-io".into(),
         profile: "offsite".into(),
         source: dr_core::passphrase::PassphraseSource::Raw(dr_core::format::crypto::Passphrase::new("x".into()).unwrap()),
@@ -139,10 +139,15 @@ fn the_cronjobs_set_only_what_dr_job_reads() {
         vault_role: None,
         vault_ca_bundle: Some("PEM".into()),
         pushgateway_url: Some("http://pgw:9091".into()),
-    };
+    }
+}
+
+#[test]
+fn the_cronjobs_set_only_what_dr_job_reads() {
+    let settings = enable_settings();
     let profile =
         Profile::new("offsite", ProfileSpec { file: Some(FileProfileSpec { claim_name: "dr-nfs".into(), ..Default::default() }), ..Default::default() });
-    for (command, cron) in [("backup", cronjob(&settings, &profile)), ("replicate", replication_cronjob(&settings, &profile, "@daily"))] {
+    for (command, cron) in [("backup", cronjob(&settings, &profile)), ("replicate", replication_cronjob(&settings, &profile, &[], "@daily"))] {
         let read = read_by(command);
         let cron = serde_json::to_value(cron).unwrap();
         let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
@@ -152,4 +157,35 @@ fn the_cronjobs_set_only_what_dr_job_reads() {
             assert!(read.contains(&name), "the {command} CronJob sets {name}, which dr-job {command} does not read");
         }
     }
+}
+
+/// AKS's workload identity webhook serves only pods labelled for it: the CronJobs' pods carry
+/// the label when a profile they reach has no credentials Secret, and only then.
+#[test]
+fn the_cronjobs_pods_carry_the_workload_identity_label_where_an_azure_profile_needs_it() {
+    let settings = enable_settings();
+    let azure = |secret: Option<&str>| {
+        Profile::new(
+            "blob",
+            ProfileSpec {
+                azure: Some(AzureProfileSpec {
+                    account: "acct".into(),
+                    container: "dr".into(),
+                    credentials_secret: secret.map(str::to_owned),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+    };
+    let file = Profile::new("offsite", ProfileSpec { file: Some(FileProfileSpec { claim_name: "dr-nfs".into(), ..Default::default() }), ..Default::default() });
+    let labelled = |cron: k8s_openapi::api::batch::v1::CronJob| {
+        let cron = serde_json::to_value(cron).unwrap();
+        cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    };
+    assert!(labelled(cronjob(&settings, &azure(None))));
+    assert!(!labelled(cronjob(&settings, &azure(Some("blob-key")))));
+    assert!(!labelled(cronjob(&settings, &file)));
+    assert!(labelled(replication_cronjob(&settings, &file, &[azure(None)], "@daily")));
+    assert!(!labelled(replication_cronjob(&settings, &file, &[azure(Some("blob-key"))], "@daily")));
 }

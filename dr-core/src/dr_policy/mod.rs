@@ -300,9 +300,14 @@ pub fn cronjob(settings: &EnableSettings, profile: &Profile) -> CronJob {
 }
 
 /// The CronJob that copies the points off site: the DR CronJob's pod (same image, account,
-/// mounts and environment) running `replicate` on the replication's schedule.
-pub fn replication_cronjob(settings: &EnableSettings, profile: &Profile, frequency: &str) -> CronJob {
+/// mounts and environment) running `replicate` on the replication's schedule. `destinations`:
+/// the profiles it copies to and verifies with, whose workload identity its pods need too.
+pub fn replication_cronjob(settings: &EnableSettings, profile: &Profile, destinations: &[Profile], frequency: &str) -> CronJob {
     let mut cron = serde_json::to_value(cronjob(settings, profile)).expect("a CronJob serializes");
+    if destinations.iter().any(|p| p.spec.uses_azure_workload_identity()) {
+        let (name, value) = crate::resources::AZURE_WORKLOAD_IDENTITY_LABEL;
+        cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"][name] = json!(value);
+    }
     cron["metadata"]["name"] = json!(REPLICATION_CRONJOB);
     cron["spec"]["schedule"] = json!(frequency);
     let container = &mut cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
@@ -332,6 +337,7 @@ pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<Enable
         apply(&Api::namespaced(client.clone(), ns), map).await?;
     }
 
+    let mut destinations = Vec::new();
     if let Some(r) = &settings.policy.replication {
         if crate::cron::next_after(&r.frequency, time::OffsetDateTime::now_utc()).is_none() {
             return Err(InstallError::InvalidFrequency(r.frequency.clone()));
@@ -346,6 +352,7 @@ pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<Enable
                         .into(),
                 });
             }
+            destinations.push(p);
         }
         if r.to == settings.profile {
             return Err(InstallError::Replication { name: r.to.clone(), why: "it is the policy's own profile: replicate to another location".into() });
@@ -392,7 +399,7 @@ pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<Enable
     apply(&crons, cronjob(settings, &profile)).await?;
     match &settings.policy.replication {
         Some(r) => {
-            apply(&crons, replication_cronjob(settings, &profile, &r.frequency)).await?;
+            apply(&crons, replication_cronjob(settings, &profile, &destinations, &r.frequency)).await?;
         }
         // Enabled again without replication: its CronJob goes.
         None => match crons.delete(REPLICATION_CRONJOB, &DeleteParams::background()).await {
