@@ -132,6 +132,8 @@ struct Rule {
 struct Script {
     rules: Vec<Rule>,
     seen: Vec<Seen>,
+    /// Body cuts carried out to the end (the bytes sent, the connection closed).
+    cuts_done: usize,
 }
 
 /// A running proxy; dropped, it stops listening and cuts its connections.
@@ -200,6 +202,13 @@ impl FaultProxy {
     /// How many requests got `fault` (its variant's name, as in [`Seen::fault`]).
     pub fn applied(&self, fault: &str) -> usize {
         self.script.lock().unwrap().seen.iter().filter(|s| s.fault.as_deref() == Some(fault)).count()
+    }
+
+    /// How many [`Fault::CutBody`] cuts are over: their bytes sent and the connection closed.
+    /// [`FaultProxy::applied`] counts a cut as soon as its answer starts, so a test that acts
+    /// once the client has what the cut lets through waits for this instead.
+    pub fn cuts_done(&self) -> usize {
+        self.script.lock().unwrap().cuts_done
     }
 
     /// The server goes away for `down`: the listener closes (new connections are refused),
@@ -591,6 +600,7 @@ async fn serve_http(client: TcpStream, target: &str, script: &Mutex<Script>) -> 
             let left = tokio::time::timeout(Duration::from_secs(10), async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} });
             let _ = left.await;
             reset(stream);
+            script.lock().unwrap().cuts_done += 1;
             return Ok(());
         }
         if matches!(response_framing, Framing::UntilClose) {
