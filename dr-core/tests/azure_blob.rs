@@ -8,7 +8,7 @@ use dr_test_support as support;
 
 use dr_core::failure::{Classify, ErrorKind};
 use dr_core::format::crypto::Passphrase;
-use dr_core::location::{AzureConfig, AzureCredentials, History, Location, LocationConfig, LocationError, S3Config, StaticCredentials};
+use dr_core::location::{AzureConfig, AzureCredentials, History, Location, LocationConfig, LocationError};
 use dr_core::point::{self, Unlocker};
 use dr_core::resources::Retention;
 use support::fault_proxy::{Fault, FaultProxy};
@@ -170,17 +170,7 @@ async fn a_wrong_key_a_missing_container_and_no_service_get_clear_errors() {
 async fn points_replicate_between_s3_and_azure_and_prune_there() {
     let s3 = moto();
     moto_setup(&s3, &["bucket", "primary"], None);
-    let primary = Location::connect(&LocationConfig::S3(S3Config {
-        bucket: "primary".into(),
-        prefix: "dr".into(),
-        region: Some("us-east-1".into()),
-        endpoint: Some(s3.url.clone()),
-        path_style: true,
-        credentials: Some(StaticCredentials { access_key_id: "test".into(), secret_access_key: Zeroizing::new("test".into()), session_token: None }),
-        ..Default::default()
-    }))
-    .await
-    .unwrap();
+    let primary = support::moto_bucket::s3_location(&s3, "primary", "test", "test", None).await;
     let server = azurite();
     azure_setup(&server, &["container", "offsite"], b"");
     let offsite = connect(config(&server, "offsite", shared_key())).await;
@@ -199,17 +189,7 @@ async fn points_replicate_between_s3_and_azure_and_prune_there() {
     assert_eq!(point::verify_point(&replica, CLUSTER, &written[2], &unlocker).await.unwrap(), 34);
     // And back the other way, onto a fresh bucket.
     moto_setup(&s3, &["bucket", "back"], None);
-    let back = Location::connect(&LocationConfig::S3(S3Config {
-        bucket: "back".into(),
-        prefix: "dr".into(),
-        region: Some("us-east-1".into()),
-        endpoint: Some(s3.url.clone()),
-        path_style: true,
-        credentials: Some(StaticCredentials { access_key_id: "test".into(), secret_access_key: Zeroizing::new("test".into()), session_token: None }),
-        ..Default::default()
-    }))
-    .await
-    .unwrap();
+    let back = support::moto_bucket::s3_location(&s3, "back", "test", "test", None).await;
     let report = dr_core::replicate::replicate(&replica, &back, &back.as_replica(), CLUSTER, None, &unlocker).await.unwrap();
     assert_eq!((report.problems(), report.points.len()), (0, 3), "{:?}", report.points);
 

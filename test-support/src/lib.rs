@@ -194,10 +194,15 @@ pub const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuF
 /// Runs `test-support/azure_setup.py` (Azure's Python SDK) against an Azurite `server` and
 /// returns its stdout.
 pub fn azure_setup(server: &Server, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    setup_script("azure_setup.py", server, args, stdin)
+}
+
+/// Runs `test-support/<script>` with the venv's Python against `server` (its URL first, then
+/// `args`), `stdin` written to it; its stdout, once it has succeeded.
+fn setup_script(script: &str, server: &Server, args: &[&str], stdin: &[u8]) -> Vec<u8> {
     use std::io::Write;
-    let script = workspace_root().join("test-support/azure_setup.py");
     let mut child = Command::new(venv_bin("python"))
-        .arg(script)
+        .arg(workspace_root().join("test-support").join(script))
         .arg(&server.url)
         .args(args)
         .stdin(Stdio::piped())
@@ -207,7 +212,7 @@ pub fn azure_setup(server: &Server, args: &[&str], stdin: &[u8]) -> Vec<u8> {
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "azure_setup.py {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{script} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
 
@@ -228,21 +233,8 @@ pub fn moto_tls() -> Server {
 /// Runs `test-support/moto_setup.py` with the venv's Python (boto3 comes with moto) and
 /// returns its stdout, parsed as JSON.
 pub fn moto_setup(server: &Server, args: &[&str], stdin: Option<&str>) -> serde_json::Value {
-    use std::io::Write;
-    let script = workspace_root().join("test-support/moto_setup.py");
-    let mut child = Command::new(venv_bin("python"))
-        .arg(script)
-        .arg(&server.url)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "moto_setup {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    let out = setup_script("moto_setup.py", server, args, stdin.unwrap_or("").as_bytes());
+    serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null)
 }
 
 pub const BAO_ROOT_TOKEN: &str = "root-token-for-tests";
