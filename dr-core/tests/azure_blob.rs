@@ -114,7 +114,7 @@ async fn sas_credentials_do_what_their_permissions_allow_and_say_what_is_missing
     reader.validate().await.unwrap();
     assert_eq!(point::verify_point(&reader, CLUSTER, &m.point_id, &Unlocker::new(pass())).await.unwrap(), 54);
     let err = reader.put(&point::object_key(CLUSTER, "20261121T000000.000Z-00000000", "x"), vec![1]).await.unwrap_err();
-    assert!(matches!(&err, LocationError::AzureRefused { status: 403, .. }) && err.to_string().contains("creating blobs"), "{err}");
+    assert!(matches!(&err, LocationError::Refused { status: 403, .. }) && err.to_string().contains("creating blobs"), "{err}");
     assert_eq!(err.kind(), ErrorKind::BadInput);
 }
 
@@ -138,7 +138,7 @@ async fn a_wrong_key_a_missing_container_and_no_service_get_clear_errors() {
         .validate()
         .await
         .unwrap_err();
-    assert!(matches!(err, LocationError::AzureUnreachable { .. }), "{err}");
+    assert!(matches!(err, LocationError::ServiceUnreachable { .. }), "{err}");
     assert_eq!(err.kind(), ErrorKind::Transient);
     // A SAS rides in each request's URL: a transport error never says it.
     let sas = AzureCredentials::Sas(Zeroizing::new("sv=2023-11-03&sr=c&sp=rl&sig=SECRETSIGNATURE".into()));
@@ -147,7 +147,7 @@ async fn a_wrong_key_a_missing_container_and_no_service_get_clear_errors() {
         .validate()
         .await
         .unwrap_err();
-    assert!(matches!(err, LocationError::AzureUnreachable { .. }) && !format!("{err} {err:?}").contains("SECRETSIGNATURE"), "{err:?}");
+    assert!(matches!(err, LocationError::ServiceUnreachable { .. }) && !format!("{err} {err:?}").contains("SECRETSIGNATURE"), "{err:?}");
 
     // Bad settings are refused before anything is sent.
     for (cfg, says) in [

@@ -170,6 +170,30 @@ pub fn fake_gcs() -> Server {
     start(binary, &args, &[], port, "/storage/v1/b")
 }
 
+/// Google's side of GCS authentication in front of `upstream` (a fake-gcs-server, which checks
+/// no token): an OAuth token endpoint that verifies a service account's signed JWT, a metadata
+/// server, and a gateway that passes on only requests with a token it issued
+/// (`test-support/gcs_gateway.py`). Returns the gateway and the service account's JSON key,
+/// whose `token_uri` points at it.
+pub fn gcs_gateway(upstream: &Server) -> (Server, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("service-account.json");
+    let port = free_port();
+    let script = workspace_root().join("test-support/gcs_gateway.py");
+    let args = [script.display().to_string(), port.to_string(), upstream.url.clone(), key.display().to_string()];
+    let mut server = start(venv_bin("python"), &args, &[], port, "/gateway/stats");
+    server.keep.push(dir);
+    (server, std::fs::read_to_string(&key).unwrap())
+}
+
+/// A bucket on fake-gcs-server, with object versioning on or off.
+pub fn gcs_bucket(server: &Server, bucket: &str, versioning: bool) {
+    let body = format!(r#"{{"name":"{bucket}","versioning":{{"enabled":{}}}}}"#, if versioning { "true" } else { "false" });
+    let code = "import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], data=sys.argv[2].encode(), headers={'content-type': 'application/json'}))";
+    let out = Command::new(venv_bin("python")).args(["-c", code, &format!("{}/storage/v1/b?project=test", server.url), &body]).output().unwrap();
+    succeeded(&out);
+}
+
 /// Azurite's Blob service (in memory), from the npm package `scripts/venv` installs beside
 /// the virtual environment. Its `url` is the Blob endpoint with the default account
 /// (`/devstoreaccount1`). What it does not model (versions, immutability): docs/emulators.md.

@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use super::download::{Answer, Refusal, Rest};
+use super::rest::{body_reader, header, transport_text, ATTEMPTS};
 use super::{
     AzureConfig, AzureCredentials, History, Inventory, KeyHistory, LocationError, ObjectInfo, ObjectReader, ObjectVersion, StoredObject, IMMUTABLE_DAYS,
     PART_SIZE, VERSION_LISTING_LIMIT,
@@ -26,8 +27,8 @@ use super::{
 
 /// The Blob service API version sent: version-level immutability needs 2020-06-12 or later.
 const API_VERSION: &str = "2023-11-03";
-/// Tries of one request that meets a transient failure (transport, 408, 429, 5xx).
-const ATTEMPTS: u32 = 6;
+/// The service, in messages.
+const SERVICE: &str = "Azure Blob storage";
 
 /// A container and prefix with a client.
 #[derive(Clone)]
@@ -177,21 +178,7 @@ impl AzureLocation {
             }
         }
         let base = match &cfg.endpoint {
-            Some(endpoint) => {
-                let url = reqwest::Url::parse(endpoint).map_err(|e| LocationError::Invalid(format!("Azure endpoint {endpoint:?} is not a URL: {e}")))?;
-                if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
-                    return Err(LocationError::Invalid(format!("Azure endpoint {endpoint:?} must be an http(s) URL without a query")));
-                }
-                // A key's signatures, a SAS or a token would cross the network in clear.
-                let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-                let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-                if url.scheme() == "http" && !loopback {
-                    return Err(LocationError::Invalid(format!(
-                        "Azure endpoint {endpoint:?} is plain http: credentials would cross the network unencrypted; use https (http is accepted only for an emulator on this machine)"
-                    )));
-                }
-                endpoint.trim_end_matches('/').to_owned()
-            }
+            Some(endpoint) => super::rest::endpoint(endpoint, "Azure endpoint")?,
             None => format!("https://{}.blob.core.windows.net", cfg.account),
         };
         let auth = match &cfg.credentials {
@@ -205,14 +192,7 @@ impl AzureLocation {
             AzureCredentials::Sas(sas) => Auth::Sas(Zeroizing::new(sas.trim().trim_start_matches('?').to_owned())),
             AzureCredentials::WorkloadIdentity => Auth::WorkloadIdentity(WorkloadIdentity::from_env()?),
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            // No byte for this long ends a request or a download (which then resumes).
-            .read_timeout(Duration::from_secs(30))
-            // A redirect would carry the SAS or token elsewhere; the service never sends one.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| LocationError::Invalid(format!("cannot build an HTTPS client: {e}")))?;
+        let http = super::rest::client()?;
         Ok(Self {
             http,
             base,
@@ -292,14 +272,9 @@ impl AzureLocation {
                 Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    let retry_after = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(|s| Duration::from_secs(s.min(30)));
+                    let retry_after = super::rest::retry_after(&response);
                     let failure = failure_of(response).await;
-                    if last || !matches!(status, 408 | 429 | 500 | 502 | 503 | 504) {
+                    if last || !super::rest::is_transient(status) {
                         return Err(failure);
                     }
                     tracing::debug!(operation = call.op.name(), status, "the Blob service answered with a transient error; trying again");
@@ -360,10 +335,10 @@ impl AzureLocation {
     fn error(&self, failure: Failure, op: Op, key: &str) -> LocationError {
         let location = self.describe();
         match failure {
-            Failure::Transport(detail) => LocationError::AzureUnreachable { endpoint: self.base.clone(), detail },
+            Failure::Transport(detail) => LocationError::ServiceUnreachable { service: SERVICE, endpoint: self.base.clone(), detail },
             Failure::Status { status, code, message } => {
                 let blob = format!("{location}/{key}");
-                let refused = |check: String| LocationError::AzureRefused { operation: op.name(), blob: blob.clone(), status, code: code.clone(), check };
+                let refused = |check: String| LocationError::Refused { operation: op.name(), object: blob.clone(), status, code: code.clone(), check };
                 match (status, code.as_str()) {
                     (404, "BlobNotFound") => LocationError::NotFound { location, key: key.to_owned() },
                     (409, "BlobAlreadyExists") | (412, "ConditionNotMet") if matches!(op, Op::PutBlob | Op::PutBlockList) => {
@@ -382,7 +357,7 @@ impl AzureLocation {
                     ),
                     (409, "BlobImmutableDueToPolicy") => refused("an immutability policy protects this blob until its date; it can be deleted only after".into()),
                     (s, _) if s >= 500 || s == 429 || s == 408 => {
-                        LocationError::AzureFailed { operation: op.name(), blob, status, code, detail: message }
+                        LocationError::ServiceFailed { operation: op.name(), object: blob, status, code, detail: message }
                     }
                     _ => refused(format!("the service said: {message}")),
                 }
@@ -430,9 +405,9 @@ impl AzureLocation {
             }
             let response = self.send(&call).await.map_err(|e| self.error(e, Op::ListBlobs, prefix))?;
             let text = response.text().await.map_err(|e| self.error(Failure::Transport(transport_text(e)), Op::ListBlobs, prefix))?;
-            let page = parse_listing(&text).map_err(|detail| LocationError::AzureFailed {
+            let page = parse_listing(&text).map_err(|detail| LocationError::ServiceFailed {
                 operation: Op::ListBlobs.name(),
-                blob: format!("{}/{prefix}", self.describe()),
+                object: format!("{}/{prefix}", self.describe()),
                 status: 200,
                 code: "UnreadableListing".into(),
                 detail,
@@ -446,9 +421,9 @@ impl AzureLocation {
                 _ => return Ok(out),
             }
             if started.elapsed() > VERSION_LISTING_LIMIT {
-                return Err(LocationError::AzureFailed {
+                return Err(LocationError::ServiceFailed {
                     operation: Op::ListBlobs.name(),
-                    blob: format!("{}/{prefix}", self.describe()),
+                    object: format!("{}/{prefix}", self.describe()),
                     status: 200,
                     code: "ListingTooLong".into(),
                     detail: format!(
@@ -492,7 +467,8 @@ impl AzureLocation {
     pub(super) async fn open(&self, key: &str, version: Option<&str>) -> Result<(u64, ObjectReader), LocationError> {
         let response = self.send(&Self::get_call(key, version, None)).await.map_err(|e| self.error(e, Op::GetBlob, key))?;
         // Without a length a cut body could not be told from the end of the blob.
-        let len = response.content_length().ok_or_else(|| LocationError::AzureUnreachable {
+        let len = response.content_length().ok_or_else(|| LocationError::ServiceUnreachable {
+            service: SERVICE,
             endpoint: self.base.clone(),
             detail: format!("the service answered Get Blob of {} without a Content-Length", self.full_key(key)),
         })?;
@@ -501,7 +477,8 @@ impl AzureLocation {
 
     pub(super) async fn open_start(&self, key: &str, version: Option<&str>, n: u64) -> Result<(u64, ObjectReader), LocationError> {
         let sent = self.send(&Self::get_call(key, version, Some(format!("bytes=0-{}", n.max(1) - 1)))).await;
-        let altered = |detail: String| LocationError::AzureUnreachable {
+        let altered = |detail: String| LocationError::ServiceUnreachable {
+            service: SERVICE,
             endpoint: self.base.clone(),
             detail: format!("the service answered a ranged Get Blob of {} with {detail}: something on the path alters answers", self.full_key(key)),
         };
@@ -798,16 +775,6 @@ fn parse_http_date(text: &str) -> Option<OffsetDateTime> {
     time::PrimitiveDateTime::parse(text.trim(), &format).ok().map(|t| t.assume_utc())
 }
 
-fn header(response: &reqwest::Response, name: &str) -> Option<String> {
-    response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
-}
-
-/// A response's body as a byte stream.
-fn body_reader(response: reqwest::Response) -> super::download::Body {
-    use futures::TryStreamExt;
-    Box::pin(tokio_util::io::StreamReader::new(response.bytes_stream().map_err(|e| std::io::Error::other(e.without_url()))))
-}
-
 /// An error answer: its code (`x-ms-error-code`, else the body's `<Code>`) and message.
 async fn failure_of(response: reqwest::Response) -> Failure {
     let status = response.status().as_u16();
@@ -819,20 +786,6 @@ async fn failure_of(response: reqwest::Response) -> Failure {
     // string the service signed.
     let message = between("<Message>", "</Message>").map(|m| m.lines().next().unwrap_or_default().to_owned()).unwrap_or_default();
     Failure::Status { status, code, message }
-}
-
-/// A transport error with its causes (reqwest says only "error sending request" at the top),
-/// without the URL: a SAS rides in every request's query.
-fn transport_text(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl WorkloadIdentity {

@@ -1,5 +1,5 @@
 //! Where restore points live: a directory (an NFS share in-cluster, any local directory for
-//! the plugin), an S3 bucket or an Azure Blob container.
+//! the plugin), an S3 bucket, an Azure Blob container or a GCS bucket.
 //!
 //! Writing is create-only: a backup creates objects and never lists, reads, overwrites or
 //! deletes, so it works with PutObject-only credentials and under Object Lock. On S3 every
@@ -18,11 +18,14 @@ use zeroize::Zeroizing;
 mod azure;
 mod download;
 mod file;
+mod gcs;
+mod rest;
 mod s3;
 mod s3_error;
 
 pub use azure::{AzureLocation, AzureUpload};
 pub use file::{FileLocation, FileUpload};
+pub use gcs::{GcsLocation, GcsUpload};
 pub use s3::{S3Location, S3Upload};
 
 /// S3 multipart part size; also the most a backup holds in memory before uploading.
@@ -224,13 +227,16 @@ pub enum LocationError {
     NotARegularFile { path: PathBuf, what: &'static str },
     #[error("{operation} on s3://{bucket}/{key} failed: {detail}")]
     S3 { operation: &'static str, bucket: String, key: String, detail: String },
-    #[error("cannot reach Azure Blob storage at {endpoint}: {detail}. Check the endpoint (or the account name), the network path and any proxy")]
-    AzureUnreachable { endpoint: String, detail: String },
-    /// `blob`: the location and the key, `azure://account/container/prefix/key`.
-    #[error("{operation} of {blob} was refused ({status} {code}): {check}")]
-    AzureRefused { operation: &'static str, blob: String, status: u16, code: String, check: String },
-    #[error("{operation} of {blob} failed ({status} {code}): {detail}; run again once the service answers")]
-    AzureFailed { operation: &'static str, blob: String, status: u16, code: String, detail: String },
+    /// A store reached over its REST API (Azure Blob, GCS) did not answer.
+    #[error("cannot reach {service} at {endpoint}: {detail}. Check the endpoint, the network path and any proxy")]
+    ServiceUnreachable { service: &'static str, endpoint: String, detail: String },
+    /// `object`: the location and the key, `azure://account/container/prefix/key`, `gs://bucket/prefix/key`.
+    #[error("{operation} of {object} was refused ({status} {code}): {check}")]
+    Refused { operation: &'static str, object: String, status: u16, code: String, check: String },
+    #[error("{operation} of {object} failed ({status} {code}): {detail}; run again once the service answers")]
+    ServiceFailed { operation: &'static str, object: String, status: u16, code: String, detail: String },
+    #[error("the bucket of {location} does not have object retention enabled, so immutable restore points cannot be written there: use a bucket created with object retention enabled (`gcloud storage buckets create --enable-per-object-retention`), or turn immutability off for this profile")]
+    RetentionUnsupported { location: String },
     #[error("the container of {location} does not have version-level immutability support, so immutable restore points cannot be written there: enable version-level immutability on the container (or its account), or turn immutability off for this profile")]
     ImmutabilityUnsupported { location: String },
 }
@@ -243,8 +249,8 @@ impl crate::failure::Classify for LocationError {
             // A disk error may pass (an NFS server back); a full disk needs space first.
             E::Unreachable { .. }
             | E::S3 { .. }
-            | E::AzureUnreachable { .. }
-            | E::AzureFailed { .. }
+            | E::ServiceUnreachable { .. }
+            | E::ServiceFailed { .. }
             | E::Io { .. }
             | E::DiskFailed { .. }
             | E::WriteUnconfirmed { .. } => ErrorKind::Transient,
@@ -258,8 +264,9 @@ impl crate::failure::Classify for LocationError {
             | E::AccessDenied { .. }
             | E::NoCredentials { .. }
             | E::ObjectLockDisabled { .. }
-            | E::AzureRefused { .. }
+            | E::Refused { .. }
             | E::ImmutabilityUnsupported { .. }
+            | E::RetentionUnsupported { .. }
             | E::Invalid(_) => ErrorKind::BadInput,
         }
     }
@@ -391,6 +398,7 @@ pub enum Location {
     File(FileLocation),
     S3(S3Location),
     Azure(AzureLocation),
+    Gcs(GcsLocation),
 }
 
 impl Location {
@@ -400,7 +408,7 @@ impl Location {
             LocationConfig::File { path } => Ok(Location::File(FileLocation { root: path.clone() })),
             LocationConfig::S3(cfg) => S3Location::connect(cfg).await.map(Location::S3),
             LocationConfig::Azure(cfg) => AzureLocation::connect(cfg).map(Location::Azure),
-            LocationConfig::Gcs(_) => Err(LocationError::Invalid("GCS locations are being built (issue #25)".into())),
+            LocationConfig::Gcs(cfg) => GcsLocation::connect(cfg).map(Location::Gcs),
         }
     }
 
@@ -410,6 +418,7 @@ impl Location {
             Location::File(f) => format!("file://{}", f.root.display()),
             Location::S3(s) => s.describe(),
             Location::Azure(a) => a.describe(),
+            Location::Gcs(g) => g.describe(),
         }
     }
 
@@ -420,6 +429,7 @@ impl Location {
             Location::File(f) => f.check_root().await,
             Location::S3(s) => s.validate().await,
             Location::Azure(a) => a.validate().await,
+            Location::Gcs(g) => g.validate().await,
         }
     }
 
@@ -428,7 +438,7 @@ impl Location {
     pub async fn check_writable(&self) -> Result<(), LocationError> {
         match self {
             Location::File(f) => f.check_root().await,
-            Location::S3(_) | Location::Azure(_) => Ok(()),
+            Location::S3(_) | Location::Azure(_) | Location::Gcs(_) => Ok(()),
         }
     }
 
@@ -438,6 +448,7 @@ impl Location {
             Location::File(_) => None,
             Location::S3(s) => s.immutable_days,
             Location::Azure(a) => a.immutable_days,
+            Location::Gcs(g) => g.immutable_days,
         }
     }
 
@@ -448,6 +459,7 @@ impl Location {
             Location::File(_) => false,
             Location::S3(s) => s.replica,
             Location::Azure(a) => a.replica,
+            Location::Gcs(g) => g.replica,
         }
     }
 
@@ -457,6 +469,7 @@ impl Location {
         match self {
             Location::S3(s) => Location::S3(S3Location { replica: true, ..s.clone() }),
             Location::Azure(a) => Location::Azure(a.as_replica()),
+            Location::Gcs(g) => Location::Gcs(g.as_replica()),
             other => other.clone(),
         }
     }
@@ -474,6 +487,7 @@ impl Location {
             Location::File(f) => f.create(key).await,
             Location::S3(s) => Ok(ObjectUpload::S3(S3Upload::new(s.clone(), key).with_metadata(metadata))),
             Location::Azure(a) => Ok(ObjectUpload::Azure(AzureUpload::new(a.clone(), key, metadata))),
+            Location::Gcs(g) => Ok(ObjectUpload::Gcs(GcsUpload::new(g.clone(), key, metadata))),
         }
     }
 
@@ -490,6 +504,7 @@ impl Location {
             Location::File(f) => f.list(prefix).await?,
             Location::S3(s) => s.list(prefix).await?,
             Location::Azure(a) => a.list(prefix).await?,
+            Location::Gcs(g) => g.list(prefix).await?,
         };
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(objects)
@@ -502,6 +517,7 @@ impl Location {
             Location::File(f) => f.open(key).await,
             Location::S3(s) => s.open(key, None).await,
             Location::Azure(a) => a.open(key, None).await,
+            Location::Gcs(g) => g.open(key, None).await,
         }
     }
 
@@ -512,6 +528,7 @@ impl Location {
             Location::File(f) => f.open(key).await,
             Location::S3(s) => s.open(key, Some(&version.id)).await,
             Location::Azure(a) => a.open(key, Some(&version.id)).await,
+            Location::Gcs(g) => g.open(key, Some(&version.id)).await,
         }
     }
 
@@ -528,6 +545,7 @@ impl Location {
             }
             Location::S3(s) => s.open_start(key, version.map(|v| v.id.as_str()), n).await,
             Location::Azure(a) => a.open_start(key, version.map(|v| v.id.as_str()), n).await,
+            Location::Gcs(g) => g.open_start(key, version.map(|v| v.id.as_str()), n).await,
         }
     }
 
@@ -539,6 +557,7 @@ impl Location {
             Location::File(f) => f.inventory(prefix).await,
             Location::S3(s) => s.inventory(prefix).await,
             Location::Azure(a) => a.inventory(prefix).await,
+            Location::Gcs(g) => g.inventory(prefix).await,
         }
     }
 
@@ -566,6 +585,7 @@ impl Location {
             }
             Location::S3(s) => s.delete(key, version.map(|v| v.id.as_str())).await,
             Location::Azure(a) => a.delete(key, version.map(|v| v.id.as_str())).await,
+            Location::Gcs(g) => g.delete(key, version.map(|v| v.id.as_str())).await,
         }
     }
 
@@ -580,6 +600,7 @@ impl Location {
             }
             Location::S3(s) => s.head(key, version.map(|v| v.id.as_str())).await,
             Location::Azure(a) => a.head(key, version.map(|v| v.id.as_str())).await,
+            Location::Gcs(g) => g.head(key, version.map(|v| v.id.as_str())).await,
         }
     }
 }
@@ -614,6 +635,7 @@ pub enum ObjectUpload {
     File(FileUpload),
     S3(S3Upload),
     Azure(AzureUpload),
+    Gcs(GcsUpload),
 }
 
 impl ObjectUpload {
@@ -623,6 +645,7 @@ impl ObjectUpload {
             ObjectUpload::File(f) => f.write(bytes).await,
             ObjectUpload::S3(s) => s.write(bytes).await,
             ObjectUpload::Azure(a) => a.write(bytes).await,
+            ObjectUpload::Gcs(g) => g.write(bytes).await,
         }
     }
 
@@ -632,6 +655,7 @@ impl ObjectUpload {
             ObjectUpload::File(f) => f.finish().await,
             ObjectUpload::S3(s) => s.finish().await,
             ObjectUpload::Azure(a) => a.finish().await,
+            ObjectUpload::Gcs(g) => g.finish().await,
         }
     }
 
@@ -644,6 +668,7 @@ impl ObjectUpload {
             }
             ObjectUpload::S3(s) => s.abort().await,
             ObjectUpload::Azure(a) => a.abort().await,
+            ObjectUpload::Gcs(g) => g.abort().await,
         }
     }
 }

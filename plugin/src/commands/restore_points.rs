@@ -118,6 +118,9 @@ pub async fn run(args: &RestorePointsArgs) -> Result<ExitStatus> {
         let why = match location {
             Location::S3(_) => Some("the versions cannot be listed (s3:ListBucketVersions)"),
             Location::Azure(_) => Some("the storage account keeps no blob versions (versioning is off)"),
+            Location::Gcs(_) => {
+                Some("the bucket keeps no noncurrent generations (object versioning is off), or whether it does cannot be read (storage.buckets.get)")
+            }
             Location::File(_) => None,
         };
         if let Some(why) = why {
