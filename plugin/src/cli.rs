@@ -288,19 +288,23 @@ pub struct TakeOwnershipArgs {
 }
 
 /// Each store's flags, which go with that store only: every Azure flag conflicts with every
-/// S3 flag (and the store-specific flags of `profile create` with the other store's). A
-/// `requires` alone is not enough: clap lets it go unmet when what it requires conflicts with
-/// a flag given, so `--s3-region` beside `--azure-account` would pass unnoticed.
+/// S3 flag, every GCS flag with every S3 and Azure flag (and the store-specific flags of
+/// `profile create` with the other stores'). A `requires` alone is not enough: clap lets it
+/// go unmet when what it requires conflicts with a flag given, so `--s3-region` beside
+/// `--azure-account` would pass unnoticed.
 const S3_FLAGS: [&str; 8] = ["s3_bucket", "s3_prefix", "s3_region", "s3_endpoint", "s3_path_style", "s3_ca_bundle", "s3_skip_tls_verify", "s3_replica"];
 const AZURE_FLAGS: [&str; 5] = ["azure_account", "azure_container", "azure_prefix", "azure_endpoint", "azure_replica"];
+const GCS_FLAGS: [&str; 4] = ["gcs_bucket", "gcs_prefix", "gcs_endpoint", "gcs_replica"];
 
 /// Where restore points live. With no flags: the embedded default, a local directory.
 #[derive(Args, Debug, Clone)]
-// A bucket or a container: what --immutable-days needs (the two conflict through S3_FLAGS).
-#[command(group(clap::ArgGroup::new("store").args(["s3_bucket", "azure_account"]).multiple(true)))]
+// A bucket or a container: what --immutable-days needs (they conflict through S3_FLAGS and
+// AZURE_FLAGS). Every GCS flag conflicts with --path (and --pvc), for the same reason as
+// above: --gcs-prefix's `requires` alone would let `--path DIR --gcs-prefix P` pass.
+#[command(group(clap::ArgGroup::new("store").args(["s3_bucket", "azure_account", "gcs_bucket"]).multiple(true)))]
 pub struct LocationArgs {
     /// A directory location (an NFS mount or any local directory).
-    #[arg(long, env = "DR_LOCATION_PATH", conflicts_with_all = ["s3_bucket", "azure_account"])]
+    #[arg(long, env = "DR_LOCATION_PATH", conflicts_with_all = ["s3_bucket", "azure_account"], conflicts_with_all = GCS_FLAGS)]
     pub path: Option<PathBuf>,
     /// An S3 bucket location. Credentials come from the AWS default chain
     /// (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity).
@@ -325,7 +329,8 @@ pub struct LocationArgs {
     #[arg(long, env = "DR_S3_SKIP_TLS_VERIFY", requires = "s3_bucket")]
     pub s3_skip_tls_verify: bool,
     /// Write every object write-once for this many days (1-90): on S3 with an Object Lock
-    /// retention (COMPLIANCE), on Azure with a locked version-level immutability policy.
+    /// retention (COMPLIANCE), on Azure with a locked version-level immutability policy, on GCS
+    /// with a locked object retention.
     #[arg(long, env = "DR_IMMUTABLE_DAYS", requires = "store", value_parser = clap::value_parser!(u32).range(1..=90))]
     pub immutable_days: Option<u32>,
     /// The bucket holds copies made by `kubectl dr replicate` (an off-site copy): judge each
@@ -352,13 +357,30 @@ pub struct LocationArgs {
     /// copy's dates by the source store's receipt time it carries, not by when it was copied.
     #[arg(long, env = "DR_AZURE_REPLICA", requires = "azure_account", conflicts_with_all = S3_FLAGS)]
     pub azure_replica: bool,
+    /// A Google Cloud Storage location: this bucket. Credentials come from the service
+    /// account's JSON key file that GOOGLE_APPLICATION_CREDENTIALS names, never from the
+    /// command line; without it, the metadata server (GKE workload identity, a VM's service
+    /// account).
+    #[arg(long, env = "DR_GCS_BUCKET", conflicts_with_all = S3_FLAGS, conflicts_with_all = AZURE_FLAGS)]
+    pub gcs_bucket: Option<String>,
+    /// Object name prefix inside the bucket.
+    #[arg(long, env = "DR_GCS_PREFIX", default_value = "", requires = "gcs_bucket", conflicts_with_all = S3_FLAGS, conflicts_with_all = AZURE_FLAGS)]
+    pub gcs_prefix: String,
+    /// The JSON API's base URL (default: https://storage.googleapis.com; fake-gcs-server:
+    /// http://127.0.0.1:4443).
+    #[arg(long, env = "DR_GCS_ENDPOINT", requires = "gcs_bucket", conflicts_with_all = S3_FLAGS, conflicts_with_all = AZURE_FLAGS)]
+    pub gcs_endpoint: Option<String>,
+    /// The bucket holds copies made by `kubectl dr replicate` (an off-site copy): judge each
+    /// copy's dates by the source store's receipt time it carries, not by when it was copied.
+    #[arg(long, env = "DR_GCS_REPLICA", requires = "gcs_bucket", conflicts_with_all = S3_FLAGS, conflicts_with_all = AZURE_FLAGS)]
+    pub gcs_replica: bool,
 }
 
 impl LocationArgs {
     /// Whether a location was given (a directory, a bucket, a container) rather than left to
     /// the default.
     pub fn is_given(&self) -> bool {
-        self.path.is_some() || self.s3_bucket.is_some() || self.azure_account.is_some()
+        self.path.is_some() || self.s3_bucket.is_some() || self.azure_account.is_some() || self.gcs_bucket.is_some()
     }
 }
 
@@ -494,30 +516,45 @@ pub struct ProfileCreateArgs {
     #[command(flatten)]
     pub location: LocationArgs,
     /// Use an existing Secret (keys aws_access_key_id, aws_secret_access_key) for the bucket.
-    #[arg(long, requires = "s3_bucket", conflicts_with_all = ["s3_credentials_from_env", "pvc"], conflicts_with_all = AZURE_FLAGS)]
+    #[arg(long, requires = "s3_bucket", conflicts_with_all = ["s3_credentials_from_env", "pvc"], conflicts_with_all = AZURE_FLAGS, conflicts_with_all = GCS_FLAGS)]
     pub s3_credentials_secret: Option<String>,
     /// Create the credentials Secret <name>-credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
-    #[arg(long, requires = "s3_bucket", conflicts_with_all = ["s3_credentials_file", "pvc"], conflicts_with_all = AZURE_FLAGS)]
+    #[arg(long, requires = "s3_bucket", conflicts_with_all = ["s3_credentials_file", "pvc"], conflicts_with_all = AZURE_FLAGS, conflicts_with_all = GCS_FLAGS)]
     pub s3_credentials_from_env: bool,
     /// Create the credentials Secret <name>-credentials from an AWS shared credentials file
     /// (the [default] section, or AWS_PROFILE's).
-    #[arg(long, requires = "s3_bucket", conflicts_with_all = ["s3_credentials_secret", "pvc"], conflicts_with_all = AZURE_FLAGS)]
+    #[arg(long, requires = "s3_bucket", conflicts_with_all = ["s3_credentials_secret", "pvc"], conflicts_with_all = AZURE_FLAGS, conflicts_with_all = GCS_FLAGS)]
     pub s3_credentials_file: Option<PathBuf>,
     /// Trust the CA certificates (key ca.crt, PEM) of this existing ConfigMap in the DR
     /// namespace for the endpoint. With --s3-ca-bundle FILE instead, the ConfigMap
     /// <name>-ca-bundle is created from the file.
-    #[arg(long, requires = "s3_bucket", conflicts_with_all = ["s3_ca_bundle", "s3_skip_tls_verify", "pvc"], conflicts_with_all = AZURE_FLAGS)]
+    #[arg(long, requires = "s3_bucket", conflicts_with_all = ["s3_ca_bundle", "s3_skip_tls_verify", "pvc"], conflicts_with_all = AZURE_FLAGS, conflicts_with_all = GCS_FLAGS)]
     pub s3_ca_bundle_configmap: Option<String>,
     /// Use an existing Secret (key azure_storage_key or azure_storage_sas_token) for the
     /// container; without it (or --azure-credentials-from-env), workload identity.
-    #[arg(long, requires = "azure_account", conflicts_with_all = ["azure_credentials_from_env", "pvc"], conflicts_with_all = S3_FLAGS)]
+    #[arg(long, requires = "azure_account", conflicts_with_all = ["azure_credentials_from_env", "pvc"], conflicts_with_all = S3_FLAGS, conflicts_with_all = GCS_FLAGS)]
     pub azure_credentials_secret: Option<String>,
     /// Create the credentials Secret <name>-credentials from AZURE_STORAGE_KEY (the account's
     /// access key) or AZURE_STORAGE_SAS_TOKEN (a SAS), whichever is set.
-    #[arg(long, requires = "azure_account", conflicts_with = "pvc", conflicts_with_all = S3_FLAGS)]
+    #[arg(long, requires = "azure_account", conflicts_with = "pvc", conflicts_with_all = S3_FLAGS, conflicts_with_all = GCS_FLAGS)]
     pub azure_credentials_from_env: bool,
+    /// Use an existing Secret (key service-account.json: a service account's JSON key; a
+    /// project-id key beside it, as Kasten's has, is ignored) for the bucket; without it (or
+    /// --gcs-credentials-from-env), the metadata server (GKE workload identity).
+    #[arg(
+        long,
+        requires = "gcs_bucket",
+        conflicts_with_all = ["gcs_credentials_from_env", "pvc"],
+        conflicts_with_all = S3_FLAGS,
+        conflicts_with_all = AZURE_FLAGS
+    )]
+    pub gcs_credentials_secret: Option<String>,
+    /// Create the credentials Secret <name>-credentials (key service-account.json) from the
+    /// service account's JSON key file that GOOGLE_APPLICATION_CREDENTIALS names.
+    #[arg(long, requires = "gcs_bucket", conflicts_with = "pvc", conflicts_with_all = S3_FLAGS, conflicts_with_all = AZURE_FLAGS)]
+    pub gcs_credentials_from_env: bool,
     /// A file location: this PersistentVolumeClaim (an NFS share) in the DR namespace.
-    #[arg(long, conflicts_with_all = ["s3_bucket", "azure_account", "path"])]
+    #[arg(long, conflicts_with_all = ["s3_bucket", "azure_account", "path"], conflicts_with_all = GCS_FLAGS)]
     pub pvc: Option<String>,
     /// Directory inside the PVC's volume.
     #[arg(long, default_value = "", requires = "pvc")]
@@ -596,8 +633,9 @@ pub struct EnableArgs {
     /// (kubectl_dr_backup_*; deploy/monitoring alerts on them).
     #[arg(long, value_parser = pushgateway_url)]
     pub pushgateway_url: Option<String>,
-    /// Copy every restore point to this S3 or Azure Blob location profile, from a CronJob of
-    /// the DR policy (`kubectl dr replicate` in the cluster): write-once, each copy verified.
+    /// Copy every restore point to this S3, Azure Blob or Google Cloud Storage location profile,
+    /// from a CronJob of the DR policy (`kubectl dr replicate` in the cluster): write-once, each
+    /// copy verified.
     #[arg(long, value_name = "PROFILE")]
     pub replicate_to: Option<String>,
     /// Verify each copy through this profile (one that may read, when --replicate-to's
@@ -875,6 +913,77 @@ mod tests {
             (vec!["--pvc", "nfs", "--azure-credentials-secret", "s"], ErrorKind::ArgumentConflict),
             (vec!["--pvc", "nfs", "--s3-credentials-from-env"], ErrorKind::ArgumentConflict),
             (vec!["--azure-credentials-from-env"], ErrorKind::MissingRequiredArgument),
+        ] {
+            let err = create(&line).expect_err(&format!("{line:?} was accepted"));
+            assert_eq!(err.kind(), kind, "{line:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_gcs_location_takes_its_flags_and_conflicts_with_every_other_stores() {
+        let gcs = location(&["--gcs-bucket", "dr", "--gcs-prefix", "a", "--gcs-endpoint", "http://127.0.0.1:4443", "--gcs-replica", "--immutable-days", "7"])
+            .unwrap();
+        assert_eq!((gcs.gcs_bucket.as_deref(), gcs.gcs_prefix.as_str(), gcs.gcs_endpoint.as_deref()), (Some("dr"), "a", Some("http://127.0.0.1:4443")));
+        assert_eq!((gcs.gcs_replica, gcs.immutable_days, gcs.is_given()), (true, Some(7), true));
+        use clap::error::ErrorKind;
+        let mut lines: Vec<Vec<&str>> = vec![
+            vec!["--gcs-bucket", "g", "--path", "/mnt/dr"],
+            vec!["--gcs-bucket", "g", "--azure-account", "a", "--azure-container", "c"],
+            // Each flag of another store is refused beside a GCS bucket, not ignored...
+            vec!["--gcs-bucket", "g", "--s3-replica"],
+            vec!["--gcs-bucket", "g", "--azure-prefix", "p"],
+            // ... and each GCS flag beside another store.
+            vec!["--s3-bucket", "b", "--gcs-prefix", "p"],
+            vec!["--azure-account", "a", "--azure-container", "c", "--gcs-replica"],
+            vec!["--path", "/mnt/dr", "--gcs-endpoint", "http://127.0.0.1:4443"],
+        ];
+        for flag in ["--s3-bucket", "--s3-prefix", "--s3-region", "--s3-endpoint", "--s3-ca-bundle"] {
+            lines.push(vec!["--gcs-bucket", "g", flag, "x"]);
+        }
+        for flag in ["--s3-path-style", "--s3-skip-tls-verify", "--s3-replica", "--azure-replica"] {
+            lines.push(vec!["--gcs-bucket", "g", flag]);
+        }
+        for flag in ["--azure-account", "--azure-container", "--azure-endpoint"] {
+            lines.push(vec!["--gcs-bucket", "g", flag, "x"]);
+        }
+        for line in &lines {
+            let err = location(line).expect_err(&format!("{line:?} was accepted"));
+            assert_eq!(err.kind(), ErrorKind::ArgumentConflict, "{line:?}: {err}");
+        }
+        for line in [&["--gcs-prefix", "p"][..], &["--gcs-replica"], &["--gcs-endpoint", "http://127.0.0.1:4443"]] {
+            let err = location(line).expect_err(&format!("{line:?} was accepted"));
+            assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument, "{line:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn profile_create_takes_gcs_credentials_one_way_and_for_gcs_only() {
+        let create = |line: &[&str]| {
+            let mut args = vec!["profile", "create", "gcs"];
+            args.extend_from_slice(line);
+            parse(&args).map(|cli| match cli.command {
+                Command::Profile(ProfileCommand::Create(c)) => c,
+                other => panic!("{other:?}"),
+            })
+        };
+        let with = |extra: &[&'static str]| ["--gcs-bucket", "dr"].into_iter().chain(extra.iter().copied()).collect::<Vec<_>>();
+        assert!(create(&with(&["--gcs-credentials-from-env", "--immutable-days", "30"])).unwrap().gcs_credentials_from_env);
+        assert_eq!(create(&with(&["--gcs-credentials-secret", "gcs-key"])).unwrap().gcs_credentials_secret.as_deref(), Some("gcs-key"));
+        use clap::error::ErrorKind;
+        for (line, kind) in [
+            (with(&["--gcs-credentials-secret", "s", "--gcs-credentials-from-env"]), ErrorKind::ArgumentConflict),
+            (with(&["--pvc", "nfs"]), ErrorKind::ArgumentConflict),
+            (with(&["--s3-credentials-from-env"]), ErrorKind::ArgumentConflict),
+            (with(&["--s3-credentials-secret", "s"]), ErrorKind::ArgumentConflict),
+            (with(&["--s3-credentials-file", "f"]), ErrorKind::ArgumentConflict),
+            (with(&["--s3-ca-bundle-configmap", "m"]), ErrorKind::ArgumentConflict),
+            (with(&["--azure-credentials-from-env"]), ErrorKind::ArgumentConflict),
+            (with(&["--azure-credentials-secret", "s"]), ErrorKind::ArgumentConflict),
+            (vec!["--s3-bucket", "b", "--gcs-credentials-from-env"], ErrorKind::ArgumentConflict),
+            (vec!["--azure-account", "a", "--azure-container", "c", "--gcs-credentials-secret", "s"], ErrorKind::ArgumentConflict),
+            (vec!["--pvc", "nfs", "--gcs-credentials-secret", "s"], ErrorKind::ArgumentConflict),
+            (vec!["--pvc", "nfs", "--gcs-prefix", "p"], ErrorKind::ArgumentConflict),
+            (vec!["--gcs-credentials-from-env"], ErrorKind::MissingRequiredArgument),
         ] {
             let err = create(&line).expect_err(&format!("{line:?} was accepted"));
             assert_eq!(err.kind(), kind, "{line:?}: {err}");

@@ -468,6 +468,20 @@ mod tests {
     }
 
     #[test]
+    fn the_gcs_location_flags_are_offered_where_the_s3_ones_are() {
+        for line in [&["verify", "--"][..], &["restore-points", "--"], &["prune", "--"], &["profile", "create", "p", "--"]] {
+            let f = fixed(line);
+            for flag in ["--gcs-bucket", "--gcs-prefix", "--gcs-endpoint", "--gcs-replica"] {
+                assert!(f.contains(&flag.into()), "{line:?} lacks {flag}: {f:?}");
+            }
+        }
+        let create = fixed(&["profile", "create", "p", "--gcs"]);
+        assert!(create.contains(&"--gcs-credentials-secret".into()) && create.contains(&"--gcs-credentials-from-env".into()), "{create:?}");
+        assert!(!fixed(&["restore", "--"]).contains(&"--gcs-bucket".into()), "restore takes no location flags");
+        assert_eq!(plan(&words(&["verify", "--gcs-bucket", ""])).values, Values::Nothing);
+    }
+
+    #[test]
     fn values_by_kind_and_by_name() {
         assert_eq!(fixed(&["restore-points", "--passphrase-source", ""]), ["raw", "vault", "aws"]);
         assert_eq!(fixed(&["completion", ""]), ["bash", "elvish", "fish", "powershell", "zsh"]);

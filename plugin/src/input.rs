@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use dr_core::format::crypto::Passphrase;
-use dr_core::location::{AzureConfig, AzureCredentials, CaBundle, Location, LocationConfig, S3Config};
+use dr_core::location::{AzureConfig, AzureCredentials, CaBundle, GcsConfig, GcsCredentials, Location, LocationConfig, S3Config};
 use dr_core::passphrase::{AwsSecret, KvVersion, PassphraseSource, ResolveOptions, VaultAuth, VaultConfig, VaultSecret};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -25,9 +25,17 @@ pub fn default_location_path() -> PathBuf {
 
 /// Builds the location; `create_default` makes the default directory when it is used.
 pub async fn location(args: &LocationArgs, create_default: bool) -> Result<Location> {
-    let config = match (&args.path, &args.s3_bucket, &args.azure_account) {
-        (Some(path), _, _) => LocationConfig::File { path: path.clone() },
-        (None, None, Some(account)) => LocationConfig::Azure(AzureConfig {
+    let config = match (&args.path, &args.s3_bucket, &args.azure_account, &args.gcs_bucket) {
+        (Some(path), _, _, _) => LocationConfig::File { path: path.clone() },
+        (None, None, None, Some(bucket)) => LocationConfig::Gcs(GcsConfig {
+            bucket: bucket.clone(),
+            prefix: args.gcs_prefix.trim_matches('/').to_owned(),
+            endpoint: args.gcs_endpoint.clone(),
+            credentials: env_gcs_key()?.map(GcsCredentials::ServiceAccountKey).unwrap_or_default(),
+            immutable_days: args.immutable_days,
+            replica: args.gcs_replica,
+        }),
+        (None, None, Some(account), _) => LocationConfig::Azure(AzureConfig {
             account: account.clone(),
             container: args.azure_container.clone().context("--azure-account needs --azure-container")?,
             prefix: args.azure_prefix.trim_matches('/').to_owned(),
@@ -36,7 +44,7 @@ pub async fn location(args: &LocationArgs, create_default: bool) -> Result<Locat
             immutable_days: args.immutable_days,
             replica: args.azure_replica,
         }),
-        (None, Some(bucket), _) => LocationConfig::S3(S3Config {
+        (None, Some(bucket), _, _) => LocationConfig::S3(S3Config {
             bucket: bucket.clone(),
             prefix: args.s3_prefix.clone(),
             region: args.s3_region.clone(),
@@ -53,12 +61,12 @@ pub async fn location(args: &LocationArgs, create_default: bool) -> Result<Locat
             immutable_days: args.immutable_days,
             replica: args.s3_replica,
         }),
-        (None, None, None) => {
+        (None, None, None, None) => {
             let path = default_location_path();
             if create_default {
                 std::fs::create_dir_all(&path).with_context(|| format!("cannot create the default location {}", path.display()))?;
             }
-            tracing::info!("using the default location {} (give --path, --s3-bucket or --azure-account for another)", path.display());
+            tracing::info!("using the default location {} (give --path, --s3-bucket, --azure-account or --gcs-bucket for another)", path.display());
             LocationConfig::File { path }
         }
     };
@@ -90,6 +98,38 @@ pub fn azure_credentials(key: Option<Zeroizing<String>>, sas: Option<Zeroizing<S
             bail!("both {AZURE_STORAGE_KEY} and {AZURE_STORAGE_SAS_TOKEN} are set: choose one (unset the other), the account's access key or a SAS")
         }
     }
+}
+
+/// The standard variable naming a Google Cloud credentials file (Application Default
+/// Credentials); here it must be a service account's JSON key.
+pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+
+/// The service account's JSON key in the file [`GOOGLE_APPLICATION_CREDENTIALS`] names (read
+/// by [`gcs_key_file`]); `None` when the variable is unset or empty (the metadata server, for
+/// a location; an error for `profile create --gcs-credentials-from-env`).
+pub fn env_gcs_key() -> Result<Option<Zeroizing<String>>> {
+    match std::env::var_os(GOOGLE_APPLICATION_CREDENTIALS) {
+        Some(path) if !path.is_empty() => gcs_key_file(std::path::Path::new(&path)).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// A service account's JSON key file, read (bounded, a regular file) and checked to be one:
+/// any other kind of Google credentials file is refused, saying so without quoting it.
+pub fn gcs_key_file(path: &std::path::Path) -> Result<Zeroizing<String>> {
+    let text = Zeroizing::new(dr_core::local_file::read_to_string(
+        path,
+        "the Google credentials file",
+        dr_core::local_file::MAX_FILE_BYTES,
+        dr_core::local_file::Links::Follow,
+    )?);
+    if !dr_core::resources::is_gcs_service_account_key(&text) {
+        bail!(
+            "{} (named by {GOOGLE_APPLICATION_CREDENTIALS}) is not a service account's JSON key: it must be a JSON object with \"type\": \"service_account\", as `gcloud iam service-accounts keys create` writes it (gcloud's own login and workload identity federation files are not used here)",
+            path.display()
+        );
+    }
+    Ok(Zeroizing::new(text.trim().to_owned()))
 }
 
 /// A CA bundle file given on the command line, read and checked to hold PEM certificates.
@@ -278,6 +318,25 @@ mod tests {
 
     fn secret(s: &str) -> Option<Zeroizing<String>> {
         Some(Zeroizing::new(s.to_owned()))
+    }
+
+    #[test]
+    fn a_google_credentials_file_must_be_a_service_accounts_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let key = r#"{"type": "service_account", "client_email": "dr@p.iam.gserviceaccount.com", "private_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"}"#;
+        assert_eq!(gcs_key_file(&write("key.json", &format!("{key}\n"))).unwrap().as_str(), key);
+        // gcloud's application-default login: JSON, but not a service account's key.
+        let user = write("adc.json", r#"{"type": "authorized_user", "client_id": "id", "refresh_token": "1//0-refresh-secret"}"#);
+        let err = gcs_key_file(&user).unwrap_err().to_string();
+        assert!(err.contains("adc.json (named by GOOGLE_APPLICATION_CREDENTIALS) is not a service account's JSON key"), "{err}");
+        assert!(err.contains(r#""type": "service_account""#) && !err.contains("refresh-secret"), "{err}");
+        let not_json = gcs_key_file(&write("key.p12", "binary-ish secret")).unwrap_err().to_string();
+        assert!(not_json.contains("is not a service account's JSON key") && !not_json.contains("secret"), "{not_json}");
     }
 
     #[test]

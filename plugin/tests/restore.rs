@@ -663,7 +663,11 @@ async fn points_replicated_off_site_are_write_once_verified_and_restore_with_rea
     // it, reading the destination's credentials from their Secrets.
     let file_dest = dr(&kc, &["enable", "--profile", "offsite", "--passphrase-file", "-", "--replicate-to", "offsite"], PASS, &[]);
     assert_eq!(file_dest.status.code(), Some(2), "{}", String::from_utf8_lossy(&file_dest.stderr));
-    assert!(String::from_utf8_lossy(&file_dest.stderr).contains("S3 and Azure Blob profiles only"), "{}", String::from_utf8_lossy(&file_dest.stderr));
+    assert!(
+        String::from_utf8_lossy(&file_dest.stderr).contains("S3, Azure Blob and Google Cloud Storage profiles only"),
+        "{}",
+        String::from_utf8_lossy(&file_dest.stderr)
+    );
     ok(&dr(
         &kc,
         &[

@@ -345,10 +345,10 @@ pub async fn enable(client: &Client, settings: &EnableSettings) -> Result<Enable
         for name in std::iter::once(&r.to).chain(r.verify_with.as_ref()) {
             let p = profiles.get_opt(name).await.map_err(api_err(format!("reading profile {name}")))?;
             let p = p.ok_or_else(|| InstallError::ProfileMissing { name: name.clone(), namespace: ns.clone() })?;
-            if p.spec.s3.is_none() && p.spec.azure.is_none() {
+            if p.spec.s3.is_none() && p.spec.azure.is_none() && p.spec.gcs.is_none() {
                 return Err(InstallError::Replication {
                     name: name.clone(),
-                    why: "the replication CronJob copies to S3 and Azure Blob profiles only; for a file share, run `kubectl dr replicate` from a machine that mounts both"
+                    why: "the replication CronJob copies to S3, Azure Blob and Google Cloud Storage profiles only; for a file share, run `kubectl dr replicate` from a machine that mounts both"
                         .into(),
                 });
             }

@@ -9,7 +9,7 @@ use kube::{Api, Client};
 use zeroize::Zeroizing;
 
 use super::{apply, install_crds, InstallError};
-use crate::location::{AzureCredentials, CaBundle, Location, LocationConfig, StaticCredentials};
+use crate::location::{AzureCredentials, CaBundle, GcsCredentials, Location, LocationConfig, StaticCredentials};
 use crate::resources::{self, Profile, ProfileSpec};
 
 /// A CA bundle given here (`--s3-ca-bundle FILE`): `from` names it in messages.
@@ -26,6 +26,8 @@ pub enum GivenCredentials {
     AzureSharedKey(Zeroizing<String>),
     /// An Azure shared access signature.
     AzureSas(Zeroizing<String>),
+    /// A Google Cloud service account's JSON key, the whole file.
+    GcsServiceAccountKey(Zeroizing<String>),
 }
 
 impl std::fmt::Debug for GivenCredentials {
@@ -34,6 +36,7 @@ impl std::fmt::Debug for GivenCredentials {
             GivenCredentials::S3(creds) => write!(f, "S3({creds:?})"),
             GivenCredentials::AzureSharedKey(_) => f.write_str("AzureSharedKey([redacted])"),
             GivenCredentials::AzureSas(_) => f.write_str("AzureSas([redacted])"),
+            GivenCredentials::GcsServiceAccountKey(_) => f.write_str("GcsServiceAccountKey([redacted])"),
         }
     }
 }
@@ -44,6 +47,7 @@ impl GivenCredentials {
         match self {
             GivenCredentials::S3(_) => "s3",
             GivenCredentials::AzureSharedKey(_) | GivenCredentials::AzureSas(_) => "azure",
+            GivenCredentials::GcsServiceAccountKey(_) => "gcs",
         }
     }
 
@@ -63,6 +67,7 @@ impl GivenCredentials {
             }
             GivenCredentials::AzureSharedKey(key) => BTreeMap::from([(resources::AZURE_STORAGE_KEY_KEY.to_owned(), bytes(key))]),
             GivenCredentials::AzureSas(sas) => BTreeMap::from([(resources::AZURE_SAS_TOKEN_KEY.to_owned(), bytes(sas))]),
+            GivenCredentials::GcsServiceAccountKey(key) => BTreeMap::from([(resources::GCS_SERVICE_ACCOUNT_KEY.to_owned(), bytes(key))]),
         }
     }
 }
@@ -100,9 +105,11 @@ pub async fn create_profile(client: &Client, new: NewProfile) -> Result<Profile,
     resources::check_one_kind(&new.name, &profile.spec)?;
     if let Some(creds) = &new.credentials {
         let name = format!("{}-credentials", new.name);
-        let names = match (creds, profile.spec.s3.as_mut(), profile.spec.azure.as_mut()) {
-            (GivenCredentials::S3(_), Some(s3), _) => &mut s3.credentials_secret,
-            (GivenCredentials::AzureSharedKey(_) | GivenCredentials::AzureSas(_), _, Some(azure)) => &mut azure.credentials_secret,
+        let spec = &mut profile.spec;
+        let names = match (creds, spec.s3.as_mut(), spec.azure.as_mut(), spec.gcs.as_mut()) {
+            (GivenCredentials::S3(_), Some(s3), _, _) => &mut s3.credentials_secret,
+            (GivenCredentials::AzureSharedKey(_) | GivenCredentials::AzureSas(_), _, Some(azure), _) => &mut azure.credentials_secret,
+            (GivenCredentials::GcsServiceAccountKey(_), _, _, Some(gcs)) => &mut gcs.credentials_secret,
             _ => {
                 return Err(InstallError::CredentialsKind { name: new.name.clone(), given: creds.kind(), kind: profile.spec.kinds().join(", ") });
             }
@@ -126,7 +133,7 @@ pub async fn create_profile(client: &Client, new: NewProfile) -> Result<Profile,
                 return Err(InstallError::ClaimMissing { claim: file.claim_name.clone(), namespace: ns.clone() });
             }
         } else {
-            // A store (S3, Azure). What is given here is not in the cluster yet: the check uses
+            // A store (S3, Azure, GCS). What is given here is not in the cluster yet: the check uses
             // it as given; what the profile names in the cluster is read the way the Job reads it.
             let mut checked = profile.clone();
             if let Some(s3) = checked.spec.s3.as_mut() {
@@ -142,11 +149,19 @@ pub async fn create_profile(client: &Client, new: NewProfile) -> Result<Profile,
                     azure.credentials_secret = None;
                 }
             }
+            if let Some(gcs) = checked.spec.gcs.as_mut() {
+                if new.credentials.is_some() {
+                    gcs.credentials_secret = None;
+                }
+            }
             let mut config = resources::location_config(client, ns, &checked, None).await?;
             match (&mut config, &new.credentials) {
                 (LocationConfig::S3(config), Some(GivenCredentials::S3(creds))) => config.credentials = Some(creds.clone()),
                 (LocationConfig::Azure(config), Some(GivenCredentials::AzureSharedKey(key))) => config.credentials = AzureCredentials::SharedKey(key.clone()),
                 (LocationConfig::Azure(config), Some(GivenCredentials::AzureSas(sas))) => config.credentials = AzureCredentials::Sas(sas.clone()),
+                (LocationConfig::Gcs(config), Some(GivenCredentials::GcsServiceAccountKey(key))) => {
+                    config.credentials = GcsCredentials::ServiceAccountKey(key.clone())
+                }
                 // None given, or (refused above) of another kind.
                 _ => {}
             }

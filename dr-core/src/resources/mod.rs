@@ -12,7 +12,9 @@ use kube::{Api, Client, CustomResourceExt};
 use zeroize::Zeroizing;
 
 use crate::catalog::DR_SECRET_NAME;
-use crate::location::{AzureConfig, AzureCredentials, CaBundle, Location, LocationConfig, LocationError, S3Config, StaticCredentials};
+use crate::location::{
+    AzureConfig, AzureCredentials, CaBundle, GcsConfig, GcsCredentials, Location, LocationConfig, LocationError, S3Config, StaticCredentials,
+};
 use crate::passphrase::{PassphraseError, PassphraseSource};
 
 mod policy;
@@ -29,10 +31,18 @@ pub const SESSION_TOKEN_KEY: &str = "aws_session_token";
 /// account's access key (Shared Key), or a shared access signature.
 pub const AZURE_STORAGE_KEY_KEY: &str = "azure_storage_key";
 pub const AZURE_SAS_TOKEN_KEY: &str = "azure_storage_sas_token";
+/// Key of a profile's GCS credentials Secret: a service account's JSON key, the whole file
+/// (the name Kasten's GCS profile Secrets use).
+pub const GCS_SERVICE_ACCOUNT_KEY: &str = "service-account.json";
+/// The project's ID, which Kasten's GCS profile Secrets hold beside the key: object
+/// operations do not need it, so a Secret may have it and it is ignored.
+pub const GCS_PROJECT_ID_KEY: &str = "project-id";
 /// What an S3 profile's credentials Secret must hold, for messages.
 const S3_SECRET_NEEDS: &str = "it needs keys aws_access_key_id and aws_secret_access_key";
 /// What an Azure profile's credentials Secret must hold, for messages.
 const AZURE_SECRET_NEEDS: &str = "it needs exactly one of the keys azure_storage_key (the storage account's access key, for Shared Key) and azure_storage_sas_token (a SAS token); or leave credentialsSecret out of the profile to use workload identity";
+/// What a GCS profile's credentials Secret must hold, for messages.
+const GCS_SECRET_NEEDS: &str = "it needs the key service-account.json holding a service account's JSON key, the whole file (`kubectl create secret generic NAME --from-file service-account.json=KEY.json`; a project-id key beside it is ignored); or leave credentialsSecret out of the profile to use the metadata server (GKE workload identity)";
 /// Where the job mounts a file profile's volume.
 pub const FILE_LOCATION_MOUNT: &str = "/mnt/dr-location";
 
@@ -51,7 +61,7 @@ pub fn crd_manifests() -> Vec<(String, String)> {
 pub enum ResourceError {
     #[error("location profile {name} not found in namespace {namespace}: create it with `kubectl dr profile create {name} ...`, or check -n/--namespace")]
     ProfileNotFound { name: String, namespace: String },
-    #[error("location profile {name} names no location (an S3 bucket, an Azure Blob container or a file volume): recreate it with --s3-bucket, --azure-account and --azure-container, or --pvc")]
+    #[error("location profile {name} names no location (an S3 bucket, an Azure Blob container, a Google Cloud Storage bucket or a file volume): recreate it with --s3-bucket, --azure-account and --azure-container, --gcs-bucket, or --pvc")]
     ProfileEmpty { name: String },
     #[error("location profile {name} names more than one location ({kinds}): a profile is one location; keep one of them (recreate it with `kubectl dr profile create {name} ...`), and make another profile for the other")]
     ProfileAmbiguous { name: String, kinds: String },
@@ -225,6 +235,20 @@ pub async fn location_config(client: &Client, namespace: &str, profile: &Profile
         };
         return Ok(LocationConfig::Azure(azure_config(profile, credentials).expect("an Azure profile")));
     }
+    if let Some(gcs) = &profile.spec.gcs {
+        let credentials = match &gcs.credentials_secret {
+            None => GcsCredentials::MetadataServer,
+            Some(secret_name) => {
+                let problem = secret_problem(secret_name, GCS_SECRET_NEEDS);
+                let Some(mut data) = read_secret_data(client, namespace, secret_name).await? else { return Err(problem("does not exist")) };
+                let credentials = gcs_secret_credentials(&data);
+                // The key was copied into `credentials`; wipe the Secret's copy.
+                crate::passphrase::wipe_values(&mut data);
+                credentials.map_err(|e| problem(&e))?
+            }
+        };
+        return Ok(LocationConfig::Gcs(gcs_config(profile, credentials).expect("a GCS profile")));
+    }
     if let Some(file) = &profile.spec.file {
         let mount = mount.ok_or_else(|| ResourceError::FileProfileOutsideCluster { name: name.clone() })?;
         let path: PathBuf = mount.join(file.path.trim_start_matches('/'));
@@ -282,6 +306,57 @@ pub fn azure_secret_credentials(data: &BTreeMap<String, Vec<u8>>) -> Result<Azur
     }
 }
 
+/// The GCS location a GCS profile describes, with `credentials`; `None` for a profile that
+/// is not GCS.
+pub fn gcs_config(profile: &Profile, credentials: GcsCredentials) -> Option<GcsConfig> {
+    let gcs = profile.spec.gcs.as_ref()?;
+    Some(GcsConfig {
+        bucket: gcs.bucket.clone(),
+        prefix: gcs.prefix.trim_matches('/').to_owned(),
+        endpoint: gcs.endpoint.clone(),
+        credentials,
+        immutable_days: profile.spec.immutability.as_ref().map(|i| i.protection_days),
+        replica: gcs.replica,
+    })
+}
+
+/// The credentials a GCS profile's credentials Secret holds: [`GCS_SERVICE_ACCOUNT_KEY`], a
+/// service account's JSON key (see [`is_gcs_service_account_key`]), trimmed; an empty value
+/// counts as absent, and [`GCS_PROJECT_ID_KEY`] is ignored. `Err` says what is wrong with
+/// the Secret (it completes "the credentials Secret S of profile P ..."), never with any of
+/// its content. The caller wipes `data` afterwards: nothing here copies a value but into the
+/// result.
+pub fn gcs_secret_credentials(data: &BTreeMap<String, Vec<u8>>) -> Result<GcsCredentials, String> {
+    let Some(bytes) = data.get(GCS_SERVICE_ACCOUNT_KEY) else {
+        if data.contains_key(GCS_PROJECT_ID_KEY) {
+            return Err(format!("holds {GCS_PROJECT_ID_KEY} but no {GCS_SERVICE_ACCOUNT_KEY}"));
+        }
+        return Err(format!("lacks the key {GCS_SERVICE_ACCOUNT_KEY}"));
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| format!("holds a {GCS_SERVICE_ACCOUNT_KEY} that is not UTF-8 text"))?.trim();
+    if text.is_empty() {
+        return Err(format!("holds an empty {GCS_SERVICE_ACCOUNT_KEY}"));
+    }
+    if !is_gcs_service_account_key(text) {
+        return Err(format!("holds a {GCS_SERVICE_ACCOUNT_KEY} that is not a service account's JSON key (a JSON object with \"type\": \"service_account\")"));
+    }
+    Ok(GcsCredentials::ServiceAccountKey(Zeroizing::new(text.to_owned())))
+}
+
+/// Whether `json` is a service account's JSON key: a JSON object whose `type` is
+/// `service_account` (not, say, gcloud's `authorized_user` login or an `external_account`
+/// federation config, which a GCS location cannot use). Only `type` is kept while parsing:
+/// the private key is skipped over, never copied.
+pub fn is_gcs_service_account_key(json: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+    }
+    // An object, not an array (serde would read a struct from one too).
+    json.trim_start().starts_with('{') && serde_json::from_str::<Kind>(json).is_ok_and(|k| k.kind.as_deref() == Some("service_account"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,17 +392,63 @@ mod tests {
         assert!(err.to_string().contains("exactly one of the keys azure_storage_key") && err.to_string().contains("workload identity"), "{err}");
     }
 
+    const KEY_JSON: &str = r#"{"type": "service_account", "project_id": "p", "private_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n", "client_email": "dr@p.iam.gserviceaccount.com"}"#;
+
+    #[test]
+    fn a_gcs_secret_gives_its_service_account_key_and_ignores_the_project_id() {
+        let key = |data: &BTreeMap<String, Vec<u8>>| match gcs_secret_credentials(data).unwrap() {
+            GcsCredentials::ServiceAccountKey(key) => key,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(key(&data(&[(GCS_SERVICE_ACCOUNT_KEY, &format!("{KEY_JSON}\n"))])).as_str(), KEY_JSON);
+        // Kasten's GCS Secret: project-id beside the key, not needed and not an error.
+        assert_eq!(key(&data(&[(GCS_PROJECT_ID_KEY, "my-project"), (GCS_SERVICE_ACCOUNT_KEY, KEY_JSON)])).as_str(), KEY_JSON);
+    }
+
+    #[test]
+    fn a_gcs_secret_without_a_usable_key_is_refused_saying_what_to_put_in_it() {
+        let missing = gcs_secret_credentials(&data(&[(AZURE_STORAGE_KEY_KEY, "k")])).unwrap_err();
+        assert!(missing.contains("lacks the key service-account.json"), "{missing}");
+        let project_only = gcs_secret_credentials(&data(&[(GCS_PROJECT_ID_KEY, "my-project")])).unwrap_err();
+        assert!(project_only.contains("holds project-id but no service-account.json"), "{project_only}");
+        let empty = gcs_secret_credentials(&data(&[(GCS_SERVICE_ACCOUNT_KEY, " \n")])).unwrap_err();
+        assert!(empty.contains("empty service-account.json"), "{empty}");
+        let binary = gcs_secret_credentials(&BTreeMap::from([(GCS_SERVICE_ACCOUNT_KEY.to_owned(), vec![0xff, 0xfe])])).unwrap_err();
+        assert!(binary.contains("not UTF-8"), "{binary}");
+        // gcloud's own login, or no JSON at all: refused without quoting any of it.
+        for (text, secret) in [(r#"{"type": "authorized_user", "refresh_token": "1//0secret"}"#, "1//0secret"), ("not json secret", "secret")] {
+            let wrong = gcs_secret_credentials(&data(&[(GCS_SERVICE_ACCOUNT_KEY, text)])).unwrap_err();
+            assert!(wrong.contains("not a service account's JSON key") && !wrong.contains(secret), "{wrong}");
+        }
+        let err =
+            ResourceError::CredentialsSecret { profile: "p".into(), secret: "s".into(), namespace: "ns".into(), problem: missing, needs: GCS_SECRET_NEEDS };
+        assert!(err.to_string().contains("--from-file service-account.json=KEY.json") && err.to_string().contains("GKE workload identity"), "{err}");
+    }
+
+    #[test]
+    fn only_a_service_account_json_is_a_service_account_key() {
+        assert!(is_gcs_service_account_key(KEY_JSON));
+        for not_a_key in [r#"{"type": "external_account"}"#, r#"{"client_email": "a@b"}"#, r#"["service_account"]"#, r#""service_account""#, "", "{"] {
+            assert!(!is_gcs_service_account_key(not_a_key), "{not_a_key}");
+        }
+    }
+
     #[test]
     fn a_profile_names_exactly_one_location() {
         let s3 = || Some(S3ProfileSpec { bucket: "b".into(), ..Default::default() });
         let azure = || Some(AzureProfileSpec { account: "a".into(), container: "c".into(), ..Default::default() });
+        let gcs = || Some(GcsProfileSpec { bucket: "g".into(), ..Default::default() });
         let file = || Some(FileProfileSpec { claim_name: "nfs".into(), ..Default::default() });
         assert!(check_one_kind("p", &ProfileSpec { azure: azure(), ..Default::default() }).is_ok());
+        assert!(check_one_kind("p", &ProfileSpec { gcs: gcs(), ..Default::default() }).is_ok());
         assert!(matches!(check_one_kind("p", &ProfileSpec::default()), Err(ResourceError::ProfileEmpty { .. })));
         for (spec, kinds) in [
             (ProfileSpec { s3: s3(), azure: azure(), ..Default::default() }, "s3, azure"),
             (ProfileSpec { azure: azure(), file: file(), ..Default::default() }, "azure, file"),
             (ProfileSpec { s3: s3(), file: file(), ..Default::default() }, "s3, file"),
+            (ProfileSpec { azure: azure(), gcs: gcs(), ..Default::default() }, "azure, gcs"),
+            (ProfileSpec { s3: s3(), gcs: gcs(), ..Default::default() }, "s3, gcs"),
+            (ProfileSpec { gcs: gcs(), file: file(), ..Default::default() }, "gcs, file"),
         ] {
             let err = check_one_kind("p", &spec).unwrap_err();
             assert!(matches!(&err, ResourceError::ProfileAmbiguous { kinds: k, .. } if k == kinds), "{err}");
@@ -364,5 +485,31 @@ mod tests {
         profile.spec.azure = None;
         assert!(!profile.spec.uses_azure_workload_identity());
         assert!(azure_config(&profile, AzureCredentials::WorkloadIdentity).is_none());
+    }
+
+    #[test]
+    fn a_gcs_profile_maps_to_its_config_with_immutability() {
+        let mut profile = Profile::new(
+            "gcs",
+            ProfileSpec {
+                gcs: Some(GcsProfileSpec {
+                    bucket: "dr".into(),
+                    prefix: "/cluster-a/".into(),
+                    endpoint: Some("http://127.0.0.1:4443".into()),
+                    replica: true,
+                    credentials_secret: None,
+                }),
+                immutability: Some(Immutability { protection_days: 30 }),
+                ..Default::default()
+            },
+        );
+        let config = gcs_config(&profile, GcsCredentials::MetadataServer).unwrap();
+        assert_eq!((config.bucket.as_str(), config.prefix.as_str(), config.endpoint.as_deref()), ("dr", "cluster-a", Some("http://127.0.0.1:4443")));
+        assert_eq!((config.immutable_days, config.replica), (Some(30), true));
+        assert!(matches!(config.credentials, GcsCredentials::MetadataServer));
+        // GKE workload identity goes through the metadata server: no pod label, unlike Azure's.
+        assert!(!profile.spec.uses_azure_workload_identity());
+        profile.spec.gcs = None;
+        assert!(gcs_config(&profile, GcsCredentials::MetadataServer).is_none());
     }
 }

@@ -50,8 +50,8 @@ fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Replic
 }
 
 /// Where and when the DR policy copies its restore points (`kubectl dr replicate`, run in
-/// the cluster): to an S3 or Azure Blob profile, each copy read back through `verifyWith` (a
-/// profile that may read) or through `to` itself.
+/// the cluster): to an S3, Azure Blob or Google Cloud Storage profile, each copy read back
+/// through `verifyWith` (a profile that may read) or through `to` itself.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Replication {

@@ -1,5 +1,5 @@
 //! The `Profile` custom resource: where restore points go (an S3 bucket, an Azure Blob
-//! container or a file volume), and whether they are write-once.
+//! container, a Google Cloud Storage bucket or a file volume), and whether they are write-once.
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Bucket","type":"string","jsonPath":".spec.s3.bucket"}"#,
     printcolumn = r#"{"name":"Account","type":"string","jsonPath":".spec.azure.account"}"#,
     printcolumn = r#"{"name":"Container","type":"string","jsonPath":".spec.azure.container"}"#,
+    printcolumn = r#"{"name":"GCS bucket","type":"string","jsonPath":".spec.gcs.bucket"}"#,
     printcolumn = r#"{"name":"Claim","type":"string","jsonPath":".spec.file.claimName"}"#,
     printcolumn = r#"{"name":"Immutable days","type":"integer","jsonPath":".spec.immutability.protectionDays"}"#
 )]
@@ -28,12 +29,16 @@ pub struct ProfileSpec {
     /// An Azure Blob Storage container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure: Option<AzureProfileSpec>,
+    /// A Google Cloud Storage bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcs: Option<GcsProfileSpec>,
     /// An NFS share or other volume, through a PersistentVolumeClaim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileProfileSpec>,
-    /// Write every object write-once for a protection period (S3 and Azure): on S3 with an
-    /// Object Lock retention (COMPLIANCE), on Azure with a locked version-level immutability
-    /// policy. Not for a file volume.
+    /// Write every object write-once for a protection period (S3, Azure and GCS): on S3 with
+    /// an Object Lock retention (COMPLIANCE), on Azure with a locked version-level immutability
+    /// policy, on GCS with a locked object retention (the bucket must have object retention
+    /// enabled). Not for a file volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutability: Option<Immutability>,
 }
@@ -94,6 +99,30 @@ pub struct AzureProfileSpec {
     pub credentials_secret: Option<String>,
 }
 
+/// A Google Cloud Storage bucket.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GcsProfileSpec {
+    /// The bucket's name.
+    pub bucket: String,
+    /// Object name prefix inside the bucket.
+    #[serde(default)]
+    pub prefix: String,
+    /// The JSON API's base URL (an emulator, a private endpoint);
+    /// `https://storage.googleapis.com` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The bucket holds copies made by `kubectl dr replicate` (an off-site copy): a copy's
+    /// dates are judged by the source store's receipt time it carries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replica: bool,
+    /// Secret in the DR namespace with service-account.json (a service account's JSON key; a
+    /// project-id key beside it, as Kasten's GCS profiles have, is ignored); the metadata
+    /// server (GKE workload identity) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
 /// The pod label AKS's workload identity webhook looks for: only pods carrying it get the
 /// federated token and the `AZURE_*` variables.
 pub const AZURE_WORKLOAD_IDENTITY_LABEL: (&str, &str) = ("azure.workload.identity/use", "true");
@@ -105,18 +134,18 @@ impl ProfileSpec {
         self.azure.as_ref().is_some_and(|a| a.credentials_secret.is_none())
     }
 
-    /// The kinds of location set (`s3`, `azure`, `file`, in that order): a usable profile sets
-    /// exactly one.
+    /// The kinds of location set (`s3`, `azure`, `gcs`, `file`, in that order): a usable
+    /// profile sets exactly one.
     pub fn kinds(&self) -> Vec<&'static str> {
-        [("s3", self.s3.is_some()), ("azure", self.azure.is_some()), ("file", self.file.is_some())]
+        [("s3", self.s3.is_some()), ("azure", self.azure.is_some()), ("gcs", self.gcs.is_some()), ("file", self.file.is_some())]
             .into_iter()
             .filter_map(|(kind, set)| set.then_some(kind))
             .collect()
     }
 
     /// The profile's kind and where it points, as `kubectl dr profile list` shows them:
-    /// `s3://BUCKET/PREFIX`, `azure://ACCOUNT/CONTAINER/PREFIX` or `pvc/CLAIM[:PATH]`; `None`
-    /// unless exactly one kind is set.
+    /// `s3://BUCKET/PREFIX`, `azure://ACCOUNT/CONTAINER/PREFIX`, `gs://BUCKET/PREFIX` or
+    /// `pvc/CLAIM[:PATH]`; `None` unless exactly one kind is set.
     pub fn location_url(&self) -> Option<(&'static str, String)> {
         if self.kinds().len() != 1 {
             return None;
@@ -130,6 +159,9 @@ impl ProfileSpec {
         }
         if let Some(azure) = &self.azure {
             return Some(("azure", joined("azure", &[&azure.account, &azure.container, &azure.prefix])));
+        }
+        if let Some(gcs) = &self.gcs {
+            return Some(("gcs", joined("gs", &[&gcs.bucket, &gcs.prefix])));
         }
         let file = self.file.as_ref()?;
         Some(("file", format!("pvc/{}{}", file.claim_name, if file.path.is_empty() { String::new() } else { format!(":{}", file.path) })))
@@ -183,6 +215,11 @@ mod tests {
         let mut prefixed = azure.clone();
         prefixed.azure.as_mut().unwrap().prefix = "cluster-a".into();
         assert_eq!(prefixed.location_url(), Some(("azure", "azure://acct/dr/cluster-a".into())));
+        let gcs = ProfileSpec { gcs: Some(GcsProfileSpec { bucket: "dr".into(), ..Default::default() }), ..Default::default() };
+        assert_eq!(gcs.location_url(), Some(("gcs", "gs://dr".into())));
+        let mut prefixed = gcs.clone();
+        prefixed.gcs.as_mut().unwrap().prefix = "/cluster-a/".into();
+        assert_eq!(prefixed.location_url(), Some(("gcs", "gs://dr/cluster-a".into())));
         let file = ProfileSpec { file: Some(FileProfileSpec { claim_name: "nfs".into(), path: "a".into() }), ..Default::default() };
         assert_eq!(file.location_url(), Some(("file", "pvc/nfs:a".into())));
         // None, or more than one: no single place.
@@ -190,6 +227,17 @@ mod tests {
         let both = ProfileSpec { s3: s3.s3.clone(), azure: azure.azure.clone(), ..Default::default() };
         assert_eq!(both.kinds(), ["s3", "azure"]);
         assert_eq!(both.location_url(), None);
+        let gcs_and_azure = ProfileSpec { gcs: gcs.gcs.clone(), azure: azure.azure.clone(), ..Default::default() };
+        assert_eq!(gcs_and_azure.kinds(), ["azure", "gcs"]);
+        assert_eq!(gcs_and_azure.location_url(), None);
+    }
+
+    #[test]
+    fn a_gcs_spec_reads_and_writes_the_camel_case_fields() {
+        let spec: ProfileSpec = serde_json::from_value(serde_json::json!({"gcs": {"bucket": "dr", "credentialsSecret": "gcs-credentials"}})).unwrap();
+        let gcs = spec.gcs.as_ref().unwrap();
+        assert_eq!((gcs.prefix.as_str(), gcs.credentials_secret.as_deref(), gcs.replica, gcs.endpoint.as_deref()), ("", Some("gcs-credentials"), false, None));
+        assert_eq!(serde_json::to_value(&spec).unwrap(), serde_json::json!({"gcs": {"bucket": "dr", "prefix": "", "credentialsSecret": "gcs-credentials"}}));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use dr_core::dr_policy::profile::{GivenCaBundle, GivenCredentials, NewProfile};
 use dr_core::location::{AzureCredentials, StaticCredentials};
-use dr_core::resources::{AzureProfileSpec, FileProfileSpec, Immutability, Profile, ProfileSpec, S3ProfileSpec};
+use dr_core::resources::{AzureProfileSpec, FileProfileSpec, GcsProfileSpec, Immutability, Profile, ProfileSpec, S3ProfileSpec};
 use kube::api::{Api, DeleteParams};
 use kube::ResourceExt;
 use zeroize::Zeroizing;
@@ -57,6 +57,22 @@ fn azure_given(credentials: Option<AzureCredentials>) -> Result<GivenCredentials
             "--azure-credentials-from-env needs {} (the storage account's access key) or {} (a SAS token); for workload identity, leave the flag out",
             input::AZURE_STORAGE_KEY,
             input::AZURE_STORAGE_SAS_TOKEN
+        ),
+    }
+}
+
+/// `--gcs-credentials-from-env`: the service account's JSON key in the file that
+/// GOOGLE_APPLICATION_CREDENTIALS names.
+fn env_gcs_credentials() -> Result<GivenCredentials> {
+    gcs_given(input::env_gcs_key()?)
+}
+
+fn gcs_given(key: Option<Zeroizing<String>>) -> Result<GivenCredentials> {
+    match key {
+        Some(key) => Ok(GivenCredentials::GcsServiceAccountKey(key)),
+        None => bail!(
+            "--gcs-credentials-from-env needs {} (the path of a service account's JSON key file); for the metadata server (GKE workload identity), leave the flag out",
+            input::GOOGLE_APPLICATION_CREDENTIALS
         ),
     }
 }
@@ -117,21 +133,31 @@ async fn create(client: &kube::Client, ns: &str, args: &ProfileCreateArgs) -> Re
             credentials_secret: args.azure_credentials_secret.clone(),
         });
         spec.immutability = loc.immutable_days.map(|d| Immutability { protection_days: d });
+    } else if let Some(bucket) = &loc.gcs_bucket {
+        spec.gcs = Some(GcsProfileSpec {
+            bucket: bucket.clone(),
+            prefix: loc.gcs_prefix.clone(),
+            endpoint: loc.gcs_endpoint.clone(),
+            replica: loc.gcs_replica,
+            credentials_secret: args.gcs_credentials_secret.clone(),
+        });
+        spec.immutability = loc.immutable_days.map(|d| Immutability { protection_days: d });
     } else if let Some(pvc) = &args.pvc {
         spec.file = Some(FileProfileSpec { claim_name: pvc.clone(), path: args.pvc_path.clone() });
     } else {
-        bail!("a profile needs a location: --s3-bucket BUCKET (with its flags), --azure-account ACCOUNT --azure-container CONTAINER (with theirs), or --pvc CLAIM for an NFS share");
+        bail!("a profile needs a location: --s3-bucket BUCKET (with its flags), --azure-account ACCOUNT --azure-container CONTAINER (with theirs), --gcs-bucket BUCKET (with its flags), or --pvc CLAIM for an NFS share");
     }
     let new = NewProfile {
         name: args.name.clone(),
         namespace: ns.to_owned(),
         spec,
         // Credentials given for a Secret the library creates (from a file or the environment).
-        credentials: match (&args.s3_credentials_file, args.s3_credentials_from_env, args.azure_credentials_from_env) {
-            (Some(file), _, _) => Some(GivenCredentials::S3(file_credentials(file)?)),
-            (None, true, _) => Some(GivenCredentials::S3(env_credentials()?)),
-            (None, false, true) => Some(env_azure_credentials()?),
-            (None, false, false) => None,
+        credentials: match (&args.s3_credentials_file, args.s3_credentials_from_env, args.azure_credentials_from_env, args.gcs_credentials_from_env) {
+            (Some(file), _, _, _) => Some(GivenCredentials::S3(file_credentials(file)?)),
+            (None, true, _, _) => Some(GivenCredentials::S3(env_credentials()?)),
+            (None, false, true, _) => Some(env_azure_credentials()?),
+            (None, false, false, true) => Some(env_gcs_credentials()?),
+            (None, false, false, false) => None,
         },
         ca_bundle: match &loc.s3_ca_bundle {
             Some(file) => Some(GivenCaBundle { from: format!("--s3-ca-bundle {}", file.display()), pem: input::ca_bundle_file(file)? }),
@@ -177,5 +203,14 @@ mod tests {
             matches!(azure_given(Some(AzureCredentials::Sas(Zeroizing::new("sv=1".into())))).unwrap(), GivenCredentials::AzureSas(s) if s.as_str() == "sv=1")
         );
         assert!(matches!(azure_given(Some(AzureCredentials::SharedKey(Zeroizing::new("k".into())))).unwrap(), GivenCredentials::AzureSharedKey(_)));
+    }
+
+    #[test]
+    fn gcs_credentials_from_the_environment_must_be_there() {
+        let err = gcs_given(None).unwrap_err().to_string();
+        assert!(err.contains("needs GOOGLE_APPLICATION_CREDENTIALS") && err.contains("leave the flag out"), "{err}");
+        let given = gcs_given(Some(Zeroizing::new(r#"{"type": "service_account"}"#.into()))).unwrap();
+        assert!(matches!(&given, GivenCredentials::GcsServiceAccountKey(k) if k.starts_with('{')));
+        assert_eq!(format!("{given:?}"), "GcsServiceAccountKey([redacted])");
     }
 }
