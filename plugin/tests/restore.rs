@@ -1136,3 +1136,56 @@ async fn a_cluster_backs_up_to_azure_blob_and_a_new_cluster_restores_from_it() {
     ok(&out);
     assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "EUR");
 }
+
+/// Google Cloud Storage end to end, on fake-gcs-server behind the gateway that checks Google's
+/// side of authentication: a profile whose Secret holds a service account's JSON key (made
+/// from the file GOOGLE_APPLICATION_CREDENTIALS names, checked against the bucket before it is
+/// saved), a backup to it, the points listed from the plugin with the key file named in the
+/// environment only, and a new cluster restoring from the same bucket through the restore Job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_backs_up_to_gcs_and_a_new_cluster_restores_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let nfs = dir.path().join("nfs");
+    std::fs::create_dir_all(&nfs).unwrap();
+    let emulator = support::fake_gcs();
+    support::gcs_bucket(&emulator, "dr-points", true);
+    let (gateway, key) = support::gcs_gateway(&emulator);
+    let key_file = dir.path().join("dr-writer.json");
+    std::fs::write(&key_file, &key).unwrap();
+    let env = vec![("GOOGLE_APPLICATION_CREDENTIALS", key_file.display().to_string())];
+    let bucket = ["--gcs-bucket", "dr-points", "--gcs-endpoint", &gateway.url, "--gcs-prefix", "prod"];
+    let (source_api, kc) = cluster(dir.path(), "source").await;
+    source_api.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+    source_api.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"currency": "EUR"}}));
+    // A bucket that does not exist is found before the profile is saved.
+    let missing = dr(&kc, &["profile", "create", "gcs", "--gcs-bucket", "nothere", "--gcs-endpoint", &gateway.url, "--gcs-credentials-from-env"], "", &env);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("bucket nothere does not exist"), "{}", String::from_utf8_lossy(&missing.stderr));
+    ok(&dr(&kc, &[&["profile", "create", "gcs"][..], &bucket, &["--gcs-credentials-from-env"]].concat(), "", &env));
+    let secret = find(&source_api, "", "secrets", NS, "gcs-credentials").expect("the credentials Secret");
+    assert!(secret["data"]["service-account.json"].is_string(), "{secret}");
+    let out = ok(&dr(&kc, &["enable", "--profile", "gcs", "--passphrase-file", "-"], PASS, &[]));
+    let cluster_id = out.lines().find_map(|l| l.strip_prefix("Cluster ID: ")).unwrap().to_owned();
+    let backup = ok(&dr(&kc, &["backup", "--local"], "", &[]));
+    assert!(backup.contains("gs://dr-points/prod"), "{backup}");
+
+    // From the plugin, the key file named only in the environment.
+    let listed = ok(&dr(&kc, &[&["restore-points", "--cluster-id", &cluster_id, "--passphrase-file", "-"][..], &bucket].concat(), PASS, &env));
+    assert_eq!(listed.lines().filter(|l| l.contains("complete")).count(), 1, "{listed}");
+    let unkeyed = dr(&kc, &[&["restore-points", "--cluster-id", &cluster_id, "--passphrase-file", "-"][..], &bucket].concat(), PASS, &[]);
+    assert!(!unkeyed.status.success());
+    assert!(String::from_utf8_lossy(&unkeyed.stderr).contains("GOOGLE_APPLICATION_CREDENTIALS"), "{}", String::from_utf8_lossy(&unkeyed.stderr));
+
+    // A new cluster restores from the bucket, the Job reading the key from its Secret.
+    let (target, tkc) = cluster(dir.path(), "target").await;
+    ok(&dr(&tkc, &[&["profile", "create", "gcs"][..], &bucket, &["--gcs-credentials-from-env"]].concat(), "", &env));
+    let job = kubelet(&target, &nfs);
+    let out = dr(&tkc, &["restore", "--cluster-id", &cluster_id, "--profile", "gcs", "--passphrase-file", "-"], PASS, &[]);
+    assert_eq!(job.await.unwrap(), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    ok(&out);
+    assert_eq!(find(&target, "", "configmaps", "shop", "settings").unwrap()["data"]["currency"], "EUR");
+    // Every request the product made reached the bucket with a token the gateway issued.
+    let stats: Value = reqwest::get(format!("{}/gateway/stats", gateway.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(stats["refused"], 0, "{stats}");
+    assert!(stats["issued"].as_u64() >= Some(4), "{stats}");
+}

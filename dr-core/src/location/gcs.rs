@@ -212,6 +212,10 @@ impl GcsLocation {
                 return Err(LocationError::Invalid(format!("protection period {days} days is out of range: choose 1 to 90 days")));
             }
         }
+        let prefix = cfg.prefix.trim_matches('/');
+        if !prefix.is_empty() && prefix.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+            return Err(LocationError::Invalid(format!("GCS prefix {prefix:?} has an empty, `.` or `..` segment")));
+        }
         let base = match &cfg.endpoint {
             Some(endpoint) => super::rest::endpoint(endpoint, "GCS endpoint")?,
             None => "https://storage.googleapis.com".to_owned(),
@@ -323,9 +327,20 @@ impl GcsLocation {
         let mut refreshed = false;
         for attempt in 1..=ATTEMPTS {
             let last = attempt == ATTEMPTS;
-            let request = self.authorize(call, url.clone()).await?;
+            let request = match self.authorize(call, url.clone()).await {
+                Ok(request) => request,
+                // The token service fails like any other: its transient failures are tried again.
+                Err(Failure::Transport(_) | Failure::Status { status: 408 | 429 | 500 | 502 | 503 | 504, .. }) if !last => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+                Err(failure) => return Err(failure),
+            };
+            // A 308 is a resumable session's "go on"; to anything else it is a redirect, not done.
+            let go_on = |status: reqwest::StatusCode| status.as_u16() == 308 && call.op == Op::UploadChunk;
             let wait = match self.http.execute(request).await {
-                Ok(response) if response.status().is_success() || response.status().as_u16() == 308 => return Ok(response),
+                Ok(response) if response.status().is_success() || go_on(response.status()) => return Ok(response),
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let retry_after = super::rest::retry_after(&response);
@@ -387,7 +402,7 @@ impl GcsLocation {
                     401 => refused(format!(
                         "the credentials were not accepted ({message}): check that the service account key (service-account.json) is whole and not deleted, or that workload identity maps this pod's Kubernetes service account to a Google service account, and that this machine's clock is right"
                     )),
-                    403 if op == Op::DeleteObject && message.to_lowercase().contains("retention") => {
+                    403 if op == Op::DeleteObject && (code == "retentionPolicyNotMet" || message.to_lowercase().contains("retention")) => {
                         refused("an object retention or the bucket's retention policy protects this object until its date; it can be deleted only after".into())
                     }
                     403 => refused(format!("these credentials lack {} ({message})", op.permission())),
@@ -490,9 +505,9 @@ impl GcsLocation {
             code: "UnreadableListing".into(),
             detail,
         })?;
-        let history = if any_noncurrent {
-            History::Versions
-        } else {
+        // The bucket's setting, not noncurrent generations seen: those outlive versioning
+        // being turned off, after which an overwrite leaves no trace.
+        let history = {
             match self.bucket_settings().await {
                 Ok(settings) if settings.versioning.enabled => History::Versions,
                 Ok(_) => History::CurrentOnly {
@@ -503,9 +518,10 @@ impl GcsLocation {
                 },
                 Err(failure) => History::CurrentOnly {
                     why: format!(
-                        "whether the bucket of {} keeps generations could not be read ({}), so an overwrite cannot be told from the original: grant storage.buckets.get",
+                        "whether the bucket of {} keeps generations could not be read ({}){}, so an overwrite cannot be told from the original: grant storage.buckets.get",
                         self.describe(),
-                        crate::error_text(&self.error(failure, Op::GetBucket, ""))
+                        crate::error_text(&self.error(failure, Op::GetBucket, "")),
+                        if any_noncurrent { "; it kept some once" } else { "" }
                     ),
                 },
             }
@@ -515,7 +531,10 @@ impl GcsLocation {
 
     /// A media download of `key` (its `generation`, else the live object), of `range` when given.
     fn get_call<'k>(key: &'k str, generation: Option<&str>, range: Option<String>) -> Call<'k> {
-        let call = Call::new(Op::GetObject, Method::GET, Target::Object(key)).query("alt", "media").generation(generation);
+        // `Accept-Encoding: gzip` gets the stored bytes as they are: without it GCS decompresses
+        // an object whose contentEncoding says gzip (anyone with storage.objects.update can
+        // set it on a generation), and ignores Range and Content-Length while it does.
+        let call = Call::new(Op::GetObject, Method::GET, Target::Object(key)).query("alt", "media").header("accept-encoding", "gzip").generation(generation);
         match range {
             Some(range) => call.header("range", range),
             None => call,
@@ -679,8 +698,10 @@ impl ServiceAccount {
             client_email: String,
             #[serde(default)]
             private_key_id: String,
-            #[serde(deserialize_with = "secret")]
-            private_key: Zeroizing<String>,
+            /// Skipped here (serde_json unescapes strings in a buffer it frees unwiped): read by
+            /// [`json_string_member`] into wiped memory.
+            #[serde(default)]
+            private_key: serde::de::IgnoredAny,
             #[serde(default)]
             token_uri: Option<String>,
         }
@@ -694,7 +715,9 @@ impl ServiceAccount {
         if key.kind != "service_account" {
             return Err(invalid(&format!("is of type {:?}", key.kind)));
         }
-        let der = pem_body(&key.private_key).ok_or_else(|| invalid("has no PEM private_key"))?;
+        let _ = key.private_key;
+        let pem = json_string_member(json, "private_key").ok_or_else(|| invalid("has no private_key"))?;
+        let der = pem_body(&pem).ok_or_else(|| invalid("has no PEM private_key"))?;
         let pair = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&der).map_err(|_| invalid("has a private_key that is not a PKCS#8 RSA key"))?;
         let token_uri = key.token_uri.unwrap_or_else(|| "https://oauth2.googleapis.com/token".into());
         super::rest::endpoint(&token_uri, "the service account key's token_uri")?;
@@ -722,11 +745,43 @@ fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Zeroizing<String>, D
     String::deserialize(d).map(Zeroizing::new)
 }
 
+/// The value of the string member `name` of a JSON object, unescaped into memory that is wiped
+/// when dropped (the PEM of a private key holds `\n` escapes). `None` when it is missing or
+/// not a plain string.
+fn json_string_member(json: &str, name: &str) -> Option<Zeroizing<String>> {
+    let quoted = format!("\"{name}\"");
+    let at = json.find(&quoted)?;
+    let rest = json[at + quoted.len()..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let mut out = Zeroizing::new(String::with_capacity(rest.len().min(16 * 1024)));
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                't' => out.push('\t'),
+                '/' => out.push('/'),
+                '\\' => out.push('\\'),
+                '"' => out.push('"'),
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                _ => return None,
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
 /// The DER inside a PEM block.
 fn pem_body(pem: &str) -> Option<Zeroizing<Vec<u8>>> {
     use base64::Engine;
     let body = pem.split("-----BEGIN PRIVATE KEY-----").nth(1)?.split("-----END PRIVATE KEY-----").next()?;
-    let text = Zeroizing::new(body.chars().filter(|c| !c.is_whitespace()).collect::<String>());
+    let mut text = Zeroizing::new(String::with_capacity(body.len()));
+    text.extend(body.chars().filter(|c| !c.is_whitespace()));
     base64::engine::general_purpose::STANDARD.decode(text.as_bytes()).ok().map(Zeroizing::new)
 }
 
@@ -778,7 +833,8 @@ impl Auth {
             expires_in: u64,
         }
         let granted: Granted = response.json().await.map_err(|e| Failure::Transport(format!("{what}'s answer: {}", transport_text(e))))?;
-        *kept = Some((granted.access_token.clone(), Instant::now() + Duration::from_secs(granted.expires_in)));
+        // At most a day: the answer comes from wherever the key's token_uri points.
+        *kept = Some((granted.access_token.clone(), Instant::now() + Duration::from_secs(granted.expires_in.min(86_400))));
         Ok(granted.access_token)
     }
 }
@@ -965,23 +1021,19 @@ impl GcsUpload {
                     let status = Call::new(Op::UploadChunk, Method::PUT, Target::Session(&session)).header("content-range", "bytes */*");
                     match self.loc.send(&status).await {
                         Ok(response) if response.status().as_u16() == 308 => from = persisted(&response).clamp(self.sent, end),
-                        // The session is over: done, or gone. The nonce tells.
-                        Ok(_) | Err(Failure::Status { status: 404 | 410, .. }) if last => return self.confirm().await,
+                        // The session finished with this upload's bytes (no one else has its URI).
+                        Ok(_) if last => return Ok(()),
+                        // The session is gone: whether it finished first, the nonce tells.
+                        Err(Failure::Status { status: 404 | 410, .. }) if last => return self.confirm().await,
                         _ => {}
                     }
                 }
                 // The session is over (a retry after its last chunk's answer was lost): done,
                 // or gone. The nonce tells.
                 Err(Failure::Status { status: 404 | 410, .. }) if last => return self.confirm().await,
-                Err(failure) => {
-                    // Refused because the object exists: done when it is this upload's own
-                    // (the last chunk's answer was lost), else another writer's.
-                    return match self.refused(failure, Op::UploadChunk).await {
-                        Ok(()) if last => Ok(()),
-                        Ok(()) => Err(LocationError::AlreadyExists { location: self.loc.describe(), key: self.key.clone() }),
-                        Err(e) => Err(e),
-                    };
-                }
+                // A 412 here is another writer's object: this session's own retry would have been
+                // answered as done.
+                Err(failure) => return Err(self.loc.error(failure, Op::UploadChunk, &self.key)),
             }
         }
     }
@@ -993,7 +1045,7 @@ impl GcsUpload {
 
 /// How many bytes a session holds, from a 308's `Range: bytes=0-N` (none: 0).
 fn persisted(response: &reqwest::Response) -> u64 {
-    header(response, "range").and_then(|r| r.strip_prefix("bytes=0-").and_then(|n| n.trim().parse::<u64>().ok())).map(|n| n + 1).unwrap_or(0)
+    header(response, "range").and_then(|r| r.strip_prefix("bytes=0-").and_then(|n| n.trim().parse::<u64>().ok())).map(|n| n.saturating_add(1)).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -1030,6 +1082,14 @@ mod tests {
     #[test]
     fn a_listing_with_a_generation_that_is_not_a_number_is_refused() {
         assert!(histories(vec![resource("p", "abc", false)]).unwrap_err().contains("not a number"));
+    }
+
+    #[test]
+    fn a_json_string_member_is_unescaped() {
+        let json = r#"{"private_key_id": "x", "private_key" : "-----BEGIN\nA\/B\u0041\"\\-----", "n": 1}"#;
+        assert_eq!(json_string_member(json, "private_key").unwrap().as_str(), "-----BEGIN\nA/BA\"\\-----");
+        assert!(json_string_member(json, "client_email").is_none());
+        assert!(json_string_member(r#"{"private_key": "cut"#, "private_key").is_none());
     }
 
     #[test]

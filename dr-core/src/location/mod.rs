@@ -584,6 +584,9 @@ impl Location {
                 Ok(())
             }
             Location::S3(s) => s.delete(key, version.map(|v| v.id.as_str())).await,
+            // The delete marker listed after the versions of a name with no current one: these
+            // stores keep no such thing, and a plain delete would hit whatever is current now.
+            Location::Azure(_) | Location::Gcs(_) if version.is_some_and(|v| v.delete_marker) => Ok(()),
             Location::Azure(a) => a.delete(key, version.map(|v| v.id.as_str())).await,
             Location::Gcs(g) => g.delete(key, version.map(|v| v.id.as_str())).await,
         }

@@ -26,8 +26,8 @@ pub(super) fn client() -> Result<reqwest::Client, LocationError> {
 /// the network in clear. Returned without a trailing slash.
 pub(super) fn endpoint(endpoint: &str, what: &str) -> Result<String, LocationError> {
     let url = reqwest::Url::parse(endpoint).map_err(|e| LocationError::Invalid(format!("{what} {endpoint:?} is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
-        return Err(LocationError::Invalid(format!("{what} {endpoint:?} must be an http(s) URL without a query")));
+    if !matches!(url.scheme(), "http" | "https") || url.query().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(LocationError::Invalid(format!("{what} must be an http(s) URL without a query or a user name")));
     }
     if url.scheme() == "http" && !is_loopback(&url) {
         return Err(LocationError::Invalid(format!(
