@@ -261,19 +261,38 @@ impl AzureLocation {
     }
 
     /// Sends `call`, signed, trying again on transport failures, 408, 429 and 5xx (with
-    /// backoff, `Retry-After` honoured up to 30 s); an answer of 2xx is returned.
+    /// backoff, `Retry-After` honoured up to 30 s), Entra's included, and once on a 401 with a
+    /// fresh workload identity token; an answer of 2xx is returned.
     async fn send(&self, call: &Call<'_>) -> Result<reqwest::Response, Failure> {
         let url = self.url(call).map_err(|e| Failure::Transport(crate::error_text(&e)))?;
         let mut delay = Duration::from_millis(200);
+        let mut refreshed = false;
         for attempt in 1..=ATTEMPTS {
             let last = attempt == ATTEMPTS;
-            let request = self.sign(call, url.clone()).await?;
+            let request = match self.sign(call, url.clone()).await {
+                Ok(request) => request,
+                // Microsoft Entra fails like any other service: its transient failures are tried again.
+                Err(Failure::Transport(_) | Failure::Status { status: 408 | 429 | 500 | 502 | 503 | 504, .. }) if !last => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+                Err(failure) => return Err(failure),
+            };
             let wait = match self.http.execute(request).await {
                 Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let retry_after = super::rest::retry_after(&response);
                     let failure = failure_of(response).await;
+                    if status == 401 && !refreshed {
+                        if let Auth::WorkloadIdentity(identity) = &*self.auth {
+                            // The kept token may have been revoked or expired early.
+                            refreshed = true;
+                            *identity.token.lock().await = None;
+                            continue;
+                        }
+                    }
                     if last || !super::rest::is_transient(status) {
                         return Err(failure);
                     }
@@ -846,7 +865,8 @@ impl WorkloadIdentity {
         }
         let granted: Granted = response.json().await.map_err(|e| Failure::Transport(format!("Microsoft Entra's answer: {}", transport_text(e))))?;
         let token = Zeroizing::new(granted.access_token);
-        *kept = Some((token.clone(), Instant::now() + Duration::from_secs(granted.expires_in)));
+        // At most a day: a longer lifetime is not Entra's.
+        *kept = Some((token.clone(), Instant::now() + Duration::from_secs(granted.expires_in.min(86_400))));
         Ok(token)
     }
 }
