@@ -1,8 +1,9 @@
 # The job image, for docker and podman users:
 #   docker build -t REGISTRY/PATH/dr-job:0.1.0 .        (or: podman build ...)
-# The same image as scripts/image builds without a daemon (CI builds and smoke-tests that
-# one): the static (musl) dr-job in the dist profile on scratch, a CA bundle for S3, Vault,
-# AWS Secrets Manager and STS over TLS, user 65532, /dr-job as the entrypoint.
+# The same image as the linux/amd64 one scripts/image builds without a daemon (CI builds and
+# smoke-tests that one, and the linux/arm64 one, and the index over both): the static (musl)
+# dr-job in the dist profile on scratch, a CA bundle for S3, Vault, AWS Secrets Manager and
+# STS over TLS, user 65532, /dr-job as the entrypoint.
 # Build arguments: VERSION and REVISION for the labels (scripts/dist passes them).
 
 ARG RUST_VERSION=1.89

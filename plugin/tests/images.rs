@@ -26,26 +26,30 @@ fn sha256(bytes: &[u8]) -> String {
     dr_core::images::digest_of(bytes)
 }
 
-/// A small OCI image archive, laid out as `buildah push ... oci-archive:` writes one: a layer,
-/// a config, a manifest, index.json naming the image. Returns the manifest's bytes.
-fn write_archive(path: &Path, name: &str) -> Vec<u8> {
+/// A small image for `arch`: a layer, a config, a manifest (each as bytes).
+fn image_blobs(arch: &str) -> [Vec<u8>; 3] {
     let mut layer = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
-    let body = b"#!/bin/true\n";
+    let body = if arch == "amd64" { b"#!/bin/true\n".to_vec() } else { format!("#!/bin/true {arch}\n").into_bytes() };
     header.set_size(body.len() as u64);
     header.set_mode(0o755);
     header.set_cksum();
     layer.append_data(&mut header, "dr-job", &body[..]).unwrap();
     let layer = layer.into_inner().unwrap();
-    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "config": {"User": "65532:65532", "Entrypoint": ["/dr-job"]},
+    let config = serde_json::to_vec(&json!({"architecture": arch, "os": "linux", "config": {"User": "65532:65532", "Entrypoint": ["/dr-job"]},
         "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]}}))
     .unwrap();
     let manifest = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len()}]}))
     .unwrap();
-    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": sha256(&manifest), "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": name}}]}))
+    [layer, config, manifest]
+}
+
+/// An OCI layout in a tar file: index.json naming `top` (of `media_type`) as `name`, and the blobs.
+fn write_layout(path: &Path, name: &str, media_type: &str, top: &[u8], blobs: &[&[u8]]) {
+    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [{"mediaType": media_type,
+        "digest": sha256(top), "size": top.len(), "annotations": {"org.opencontainers.image.ref.name": name}}]}))
     .unwrap();
     let mut archive = tar::Builder::new(std::fs::File::create(path).unwrap());
     let mut add = |name: &str, bytes: &[u8]| {
@@ -57,19 +61,49 @@ fn write_archive(path: &Path, name: &str) -> Vec<u8> {
     };
     add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
     add("index.json", &index);
-    for blob in [&layer, &config, &manifest] {
+    for blob in blobs {
         add(&format!("blobs/sha256/{}", &sha256(blob)[7..]), blob);
     }
     archive.finish().unwrap();
+}
+
+/// A small OCI image archive, laid out as `buildah push ... oci-archive:` writes one: a layer,
+/// a config, a manifest, index.json naming the image. Returns the manifest's bytes.
+fn write_archive(path: &Path, name: &str) -> Vec<u8> {
+    let [layer, config, manifest] = image_blobs("amd64");
+    write_layout(path, name, "application/vnd.oci.image.manifest.v1+json", &manifest, &[&layer, &config, &manifest]);
     manifest
 }
 
-/// GET a manifest from the registry: status, Docker-Content-Digest, body.
+/// An OCI archive holding an image index over a linux/amd64 and a linux/arm64 image, laid out
+/// as `buildah manifest push --all ... oci-archive:` (scripts/image) writes one: index.json
+/// names the index only, the images' manifests are blobs. Returns the index's bytes and the
+/// images' manifests.
+fn write_index_archive(path: &Path, name: &str) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let images: Vec<[Vec<u8>; 3]> = ["amd64", "arm64"].into_iter().map(image_blobs).collect();
+    let descriptors: Vec<Value> = ["amd64", "arm64"]
+        .iter()
+        .zip(&images)
+        .map(|(arch, [_, _, m])| {
+            json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(m), "size": m.len(),
+                "platform": {"architecture": arch, "os": "linux"}})
+        })
+        .collect();
+    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": descriptors})).unwrap();
+    let mut blobs: Vec<&[u8]> = images.iter().flat_map(|i| i.iter().map(Vec::as_slice)).collect();
+    blobs.push(&index);
+    write_layout(path, name, "application/vnd.oci.image.index.v1+json", &index, &blobs);
+    let manifests = images.into_iter().map(|[_, _, m]| m).collect();
+    (index, manifests)
+}
+
+/// GET a manifest from the registry: status, Docker-Content-Digest, body. Accepts an image
+/// or an index (a registry asked for an image only would answer an index with one of its images).
 async fn get_manifest(registry: &str, repository: &str, reference: &str) -> (u16, String, Vec<u8>) {
     dr_core::init_crypto_provider();
     let resp = reqwest::Client::new()
         .get(format!("{registry}/v2/{repository}/manifests/{reference}"))
-        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json")
         .send()
         .await
         .unwrap();
@@ -161,6 +195,66 @@ async fn mirror_fills_a_registry_the_airgapped_chart_then_pulls_from() {
     assert_eq!(report["digest"], digest);
     let (status, served, _) = get_manifest(&registry.url, "second/dr-job", VERSION).await;
     assert_eq!((status, served.as_str()), (200, digest.as_str()));
+}
+
+#[tokio::test]
+async fn mirror_copies_a_multi_arch_index_with_every_image_in_it() {
+    let registry = support::registry();
+    let host = registry.url.trim_start_matches("http://").to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("dr-job.oci.tar");
+    let (index, manifests) = write_index_archive(&archive, &format!("localhost/kubectl-dr/dr-job:{VERSION}"));
+    let digest = sha256(&index);
+
+    let to = format!("{host}/mirror");
+    let out = dr(&["images", "mirror", "--to", &to, "--from-archive", archive.to_str().unwrap(), "--plain-http", "--no-chart", "-o", "json"]);
+    let report: Value = serde_json::from_str(&support::succeeded(&out)).unwrap();
+    assert_eq!(report["digest"], digest, "the index's digest, the one the plugin and the chart pin");
+    assert_eq!(report["image"], format!("{host}/mirror/dr-job:{VERSION}@{digest}"));
+    assert_eq!(report["platforms"], json!(["linux/amd64", "linux/arm64"]));
+    assert_eq!(report["blobsUploaded"], 4, "each image's config and layer");
+
+    // The index, by tag and by digest, byte for byte; each image by its digest, with its blobs.
+    for reference in [VERSION.to_owned(), digest.clone()] {
+        let (status, served, body) = get_manifest(&registry.url, "mirror/dr-job", &reference).await;
+        assert_eq!((status, served.as_str()), (200, digest.as_str()), "{reference}");
+        assert_eq!(body, index);
+    }
+    for manifest in &manifests {
+        let (status, served, body) = get_manifest(&registry.url, "mirror/dr-job", &sha256(manifest)).await;
+        assert_eq!((status, served, &body), (200, sha256(manifest), manifest));
+        let manifest: Value = serde_json::from_slice(manifest).unwrap();
+        for blob in std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap()) {
+            let url = format!("{}/v2/mirror/dr-job/blobs/{}", registry.url, blob["digest"].as_str().unwrap());
+            let resp = reqwest::Client::new().get(&url).send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 200, "{url}");
+            assert_eq!(sha256(&resp.bytes().await.unwrap()), blob["digest"].as_str().unwrap());
+        }
+    }
+    // The table says which platforms the index holds.
+    let table = dr(&["images", "mirror", "--to", &to, "--from-archive", archive.to_str().unwrap(), "--plain-http", "--no-chart"]);
+    let said = String::from_utf8_lossy(&table.stderr);
+    assert!(table.status.success() && said.contains("linux/amd64, linux/arm64") && said.contains("0 blob(s) uploaded"), "{said}");
+
+    // Registry to registry: the whole index again, digest kept.
+    let from = format!("{host}/mirror/dr-job:{VERSION}");
+    let out = dr(&["images", "mirror", "--to", &format!("{host}/second"), "--from", &from, "--source-plain-http", "--plain-http", "--no-chart", "-o", "json"]);
+    let report: Value = serde_json::from_str(&support::succeeded(&out)).unwrap();
+    assert_eq!((report["digest"].as_str(), report["blobsUploaded"].as_u64()), (Some(digest.as_str()), Some(4)));
+    for reference in std::iter::once(digest.clone()).chain(manifests.iter().map(|m| sha256(m))) {
+        assert_eq!(get_manifest(&registry.url, "second/dr-job", &reference).await.0, 200, "{reference}");
+    }
+
+    // An index naming an image the archive does not hold is refused, and leaves no tag.
+    let broken = dir.path().join("broken.oci.tar");
+    let images: Vec<[Vec<u8>; 3]> = ["amd64", "arm64"].into_iter().map(image_blobs).collect();
+    let (index, _) = write_index_archive(&dir.path().join("unused.oci.tar"), "x");
+    let blobs: Vec<&[u8]> = images[0].iter().map(Vec::as_slice).chain([index.as_slice()]).collect();
+    write_layout(&broken, "x", "application/vnd.oci.image.index.v1+json", &index, &blobs);
+    let out = dr(&["images", "mirror", "--to", &format!("{host}/broken"), "--from-archive", broken.to_str().unwrap(), "--plain-http", "--no-chart"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains(&format!("manifest {} is missing", sha256(&images[1][2]))), "{err}");
+    assert_eq!(get_manifest(&registry.url, "broken/dr-job", VERSION).await.0, 404);
 }
 
 #[tokio::test]

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """The release's chart package, krew manifest and checksums (called by scripts/dist).
 
-    dist.py DIST_DIR VERSION REPOSITORY BASE_URL KUBECTL_DR
+    dist.py DIST_DIR VERSION REPOSITORY BASE_URL KUBECTL_DR ARCH...
+
+KUBECTL_DR is a plugin this machine runs (it packages the chart); ARCH... are the release's
+architectures (amd64, arm64), one krew platform each.
 """
 import hashlib
 import os
@@ -44,10 +47,29 @@ def package_chart(dist, version, repository, kubectl_dr):
     return out
 
 
-def krew_manifest(dist, version, base_url):
+def krew_platform(dist, version, base_url, arch):
+    archive = f"kubectl-dr_{version}_linux_{arch}.tar.gz"
+    return f"""    - selector:
+        matchLabels:
+          os: linux
+          arch: {arch}
+      uri: {base_url.rstrip('/')}/{archive}
+      sha256: {sha256(os.path.join(dist, archive))}
+      bin: kubectl-dr
+      files:
+        - from: kubectl-dr
+          to: .
+        - from: kubectl_complete-dr
+          to: .
+        - from: README.md
+          to: .
+"""
+
+
+def krew_manifest(dist, version, base_url, arches):
     # krew's index asks for a homepage; a local manifest does without (DR_HOMEPAGE sets it).
     homepage = f"  homepage: {os.environ['DR_HOMEPAGE']}\n" if os.environ.get("DR_HOMEPAGE") else ""
-    archive = f"kubectl-dr_{version}_linux_amd64.tar.gz"
+    platforms = "".join(krew_platform(dist, version, base_url, arch) for arch in arches)
     path = os.path.join(dist, "krew", "dr.yaml")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
@@ -63,21 +85,7 @@ spec:
     points (S3 with Object Lock, or NFS) and restores them onto a new cluster with one
     command. The job image it deploys: kubectl dr images.
   platforms:
-    - selector:
-        matchLabels:
-          os: linux
-          arch: amd64
-      uri: {base_url.rstrip('/')}/{archive}
-      sha256: {sha256(os.path.join(dist, archive))}
-      bin: kubectl-dr
-      files:
-        - from: kubectl-dr
-          to: .
-        - from: kubectl_complete-dr
-          to: .
-        - from: README.md
-          to: .
-  caveats: |
+{platforms}  caveats: |
     kubectl dr <TAB> completes (kubectl 1.26 and later) through kubectl_complete-dr on the
     PATH, which krew does not link. Link it once beside the plugin (it follows upgrades):
       ln -sf kubectl-dr "${{KREW_ROOT:-$HOME/.krew}}/bin/kubectl_complete-dr"
@@ -87,9 +95,10 @@ spec:
 
 def main():
     dist, version, repository, base_url, kubectl_dr = sys.argv[1:6]
+    arches = sys.argv[6:] or ["amd64"]
     chart = package_chart(dist, version, repository, kubectl_dr)
     print(f"chart {chart}", file=sys.stderr)
-    print(f"krew manifest {krew_manifest(dist, version, base_url)}", file=sys.stderr)
+    print(f"krew manifest {krew_manifest(dist, version, base_url, arches)}", file=sys.stderr)
     names = sorted(
         n for n in os.listdir(dist)
         if n.endswith((".tar.gz", ".tgz", ".oci.tar")) and os.path.isfile(os.path.join(dist, n))

@@ -222,15 +222,22 @@ impl OciArchive {
 }
 
 impl ImageSource for OciArchive {
+    /// The image index.json names (its first: `scripts/image` writes one, an image or an
+    /// index), or by digest any manifest the archive holds: an index's images are blobs that
+    /// index.json does not list.
     async fn manifest(&mut self, reference: &str) -> Result<Manifest, ImageError> {
         let manifests = self.index["manifests"].as_array().cloned().unwrap_or_default();
         let entry = if is_digest(reference) { manifests.iter().find(|m| m["digest"] == reference) } else { manifests.first() };
-        let Some(entry) = entry else {
-            return Err(ImageError::ArchiveDamaged { path: self.path.clone(), detail: "index.json lists no image".into() });
+        let (digest, listed_type) = match entry {
+            Some(entry) => (entry["digest"].as_str().unwrap_or_default().to_owned(), entry["mediaType"].as_str().map(str::to_owned)),
+            None if is_digest(reference) => (reference.to_owned(), None),
+            None => return Err(ImageError::ArchiveDamaged { path: self.path.clone(), detail: "index.json lists no image".into() }),
         };
-        let digest = entry["digest"].as_str().unwrap_or_default().to_owned();
         let bytes = self.read_blob(&digest, "manifest")?;
-        let media_type = entry["mediaType"].as_str().unwrap_or(MANIFEST_TYPES[0]).to_owned();
+        // The type index.json gives, else the manifest's own mediaType (OCI and Docker
+        // manifests carry one), else an OCI image manifest.
+        let own_type = || serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["mediaType"].as_str().map(str::to_owned));
+        let media_type = listed_type.or_else(own_type).unwrap_or_else(|| MANIFEST_TYPES[0].to_owned());
         Ok(Manifest { media_type, bytes })
     }
 
@@ -250,22 +257,37 @@ pub struct CopyReport {
     /// Where the image now is, pinned: `registry/path/name:tag@sha256:...`.
     pub image: String,
     pub digest: String,
+    /// The platforms (`os/architecture[/variant]`) an index holds an image for; empty for a
+    /// single image.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
     pub blobs_uploaded: usize,
     pub blobs_present: usize,
     pub bytes_uploaded: u64,
 }
 
 /// Copies the image `reference` of `source` to `dest` (its tag), manifests byte for byte, so
-/// the digest stays the same. An index (several platforms) is copied with every image in it.
+/// the digest stays the same. An index (several platforms) is copied with every image in it:
+/// each image's config and layers, then its manifest by digest, then the index under the tag
+/// (a registry refuses an index whose images it does not hold).
 pub async fn copy(source: &mut impl ImageSource, reference: &str, dest: &ImageRef, options: &RegistryOptions) -> Result<CopyReport, ImageError> {
     let mut target = Registry::new(dest, options)?;
     let top = source.manifest(reference).await?;
-    let mut report = CopyReport { image: String::new(), digest: top.digest(), blobs_uploaded: 0, blobs_present: 0, bytes_uploaded: 0 };
+    let mut report = CopyReport { image: String::new(), digest: top.digest(), platforms: vec![], blobs_uploaded: 0, blobs_present: 0, bytes_uploaded: 0 };
     let mut images = vec![];
     if top.is_index() {
         for m in top.json(&source.describe())?["manifests"].as_array().cloned().unwrap_or_default() {
             let digest = m["digest"].as_str().unwrap_or_default().to_owned();
-            images.push((digest.clone(), source.manifest(&digest).await?));
+            let p = &m["platform"];
+            if let (Some(os), Some(arch)) = (p["os"].as_str(), p["architecture"].as_str()) {
+                let variant = p["variant"].as_str().map(|v| format!("/{v}")).unwrap_or_default();
+                report.platforms.push(format!("{os}/{arch}{variant}"));
+            }
+            let mut manifest = source.manifest(&digest).await?;
+            if let Some(t) = m["mediaType"].as_str() {
+                manifest.media_type = t.to_owned();
+            }
+            images.push((digest, manifest));
         }
     } else {
         images.push((top.digest(), top.clone()));

@@ -116,6 +116,9 @@ async fn mirror(args: &MirrorArgs, fips: bool, output: OutputFormat) -> Result<E
             if let Some(chart) = &chart {
                 println!("{}", chart.chart);
             }
+            if !report.platforms.is_empty() {
+                eprintln!("an image index: one image for each of {}", report.platforms.join(", "));
+            }
             eprintln!(
                 "{} blob(s) uploaded ({}), {} already there. Restore with: kubectl dr restore --airgapped-repository {to} ...",
                 report.blobs_uploaded + chart.as_ref().map_or(0, |c| c.blobs_uploaded),
