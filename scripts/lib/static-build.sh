@@ -45,14 +45,21 @@ ensure_static_toolchain() {
   fi
 }
 
-# static_build ARCH PACKAGE...: builds the packages' binaries in the dist profile for ARCH.
+# static_build ARCH PACKAGE... [--bin=NAME]: builds the packages' binaries (only NAME with
+# --bin; the packages still resolve features together, so a later build of the rest reuses
+# every dependency) in the dist profile for ARCH.
 # amd64 with cargo and musl-gcc; arm64 with cargo-zigbuild, which makes zig the C compiler and
 # linker for aarch64-unknown-linux-musl (zig ships musl's headers and startup files for it).
 # Build settings (DR_IMAGE_REPOSITORY, ...) come from the environment.
 static_build() {
   local arch=$1 args=()
   shift
-  for p in "$@"; do args+=(-p "$p"); done
+  for p in "$@"; do
+    case $p in
+      --bin=*) args+=("$p") ;;
+      *) args+=(-p "$p") ;;
+    esac
+  done
   case $arch in
     amd64) cargo build --quiet --locked --profile dist --target "$(rust_target amd64)" "${args[@]}" ;;
     arm64)
