@@ -98,7 +98,8 @@ async fn the_release_binaries_back_up_a_cluster_and_restore_it_onto_a_new_one() 
         }
         panic!("helm never created the restore Job");
     });
-    let out = release.dr(&tkc, &["restore", "--cluster-id", &cluster_id, "--profile", "offsite", "--passphrase-file", "-", "--path", nfs.to_str().unwrap()], PASS);
+    let out =
+        release.dr(&tkc, &["restore", "--cluster-id", &cluster_id, "--profile", "offsite", "--passphrase-file", "-", "--path", nfs.to_str().unwrap()], PASS);
     assert_eq!(kubelet.await.unwrap(), 0, "{}", String::from_utf8_lossy(&out.stderr));
     support::succeeded(&out);
     let restored = target.objects("", "configmaps").into_iter().find(|o| o["metadata"]["name"] == "settings").expect("the ConfigMap restored");
